@@ -1,0 +1,29 @@
+#!/bin/sh
+# Install what wormhole needs to build, run and test on Debian 12.
+# Usage: scripts/deps.sh [build|test|bench]   (default: build)
+set -eu
+what=${1:-build}
+export DEBIAN_FRONTEND=noninteractive
+
+pkgs="build-essential cmake pkg-config libngtcp2-dev libngtcp2-crypto-gnutls-dev
+ libgnutls28-dev libsodium-dev libfuse3-dev fuse3"
+case "$what" in
+test) pkgs="$pkgs libcmocka-dev python3 python3-pytest clang libclang-rt-14-dev
+ attr coreutils diffutils findutils tar" ;;
+bench) pkgs="$pkgs openssh-server openssh-client sshfs rsync python3 fio" ;;
+esac
+
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "wormhole: missing packages:$missing (run as root, or apt-get install them)" >&2
+		exit 1
+	fi
+	apt-get update -q
+	# shellcheck disable=SC2086
+	apt-get install -y -q $missing
+fi

@@ -1,0 +1,821 @@
+/*
+ * wh_session.c - the client's network thread: connect, authenticate,
+ * multiplex requests over streams, reconnect.
+ *
+ * Locking: s->lock guards the pending queue, every struct call, the state
+ * and the handlers.  The QUIC endpoint is touched only by the network
+ * thread.  Callers block on their call's condition variable.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "auth/wh_pake.h"
+#include "client/wh_session.h"
+#include "common/wh_err.h"
+#include "common/wh_log.h"
+#include "common/wh_time.h"
+#include "net/wh_addr.h"
+#include "net/wh_quic.h"
+#include "proto/wh_proto.h"
+
+#define PAKE_LABEL "EXPORTER-wormhole-pake"
+#define CLIENT_CAPS (WH_CAP_INVAL | WH_CAP_READDIRPLUS)
+#define CTRL_MAX (64 * 1024)
+#define RETRY_MIN_MS 250
+#define RETRY_MAX_MS 1000
+
+enum sess_state {
+	SS_CONNECTING,
+	SS_WAIT_ACK,  /* HELLO sent */
+	SS_WAIT_OK,   /* AUTH sent */
+	SS_READY,
+	SS_FAILED,    /* permanent: wrong code, locked, or no_reconnect */
+};
+
+struct call {
+	struct call *next;
+	int refs;
+	uint8_t *req;
+	size_t req_len;
+	struct wh_buf resp;
+	int err;
+	bool done, abandoned, in_flight;
+	pthread_cond_t cv;
+};
+
+struct wh_session {
+	struct wh_session_opts opts;
+	char code[32];
+	char peer[256];
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t lock;
+	pthread_cond_t state_cv;
+	int wakefd, epfd;
+
+	/* protected by lock */
+	struct call *pend_head, *pend_tail;
+	enum sess_state state;
+	int fail_err;
+	char fail_msg[WH_MAX_ERRMSG + 64];
+	bool ever_ready, stop;
+	wh_session_inval_cb on_inval;
+	wh_session_reconnect_cb on_reconnect;
+	void *handler_ud;
+
+	/* network thread only */
+	struct wh_quic_ep *ep;
+	struct wh_quic_conn *qc;
+	struct wh_quic_stream *ctrl;
+	struct wh_buf ctrl_rx;
+	struct wh_pake pake;
+	bool conn_dead;
+	bool streams_blocked;
+	uint64_t next_attempt;
+	unsigned retry_ms;
+};
+
+/* ---------------------------------------------------------------- calls */
+
+static void call_unref(struct call *c)
+{
+	if (--c->refs > 0)
+		return;
+	free(c->req);
+	wh_buf_free(&c->resp);
+	pthread_cond_destroy(&c->cv);
+	free(c);
+}
+
+/* call_finish - complete |c| with |err|; lock held. */
+static void call_finish(struct call *c, int err)
+{
+	if (c->done)
+		return;
+	c->done = true;
+	c->err = err;
+	pthread_cond_signal(&c->cv);
+}
+
+static void pend_push_front(struct wh_session *s, struct call *c)
+{
+	c->next = s->pend_head;
+	s->pend_head = c;
+	if (!s->pend_tail)
+		s->pend_tail = c;
+}
+
+static void pend_push_back(struct wh_session *s, struct call *c)
+{
+	c->next = NULL;
+	if (s->pend_tail)
+		s->pend_tail->next = c;
+	else
+		s->pend_head = c;
+	s->pend_tail = c;
+}
+
+static struct call *pend_pop(struct wh_session *s)
+{
+	struct call *c = s->pend_head;
+
+	if (c) {
+		s->pend_head = c->next;
+		if (!s->pend_head)
+			s->pend_tail = NULL;
+		c->next = NULL;
+	}
+	return c;
+}
+
+/* fail_all_pending - lock held. */
+static void fail_all_pending(struct wh_session *s, int err)
+{
+	struct call *c;
+
+	while ((c = pend_pop(s))) {
+		call_finish(c, err);
+		call_unref(c);
+	}
+}
+
+static void set_failed(struct wh_session *s, int err, const char *msg)
+{
+	pthread_mutex_lock(&s->lock);
+	s->state = SS_FAILED;
+	s->fail_err = err;
+	snprintf(s->fail_msg, sizeof(s->fail_msg), "%s", msg);
+	fail_all_pending(s, err);
+	pthread_cond_broadcast(&s->state_cv);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* ------------------------------------------------------- control stream */
+
+static int send_frame(struct wh_session *s, struct wh_quic_stream *st,
+		      const struct wh_msg *m)
+{
+	uint8_t *buf = malloc(256);
+	ssize_t n;
+
+	if (!buf)
+		return -ENOMEM;
+	n = wh_msg_encode(m, buf, 256);
+	if (n < 0) {
+		free(buf);
+		return (int)n;
+	}
+	return wh_quic_send(s->qc, st, buf, (size_t)n, false, free);
+}
+
+static void on_handshake(struct wh_quic_conn *qc, void *ud)
+{
+	struct wh_session *s = ud;
+	uint8_t sid[32];
+	struct wh_msg m;
+	int rv;
+
+	memset(&m, 0, sizeof(m));
+	rv = wh_quic_conn_exporter(qc, PAKE_LABEL, sid, sizeof(sid));
+	if (rv == 0)
+		rv = wh_pake_start(&s->pake, WH_PAKE_CLIENT, s->code, sid,
+				   sizeof(sid), m.u.hello.pake_msg);
+	if (rv == 0)
+		rv = wh_quic_open_stream(qc, NULL, &s->ctrl);
+	if (rv == 0) {
+		m.hdr.type = WH_MSG_HELLO;
+		m.u.hello.min_version = WH_PROTO_MIN_VERSION;
+		m.u.hello.max_version = WH_PROTO_VERSION;
+		m.u.hello.caps = CLIENT_CAPS;
+		rv = send_frame(s, s->ctrl, &m);
+	}
+	if (rv < 0) {
+		wh_err("cannot start authentication: %s", wh_strerror(rv));
+		wh_quic_conn_close(qc, 1, "internal error");
+		return;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->state = SS_WAIT_ACK;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void ctrl_error(struct wh_session *s, const struct wh_msg_error *e)
+{
+	char msg[WH_MAX_ERRMSG + 1];
+	size_t n = e->message.len;
+	int err;
+
+	memcpy(msg, e->message.p, n);
+	msg[n] = '\0';
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)msg[i] < 0x20)
+			msg[i] = '?';
+	if (strstr(msg, "too many"))
+		err = WH_ERR_LOCKED;
+	else if (e->err == EACCES)
+		err = WH_ERR_AUTH;
+	else if (e->err == EPROTONOSUPPORT)
+		err = WH_ERR_VERSION;
+	else
+		err = WH_ERR_PROTO;
+	wh_err("the host refused us: %s", msg[0] ? msg : wh_strerror(err));
+	set_failed(s, err, msg[0] ? msg : wh_strerror(err));
+	wh_quic_conn_close(s->qc, 0, "refused");
+}
+
+static void ctrl_msg(struct wh_session *s, const struct wh_msg *m)
+{
+	enum sess_state st;
+	struct wh_msg out;
+	wh_session_inval_cb inval;
+	wh_session_reconnect_cb reconnect;
+	void *hud;
+	bool again;
+
+	pthread_mutex_lock(&s->lock);
+	st = s->state;
+	pthread_mutex_unlock(&s->lock);
+
+	if (m->hdr.type == WH_MSG_ERROR) {
+		ctrl_error(s, &m->u.error);
+		return;
+	}
+	memset(&out, 0, sizeof(out));
+	if (st == SS_WAIT_ACK && m->hdr.type == WH_MSG_HELLO_ACK) {
+		if (m->u.hello_ack.version < WH_PROTO_MIN_VERSION ||
+		    m->u.hello_ack.version > WH_PROTO_VERSION) {
+			set_failed(s, WH_ERR_VERSION,
+				   "the host speaks another protocol version");
+			wh_quic_conn_close(s->qc, 1, "version");
+			return;
+		}
+		if (wh_pake_finish(&s->pake, m->u.hello_ack.pake_msg,
+				   out.u.auth.confirm) < 0 ||
+		    wh_pake_verify(&s->pake, m->u.hello_ack.confirm) < 0) {
+			wh_pake_wipe(&s->pake);
+			set_failed(s, WH_ERR_AUTH,
+				   "wrong join code (the host could not "
+				   "confirm it)");
+			wh_quic_conn_close(s->qc, 2, "wrong join code");
+			return;
+		}
+		wh_pake_wipe(&s->pake);
+		out.hdr.type = WH_MSG_AUTH;
+		if (send_frame(s, s->ctrl, &out) < 0) {
+			wh_quic_conn_close(s->qc, 1, "internal error");
+			return;
+		}
+		pthread_mutex_lock(&s->lock);
+		s->state = SS_WAIT_OK;
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
+	if (st == SS_WAIT_OK && m->hdr.type == WH_MSG_AUTH_OK) {
+		pthread_mutex_lock(&s->lock);
+		again = s->ever_ready;
+		s->state = SS_READY;
+		s->ever_ready = true;
+		s->retry_ms = RETRY_MIN_MS;
+		reconnect = s->on_reconnect;
+		hud = s->handler_ud;
+		pthread_cond_broadcast(&s->state_cv);
+		pthread_mutex_unlock(&s->lock);
+		if (again) {
+			wh_info("reconnected to %s", s->peer);
+			if (reconnect)
+				reconnect(hud);
+		} else {
+			wh_info("connected to %s", s->peer);
+		}
+		return;
+	}
+	if (st == SS_READY && m->hdr.type == WH_MSG_INVAL) {
+		pthread_mutex_lock(&s->lock);
+		inval = s->on_inval;
+		hud = s->handler_ud;
+		pthread_mutex_unlock(&s->lock);
+		if (inval)
+			inval(hud, m->u.inval.dir.p, m->u.inval.dir.len,
+			      m->u.inval.name.p, m->u.inval.name.len);
+		return;
+	}
+	wh_warn("unexpected %s from the host", wh_msg_type_name(m->hdr.type));
+	wh_quic_conn_close(s->qc, 1, "unexpected control message");
+}
+
+static int ctrl_data(struct wh_session *s, const uint8_t *data, size_t len)
+{
+	struct wh_frame_hdr hdr;
+	struct wh_msg m;
+	size_t flen;
+	int rv;
+
+	if (s->ctrl_rx.len + len > CTRL_MAX)
+		return WH_ERR_TOOBIG;
+	if (wh_buf_append(&s->ctrl_rx, data, len) < 0)
+		return -ENOMEM;
+	for (;;) {
+		rv = wh_frame_hdr_decode(s->ctrl_rx.data, s->ctrl_rx.len,
+					 CTRL_MAX, &hdr);
+		if (rv == WH_ERR_SHORT)
+			return 0;
+		if (rv < 0)
+			return rv;
+		flen = WH_FRAME_HDR_LEN + hdr.length;
+		if (s->ctrl_rx.len < flen)
+			return 0;
+		rv = wh_msg_decode(s->ctrl_rx.data, flen, CTRL_MAX, &m);
+		if (rv < 0)
+			return rv;
+		ctrl_msg(s, &m);
+		wh_buf_consume(&s->ctrl_rx, flen);
+		if (!s->ctrl)
+			return 0;
+	}
+}
+
+/* ------------------------------------------------------- QUIC callbacks */
+
+static int on_stream_data(struct wh_quic_conn *qc, struct wh_quic_stream *st,
+			  const uint8_t *data, size_t len, bool fin, void *ud)
+{
+	struct wh_session *s = ud;
+	struct call *c = wh_quic_stream_ud(st);
+	struct wh_frame_hdr hdr;
+	int rv = 0;
+
+	(void)qc;
+	if (st == s->ctrl)
+		return ctrl_data(s, data, len);
+	if (!c)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	if (c->done || c->abandoned)
+		goto out;
+	if (c->resp.len + len > WH_FRAME_HDR_LEN + WH_MAX_REPLY_FRAME) {
+		call_finish(c, WH_ERR_PROTO);
+		goto out;
+	}
+	if (wh_buf_append(&c->resp, data, len) < 0) {
+		call_finish(c, -ENOMEM);
+		goto out;
+	}
+	if (fin) {
+		rv = wh_frame_hdr_decode(c->resp.data, c->resp.len,
+					 WH_MAX_REPLY_FRAME, &hdr);
+		if (rv == 0 &&
+		    c->resp.len != WH_FRAME_HDR_LEN + (size_t)hdr.length)
+			rv = WH_ERR_PROTO;
+		call_finish(c, rv < 0 ? WH_ERR_PROTO : 0);
+	}
+	rv = 0;
+out:
+	pthread_mutex_unlock(&s->lock);
+	return rv;
+}
+
+static void on_stream_close(struct wh_quic_conn *qc, struct wh_quic_stream *st,
+			    void *ud)
+{
+	struct wh_session *s = ud;
+	struct call *c = wh_quic_stream_ud(st);
+
+	(void)qc;
+	if (st == s->ctrl) {
+		s->ctrl = NULL;
+		return;
+	}
+	if (!c)
+		return;
+	wh_quic_stream_set_ud(st, NULL);
+	pthread_mutex_lock(&s->lock);
+	c->in_flight = false;
+	if (c->done || c->abandoned) {
+		call_unref(c);
+	} else if (s->opts.no_reconnect || s->state == SS_FAILED) {
+		call_finish(c, s->state == SS_FAILED && s->fail_err
+				       ? s->fail_err
+				       : WH_ERR_CLOSED);
+		call_unref(c);
+	} else {
+		/* the stream died with the connection: send it again later */
+		wh_buf_reset(&c->resp);
+		pend_push_front(s, c);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void on_streams_available(struct wh_quic_conn *qc, void *ud)
+{
+	struct wh_session *s = ud;
+
+	(void)qc;
+	s->streams_blocked = false;
+}
+
+static void on_close(struct wh_quic_conn *qc, int err, const char *reason,
+		     void *ud)
+{
+	struct wh_session *s = ud;
+	bool was_ready;
+
+	(void)qc;
+	s->conn_dead = true;
+	s->ctrl = NULL;
+	pthread_mutex_lock(&s->lock);
+	was_ready = s->state == SS_READY;
+	if (s->state != SS_FAILED)
+		s->state = SS_CONNECTING;
+	pthread_mutex_unlock(&s->lock);
+	if (was_ready)
+		wh_warn("connection to %s lost: %s%s%s", s->peer,
+			wh_strerror(err), *reason ? ": " : "", reason);
+	else
+		wh_debug("connection attempt to %s ended: %s%s%s", s->peer,
+			 wh_strerror(err), *reason ? ": " : "", reason);
+	if (s->opts.no_reconnect && s->state != SS_FAILED)
+		set_failed(s, WH_ERR_CLOSED, "connection closed by the host");
+}
+
+static const struct wh_quic_cbs session_cbs = {
+	.on_handshake = on_handshake,
+	.on_stream_data = on_stream_data,
+	.on_stream_close = on_stream_close,
+	.on_streams_available = on_streams_available,
+	.on_close = on_close,
+};
+
+/* -------------------------------------------------------- the thread */
+
+static void conn_teardown(struct wh_session *s)
+{
+	if (s->ep) {
+		int fd = wh_quic_ep_fd(s->ep);
+
+		epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+		wh_quic_ep_del(s->ep);
+	}
+	s->ep = NULL;
+	s->qc = NULL;
+	s->ctrl = NULL;
+	s->conn_dead = false;
+	wh_buf_reset(&s->ctrl_rx);
+	wh_pake_wipe(&s->pake);
+}
+
+static void conn_start(struct wh_session *s)
+{
+	struct wh_quic_config cfg;
+	struct epoll_event ev;
+	int rv;
+
+	wh_quic_config_default(&cfg, false);
+	rv = wh_quic_client_new((struct sockaddr *)&s->addr, s->addrlen, &cfg,
+				&session_cbs, s, &s->ep, &s->qc);
+	if (rv < 0) {
+		wh_debug("cannot connect to %s: %s", s->peer,
+			 wh_strerror(rv));
+		s->ep = NULL;
+		return;
+	}
+	s->streams_blocked = false;
+	ev.events = EPOLLIN;
+	ev.data.u32 = 1;
+	epoll_ctl(s->epfd, EPOLL_CTL_ADD, wh_quic_ep_fd(s->ep), &ev);
+	pthread_mutex_lock(&s->lock);
+	if (s->state != SS_FAILED)
+		s->state = SS_CONNECTING;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* dispatch - put pending calls on streams (network thread). */
+static void dispatch(struct wh_session *s)
+{
+	struct call *c;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->state != SS_READY || !s->qc) {
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
+	while (!s->streams_blocked && (c = pend_pop(s))) {
+		struct wh_quic_stream *st;
+		uint8_t *copy;
+		int rv;
+
+		if (c->abandoned || c->done) {
+			call_unref(c);
+			continue;
+		}
+		rv = wh_quic_open_stream(s->qc, c, &st);
+		if (rv == -EAGAIN) {
+			s->streams_blocked = true;
+			pend_push_front(s, c);
+			break;
+		}
+		if (rv < 0) {
+			pend_push_front(s, c);
+			break;
+		}
+		copy = malloc(c->req_len ? c->req_len : 1);
+		if (!copy) {
+			call_finish(c, -ENOMEM);
+			wh_quic_stream_set_ud(st, NULL);
+			wh_quic_stream_reset(s->qc, st, 0);
+			call_unref(c);
+			continue;
+		}
+		memcpy(copy, c->req, c->req_len);
+		c->in_flight = true;
+		wh_quic_send(s->qc, st, copy, c->req_len, true, free);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void *session_thread(void *arg)
+{
+	struct wh_session *s = arg;
+	struct epoll_event evs[4];
+
+	for (;;) {
+		int timeout, n;
+		uint64_t now;
+		bool stop, failed;
+
+		pthread_mutex_lock(&s->lock);
+		stop = s->stop;
+		failed = s->state == SS_FAILED;
+		pthread_mutex_unlock(&s->lock);
+		if (stop)
+			break;
+		now = wh_now_ns();
+		if (!s->ep && !failed && now >= s->next_attempt) {
+			conn_start(s);
+			s->next_attempt = now + s->retry_ms * WH_NS_PER_MS;
+			if (s->retry_ms < RETRY_MAX_MS)
+				s->retry_ms *= 2;
+		}
+		if (s->ep)
+			wh_quic_ep_flush(s->ep);
+		timeout = s->ep ? wh_quic_ep_timeout_ms(s->ep) : -1;
+		if (!s->ep && !failed) {
+			int t = (int)((s->next_attempt > now
+					       ? s->next_attempt - now
+					       : 0) /
+				      WH_NS_PER_MS) + 1;
+
+			if (timeout < 0 || t < timeout)
+				timeout = t;
+		}
+		n = epoll_wait(s->epfd, evs, 4, timeout);
+		for (int i = 0; i < n; i++) {
+			if (evs[i].data.u32 == 0) {
+				uint64_t v;
+
+				(void)!read(s->wakefd, &v, sizeof(v));
+			} else if (s->ep) {
+				wh_quic_ep_read(s->ep);
+			}
+		}
+		if (s->ep)
+			wh_quic_ep_expire(s->ep);
+		if (s->ep && !s->conn_dead)
+			dispatch(s);
+		if (s->ep && !s->conn_dead)
+			wh_quic_ep_flush(s->ep);
+		if (s->ep && s->conn_dead)
+			conn_teardown(s);
+	}
+	conn_teardown(s);
+	return NULL;
+}
+
+static void wake(struct wh_session *s)
+{
+	uint64_t one = 1;
+
+	(void)!write(s->wakefd, &one, sizeof(one));
+}
+
+/* ----------------------------------------------------------------- API */
+
+int wh_session_call(struct wh_session *s, const uint8_t *req, size_t len,
+		    struct wh_buf *resp, int timeout_ms)
+{
+	struct call *c;
+	struct timespec ts;
+	int rv = 0;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->req = malloc(len ? len : 1);
+	if (!c->req) {
+		free(c);
+		return -ENOMEM;
+	}
+	memcpy(c->req, req, len);
+	c->req_len = len;
+	c->refs = 2; /* the caller and the queue/stream */
+	wh_buf_init(&c->resp);
+	pthread_condattr_t attr;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cv, &attr);
+	pthread_condattr_destroy(&attr);
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+
+	pthread_mutex_lock(&s->lock);
+	if (s->state == SS_FAILED) {
+		rv = s->fail_err ? s->fail_err : WH_ERR_CLOSED;
+		c->refs = 1;
+		goto out;
+	}
+	pend_push_back(s, c);
+	wake(s);
+	while (!c->done) {
+		if (pthread_cond_timedwait(&c->cv, &s->lock, &ts) ==
+		    ETIMEDOUT && !c->done) {
+			c->abandoned = true;
+			rv = WH_ERR_TIMEOUT;
+			goto out;
+		}
+	}
+	rv = c->err;
+	if (rv == 0) {
+		struct wh_buf tmp = *resp;
+
+		*resp = c->resp;
+		c->resp = tmp;
+		wh_buf_reset(&c->resp);
+	}
+out:
+	call_unref(c);
+	pthread_mutex_unlock(&s->lock);
+	return rv;
+}
+
+static int rpc_call(void *ctx, const uint8_t *req, size_t req_len,
+		    struct wh_buf *resp, int timeout_ms)
+{
+	return wh_session_call(ctx, req, req_len, resp, timeout_ms);
+}
+
+static const struct wh_rpc_ops session_rpc_ops = {
+	.call = rpc_call,
+};
+
+void wh_session_rpc(struct wh_session *s, struct wh_rpc *rpc)
+{
+	rpc->ops = &session_rpc_ops;
+	rpc->ctx = s;
+}
+
+void wh_session_set_handlers(struct wh_session *s, wh_session_inval_cb inval,
+			     wh_session_reconnect_cb reconnect, void *ud)
+{
+	pthread_mutex_lock(&s->lock);
+	s->on_inval = inval;
+	s->on_reconnect = reconnect;
+	s->handler_ud = ud;
+	pthread_mutex_unlock(&s->lock);
+}
+
+int wh_session_new(const struct wh_session_opts *opts, struct wh_session **ps,
+		   char *err, size_t errlen)
+{
+	struct wh_session *s;
+	struct epoll_event ev;
+	struct timespec ts;
+	int rv;
+
+	if (sodium_init() < 0) {
+		snprintf(err, errlen, "cannot initialize the crypto library");
+		return -EIO;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	s->opts = *opts;
+	s->wakefd = s->epfd = -1;
+	snprintf(s->code, sizeof(s->code), "%s", opts->code);
+	snprintf(s->peer, sizeof(s->peer), "%s", opts->peer);
+	s->opts.code = s->code;
+	s->opts.peer = s->peer;
+	s->retry_ms = RETRY_MIN_MS;
+	wh_buf_init(&s->ctrl_rx);
+	pthread_mutex_init(&s->lock, NULL);
+	{
+		pthread_condattr_t attr;
+
+		pthread_condattr_init(&attr);
+		pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+		pthread_cond_init(&s->state_cv, &attr);
+		pthread_condattr_destroy(&attr);
+	}
+	rv = wh_addr_parse(opts->peer, &s->addr, &s->addrlen);
+	if (rv < 0) {
+		snprintf(err, errlen, "bad peer address '%s': expected "
+			 "ADDR:PORT", opts->peer);
+		goto fail;
+	}
+	s->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	s->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (s->wakefd < 0 || s->epfd < 0) {
+		rv = -errno;
+		snprintf(err, errlen, "%s", strerror(errno));
+		goto fail;
+	}
+	ev.events = EPOLLIN;
+	ev.data.u32 = 0;
+	epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->wakefd, &ev);
+	s->state = SS_CONNECTING;
+	rv = pthread_create(&s->thread, NULL, session_thread, s);
+	if (rv != 0) {
+		rv = -rv;
+		snprintf(err, errlen, "cannot start a thread: %s",
+			 strerror(-rv));
+		goto fail;
+	}
+	s->thread_started = true;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += opts->connect_timeout_ms / 1000;
+	ts.tv_nsec += (long)(opts->connect_timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&s->lock);
+	while (s->state != SS_READY && s->state != SS_FAILED) {
+		if (pthread_cond_timedwait(&s->state_cv, &s->lock, &ts) ==
+		    ETIMEDOUT)
+			break;
+	}
+	if (s->state == SS_READY) {
+		rv = 0;
+	} else if (s->state == SS_FAILED) {
+		rv = s->fail_err;
+		snprintf(err, errlen, "%s", s->fail_msg);
+	} else {
+		rv = WH_ERR_TIMEOUT;
+		snprintf(err, errlen,
+			 "no answer from %s within %d s: is the host running "
+			 "and is UDP port reachable?", s->peer,
+			 opts->connect_timeout_ms / 1000);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (rv < 0)
+		goto fail;
+	*ps = s;
+	return 0;
+fail:
+	wh_session_del(s);
+	return rv;
+}
+
+void wh_session_del(struct wh_session *s)
+{
+	if (!s)
+		return;
+	if (s->thread_started) {
+		pthread_mutex_lock(&s->lock);
+		s->stop = true;
+		pthread_mutex_unlock(&s->lock);
+		wake(s);
+		pthread_join(s->thread, NULL);
+	}
+	pthread_mutex_lock(&s->lock);
+	fail_all_pending(s, WH_ERR_CLOSED);
+	pthread_mutex_unlock(&s->lock);
+	wh_buf_free(&s->ctrl_rx);
+	wh_pake_wipe(&s->pake);
+	if (s->wakefd >= 0)
+		close(s->wakefd);
+	if (s->epfd >= 0)
+		close(s->epfd);
+	pthread_cond_destroy(&s->state_cv);
+	pthread_mutex_destroy(&s->lock);
+	sodium_memzero(s->code, sizeof(s->code));
+	free(s);
+}

@@ -1,0 +1,66 @@
+/*
+ * wh_session.h - a client's authenticated session with a host.
+ *
+ * A session owns one network thread that keeps a QUIC connection to the
+ * host: it authenticates with the join code (PAKE), sends each request on
+ * its own stream, routes replies back to the waiting callers, forwards the
+ * host's INVAL frames, and reconnects by itself when the connection is lost
+ * (requests waiting at that moment are sent again once reconnected, as all
+ * requests are idempotent reads; each still fails at its own deadline).
+ */
+#ifndef WH_SESSION_H
+#define WH_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "client/wh_rpc.h"
+#include "common/wh_buf.h"
+
+struct wh_session;
+
+typedef void (*wh_session_inval_cb)(void *ud, const char *dir, size_t dir_len,
+				    const char *name, size_t name_len);
+typedef void (*wh_session_reconnect_cb)(void *ud);
+
+struct wh_session_opts {
+	const char *code;       /* canonical join code */
+	const char *peer;       /* "ADDR:PORT" of the host */
+	int connect_timeout_ms; /* for the first connection; e.g. 10000 */
+	bool no_reconnect;      /* fail in-flight calls when the link drops
+				 * and never reconnect (test tools) */
+};
+
+/*
+ * wh_session_new - connect and authenticate.  Returns 0 once the session
+ * is ready, or WH_ERR_AUTH (wrong join code), WH_ERR_LOCKED (the host
+ * refuses the code), WH_ERR_TIMEOUT (no answer), WH_ERR_ADDR, ... with a
+ * one-line explanation in |err| (|errlen| bytes).
+ */
+int wh_session_new(const struct wh_session_opts *opts, struct wh_session **ps,
+		   char *err, size_t errlen);
+
+/* wh_session_set_handlers - where INVAL frames and reconnects are
+ * reported (called on the network thread; must not block). */
+void wh_session_set_handlers(struct wh_session *s, wh_session_inval_cb inval,
+			     wh_session_reconnect_cb reconnect, void *ud);
+
+/*
+ * wh_session_call - send |req| (one request frame, or any bytes) on a new
+ * stream and wait for the host's reply frame, at most |timeout_ms|.
+ * Returns 0 with the reply in |resp| (replaced), WH_ERR_TIMEOUT,
+ * WH_ERR_CLOSED (no_reconnect sessions: the connection is gone),
+ * WH_ERR_AUTH (the host no longer accepts our code) or WH_ERR_PROTO (the
+ * reply was malformed or too large).  Thread-safe.
+ */
+int wh_session_call(struct wh_session *s, const uint8_t *req, size_t len,
+		    struct wh_buf *resp, int timeout_ms);
+
+/* wh_session_rpc - a struct wh_rpc backed by this session. */
+void wh_session_rpc(struct wh_session *s, struct wh_rpc *rpc);
+
+/* wh_session_del - close and free; NULL is fine. */
+void wh_session_del(struct wh_session *s);
+
+#endif /* WH_SESSION_H */

@@ -1,0 +1,69 @@
+/*
+ * wh_share.h - the shared folder: safe path resolution, request service,
+ * and change watching.  No network code: the host loop hands it whole
+ * request frames and sends back the response frames it builds.
+ *
+ * Safety: every path comes from the wire and is checked with
+ * wh_path_valid(), then resolved with openat2(RESOLVE_BENEATH |
+ * RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS) from the share's root fd, so
+ * nothing outside the share is ever reached, and no symlink is ever followed
+ * on the host (clients see symlinks as symlinks and resolve them
+ * themselves).  Devices, fifos and sockets are invisible: not listed, and
+ * ENOENT on lookup.  Regular files are opened for reading only after an
+ * O_PATH open proved they are regular files (no open() side effects).
+ * The share is read-only: nothing here writes to it.
+ */
+#ifndef WH_SHARE_H
+#define WH_SHARE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/wh_buf.h"
+#include "proto/wh_proto.h"
+
+struct wh_share;
+
+/*
+ * wh_share_open - open directory |dir| as a share.  Returns 0 with
+ * *pshare set, or -errno (-ENOTDIR, -ENOENT, -EACCES...).  Free with
+ * wh_share_close().
+ */
+int wh_share_open(const char *dir, struct wh_share **pshare);
+/* wh_share_close - release everything; NULL is fine. */
+void wh_share_close(struct wh_share *share);
+
+/*
+ * wh_share_serve - serve one request frame (header + payload, |len| bytes)
+ * and append exactly one response frame (the matching reply, or ERROR with
+ * an errno) to |resp|.
+ * Returns 0 when the connection may go on (including requests that got an
+ * ERROR reply, such as an unsafe path or a missing file), or WH_ERR_PROTO
+ * when the frame itself was malformed (unknown type, bad lengths, trailing
+ * bytes, not a request type): |resp| then holds an ERROR (EPROTO) frame and
+ * the caller should send it and close the connection.  -ENOMEM if |resp|
+ * could not grow.
+ * Thread-safe: may be called from several threads at once.
+ */
+int wh_share_serve(struct wh_share *share, const uint8_t *req, size_t len,
+		   struct wh_buf *resp);
+
+/*
+ * Change watching (inotify).  Directories are watched once a client has
+ * looked them up or listed them (wh_share_serve does this by itself), so
+ * the cost follows what clients use, not the size of the share.
+ *
+ * wh_share_watch_fd - a pollable fd that becomes readable when events are
+ * pending, or -1 if watching is unavailable.
+ * wh_share_watch_drain - read pending events and call |cb| once per change
+ * (|dir| relative to the root, "" for the root; |name| the entry that
+ * changed, "" for the directory itself), coalescing duplicates within one
+ * drain.  Never blocks.  Returns the number of callbacks or -errno.
+ */
+int wh_share_watch_fd(struct wh_share *share);
+typedef void (*wh_share_change_cb)(void *ud, const char *dir, size_t dir_len,
+				   const char *name, size_t name_len);
+int wh_share_watch_drain(struct wh_share *share, wh_share_change_cb cb,
+			 void *ud);
+
+#endif /* WH_SHARE_H */

@@ -1,0 +1,298 @@
+/*
+ * wh_proto.h - wormhole protocol v1: frames and messages, pure encode and
+ * decode with no I/O.  docs/PROTOCOL.md is the normative description; this
+ * header is its C face.
+ *
+ * Every message travels in one frame:
+ *
+ *     u32 length    payload bytes after this 12-byte header
+ *     u16 type      enum wh_msg_type
+ *     u16 flags     reserved, must be 0 on send, ignored on receive
+ *     u32 req_id    chosen by the requester, echoed in the response
+ *     payload       |length| bytes, layout per type
+ *
+ * All integers are big-endian.  Strings are u16 length + bytes (no NUL).
+ * Byte blobs (READ data) are the rest of the payload.
+ *
+ * Streams (see docs/PROTOCOL.md): the client opens one bidirectional control
+ * stream first and runs HELLO / HELLO_ACK / AUTH / AUTH_OK on it; after that
+ * the host pushes INVAL frames on it.  Every request then goes on a fresh
+ * client-opened bidirectional stream: one request frame, FIN; one response
+ * frame (the matching *_REPLY type or ERROR), FIN.
+ *
+ * Decoders never read past |len|, never allocate, and point string fields
+ * into the caller's buffer (so the buffer must outlive the decoded message).
+ * Every decoder rejects trailing bytes, lengths over the limits below, paths
+ * that are not safe relative paths and names that are not single components.
+ */
+#ifndef WH_PROTO_H
+#define WH_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define WH_PROTO_VERSION 1       /* the highest version we speak */
+#define WH_PROTO_MIN_VERSION 1   /* the lowest version we accept */
+#define WH_ALPN "wormhole/1"
+
+#define WH_FRAME_HDR_LEN 12
+#define WH_MAX_PATH 4096         /* bytes in a relative path */
+#define WH_MAX_NAME 255          /* bytes in one path component */
+#define WH_MAX_READ (1024 * 1024) /* bytes in one READ */
+#define WH_MAX_REQ_FRAME 8192    /* payload bytes of any client->host frame */
+#define WH_MAX_REPLY_FRAME (WH_MAX_READ + 65536) /* payload, host->client */
+#define WH_MAX_READDIR_ENTRIES 1024 /* entries in one READDIR_REPLY */
+#define WH_MAX_ERRMSG 512        /* bytes of an ERROR's message */
+#define WH_PAKE_MSG_LEN 32
+#define WH_CONFIRM_LEN 32
+
+/* capability bits, negotiated in HELLO/HELLO_ACK (intersection wins) */
+#define WH_CAP_INVAL     (1ULL << 0) /* host pushes INVAL frames */
+#define WH_CAP_READDIRPLUS (1ULL << 1) /* READDIR_REPLY carries attributes */
+
+enum wh_msg_type {
+	/* control stream */
+	WH_MSG_HELLO = 1,       /* client -> host */
+	WH_MSG_HELLO_ACK = 2,   /* host -> client */
+	WH_MSG_AUTH = 3,        /* client -> host */
+	WH_MSG_AUTH_OK = 4,     /* host -> client */
+	WH_MSG_INVAL = 5,       /* host -> client, any time after AUTH_OK */
+
+	/* requests (client -> host) and their replies */
+	WH_MSG_ERROR = 16,      /* reply to anything */
+	WH_MSG_LOOKUP = 17,
+	WH_MSG_LOOKUP_REPLY = 18,
+	WH_MSG_GETATTR = 19,
+	WH_MSG_GETATTR_REPLY = 20,
+	WH_MSG_READDIR = 21,
+	WH_MSG_READDIR_REPLY = 22,
+	WH_MSG_READ = 23,
+	WH_MSG_READ_REPLY = 24,
+	WH_MSG_READLINK = 25,
+	WH_MSG_READLINK_REPLY = 26,
+	WH_MSG_STATFS = 27,
+	WH_MSG_STATFS_REPLY = 28,
+};
+
+struct wh_frame_hdr {
+	uint32_t length;
+	uint16_t type;
+	uint16_t flags;
+	uint32_t req_id;
+};
+
+/* A string that points into a decoded buffer (not NUL-terminated). */
+struct wh_str {
+	const char *p;
+	uint16_t len;
+};
+
+struct wh_timespec {
+	int64_t sec;
+	uint32_t nsec; /* < 1e9 */
+};
+
+/* File attributes as the host sees them (lstat semantics). 
+ * Wire: ino u64, mode u32, nlink u32, uid u32, gid u32, size u64,
+ * blocks u64, blksize u32, atime, mtime, ctime (each i64 sec + u32 nsec)
+ * = 80 bytes. */
+struct wh_attr {
+	uint64_t ino;
+	uint32_t mode; /* S_IFREG, S_IFDIR or S_IFLNK plus permission bits */
+	uint32_t nlink;
+	uint32_t uid;
+	uint32_t gid;
+	uint64_t size;
+	uint64_t blocks; /* 512-byte units */
+	uint32_t blksize;
+	struct wh_timespec atime, mtime, ctime;
+};
+#define WH_ATTR_WIRE_LEN 80
+
+/* Identifies one version of a file's content: if any field differs, the
+ * bytes may differ.  Wire: size u64, mtime, ctime = 32 bytes. */
+struct wh_version {
+	uint64_t size;
+	struct wh_timespec mtime, ctime;
+};
+#define WH_VERSION_WIRE_LEN 32
+
+struct wh_msg_hello {
+	uint16_t min_version, max_version;
+	uint64_t caps;
+	uint8_t pake_msg[WH_PAKE_MSG_LEN];
+};
+
+struct wh_msg_hello_ack {
+	uint16_t version;
+	uint64_t caps;
+	uint8_t pake_msg[WH_PAKE_MSG_LEN];
+	uint8_t confirm[WH_CONFIRM_LEN]; /* host's key confirmation */
+};
+
+struct wh_msg_auth {
+	uint8_t confirm[WH_CONFIRM_LEN]; /* client's key confirmation */
+};
+
+/* INVAL: something in directory |dir| named |name| changed (created,
+ * deleted, renamed, written, truncated, chmod...).  An empty |name| means
+ * the directory itself changed.  An empty |dir| is the share's root. */
+struct wh_msg_inval {
+	struct wh_str dir;
+	struct wh_str name;
+};
+
+struct wh_msg_error {
+	int32_t err;          /* a positive Linux errno value */
+	struct wh_str message; /* may be empty; at most WH_MAX_ERRMSG */
+};
+
+struct wh_msg_lookup {
+	struct wh_str dir;  /* safe relative path, "" is the root */
+	struct wh_str name; /* one component */
+};
+
+struct wh_msg_path { /* GETATTR, READLINK */
+	struct wh_str path;
+};
+
+struct wh_msg_readdir {
+	struct wh_str path;
+	uint64_t cookie;     /* 0 to start; else next_cookie of a previous reply */
+	uint32_t max_entries; /* 1..WH_MAX_READDIR_ENTRIES */
+};
+
+struct wh_msg_read {
+	struct wh_str path;
+	uint64_t offset;
+	uint32_t length; /* 0..WH_MAX_READ */
+};
+
+struct wh_msg_attr_reply { /* LOOKUP_REPLY, GETATTR_REPLY */
+	struct wh_attr attr;
+};
+
+/* READDIR_REPLY: next_cookie u64, eof u8, count u32, then |count| entries
+ * each name (string) + attr.  Decoded lazily with wh_dirent_next(). */
+struct wh_msg_readdir_reply {
+	uint64_t next_cookie;
+	bool eof;
+	uint32_t count;
+	const uint8_t *entries; /* encoded entries, |entries_len| bytes */
+	size_t entries_len;
+};
+
+struct wh_dirent {
+	struct wh_str name;
+	struct wh_attr attr;
+};
+
+/* READ_REPLY: version, eof u8, then data (rest of payload). */
+struct wh_msg_read_reply {
+	struct wh_version version;
+	bool eof;           /* offset+len reached the end of the file */
+	const uint8_t *data;
+	uint32_t data_len;
+};
+
+struct wh_msg_readlink_reply {
+	struct wh_str target;
+};
+
+struct wh_msg_statfs_reply {
+	uint32_t bsize, frsize, namemax;
+	uint64_t blocks, bfree, bavail, files, ffree;
+};
+
+struct wh_msg {
+	struct wh_frame_hdr hdr;
+	union {
+		struct wh_msg_hello hello;
+		struct wh_msg_hello_ack hello_ack;
+		struct wh_msg_auth auth;
+		struct wh_msg_inval inval;
+		struct wh_msg_error error;
+		struct wh_msg_lookup lookup;
+		struct wh_msg_path path;  /* GETATTR, READLINK */
+		struct wh_msg_readdir readdir;
+		struct wh_msg_read read;
+		struct wh_msg_attr_reply attr; /* LOOKUP_REPLY, GETATTR_REPLY */
+		struct wh_msg_readdir_reply readdir_reply;
+		struct wh_msg_read_reply read_reply;
+		struct wh_msg_readlink_reply readlink_reply;
+		struct wh_msg_statfs_reply statfs_reply;
+		/* AUTH_OK and STATFS have no payload */
+	} u;
+};
+
+/*
+ * wh_frame_hdr_decode - decode the 12-byte header at |buf|.
+ * Returns 0, WH_ERR_SHORT if len < WH_FRAME_HDR_LEN, WH_ERR_TOOBIG if the
+ * payload length exceeds |max_payload|, WH_ERR_PROTO for an unknown type.
+ */
+int wh_frame_hdr_decode(const uint8_t *buf, size_t len, size_t max_payload,
+			struct wh_frame_hdr *hdr);
+
+/*
+ * wh_msg_decode - decode one whole frame (header + payload) from |buf|.
+ * |len| must be exactly WH_FRAME_HDR_LEN + hdr.length, else WH_ERR_PROTO
+ * (or WH_ERR_SHORT when shorter).  String fields point into |buf|.
+ * Returns 0 or WH_ERR_PROTO / WH_ERR_SHORT / WH_ERR_TOOBIG / WH_ERR_PATH.
+ */
+int wh_msg_decode(const uint8_t *buf, size_t len, size_t max_payload,
+		  struct wh_msg *msg);
+
+/*
+ * wh_msg_encode - encode |msg| (msg->hdr.type and req_id are used; length
+ * is computed) into |buf| of |cap| bytes.  Returns the frame length or
+ * WH_ERR_TOOBIG if |cap| is too small or a field exceeds a limit.
+ * For READ_REPLY the data is copied from msg->u.read_reply.data; to avoid
+ * the copy use wh_read_reply_hdr_encode().  For READDIR_REPLY, entries are
+ * copied from msg->u.readdir_reply.entries (built with wh_dirent_encode()).
+ */
+ssize_t wh_msg_encode(const struct wh_msg *msg, uint8_t *buf, size_t cap);
+
+/*
+ * wh_read_reply_hdr_encode - write the frame header and READ_REPLY fields
+ * for |data_len| bytes of data that the caller places right after; returns
+ * the number of header bytes written (WH_READ_REPLY_HDR_LEN) or
+ * WH_ERR_TOOBIG.
+ */
+#define WH_READ_REPLY_HDR_LEN (WH_FRAME_HDR_LEN + WH_VERSION_WIRE_LEN + 1)
+ssize_t wh_read_reply_hdr_encode(uint32_t req_id, const struct wh_version *v,
+				 bool eof, uint32_t data_len, uint8_t *buf,
+				 size_t cap);
+
+/*
+ * wh_dirent_encode - append one READDIR_REPLY entry to |buf| (cap bytes).
+ * Returns bytes written or WH_ERR_TOOBIG (no room / name too long).
+ */
+ssize_t wh_dirent_encode(const char *name, size_t name_len,
+			 const struct wh_attr *attr, uint8_t *buf, size_t cap);
+
+/*
+ * wh_dirent_next - decode the next entry of a READDIR_REPLY.  |*pos| starts
+ * at 0; returns 1 with |*ent| filled and *pos advanced, 0 at the end, or
+ * WH_ERR_PROTO on malformed entries (including a name that is not a single
+ * valid component).
+ */
+int wh_dirent_next(const struct wh_msg_readdir_reply *r, size_t *pos,
+		   struct wh_dirent *ent);
+
+/*
+ * wh_path_valid - true if |p| (len bytes) is a safe relative path: empty
+ * (the root), or components separated by single '/', none empty, "." or
+ * "..", no NUL byte, each at most WH_MAX_NAME bytes, total at most
+ * WH_MAX_PATH, no leading or trailing '/'.  Any other byte is allowed
+ * (names need not be UTF-8).
+ */
+bool wh_path_valid(const char *p, size_t len);
+/* wh_name_valid - true if |n| is one valid, non-empty component. */
+bool wh_name_valid(const char *n, size_t len);
+
+/* wh_msg_type_name - "LOOKUP", ... or "UNKNOWN" */
+const char *wh_msg_type_name(uint16_t type);
+
+#endif /* WH_PROTO_H */

@@ -1,0 +1,370 @@
+/*
+ * test_quic.c - the QUIC endpoint on loopback: handshake, exporter
+ * agreement, large and many concurrent streams, close and idle timeout.
+ * Both endpoints are driven from this one thread.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/wh_err.h"
+#include "common/wh_time.h"
+#include "net/wh_quic.h"
+
+#define NSTREAMS 300
+#define BIG (3 * 1024 * 1024 + 17)
+
+struct echo_stream {
+	uint8_t *buf;
+	size_t len;
+};
+
+struct side {
+	struct wh_quic_ep *ep;
+	struct wh_quic_conn *conn;
+	bool handshake;
+	bool closed;
+	int close_err;
+	size_t streams_closed;
+	uint8_t exporter[32];
+	/* client: replies received per stream */
+	size_t replies;
+	size_t bytes_back;
+	bool mismatch;
+};
+
+static struct side srv, cli;
+static uint8_t *pattern;
+
+/* ---------------------------------------------------------- server */
+
+static void s_accept(struct wh_quic_conn *c, void *ud)
+{
+	(void)ud;
+	srv.conn = c;
+	wh_quic_conn_set_ud(c, &srv);
+}
+
+static void s_handshake(struct wh_quic_conn *c, void *ud)
+{
+	(void)ud;
+	srv.handshake = true;
+	assert_int_equal(wh_quic_conn_exporter(c, "EXPORTER-test", srv.exporter,
+					       32), 0);
+}
+
+static void s_open(struct wh_quic_conn *c, struct wh_quic_stream *s, void *ud)
+{
+	(void)c;
+	(void)ud;
+	wh_quic_stream_set_ud(s, calloc(1, sizeof(struct echo_stream)));
+}
+
+static int s_data(struct wh_quic_conn *c, struct wh_quic_stream *s,
+		  const uint8_t *data, size_t len, bool fin, void *ud)
+{
+	struct echo_stream *es = wh_quic_stream_ud(s);
+
+	(void)ud;
+	es->buf = realloc(es->buf, es->len + len + 1);
+	memcpy(es->buf + es->len, data, len);
+	es->len += len;
+	if (fin) {
+		/* echo everything back, then FIN */
+		assert_int_equal(wh_quic_send(c, s, es->buf, es->len, true,
+					      free), 0);
+		es->buf = NULL;
+		es->len = 0;
+	}
+	return 0;
+}
+
+static void s_sclose(struct wh_quic_conn *c, struct wh_quic_stream *s,
+		     void *ud)
+{
+	struct echo_stream *es = wh_quic_stream_ud(s);
+
+	(void)c;
+	(void)ud;
+	if (es) {
+		free(es->buf);
+		free(es);
+	}
+	srv.streams_closed++;
+}
+
+static void s_close(struct wh_quic_conn *c, int err, const char *reason,
+		    void *ud)
+{
+	(void)c;
+	(void)reason;
+	(void)ud;
+	srv.closed = true;
+	srv.close_err = err;
+	srv.conn = NULL;
+}
+
+static const struct wh_quic_cbs server_cbs = {
+	.on_accept = s_accept,
+	.on_handshake = s_handshake,
+	.on_stream_open = s_open,
+	.on_stream_data = s_data,
+	.on_stream_close = s_sclose,
+	.on_close = s_close,
+};
+
+/* ---------------------------------------------------------- client */
+
+struct reply {
+	size_t want;
+	size_t got;
+	size_t id;
+};
+
+static void c_handshake(struct wh_quic_conn *c, void *ud)
+{
+	(void)ud;
+	cli.handshake = true;
+	assert_int_equal(wh_quic_conn_exporter(c, "EXPORTER-test", cli.exporter,
+					       32), 0);
+}
+
+static int c_data(struct wh_quic_conn *c, struct wh_quic_stream *s,
+		  const uint8_t *data, size_t len, bool fin, void *ud)
+{
+	struct reply *r = wh_quic_stream_ud(s);
+
+	(void)c;
+	(void)ud;
+	if (memcmp(data, pattern + r->got, len) != 0)
+		cli.mismatch = true;
+	r->got += len;
+	cli.bytes_back += len;
+	if (fin) {
+		if (r->got != r->want)
+			cli.mismatch = true;
+		cli.replies++;
+	}
+	return 0;
+}
+
+static void c_sclose(struct wh_quic_conn *c, struct wh_quic_stream *s,
+		     void *ud)
+{
+	(void)c;
+	(void)ud;
+	free(wh_quic_stream_ud(s));
+	cli.streams_closed++;
+}
+
+static void c_close(struct wh_quic_conn *c, int err, const char *reason,
+		    void *ud)
+{
+	(void)c;
+	(void)reason;
+	(void)ud;
+	cli.closed = true;
+	cli.close_err = err;
+	cli.conn = NULL;
+}
+
+static const struct wh_quic_cbs client_cbs = {
+	.on_handshake = c_handshake,
+	.on_stream_data = c_data,
+	.on_stream_close = c_sclose,
+	.on_close = c_close,
+};
+
+/* ---------------------------------------------------------- driver */
+
+static void drive(struct side *sides[], int n, int ms)
+{
+	struct pollfd pfd[2];
+	int timeout = ms;
+
+	for (int i = 0; i < n; i++) {
+		int t = wh_quic_ep_timeout_ms(sides[i]->ep);
+
+		pfd[i].fd = wh_quic_ep_fd(sides[i]->ep);
+		pfd[i].events = POLLIN;
+		if (t >= 0 && t < timeout)
+			timeout = t;
+	}
+	poll(pfd, (nfds_t)n, timeout);
+	for (int i = 0; i < n; i++) {
+		if (pfd[i].revents & POLLIN)
+			wh_quic_ep_read(sides[i]->ep);
+		wh_quic_ep_expire(sides[i]->ep);
+		wh_quic_ep_flush(sides[i]->ep);
+	}
+}
+
+static void run_until(bool *flag, int max_ms, bool drive_server)
+{
+	struct side *both[2] = { &cli, &srv };
+	uint64_t end = wh_now_ns() + (uint64_t)max_ms * WH_NS_PER_MS;
+
+	while (!*flag && wh_now_ns() < end)
+		drive(both, drive_server ? 2 : 1, 20);
+}
+
+static void setup_pair(uint64_t idle_ms)
+{
+	struct sockaddr_in a;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	struct wh_quic_config cfg;
+
+	memset(&srv, 0, sizeof(srv));
+	memset(&cli, 0, sizeof(cli));
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	wh_quic_config_default(&cfg, true);
+	cfg.idle_timeout_ms = idle_ms;
+	assert_int_equal(wh_quic_server_new((struct sockaddr *)&a, sizeof(a),
+					    &cfg, &server_cbs, NULL, &srv.ep),
+			 0);
+	wh_quic_ep_local_addr(srv.ep, &ss, &len);
+	wh_quic_config_default(&cfg, false);
+	cfg.idle_timeout_ms = idle_ms;
+	cfg.keepalive_ms = idle_ms / 4;
+	assert_int_equal(wh_quic_client_new((struct sockaddr *)&ss, len, &cfg,
+					    &client_cbs, NULL, &cli.ep,
+					    &cli.conn),
+			 0);
+	run_until(&cli.handshake, 5000, true);
+	assert_true(cli.handshake);
+	run_until(&srv.handshake, 2000, true);
+	assert_true(srv.handshake);
+}
+
+static void teardown_pair(void)
+{
+	wh_quic_ep_del(cli.ep);
+	wh_quic_ep_del(srv.ep);
+}
+
+static void send_stream(size_t len)
+{
+	struct wh_quic_stream *s;
+	struct reply *r = calloc(1, sizeof(*r));
+	int rv;
+
+	r->want = len;
+	rv = wh_quic_open_stream(cli.conn, r, &s);
+	assert_int_equal(rv, 0);
+	/* static data: no free function */
+	assert_int_equal(wh_quic_send(cli.conn, s, pattern, len, true, NULL),
+			 0);
+}
+
+static void test_handshake_and_exporter(void **state)
+{
+	(void)state;
+	setup_pair(5000);
+	assert_memory_equal(cli.exporter, srv.exporter, 32);
+	teardown_pair();
+	assert_true(cli.closed);
+}
+
+static void test_big_stream(void **state)
+{
+	bool done = false;
+	uint64_t end;
+
+	(void)state;
+	setup_pair(5000);
+	send_stream(BIG);
+	end = wh_now_ns() + 20 * WH_NS_PER_S;
+	while (!done && wh_now_ns() < end) {
+		struct side *both[2] = { &cli, &srv };
+
+		drive(both, 2, 20);
+		done = cli.replies == 1;
+	}
+	assert_int_equal(cli.replies, 1);
+	assert_int_equal(cli.bytes_back, BIG);
+	assert_false(cli.mismatch);
+	teardown_pair();
+}
+
+static void test_many_streams(void **state)
+{
+	size_t opened = 0;
+	uint64_t end;
+
+	(void)state;
+	setup_pair(5000);
+	end = wh_now_ns() + 20 * WH_NS_PER_S;
+	while (cli.replies < NSTREAMS && wh_now_ns() < end) {
+		struct side *both[2] = { &cli, &srv };
+
+		/* open as many as the peer allows; the rest wait for credit */
+		while (opened < NSTREAMS) {
+			struct wh_quic_stream *s;
+			struct reply *r = calloc(1, sizeof(*r));
+
+			r->want = 1000 + opened;
+			if (wh_quic_open_stream(cli.conn, r, &s) != 0) {
+				free(r);
+				break;
+			}
+			wh_quic_send(cli.conn, s, pattern, r->want, true, NULL);
+			opened++;
+		}
+		drive(both, 2, 20);
+	}
+	assert_int_equal(cli.replies, NSTREAMS);
+	assert_false(cli.mismatch);
+	teardown_pair();
+}
+
+static void test_peer_close(void **state)
+{
+	(void)state;
+	setup_pair(5000);
+	wh_quic_conn_close(srv.conn, 7, "bye now");
+	run_until(&cli.closed, 3000, true);
+	assert_true(cli.closed);
+	assert_int_equal(cli.close_err, WH_ERR_CLOSED);
+	wh_quic_ep_del(cli.ep);
+	wh_quic_ep_del(srv.ep);
+}
+
+static void test_idle_timeout(void **state)
+{
+	(void)state;
+	setup_pair(600);
+	/* stop driving the server: the client must notice by itself */
+	run_until(&cli.closed, 5000, false);
+	assert_true(cli.closed);
+	assert_int_equal(cli.close_err, WH_ERR_TIMEOUT);
+	teardown_pair();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_handshake_and_exporter),
+		cmocka_unit_test(test_big_stream),
+		cmocka_unit_test(test_many_streams),
+		cmocka_unit_test(test_peer_close),
+		cmocka_unit_test(test_idle_timeout),
+	};
+	int rv;
+
+	pattern = malloc(BIG);
+	for (size_t i = 0; i < BIG; i++)
+		pattern[i] = (uint8_t)(i * 7 + (i >> 12));
+	rv = cmocka_run_group_tests(tests, NULL, NULL);
+	free(pattern);
+	return rv;
+}
