@@ -1,0 +1,30 @@
+/*
+ * cli.h - the wormhole command: one file per subcommand, dispatched from
+ * the table in wormhole.c.  Each *_main() gets argv starting at the
+ * subcommand's name and returns the process exit code: 0 success,
+ * 1 runtime failure, 2 usage error.
+ */
+#ifndef WH_CLI_H
+#define WH_CLI_H
+
+#define WH_EXIT_OK 0
+#define WH_EXIT_FAIL 1
+#define WH_EXIT_USAGE 2
+
+int cmd_host_main(int argc, char **argv);
+int cmd_mount_main(int argc, char **argv);
+int cmd_unmount_main(int argc, char **argv);
+int cmd_status_main(int argc, char **argv);
+int cmd_doctor_main(int argc, char **argv);
+
+/* cli_usage_error - print "wormhole CMD: MESSAGE" and a hint; returns 2. */
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* cli_fail - print "wormhole CMD: MESSAGE"; returns 1. */
+int cli_fail(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* cli_parse_int - strict decimal in [min, max]; false if not. */
+#include <stdbool.h>
+bool cli_parse_int(const char *s, long min, long max, long *out);
+
+#endif /* WH_CLI_H */

@@ -1,0 +1,88 @@
+/* cmd_doctor.c - `wormhole doctor`: can this machine host and mount? */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+
+static int problems;
+
+static void check(bool ok, const char *what, const char *fix)
+{
+	printf("%-7s %s%s%s\n", ok ? "ok" : "PROBLEM", what, ok ? "" : ": ",
+	       ok ? "" : fix);
+	if (!ok)
+		problems++;
+}
+
+static bool in_path(const char *prog)
+{
+	const char *path = getenv("PATH");
+	char buf[4096];
+
+	if (!path)
+		path = "/usr/bin:/bin";
+	while (*path) {
+		size_t n = strcspn(path, ":");
+
+		snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, path, prog);
+		if (access(buf, X_OK) == 0)
+			return true;
+		path += n;
+		if (*path == ':')
+			path++;
+	}
+	return false;
+}
+
+int cmd_doctor_main(int argc, char **argv)
+{
+	struct open_how how;
+	int fd, one = 1, seg = 1200;
+	long rv;
+
+	(void)argv;
+	if (argc != 1)
+		return cli_usage_error("doctor", "takes no arguments");
+	fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	check(fd >= 0, "/dev/fuse can be opened (needed to mount)",
+	      "load the fuse module (modprobe fuse) or run where FUSE is "
+	      "allowed");
+	if (fd >= 0)
+		close(fd);
+	check(in_path("fusermount3"), "fusermount3 is installed",
+	      "apt-get install fuse3");
+	memset(&how, 0, sizeof(how));
+	how.flags = O_PATH | O_CLOEXEC;
+	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
+	rv = syscall(SYS_openat2, AT_FDCWD, ".", &how, sizeof(how));
+	check(rv >= 0, "openat2(RESOLVE_BENEATH) works (needed to host)",
+	      "a Linux kernel 5.6 or newer is required");
+	if (rv >= 0)
+		close((int)rv);
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	check(fd >= 0, "UDP sockets can be created", strerror(errno));
+	if (fd >= 0) {
+		bool gso = setsockopt(fd, SOL_UDP, UDP_SEGMENT, &seg,
+				      sizeof(seg)) == 0;
+
+		printf("%-7s UDP segmentation offload (GSO) %s\n", "info",
+		       gso ? "available" : "unavailable: slower sending");
+		(void)one;
+		close(fd);
+	}
+	printf("%d problem%s found\n", problems, problems == 1 ? "" : "s");
+	return problems ? WH_EXIT_FAIL : WH_EXIT_OK;
+}

@@ -1,0 +1,236 @@
+/*
+ * cmd_mount.c - `wormhole mount CODE MOUNTPOINT --peer ADDR:PORT`.
+ *
+ * Unless --foreground, the command forks first (threads do not survive a
+ * fork): the child connects, authenticates and mounts, then reports
+ * through a pipe, so the parent returns only once the mount is live, or
+ * exits 1 with the child's one-line error.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "auth/wh_code.h"
+#include "cli/cli.h"
+#include "client/wh_session.h"
+#include "common/wh_err.h"
+#include "common/wh_log.h"
+#include "fuse/wh_fs.h"
+
+static const struct option mount_opts[] = {
+	{ "peer", required_argument, NULL, 'p' },
+	{ "cache-dir", required_argument, NULL, 'C' },
+	{ "foreground", no_argument, NULL, 'f' },
+	{ "timeout-ms", required_argument, NULL, 't' },
+	{ "log", required_argument, NULL, 'L' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void fs_inval(void *ud, const char *dir, size_t dir_len,
+		     const char *name, size_t name_len)
+{
+	wh_fs_inval(ud, dir, dir_len, name, name_len);
+}
+
+static void fs_reconnect(void *ud)
+{
+	wh_fs_inval_all(ud);
+}
+
+/* report - tell the waiting parent (or the terminal) how it went. */
+static void report(int fd, const char *msg)
+{
+	if (fd >= 0) {
+		(void)!write(fd, msg, strlen(msg));
+		close(fd);
+	} else if (*msg != '0') {
+		fprintf(stderr, "wormhole mount: %s\n", msg + 1);
+	}
+}
+
+static int wait_child(int fd)
+{
+	char buf[1024];
+	size_t len = 0;
+	ssize_t n;
+
+	while (len < sizeof(buf) - 1) {
+		n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	close(fd);
+	if (len > 0 && buf[0] == '0')
+		return WH_EXIT_OK;
+	if (len > 1)
+		return cli_fail("mount", "%s", buf + 1);
+	return cli_fail("mount", "the mount process died before the mount "
+			"was ready (run with --foreground -v to see why)");
+}
+
+static void daemon_stdio(const char *logfile)
+{
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC), log = -1;
+
+	if (logfile)
+		log = open(logfile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+			   0600);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(log >= 0 ? log : null, STDERR_FILENO);
+		close(null);
+	}
+	if (log >= 0)
+		close(log);
+}
+
+int cmd_mount_main(int argc, char **argv)
+{
+	struct wh_session_opts so;
+	struct wh_fs_opts fo;
+	struct wh_session *sess = NULL;
+	struct wh_fs *fs = NULL;
+	struct wh_rpc rpc;
+	struct stat st;
+	char code[WH_CODE_STRLEN + 1], err[512], msg[600];
+	const char *peer = NULL, *logfile = NULL, *cache_dir = NULL;
+	const char *mnt;
+	bool foreground = false;
+	long timeout_ms = 8000;
+	int c, rv, fd = -1, pipefd[2];
+
+	while ((c = getopt_long(argc, argv, "p:fvh", mount_opts, NULL)) !=
+	       -1) {
+		switch (c) {
+		case 'p':
+			peer = optarg;
+			break;
+		case 'C':
+			cache_dir = optarg;
+			break;
+		case 'f':
+			foreground = true;
+			break;
+		case 't':
+			if (!cli_parse_int(optarg, 100, 600000, &timeout_ms))
+				return cli_usage_error("mount", "bad "
+						       "--timeout-ms '%s'",
+						       optarg);
+			break;
+		case 'L':
+			logfile = optarg;
+			break;
+		case 'v':
+			wh_log_set_level(WH_LOG_DEBUG);
+			break;
+		case 'h':
+			printf("usage: wormhole mount CODE MOUNTPOINT --peer "
+			       "ADDR:PORT [--foreground] [--timeout-ms N] "
+			       "[--log FILE] [-v]\n");
+			return WH_EXIT_OK;
+		default:
+			return cli_usage_error("mount", "bad option");
+		}
+	}
+	if (optind + 2 != argc)
+		return cli_usage_error("mount", "expected a join code and a "
+				       "mount point");
+	if (wh_code_parse(argv[optind], code) < 0)
+		return cli_usage_error("mount", "malformed join code '%s': "
+				       "expected 16 symbols like "
+				       "7KJM-XBCD-QRST-VWYZ", argv[optind]);
+	mnt = argv[optind + 1];
+	if (!peer)
+		return cli_usage_error("mount", "no signal server is "
+				       "configured: give the host's address "
+				       "with --peer ADDR:PORT");
+	if (stat(mnt, &st) != 0) {
+		if (errno == ENOTCONN)
+			return cli_fail("mount", "'%s' is a dead mount: unmount "
+					"it first with 'wormhole unmount %s'",
+					mnt, mnt);
+		return cli_fail("mount", "mount point '%s': %s", mnt,
+				strerror(errno));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return cli_fail("mount", "mount point '%s' is not a directory",
+				mnt);
+	if (cache_dir && mkdir(cache_dir, 0700) != 0 && errno != EEXIST)
+		return cli_fail("mount", "cannot create cache dir '%s': %s",
+				cache_dir, strerror(errno));
+
+	if (!foreground) {
+		pid_t pid;
+
+		if (pipe2(pipefd, O_CLOEXEC) != 0)
+			return cli_fail("mount", "pipe: %s", strerror(errno));
+		fflush(NULL);
+		pid = fork();
+		if (pid < 0)
+			return cli_fail("mount", "fork: %s", strerror(errno));
+		if (pid > 0) {
+			close(pipefd[1]);
+			return wait_child(pipefd[0]);
+		}
+		close(pipefd[0]);
+		fd = pipefd[1];
+		setsid();
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	memset(&so, 0, sizeof(so));
+	so.code = code;
+	so.peer = peer;
+	so.connect_timeout_ms = 10000;
+	rv = wh_session_new(&so, &sess, err, sizeof(err));
+	if (rv < 0) {
+		snprintf(msg, sizeof(msg), "1%s", err);
+		report(fd, msg);
+		return WH_EXIT_FAIL;
+	}
+	wh_session_rpc(sess, &rpc);
+	memset(&fo, 0, sizeof(fo));
+	fo.timeout_ms = (int)timeout_ms;
+	fo.attr_timeout = 60.0;
+	fo.entry_timeout = 60.0;
+	rv = wh_fs_new(&rpc, &fo, &fs);
+	if (rv == 0) {
+		wh_session_set_handlers(sess, fs_inval, fs_reconnect, fs);
+		rv = wh_fs_mount(fs, mnt);
+	}
+	if (rv < 0) {
+		snprintf(msg, sizeof(msg), "1cannot mount on '%s': %s", mnt,
+			 wh_strerror(rv));
+		report(fd, msg);
+		wh_session_set_handlers(sess, NULL, NULL, NULL);
+		wh_fs_del(fs);
+		wh_session_del(sess);
+		return WH_EXIT_FAIL;
+	}
+	wh_info("mounted %s on %s", peer, mnt);
+	if (!foreground) {
+		report(fd, "0");
+		if (chdir("/") != 0)
+			wh_debug("chdir /: %s", strerror(errno));
+		daemon_stdio(logfile);
+	}
+	rv = wh_fs_run(fs);
+	wh_session_set_handlers(sess, NULL, NULL, NULL);
+	wh_fs_del(fs);
+	wh_session_del(sess);
+	wh_info("unmounted %s", mnt);
+	return rv < 0 ? WH_EXIT_FAIL : WH_EXIT_OK;
+}

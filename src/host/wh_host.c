@@ -1,0 +1,939 @@
+/*
+ * wh_host.c - the host's event loop: QUIC server, authentication, request
+ * service and change notifications.
+ *
+ * One thread.  epoll watches the UDP socket, the share's inotify fd and a
+ * signalfd; the timeout is the nearest QUIC timer or the invalidation
+ * flush.  Requests are served by a small pool of worker threads (disk I/O
+ * must not stall the network), whose replies come back to the loop through
+ * an eventfd.  A connection moves NEW -> WAIT_AUTH -> AUTHED on its control
+ * stream (the first stream the client opens); any other stream before
+ * AUTHED closes the connection.  Malformed frames close only the
+ * connection that sent them.
+ */
+#include <errno.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "auth/wh_pake.h"
+#include "common/wh_buf.h"
+#include "common/wh_err.h"
+#include "common/wh_log.h"
+#include "common/wh_time.h"
+#include "host/wh_host.h"
+#include "host/wh_share.h"
+#include "net/wh_addr.h"
+#include "net/wh_quic.h"
+#include "proto/wh_proto.h"
+
+#define HOST_CAPS (WH_CAP_INVAL | WH_CAP_READDIRPLUS)
+#define PAKE_LABEL "EXPORTER-wormhole-pake"
+#define CTRL_MAX (WH_FRAME_HDR_LEN + 1024) /* control frames are small */
+#define INVAL_DELAY_MS 30   /* coalesce bursts of changes */
+#define INVAL_MAX_PENDING 4096
+#define APP_ERR_PROTO 1
+#define APP_ERR_AUTH 2
+#define APP_ERR_SHUTDOWN 3
+#define WORKERS 2           /* threads doing disk I/O for requests */
+
+enum hconn_state {
+	HC_NEW,       /* waiting for HELLO */
+	HC_WAIT_AUTH, /* HELLO_ACK sent, waiting for AUTH */
+	HC_AUTHED,
+	HC_FAILED,
+};
+
+struct host;
+
+struct hconn {
+	int refs;  /* the connection itself + one per job in flight */
+	struct host *host;
+	struct wh_quic_conn *qc;
+	enum hconn_state state;
+	struct wh_quic_stream *ctrl;
+	struct wh_buf ctrl_rx;
+	struct wh_pake pake;
+	uint64_t caps;
+	bool attempt_counted;
+	unsigned id;
+};
+
+struct job;
+
+struct hstream {
+	struct wh_buf rx;
+	bool answered;
+	struct job *job; /* request being served, if any */
+};
+
+/* A request handed to the workers.  Only |req|, |len|, |resp| and |rv| are
+ * touched by a worker; everything else belongs to the loop thread. */
+struct job {
+	struct job *next;
+	struct hconn *hc;
+	struct wh_quic_stream *stream;
+	struct hstream *hs; /* NULL once the stream went away */
+	uint8_t *req;
+	size_t len;
+	struct wh_buf resp;
+	int rv;
+};
+
+struct pool {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	struct job *todo_head, *todo_tail; /* protected by lock */
+	struct job *done;                  /* protected by lock */
+	bool stop;                         /* protected by lock */
+	int donefd;
+	struct wh_share *share;
+	pthread_t threads[WORKERS];
+	int nthreads;
+};
+
+struct inval {
+	char *dir, *name;
+};
+
+struct host {
+	const struct wh_host_opts *opts;
+	struct wh_share *share;
+	struct pool pool;
+	struct wh_quic_ep *ep;
+	unsigned failures;
+	bool locked;
+	unsigned next_id;
+	struct inval pending[INVAL_MAX_PENDING];
+	size_t npending;
+	bool overflow;
+	uint64_t inval_due; /* ns; 0 if nothing pending */
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static int error_frame(struct wh_buf *b, uint32_t req_id, int err,
+		       const char *message)
+{
+	struct wh_msg m;
+	size_t mlen = strlen(message);
+	ssize_t n;
+	int rv;
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_ERROR;
+	m.hdr.req_id = req_id;
+	m.u.error.err = err;
+	m.u.error.message.p = message;
+	m.u.error.message.len = (uint16_t)(mlen > WH_MAX_ERRMSG ? WH_MAX_ERRMSG
+								: mlen);
+	rv = wh_buf_reserve(b, WH_FRAME_HDR_LEN + 6 + WH_MAX_ERRMSG);
+	if (rv < 0)
+		return rv;
+	n = wh_msg_encode(&m, b->data + b->len, b->cap - b->len);
+	if (n < 0)
+		return (int)n;
+	b->len += (size_t)n;
+	return 0;
+}
+
+/* send_buf - hand |b|'s bytes to the stream (ownership moves). */
+static int send_buf(struct wh_quic_conn *qc, struct wh_quic_stream *s,
+		    struct wh_buf *b, bool fin)
+{
+	int rv = wh_quic_send(qc, s, b->data, b->len, fin, free);
+
+	wh_buf_init(b);
+	return rv;
+}
+
+static void ctrl_fail(struct hconn *hc, int err, const char *message)
+{
+	struct wh_buf b;
+
+	wh_buf_init(&b);
+	if (hc->ctrl && error_frame(&b, 0, err, message) == 0)
+		send_buf(hc->qc, hc->ctrl, &b, true);
+	wh_buf_free(&b);
+	hc->state = HC_FAILED;
+	wh_quic_conn_close(hc->qc, APP_ERR_AUTH, message);
+}
+
+static void count_failure(struct hconn *hc, const char *why)
+{
+	struct host *h = hc->host;
+
+	if (hc->attempt_counted)
+		return;
+	hc->attempt_counted = true;
+	h->failures++;
+	wh_warn("client #%u (%s): %s (failed attempt %u of %u)", hc->id,
+		wh_quic_conn_peer(hc->qc), why, h->failures,
+		WH_HOST_MAX_FAILURES);
+	if (h->failures >= WH_HOST_MAX_FAILURES && !h->locked) {
+		h->locked = true;
+		wh_err("too many failed attempts for this join code: refusing "
+		       "every further attempt; restart the host to get a new "
+		       "code");
+	}
+}
+
+/* ------------------------------------------------------ authentication */
+
+static void on_hello(struct hconn *hc, const struct wh_msg_hello *hello)
+{
+	struct host *h = hc->host;
+	uint8_t sid[32], tag[WH_PAKE_TAG_BYTES];
+	struct wh_msg m;
+	struct wh_buf b;
+	uint16_t version;
+	ssize_t n;
+
+	if (h->locked) {
+		wh_warn("client #%u (%s): refused: too many failed attempts "
+			"for this join code", hc->id, wh_quic_conn_peer(hc->qc));
+		ctrl_fail(hc, EACCES, "too many failed attempts: the host "
+				      "refuses this join code");
+		return;
+	}
+	version = hello->max_version < WH_PROTO_VERSION ? hello->max_version
+							: WH_PROTO_VERSION;
+	if (version < hello->min_version || version < WH_PROTO_MIN_VERSION) {
+		wh_warn("client #%u: no common protocol version (%u..%u)",
+			hc->id, hello->min_version, hello->max_version);
+		ctrl_fail(hc, EPROTONOSUPPORT, "no common protocol version");
+		return;
+	}
+	if (wh_quic_conn_exporter(hc->qc, PAKE_LABEL, sid, sizeof(sid)) < 0 ||
+	    wh_pake_start(&hc->pake, WH_PAKE_HOST, h->opts->code, sid,
+			  sizeof(sid), m.u.hello_ack.pake_msg) < 0) {
+		ctrl_fail(hc, EIO, "key exchange failed");
+		return;
+	}
+	if (wh_pake_finish(&hc->pake, hello->pake_msg, tag) < 0) {
+		count_failure(hc, "invalid key exchange message");
+		ctrl_fail(hc, EACCES, "wrong join code");
+		return;
+	}
+	m.hdr.type = WH_MSG_HELLO_ACK;
+	m.hdr.req_id = 0;
+	m.hdr.flags = 0;
+	m.u.hello_ack.version = version;
+	hc->caps = hello->caps & HOST_CAPS;
+	m.u.hello_ack.caps = hc->caps;
+	memcpy(m.u.hello_ack.confirm, tag, sizeof(tag));
+	wh_buf_init(&b);
+	if (wh_buf_reserve(&b, 256) < 0) {
+		ctrl_fail(hc, ENOMEM, "out of memory");
+		return;
+	}
+	n = wh_msg_encode(&m, b.data, b.cap);
+	if (n < 0) {
+		wh_buf_free(&b);
+		ctrl_fail(hc, EIO, "internal error");
+		return;
+	}
+	b.len = (size_t)n;
+	send_buf(hc->qc, hc->ctrl, &b, false);
+	hc->state = HC_WAIT_AUTH;
+}
+
+static void on_auth(struct hconn *hc, const struct wh_msg_auth *auth)
+{
+	struct wh_msg m;
+	struct wh_buf b;
+	ssize_t n;
+
+	if (wh_pake_verify(&hc->pake, auth->confirm) < 0) {
+		wh_pake_wipe(&hc->pake);
+		count_failure(hc, "wrong join code");
+		ctrl_fail(hc, EACCES, "wrong join code");
+		return;
+	}
+	wh_pake_wipe(&hc->pake);
+	hc->attempt_counted = true; /* a success is not a failure */
+	hc->state = HC_AUTHED;
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_AUTH_OK;
+	wh_buf_init(&b);
+	if (wh_buf_reserve(&b, WH_FRAME_HDR_LEN) < 0) {
+		ctrl_fail(hc, ENOMEM, "out of memory");
+		return;
+	}
+	n = wh_msg_encode(&m, b.data, b.cap);
+	if (n < 0) {
+		wh_buf_free(&b);
+		ctrl_fail(hc, EIO, "internal error");
+		return;
+	}
+	b.len = (size_t)n;
+	send_buf(hc->qc, hc->ctrl, &b, false);
+	wh_info("client #%u (%s) authenticated", hc->id,
+		wh_quic_conn_peer(hc->qc));
+}
+
+static int on_ctrl_data(struct hconn *hc, const uint8_t *data, size_t len,
+			bool fin)
+{
+	struct wh_frame_hdr hdr;
+	struct wh_msg msg;
+	size_t flen;
+	int rv;
+
+	if (hc->state == HC_FAILED)
+		return 0;
+	if (hc->ctrl_rx.len + len > CTRL_MAX) {
+		ctrl_fail(hc, EPROTO, "control frame too large");
+		return 0;
+	}
+	if (wh_buf_append(&hc->ctrl_rx, data, len) < 0)
+		return -ENOMEM;
+	for (;;) {
+		rv = wh_frame_hdr_decode(hc->ctrl_rx.data, hc->ctrl_rx.len,
+					 CTRL_MAX - WH_FRAME_HDR_LEN, &hdr);
+		if (rv == WH_ERR_SHORT)
+			break;
+		if (rv < 0) {
+			ctrl_fail(hc, EPROTO, "malformed control frame");
+			return 0;
+		}
+		flen = WH_FRAME_HDR_LEN + hdr.length;
+		if (hc->ctrl_rx.len < flen)
+			break;
+		rv = wh_msg_decode(hc->ctrl_rx.data, flen,
+				   CTRL_MAX - WH_FRAME_HDR_LEN, &msg);
+		if (rv < 0) {
+			ctrl_fail(hc, EPROTO, "malformed control frame");
+			return 0;
+		}
+		if (hc->state == HC_NEW && msg.hdr.type == WH_MSG_HELLO) {
+			on_hello(hc, &msg.u.hello);
+		} else if (hc->state == HC_WAIT_AUTH &&
+			   msg.hdr.type == WH_MSG_AUTH) {
+			on_auth(hc, &msg.u.auth);
+		} else {
+			ctrl_fail(hc, EPROTO, "unexpected control message");
+			return 0;
+		}
+		wh_buf_consume(&hc->ctrl_rx, flen);
+		if (hc->state == HC_FAILED)
+			return 0;
+	}
+	if (fin && hc->state != HC_FAILED) {
+		/* the client ended its control stream: it is leaving */
+		wh_quic_conn_close(hc->qc, 0, "bye");
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------- worker pool */
+
+static void hconn_unref(struct hconn *hc)
+{
+	if (--hc->refs > 0)
+		return;
+	wh_pake_wipe(&hc->pake);
+	wh_buf_free(&hc->ctrl_rx);
+	free(hc);
+}
+
+static void job_free(struct job *j)
+{
+	free(j->req);
+	wh_buf_free(&j->resp);
+	free(j);
+}
+
+static void *worker_main(void *arg)
+{
+	struct pool *p = arg;
+
+	for (;;) {
+		struct job *j;
+		uint64_t one = 1;
+
+		pthread_mutex_lock(&p->lock);
+		while (!p->stop && !p->todo_head)
+			pthread_cond_wait(&p->cv, &p->lock);
+		if (p->stop) {
+			pthread_mutex_unlock(&p->lock);
+			return NULL;
+		}
+		j = p->todo_head;
+		p->todo_head = j->next;
+		if (!p->todo_head)
+			p->todo_tail = NULL;
+		pthread_mutex_unlock(&p->lock);
+
+		j->rv = wh_share_serve(p->share, j->req, j->len, &j->resp);
+
+		pthread_mutex_lock(&p->lock);
+		j->next = p->done;
+		p->done = j;
+		pthread_mutex_unlock(&p->lock);
+		(void)!write(p->donefd, &one, sizeof(one));
+	}
+}
+
+static int pool_start(struct pool *p, struct wh_share *share)
+{
+	memset(p, 0, sizeof(*p));
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	p->share = share;
+	p->donefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (p->donefd < 0)
+		return -errno;
+	for (int i = 0; i < WORKERS; i++) {
+		if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0)
+			break;
+		p->nthreads++;
+	}
+	return p->nthreads > 0 ? 0 : -EAGAIN;
+}
+
+static void pool_submit(struct pool *p, struct job *j)
+{
+	j->next = NULL;
+	pthread_mutex_lock(&p->lock);
+	if (p->todo_tail)
+		p->todo_tail->next = j;
+	else
+		p->todo_head = j;
+	p->todo_tail = j;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void pool_stop(struct pool *p)
+{
+	struct job *j;
+
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->lock);
+	for (int i = 0; i < p->nthreads; i++)
+		pthread_join(p->threads[i], NULL);
+	p->nthreads = 0;
+	/* jobs never served or never collected: drop them */
+	while ((j = p->todo_head)) {
+		p->todo_head = j->next;
+		hconn_unref(j->hc);
+		job_free(j);
+	}
+	while ((j = p->done)) {
+		p->done = j->next;
+		hconn_unref(j->hc);
+		job_free(j);
+	}
+	if (p->donefd >= 0)
+		close(p->donefd);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->cv);
+}
+
+/* pool_collect - send the replies the workers finished (loop thread). */
+static void pool_collect(struct pool *p)
+{
+	struct job *j, *list;
+	uint64_t v;
+
+	(void)!read(p->donefd, &v, sizeof(v));
+	pthread_mutex_lock(&p->lock);
+	list = p->done;
+	p->done = NULL;
+	pthread_mutex_unlock(&p->lock);
+	while ((j = list)) {
+		struct hconn *hc = j->hc;
+
+		list = j->next;
+		if (j->hs && hc->qc && !wh_quic_conn_closing(hc->qc)) {
+			j->hs->job = NULL;
+			if (j->rv == -ENOMEM) {
+				wh_quic_conn_close(hc->qc, APP_ERR_SHUTDOWN,
+						   "out of memory");
+			} else {
+				if (j->resp.len > 0)
+					send_buf(hc->qc, j->stream, &j->resp,
+						 true);
+				if (j->rv == WH_ERR_PROTO) {
+					wh_warn("client #%u (%s): malformed "
+						"request: closing its "
+						"connection", hc->id,
+						wh_quic_conn_peer(hc->qc));
+					wh_quic_conn_close(hc->qc,
+							   APP_ERR_PROTO,
+							   "malformed request");
+				}
+			}
+		} else if (j->hs) {
+			j->hs->job = NULL;
+		}
+		hconn_unref(hc);
+		job_free(j);
+	}
+}
+
+/* ------------------------------------------------------------ requests */
+
+static void proto_fail(struct hconn *hc, struct wh_quic_stream *s,
+		       struct hstream *hs, uint32_t req_id, const char *why)
+{
+	struct wh_buf b;
+
+	wh_warn("client #%u (%s): %s: closing its connection", hc->id,
+		wh_quic_conn_peer(hc->qc), why);
+	wh_buf_init(&b);
+	if (!hs->answered && error_frame(&b, req_id, EPROTO, why) == 0)
+		send_buf(hc->qc, s, &b, true);
+	wh_buf_free(&b);
+	hs->answered = true;
+	wh_quic_conn_close(hc->qc, APP_ERR_PROTO, why);
+}
+
+static int on_request_data(struct hconn *hc, struct wh_quic_stream *s,
+			   struct hstream *hs, const uint8_t *data,
+			   size_t len, bool fin)
+{
+	struct wh_frame_hdr hdr;
+	struct job *job;
+	size_t flen;
+	int rv;
+
+	if (hs->answered) {
+		if (len > 0)
+			proto_fail(hc, s, hs, 0, "data after a request");
+		return 0;
+	}
+	if (hs->rx.len + len > WH_FRAME_HDR_LEN + WH_MAX_REQ_FRAME) {
+		proto_fail(hc, s, hs, 0, "request frame too large");
+		return 0;
+	}
+	if (wh_buf_append(&hs->rx, data, len) < 0)
+		return -ENOMEM;
+	rv = wh_frame_hdr_decode(hs->rx.data, hs->rx.len, WH_MAX_REQ_FRAME,
+				 &hdr);
+	if (rv == WH_ERR_SHORT) {
+		if (fin)
+			proto_fail(hc, s, hs, 0, "truncated request frame");
+		return 0;
+	}
+	if (rv == WH_ERR_TOOBIG) {
+		proto_fail(hc, s, hs, hdr.req_id, "request frame too large");
+		return 0;
+	}
+	if (rv < 0) {
+		proto_fail(hc, s, hs, 0, "malformed request frame");
+		return 0;
+	}
+	flen = WH_FRAME_HDR_LEN + hdr.length;
+	if (hs->rx.len < flen) {
+		if (fin)
+			proto_fail(hc, s, hs, hdr.req_id,
+				   "truncated request frame");
+		return 0;
+	}
+	if (hs->rx.len > flen) {
+		proto_fail(hc, s, hs, hdr.req_id,
+			   "trailing bytes after a request frame");
+		return 0;
+	}
+	job = calloc(1, sizeof(*job));
+	if (!job)
+		return -ENOMEM;
+	/* the request buffer moves to the job */
+	job->req = hs->rx.data;
+	job->len = flen;
+	wh_buf_init(&hs->rx);
+	wh_buf_init(&job->resp);
+	job->hc = hc;
+	job->stream = s;
+	job->hs = hs;
+	hc->refs++;
+	hs->job = job;
+	hs->answered = true;
+	pool_submit(&hc->host->pool, job);
+	return 0;
+}
+
+/* ------------------------------------------------------- QUIC callbacks */
+
+static void cb_accept(struct wh_quic_conn *qc, void *ud)
+{
+	struct host *h = ud;
+	struct hconn *hc = calloc(1, sizeof(*hc));
+
+	if (!hc) {
+		wh_quic_conn_close(qc, APP_ERR_SHUTDOWN, "out of memory");
+		return;
+	}
+	hc->refs = 1;
+	hc->host = h;
+	hc->qc = qc;
+	hc->id = ++h->next_id;
+	wh_buf_init(&hc->ctrl_rx);
+	wh_quic_conn_set_ud(qc, hc);
+	wh_info("client #%u connecting from %s", hc->id,
+		wh_quic_conn_peer(qc));
+}
+
+static void cb_stream_open(struct wh_quic_conn *qc, struct wh_quic_stream *s,
+			   void *ud)
+{
+	struct hconn *hc = ud;
+	struct hstream *hs;
+
+	if (!hc)
+		return;
+	if (!hc->ctrl) {
+		hc->ctrl = s;
+		wh_quic_stream_set_ud(s, NULL);
+		return;
+	}
+	if (hc->state != HC_AUTHED) {
+		wh_warn("client #%u (%s): request before authentication",
+			hc->id, wh_quic_conn_peer(qc));
+		hc->state = HC_FAILED;
+		wh_quic_conn_close(qc, APP_ERR_AUTH, "not authenticated");
+		return;
+	}
+	hs = calloc(1, sizeof(*hs));
+	if (!hs) {
+		wh_quic_conn_close(qc, APP_ERR_SHUTDOWN, "out of memory");
+		return;
+	}
+	wh_buf_init(&hs->rx);
+	wh_quic_stream_set_ud(s, hs);
+}
+
+static int cb_stream_data(struct wh_quic_conn *qc, struct wh_quic_stream *s,
+			  const uint8_t *data, size_t len, bool fin, void *ud)
+{
+	struct hconn *hc = ud;
+	struct hstream *hs = wh_quic_stream_ud(s);
+
+	(void)qc;
+	if (!hc)
+		return 0;
+	if (s == hc->ctrl)
+		return on_ctrl_data(hc, data, len, fin);
+	if (!hs)
+		return 0; /* refused stream; the connection is closing */
+	return on_request_data(hc, s, hs, data, len, fin);
+}
+
+static void cb_stream_close(struct wh_quic_conn *qc, struct wh_quic_stream *s,
+			    void *ud)
+{
+	struct hconn *hc = ud;
+	struct hstream *hs = wh_quic_stream_ud(s);
+
+	(void)qc;
+	if (hc && s == hc->ctrl) {
+		hc->ctrl = NULL;
+		return;
+	}
+	if (hs) {
+		if (hs->job)
+			hs->job->hs = NULL; /* its reply has nowhere to go */
+		wh_buf_free(&hs->rx);
+		free(hs);
+		wh_quic_stream_set_ud(s, NULL);
+	}
+}
+
+static void cb_close(struct wh_quic_conn *qc, int err, const char *reason,
+		     void *ud)
+{
+	struct hconn *hc = ud;
+
+	if (!hc)
+		return;
+	if (hc->state == HC_WAIT_AUTH && !hc->attempt_counted)
+		count_failure(hc, "left during authentication (wrong join code?)");
+	if (err == 0 || err == WH_ERR_CLOSED)
+		wh_info("client #%u (%s) disconnected%s%s", hc->id,
+			wh_quic_conn_peer(qc), *reason ? ": " : "", reason);
+	else
+		wh_info("client #%u (%s) lost: %s%s%s", hc->id,
+			wh_quic_conn_peer(qc), wh_strerror(err),
+			*reason ? ": " : "", reason);
+	hc->qc = NULL;
+	hc->ctrl = NULL;
+	wh_quic_conn_set_ud(qc, NULL);
+	hconn_unref(hc);
+}
+
+static const struct wh_quic_cbs host_cbs = {
+	.on_accept = cb_accept,
+	.on_stream_open = cb_stream_open,
+	.on_stream_data = cb_stream_data,
+	.on_stream_close = cb_stream_close,
+	.on_close = cb_close,
+};
+
+/* ------------------------------------------------------- invalidations */
+
+static void on_change(void *ud, const char *dir, size_t dir_len,
+		      const char *name, size_t name_len)
+{
+	struct host *h = ud;
+	struct inval *iv;
+
+	if (h->overflow)
+		return;
+	for (size_t i = 0; i < h->npending; i++) {
+		iv = &h->pending[i];
+		if (strlen(iv->dir) == dir_len && strlen(iv->name) == name_len &&
+		    memcmp(iv->dir, dir, dir_len) == 0 &&
+		    memcmp(iv->name, name, name_len) == 0)
+			return;
+	}
+	if (h->npending == INVAL_MAX_PENDING) {
+		h->overflow = true;
+		return;
+	}
+	iv = &h->pending[h->npending];
+	iv->dir = strndup(dir, dir_len);
+	iv->name = strndup(name, name_len);
+	if (!iv->dir || !iv->name) {
+		free(iv->dir);
+		free(iv->name);
+		h->overflow = true;
+		return;
+	}
+	h->npending++;
+	if (!h->inval_due)
+		h->inval_due = wh_now_ns() + INVAL_DELAY_MS * WH_NS_PER_MS;
+}
+
+static int encode_inval(struct wh_buf *b, const char *dir, const char *name)
+{
+	struct wh_msg m;
+	ssize_t n;
+	int rv;
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_INVAL;
+	m.u.inval.dir.p = dir;
+	m.u.inval.dir.len = (uint16_t)strlen(dir);
+	m.u.inval.name.p = name;
+	m.u.inval.name.len = (uint16_t)strlen(name);
+	rv = wh_buf_reserve(b, WH_FRAME_HDR_LEN + 4 + strlen(dir) +
+				       strlen(name));
+	if (rv < 0)
+		return rv;
+	n = wh_msg_encode(&m, b->data + b->len, b->cap - b->len);
+	if (n < 0)
+		return (int)n;
+	b->len += (size_t)n;
+	return 0;
+}
+
+static void flush_invals(struct host *h, struct wh_quic_conn *const *conns,
+			 size_t nconns)
+{
+	struct wh_buf b;
+
+	wh_buf_init(&b);
+	if (h->overflow) {
+		encode_inval(&b, "", "");
+	} else {
+		for (size_t i = 0; i < h->npending; i++) {
+			if (strlen(h->pending[i].dir) > WH_MAX_PATH ||
+			    strlen(h->pending[i].name) > WH_MAX_NAME)
+				continue;
+			encode_inval(&b, h->pending[i].dir,
+				     h->pending[i].name);
+		}
+	}
+	for (size_t i = 0; i < h->npending; i++) {
+		free(h->pending[i].dir);
+		free(h->pending[i].name);
+	}
+	h->npending = 0;
+	h->overflow = false;
+	h->inval_due = 0;
+	for (size_t i = 0; i < nconns && b.len > 0; i++) {
+		struct hconn *hc = wh_quic_conn_ud(conns[i]);
+		uint8_t *copy;
+
+		if (!hc || hc->state != HC_AUTHED || !hc->ctrl ||
+		    !(hc->caps & WH_CAP_INVAL))
+			continue;
+		copy = malloc(b.len);
+		if (!copy)
+			continue;
+		memcpy(copy, b.data, b.len);
+		wh_quic_send(hc->qc, hc->ctrl, copy, b.len, false, free);
+	}
+	wh_buf_free(&b);
+}
+
+/* ----------------------------------------------------------------- loop */
+
+static int setup_signals(sigset_t *set)
+{
+	int fd;
+
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, set, NULL) != 0)
+		return -errno;
+	signal(SIGPIPE, SIG_IGN);
+	fd = signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+int wh_host_run(const struct wh_host_opts *opts)
+{
+	struct host h;
+	struct wh_quic_config cfg;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	char addrbuf[WH_ADDRSTRLEN];
+	struct epoll_event ev, evs[8];
+	sigset_t sigs;
+	int epfd = -1, sfd = -1, wfd, rv;
+	bool running = true;
+
+	memset(&h, 0, sizeof(h));
+	h.opts = opts;
+	if (sodium_init() < 0)
+		return -EIO;
+	/* keep 1 MiB read buffers in the heap instead of mmap'ing each */
+	mallopt(M_MMAP_THRESHOLD, 8 * 1024 * 1024);
+
+	rv = wh_addr_parse(opts->listen, &ss, &sslen);
+	if (rv < 0) {
+		wh_err("bad listen address '%s': expected ADDR:PORT",
+		       opts->listen);
+		return rv;
+	}
+	rv = wh_share_open(opts->dir, &h.share);
+	if (rv < 0) {
+		wh_err("cannot share '%s': %s", opts->dir, wh_strerror(rv));
+		return rv;
+	}
+	wh_quic_config_default(&cfg, true);
+	rv = wh_quic_server_new((struct sockaddr *)&ss, sslen, &cfg, &host_cbs,
+				&h, &h.ep);
+	if (rv < 0) {
+		wh_err("cannot listen on %s: %s", opts->listen,
+		       wh_strerror(rv));
+		goto out;
+	}
+	rv = pool_start(&h.pool, h.share);
+	if (rv < 0) {
+		wh_err("cannot start worker threads: %s", wh_strerror(rv));
+		goto out;
+	}
+	rv = setup_signals(&sigs);
+	if (rv < 0)
+		goto out;
+	sfd = rv;
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (epfd < 0) {
+		rv = -errno;
+		goto out;
+	}
+	ev.events = EPOLLIN;
+	ev.data.fd = wh_quic_ep_fd(h.ep);
+	epoll_ctl(epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
+	ev.data.fd = sfd;
+	epoll_ctl(epfd, EPOLL_CTL_ADD, sfd, &ev);
+	ev.data.fd = h.pool.donefd;
+	epoll_ctl(epfd, EPOLL_CTL_ADD, h.pool.donefd, &ev);
+	wfd = wh_share_watch_fd(h.share);
+	if (wfd >= 0) {
+		ev.data.fd = wfd;
+		epoll_ctl(epfd, EPOLL_CTL_ADD, wfd, &ev);
+	} else {
+		wh_warn("change notifications unavailable: clients will see "
+			"host-side changes only when their caches expire");
+	}
+
+	wh_quic_ep_local_addr(h.ep, &ss, &sslen);
+	fprintf(opts->out, "join code: %s\n", opts->code);
+	fprintf(opts->out, "listening: %s\n",
+		wh_addr_str((struct sockaddr *)&ss, addrbuf, sizeof(addrbuf)));
+	fflush(opts->out);
+	wh_info("sharing '%s' (read-only) on %s", opts->dir, addrbuf);
+
+	while (running) {
+		int timeout = wh_quic_ep_timeout_ms(h.ep), n;
+
+		if (h.inval_due) {
+			uint64_t now = wh_now_ns();
+			int t = h.inval_due <= now
+					? 0
+					: (int)((h.inval_due - now) /
+						WH_NS_PER_MS) + 1;
+
+			if (timeout < 0 || t < timeout)
+				timeout = t;
+		}
+		n = epoll_wait(epfd, evs, 8, timeout);
+		if (n < 0 && errno != EINTR) {
+			rv = -errno;
+			wh_err("epoll_wait: %s", strerror(errno));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			int fd = evs[i].data.fd;
+
+			if (fd == sfd) {
+				struct signalfd_siginfo si;
+
+				if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+					wh_info("received signal %u: shutting "
+						"down", si.ssi_signo);
+					running = false;
+				}
+			} else if (fd == h.pool.donefd) {
+				pool_collect(&h.pool);
+			} else if (fd == wfd) {
+				wh_share_watch_drain(h.share, on_change, &h);
+			} else {
+				wh_quic_ep_read(h.ep);
+			}
+		}
+		wh_quic_ep_expire(h.ep);
+		if (h.inval_due && h.inval_due <= wh_now_ns()) {
+			struct wh_quic_conn **conns = NULL;
+			size_t nconns = 0;
+
+			wh_quic_ep_conns(h.ep, &conns, &nconns);
+			flush_invals(&h, conns, nconns);
+			free(conns);
+		}
+		wh_quic_ep_flush(h.ep);
+	}
+	rv = 0;
+out:
+	wh_quic_ep_del(h.ep);
+	if (h.pool.nthreads > 0 || h.pool.donefd > 0)
+		pool_stop(&h.pool);
+	for (size_t i = 0; i < h.npending; i++) {
+		free(h.pending[i].dir);
+		free(h.pending[i].name);
+	}
+	wh_share_close(h.share);
+	if (epfd >= 0)
+		close(epfd);
+	if (sfd >= 0)
+		close(sfd);
+	return rv;
+}

@@ -1,0 +1,732 @@
+/*
+ * wh_share.c - the shared folder: every path from the wire is validated by
+ * the decoder and resolved by the kernel beneath the share's root with
+ * openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS),
+ * so nothing outside the share can be reached and no symlink is followed.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/wh_err.h"
+#include "common/wh_log.h"
+#include "host/wh_share.h"
+
+#define MAX_WATCHES 65536
+#define READ_RETRIES 3
+#define DIRENT_BUDGET (WH_MAX_REPLY_FRAME - 4096)
+#define WATCH_MASK                                                         \
+	(IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY |  \
+	 IN_ATTRIB | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF |       \
+	 IN_ONLYDIR)
+
+struct watch {
+	int wd;
+	char *path; /* relative to the root, "" for the root */
+};
+
+struct wh_share {
+	int root_fd;
+	int ifd; /* inotify, -1 if unavailable */
+	pthread_mutex_t lock;
+	struct watch *watches; /* protected by lock */
+	size_t nwatches, cap;  /* protected by lock */
+	bool limit_logged;     /* protected by lock */
+};
+
+/* ----------------------------------------------------------- resolution */
+
+/* copy_path - NUL-terminated copy; "" becomes "." (the root itself). */
+static void copy_path(char *dst, const char *p, size_t len)
+{
+	if (len == 0) {
+		dst[0] = '.';
+		dst[1] = '\0';
+		return;
+	}
+	memcpy(dst, p, len);
+	dst[len] = '\0';
+}
+
+static int resolve(struct wh_share *sh, const char *path)
+{
+	struct open_how how;
+	long fd;
+
+	memset(&how, 0, sizeof(how));
+	how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+		      RESOLVE_NO_MAGICLINKS;
+	do {
+		fd = syscall(SYS_openat2, sh->root_fd, path, &how, sizeof(how));
+	} while (fd < 0 && errno == EAGAIN);
+	return fd < 0 ? -errno : (int)fd;
+}
+
+static bool visible(const struct stat *st)
+{
+	return S_ISREG(st->st_mode) || S_ISDIR(st->st_mode) ||
+	       S_ISLNK(st->st_mode);
+}
+
+static void fill_attr(const struct stat *st, struct wh_attr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->ino = st->st_ino;
+	a->mode = (st->st_mode & (S_IFMT | 07777)) & ~0222u;
+	a->nlink = (uint32_t)st->st_nlink;
+	a->uid = st->st_uid;
+	a->gid = st->st_gid;
+	a->size = (uint64_t)st->st_size;
+	a->blocks = (uint64_t)st->st_blocks;
+	a->blksize = (uint32_t)st->st_blksize;
+	a->atime.sec = st->st_atim.tv_sec;
+	a->atime.nsec = (uint32_t)st->st_atim.tv_nsec;
+	a->mtime.sec = st->st_mtim.tv_sec;
+	a->mtime.nsec = (uint32_t)st->st_mtim.tv_nsec;
+	a->ctime.sec = st->st_ctim.tv_sec;
+	a->ctime.nsec = (uint32_t)st->st_ctim.tv_nsec;
+}
+
+static void fill_version(const struct stat *st, struct wh_version *v)
+{
+	v->size = (uint64_t)st->st_size;
+	v->mtime.sec = st->st_mtim.tv_sec;
+	v->mtime.nsec = (uint32_t)st->st_mtim.tv_nsec;
+	v->ctime.sec = st->st_ctim.tv_sec;
+	v->ctime.nsec = (uint32_t)st->st_ctim.tv_nsec;
+}
+
+static bool same_version(const struct stat *a, const struct stat *b)
+{
+	return a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* ------------------------------------------------------------- watches */
+
+static struct watch *watch_find(struct wh_share *sh, int wd)
+{
+	for (size_t i = 0; i < sh->nwatches; i++)
+		if (sh->watches[i].wd == wd)
+			return &sh->watches[i];
+	return NULL;
+}
+
+static void watch_forget(struct wh_share *sh, size_t i)
+{
+	free(sh->watches[i].path);
+	sh->watches[i] = sh->watches[--sh->nwatches];
+}
+
+/* watch_dir - watch the directory |fd| (resolved from |path|). */
+static void watch_dir(struct wh_share *sh, int fd, const char *path,
+		      size_t len)
+{
+	char proc[64];
+	struct watch *w;
+	int wd;
+
+	if (sh->ifd < 0)
+		return;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	pthread_mutex_lock(&sh->lock);
+	if (sh->nwatches >= MAX_WATCHES) {
+		if (!sh->limit_logged)
+			wh_warn("watching %d directories already: changes "
+				"in more directories are not pushed",
+				MAX_WATCHES);
+		sh->limit_logged = true;
+		goto out;
+	}
+	wd = inotify_add_watch(sh->ifd, proc, WATCH_MASK);
+	if (wd < 0)
+		goto out;
+	w = watch_find(sh, wd);
+	if (w) {
+		/* same directory, maybe under a new name after a rename */
+		if (strlen(w->path) != len || memcmp(w->path, path, len)) {
+			char *np = strndup(path, len);
+
+			if (np) {
+				free(w->path);
+				w->path = np;
+			}
+		}
+		goto out;
+	}
+	if (sh->nwatches == sh->cap) {
+		size_t ncap = sh->cap ? sh->cap * 2 : 64;
+		struct watch *nw = realloc(sh->watches, ncap * sizeof(*nw));
+
+		if (!nw) {
+			inotify_rm_watch(sh->ifd, wd);
+			goto out;
+		}
+		sh->watches = nw;
+		sh->cap = ncap;
+	}
+	sh->watches[sh->nwatches].wd = wd;
+	sh->watches[sh->nwatches].path = strndup(path, len);
+	if (!sh->watches[sh->nwatches].path) {
+		inotify_rm_watch(sh->ifd, wd);
+		goto out;
+	}
+	sh->nwatches++;
+out:
+	pthread_mutex_unlock(&sh->lock);
+}
+
+int wh_share_watch_fd(struct wh_share *sh)
+{
+	return sh->ifd;
+}
+
+/* split - "a/b/c" -> dir "a/b", name "c"; "c" -> "", "c". */
+static void split(const char *path, const char **dir, size_t *dlen,
+		  const char **name)
+{
+	const char *slash = strrchr(path, '/');
+
+	*dir = path;
+	if (slash) {
+		*dlen = (size_t)(slash - path);
+		*name = slash + 1;
+	} else {
+		*dlen = 0;
+		*name = path;
+	}
+}
+
+/* drop_below - forget watches on |path| and everything under it (their
+ * paths are stale once it moved or vanished). */
+static void drop_below(struct wh_share *sh, const char *path, size_t len)
+{
+	for (size_t i = 0; i < sh->nwatches;) {
+		const char *p = sh->watches[i].path;
+
+		if (!strncmp(p, path, len) && (p[len] == '\0' || p[len] == '/')) {
+			inotify_rm_watch(sh->ifd, sh->watches[i].wd);
+			watch_forget(sh, i);
+		} else {
+			i++;
+		}
+	}
+}
+
+int wh_share_watch_drain(struct wh_share *sh, wh_share_change_cb cb, void *ud)
+{
+	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+	char full[WH_MAX_PATH + WH_MAX_NAME + 2];
+	int count = 0;
+
+	if (sh->ifd < 0)
+		return -EBADF;
+	for (;;) {
+		ssize_t n = read(sh->ifd, buf, sizeof(buf));
+
+		if (n <= 0)
+			break;
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+			struct watch *w;
+			const char *dir, *name;
+			size_t dlen;
+
+			p += sizeof(*ev) + ev->len;
+			if (ev->mask & IN_Q_OVERFLOW) {
+				cb(ud, "", 0, "", 0);
+				count++;
+				continue;
+			}
+			pthread_mutex_lock(&sh->lock);
+			w = watch_find(sh, ev->wd);
+			if (!w) {
+				pthread_mutex_unlock(&sh->lock);
+				continue;
+			}
+			snprintf(full, sizeof(full), "%s", w->path);
+			if (ev->mask & (IN_IGNORED | IN_DELETE_SELF |
+					IN_MOVE_SELF)) {
+				/* the directory itself went away or moved */
+				if (ev->mask & IN_IGNORED)
+					watch_forget(sh, (size_t)(w -
+								  sh->watches));
+				else
+					drop_below(sh, full, strlen(full));
+				pthread_mutex_unlock(&sh->lock);
+				if (full[0] == '\0') {
+					cb(ud, "", 0, "", 0);
+				} else {
+					split(full, &dir, &dlen, &name);
+					cb(ud, dir, dlen, name, strlen(name));
+				}
+				count++;
+				continue;
+			}
+			if (ev->len == 0 || ev->name[0] == '\0') {
+				pthread_mutex_unlock(&sh->lock);
+				cb(ud, full, strlen(full), "", 0);
+				count++;
+				continue;
+			}
+			if ((ev->mask & (IN_MOVED_FROM | IN_DELETE)) &&
+			    (ev->mask & IN_ISDIR)) {
+				char child[sizeof(full)];
+				int m;
+
+				m = snprintf(child, sizeof(child), "%s%s%s",
+					     full, full[0] ? "/" : "",
+					     ev->name);
+				if (m > 0 && (size_t)m < sizeof(child))
+					drop_below(sh, child, (size_t)m);
+			}
+			pthread_mutex_unlock(&sh->lock);
+			cb(ud, full, strlen(full), ev->name, strlen(ev->name));
+			count++;
+		}
+	}
+	return count;
+}
+
+/* ------------------------------------------------------------- replies */
+
+static int reply_error(struct wh_buf *resp, uint32_t req_id, int err,
+		       const char *message)
+{
+	struct wh_msg m;
+	ssize_t n;
+	int rv;
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_ERROR;
+	m.hdr.req_id = req_id;
+	m.u.error.err = err > 0 && err < 4096 ? err : EIO;
+	m.u.error.message.p = message;
+	m.u.error.message.len = (uint16_t)strlen(message);
+	rv = wh_buf_reserve(resp, WH_FRAME_HDR_LEN + 6 + strlen(message));
+	if (rv < 0)
+		return rv;
+	n = wh_msg_encode(&m, resp->data + resp->len, resp->cap - resp->len);
+	if (n < 0)
+		return (int)n;
+	resp->len += (size_t)n;
+	return 0;
+}
+
+static int reply_msg(struct wh_buf *resp, const struct wh_msg *m, size_t hint)
+{
+	ssize_t n;
+	int rv;
+
+	rv = wh_buf_reserve(resp, hint);
+	if (rv < 0)
+		return rv;
+	n = wh_msg_encode(m, resp->data + resp->len, resp->cap - resp->len);
+	if (n < 0)
+		return (int)n;
+	resp->len += (size_t)n;
+	return 0;
+}
+
+/* --------------------------------------------------------------- ops */
+
+static int do_getattr(struct wh_share *sh, uint32_t req_id, uint16_t type,
+		      const char *path, size_t len, struct wh_buf *resp)
+{
+	char p[WH_MAX_PATH + WH_MAX_NAME + 2];
+	struct wh_msg m;
+	struct stat st;
+	int fd;
+
+	copy_path(p, path, len);
+	fd = resolve(sh, p);
+	if (fd < 0)
+		return reply_error(resp, req_id, -fd, "");
+	if (fstat(fd, &st) != 0) {
+		int err = errno;
+
+		close(fd);
+		return reply_error(resp, req_id, err, "");
+	}
+	if (!visible(&st)) {
+		close(fd);
+		return reply_error(resp, req_id, ENOENT, "");
+	}
+	if (S_ISDIR(st.st_mode))
+		watch_dir(sh, fd, path, len);
+	close(fd);
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = type;
+	m.hdr.req_id = req_id;
+	fill_attr(&st, &m.u.attr.attr);
+	return reply_msg(resp, &m, WH_FRAME_HDR_LEN + WH_ATTR_WIRE_LEN);
+}
+
+static int do_lookup(struct wh_share *sh, uint32_t req_id,
+		     const struct wh_msg_lookup *l, struct wh_buf *resp)
+{
+	char p[WH_MAX_PATH + WH_MAX_NAME + 2];
+	size_t len = 0;
+
+	if (l->dir.len) {
+		memcpy(p, l->dir.p, l->dir.len);
+		len = l->dir.len;
+		p[len++] = '/';
+	}
+	memcpy(p + len, l->name.p, l->name.len);
+	len += l->name.len;
+	return do_getattr(sh, req_id, WH_MSG_LOOKUP_REPLY, p, len, resp);
+}
+
+static int do_readlink(struct wh_share *sh, uint32_t req_id, const char *path,
+		       size_t len, struct wh_buf *resp)
+{
+	char p[WH_MAX_PATH + 1], target[WH_MAX_PATH + 1];
+	struct wh_msg m;
+	ssize_t n;
+	int fd;
+
+	copy_path(p, path, len);
+	fd = resolve(sh, p);
+	if (fd < 0)
+		return reply_error(resp, req_id, -fd, "");
+	n = readlinkat(fd, "", target, sizeof(target));
+	close(fd);
+	if (n < 0)
+		return reply_error(resp, req_id, errno, "");
+	if (n == 0 || (size_t)n > WH_MAX_PATH)
+		return reply_error(resp, req_id, ENAMETOOLONG, "");
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_READLINK_REPLY;
+	m.hdr.req_id = req_id;
+	m.u.readlink_reply.target.p = target;
+	m.u.readlink_reply.target.len = (uint16_t)n;
+	return reply_msg(resp, &m, WH_FRAME_HDR_LEN + 2 + (size_t)n);
+}
+
+static int do_statfs(struct wh_share *sh, uint32_t req_id,
+		     struct wh_buf *resp)
+{
+	struct statvfs sv;
+	struct wh_msg m;
+
+	if (fstatvfs(sh->root_fd, &sv) != 0)
+		return reply_error(resp, req_id, errno, "");
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_STATFS_REPLY;
+	m.hdr.req_id = req_id;
+	m.u.statfs_reply.bsize = (uint32_t)sv.f_bsize;
+	m.u.statfs_reply.frsize = (uint32_t)sv.f_frsize;
+	m.u.statfs_reply.namemax = (uint32_t)sv.f_namemax;
+	m.u.statfs_reply.blocks = sv.f_blocks;
+	m.u.statfs_reply.bfree = sv.f_bfree;
+	m.u.statfs_reply.bavail = sv.f_bavail;
+	m.u.statfs_reply.files = sv.f_files;
+	m.u.statfs_reply.ffree = sv.f_ffree;
+	return reply_msg(resp, &m, WH_FRAME_HDR_LEN + 64);
+}
+
+/* open_regular - a read fd for a regular file at |p|, opened only after an
+ * O_PATH descriptor proved it is one (opening a fifo or a device could
+ * block or have side effects). */
+static int open_regular(struct wh_share *sh, const char *p)
+{
+	char proc[64];
+	struct stat st;
+	int fd, rfd;
+
+	fd = resolve(sh, p);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) != 0) {
+		rfd = -errno;
+		goto out;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		rfd = -EISDIR;
+		goto out;
+	}
+	if (S_ISLNK(st.st_mode)) {
+		rfd = -EINVAL;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rfd = -ENOENT;
+		goto out;
+	}
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	rfd = open(proc, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (rfd < 0)
+		rfd = -errno;
+out:
+	close(fd);
+	return rfd;
+}
+
+static int do_read(struct wh_share *sh, uint32_t req_id,
+		   const struct wh_msg_read *r, struct wh_buf *resp)
+{
+	char p[WH_MAX_PATH + 1];
+	struct stat before, after;
+	struct wh_version v;
+	size_t base = resp->len, got = 0;
+	int fd, rv, tries;
+
+	copy_path(p, r->path.p, r->path.len);
+	fd = open_regular(sh, p);
+	if (fd < 0)
+		return reply_error(resp, req_id, -fd, "");
+	rv = wh_buf_reserve(resp, WH_READ_REPLY_HDR_LEN + r->length);
+	if (rv < 0) {
+		close(fd);
+		return rv;
+	}
+	for (tries = 0; tries < READ_RETRIES; tries++) {
+		uint8_t *dst = resp->data + base + WH_READ_REPLY_HDR_LEN;
+
+		if (fstat(fd, &before) != 0)
+			goto fail_errno;
+		got = 0;
+		while (got < r->length) {
+			ssize_t n;
+
+			if (r->offset > (uint64_t)INT64_MAX - got)
+				break;
+			n = pread(fd, dst + got, r->length - got,
+				  (off_t)(r->offset + got));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				goto fail_errno;
+			if (n == 0)
+				break;
+			got += (size_t)n;
+		}
+		if (fstat(fd, &after) != 0)
+			goto fail_errno;
+		if (same_version(&before, &after))
+			break;
+	}
+	close(fd);
+	if (tries == READ_RETRIES)
+		return reply_error(resp, req_id, EAGAIN,
+				   "the file keeps changing");
+	fill_version(&after, &v);
+	wh_read_reply_hdr_encode(req_id, &v,
+				 r->offset + got >= (uint64_t)after.st_size,
+				 (uint32_t)got, resp->data + base,
+				 WH_READ_REPLY_HDR_LEN);
+	resp->len = base + WH_READ_REPLY_HDR_LEN + got;
+	return 0;
+fail_errno:
+	rv = errno;
+	close(fd);
+	return reply_error(resp, req_id, rv, "");
+}
+
+static int do_readdir(struct wh_share *sh, uint32_t req_id,
+		      const struct wh_msg_readdir *rd, struct wh_buf *resp)
+{
+	char p[WH_MAX_PATH + 1], dbuf[32768];
+	struct wh_buf ents;
+	struct wh_msg m;
+	uint64_t next = rd->cookie;
+	uint32_t count = 0;
+	bool eof = false, full = false;
+	int fd, dfd, rv;
+
+	copy_path(p, rd->path.p, rd->path.len);
+	fd = resolve(sh, p);
+	if (fd < 0)
+		return reply_error(resp, req_id, -fd, "");
+	dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		rv = errno;
+		close(fd);
+		return reply_error(resp, req_id, rv, "");
+	}
+	watch_dir(sh, fd, rd->path.p, rd->path.len);
+	close(fd);
+	if (rd->cookie && lseek(dfd, (off_t)rd->cookie, SEEK_SET) < 0) {
+		rv = errno;
+		close(dfd);
+		return reply_error(resp, req_id, rv, "");
+	}
+	wh_buf_init(&ents);
+	while (!full) {
+		long n = syscall(SYS_getdents64, dfd, dbuf, sizeof(dbuf));
+
+		if (n < 0) {
+			rv = errno;
+			close(dfd);
+			wh_buf_free(&ents);
+			return reply_error(resp, req_id, rv, "");
+		}
+		if (n == 0) {
+			eof = true;
+			break;
+		}
+		for (long off = 0; off < n;) {
+			struct linux_dirent64 {
+				uint64_t d_ino;
+				int64_t d_off;
+				unsigned short d_reclen;
+				unsigned char d_type;
+				char d_name[];
+			} *d = (void *)(dbuf + off);
+			struct stat st;
+			struct wh_attr a;
+			size_t nlen = strlen(d->d_name);
+			ssize_t w;
+
+			off += d->d_reclen;
+			if ((nlen == 1 && d->d_name[0] == '.') ||
+			    (nlen == 2 && !strcmp(d->d_name, ".."))) {
+				next = (uint64_t)d->d_off;
+				continue;
+			}
+			if (fstatat(dfd, d->d_name, &st,
+				    AT_SYMLINK_NOFOLLOW) != 0 ||
+			    !visible(&st) || !wh_name_valid(d->d_name, nlen)) {
+				next = (uint64_t)d->d_off;
+				continue;
+			}
+			if (ents.len + 2 + nlen + WH_ATTR_WIRE_LEN >
+			    DIRENT_BUDGET) {
+				full = true;
+				break;
+			}
+			fill_attr(&st, &a);
+			if (wh_buf_reserve(&ents, 2 + nlen + WH_ATTR_WIRE_LEN) <
+			    0) {
+				close(dfd);
+				wh_buf_free(&ents);
+				return -ENOMEM;
+			}
+			w = wh_dirent_encode(d->d_name, nlen, &a,
+					     ents.data + ents.len,
+					     ents.cap - ents.len);
+			if (w < 0) {
+				next = (uint64_t)d->d_off;
+				continue;
+			}
+			ents.len += (size_t)w;
+			next = (uint64_t)d->d_off;
+			if (++count == rd->max_entries) {
+				full = true;
+				break;
+			}
+		}
+	}
+	close(dfd);
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_READDIR_REPLY;
+	m.hdr.req_id = req_id;
+	m.u.readdir_reply.next_cookie = next;
+	m.u.readdir_reply.eof = eof;
+	m.u.readdir_reply.count = count;
+	m.u.readdir_reply.entries = ents.data;
+	m.u.readdir_reply.entries_len = ents.len;
+	rv = reply_msg(resp, &m, WH_FRAME_HDR_LEN + 13 + ents.len);
+	wh_buf_free(&ents);
+	return rv;
+}
+
+int wh_share_serve(struct wh_share *sh, const uint8_t *req, size_t len,
+		   struct wh_buf *resp)
+{
+	struct wh_frame_hdr hdr;
+	struct wh_msg m;
+	uint32_t req_id = 0;
+	int rv;
+
+	if (wh_frame_hdr_decode(req, len, WH_MAX_REQ_FRAME, &hdr) == 0)
+		req_id = hdr.req_id;
+	rv = wh_msg_decode(req, len, WH_MAX_REQ_FRAME, &m);
+	if (rv == WH_ERR_PATH)
+		return reply_error(resp, req_id, EINVAL,
+				   "unsafe or invalid path");
+	if (rv < 0) {
+		rv = reply_error(resp, req_id, EPROTO, "malformed request");
+		return rv < 0 ? rv : WH_ERR_PROTO;
+	}
+	switch (m.hdr.type) {
+	case WH_MSG_LOOKUP:
+		return do_lookup(sh, req_id, &m.u.lookup, resp);
+	case WH_MSG_GETATTR:
+		return do_getattr(sh, req_id, WH_MSG_GETATTR_REPLY,
+				  m.u.path.path.p, m.u.path.path.len, resp);
+	case WH_MSG_READDIR:
+		return do_readdir(sh, req_id, &m.u.readdir, resp);
+	case WH_MSG_READ:
+		return do_read(sh, req_id, &m.u.read, resp);
+	case WH_MSG_READLINK:
+		return do_readlink(sh, req_id, m.u.path.path.p,
+				   m.u.path.path.len, resp);
+	case WH_MSG_STATFS:
+		return do_statfs(sh, req_id, resp);
+	default:
+		rv = reply_error(resp, req_id, EPROTO,
+				 "not a request message");
+		return rv < 0 ? rv : WH_ERR_PROTO;
+	}
+}
+
+/* ------------------------------------------------------------ lifetime */
+
+int wh_share_open(const char *dir, struct wh_share **pshare)
+{
+	struct wh_share *sh;
+	struct stat st;
+
+	sh = calloc(1, sizeof(*sh));
+	if (!sh)
+		return -ENOMEM;
+	pthread_mutex_init(&sh->lock, NULL);
+	sh->ifd = -1;
+	sh->root_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (sh->root_fd < 0) {
+		int err = -errno;
+
+		wh_share_close(sh);
+		return err;
+	}
+	if (fstat(sh->root_fd, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		wh_share_close(sh);
+		return -ENOTDIR;
+	}
+	sh->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (sh->ifd >= 0)
+		watch_dir(sh, sh->root_fd, "", 0);
+	*pshare = sh;
+	return 0;
+}
+
+void wh_share_close(struct wh_share *sh)
+{
+	if (!sh)
+		return;
+	for (size_t i = 0; i < sh->nwatches; i++)
+		free(sh->watches[i].path);
+	free(sh->watches);
+	if (sh->ifd >= 0)
+		close(sh->ifd);
+	if (sh->root_fd >= 0)
+		close(sh->root_fd);
+	pthread_mutex_destroy(&sh->lock);
+	free(sh);
+}

@@ -1,0 +1,631 @@
+/*
+ * wh_proto.c - encode and decode protocol v1 frames (see wh_proto.h and
+ * docs/PROTOCOL.md).  Pure functions over caller buffers: no I/O, no
+ * allocation.  Decoding goes through a bounds-checked cursor, so no input
+ * can make a decoder read outside [buf, buf + len).
+ */
+#include <string.h>
+
+#include "common/wh_err.h"
+#include "proto/wh_proto.h"
+
+/* ------------------------------------------------------------ cursors */
+
+struct rd {
+	const uint8_t *p;
+	size_t left;
+	bool bad;
+};
+
+static uint64_t rd_be(struct rd *r, size_t n)
+{
+	uint64_t v = 0;
+
+	if (r->bad || r->left < n) {
+		r->bad = true;
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		v = (v << 8) | r->p[i];
+	r->p += n;
+	r->left -= n;
+	return v;
+}
+
+static uint8_t rd_u8(struct rd *r) { return (uint8_t)rd_be(r, 1); }
+static uint16_t rd_u16(struct rd *r) { return (uint16_t)rd_be(r, 2); }
+static uint32_t rd_u32(struct rd *r) { return (uint32_t)rd_be(r, 4); }
+static uint64_t rd_u64(struct rd *r) { return rd_be(r, 8); }
+
+static void rd_bytes(struct rd *r, uint8_t *out, size_t n)
+{
+	if (r->bad || r->left < n) {
+		r->bad = true;
+		return;
+	}
+	memcpy(out, r->p, n);
+	r->p += n;
+	r->left -= n;
+}
+
+static void rd_str(struct rd *r, struct wh_str *s)
+{
+	uint16_t n = rd_u16(r);
+
+	s->p = NULL;
+	s->len = 0;
+	if (r->bad || r->left < n) {
+		r->bad = true;
+		return;
+	}
+	s->p = (const char *)r->p;
+	s->len = n;
+	r->p += n;
+	r->left -= n;
+}
+
+static bool rd_bool(struct rd *r)
+{
+	uint8_t v = rd_u8(r);
+
+	if (v > 1)
+		r->bad = true;
+	return v == 1;
+}
+
+static void rd_ts(struct rd *r, struct wh_timespec *t)
+{
+	t->sec = (int64_t)rd_u64(r);
+	t->nsec = rd_u32(r);
+	if (t->nsec >= 1000000000U)
+		r->bad = true;
+}
+
+struct wr {
+	uint8_t *p;
+	size_t left;
+	bool bad;
+};
+
+static void wr_be(struct wr *w, uint64_t v, size_t n)
+{
+	if (w->bad || w->left < n) {
+		w->bad = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		w->p[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
+	w->p += n;
+	w->left -= n;
+}
+
+static void wr_u8(struct wr *w, uint8_t v) { wr_be(w, v, 1); }
+static void wr_u16(struct wr *w, uint16_t v) { wr_be(w, v, 2); }
+static void wr_u32(struct wr *w, uint32_t v) { wr_be(w, v, 4); }
+static void wr_u64(struct wr *w, uint64_t v) { wr_be(w, v, 8); }
+
+static void wr_bytes(struct wr *w, const void *p, size_t n)
+{
+	if (w->bad || w->left < n) {
+		w->bad = true;
+		return;
+	}
+	if (n)
+		memcpy(w->p, p, n);
+	w->p += n;
+	w->left -= n;
+}
+
+static void wr_str(struct wr *w, const char *p, size_t n)
+{
+	if (n > UINT16_MAX) {
+		w->bad = true;
+		return;
+	}
+	wr_u16(w, (uint16_t)n);
+	wr_bytes(w, p, n);
+}
+
+static void wr_ts(struct wr *w, const struct wh_timespec *t)
+{
+	wr_u64(w, (uint64_t)t->sec);
+	wr_u32(w, t->nsec);
+}
+
+/* ------------------------------------------------------------ paths */
+
+bool wh_name_valid(const char *n, size_t len)
+{
+	if (!n || len == 0 || len > WH_MAX_NAME)
+		return false;
+	if (len == 1 && n[0] == '.')
+		return false;
+	if (len == 2 && n[0] == '.' && n[1] == '.')
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (n[i] == '/' || n[i] == '\0')
+			return false;
+	return true;
+}
+
+bool wh_path_valid(const char *p, size_t len)
+{
+	size_t start = 0;
+
+	if (len == 0)
+		return true;
+	if (!p || len > WH_MAX_PATH)
+		return false;
+	for (size_t i = 0; i <= len; i++) {
+		if (i == len || p[i] == '/') {
+			if (!wh_name_valid(p + start, i - start))
+				return false;
+			start = i + 1;
+		}
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------ attrs */
+
+static void rd_attr(struct rd *r, struct wh_attr *a)
+{
+	a->ino = rd_u64(r);
+	a->mode = rd_u32(r);
+	a->nlink = rd_u32(r);
+	a->uid = rd_u32(r);
+	a->gid = rd_u32(r);
+	a->size = rd_u64(r);
+	a->blocks = rd_u64(r);
+	a->blksize = rd_u32(r);
+	rd_ts(r, &a->atime);
+	rd_ts(r, &a->mtime);
+	rd_ts(r, &a->ctime);
+}
+
+static void wr_attr(struct wr *w, const struct wh_attr *a)
+{
+	wr_u64(w, a->ino);
+	wr_u32(w, a->mode);
+	wr_u32(w, a->nlink);
+	wr_u32(w, a->uid);
+	wr_u32(w, a->gid);
+	wr_u64(w, a->size);
+	wr_u64(w, a->blocks);
+	wr_u32(w, a->blksize);
+	wr_ts(w, &a->atime);
+	wr_ts(w, &a->mtime);
+	wr_ts(w, &a->ctime);
+}
+
+static void rd_version(struct rd *r, struct wh_version *v)
+{
+	v->size = rd_u64(r);
+	rd_ts(r, &v->mtime);
+	rd_ts(r, &v->ctime);
+}
+
+static void wr_version(struct wr *w, const struct wh_version *v)
+{
+	wr_u64(w, v->size);
+	wr_ts(w, &v->mtime);
+	wr_ts(w, &v->ctime);
+}
+
+/* ------------------------------------------------------------ frames */
+
+static bool type_known(uint16_t t)
+{
+	return (t >= WH_MSG_HELLO && t <= WH_MSG_INVAL) ||
+	       (t >= WH_MSG_ERROR && t <= WH_MSG_STATFS_REPLY);
+}
+
+const char *wh_msg_type_name(uint16_t type)
+{
+	switch (type) {
+	case WH_MSG_HELLO: return "HELLO";
+	case WH_MSG_HELLO_ACK: return "HELLO_ACK";
+	case WH_MSG_AUTH: return "AUTH";
+	case WH_MSG_AUTH_OK: return "AUTH_OK";
+	case WH_MSG_INVAL: return "INVAL";
+	case WH_MSG_ERROR: return "ERROR";
+	case WH_MSG_LOOKUP: return "LOOKUP";
+	case WH_MSG_LOOKUP_REPLY: return "LOOKUP_REPLY";
+	case WH_MSG_GETATTR: return "GETATTR";
+	case WH_MSG_GETATTR_REPLY: return "GETATTR_REPLY";
+	case WH_MSG_READDIR: return "READDIR";
+	case WH_MSG_READDIR_REPLY: return "READDIR_REPLY";
+	case WH_MSG_READ: return "READ";
+	case WH_MSG_READ_REPLY: return "READ_REPLY";
+	case WH_MSG_READLINK: return "READLINK";
+	case WH_MSG_READLINK_REPLY: return "READLINK_REPLY";
+	case WH_MSG_STATFS: return "STATFS";
+	case WH_MSG_STATFS_REPLY: return "STATFS_REPLY";
+	}
+	return "UNKNOWN";
+}
+
+int wh_frame_hdr_decode(const uint8_t *buf, size_t len, size_t max_payload,
+			struct wh_frame_hdr *hdr)
+{
+	struct rd r = { buf, len, false };
+
+	if (len < WH_FRAME_HDR_LEN)
+		return WH_ERR_SHORT;
+	hdr->length = rd_u32(&r);
+	hdr->type = rd_u16(&r);
+	hdr->flags = rd_u16(&r);
+	hdr->req_id = rd_u32(&r);
+	if (hdr->length > max_payload)
+		return WH_ERR_TOOBIG;
+	if (!type_known(hdr->type))
+		return WH_ERR_PROTO;
+	return 0;
+}
+
+/* decode_dirents - check that exactly |count| entries fill |r|. */
+static int walk_dirents(const struct wh_msg_readdir_reply *rr)
+{
+	struct wh_dirent ent;
+	size_t pos = 0;
+	uint32_t n = 0;
+	int rv;
+
+	while ((rv = wh_dirent_next(rr, &pos, &ent)) == 1)
+		n++;
+	if (rv < 0 || n != rr->count)
+		return WH_ERR_PROTO;
+	return 0;
+}
+
+int wh_msg_decode(const uint8_t *buf, size_t len, size_t max_payload,
+		  struct wh_msg *msg)
+{
+	struct rd r;
+	int rv;
+
+	memset(msg, 0, sizeof(*msg));
+	rv = wh_frame_hdr_decode(buf, len, max_payload, &msg->hdr);
+	if (rv < 0)
+		return rv;
+	if (len < WH_FRAME_HDR_LEN + (size_t)msg->hdr.length)
+		return WH_ERR_SHORT;
+	if (len > WH_FRAME_HDR_LEN + (size_t)msg->hdr.length)
+		return WH_ERR_PROTO;
+	r.p = buf + WH_FRAME_HDR_LEN;
+	r.left = msg->hdr.length;
+	r.bad = false;
+
+	switch (msg->hdr.type) {
+	case WH_MSG_HELLO:
+		msg->u.hello.min_version = rd_u16(&r);
+		msg->u.hello.max_version = rd_u16(&r);
+		msg->u.hello.caps = rd_u64(&r);
+		rd_bytes(&r, msg->u.hello.pake_msg, WH_PAKE_MSG_LEN);
+		if (!r.bad && msg->u.hello.min_version > msg->u.hello.max_version)
+			return WH_ERR_PROTO;
+		break;
+	case WH_MSG_HELLO_ACK:
+		msg->u.hello_ack.version = rd_u16(&r);
+		msg->u.hello_ack.caps = rd_u64(&r);
+		rd_bytes(&r, msg->u.hello_ack.pake_msg, WH_PAKE_MSG_LEN);
+		rd_bytes(&r, msg->u.hello_ack.confirm, WH_CONFIRM_LEN);
+		break;
+	case WH_MSG_AUTH:
+		rd_bytes(&r, msg->u.auth.confirm, WH_CONFIRM_LEN);
+		break;
+	case WH_MSG_AUTH_OK:
+	case WH_MSG_STATFS:
+		break;
+	case WH_MSG_INVAL:
+		rd_str(&r, &msg->u.inval.dir);
+		rd_str(&r, &msg->u.inval.name);
+		if (r.bad)
+			break;
+		if (!wh_path_valid(msg->u.inval.dir.p, msg->u.inval.dir.len))
+			return WH_ERR_PATH;
+		if (msg->u.inval.name.len &&
+		    !wh_name_valid(msg->u.inval.name.p, msg->u.inval.name.len))
+			return WH_ERR_PATH;
+		break;
+	case WH_MSG_ERROR:
+		msg->u.error.err = (int32_t)rd_u32(&r);
+		rd_str(&r, &msg->u.error.message);
+		if (r.bad)
+			break;
+		if (msg->u.error.err <= 0 || msg->u.error.err >= 4096 ||
+		    msg->u.error.message.len > WH_MAX_ERRMSG)
+			return WH_ERR_PROTO;
+		break;
+	case WH_MSG_LOOKUP:
+		rd_str(&r, &msg->u.lookup.dir);
+		rd_str(&r, &msg->u.lookup.name);
+		if (r.bad)
+			break;
+		if (!wh_path_valid(msg->u.lookup.dir.p, msg->u.lookup.dir.len) ||
+		    !wh_name_valid(msg->u.lookup.name.p,
+				   msg->u.lookup.name.len))
+			return WH_ERR_PATH;
+		break;
+	case WH_MSG_GETATTR:
+	case WH_MSG_READLINK:
+		rd_str(&r, &msg->u.path.path);
+		if (!r.bad &&
+		    !wh_path_valid(msg->u.path.path.p, msg->u.path.path.len))
+			return WH_ERR_PATH;
+		break;
+	case WH_MSG_READDIR:
+		rd_str(&r, &msg->u.readdir.path);
+		msg->u.readdir.cookie = rd_u64(&r);
+		msg->u.readdir.max_entries = rd_u32(&r);
+		if (r.bad)
+			break;
+		if (msg->u.readdir.max_entries == 0 ||
+		    msg->u.readdir.max_entries > WH_MAX_READDIR_ENTRIES)
+			return WH_ERR_PROTO;
+		if (!wh_path_valid(msg->u.readdir.path.p,
+				   msg->u.readdir.path.len))
+			return WH_ERR_PATH;
+		break;
+	case WH_MSG_READ:
+		rd_str(&r, &msg->u.read.path);
+		msg->u.read.offset = rd_u64(&r);
+		msg->u.read.length = rd_u32(&r);
+		if (r.bad)
+			break;
+		if (msg->u.read.length > WH_MAX_READ)
+			return WH_ERR_TOOBIG;
+		if (!wh_path_valid(msg->u.read.path.p, msg->u.read.path.len))
+			return WH_ERR_PATH;
+		break;
+	case WH_MSG_LOOKUP_REPLY:
+	case WH_MSG_GETATTR_REPLY:
+		rd_attr(&r, &msg->u.attr.attr);
+		break;
+	case WH_MSG_READDIR_REPLY:
+		msg->u.readdir_reply.next_cookie = rd_u64(&r);
+		msg->u.readdir_reply.eof = rd_bool(&r);
+		msg->u.readdir_reply.count = rd_u32(&r);
+		if (r.bad)
+			break;
+		if (msg->u.readdir_reply.count > WH_MAX_READDIR_ENTRIES)
+			return WH_ERR_PROTO;
+		msg->u.readdir_reply.entries = r.p;
+		msg->u.readdir_reply.entries_len = r.left;
+		r.p += r.left;
+		r.left = 0;
+		if (walk_dirents(&msg->u.readdir_reply) < 0)
+			return WH_ERR_PROTO;
+		break;
+	case WH_MSG_READ_REPLY:
+		rd_version(&r, &msg->u.read_reply.version);
+		msg->u.read_reply.eof = rd_bool(&r);
+		if (r.bad)
+			break;
+		if (r.left > WH_MAX_READ)
+			return WH_ERR_TOOBIG;
+		msg->u.read_reply.data = r.p;
+		msg->u.read_reply.data_len = (uint32_t)r.left;
+		r.p += r.left;
+		r.left = 0;
+		break;
+	case WH_MSG_READLINK_REPLY:
+		rd_str(&r, &msg->u.readlink_reply.target);
+		if (r.bad)
+			break;
+		if (msg->u.readlink_reply.target.len == 0 ||
+		    msg->u.readlink_reply.target.len > WH_MAX_PATH ||
+		    memchr(msg->u.readlink_reply.target.p, '\0',
+			   msg->u.readlink_reply.target.len))
+			return WH_ERR_PROTO;
+		break;
+	case WH_MSG_STATFS_REPLY: {
+		struct wh_msg_statfs_reply *s = &msg->u.statfs_reply;
+
+		s->bsize = rd_u32(&r);
+		s->frsize = rd_u32(&r);
+		s->namemax = rd_u32(&r);
+		s->blocks = rd_u64(&r);
+		s->bfree = rd_u64(&r);
+		s->bavail = rd_u64(&r);
+		s->files = rd_u64(&r);
+		s->ffree = rd_u64(&r);
+		break;
+	}
+	default:
+		return WH_ERR_PROTO;
+	}
+	if (r.bad)
+		return WH_ERR_PROTO;
+	if (r.left != 0)
+		return WH_ERR_PROTO;
+	return 0;
+}
+
+ssize_t wh_msg_encode(const struct wh_msg *msg, uint8_t *buf, size_t cap)
+{
+	struct wr w = { buf, cap, false };
+	const struct wh_str *a, *b;
+	size_t payload;
+
+	if (!type_known(msg->hdr.type))
+		return WH_ERR_PROTO;
+	/* header now, length patched at the end */
+	wr_u32(&w, 0);
+	wr_u16(&w, msg->hdr.type);
+	wr_u16(&w, 0);
+	wr_u32(&w, msg->hdr.req_id);
+
+	switch (msg->hdr.type) {
+	case WH_MSG_HELLO:
+		wr_u16(&w, msg->u.hello.min_version);
+		wr_u16(&w, msg->u.hello.max_version);
+		wr_u64(&w, msg->u.hello.caps);
+		wr_bytes(&w, msg->u.hello.pake_msg, WH_PAKE_MSG_LEN);
+		break;
+	case WH_MSG_HELLO_ACK:
+		wr_u16(&w, msg->u.hello_ack.version);
+		wr_u64(&w, msg->u.hello_ack.caps);
+		wr_bytes(&w, msg->u.hello_ack.pake_msg, WH_PAKE_MSG_LEN);
+		wr_bytes(&w, msg->u.hello_ack.confirm, WH_CONFIRM_LEN);
+		break;
+	case WH_MSG_AUTH:
+		wr_bytes(&w, msg->u.auth.confirm, WH_CONFIRM_LEN);
+		break;
+	case WH_MSG_AUTH_OK:
+	case WH_MSG_STATFS:
+		break;
+	case WH_MSG_INVAL:
+		a = &msg->u.inval.dir;
+		b = &msg->u.inval.name;
+		if (a->len > WH_MAX_PATH || b->len > WH_MAX_NAME)
+			return WH_ERR_TOOBIG;
+		wr_str(&w, a->p, a->len);
+		wr_str(&w, b->p, b->len);
+		break;
+	case WH_MSG_ERROR:
+		if (msg->u.error.err <= 0 || msg->u.error.err >= 4096)
+			return WH_ERR_PROTO;
+		wr_u32(&w, (uint32_t)msg->u.error.err);
+		wr_str(&w, msg->u.error.message.p,
+		       msg->u.error.message.len > WH_MAX_ERRMSG
+			       ? WH_MAX_ERRMSG
+			       : msg->u.error.message.len);
+		break;
+	case WH_MSG_LOOKUP:
+		a = &msg->u.lookup.dir;
+		b = &msg->u.lookup.name;
+		if (a->len > WH_MAX_PATH || b->len > WH_MAX_NAME)
+			return WH_ERR_TOOBIG;
+		wr_str(&w, a->p, a->len);
+		wr_str(&w, b->p, b->len);
+		break;
+	case WH_MSG_GETATTR:
+	case WH_MSG_READLINK:
+		if (msg->u.path.path.len > WH_MAX_PATH)
+			return WH_ERR_TOOBIG;
+		wr_str(&w, msg->u.path.path.p, msg->u.path.path.len);
+		break;
+	case WH_MSG_READDIR:
+		if (msg->u.readdir.path.len > WH_MAX_PATH)
+			return WH_ERR_TOOBIG;
+		wr_str(&w, msg->u.readdir.path.p, msg->u.readdir.path.len);
+		wr_u64(&w, msg->u.readdir.cookie);
+		wr_u32(&w, msg->u.readdir.max_entries);
+		break;
+	case WH_MSG_READ:
+		if (msg->u.read.path.len > WH_MAX_PATH ||
+		    msg->u.read.length > WH_MAX_READ)
+			return WH_ERR_TOOBIG;
+		wr_str(&w, msg->u.read.path.p, msg->u.read.path.len);
+		wr_u64(&w, msg->u.read.offset);
+		wr_u32(&w, msg->u.read.length);
+		break;
+	case WH_MSG_LOOKUP_REPLY:
+	case WH_MSG_GETATTR_REPLY:
+		wr_attr(&w, &msg->u.attr.attr);
+		break;
+	case WH_MSG_READDIR_REPLY:
+		if (msg->u.readdir_reply.count > WH_MAX_READDIR_ENTRIES)
+			return WH_ERR_TOOBIG;
+		wr_u64(&w, msg->u.readdir_reply.next_cookie);
+		wr_u8(&w, msg->u.readdir_reply.eof ? 1 : 0);
+		wr_u32(&w, msg->u.readdir_reply.count);
+		wr_bytes(&w, msg->u.readdir_reply.entries,
+			 msg->u.readdir_reply.entries_len);
+		break;
+	case WH_MSG_READ_REPLY:
+		if (msg->u.read_reply.data_len > WH_MAX_READ)
+			return WH_ERR_TOOBIG;
+		wr_version(&w, &msg->u.read_reply.version);
+		wr_u8(&w, msg->u.read_reply.eof ? 1 : 0);
+		wr_bytes(&w, msg->u.read_reply.data,
+			 msg->u.read_reply.data_len);
+		break;
+	case WH_MSG_READLINK_REPLY:
+		if (msg->u.readlink_reply.target.len > WH_MAX_PATH)
+			return WH_ERR_TOOBIG;
+		wr_str(&w, msg->u.readlink_reply.target.p,
+		       msg->u.readlink_reply.target.len);
+		break;
+	case WH_MSG_STATFS_REPLY: {
+		const struct wh_msg_statfs_reply *s = &msg->u.statfs_reply;
+
+		wr_u32(&w, s->bsize);
+		wr_u32(&w, s->frsize);
+		wr_u32(&w, s->namemax);
+		wr_u64(&w, s->blocks);
+		wr_u64(&w, s->bfree);
+		wr_u64(&w, s->bavail);
+		wr_u64(&w, s->files);
+		wr_u64(&w, s->ffree);
+		break;
+	}
+	default:
+		return WH_ERR_PROTO;
+	}
+	if (w.bad)
+		return WH_ERR_TOOBIG;
+	payload = cap - w.left - WH_FRAME_HDR_LEN;
+	if (payload > UINT32_MAX)
+		return WH_ERR_TOOBIG;
+	buf[0] = (uint8_t)(payload >> 24);
+	buf[1] = (uint8_t)(payload >> 16);
+	buf[2] = (uint8_t)(payload >> 8);
+	buf[3] = (uint8_t)payload;
+	return (ssize_t)(cap - w.left);
+}
+
+ssize_t wh_read_reply_hdr_encode(uint32_t req_id, const struct wh_version *v,
+				 bool eof, uint32_t data_len, uint8_t *buf,
+				 size_t cap)
+{
+	struct wr w = { buf, cap, false };
+	uint32_t payload = WH_VERSION_WIRE_LEN + 1 + data_len;
+
+	if (data_len > WH_MAX_READ)
+		return WH_ERR_TOOBIG;
+	wr_u32(&w, payload);
+	wr_u16(&w, WH_MSG_READ_REPLY);
+	wr_u16(&w, 0);
+	wr_u32(&w, req_id);
+	wr_version(&w, v);
+	wr_u8(&w, eof ? 1 : 0);
+	if (w.bad)
+		return WH_ERR_TOOBIG;
+	return WH_READ_REPLY_HDR_LEN;
+}
+
+ssize_t wh_dirent_encode(const char *name, size_t name_len,
+			 const struct wh_attr *attr, uint8_t *buf, size_t cap)
+{
+	struct wr w = { buf, cap, false };
+
+	if (!wh_name_valid(name, name_len))
+		return WH_ERR_TOOBIG;
+	wr_str(&w, name, name_len);
+	wr_attr(&w, attr);
+	if (w.bad)
+		return WH_ERR_TOOBIG;
+	return (ssize_t)(cap - w.left);
+}
+
+int wh_dirent_next(const struct wh_msg_readdir_reply *rr, size_t *pos,
+		   struct wh_dirent *ent)
+{
+	struct rd r;
+
+	if (*pos > rr->entries_len)
+		return WH_ERR_PROTO;
+	if (*pos == rr->entries_len)
+		return 0;
+	r.p = rr->entries + *pos;
+	r.left = rr->entries_len - *pos;
+	r.bad = false;
+	rd_str(&r, &ent->name);
+	rd_attr(&r, &ent->attr);
+	if (r.bad || !wh_name_valid(ent->name.p, ent->name.len))
+		return WH_ERR_PROTO;
+	*pos = rr->entries_len - r.left;
+	return 1;
+}

@@ -1,0 +1,169 @@
+/*
+ * wh_probe.c - a misbehaving client for the end-to-end tests.
+ *
+ *   wh_probe --peer ADDR:PORT --code CODE --case NAME
+ *
+ * Authenticates like a real client, then sends one hand-made frame (built
+ * byte by byte, not with the protocol encoder, so it can be wrong) and
+ * prints exactly one line: "reply ERROR <errno>", "reply <TYPE>",
+ * "closed", "timeout" or "auth-failed".  Exit 0 if it ran, 2 on bad usage.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "auth/wh_code.h"
+#include "client/wh_session.h"
+#include "common/wh_err.h"
+#include "proto/wh_proto.h"
+
+static uint8_t frame[WH_FRAME_HDR_LEN + 8192];
+static size_t flen;
+
+static void put8(uint8_t v) { frame[flen++] = v; }
+static void put16(uint16_t v) { put8((uint8_t)(v >> 8)); put8((uint8_t)v); }
+static void put32(uint32_t v) { put16((uint16_t)(v >> 16)); put16((uint16_t)v); }
+static void put64(uint64_t v) { put32((uint32_t)(v >> 32)); put32((uint32_t)v); }
+static void putstr(const char *s, size_t n)
+{
+	put16((uint16_t)n);
+	memcpy(frame + flen, s, n);
+	flen += n;
+}
+
+/* header - start a frame; the length is patched by finish(). */
+static void header(uint16_t type)
+{
+	flen = 0;
+	put32(0);
+	put16(type);
+	put16(0);
+	put32(7);
+}
+
+static void finish(void)
+{
+	uint32_t len = (uint32_t)(flen - WH_FRAME_HDR_LEN);
+
+	frame[0] = (uint8_t)(len >> 24);
+	frame[1] = (uint8_t)(len >> 16);
+	frame[2] = (uint8_t)(len >> 8);
+	frame[3] = (uint8_t)len;
+}
+
+static int build(const char *name)
+{
+	char longname[300];
+
+	if (!strcmp(name, "ok")) {
+		header(WH_MSG_GETATTR);
+		putstr("", 0);
+		finish();
+	} else if (!strcmp(name, "dotdot")) {
+		header(WH_MSG_GETATTR);
+		putstr("../etc", 6);
+		finish();
+	} else if (!strcmp(name, "absolute")) {
+		header(WH_MSG_GETATTR);
+		putstr("/etc/passwd", 11);
+		finish();
+	} else if (!strcmp(name, "longname")) {
+		memset(longname, 'a', sizeof(longname));
+		header(WH_MSG_LOOKUP);
+		putstr("", 0);
+		putstr(longname, sizeof(longname));
+		finish();
+	} else if (!strcmp(name, "truncated")) {
+		header(WH_MSG_GETATTR);
+		putstr("0123456789", 10);
+		frame[3] = 100; /* announces 100 bytes, sends 12 */
+	} else if (!strcmp(name, "oversized")) {
+		header(WH_MSG_READ);
+		putstr("a", 1);
+		put64(0);
+		put32(4096);
+		frame[0] = 0x04; /* 64 MiB */
+		frame[1] = frame[2] = frame[3] = 0;
+	} else if (!strcmp(name, "garbage")) {
+		flen = 64;
+		randombytes_buf(frame, flen);
+	} else if (!strcmp(name, "replytype")) {
+		header(WH_MSG_READ_REPLY);
+		for (int i = 0; i < WH_VERSION_WIRE_LEN; i++)
+			put8(0);
+		put8(1);
+		put32(0xdeadbeef);
+		finish();
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "peer", required_argument, NULL, 'p' },
+		{ "code", required_argument, NULL, 'c' },
+		{ "case", required_argument, NULL, 'k' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *peer = NULL, *code_in = NULL, *kase = NULL;
+	char code[WH_CODE_STRLEN + 1], err[512];
+	struct wh_session_opts so;
+	struct wh_session *s;
+	struct wh_frame_hdr hdr;
+	struct wh_msg msg;
+	struct wh_buf resp;
+	int c, rv;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p': peer = optarg; break;
+		case 'c': code_in = optarg; break;
+		case 'k': kase = optarg; break;
+		default: return 2;
+		}
+	}
+	if (!peer || !code_in || !kase || wh_code_parse(code_in, code) < 0 ||
+	    sodium_init() < 0 || build(kase) < 0) {
+		fprintf(stderr, "usage: wh_probe --peer ADDR:PORT --code CODE "
+			"--case ok|dotdot|absolute|longname|truncated|"
+			"oversized|garbage|replytype\n");
+		return 2;
+	}
+	memset(&so, 0, sizeof(so));
+	so.code = code;
+	so.peer = peer;
+	so.connect_timeout_ms = 10000;
+	so.no_reconnect = true;
+	rv = wh_session_new(&so, &s, err, sizeof(err));
+	if (rv < 0) {
+		fprintf(stderr, "wh_probe: %s\n", err);
+		printf("auth-failed\n");
+		return 0;
+	}
+	wh_buf_init(&resp);
+	rv = wh_session_call(s, frame, flen, &resp, 5000);
+	if (rv == WH_ERR_TIMEOUT) {
+		printf("timeout\n");
+	} else if (rv < 0) {
+		printf("closed\n");
+	} else if (wh_frame_hdr_decode(resp.data, resp.len, WH_MAX_REPLY_FRAME,
+				       &hdr) < 0) {
+		printf("reply MALFORMED\n");
+	} else if (hdr.type == WH_MSG_ERROR &&
+		   wh_msg_decode(resp.data, resp.len, WH_MAX_REPLY_FRAME,
+				 &msg) == 0) {
+		printf("reply ERROR %d\n", msg.u.error.err);
+	} else {
+		printf("reply %s\n", wh_msg_type_name(hdr.type));
+	}
+	fflush(stdout);
+	wh_buf_free(&resp);
+	wh_session_del(s);
+	return 0;
+}
