@@ -35,26 +35,23 @@ int cmd_status_main(int argc, char **argv)
 	if (!f)
 		return cli_fail("status", "cannot read /proc/self/mountinfo");
 	while (fgets(line, sizeof(line), f)) {
-		/* id parent maj:min root mountpoint opts ... - fstype src */
-		char *fields[6] = { 0 }, *sep, *p = line, *fstype;
-		int i;
+		/* id parent maj:min root mountpoint opts [optional...] -
+		 * fstype source superopts */
+		char *sep = strstr(line, " - "), *p = line, *mnt = NULL;
 
-		for (i = 0; i < 6 && p; i++) {
-			fields[i] = p;
+		if (!sep || strncmp(sep + 3, "fuse.wormhole ", 14) != 0)
+			continue;
+		*sep = '\0';
+		for (int i = 0; i < 5 && p; i++) {
+			mnt = p;
 			p = strchr(p, ' ');
 			if (p)
 				*p++ = '\0';
 		}
-		if (i < 6 || !p)
+		if (!mnt)
 			continue;
-		sep = strstr(p, " - ");
-		if (!sep)
-			continue;
-		fstype = sep + 3;
-		if (strncmp(fstype, "fuse.wormhole ", 14) != 0)
-			continue;
-		unescape_octal(fields[4]);
-		printf("%s\n", fields[4]);
+		unescape_octal(mnt);
+		printf("%s\n", mnt);
 		n++;
 	}
 	fclose(f);

@@ -835,15 +835,17 @@ int wh_host_run(const struct wh_host_opts *opts)
 		       wh_strerror(rv));
 		goto out;
 	}
+	/* block the signals before any thread exists, so that every thread
+	 * inherits the mask and they reach only the signalfd */
+	rv = setup_signals(&sigs);
+	if (rv < 0)
+		goto out;
+	sfd = rv;
 	rv = pool_start(&h.pool, h.share);
 	if (rv < 0) {
 		wh_err("cannot start worker threads: %s", wh_strerror(rv));
 		goto out;
 	}
-	rv = setup_signals(&sigs);
-	if (rv < 0)
-		goto out;
-	sfd = rv;
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (epfd < 0) {
 		rv = -errno;

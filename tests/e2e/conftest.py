@@ -1,0 +1,268 @@
+"""Shared fixtures for the end-to-end tests: real wormhole processes, real
+FUSE mounts, always cleaned up.  Run as root with Debian's pytest:
+
+    WH_BIN=build/wormhole WH_TOOLS_DIR=build/tests /usr/bin/python3 -m pytest tests/e2e
+"""
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+WH_BIN = os.environ.get("WH_BIN", os.path.join(ROOT, "build", "wormhole"))
+TOOLS = os.environ.get("WH_TOOLS_DIR", os.path.join(ROOT, "build", "tests"))
+
+MiB = 1024 * 1024
+
+
+def wait_for(pred, timeout, step=0.02):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def free_udp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Host:
+    """A `wormhole host` process; stdout gives the code and the port."""
+
+    def __init__(self, share, code=None, port=0, extra=()):
+        self.share = share
+        self.log = tempfile.NamedTemporaryFile(prefix="wh-host-", suffix=".log",
+                                               delete=False)
+        args = [WH_BIN, "host", share, "--listen", "127.0.0.1:%d" % port,
+                "--no-signal"]
+        if code:
+            args += ["--code", code]
+        args += list(extra)
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
+                                     stderr=self.log, text=True)
+        self.code = None
+        self.port = None
+        end = time.monotonic() + 10
+        while time.monotonic() < end and (self.code is None or self.port is None):
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith("join code: "):
+                self.code = line.split(": ", 1)[1].strip()
+            elif line.startswith("listening: "):
+                self.port = int(line.rsplit(":", 1)[1])
+        if self.code is None or self.port is None:
+            self.kill()
+            raise RuntimeError("host did not start: " + self.stderr())
+        self.addr = "127.0.0.1:%d" % self.port
+
+    def stderr(self):
+        with open(self.log.name, errors="replace") as f:
+            return f.read()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, timeout=10):
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self):
+        self.stop()
+        try:
+            os.unlink(self.log.name)
+        except OSError:
+            pass
+
+
+def unmount(mnt):
+    if os.path.ismount(mnt):
+        subprocess.run(["fusermount3", "-u", mnt], stderr=subprocess.DEVNULL)
+    if os.path.ismount(mnt):
+        subprocess.run(["fusermount3", "-u", "-z", mnt], stderr=subprocess.DEVNULL)
+
+
+class Mount:
+    """`wormhole mount --foreground` in a child process, live on return."""
+
+    def __init__(self, host_or_code, mnt, addr=None, extra=(), wait=True):
+        if isinstance(host_or_code, Host):
+            code, addr = host_or_code.code, host_or_code.addr
+        else:
+            code = host_or_code
+        self.mnt = mnt
+        self.log = tempfile.NamedTemporaryFile(prefix="wh-mount-", suffix=".log",
+                                               delete=False)
+        args = [WH_BIN, "mount", code, mnt, "--peer", addr, "--foreground"]
+        args += list(extra)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                     stderr=self.log)
+        if wait and not wait_for(lambda: os.path.ismount(mnt) or
+                                 self.proc.poll() is not None, 20):
+            self.close()
+            raise RuntimeError("mount did not come up: " + self.stderr())
+        if wait and not os.path.ismount(mnt):
+            err = self.stderr()
+            self.close()
+            raise RuntimeError("mount failed: " + err)
+
+    def stderr(self):
+        with open(self.log.name, errors="replace") as f:
+            return f.read()
+
+    def close(self):
+        unmount(self.mnt)
+        if self.proc.poll() is None:
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        unmount(self.mnt)
+        try:
+            os.unlink(self.log.name)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def workdir():
+    d = tempfile.mkdtemp(prefix="wh-e2e-")
+    yield d
+    for sub in os.listdir(d):
+        unmount(os.path.join(d, sub))
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def mkmnt(workdir):
+    n = [0]
+
+    def make():
+        n[0] += 1
+        p = os.path.join(workdir, "mnt%d" % n[0])
+        os.mkdir(p)
+        return p
+    return make
+
+
+@pytest.fixture
+def hosts():
+    """Factory for hosts that are stopped at the end of the test."""
+    made = []
+
+    def make(share, **kw):
+        h = Host(share, **kw)
+        made.append(h)
+        return h
+    yield make
+    for h in made:
+        h.close()
+
+
+@pytest.fixture
+def mounts():
+    made = []
+
+    def make(*a, **kw):
+        m = Mount(*a, **kw)
+        made.append(m)
+        return m
+    yield make
+    for m in made:
+        m.close()
+
+
+def build_tree(base):
+    """The tree of the foundation issue.  Returns (share, outside_dir)."""
+    rng = random.Random(1234)
+    share = os.path.join(base, "share")
+    outside = os.path.join(base, "outside")
+    os.makedirs(share)
+    os.makedirs(outside)
+    with open(os.path.join(outside, "secret"), "w") as f:
+        f.write("outside the share\n")
+
+    d = share
+    for i in range(10):
+        d = os.path.join(d, "level%d" % i)
+        os.mkdir(d)
+        with open(os.path.join(d, "f%d.txt" % i), "w") as f:
+            f.write("depth %d\n" % i)
+    open(os.path.join(share, "empty"), "w").close()
+    with open(os.path.join(share, "one"), "wb") as f:
+        f.write(b"x")
+    with open(os.path.join(share, "mib_plus_one"), "wb") as f:
+        f.write(rng.randbytes(MiB + 1))
+    with open(os.path.join(share, "random64"), "wb") as f:
+        f.write(os.urandom(64 * MiB))
+    many = os.path.join(share, "many")
+    os.mkdir(many)
+    for i in range(2000):
+        with open(os.path.join(many, "entry-%04d" % i), "w") as f:
+            f.write(str(i))
+    with open(os.path.join(share, "name with spaces.txt"), "w") as f:
+        f.write("spaces\n")
+    with open(os.path.join(share, "ünïcødé-日本語.txt"), "w") as f:
+        f.write("utf-8\n")
+    with open(os.path.join(share.encode(), b"latin1-\xe9\xff.bin"), "wb") as f:
+        f.write(b"not utf-8 name\n")
+    with open(os.path.join(share, "L" * 255), "w") as f:
+        f.write("long name\n")
+    with open(os.path.join(share, "sparse"), "wb") as f:
+        f.truncate(5 * 1024 * MiB)
+        f.seek(4 * 1024 * MiB - 3)
+        f.write(b"across-4GiB")
+        f.seek(5 * 1024 * MiB - 4)
+        f.write(b"END!")
+    os.symlink("one", os.path.join(share, "link-inside"))
+    os.symlink("level0/level1", os.path.join(share, "link-dir"))
+    os.symlink(os.path.join(outside, "secret"), os.path.join(share, "link-abs-out"))
+    os.symlink("../outside/secret", os.path.join(share, "link-rel-out"))
+    os.symlink("does-not-exist", os.path.join(share, "link-broken"))
+    os.symlink("loop-b", os.path.join(share, "loop-a"))
+    os.symlink("loop-a", os.path.join(share, "loop-b"))
+    os.mkfifo(os.path.join(share, "a-fifo"))
+    return share, outside
+
+
+@pytest.fixture(scope="session")
+def tree():
+    base = tempfile.mkdtemp(prefix="wh-tree-")
+    share, outside = build_tree(base)
+    yield share, outside
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def small_share(workdir):
+    share = os.path.join(workdir, "small")
+    os.mkdir(share)
+    with open(os.path.join(share, "hello.txt"), "w") as f:
+        f.write("hello\n")
+    with open(os.path.join(share, "data.bin"), "wb") as f:
+        f.write(os.urandom(4 * MiB))
+    return share
