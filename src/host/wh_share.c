@@ -404,6 +404,17 @@ static int do_readlink(struct wh_share *sh, uint32_t req_id, const char *path,
 	fd = resolve(sh, p);
 	if (fd < 0)
 		return reply_error(resp, req_id, -fd, "");
+	{
+		struct stat st;
+
+		/* readlinkat("") says ENOENT for a non-link; users expect
+		 * readlink(2)'s EINVAL */
+		if (fstat(fd, &st) == 0 && !S_ISLNK(st.st_mode)) {
+			close(fd);
+			return reply_error(resp, req_id,
+					   visible(&st) ? EINVAL : ENOENT, "");
+		}
+	}
 	n = readlinkat(fd, "", target, sizeof(target));
 	close(fd);
 	if (n < 0)

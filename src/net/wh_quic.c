@@ -637,6 +637,9 @@ static void fill_callbacks(ngtcp2_callbacks *cb, bool server)
 }
 
 static void quic_log(void *user_data, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void quic_log(void *user_data, const char *fmt, ...)
 {
 	char line[512];
 	va_list ap;

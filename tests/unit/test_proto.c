@@ -1,0 +1,336 @@
+/*
+ * test_proto.c - wire format: every message round-trips, every truncation
+ * and every bad length is refused, and path rules hold.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "common/wh_err.h"
+#include "proto/wh_proto.h"
+
+static uint8_t buf[WH_FRAME_HDR_LEN + WH_MAX_REPLY_FRAME];
+
+static struct wh_attr sample_attr(uint64_t ino)
+{
+	struct wh_attr a = {
+		.ino = ino, .mode = 0100444, .nlink = 2, .uid = 1000,
+		.gid = 100, .size = 1ULL << 40, .blocks = 8, .blksize = 4096,
+		.atime = { 1700000000, 1 }, .mtime = { -5, 999999999 },
+		.ctime = { 0, 0 },
+	};
+
+	return a;
+}
+
+static ssize_t encode(struct wh_msg *m)
+{
+	ssize_t n = wh_msg_encode(m, buf, sizeof(buf));
+
+	assert_true(n >= WH_FRAME_HDR_LEN);
+	return n;
+}
+
+/* every strict prefix of a valid frame must be refused cleanly */
+static void check_truncations(size_t n, size_t max)
+{
+	struct wh_msg m;
+
+	for (size_t i = 0; i < n; i++) {
+		int rv = wh_msg_decode(buf, i, max, &m);
+
+		assert_true(rv == WH_ERR_SHORT || rv == WH_ERR_PROTO);
+	}
+}
+
+static void test_control_roundtrip(void **state)
+{
+	struct wh_msg m, d;
+	ssize_t n;
+
+	(void)state;
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_HELLO;
+	m.hdr.req_id = 9;
+	m.u.hello.min_version = 1;
+	m.u.hello.max_version = 3;
+	m.u.hello.caps = 0x8000000000000003ULL;
+	memset(m.u.hello.pake_msg, 0xab, WH_PAKE_MSG_LEN);
+	n = encode(&m);
+	assert_int_equal(n, WH_FRAME_HDR_LEN + 44);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, 1024, &d), 0);
+	assert_int_equal(d.hdr.req_id, 9);
+	assert_int_equal(d.u.hello.max_version, 3);
+	assert_true(d.u.hello.caps == m.u.hello.caps);
+	assert_memory_equal(d.u.hello.pake_msg, m.u.hello.pake_msg, 32);
+	check_truncations((size_t)n, 1024);
+	/* min > max is nonsense */
+	m.u.hello.min_version = 4;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, 1024, &d), WH_ERR_PROTO);
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_HELLO_ACK;
+	m.u.hello_ack.version = 1;
+	m.u.hello_ack.caps = 3;
+	memset(m.u.hello_ack.confirm, 7, 32);
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, 1024, &d), 0);
+	assert_memory_equal(d.u.hello_ack.confirm, m.u.hello_ack.confirm, 32);
+	check_truncations((size_t)n, 1024);
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_AUTH_OK;
+	n = encode(&m);
+	assert_int_equal(n, WH_FRAME_HDR_LEN);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, 1024, &d), 0);
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_INVAL;
+	m.u.inval.dir.p = "a/b";
+	m.u.inval.dir.len = 3;
+	m.u.inval.name.p = "c d";
+	m.u.inval.name.len = 3;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, 1024, &d), 0);
+	assert_int_equal(d.u.inval.dir.len, 3);
+	assert_memory_equal(d.u.inval.name.p, "c d", 3);
+	check_truncations((size_t)n, 1024);
+	m.u.inval.name.p = "..";
+	m.u.inval.name.len = 2;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, 1024, &d), WH_ERR_PATH);
+}
+
+static void test_request_roundtrip(void **state)
+{
+	struct wh_msg m, d;
+	ssize_t n;
+
+	(void)state;
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_READ;
+	m.hdr.req_id = 77;
+	m.u.read.path.p = "dir/file";
+	m.u.read.path.len = 8;
+	m.u.read.offset = 1ULL << 33;
+	m.u.read.length = WH_MAX_READ;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REQ_FRAME, &d), 0);
+	assert_true(d.u.read.offset == 1ULL << 33);
+	assert_int_equal(d.u.read.length, WH_MAX_READ);
+	check_truncations((size_t)n, WH_MAX_REQ_FRAME);
+	/* a length over the limit: refused both ways */
+	m.u.read.length = WH_MAX_READ + 1;
+	assert_int_equal(wh_msg_encode(&m, buf, sizeof(buf)), WH_ERR_TOOBIG);
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_LOOKUP;
+	m.u.lookup.dir.p = "";
+	m.u.lookup.name.p = "x";
+	m.u.lookup.name.len = 1;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REQ_FRAME, &d), 0);
+	m.u.lookup.name.len = 0; /* LOOKUP needs a name */
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REQ_FRAME, &d),
+			 WH_ERR_PATH);
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_READDIR;
+	m.u.readdir.path.p = "a";
+	m.u.readdir.path.len = 1;
+	m.u.readdir.cookie = 12345;
+	m.u.readdir.max_entries = 0;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REQ_FRAME, &d),
+			 WH_ERR_PROTO);
+	m.u.readdir.max_entries = WH_MAX_READDIR_ENTRIES;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REQ_FRAME, &d), 0);
+	assert_true(d.u.readdir.cookie == 12345);
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_GETATTR;
+	m.u.path.path.p = "../etc";
+	m.u.path.path.len = 6;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REQ_FRAME, &d),
+			 WH_ERR_PATH);
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_STATFS;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REQ_FRAME, &d), 0);
+}
+
+static void test_reply_roundtrip(void **state)
+{
+	uint8_t ents[4096];
+	struct wh_attr a = sample_attr(5), b = sample_attr(6);
+	struct wh_msg m, d;
+	struct wh_dirent de;
+	size_t pos = 0, elen = 0;
+	ssize_t n;
+
+	(void)state;
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_GETATTR_REPLY;
+	m.u.attr.attr = a;
+	n = encode(&m);
+	assert_int_equal(n, WH_FRAME_HDR_LEN + WH_ATTR_WIRE_LEN);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REPLY_FRAME, &d), 0);
+	assert_memory_equal(&d.u.attr.attr, &a, sizeof(a));
+	check_truncations((size_t)n, WH_MAX_REPLY_FRAME);
+	buf[WH_FRAME_HDR_LEN + 56 + 8] = 0xff; /* atime nsec >= 1e9 */
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REPLY_FRAME, &d),
+			 WH_ERR_PROTO);
+
+	n = wh_dirent_encode("first", 5, &a, ents, sizeof(ents));
+	assert_true(n > 0);
+	elen += (size_t)n;
+	n = wh_dirent_encode("second", 6, &b, ents + elen, sizeof(ents) - elen);
+	assert_true(n > 0);
+	elen += (size_t)n;
+	assert_int_equal(wh_dirent_encode("..", 2, &a, ents, sizeof(ents)),
+			 WH_ERR_TOOBIG);
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_READDIR_REPLY;
+	m.u.readdir_reply.next_cookie = 99;
+	m.u.readdir_reply.eof = true;
+	m.u.readdir_reply.count = 2;
+	m.u.readdir_reply.entries = ents;
+	m.u.readdir_reply.entries_len = elen;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REPLY_FRAME, &d), 0);
+	assert_int_equal(wh_dirent_next(&d.u.readdir_reply, &pos, &de), 1);
+	assert_memory_equal(de.name.p, "first", 5);
+	assert_int_equal(wh_dirent_next(&d.u.readdir_reply, &pos, &de), 1);
+	assert_int_equal(de.attr.ino, 6);
+	assert_int_equal(wh_dirent_next(&d.u.readdir_reply, &pos, &de), 0);
+	check_truncations((size_t)n, WH_MAX_REPLY_FRAME);
+	/* a count that does not match the entries */
+	m.u.readdir_reply.count = 3;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REPLY_FRAME, &d),
+			 WH_ERR_PROTO);
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_ERROR;
+	m.u.error.err = 2;
+	m.u.error.message.p = "gone";
+	m.u.error.message.len = 4;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REPLY_FRAME, &d), 0);
+	assert_int_equal(d.u.error.err, 2);
+	m.u.error.err = 0;
+	assert_int_equal(wh_msg_encode(&m, buf, sizeof(buf)), WH_ERR_PROTO);
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_READLINK_REPLY;
+	m.u.readlink_reply.target.p = "/etc/passwd";
+	m.u.readlink_reply.target.len = 11;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REPLY_FRAME, &d), 0);
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_STATFS_REPLY;
+	m.u.statfs_reply.blocks = 123;
+	m.u.statfs_reply.namemax = 255;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REPLY_FRAME, &d), 0);
+	assert_true(d.u.statfs_reply.blocks == 123);
+}
+
+static void test_read_reply_header(void **state)
+{
+	struct wh_version v = { 10, { 1, 2 }, { 3, 4 } };
+	struct wh_msg d;
+	ssize_t n;
+
+	(void)state;
+	n = wh_read_reply_hdr_encode(5, &v, true, 10, buf, sizeof(buf));
+	assert_int_equal(n, WH_READ_REPLY_HDR_LEN);
+	memcpy(buf + n, "0123456789", 10);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n + 10, WH_MAX_REPLY_FRAME,
+				       &d), 0);
+	assert_int_equal(d.hdr.type, WH_MSG_READ_REPLY);
+	assert_int_equal(d.u.read_reply.data_len, 10);
+	assert_true(d.u.read_reply.eof);
+	assert_memory_equal(d.u.read_reply.data, "0123456789", 10);
+	assert_true(d.u.read_reply.version.size == 10);
+	/* trailing garbage after the frame */
+	assert_int_equal(wh_msg_decode(buf, (size_t)n + 11, WH_MAX_REPLY_FRAME,
+				       &d), WH_ERR_PROTO);
+}
+
+static void test_header_limits(void **state)
+{
+	struct wh_frame_hdr h;
+	uint8_t hdr[WH_FRAME_HDR_LEN] = { 0x04, 0, 0, 0, 0, WH_MSG_READ, 0, 0,
+					  0, 0, 0, 1 };
+
+	(void)state;
+	assert_int_equal(wh_frame_hdr_decode(hdr, 11, WH_MAX_REQ_FRAME, &h),
+			 WH_ERR_SHORT);
+	assert_int_equal(wh_frame_hdr_decode(hdr, 12, WH_MAX_REQ_FRAME, &h),
+			 WH_ERR_TOOBIG);
+	hdr[0] = 0;
+	hdr[5] = 200; /* unknown type */
+	assert_int_equal(wh_frame_hdr_decode(hdr, 12, WH_MAX_REQ_FRAME, &h),
+			 WH_ERR_PROTO);
+	assert_string_equal(wh_msg_type_name(WH_MSG_READ), "READ");
+	assert_string_equal(wh_msg_type_name(200), "UNKNOWN");
+}
+
+static void test_paths(void **state)
+{
+	static const struct {
+		const char *p;
+		size_t len;
+		bool ok;
+	} cases[] = {
+		{ "", 0, true },       { "a", 1, true },
+		{ "a/b", 3, true },    { "a b/\xff\xfe", 6, true },
+		{ "/a", 2, false },    { "a/", 2, false },
+		{ "a//b", 4, false },  { ".", 1, false },
+		{ "..", 2, false },    { "a/../b", 6, false },
+		{ "a/./b", 5, false }, { "a\0b", 3, false },
+		{ "...", 3, true },    { ".hidden", 7, true },
+	};
+	char longc[300], longp[WH_MAX_PATH + 2];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(wh_path_valid(cases[i].p, cases[i].len),
+				 cases[i].ok);
+	memset(longc, 'x', sizeof(longc));
+	assert_true(wh_path_valid(longc, 255));
+	assert_false(wh_path_valid(longc, 256));
+	assert_true(wh_name_valid(longc, 255));
+	assert_false(wh_name_valid(longc, 256));
+	assert_false(wh_name_valid("a/b", 3));
+	/* total length limit: components of 100 bytes joined by '/' */
+	for (size_t i = 0; i < sizeof(longp); i++)
+		longp[i] = (i % 101 == 100) ? '/' : 'y';
+	assert_true(wh_path_valid(longp, 4000));
+	assert_false(wh_path_valid(longp, WH_MAX_PATH + 1));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_control_roundtrip),
+		cmocka_unit_test(test_request_roundtrip),
+		cmocka_unit_test(test_reply_roundtrip),
+		cmocka_unit_test(test_read_reply_header),
+		cmocka_unit_test(test_header_limits),
+		cmocka_unit_test(test_paths),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
