@@ -1087,6 +1087,7 @@ int wh_fs_mount(struct wh_fs *fs, const char *mountpoint)
 		args.argc = 4;
 	}
 	fs->se = fuse_session_new(&args, &wh_ops, sizeof(wh_ops), fs);
+	fuse_opt_free_args(&args);
 	if (!fs->se) {
 		wh_err("cannot create the FUSE session");
 		return -EIO;
