@@ -438,8 +438,11 @@ static void on_close(struct wh_quic_conn *qc, int err, const char *reason,
 	if (s->state != SS_FAILED)
 		s->state = SS_CONNECTING;
 	pthread_mutex_unlock(&s->lock);
-	if (was_ready)
-		wh_warn("connection to %s lost: %s%s%s", s->peer,
+	if (was_ready && (err == 0 || err == WH_ERR_CLOSED))
+		wh_warn("the host %s closed the connection%s%s; reconnecting",
+			s->peer, *reason ? ": " : "", reason);
+	else if (was_ready)
+		wh_warn("connection to %s lost: %s%s%s; reconnecting", s->peer,
 			wh_strerror(err), *reason ? ": " : "", reason);
 	else
 		wh_debug("connection attempt to %s ended: %s%s%s", s->peer,

@@ -13,7 +13,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <fuse_lowlevel.h>
@@ -26,6 +28,7 @@
 #define NBUCKETS 65536
 #define INVAL_QUEUE_MAX 1024
 #define READDIR_PAGE WH_MAX_READDIR_ENTRIES
+#define WH_READAHEAD_KB "4096" /* 4 reads of WH_MAX_READ in flight */
 
 struct node {
 	struct node *parent;  /* NULL for the root */
@@ -67,6 +70,7 @@ struct wh_fs {
 	struct wh_fs_opts opts;
 	struct fuse_session *se;
 	bool mounted;
+	char *mountpoint;
 	pthread_mutex_t lock;
 	struct node root;              /* protected by lock */
 	struct node **table;           /* protected by lock */
@@ -967,9 +971,41 @@ static void inval_one(struct wh_fs *fs, const char *dir, const char *name)
 	}
 }
 
+/*
+ * raise_readahead - the kernel gives a FUSE mount 128 KiB of readahead
+ * whatever we ask in init; more means fewer, larger reads in flight at
+ * once, which is what a remote file needs.  Only root may change it
+ * (through the mount's bdi in sysfs); others keep the default.
+ */
+static void raise_readahead(const char *mountpoint)
+{
+	char path[128];
+	struct stat st;
+	int fd;
+
+	if (stat(mountpoint, &st) != 0)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb",
+		 major(st.st_dev), minor(st.st_dev));
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		wh_debug("readahead stays at the kernel's default: %s: %s",
+			 path, strerror(errno));
+		return;
+	}
+	if (write(fd, WH_READAHEAD_KB, strlen(WH_READAHEAD_KB)) < 0)
+		wh_debug("cannot raise readahead: %s", strerror(errno));
+	close(fd);
+}
+
 static void *notifier_main(void *arg)
 {
 	struct wh_fs *fs = arg;
+
+	/* stat() of the mount point waits for the request loop: do it here,
+	 * not in wh_fs_mount, which runs before the loop */
+	if (fs->mountpoint)
+		raise_readahead(fs->mountpoint);
 
 	for (;;) {
 		struct inval_item *list;
@@ -1100,6 +1136,8 @@ int wh_fs_mount(struct wh_fs *fs, const char *mountpoint)
 		return -EIO;
 	}
 	fs->mounted = true;
+	/* absolute: a daemon changes its directory to / */
+	fs->mountpoint = realpath(mountpoint, NULL);
 	rv = pthread_create(&fs->notifier, NULL, notifier_main, fs);
 	if (rv != 0)
 		return -rv;
@@ -1168,6 +1206,7 @@ void wh_fs_del(struct wh_fs *fs)
 		}
 	}
 	free(fs->table);
+	free(fs->mountpoint);
 	pthread_mutex_destroy(&fs->lock);
 	pthread_mutex_destroy(&fs->qlock);
 	pthread_cond_destroy(&fs->qcv);

@@ -66,6 +66,8 @@ struct hconn {
 	uint64_t caps;
 	bool attempt_counted;
 	unsigned id;
+	uint64_t requests;  /* served, for the log */
+	uint64_t bytes_out; /* reply bytes, for the log */
 };
 
 struct job;
@@ -463,6 +465,8 @@ static void pool_collect(struct pool *p)
 				wh_quic_conn_close(hc->qc, APP_ERR_SHUTDOWN,
 						   "out of memory");
 			} else {
+				hc->requests++;
+				hc->bytes_out += j->resp.len;
 				if (j->resp.len > 0)
 					send_buf(hc->qc, j->stream, &j->resp,
 						 true);
@@ -662,12 +666,17 @@ static void cb_close(struct wh_quic_conn *qc, int err, const char *reason,
 	if (hc->state == HC_WAIT_AUTH && !hc->attempt_counted)
 		count_failure(hc, "left during authentication (wrong join code?)");
 	if (err == 0 || err == WH_ERR_CLOSED)
-		wh_info("client #%u (%s) disconnected%s%s", hc->id,
-			wh_quic_conn_peer(qc), *reason ? ": " : "", reason);
+		wh_info("client #%u (%s) disconnected%s%s (%llu requests, "
+			"%llu bytes sent)", hc->id, wh_quic_conn_peer(qc),
+			*reason ? ": " : "", reason,
+			(unsigned long long)hc->requests,
+			(unsigned long long)hc->bytes_out);
 	else
-		wh_info("client #%u (%s) lost: %s%s%s", hc->id,
-			wh_quic_conn_peer(qc), wh_strerror(err),
-			*reason ? ": " : "", reason);
+		wh_info("client #%u (%s) lost: %s%s%s (%llu requests, %llu "
+			"bytes sent)", hc->id, wh_quic_conn_peer(qc),
+			wh_strerror(err), *reason ? ": " : "", reason,
+			(unsigned long long)hc->requests,
+			(unsigned long long)hc->bytes_out);
 	hc->qc = NULL;
 	hc->ctrl = NULL;
 	wh_quic_conn_set_ud(qc, NULL);
