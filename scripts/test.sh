@@ -79,14 +79,15 @@ cleanup
 
 if [ $asan = 1 ]; then
 	echo "=== stage 2: the same tests under ASan + UBSan"
-	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:log_path=$logdir/asan
+	mkdir -p "$logdir/sanitizer"
+	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:log_path=$logdir/sanitizer/asan
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 	if build "$ROOT/build-asan" -DWH_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug; then
 		run_ctest asan-unit "$ROOT/build-asan" -L unit -j2
 		run_ctest asan-e2e "$ROOT/build-asan" -L e2e
-		if ls "$logdir"/asan* >/dev/null 2>&1; then
+		if ls "$logdir"/sanitizer/asan* >/dev/null 2>&1; then
 			echo "sanitizer reports:" >&2
-			cat "$logdir"/asan* >&2
+			cat "$logdir"/sanitizer/asan* >&2
 			failed=$((failed + 1))
 		fi
 	else
