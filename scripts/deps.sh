@@ -9,8 +9,8 @@ pkgs="build-essential cmake pkg-config libngtcp2-dev libngtcp2-crypto-gnutls-dev
  libgnutls28-dev libsodium-dev libfuse3-dev fuse3"
 case "$what" in
 test) pkgs="$pkgs libcmocka-dev python3 python3-pytest clang libclang-rt-14-dev
- attr coreutils diffutils findutils tar" ;;
-bench) pkgs="$pkgs openssh-server openssh-client sshfs rsync python3 fio" ;;
+ attr coreutils diffutils findutils tar b3sum" ;;
+bench) pkgs="$pkgs openssh-server openssh-client sshfs rsync python3 b3sum" ;;
 esac
 
 missing=""
@@ -27,3 +27,5 @@ if [ -n "$missing" ]; then
 	# shellcheck disable=SC2086
 	apt-get install -y -q $missing
 fi
+# the BLAKE3 C sources, unpacked from Debian's package into .deps/
+"$(dirname "$0")/fetch-blake3.sh"

@@ -1,0 +1,210 @@
+/*
+ * wh_chunk.c - FastCDC-style chunking, BLAKE3 hashing, manifests.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "blake3.h"
+
+#include "chunk/wh_chunk.h"
+
+/* Masks for normalized chunking around a 1 MiB average: 22 one-bits
+ * (rarer cuts) before the average, 18 after (likelier cuts).  The bits are
+ * spread over the word, as FastCDC suggests, so that the cut depends on a
+ * window of about 64 bytes, not only the last few. */
+#define MASK_S 0x00002aa5552aa555ULL /* 22 bits */
+#define MASK_L 0x0000252525252525ULL /* 18 bits */
+
+static uint64_t gear[256];
+static bool gear_ready;
+
+/* splitmix64: a fixed, portable stream for the gear table */
+static uint64_t splitmix64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static void gear_init(void)
+{
+	uint64_t seed = 0x776f726d686f6c65ULL; /* "wormhole" */
+
+	if (gear_ready)
+		return;
+	for (int i = 0; i < 256; i++)
+		gear[i] = splitmix64(&seed);
+	__atomic_store_n(&gear_ready, true, __ATOMIC_RELEASE);
+}
+
+size_t wh_cdc_cut(const uint8_t *data, size_t len, bool eof)
+{
+	size_t i, normal, end;
+	uint64_t h = 0;
+
+	if (len == 0)
+		return 0;
+	if (!__atomic_load_n(&gear_ready, __ATOMIC_ACQUIRE))
+		gear_init();
+	if (len <= WH_CDC_MIN)
+		return eof ? len : 0;
+	end = len < WH_CDC_MAX ? len : WH_CDC_MAX;
+	normal = end < WH_CDC_AVG ? end : WH_CDC_AVG;
+	/* the first WH_CDC_MIN bytes can never end a chunk: skip them, but
+	 * warm the hash on the 64 bytes before the first candidate */
+	i = WH_CDC_MIN - 64;
+	for (; i < WH_CDC_MIN; i++)
+		h = (h << 1) + gear[data[i]];
+	for (; i < normal; i++) {
+		h = (h << 1) + gear[data[i]];
+		if (!(h & MASK_S))
+			return i + 1;
+	}
+	for (; i < end; i++) {
+		h = (h << 1) + gear[data[i]];
+		if (!(h & MASK_L))
+			return i + 1;
+	}
+	if (end == WH_CDC_MAX || eof)
+		return end;
+	return 0;
+}
+
+void wh_blake3(const void *data, size_t len, uint8_t out[static WH_HASH_LEN])
+{
+	blake3_hasher h;
+
+	blake3_hasher_init(&h);
+	blake3_hasher_update(&h, data, len);
+	blake3_hasher_finalize(&h, out, WH_HASH_LEN);
+}
+
+int wh_blake3_fd(int fd, uint8_t out[static WH_HASH_LEN])
+{
+	const size_t bufsz = 1 << 20;
+	uint8_t *buf = malloc(bufsz);
+	blake3_hasher h;
+	int rv = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	blake3_hasher_init(&h);
+	for (;;) {
+		ssize_t n = read(fd, buf, bufsz);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rv = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		blake3_hasher_update(&h, buf, (size_t)n);
+	}
+	if (rv == 0)
+		blake3_hasher_finalize(&h, out, WH_HASH_LEN);
+	free(buf);
+	return rv;
+}
+
+void wh_hash_hex(const uint8_t hash[static WH_HASH_LEN], char out[static 65])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (int i = 0; i < WH_HASH_LEN; i++) {
+		out[2 * i] = hex[hash[i] >> 4];
+		out[2 * i + 1] = hex[hash[i] & 15];
+	}
+	out[64] = '\0';
+}
+
+void wh_manifest_init(struct wh_manifest *m)
+{
+	memset(m, 0, sizeof(*m));
+}
+
+void wh_manifest_free(struct wh_manifest *m)
+{
+	free(m->chunks);
+	wh_manifest_init(m);
+}
+
+static int manifest_add(struct wh_manifest *m, uint64_t off, size_t len,
+			const uint8_t *data)
+{
+	if (m->n == m->cap) {
+		size_t ncap = m->cap ? m->cap * 2 : 64;
+		struct wh_chunk *nc = realloc(m->chunks, ncap * sizeof(*nc));
+
+		if (!nc)
+			return -ENOMEM;
+		m->chunks = nc;
+		m->cap = ncap;
+	}
+	m->chunks[m->n].offset = off;
+	m->chunks[m->n].length = (uint32_t)len;
+	wh_blake3(data, len, m->chunks[m->n].hash);
+	m->n++;
+	return 0;
+}
+
+int wh_manifest_build(int fd, struct wh_manifest *m)
+{
+	/* twice the largest chunk: there is always a whole chunk to cut */
+	const size_t bufsz = 2 * WH_CDC_MAX;
+	uint8_t *buf;
+	size_t have = 0;
+	uint64_t off = 0;
+	bool eof = false;
+	int rv = 0;
+
+	m->n = 0;
+	m->size = 0;
+	buf = malloc(bufsz);
+	if (!buf)
+		return -ENOMEM;
+	while (!eof || have > 0) {
+		size_t pos = 0;
+
+		while (!eof && have < bufsz) {
+			ssize_t n = pread(fd, buf + have, bufsz - have,
+					  (off_t)(off + have));
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0) {
+				rv = -errno;
+				goto out;
+			}
+			if (n == 0)
+				eof = true;
+			have += (size_t)n;
+		}
+		for (;;) {
+			size_t cut = wh_cdc_cut(buf + pos, have - pos, eof);
+
+			if (cut == 0)
+				break;
+			rv = manifest_add(m, off, cut, buf + pos);
+			if (rv < 0)
+				goto out;
+			pos += cut;
+			off += cut;
+			if (pos == have)
+				break;
+		}
+		memmove(buf, buf + pos, have - pos);
+		have -= pos;
+		if (eof && have == 0)
+			break;
+	}
+	m->size = off;
+out:
+	free(buf);
+	return rv;
+}

@@ -1,0 +1,209 @@
+/*
+ * test_chunk.c - content-defined chunking: determinism, size bounds,
+ * resistance to shifts and local edits; BLAKE3 known answers; manifests.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chunk/wh_chunk.h"
+
+#define DATA_LEN (24 * 1024 * 1024)
+
+static uint8_t *data;
+
+static void fill_random(uint8_t *p, size_t n, uint64_t seed)
+{
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		p[i] = (uint8_t)(seed >> 56);
+	}
+}
+
+/* cuts - chunk |p| fully; returns the number of chunks, lengths in |out| */
+static size_t cuts(const uint8_t *p, size_t n, size_t *out, size_t max)
+{
+	size_t pos = 0, k = 0;
+
+	while (pos < n) {
+		size_t c = wh_cdc_cut(p + pos, n - pos, true);
+
+		assert_true(c >= 1 && c <= n - pos);
+		assert_true(k < max);
+		out[k++] = c;
+		pos += c;
+	}
+	return k;
+}
+
+static void hashes(const uint8_t *p, size_t n, uint8_t (*h)[32], size_t *nh)
+{
+	size_t lens[256], k = cuts(p, n, lens, 256), pos = 0;
+
+	for (size_t i = 0; i < k; i++) {
+		wh_blake3(p + pos, lens[i], h[i]);
+		pos += lens[i];
+	}
+	*nh = k;
+}
+
+/* common - how many of |a|'s chunk hashes also appear in |b| */
+static size_t common(uint8_t (*a)[32], size_t na, uint8_t (*b)[32], size_t nb)
+{
+	size_t same = 0;
+
+	for (size_t i = 0; i < na; i++)
+		for (size_t j = 0; j < nb; j++)
+			if (!memcmp(a[i], b[j], 32)) {
+				same++;
+				break;
+			}
+	return same;
+}
+
+static void test_bounds_and_determinism(void **state)
+{
+	size_t a[256], b[256], na, nb, total = 0;
+
+	(void)state;
+	na = cuts(data, DATA_LEN, a, 256);
+	nb = cuts(data, DATA_LEN, b, 256);
+	assert_int_equal(na, nb);
+	assert_memory_equal(a, b, na * sizeof(a[0]));
+	for (size_t i = 0; i < na; i++) {
+		if (i + 1 < na) {
+			assert_true(a[i] >= WH_CDC_MIN);
+			assert_true(a[i] <= WH_CDC_MAX);
+		}
+		total += a[i];
+	}
+	assert_int_equal(total, DATA_LEN);
+	/* about 1 MiB on average: 24 MiB gives roughly 12 to 40 chunks */
+	assert_true(na >= 12 && na <= 40);
+	/* the same boundaries whatever the buffer size the data arrives in */
+	assert_int_equal(wh_cdc_cut(data, WH_CDC_MIN / 2, false), 0);
+	assert_int_equal(wh_cdc_cut(data, WH_CDC_MAX + 100, false), a[0]);
+	assert_int_equal(wh_cdc_cut(data, 10, true), 10);
+	assert_int_equal(wh_cdc_cut(data, 0, true), 0);
+}
+
+static void test_insertion_at_start(void **state)
+{
+	static uint8_t ha[256][32], hb[256][32];
+	uint8_t *shifted = malloc(DATA_LEN + 1);
+	size_t na, nb;
+
+	(void)state;
+	shifted[0] = 0x42;
+	memcpy(shifted + 1, data, DATA_LEN);
+	hashes(data, DATA_LEN, ha, &na);
+	hashes(shifted, DATA_LEN + 1, hb, &nb);
+	/* at most the first two chunks change */
+	assert_true(common(ha, na, hb, nb) + 2 >= na);
+	free(shifted);
+}
+
+static void test_local_edit(void **state)
+{
+	static uint8_t ha[256][32], hb[256][32];
+	uint8_t *edited = malloc(DATA_LEN);
+	size_t na, nb, same;
+
+	(void)state;
+	memcpy(edited, data, DATA_LEN);
+	/* overwrite 10% in the middle */
+	fill_random(edited + DATA_LEN / 2, DATA_LEN / 10, 99);
+	hashes(data, DATA_LEN, ha, &na);
+	hashes(edited, DATA_LEN, hb, &nb);
+	same = common(ha, na, hb, nb);
+	/* the chunks covering the edit (10% of the data, plus one at each
+	 * edge) change; the rest stay */
+	assert_true(same >= na - (na / 10 + 3));
+	assert_true(same < na);
+	free(edited);
+}
+
+static void test_blake3_known_answers(void **state)
+{
+	/* from the BLAKE3 reference test vectors: input byte i = i % 251 */
+	static const char *empty =
+		"af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
+	static const char *one =
+		"2d3adedff11b61f14c886e35afa036736dcd87a74d27b5c1510225d0f592e213";
+	static const char *k1024 =
+		"42214739f095a406f3fc83deb889744ac00df831c10daa55189b5d121c855af7";
+	uint8_t in[1024], h[32];
+	char hex[65];
+
+	(void)state;
+	for (int i = 0; i < 1024; i++)
+		in[i] = (uint8_t)(i % 251);
+	wh_blake3(in, 0, h);
+	wh_hash_hex(h, hex);
+	assert_string_equal(hex, empty);
+	wh_blake3(in, 1, h);
+	wh_hash_hex(h, hex);
+	assert_string_equal(hex, one);
+	wh_blake3(in, 1024, h);
+	wh_hash_hex(h, hex);
+	assert_string_equal(hex, k1024);
+}
+
+static void test_manifest(void **state)
+{
+	char path[] = "/tmp/wh-manifest-XXXXXX";
+	struct wh_manifest m;
+	size_t lens[256], k;
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(write(fd, data, DATA_LEN), DATA_LEN);
+	wh_manifest_init(&m);
+	assert_int_equal(wh_manifest_build(fd, &m), 0);
+	k = cuts(data, DATA_LEN, lens, 256);
+	assert_int_equal(m.n, k);
+	assert_int_equal(m.size, DATA_LEN);
+	for (size_t i = 0, off = 0; i < k; i++) {
+		uint8_t h[32];
+
+		assert_int_equal(m.chunks[i].offset, off);
+		assert_int_equal(m.chunks[i].length, lens[i]);
+		wh_blake3(data + off, lens[i], h);
+		assert_memory_equal(h, m.chunks[i].hash, 32);
+		off += lens[i];
+	}
+	/* an empty file has no chunks */
+	assert_int_equal(ftruncate(fd, 0), 0);
+	assert_int_equal(wh_manifest_build(fd, &m), 0);
+	assert_int_equal(m.n, 0);
+	assert_int_equal(m.size, 0);
+	wh_manifest_free(&m);
+	close(fd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bounds_and_determinism),
+		cmocka_unit_test(test_insertion_at_start),
+		cmocka_unit_test(test_local_edit),
+		cmocka_unit_test(test_blake3_known_answers),
+		cmocka_unit_test(test_manifest),
+	};
+	int rv;
+
+	data = malloc(DATA_LEN);
+	fill_random(data, DATA_LEN, 1);
+	rv = cmocka_run_group_tests(tests, NULL, NULL);
+	free(data);
+	return rv;
+}
