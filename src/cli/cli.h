@@ -14,6 +14,7 @@
 int cmd_host_main(int argc, char **argv);
 int cmd_mount_main(int argc, char **argv);
 int cmd_unmount_main(int argc, char **argv);
+int cmd_get_main(int argc, char **argv);
 int cmd_status_main(int argc, char **argv);
 int cmd_doctor_main(int argc, char **argv);
 

@@ -15,6 +15,7 @@ static const struct option host_opts[] = {
 	{ "signal", required_argument, NULL, 's' },
 	{ "no-signal", no_argument, NULL, 'n' },
 	{ "writable", no_argument, NULL, 'w' },
+	{ "cache-dir", required_argument, NULL, 'C' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -25,6 +26,7 @@ int cmd_host_main(int argc, char **argv)
 	struct wh_host_opts ho;
 	char code[WH_CODE_STRLEN + 1];
 	const char *listen = "0.0.0.0:0", *given_code = NULL, *signal = NULL;
+	const char *cache_dir = NULL;
 	bool no_signal = false;
 	int c, rv;
 
@@ -43,6 +45,9 @@ int cmd_host_main(int argc, char **argv)
 		case 'n':
 			no_signal = true;
 			break;
+		case 'C':
+			cache_dir = optarg;
+			break;
 		case 'w':
 			return cli_usage_error("host", "--writable is not "
 					       "supported yet: shares are "
@@ -53,7 +58,7 @@ int cmd_host_main(int argc, char **argv)
 		case 'h':
 			printf("usage: wormhole host DIR [--listen ADDR:PORT] "
 			       "[--code CODE] [--signal ADDR:PORT | "
-			       "--no-signal] [-v]\n");
+			       "--no-signal] [--cache-dir DIR] [-v]\n");
 			return WH_EXIT_OK;
 		default:
 			return cli_usage_error("host", "bad option");
@@ -86,6 +91,7 @@ int cmd_host_main(int argc, char **argv)
 	ho.dir = argv[optind];
 	ho.listen = listen;
 	ho.code = code;
+	ho.cache_dir = cache_dir;
 	ho.out = stdout;
 	rv = wh_host_run(&ho);
 	return rv < 0 ? WH_EXIT_FAIL : WH_EXIT_OK;

@@ -17,7 +17,7 @@ static const struct {
 } subcommands[] = {
 	{ "host", cmd_host_main,
 	  "DIR [--listen ADDR:PORT] [--code CODE] [--signal ADDR:PORT | "
-	  "--no-signal] [-v]",
+	  "--no-signal] [--cache-dir DIR] [-v]",
 	  "share DIR (read-only) and print its join code" },
 	{ "mount", cmd_mount_main,
 	  "CODE MOUNTPOINT --peer ADDR:PORT [--foreground] [--timeout-ms N] "
@@ -25,6 +25,10 @@ static const struct {
 	  "mount a shared folder" },
 	{ "unmount", cmd_unmount_main, "MOUNTPOINT",
 	  "unmount a wormhole mount" },
+	{ "get", cmd_get_main,
+	  "CODE REMOTE_PATH [LOCAL_PATH] --peer ADDR:PORT [--cache-dir DIR] "
+	  "[--json] [--parallel N]",
+	  "copy a file or a folder: verified, deduplicated, resumable" },
 	{ "status", cmd_status_main, "", "list the active wormhole mounts" },
 	{ "doctor", cmd_doctor_main, "",
 	  "check that this machine can host and mount" },

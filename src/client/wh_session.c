@@ -27,7 +27,7 @@
 #include "proto/wh_proto.h"
 
 #define PAKE_LABEL "EXPORTER-wormhole-pake"
-#define CLIENT_CAPS (WH_CAP_INVAL | WH_CAP_READDIRPLUS)
+#define CLIENT_CAPS (WH_CAP_INVAL | WH_CAP_READDIRPLUS | WH_CAP_CHUNKS)
 #define CTRL_MAX (64 * 1024)
 #define RETRY_MIN_MS 250
 #define RETRY_MAX_MS 1000
@@ -434,7 +434,7 @@ static void on_close(struct wh_quic_conn *qc, int err, const char *reason,
 	s->conn_dead = true;
 	s->ctrl = NULL;
 	pthread_mutex_lock(&s->lock);
-	was_ready = s->state == SS_READY;
+	was_ready = s->state == SS_READY && !s->stop;
 	if (s->state != SS_FAILED)
 		s->state = SS_CONNECTING;
 	pthread_mutex_unlock(&s->lock);

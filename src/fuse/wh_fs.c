@@ -260,7 +260,7 @@ static void attr_to_stat(const struct wh_attr *a, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = a->ino;
-	st->st_mode = a->mode;
+	st->st_mode = a->mode & ~0222u; /* the mount is read-only */
 	st->st_nlink = a->nlink;
 	st->st_uid = a->uid;
 	st->st_gid = a->gid;

@@ -31,12 +31,13 @@
 #include "common/wh_log.h"
 #include "common/wh_time.h"
 #include "host/wh_host.h"
+#include "host/wh_mcache.h"
 #include "host/wh_share.h"
 #include "net/wh_addr.h"
 #include "net/wh_quic.h"
 #include "proto/wh_proto.h"
 
-#define HOST_CAPS (WH_CAP_INVAL | WH_CAP_READDIRPLUS)
+#define HOST_CAPS (WH_CAP_INVAL | WH_CAP_READDIRPLUS | WH_CAP_CHUNKS)
 #define PAKE_LABEL "EXPORTER-wormhole-pake"
 #define CTRL_MAX (WH_FRAME_HDR_LEN + 1024) /* control frames are small */
 #define INVAL_DELAY_MS 30   /* coalesce bursts of changes */
@@ -110,6 +111,7 @@ struct inval {
 struct host {
 	const struct wh_host_opts *opts;
 	struct wh_share *share;
+	struct wh_mcache *mc;
 	struct pool pool;
 	struct wh_quic_ep *ep;
 	unsigned failures;
@@ -836,6 +838,22 @@ int wh_host_run(const struct wh_host_opts *opts)
 		wh_err("cannot share '%s': %s", opts->dir, wh_strerror(rv));
 		return rv;
 	}
+	{
+		char *dir = opts->cache_dir ? strdup(opts->cache_dir)
+					    : wh_mcache_default_dir();
+
+		rv = wh_mcache_open(dir, &h.mc);
+		if (rv < 0) {
+			wh_warn("manifest cache '%s' unusable (%s): manifests "
+				"are kept in memory only", dir ? dir : "",
+				wh_strerror(rv));
+			rv = wh_mcache_open(NULL, &h.mc);
+		}
+		free(dir);
+		if (rv < 0)
+			goto out;
+		wh_share_set_mcache(h.share, h.mc);
+	}
 	wh_quic_config_default(&cfg, true);
 	rv = wh_quic_server_new((struct sockaddr *)&ss, sslen, &cfg, &host_cbs,
 				&h, &h.ep);
@@ -942,6 +960,7 @@ out:
 		free(h.pending[i].name);
 	}
 	wh_share_close(h.share);
+	wh_mcache_close(h.mc);
 	if (epfd >= 0)
 		close(epfd);
 	if (sfd >= 0)

@@ -18,6 +18,7 @@ struct wh_host_opts {
 	const char *dir;    /* the folder to share */
 	const char *listen; /* "ADDR:PORT" */
 	const char *code;   /* canonical join code */
+	const char *cache_dir; /* manifest cache; NULL: the default */
 	FILE *out;          /* where "join code:" and "listening:" go */
 };
 

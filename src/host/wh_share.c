@@ -20,6 +20,7 @@
 
 #include "common/wh_err.h"
 #include "common/wh_log.h"
+#include "host/wh_mcache.h"
 #include "host/wh_share.h"
 
 #define MAX_WATCHES 65536
@@ -42,6 +43,7 @@ struct wh_share {
 	struct watch *watches; /* protected by lock */
 	size_t nwatches, cap;  /* protected by lock */
 	bool limit_logged;     /* protected by lock */
+	struct wh_mcache *mc;  /* may be NULL */
 };
 
 /* ----------------------------------------------------------- resolution */
@@ -83,7 +85,7 @@ static void fill_attr(const struct stat *st, struct wh_attr *a)
 {
 	memset(a, 0, sizeof(*a));
 	a->ino = st->st_ino;
-	a->mode = (st->st_mode & (S_IFMT | 07777)) & ~0222u;
+	a->mode = st->st_mode & (S_IFMT | 07777);
 	a->nlink = (uint32_t)st->st_nlink;
 	a->uid = st->st_uid;
 	a->gid = st->st_gid;
@@ -188,6 +190,11 @@ static void watch_dir(struct wh_share *sh, int fd, const char *path,
 	sh->nwatches++;
 out:
 	pthread_mutex_unlock(&sh->lock);
+}
+
+void wh_share_set_mcache(struct wh_share *sh, struct wh_mcache *mc)
+{
+	sh->mc = mc;
 }
 
 int wh_share_watch_fd(struct wh_share *sh)
@@ -549,6 +556,135 @@ fail_errno:
 	return reply_error(resp, req_id, rv, "");
 }
 
+static int do_manifest(struct wh_share *sh, uint32_t req_id,
+		       const struct wh_msg_manifest *mr, struct wh_buf *resp)
+{
+	char p[WH_MAX_PATH + 1];
+	struct wh_manifest man;
+	struct wh_msg m;
+	struct stat st;
+	uint8_t *ents = NULL;
+	uint32_t count = 0;
+	int fd, rv;
+
+	copy_path(p, mr->path.p, mr->path.len);
+	fd = open_regular(sh, p);
+	if (fd < 0)
+		return reply_error(resp, req_id, -fd, "");
+	wh_manifest_init(&man);
+	if (fstat(fd, &st) != 0) {
+		rv = -errno;
+	} else if (sh->mc) {
+		rv = wh_mcache_get(sh->mc, fd, &st, &man);
+	} else {
+		rv = wh_manifest_build(fd, &man);
+		if (rv == 0 && (uint64_t)st.st_size != man.size)
+			rv = -EAGAIN;
+	}
+	close(fd);
+	if (rv < 0) {
+		wh_manifest_free(&man);
+		if (rv == -ENOMEM)
+			return rv;
+		return reply_error(resp, req_id, -rv,
+				   rv == -EAGAIN ? "the file keeps changing"
+						 : "");
+	}
+	if (man.n > UINT32_MAX) {
+		wh_manifest_free(&man);
+		return reply_error(resp, req_id, EFBIG, "");
+	}
+	if (mr->start < man.n) {
+		count = (uint32_t)(man.n - mr->start);
+		if (count > WH_MAX_MANIFEST_ENTRIES)
+			count = WH_MAX_MANIFEST_ENTRIES;
+		ents = malloc((size_t)count * WH_MANIFEST_ENTRY_LEN);
+		if (!ents) {
+			wh_manifest_free(&man);
+			return -ENOMEM;
+		}
+		for (uint32_t i = 0; i < count; i++) {
+			const struct wh_chunk *c = &man.chunks[mr->start + i];
+
+			wh_manifest_entry_encode(c->offset, c->length, c->hash,
+						 ents + (size_t)i *
+								WH_MANIFEST_ENTRY_LEN);
+		}
+	}
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_MANIFEST_REPLY;
+	m.hdr.req_id = req_id;
+	fill_version(&st, &m.u.manifest_reply.version);
+	m.u.manifest_reply.total = (uint32_t)man.n;
+	m.u.manifest_reply.start = count ? mr->start : (uint32_t)man.n;
+	m.u.manifest_reply.count = count;
+	m.u.manifest_reply.entries = ents;
+	rv = reply_msg(resp, &m, WH_FRAME_HDR_LEN + 64 +
+					 (size_t)count * WH_MANIFEST_ENTRY_LEN);
+	free(ents);
+	wh_manifest_free(&man);
+	return rv;
+}
+
+static bool version_matches(const struct stat *st, const struct wh_version *v)
+{
+	struct wh_version now;
+
+	fill_version(st, &now);
+	return now.size == v->size && now.mtime.sec == v->mtime.sec &&
+	       now.mtime.nsec == v->mtime.nsec &&
+	       now.ctime.sec == v->ctime.sec && now.ctime.nsec == v->ctime.nsec;
+}
+
+static int do_chunk(struct wh_share *sh, uint32_t req_id,
+		    const struct wh_msg_chunk *c, struct wh_buf *resp)
+{
+	char p[WH_MAX_PATH + 1];
+	struct stat before, after;
+	size_t base = resp->len, got = 0;
+	uint8_t *dst;
+	int fd, rv;
+
+	copy_path(p, c->path.p, c->path.len);
+	fd = open_regular(sh, p);
+	if (fd < 0)
+		return reply_error(resp, req_id, -fd, "");
+	if (fstat(fd, &before) != 0 || !version_matches(&before, &c->version) ||
+	    c->offset > (uint64_t)before.st_size ||
+	    c->length > (uint64_t)before.st_size - c->offset) {
+		close(fd);
+		return reply_error(resp, req_id, ESTALE,
+				   "the file changed: ask for its manifest "
+				   "again");
+	}
+	rv = wh_buf_reserve(resp, WH_CHUNK_REPLY_HDR_LEN + c->length);
+	if (rv < 0) {
+		close(fd);
+		return rv;
+	}
+	dst = resp->data + base + WH_CHUNK_REPLY_HDR_LEN;
+	while (got < c->length) {
+		ssize_t n = pread(fd, dst + got, c->length - got,
+				  (off_t)(c->offset + got));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	rv = fstat(fd, &after);
+	close(fd);
+	if (got != c->length || rv != 0 || !version_matches(&after, &c->version))
+		return reply_error(resp, req_id, ESTALE,
+				   "the file changed: ask for its manifest "
+				   "again");
+	wh_chunk_reply_hdr_encode(req_id, c->hash, c->length, resp->data + base,
+				  WH_CHUNK_REPLY_HDR_LEN);
+	resp->len = base + WH_CHUNK_REPLY_HDR_LEN + got;
+	return 0;
+}
+
 static int do_readdir(struct wh_share *sh, uint32_t req_id,
 		      const struct wh_msg_readdir *rd, struct wh_buf *resp)
 {
@@ -690,6 +826,10 @@ int wh_share_serve(struct wh_share *sh, const uint8_t *req, size_t len,
 				   m.u.path.path.len, resp);
 	case WH_MSG_STATFS:
 		return do_statfs(sh, req_id, resp);
+	case WH_MSG_MANIFEST:
+		return do_manifest(sh, req_id, &m.u.manifest, resp);
+	case WH_MSG_CHUNK:
+		return do_chunk(sh, req_id, &m.u.chunk, resp);
 	default:
 		rv = reply_error(resp, req_id, EPROTO,
 				 "not a request message");

@@ -33,6 +33,11 @@ int wh_share_open(const char *dir, struct wh_share **pshare);
 /* wh_share_close - release everything; NULL is fine. */
 void wh_share_close(struct wh_share *share);
 
+struct wh_mcache;
+/* wh_share_set_mcache - cache manifests there (borrowed; must outlive the
+ * share).  Without one, MANIFEST computes the manifest every time. */
+void wh_share_set_mcache(struct wh_share *share, struct wh_mcache *mc);
+
 /*
  * wh_share_serve - serve one request frame (header + payload, |len| bytes)
  * and append exactly one response frame (the matching reply, or ERROR with

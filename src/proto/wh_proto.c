@@ -217,7 +217,7 @@ static void wr_version(struct wr *w, const struct wh_version *v)
 static bool type_known(uint16_t t)
 {
 	return (t >= WH_MSG_HELLO && t <= WH_MSG_INVAL) ||
-	       (t >= WH_MSG_ERROR && t <= WH_MSG_STATFS_REPLY);
+	       (t >= WH_MSG_ERROR && t <= WH_MSG_CHUNK_REPLY);
 }
 
 const char *wh_msg_type_name(uint16_t type)
@@ -241,6 +241,10 @@ const char *wh_msg_type_name(uint16_t type)
 	case WH_MSG_READLINK_REPLY: return "READLINK_REPLY";
 	case WH_MSG_STATFS: return "STATFS";
 	case WH_MSG_STATFS_REPLY: return "STATFS_REPLY";
+	case WH_MSG_MANIFEST: return "MANIFEST";
+	case WH_MSG_MANIFEST_REPLY: return "MANIFEST_REPLY";
+	case WH_MSG_CHUNK: return "CHUNK";
+	case WH_MSG_CHUNK_REPLY: return "CHUNK_REPLY";
 	}
 	return "UNKNOWN";
 }
@@ -419,6 +423,56 @@ int wh_msg_decode(const uint8_t *buf, size_t len, size_t max_payload,
 			   msg->u.readlink_reply.target.len))
 			return WH_ERR_PROTO;
 		break;
+	case WH_MSG_MANIFEST:
+		rd_str(&r, &msg->u.manifest.path);
+		msg->u.manifest.start = rd_u32(&r);
+		if (!r.bad && !wh_path_valid(msg->u.manifest.path.p,
+					     msg->u.manifest.path.len))
+			return WH_ERR_PATH;
+		break;
+	case WH_MSG_MANIFEST_REPLY: {
+		struct wh_msg_manifest_reply *mr = &msg->u.manifest_reply;
+
+		rd_version(&r, &mr->version);
+		mr->total = rd_u32(&r);
+		mr->start = rd_u32(&r);
+		mr->count = rd_u32(&r);
+		if (r.bad)
+			break;
+		if (mr->count > WH_MAX_MANIFEST_ENTRIES ||
+		    (uint64_t)mr->start + mr->count > mr->total ||
+		    r.left != (size_t)mr->count * WH_MANIFEST_ENTRY_LEN)
+			return WH_ERR_PROTO;
+		mr->entries = r.p;
+		r.p += r.left;
+		r.left = 0;
+		break;
+	}
+	case WH_MSG_CHUNK:
+		rd_str(&r, &msg->u.chunk.path);
+		rd_version(&r, &msg->u.chunk.version);
+		msg->u.chunk.offset = rd_u64(&r);
+		msg->u.chunk.length = rd_u32(&r);
+		rd_bytes(&r, msg->u.chunk.hash, 32);
+		if (r.bad)
+			break;
+		if (msg->u.chunk.length == 0 ||
+		    msg->u.chunk.length > WH_MAX_CHUNK)
+			return WH_ERR_TOOBIG;
+		if (!wh_path_valid(msg->u.chunk.path.p, msg->u.chunk.path.len))
+			return WH_ERR_PATH;
+		break;
+	case WH_MSG_CHUNK_REPLY:
+		rd_bytes(&r, msg->u.chunk_reply.hash, 32);
+		if (r.bad)
+			break;
+		if (r.left > WH_MAX_CHUNK)
+			return WH_ERR_TOOBIG;
+		msg->u.chunk_reply.data = r.p;
+		msg->u.chunk_reply.data_len = (uint32_t)r.left;
+		r.p += r.left;
+		r.left = 0;
+		break;
 	case WH_MSG_STATFS_REPLY: {
 		struct wh_msg_statfs_reply *s = &msg->u.statfs_reply;
 
@@ -548,6 +602,42 @@ ssize_t wh_msg_encode(const struct wh_msg *msg, uint8_t *buf, size_t cap)
 		wr_str(&w, msg->u.readlink_reply.target.p,
 		       msg->u.readlink_reply.target.len);
 		break;
+	case WH_MSG_MANIFEST:
+		if (msg->u.manifest.path.len > WH_MAX_PATH)
+			return WH_ERR_TOOBIG;
+		wr_str(&w, msg->u.manifest.path.p, msg->u.manifest.path.len);
+		wr_u32(&w, msg->u.manifest.start);
+		break;
+	case WH_MSG_MANIFEST_REPLY: {
+		const struct wh_msg_manifest_reply *mr = &msg->u.manifest_reply;
+
+		if (mr->count > WH_MAX_MANIFEST_ENTRIES)
+			return WH_ERR_TOOBIG;
+		wr_version(&w, &mr->version);
+		wr_u32(&w, mr->total);
+		wr_u32(&w, mr->start);
+		wr_u32(&w, mr->count);
+		wr_bytes(&w, mr->entries,
+			 (size_t)mr->count * WH_MANIFEST_ENTRY_LEN);
+		break;
+	}
+	case WH_MSG_CHUNK:
+		if (msg->u.chunk.path.len > WH_MAX_PATH ||
+		    msg->u.chunk.length > WH_MAX_CHUNK)
+			return WH_ERR_TOOBIG;
+		wr_str(&w, msg->u.chunk.path.p, msg->u.chunk.path.len);
+		wr_version(&w, &msg->u.chunk.version);
+		wr_u64(&w, msg->u.chunk.offset);
+		wr_u32(&w, msg->u.chunk.length);
+		wr_bytes(&w, msg->u.chunk.hash, 32);
+		break;
+	case WH_MSG_CHUNK_REPLY:
+		if (msg->u.chunk_reply.data_len > WH_MAX_CHUNK)
+			return WH_ERR_TOOBIG;
+		wr_bytes(&w, msg->u.chunk_reply.hash, 32);
+		wr_bytes(&w, msg->u.chunk_reply.data,
+			 msg->u.chunk_reply.data_len);
+		break;
 	case WH_MSG_STATFS_REPLY: {
 		const struct wh_msg_statfs_reply *s = &msg->u.statfs_reply;
 
@@ -628,4 +718,42 @@ int wh_dirent_next(const struct wh_msg_readdir_reply *rr, size_t *pos,
 		return WH_ERR_PROTO;
 	*pos = rr->entries_len - r.left;
 	return 1;
+}
+
+void wh_manifest_entry(const struct wh_msg_manifest_reply *r, uint32_t i,
+		       uint64_t *offset, uint32_t *length, uint8_t hash[32])
+{
+	struct rd rr = { r->entries + (size_t)i * WH_MANIFEST_ENTRY_LEN,
+			 WH_MANIFEST_ENTRY_LEN, false };
+
+	*offset = rd_u64(&rr);
+	*length = rd_u32(&rr);
+	rd_bytes(&rr, hash, 32);
+}
+
+void wh_manifest_entry_encode(uint64_t offset, uint32_t length,
+			      const uint8_t hash[32], uint8_t *buf)
+{
+	struct wr w = { buf, WH_MANIFEST_ENTRY_LEN, false };
+
+	wr_u64(&w, offset);
+	wr_u32(&w, length);
+	wr_bytes(&w, hash, 32);
+}
+
+ssize_t wh_chunk_reply_hdr_encode(uint32_t req_id, const uint8_t hash[32],
+				  uint32_t data_len, uint8_t *buf, size_t cap)
+{
+	struct wr w = { buf, cap, false };
+
+	if (data_len > WH_MAX_CHUNK)
+		return WH_ERR_TOOBIG;
+	wr_u32(&w, 32 + data_len);
+	wr_u16(&w, WH_MSG_CHUNK_REPLY);
+	wr_u16(&w, 0);
+	wr_u32(&w, req_id);
+	wr_bytes(&w, hash, 32);
+	if (w.bad)
+		return WH_ERR_TOOBIG;
+	return WH_CHUNK_REPLY_HDR_LEN;
 }

@@ -42,15 +42,19 @@
 #define WH_MAX_NAME 255          /* bytes in one path component */
 #define WH_MAX_READ (1024 * 1024) /* bytes in one READ */
 #define WH_MAX_REQ_FRAME 8192    /* payload bytes of any client->host frame */
-#define WH_MAX_REPLY_FRAME (WH_MAX_READ + 65536) /* payload, host->client */
+#define WH_MAX_REPLY_FRAME (WH_MAX_CHUNK + 65536) /* payload, host->client */
 #define WH_MAX_READDIR_ENTRIES 1024 /* entries in one READDIR_REPLY */
 #define WH_MAX_ERRMSG 512        /* bytes of an ERROR's message */
+#define WH_MAX_CHUNK (4 * 1024 * 1024) /* bytes in one CHUNK_REPLY */
+#define WH_MANIFEST_ENTRY_LEN 44 /* u64 offset, u32 length, 32-byte hash */
+#define WH_MAX_MANIFEST_ENTRIES 16384 /* entries in one MANIFEST_REPLY */
 #define WH_PAKE_MSG_LEN 32
 #define WH_CONFIRM_LEN 32
 
 /* capability bits, negotiated in HELLO/HELLO_ACK (intersection wins) */
 #define WH_CAP_INVAL     (1ULL << 0) /* host pushes INVAL frames */
 #define WH_CAP_READDIRPLUS (1ULL << 1) /* READDIR_REPLY carries attributes */
+#define WH_CAP_CHUNKS    (1ULL << 2) /* MANIFEST and CHUNK requests */
 
 enum wh_msg_type {
 	/* control stream */
@@ -74,6 +78,11 @@ enum wh_msg_type {
 	WH_MSG_READLINK_REPLY = 26,
 	WH_MSG_STATFS = 27,
 	WH_MSG_STATFS_REPLY = 28,
+	/* data plane, with WH_CAP_CHUNKS */
+	WH_MSG_MANIFEST = 29,
+	WH_MSG_MANIFEST_REPLY = 30,
+	WH_MSG_CHUNK = 31,
+	WH_MSG_CHUNK_REPLY = 32,
 };
 
 struct wh_frame_hdr {
@@ -201,6 +210,38 @@ struct wh_msg_readlink_reply {
 	struct wh_str target;
 };
 
+/* MANIFEST: the chunks of a regular file, from entry |start| on. */
+struct wh_msg_manifest {
+	struct wh_str path;
+	uint32_t start;
+};
+
+/* MANIFEST_REPLY: version, u32 total, u32 start, u32 count, then |count|
+ * entries (u64 offset, u32 length, 32-byte BLAKE3), read with
+ * wh_manifest_entry(). */
+struct wh_msg_manifest_reply {
+	struct wh_version version;
+	uint32_t total, start, count;
+	const uint8_t *entries; /* count * WH_MANIFEST_ENTRY_LEN bytes */
+};
+
+/* CHUNK: bytes [offset, offset+length) of |path|, which must hash to
+ * |hash| in the file's version |version|. */
+struct wh_msg_chunk {
+	struct wh_str path;
+	struct wh_version version;
+	uint64_t offset;
+	uint32_t length; /* 1..WH_MAX_CHUNK */
+	uint8_t hash[32];
+};
+
+/* CHUNK_REPLY: 32-byte hash, then the data (rest of the payload). */
+struct wh_msg_chunk_reply {
+	uint8_t hash[32];
+	const uint8_t *data;
+	uint32_t data_len;
+};
+
 struct wh_msg_statfs_reply {
 	uint32_t bsize, frsize, namemax;
 	uint64_t blocks, bfree, bavail, files, ffree;
@@ -223,6 +264,10 @@ struct wh_msg {
 		struct wh_msg_read_reply read_reply;
 		struct wh_msg_readlink_reply readlink_reply;
 		struct wh_msg_statfs_reply statfs_reply;
+		struct wh_msg_manifest manifest;
+		struct wh_msg_manifest_reply manifest_reply;
+		struct wh_msg_chunk chunk;
+		struct wh_msg_chunk_reply chunk_reply;
 		/* AUTH_OK and STATFS have no payload */
 	} u;
 };
@@ -280,6 +325,25 @@ ssize_t wh_dirent_encode(const char *name, size_t name_len,
  */
 int wh_dirent_next(const struct wh_msg_readdir_reply *r, size_t *pos,
 		   struct wh_dirent *ent);
+
+/*
+ * wh_manifest_entry - decode entry |i| (< count) of a MANIFEST_REPLY.
+ */
+void wh_manifest_entry(const struct wh_msg_manifest_reply *r, uint32_t i,
+		       uint64_t *offset, uint32_t *length, uint8_t hash[32]);
+/*
+ * wh_manifest_entry_encode - write one entry at |buf| (44 bytes).
+ */
+void wh_manifest_entry_encode(uint64_t offset, uint32_t length,
+			      const uint8_t hash[32], uint8_t *buf);
+
+/*
+ * wh_chunk_reply_hdr_encode - header and hash of a CHUNK_REPLY whose
+ * |data_len| bytes the caller places right after (no copy).
+ */
+#define WH_CHUNK_REPLY_HDR_LEN (WH_FRAME_HDR_LEN + 32)
+ssize_t wh_chunk_reply_hdr_encode(uint32_t req_id, const uint8_t hash[32],
+				  uint32_t data_len, uint8_t *buf, size_t cap);
 
 /*
  * wh_path_valid - true if |p| (len bytes) is a safe relative path: empty

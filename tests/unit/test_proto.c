@@ -261,6 +261,69 @@ static void test_reply_roundtrip(void **state)
 	assert_true(d.u.statfs_reply.blocks == 123);
 }
 
+static void test_data_plane_roundtrip(void **state)
+{
+	uint8_t ents[2 * WH_MANIFEST_ENTRY_LEN], h[32];
+	struct wh_msg m, d;
+	uint64_t off;
+	uint32_t len;
+	ssize_t n;
+
+	(void)state;
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_MANIFEST;
+	m.u.manifest.path.p = "a/b";
+	m.u.manifest.path.len = 3;
+	m.u.manifest.start = 7;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REQ_FRAME, &d), 0);
+	assert_int_equal(d.u.manifest.start, 7);
+	check_truncations((size_t)n, WH_MAX_REQ_FRAME);
+
+	memset(h, 0x5a, sizeof(h));
+	wh_manifest_entry_encode(0, 100, h, ents);
+	wh_manifest_entry_encode(100, 50, h, ents + WH_MANIFEST_ENTRY_LEN);
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_MANIFEST_REPLY;
+	m.u.manifest_reply.version.size = 150;
+	m.u.manifest_reply.total = 2;
+	m.u.manifest_reply.count = 2;
+	m.u.manifest_reply.entries = ents;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REPLY_FRAME, &d), 0);
+	wh_manifest_entry(&d.u.manifest_reply, 1, &off, &len, h);
+	assert_true(off == 100 && len == 50 && h[31] == 0x5a);
+	check_truncations((size_t)n, WH_MAX_REPLY_FRAME);
+	m.u.manifest_reply.total = 1; /* start + count > total */
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REPLY_FRAME, &d),
+			 WH_ERR_PROTO);
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_CHUNK;
+	m.u.chunk.path.p = "f";
+	m.u.chunk.path.len = 1;
+	m.u.chunk.offset = 1ULL << 35;
+	m.u.chunk.length = WH_MAX_CHUNK;
+	memset(m.u.chunk.hash, 3, 32);
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REQ_FRAME, &d), 0);
+	assert_true(d.u.chunk.offset == 1ULL << 35 && d.u.chunk.hash[0] == 3);
+	m.u.chunk.length = 0;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REQ_FRAME, &d),
+			 WH_ERR_TOOBIG);
+
+	n = wh_chunk_reply_hdr_encode(9, h, 4, buf, sizeof(buf));
+	assert_int_equal(n, WH_CHUNK_REPLY_HDR_LEN);
+	memcpy(buf + n, "data", 4);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n + 4, WH_MAX_REPLY_FRAME,
+				       &d), 0);
+	assert_int_equal(d.hdr.type, WH_MSG_CHUNK_REPLY);
+	assert_int_equal(d.u.chunk_reply.data_len, 4);
+	assert_memory_equal(d.u.chunk_reply.data, "data", 4);
+}
+
 static void test_read_reply_header(void **state)
 {
 	struct wh_version v = { 10, { 1, 2 }, { 3, 4 } };
@@ -342,6 +405,7 @@ int main(void)
 		cmocka_unit_test(test_control_roundtrip),
 		cmocka_unit_test(test_request_roundtrip),
 		cmocka_unit_test(test_reply_roundtrip),
+		cmocka_unit_test(test_data_plane_roundtrip),
 		cmocka_unit_test(test_read_reply_header),
 		cmocka_unit_test(test_header_limits),
 		cmocka_unit_test(test_paths),

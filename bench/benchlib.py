@@ -1,0 +1,160 @@
+"""Shared pieces of the benchmarks: building, a private sshd, page cache
+control, timing.  Everything started here is stopped by cleanup()."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "build-bench")
+WH = os.path.join(BUILD, "wormhole")
+
+
+def sh(*cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def drop_caches():
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def parse_size(s):
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(s[:-1]) * mult[s[-1].upper()] if s[-1].upper() in mult else int(s)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def cpu_seconds(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError):
+        return 0.0
+
+
+def pids_of(pattern):
+    r = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
+    return [int(p) for p in r.stdout.split()]
+
+
+def build():
+    sh(os.path.join(ROOT, "scripts", "deps.sh"), "bench")
+    sh("cmake", "-S", ROOT, "-B", BUILD, "-DCMAKE_BUILD_TYPE=Release",
+       "-DWH_TESTS=OFF", stdout=subprocess.DEVNULL)
+    sh("cmake", "--build", BUILD, "-j2", stdout=subprocess.DEVNULL)
+
+
+def random_file(path, size):
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 16 << 20)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def machine():
+    cpu = open("/proc/cpuinfo").read()
+    model = [l.split(":", 1)[1].strip() for l in cpu.splitlines()
+             if l.startswith("model name")][:1]
+    return "%d cores, %s, Linux %s" % (os.cpu_count(), model[0] if model else "?",
+                                      os.uname().release)
+
+
+class Lab:
+    """A work directory with a private sshd and wormhole processes."""
+
+    def __init__(self, keep=False):
+        self.work = __import__("tempfile").mkdtemp(prefix="wh-bench-")
+        self.procs = []
+        self.mounts = []
+        self.keep = keep
+
+    def start_sshd(self):
+        d = os.path.join(self.work, "ssh")
+        os.mkdir(d, 0o700)
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(d, "host"))
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(d, "client"))
+        shutil.copy(os.path.join(d, "client.pub"), os.path.join(d, "authorized_keys"))
+        self.ssh_port = free_port()
+        cfg = os.path.join(d, "sshd_config")
+        with open(cfg, "w") as f:
+            f.write("Port %d\nListenAddress 127.0.0.1\nHostKey %s/host\n"
+                    "PermitRootLogin prohibit-password\nAuthorizedKeysFile %s/authorized_keys\n"
+                    "UsePAM no\nStrictModes no\nPidFile %s/sshd.pid\n"
+                    "Subsystem sftp internal-sftp\n" % (self.ssh_port, d, d, d))
+        os.makedirs("/run/sshd", exist_ok=True)
+        self.sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", cfg],
+                                     stderr=subprocess.DEVNULL)
+        self.procs.append(self.sshd)
+        self.ssh_key = os.path.join(d, "client")
+        self.ssh_opts = ["-i", self.ssh_key, "-o", "StrictHostKeyChecking=no",
+                         "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                         "-c", "aes128-gcm@openssh.com"]
+        time.sleep(0.5)
+
+    def ssh_cmd(self):
+        return "ssh -p %d %s" % (self.ssh_port, " ".join(self.ssh_opts))
+
+    def sshfs(self, src, mnt):
+        sh("sshfs", "-o", "IdentityFile=%s,StrictHostKeyChecking=no,"
+           "UserKnownHostsFile=/dev/null,Ciphers=aes128-gcm@openssh.com,port=%d"
+           % (self.ssh_key, self.ssh_port), "root@127.0.0.1:" + src, mnt)
+        self.mounts.append(mnt)
+
+    def wormhole_host(self, src, *extra):
+        p = subprocess.Popen([WH, "host", src, "--listen", "127.0.0.1:0", "--no-signal",
+                              *extra], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+        self.procs.append(p)
+        code = addr = None
+        while code is None or addr is None:
+            line = p.stdout.readline()
+            if not line:
+                raise RuntimeError("wormhole host did not start")
+            if line.startswith("join code: "):
+                code = line.split(": ")[1].strip()
+            if line.startswith("listening: "):
+                addr = line.split(": ")[1].strip()
+        return p, code, addr
+
+    def wormhole_mount(self, code, addr, mnt):
+        sh(WH, "mount", code, mnt, "--peer", addr)
+        self.mounts.append(mnt)
+
+    def cleanup(self):
+        for m in self.mounts:
+            if os.path.ismount(m):
+                subprocess.run(["fusermount3", "-u", m], stderr=subprocess.DEVNULL)
+            if os.path.ismount(m):
+                subprocess.run(["fusermount3", "-u", "-z", m], stderr=subprocess.DEVNULL)
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        if not self.keep:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def write_result(name, text):
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    out = os.path.join(ROOT, "bench", "results",
+                       "%s-%s.md" % (name, time.strftime("%Y%m%d-%H%M%S")))
+    with open(out, "w") as f:
+        f.write(text)
+    return out

@@ -1,0 +1,733 @@
+/*
+ * wh_get.c - bulk copy from a host: walk, manifests, chunks from the
+ * store, the old destination or the wire, verified, renamed into place.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "chunk/wh_chunk.h"
+#include "client/wh_get.h"
+#include "common/wh_err.h"
+#include "common/wh_log.h"
+#include "common/wh_time.h"
+#include "proto/wh_proto.h"
+
+struct entry {
+	char *rpath, *lpath;
+	struct wh_attr attr;
+};
+
+struct ctx {
+	struct wh_session *s;
+	struct wh_store *store;
+	const struct wh_get_opts *o;
+	struct wh_get_stats *st;
+	char *err;
+	size_t errlen;
+	struct entry *ents;
+	size_t nents, cap;
+	uint64_t total_bytes;
+	uint64_t t0, last_draw;
+	pthread_mutex_t lock;
+	uint64_t done_bytes;    /* protected by lock */
+	uint32_t next_req;      /* protected by lock */
+	bool store_full_warned; /* protected by lock */
+};
+
+static void fail(struct ctx *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void fail(struct ctx *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&c->lock);
+	if (!c->err[0]) {
+		va_start(ap, fmt);
+		vsnprintf(c->err, c->errlen, fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* rpc - one request; 0, -errno from the host's ERROR, or WH_ERR_*. */
+static int rpc(struct ctx *c, struct wh_msg *m, uint16_t want,
+	       struct wh_buf *resp, struct wh_msg *out)
+{
+	uint8_t req[WH_FRAME_HDR_LEN + WH_MAX_REQ_FRAME];
+	ssize_t n;
+	int rv;
+
+	pthread_mutex_lock(&c->lock);
+	m->hdr.req_id = ++c->next_req;
+	pthread_mutex_unlock(&c->lock);
+	n = wh_msg_encode(m, req, sizeof(req));
+	if (n < 0)
+		return -ENAMETOOLONG;
+	rv = wh_session_call(c->s, req, (size_t)n, resp, c->o->timeout_ms);
+	if (rv < 0)
+		return rv;
+	rv = wh_msg_decode(resp->data, resp->len, WH_MAX_REPLY_FRAME, out);
+	if (rv < 0)
+		return WH_ERR_PROTO;
+	if (out->hdr.type == WH_MSG_ERROR)
+		return -out->u.error.err;
+	if (out->hdr.type != want || out->hdr.req_id != m->hdr.req_id)
+		return WH_ERR_PROTO;
+	return 0;
+}
+
+static char *join(const char *a, const char *b, size_t blen)
+{
+	size_t alen = strlen(a);
+	char *p = malloc(alen + blen + 2);
+
+	if (!p)
+		return NULL;
+	memcpy(p, a, alen);
+	if (alen)
+		p[alen++] = '/';
+	memcpy(p + alen, b, blen);
+	p[alen + blen] = '\0';
+	return p;
+}
+
+/* ----------------------------------------------------------------- walk */
+
+static int add_entry(struct ctx *c, char *rpath, char *lpath,
+		     const struct wh_attr *a)
+{
+	if (c->nents == c->cap) {
+		size_t ncap = c->cap ? c->cap * 2 : 64;
+		struct entry *ne = realloc(c->ents, ncap * sizeof(*ne));
+
+		if (!ne) {
+			free(rpath);
+			free(lpath);
+			return -ENOMEM;
+		}
+		c->ents = ne;
+		c->cap = ncap;
+	}
+	c->ents[c->nents].rpath = rpath;
+	c->ents[c->nents].lpath = lpath;
+	c->ents[c->nents].attr = *a;
+	c->nents++;
+	if (S_ISREG(a->mode))
+		c->total_bytes += a->size;
+	return 0;
+}
+
+static int walk(struct ctx *c, char *rpath, char *lpath,
+		const struct wh_attr *a)
+{
+	struct wh_buf resp;
+	uint64_t cookie = 0;
+	int rv;
+
+	rv = add_entry(c, rpath, lpath, a);
+	if (rv < 0 || !S_ISDIR(a->mode))
+		return rv;
+	wh_buf_init(&resp);
+	for (;;) {
+		struct wh_msg m, r;
+		struct wh_dirent de;
+		size_t pos = 0, idx = c->nents - 1;
+		int dr;
+
+		memset(&m, 0, sizeof(m));
+		m.hdr.type = WH_MSG_READDIR;
+		m.u.readdir.path.p = c->ents[idx].rpath;
+		m.u.readdir.path.len = (uint16_t)strlen(c->ents[idx].rpath);
+		m.u.readdir.cookie = cookie;
+		m.u.readdir.max_entries = WH_MAX_READDIR_ENTRIES;
+		rv = rpc(c, &m, WH_MSG_READDIR_REPLY, &resp, &r);
+		if (rv < 0) {
+			fail(c, "cannot list '%s': %s", c->ents[idx].rpath,
+			     wh_strerror(rv));
+			break;
+		}
+		while ((dr = wh_dirent_next(&r.u.readdir_reply, &pos, &de)) ==
+		       1) {
+			const char *rp = c->ents[idx].rpath;
+			const char *lp = c->ents[idx].lpath;
+			char *cr = join(rp, de.name.p, de.name.len);
+			char *cl = join(lp, de.name.p, de.name.len);
+
+			if (!cr || !cl) {
+				free(cr);
+				free(cl);
+				rv = -ENOMEM;
+				break;
+			}
+			rv = walk(c, cr, cl, &de.attr);
+			if (rv < 0)
+				break;
+		}
+		if (rv < 0 || dr < 0) {
+			rv = rv < 0 ? rv : WH_ERR_PROTO;
+			break;
+		}
+		if (r.u.readdir_reply.eof ||
+		    r.u.readdir_reply.next_cookie == cookie)
+			break;
+		cookie = r.u.readdir_reply.next_cookie;
+	}
+	wh_buf_free(&resp);
+	return rv;
+}
+
+/* ------------------------------------------------------------- progress */
+
+static void human(uint64_t n, char *buf, size_t size)
+{
+	static const char *unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)n;
+	int u = 0;
+
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
+}
+
+static void draw(struct ctx *c, bool final)
+{
+	char done[32], total[32], rate[32];
+	uint64_t now = wh_now_ns(), bytes;
+	double secs = (double)(now - c->t0) / 1e9;
+	double r;
+
+	if (!c->o->progress || (!final && now - c->last_draw < 200 * WH_NS_PER_MS))
+		return;
+	c->last_draw = now;
+	pthread_mutex_lock(&c->lock);
+	bytes = c->done_bytes;
+	pthread_mutex_unlock(&c->lock);
+	r = secs > 0 ? (double)bytes / secs : 0;
+	human(bytes, done, sizeof(done));
+	human(c->total_bytes, total, sizeof(total));
+	human((uint64_t)r, rate, sizeof(rate));
+	if (r > 0 && bytes < c->total_bytes) {
+		unsigned eta = (unsigned)((double)(c->total_bytes - bytes) / r);
+
+		fprintf(stderr, "\r\033[K%s / %s  %s/s  ETA %u:%02u", done, total,
+			rate, eta / 60, eta % 60);
+	} else {
+		fprintf(stderr, "\r\033[K%s / %s  %s/s", done, total, rate);
+	}
+	if (final)
+		fputc('\n', stderr);
+}
+
+static void add_done(struct ctx *c, uint64_t n)
+{
+	pthread_mutex_lock(&c->lock);
+	c->done_bytes += n;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ----------------------------------------------------------------- files */
+
+struct oldidx {
+	uint8_t hash[WH_HASH_LEN];
+	uint64_t offset;
+	uint32_t length;
+};
+
+static int by_hash(const void *a, const void *b)
+{
+	return memcmp(a, b, WH_HASH_LEN);
+}
+
+struct job {
+	struct ctx *c;
+	const struct entry *e;
+	struct wh_version version;
+	struct wh_chunk *chunks;
+	size_t *todo; /* indices to fetch */
+	size_t ntodo;
+	int fd;
+	pthread_mutex_t lock;
+	size_t next;  /* protected by lock */
+	bool failed;  /* protected by lock */
+};
+
+static void *fetcher(void *arg)
+{
+	struct job *j = arg;
+	struct ctx *c = j->c;
+	struct wh_buf resp;
+
+	wh_buf_init(&resp);
+	for (;;) {
+		struct wh_msg m, r;
+		struct wh_chunk *ch;
+		uint8_t h[WH_HASH_LEN];
+		size_t i;
+		int rv = 0, tries;
+
+		pthread_mutex_lock(&j->lock);
+		if (j->failed || j->next == j->ntodo) {
+			pthread_mutex_unlock(&j->lock);
+			break;
+		}
+		i = j->todo[j->next++];
+		pthread_mutex_unlock(&j->lock);
+		ch = &j->chunks[i];
+		for (tries = 0; tries < 3; tries++) {
+			memset(&m, 0, sizeof(m));
+			m.hdr.type = WH_MSG_CHUNK;
+			m.u.chunk.path.p = j->e->rpath;
+			m.u.chunk.path.len = (uint16_t)strlen(j->e->rpath);
+			m.u.chunk.version = j->version;
+			m.u.chunk.offset = ch->offset;
+			m.u.chunk.length = ch->length;
+			memcpy(m.u.chunk.hash, ch->hash, WH_HASH_LEN);
+			rv = rpc(c, &m, WH_MSG_CHUNK_REPLY, &resp, &r);
+			if (rv < 0)
+				break;
+			if (r.u.chunk_reply.data_len == ch->length) {
+				wh_blake3(r.u.chunk_reply.data, ch->length, h);
+				if (!memcmp(h, ch->hash, WH_HASH_LEN))
+					break;
+			}
+			wh_warn("chunk at %llu of '%s' failed verification; "
+				"fetching it again",
+				(unsigned long long)ch->offset, j->e->rpath);
+			rv = WH_ERR_PROTO;
+		}
+		if (rv == 0) {
+			ssize_t n = pwrite(j->fd, r.u.chunk_reply.data,
+					   ch->length, (off_t)ch->offset);
+
+			if (n != (ssize_t)ch->length)
+				rv = n < 0 ? -errno : -EIO;
+		}
+		if (rv < 0) {
+			if (rv == -ENOSPC)
+				fail(c, "no space left on the device writing "
+					"'%s'", j->e->lpath);
+			else if (rv == -ESTALE)
+				fail(c, "'%s' changed on the host during the "
+					"copy: run the get again", j->e->rpath);
+			else
+				fail(c, "fetching '%s': %s", j->e->rpath,
+				     wh_strerror(rv));
+			pthread_mutex_lock(&j->lock);
+			j->failed = true;
+			pthread_mutex_unlock(&j->lock);
+			break;
+		}
+		rv = wh_store_put(c->store, ch->hash, r.u.chunk_reply.data,
+				  ch->length);
+		pthread_mutex_lock(&c->lock);
+		c->st->chunks_fetched++;
+		c->st->wire_bytes += ch->length;
+		if (rv < 0 && !c->store_full_warned) {
+			c->store_full_warned = true;
+			wh_warn("cannot keep chunks in the store: %s",
+				wh_strerror(rv));
+		}
+		pthread_mutex_unlock(&c->lock);
+		add_done(c, ch->length);
+	}
+	wh_buf_free(&resp);
+	return NULL;
+}
+
+/* fetch_manifest - every chunk of |e| and the version they belong to */
+static int fetch_manifest(struct ctx *c, const struct entry *e,
+			  struct wh_version *v, struct wh_chunk **pchunks,
+			  size_t *pn)
+{
+	struct wh_chunk *chunks = NULL;
+	struct wh_buf resp;
+	uint32_t total = 0, have = 0;
+	uint64_t covered = 0;
+	int rv = 0;
+
+	wh_buf_init(&resp);
+	do {
+		struct wh_msg m, r;
+
+		memset(&m, 0, sizeof(m));
+		m.hdr.type = WH_MSG_MANIFEST;
+		m.u.manifest.path.p = e->rpath;
+		m.u.manifest.path.len = (uint16_t)strlen(e->rpath);
+		m.u.manifest.start = have;
+		rv = rpc(c, &m, WH_MSG_MANIFEST_REPLY, &resp, &r);
+		if (rv < 0)
+			break;
+		if (have == 0) {
+			*v = r.u.manifest_reply.version;
+			total = r.u.manifest_reply.total;
+			chunks = calloc(total ? total : 1, sizeof(*chunks));
+			if (!chunks) {
+				rv = -ENOMEM;
+				break;
+			}
+		} else if (r.u.manifest_reply.total != total ||
+			   r.u.manifest_reply.version.size != v->size ||
+			   r.u.manifest_reply.version.mtime.nsec !=
+				   v->mtime.nsec ||
+			   r.u.manifest_reply.version.mtime.sec !=
+				   v->mtime.sec) {
+			rv = -ESTALE;
+			break;
+		}
+		if (r.u.manifest_reply.start != have ||
+		    (r.u.manifest_reply.count == 0 && have < total)) {
+			rv = WH_ERR_PROTO;
+			break;
+		}
+		for (uint32_t i = 0; i < r.u.manifest_reply.count; i++) {
+			struct wh_chunk *ch = &chunks[have + i];
+
+			wh_manifest_entry(&r.u.manifest_reply, i, &ch->offset,
+					  &ch->length, ch->hash);
+			if (ch->offset != covered || ch->length == 0 ||
+			    ch->length > WH_MAX_CHUNK) {
+				rv = WH_ERR_PROTO;
+				break;
+			}
+			covered += ch->length;
+		}
+		have += r.u.manifest_reply.count;
+	} while (rv == 0 && have < total);
+	wh_buf_free(&resp);
+	if (rv == 0 && covered != v->size)
+		rv = WH_ERR_PROTO;
+	if (rv < 0) {
+		free(chunks);
+		return rv;
+	}
+	*pchunks = chunks;
+	*pn = total;
+	return 0;
+}
+
+/* old_index - chunks of the file already at the destination, by hash */
+static struct oldidx *old_index(int fd, size_t *pn)
+{
+	struct wh_manifest m;
+	struct oldidx *idx = NULL;
+
+	*pn = 0;
+	wh_manifest_init(&m);
+	if (wh_manifest_build(fd, &m) == 0 && m.n > 0) {
+		idx = calloc(m.n, sizeof(*idx));
+		if (idx) {
+			for (size_t i = 0; i < m.n; i++) {
+				memcpy(idx[i].hash, m.chunks[i].hash,
+				       WH_HASH_LEN);
+				idx[i].offset = m.chunks[i].offset;
+				idx[i].length = m.chunks[i].length;
+			}
+			qsort(idx, m.n, sizeof(*idx), by_hash);
+			*pn = m.n;
+		}
+	}
+	wh_manifest_free(&m);
+	return idx;
+}
+
+static int get_file(struct ctx *c, const struct entry *e)
+{
+	struct job j;
+	struct wh_chunk *chunks = NULL;
+	struct oldidx *old = NULL;
+	size_t nchunks = 0, nold = 0;
+	char tmp[4200];
+	const char *slash;
+	uint8_t *buf = NULL;
+	pthread_t th[64];
+	int nth = 0, oldfd = -1, fd = -1, rv;
+	struct timespec times[2];
+
+	memset(&j, 0, sizeof(j));
+	rv = fetch_manifest(c, e, &j.version, &chunks, &nchunks);
+	if (rv < 0) {
+		fail(c, "cannot get the manifest of '%s': %s", e->rpath,
+		     rv == -ESTALE ? "it changed during the copy"
+				   : wh_strerror(rv));
+		return rv;
+	}
+	slash = strrchr(e->lpath, '/');
+	if (slash)
+		snprintf(tmp, sizeof(tmp), "%.*s/.%s.wh-partial",
+			 (int)(slash - e->lpath), e->lpath, slash + 1);
+	else
+		snprintf(tmp, sizeof(tmp), ".%s.wh-partial", e->lpath);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rv = -errno;
+		fail(c, "cannot create '%s': %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (j.version.size > 0 &&
+	    posix_fallocate(fd, 0, (off_t)j.version.size) == ENOSPC) {
+		rv = -ENOSPC;
+		fail(c, "no space left on the device for '%s' (%llu bytes)",
+		     e->lpath, (unsigned long long)j.version.size);
+		goto out;
+	}
+	oldfd = open(e->lpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (oldfd >= 0) {
+		struct stat ost;
+
+		if (fstat(oldfd, &ost) == 0 && S_ISREG(ost.st_mode))
+			old = old_index(oldfd, &nold);
+	}
+	j.todo = calloc(nchunks ? nchunks : 1, sizeof(*j.todo));
+	buf = malloc(WH_MAX_CHUNK);
+	if (!j.todo || !buf) {
+		rv = -ENOMEM;
+		fail(c, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < nchunks; i++) {
+		struct wh_chunk *ch = &chunks[i];
+		struct oldidx *o;
+		uint8_t h[WH_HASH_LEN];
+		bool have = false;
+
+		if (wh_store_get(c->store, ch->hash, buf, ch->length) == 0) {
+			have = true;
+			c->st->chunks_from_store++;
+		} else if (old && (o = bsearch(ch->hash, old, nold,
+					       sizeof(*old), by_hash)) &&
+			   o->length == ch->length &&
+			   pread(oldfd, buf, ch->length, (off_t)o->offset) ==
+				   (ssize_t)ch->length) {
+			wh_blake3(buf, ch->length, h);
+			if (!memcmp(h, ch->hash, WH_HASH_LEN)) {
+				have = true;
+				c->st->chunks_from_dest++;
+			}
+		}
+		if (!have) {
+			j.todo[j.ntodo++] = i;
+			continue;
+		}
+		if (pwrite(fd, buf, ch->length, (off_t)ch->offset) !=
+		    (ssize_t)ch->length) {
+			rv = errno == ENOSPC ? -ENOSPC : -EIO;
+			fail(c, "cannot write '%s': %s", tmp,
+			     rv == -ENOSPC ? "no space left on the device"
+					   : strerror(errno));
+			goto out;
+		}
+		add_done(c, ch->length);
+	}
+	c->st->chunks += nchunks;
+	/* fetch the rest, several chunks in flight */
+	j.c = c;
+	j.e = e;
+	j.chunks = chunks;
+	j.fd = fd;
+	pthread_mutex_init(&j.lock, NULL);
+	for (int i = 0; i < c->o->parallel && i < 64 && (size_t)i < j.ntodo;
+	     i++) {
+		if (pthread_create(&th[nth], NULL, fetcher, &j) == 0)
+			nth++;
+	}
+	if (j.ntodo > 0 && nth == 0) {
+		fetcher(&j); /* no threads: do it here */
+	}
+	while (nth > 0) {
+		bool done;
+
+		pthread_mutex_lock(&j.lock);
+		done = j.failed || j.next == j.ntodo;
+		pthread_mutex_unlock(&j.lock);
+		if (done)
+			break;
+		draw(c, false);
+		usleep(50000);
+	}
+	for (int i = 0; i < nth; i++)
+		pthread_join(th[i], NULL);
+	pthread_mutex_destroy(&j.lock);
+	if (j.failed) {
+		rv = -EIO;
+		goto out;
+	}
+	times[0].tv_sec = e->attr.atime.sec;
+	times[0].tv_nsec = e->attr.atime.nsec;
+	times[1].tv_sec = j.version.mtime.sec;
+	times[1].tv_nsec = j.version.mtime.nsec;
+	if (fchmod(fd, e->attr.mode & 07777) != 0 ||
+	    futimens(fd, times) != 0 || close(fd) != 0) {
+		fd = -1;
+		rv = -errno;
+		fail(c, "cannot finish '%s': %s", tmp, strerror(errno));
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, e->lpath) != 0) {
+		rv = -errno;
+		fail(c, "cannot rename '%s' to '%s': %s", tmp, e->lpath,
+		     strerror(errno));
+		goto out;
+	}
+	c->st->files++;
+	c->st->bytes += j.version.size;
+	rv = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rv < 0)
+		unlink(tmp); /* nothing half-written under any name; the
+			      * fetched chunks stay in the store */
+	if (oldfd >= 0)
+		close(oldfd);
+	free(old);
+	free(buf);
+	free(j.todo);
+	free(chunks);
+	return rv;
+}
+
+static int get_link(struct ctx *c, const struct entry *e)
+{
+	char target[WH_MAX_PATH + 1], tmp[4200];
+	struct wh_msg m, r;
+	struct wh_buf resp;
+	int rv;
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_READLINK;
+	m.u.path.path.p = e->rpath;
+	m.u.path.path.len = (uint16_t)strlen(e->rpath);
+	wh_buf_init(&resp);
+	rv = rpc(c, &m, WH_MSG_READLINK_REPLY, &resp, &r);
+	if (rv == 0) {
+		memcpy(target, r.u.readlink_reply.target.p,
+		       r.u.readlink_reply.target.len);
+		target[r.u.readlink_reply.target.len] = '\0';
+	}
+	wh_buf_free(&resp);
+	if (rv < 0) {
+		fail(c, "cannot read the link '%s': %s", e->rpath,
+		     wh_strerror(rv));
+		return rv;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.wh-link", e->lpath);
+	unlink(tmp);
+	if (symlink(target, tmp) != 0 || rename(tmp, e->lpath) != 0) {
+		rv = -errno;
+		unlink(tmp);
+		fail(c, "cannot create the link '%s': %s", e->lpath,
+		     strerror(errno));
+	}
+	return rv;
+}
+
+int wh_get_run(struct wh_session *s, struct wh_store *store,
+	       const struct wh_get_opts *o, struct wh_get_stats *st,
+	       char *err, size_t errlen)
+{
+	struct ctx c;
+	struct wh_msg m, r;
+	struct wh_buf resp;
+	char *rp, *lp;
+	int rv;
+
+	memset(&c, 0, sizeof(c));
+	memset(st, 0, sizeof(*st));
+	c.s = s;
+	c.store = store;
+	c.o = o;
+	c.st = st;
+	c.err = err;
+	c.errlen = errlen;
+	err[0] = '\0';
+	c.t0 = wh_now_ns();
+	pthread_mutex_init(&c.lock, NULL);
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_GETATTR;
+	m.u.path.path.p = o->remote;
+	m.u.path.path.len = (uint16_t)strlen(o->remote);
+	wh_buf_init(&resp);
+	rv = rpc(&c, &m, WH_MSG_GETATTR_REPLY, &resp, &r);
+	if (rv < 0) {
+		wh_buf_free(&resp);
+		fail(&c, "'%s' on the host: %s", o->remote[0] ? o->remote : "/",
+		     wh_strerror(rv));
+		goto out;
+	}
+	rp = strdup(o->remote);
+	lp = strdup(o->local);
+	if (!rp || !lp) {
+		free(rp);
+		free(lp);
+		wh_buf_free(&resp);
+		rv = -ENOMEM;
+		fail(&c, "out of memory");
+		goto out;
+	}
+	{
+		struct wh_attr a = r.u.attr.attr;
+
+		wh_buf_free(&resp);
+		rv = walk(&c, rp, lp, &a);
+	}
+	if (rv < 0) {
+		if (!err[0])
+			fail(&c, "listing the host's files: %s",
+			     wh_strerror(rv));
+		goto out;
+	}
+	/* directories first (parents before children), then contents */
+	for (size_t i = 0; i < c.nents && rv == 0; i++) {
+		struct entry *e = &c.ents[i];
+
+		if (S_ISDIR(e->attr.mode) && mkdir(e->lpath, 0700) != 0 &&
+		    errno != EEXIST) {
+			rv = -errno;
+			fail(&c, "cannot create '%s': %s", e->lpath,
+			     strerror(errno));
+		}
+	}
+	for (size_t i = 0; i < c.nents && rv == 0; i++) {
+		struct entry *e = &c.ents[i];
+
+		if (S_ISREG(e->attr.mode))
+			rv = get_file(&c, e);
+		else if (S_ISLNK(e->attr.mode))
+			rv = get_link(&c, e);
+	}
+	/* directory modes and times last: writing inside changes mtime */
+	for (size_t i = c.nents; i-- > 0 && rv == 0;) {
+		struct entry *e = &c.ents[i];
+		struct timespec t[2] = {
+			{ e->attr.atime.sec, e->attr.atime.nsec },
+			{ e->attr.mtime.sec, e->attr.mtime.nsec },
+		};
+
+		if (!S_ISDIR(e->attr.mode))
+			continue;
+		chmod(e->lpath, e->attr.mode & 07777);
+		utimensat(AT_FDCWD, e->lpath, t, AT_SYMLINK_NOFOLLOW);
+	}
+	draw(&c, true);
+out:
+	for (size_t i = 0; i < c.nents; i++) {
+		free(c.ents[i].rpath);
+		free(c.ents[i].lpath);
+	}
+	free(c.ents);
+	pthread_mutex_destroy(&c.lock);
+	st->seconds = (double)(wh_now_ns() - c.t0) / 1e9;
+	return rv < 0 ? rv : 0;
+}

@@ -1,0 +1,46 @@
+/*
+ * wh_get.h - `wormhole get`: copy a file or a tree from a host, chunk by
+ * chunk, every chunk verified, nothing fetched twice.
+ *
+ * For each file the host sends its manifest (content-defined chunks and
+ * their BLAKE3 hashes).  A chunk is taken, in this order, from the local
+ * chunk store (any earlier session, any file), from the file already at
+ * the destination (an older version of it), or from the host; chunks from
+ * the host are verified, written to the destination and kept in the store,
+ * so an interrupted get resumes where it stopped.  Several chunks are in
+ * flight at once.  A file is written under a temporary name next to its
+ * destination and renamed into place only when complete, with the host's
+ * mode and mtime.
+ */
+#ifndef WH_GET_H
+#define WH_GET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "client/wh_session.h"
+#include "store/wh_store.h"
+
+struct wh_get_opts {
+	const char *remote;   /* safe relative path on the host, "" = root */
+	const char *local;    /* destination path */
+	int parallel;         /* chunks in flight */
+	int timeout_ms;       /* per request */
+	bool progress;        /* draw a progress line on stderr */
+};
+
+struct wh_get_stats {
+	uint64_t files, bytes, wire_bytes, chunks, chunks_fetched;
+	uint64_t chunks_from_store, chunks_from_dest;
+	double seconds;
+};
+
+/*
+ * wh_get_run - copy |opts->remote| to |opts->local|.  Returns 0, or a
+ * negative error with a one-line explanation in |err|.
+ */
+int wh_get_run(struct wh_session *s, struct wh_store *store,
+	       const struct wh_get_opts *opts, struct wh_get_stats *st,
+	       char *err, size_t errlen);
+
+#endif /* WH_GET_H */

@@ -1,0 +1,197 @@
+"""`wormhole get`: verified, deduplicated, resumable bulk copies."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import WH_BIN, MiB, wait_for
+
+
+def get(h, remote, local, cache, *extra, check=True):
+    r = subprocess.run([WH_BIN, "get", h.code, remote, local, "--peer", h.addr,
+                        "--cache-dir", cache, "--json", *extra],
+                       capture_output=True, text=True, timeout=120)
+    if check:
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+    return r
+
+
+@pytest.fixture
+def share(workdir):
+    s = os.path.join(workdir, "share")
+    os.makedirs(os.path.join(s, "renders", "shot042"))
+    with open(os.path.join(s, "renders", "shot042", "take1.mov"), "wb") as f:
+        f.write(os.urandom(24 * MiB))
+    with open(os.path.join(s, "renders", "notes.txt"), "w") as f:
+        f.write("notes\n")
+    os.chmod(os.path.join(s, "renders", "notes.txt"), 0o640)
+    os.utime(os.path.join(s, "renders", "notes.txt"), ns=(1, 1_500_000_000_123_456_789))
+    open(os.path.join(s, "renders", "empty"), "w").close()
+    os.symlink("shot042/take1.mov", os.path.join(s, "renders", "latest"))
+    return s
+
+
+def same_tree(a, b):
+    r = subprocess.run(["diff", "-r", "--no-dereference", a, b], capture_output=True)
+    return r.returncode == 0
+
+
+def test_tree_and_metadata(share, hosts, workdir):
+    h = hosts(share, extra=["--cache-dir", os.path.join(workdir, "hc")])
+    out = os.path.join(workdir, "out")
+    os.mkdir(out)
+    s = get(h, "renders", out, os.path.join(workdir, "cc"))
+    dst = os.path.join(out, "renders")
+    assert same_tree(os.path.join(share, "renders"), dst)
+    assert s["files"] == 3 and s["bytes"] == 24 * MiB + 6
+    assert s["chunks_fetched"] == s["chunks"] and s["wire_bytes"] == 24 * MiB + 6
+    a = os.stat(os.path.join(share, "renders", "notes.txt"))
+    b = os.stat(os.path.join(dst, "notes.txt"))
+    assert a.st_mode == b.st_mode and a.st_mtime_ns == b.st_mtime_ns
+    assert os.readlink(os.path.join(dst, "latest")) == "shot042/take1.mov"
+    # no temporary names left behind
+    assert not [n for n in os.listdir(os.path.join(dst, "shot042")) if n.startswith(".")]
+
+
+def test_identical_reget_sends_no_chunk(share, hosts, workdir):
+    h = hosts(share)
+    cache = os.path.join(workdir, "cc")
+    out = os.path.join(workdir, "copy")
+    os.mkdir(out)
+    dst = os.path.join(out, "renders")
+    first = get(h, "renders", out, cache)   # like cp: into the directory
+    again = get(h, "renders", out, cache)
+    assert first["chunks_fetched"] > 0
+    assert again["chunks_fetched"] == 0 and again["wire_bytes"] == 0
+    assert same_tree(os.path.join(share, "renders"), dst)
+    # with an empty store, the destination itself supplies every chunk
+    again = get(h, "renders", out, os.path.join(workdir, "empty-cache"))
+    assert again["chunks_fetched"] == 0
+
+
+def test_ten_percent_change(share, hosts, workdir):
+    h = hosts(share)
+    src = os.path.join(share, "renders", "shot042", "take1.mov")
+    dst = os.path.join(workdir, "take1.mov")
+    get(h, "renders/shot042/take1.mov", dst, os.path.join(workdir, "c1"))
+    size = os.path.getsize(src)
+    with open(src, "r+b") as f:
+        f.seek(size // 2)
+        f.write(os.urandom(size // 10))
+    s = get(h, "renders/shot042/take1.mov", dst, os.path.join(workdir, "c2"))
+    assert open(dst, "rb").read() == open(src, "rb").read()
+    # about 10% changed: the chunks covering it, at most a few more
+    assert 0 < s["wire_bytes"] <= size // 10 + 3 * 4 * MiB
+    assert s["chunks_fetched"] < s["chunks"] / 2
+
+
+def test_one_byte_insertion(share, hosts, workdir):
+    h = hosts(share)
+    src = os.path.join(share, "renders", "shot042", "take1.mov")
+    dst = os.path.join(workdir, "take1.mov")
+    get(h, "renders/shot042/take1.mov", dst, os.path.join(workdir, "c1"))
+    data = open(src, "rb").read()
+    with open(src, "wb") as f:
+        f.write(b"!" + data)
+    s = get(h, "renders/shot042/take1.mov", dst, os.path.join(workdir, "c2"))
+    assert open(dst, "rb").read() == b"!" + data
+    assert s["chunks_fetched"] <= 2
+
+
+def test_killed_get_resumes(workdir, hosts):
+    share = os.path.join(workdir, "s")
+    os.mkdir(share)
+    with open(os.path.join(share, "big"), "wb") as f:
+        f.write(os.urandom(128 * MiB))
+    h = hosts(share)
+    cache = os.path.join(workdir, "cc")
+    dst = os.path.join(workdir, "big")
+    p = subprocess.Popen([WH_BIN, "get", h.code, "big", dst, "--peer", h.addr,
+                          "--cache-dir", cache, "--parallel", "1"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stored():
+        n = 0
+        for d, _, files in os.walk(os.path.join(cache, "chunks")):
+            n += sum(1 for f in files if not f.endswith(".tmp"))
+        return n
+    assert wait_for(lambda: stored() >= 3 or p.poll() is not None, 60, 0.002)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not os.path.exists(dst), "the get finished before it was killed"
+    s = get(h, "big", dst, cache)
+    assert open(dst, "rb").read() == open(os.path.join(share, "big"), "rb").read()
+    assert s["chunks_from_store"] >= 3
+    assert s["chunks_fetched"] < s["chunks"]
+
+
+def test_corrupt_chunk_in_store_is_refetched(share, hosts, workdir):
+    h = hosts(share)
+    cache = os.path.join(workdir, "cc")
+    get(h, "renders/shot042/take1.mov", os.path.join(workdir, "a"), cache)
+    victims = []
+    for d, _, files in os.walk(os.path.join(cache, "chunks")):
+        victims += [os.path.join(d, f) for f in files]
+    with open(victims[0], "r+b") as f:
+        f.seek(100)
+        b = f.read(1)
+        f.seek(100)
+        f.write(bytes([b[0] ^ 0xff]))
+    s = get(h, "renders/shot042/take1.mov", os.path.join(workdir, "b"), cache)
+    assert s["corrupt_chunks_discarded"] == 1
+    assert s["chunks_fetched"] == 1
+    assert open(os.path.join(workdir, "b"), "rb").read() == \
+        open(os.path.join(share, "renders", "shot042", "take1.mov"), "rb").read()
+
+
+def test_full_disk(share, hosts, workdir):
+    h = hosts(share)
+    tiny = os.path.join(workdir, "tiny")
+    os.mkdir(tiny)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", tiny], check=True)
+    try:
+        r = get(h, "renders/shot042/take1.mov", os.path.join(tiny, "take1.mov"),
+                os.path.join(workdir, "cc"), check=False)
+        assert r.returncode == 1
+        assert "no space left" in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+        assert os.listdir(tiny) == []   # nothing half-written, under any name
+    finally:
+        subprocess.run(["umount", tiny])
+    # the store is intact: the next get uses it and verifies every chunk
+    s = get(h, "renders/shot042/take1.mov", os.path.join(workdir, "ok"),
+            os.path.join(workdir, "cc"))
+    assert s["corrupt_chunks_discarded"] == 0
+
+
+def test_errors(share, hosts, workdir):
+    h = hosts(share)
+    r = get(h, "no/such/file", os.path.join(workdir, "x"), os.path.join(workdir, "cc"),
+            check=False)
+    assert r.returncode == 1 and "no/such/file" in r.stderr
+    r = get(h, "../etc/passwd", os.path.join(workdir, "x"), os.path.join(workdir, "cc"),
+            check=False)
+    assert r.returncode == 2
+    r = subprocess.run([WH_BIN, "get", "AAAA-BBBB-CCCC-DDDD", "renders", workdir,
+                        "--peer", h.addr], capture_output=True, text=True, timeout=60)
+    if h.code != "AAAA-BBBB-CCCC-DDDD":
+        assert r.returncode == 1 and "wrong join code" in r.stderr
+
+
+def test_host_hashes_a_file_once(share, workdir):
+    """The host's manifest cache survives a restart."""
+    from conftest import Host
+    hc = os.path.join(workdir, "hc")
+    for _ in range(2):
+        h = Host(share, extra=["--cache-dir", hc])
+        try:
+            get(h, "renders", os.path.join(workdir, "out%d" % _),
+                os.path.join(workdir, "cc%d" % _))
+        finally:
+            h.close()
+    # one manifest per file version, written once
+    assert len([f for f in os.listdir(hc) if not f.endswith(".tmp")]) == 3
