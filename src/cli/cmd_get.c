@@ -17,6 +17,7 @@
 #include "common/wh_err.h"
 #include "common/wh_log.h"
 #include "proto/wh_proto.h"
+#include "host/wh_mcache.h"
 #include "store/wh_store.h"
 
 #define DEFAULT_STORE_LIMIT (10ULL << 30)
@@ -64,6 +65,7 @@ int cmd_get_main(int argc, char **argv)
 	struct wh_session_opts so;
 	struct wh_session *sess = NULL;
 	struct wh_store *store = NULL;
+	struct wh_mcache *mc = NULL;
 	struct wh_get_opts go;
 	struct wh_get_stats st;
 	char code[WH_CODE_STRLEN + 1], remote[WH_MAX_PATH + 1], err[1024];
@@ -158,6 +160,19 @@ int cmd_get_main(int argc, char **argv)
 			 cache, wh_strerror(rv));
 		goto out;
 	}
+	{
+		/* manifests of the files we write, so an unchanged
+		 * destination is never read again to be compared */
+		size_t n = strlen(cache) + sizeof("/manifests");
+		char *mdir = malloc(n);
+
+		if (mdir) {
+			snprintf(mdir, n, "%s/manifests", cache);
+			if (wh_mcache_open(mdir, &mc) < 0)
+				mc = NULL;
+			free(mdir);
+		}
+	}
 	memset(&so, 0, sizeof(so));
 	so.code = code;
 	so.peer = peer;
@@ -173,6 +188,7 @@ int cmd_get_main(int argc, char **argv)
 	go.parallel = (int)parallel;
 	go.timeout_ms = (int)timeout_ms;
 	go.progress = !json && isatty(STDERR_FILENO);
+	go.mc = mc;
 	rv = wh_get_run(sess, store, &go, &st, err, sizeof(err));
 	if (rv < 0) {
 		cli_fail("get", "%s", err[0] ? err : wh_strerror(rv));
@@ -202,6 +218,7 @@ int cmd_get_main(int argc, char **argv)
 out:
 	wh_session_del(sess);
 	wh_store_close(store);
+	wh_mcache_close(mc);
 	free(local);
 	free(cache);
 	return rv < 0 ? WH_EXIT_FAIL : WH_EXIT_OK;

@@ -17,6 +17,7 @@
 #include "common/wh_err.h"
 #include "common/wh_log.h"
 #include "common/wh_time.h"
+#include "host/wh_mcache.h"
 #include "proto/wh_proto.h"
 
 struct entry {
@@ -415,29 +416,68 @@ static int fetch_manifest(struct ctx *c, const struct entry *e,
 	return 0;
 }
 
-/* old_index - chunks of the file already at the destination, by hash */
-static struct oldidx *old_index(int fd, size_t *pn)
+/* old_index - the chunks of |m| sorted by hash, for lookups */
+static struct oldidx *old_index(const struct wh_manifest *m, size_t *pn)
 {
-	struct wh_manifest m;
-	struct oldidx *idx = NULL;
+	struct oldidx *idx;
 
 	*pn = 0;
-	wh_manifest_init(&m);
-	if (wh_manifest_build(fd, &m) == 0 && m.n > 0) {
-		idx = calloc(m.n, sizeof(*idx));
-		if (idx) {
-			for (size_t i = 0; i < m.n; i++) {
-				memcpy(idx[i].hash, m.chunks[i].hash,
-				       WH_HASH_LEN);
-				idx[i].offset = m.chunks[i].offset;
-				idx[i].length = m.chunks[i].length;
-			}
-			qsort(idx, m.n, sizeof(*idx), by_hash);
-			*pn = m.n;
-		}
+	if (m->n == 0)
+		return NULL;
+	idx = calloc(m->n, sizeof(*idx));
+	if (!idx)
+		return NULL;
+	for (size_t i = 0; i < m->n; i++) {
+		memcpy(idx[i].hash, m->chunks[i].hash, WH_HASH_LEN);
+		idx[i].offset = m->chunks[i].offset;
+		idx[i].length = m->chunks[i].length;
 	}
-	wh_manifest_free(&m);
+	qsort(idx, m->n, sizeof(*idx), by_hash);
+	*pn = m->n;
 	return idx;
+}
+
+static bool same_chunks(const struct wh_manifest *m,
+			const struct wh_chunk *chunks, size_t n)
+{
+	if (m->n != n)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (m->chunks[i].offset != chunks[i].offset ||
+		    m->chunks[i].length != chunks[i].length ||
+		    memcmp(m->chunks[i].hash, chunks[i].hash, WH_HASH_LEN))
+			return false;
+	return true;
+}
+
+/* remember - the manifest of the file now at |path| is |chunks|, so the
+ * next get finds it without reading the file */
+static void remember(struct ctx *c, int fd, const struct wh_chunk *chunks,
+		     size_t n, uint64_t size)
+{
+	struct wh_manifest m;
+	struct stat st;
+
+	if (!c->o->mc || fstat(fd, &st) != 0)
+		return;
+	m.chunks = (struct wh_chunk *)chunks;
+	m.n = m.cap = n;
+	m.size = size;
+	wh_mcache_put(c->o->mc, &st, &m);
+}
+
+/* set_meta - mode and times of |fd| to the host's */
+static int set_meta(int fd, const struct entry *e, const struct wh_version *v)
+{
+	struct timespec times[2];
+
+	times[0].tv_sec = e->attr.atime.sec;
+	times[0].tv_nsec = e->attr.atime.nsec;
+	times[1].tv_sec = v->mtime.sec;
+	times[1].tv_nsec = v->mtime.nsec;
+	if (fchmod(fd, e->attr.mode & 07777) != 0 || futimens(fd, times) != 0)
+		return -errno;
+	return 0;
 }
 
 static int get_file(struct ctx *c, const struct entry *e)
@@ -445,21 +485,55 @@ static int get_file(struct ctx *c, const struct entry *e)
 	struct job j;
 	struct wh_chunk *chunks = NULL;
 	struct oldidx *old = NULL;
+	struct wh_manifest oldman;
 	size_t nchunks = 0, nold = 0;
 	char tmp[4200];
 	const char *slash;
 	uint8_t *buf = NULL;
 	pthread_t th[64];
 	int nth = 0, oldfd = -1, fd = -1, rv;
-	struct timespec times[2];
 
 	memset(&j, 0, sizeof(j));
+	tmp[0] = '\0';
 	rv = fetch_manifest(c, e, &j.version, &chunks, &nchunks);
 	if (rv < 0) {
 		fail(c, "cannot get the manifest of '%s': %s", e->rpath,
 		     rv == -ESTALE ? "it changed during the copy"
 				   : wh_strerror(rv));
 		return rv;
+	}
+	/* the file already at the destination, if any: its manifest comes
+	 * from the local cache when it has not changed since it was known */
+	wh_manifest_init(&oldman);
+	oldfd = open(e->lpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (oldfd >= 0) {
+		struct stat ost;
+		int orv = -EINVAL;
+
+		if (fstat(oldfd, &ost) == 0 && S_ISREG(ost.st_mode))
+			orv = c->o->mc ? wh_mcache_get(c->o->mc, oldfd, &ost,
+						       &oldman)
+				       : wh_manifest_build(oldfd, &oldman);
+		if (orv == 0 && oldman.size == j.version.size &&
+		    same_chunks(&oldman, chunks, nchunks)) {
+			/* the same bytes already: at most the metadata
+			 * differs, nothing to fetch or to write */
+			rv = set_meta(oldfd, e, &j.version);
+			if (rv < 0) {
+				fail(c, "cannot update '%s': %s", e->lpath,
+				     strerror(-rv));
+				goto out;
+			}
+			remember(c, oldfd, chunks, nchunks, j.version.size);
+			c->st->files++;
+			c->st->bytes += j.version.size;
+			c->st->chunks += nchunks;
+			c->st->chunks_from_dest += nchunks;
+			add_done(c, j.version.size);
+			goto out;
+		}
+		if (orv == 0)
+			old = old_index(&oldman, &nold);
 	}
 	slash = strrchr(e->lpath, '/');
 	if (slash)
@@ -479,13 +553,6 @@ static int get_file(struct ctx *c, const struct entry *e)
 		fail(c, "no space left on the device for '%s' (%llu bytes)",
 		     e->lpath, (unsigned long long)j.version.size);
 		goto out;
-	}
-	oldfd = open(e->lpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (oldfd >= 0) {
-		struct stat ost;
-
-		if (fstat(oldfd, &ost) == 0 && S_ISREG(ost.st_mode))
-			old = old_index(oldfd, &nold);
 	}
 	j.todo = calloc(nchunks ? nchunks : 1, sizeof(*j.todo));
 	buf = malloc(WH_MAX_CHUNK);
@@ -561,35 +628,30 @@ static int get_file(struct ctx *c, const struct entry *e)
 		rv = -EIO;
 		goto out;
 	}
-	times[0].tv_sec = e->attr.atime.sec;
-	times[0].tv_nsec = e->attr.atime.nsec;
-	times[1].tv_sec = j.version.mtime.sec;
-	times[1].tv_nsec = j.version.mtime.nsec;
-	if (fchmod(fd, e->attr.mode & 07777) != 0 ||
-	    futimens(fd, times) != 0 || close(fd) != 0) {
-		fd = -1;
-		rv = -errno;
-		fail(c, "cannot finish '%s': %s", tmp, strerror(errno));
+	rv = set_meta(fd, e, &j.version);
+	if (rv < 0) {
+		fail(c, "cannot finish '%s': %s", tmp, strerror(-rv));
 		goto out;
 	}
-	fd = -1;
 	if (rename(tmp, e->lpath) != 0) {
 		rv = -errno;
 		fail(c, "cannot rename '%s' to '%s': %s", tmp, e->lpath,
 		     strerror(errno));
 		goto out;
 	}
+	remember(c, fd, chunks, nchunks, j.version.size);
 	c->st->files++;
 	c->st->bytes += j.version.size;
 	rv = 0;
 out:
 	if (fd >= 0)
 		close(fd);
-	if (rv < 0)
+	if (rv < 0 && tmp[0])
 		unlink(tmp); /* nothing half-written under any name; the
 			      * fetched chunks stay in the store */
 	if (oldfd >= 0)
 		close(oldfd);
+	wh_manifest_free(&oldman);
 	free(old);
 	free(buf);
 	free(j.todo);

@@ -21,12 +21,15 @@
 #include "client/wh_session.h"
 #include "store/wh_store.h"
 
+struct wh_mcache;
+
 struct wh_get_opts {
 	const char *remote;   /* safe relative path on the host, "" = root */
 	const char *local;    /* destination path */
 	int parallel;         /* chunks in flight */
 	int timeout_ms;       /* per request */
 	bool progress;        /* draw a progress line on stderr */
+	struct wh_mcache *mc; /* manifests of local files, or NULL */
 };
 
 struct wh_get_stats {

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/wh_fsutil.h"
 #include "common/wh_log.h"
 #include "host/wh_mcache.h"
 
@@ -73,39 +74,9 @@ static int copy_manifest(const struct wh_manifest *src, struct wh_manifest *dst)
 
 char *wh_mcache_default_dir(void)
 {
-	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-	char buf[4096];
-
-	if (xdg && *xdg)
-		snprintf(buf, sizeof(buf), "%s/wormhole/manifests", xdg);
-	else if (home && *home)
-		snprintf(buf, sizeof(buf), "%s/.cache/wormhole/manifests", home);
-	else
-		return NULL;
-	return strdup(buf);
+	return wh_cache_home("manifests");
 }
 
-/* mkdirs - mkdir -p */
-static int mkdirs(const char *path)
-{
-	char buf[4096];
-	size_t len = strlen(path);
-
-	if (len >= sizeof(buf))
-		return -ENAMETOOLONG;
-	memcpy(buf, path, len + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
 
 int wh_mcache_open(const char *dir, struct wh_mcache **pmc)
 {
@@ -116,7 +87,7 @@ int wh_mcache_open(const char *dir, struct wh_mcache **pmc)
 		return -ENOMEM;
 	pthread_mutex_init(&mc->lock, NULL);
 	if (dir) {
-		rv = mkdirs(dir);
+		rv = wh_mkdirs(dir);
 		if (rv < 0) {
 			wh_mcache_close(mc);
 			return rv;
@@ -363,5 +334,18 @@ int wh_mcache_get(struct wh_mcache *mc, int fd, const struct stat *st,
 	pthread_mutex_unlock(&mc->lock);
 	mem_put(mc, &k, out);
 	disk_put(mc, &k, out);
+	return 0;
+}
+
+int wh_mcache_put(struct wh_mcache *mc, const struct stat *st,
+		  const struct wh_manifest *m)
+{
+	struct key k;
+
+	key_of(st, &k);
+	if (m->size != k.size)
+		return -EINVAL;
+	mem_put(mc, &k, m);
+	disk_put(mc, &k, m);
 	return 0;
 }

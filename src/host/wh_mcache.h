@@ -34,6 +34,13 @@ void wh_mcache_close(struct wh_mcache *mc);
 int wh_mcache_get(struct wh_mcache *mc, int fd, const struct stat *st,
 		  struct wh_manifest *out);
 
+/*
+ * wh_mcache_put - remember that the file whose fstat() is |st| has
+ * manifest |m| (a client that just wrote the file knows it).  0 or -errno.
+ */
+int wh_mcache_put(struct wh_mcache *mc, const struct stat *st,
+		  const struct wh_manifest *m);
+
 /* wh_mcache_stats - how many manifests were computed / served cached. */
 void wh_mcache_stats(struct wh_mcache *mc, unsigned long *computed,
 		     unsigned long *hits);

@@ -1132,6 +1132,15 @@ static size_t stream_vecs(struct wh_quic_stream *s, ngtcp2_vec *v, bool *pall)
 	return n;
 }
 
+/* send_batch - |len| bytes of packets of |gso| bytes each (the last may be
+ * shorter) on |path|, in one sendmsg. */
+static void send_batch(struct wh_quic_ep *ep, const ngtcp2_path *path,
+		       const uint8_t *buf, size_t len, size_t gso)
+{
+	ep_sendmsg(ep, path->remote.addr, path->remote.addrlen,
+		   path->local.addr, buf, len, gso);
+}
+
 static void conn_write(struct wh_quic_conn *c)
 {
 	struct wh_quic_ep *ep = c->ep;
@@ -1172,9 +1181,7 @@ static void conn_write(struct wh_quic_conn *c)
 		}
 		if (off + mtu > TXBUF_LEN || nseg >= MAX_GSO_SEGS ||
 		    (!ep->gso && nseg > 0)) {
-			ep_sendmsg(ep, ps.path.remote.addr,
-				   ps.path.remote.addrlen, ps.path.local.addr,
-				   buf, off, gso);
+			send_batch(ep, &ps.path, buf, off, gso);
 			off = nseg = gso = 0;
 		}
 		if (sent >= quantum)
@@ -1225,9 +1232,7 @@ static void conn_write(struct wh_quic_conn *c)
 			break;
 		if (nseg > 0 && (size_t)n > gso) {
 			/* a bigger packet cannot join this GSO batch */
-			ep_sendmsg(ep, ps.path.remote.addr,
-				   ps.path.remote.addrlen, ps.path.local.addr,
-				   buf, off, gso);
+			send_batch(ep, &ps.path, buf, off, gso);
 			memmove(buf, buf + off, (size_t)n);
 			off = nseg = 0;
 		}
@@ -1237,15 +1242,12 @@ static void conn_write(struct wh_quic_conn *c)
 		nseg++;
 		sent += (size_t)n;
 		if ((size_t)n < gso) {
-			ep_sendmsg(ep, ps.path.remote.addr,
-				   ps.path.remote.addrlen, ps.path.local.addr,
-				   buf, off, gso);
+			send_batch(ep, &ps.path, buf, off, gso);
 			off = nseg = gso = 0;
 		}
 	}
 	if (off > 0)
-		ep_sendmsg(ep, ps.path.remote.addr, ps.path.remote.addrlen,
-			   ps.path.local.addr, buf, off, gso);
+		send_batch(ep, &ps.path, buf, off, gso);
 	ngtcp2_conn_update_pkt_tx_time(c->conn, ts);
 	if (c->close_requested) {
 		/* what was queued before the close went out above (a final

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/wh_fsutil.h"
 #include "common/wh_log.h"
 #include "store/wh_store.h"
 
@@ -22,38 +23,9 @@ struct wh_store {
 
 char *wh_store_default_dir(void)
 {
-	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-	char buf[4096];
-
-	if (xdg && *xdg)
-		snprintf(buf, sizeof(buf), "%s/wormhole", xdg);
-	else if (home && *home)
-		snprintf(buf, sizeof(buf), "%s/.cache/wormhole", home);
-	else
-		return NULL;
-	return strdup(buf);
+	return wh_cache_home(NULL);
 }
 
-static int mkdirs(const char *path)
-{
-	char buf[4096];
-	size_t len = strlen(path);
-
-	if (len >= sizeof(buf))
-		return -ENAMETOOLONG;
-	memcpy(buf, path, len + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
 
 static void chunk_path(struct wh_store *s, const uint8_t *hash, char *buf,
 		       size_t size)
@@ -73,7 +45,7 @@ int wh_store_open(const char *dir, uint64_t limit, struct wh_store **ps)
 	if (!s)
 		return -ENOMEM;
 	snprintf(buf, sizeof(buf), "%s/chunks", dir);
-	rv = mkdirs(buf);
+	rv = wh_mkdirs(buf);
 	if (rv < 0) {
 		free(s);
 		return rv;
