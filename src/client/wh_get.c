@@ -249,6 +249,36 @@ static int by_hash(const void *a, const void *b)
 	return memcmp(a, b, WH_HASH_LEN);
 }
 
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	/* compare with itself shifted: one pass, no table of zeros */
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* write_chunk - |len| bytes at |off| of |fd|; a sparse file keeps its
+ * holes where the data is all zeros.  0 or -errno. */
+static int write_chunk(int fd, bool sparse, const uint8_t *data, size_t len,
+		       uint64_t off)
+{
+	size_t done = 0;
+
+	if (sparse && all_zero(data, len))
+		return 0;
+	while (done < len) {
+		ssize_t n = pwrite(fd, data + done, len - done,
+				   (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
 struct job {
 	struct ctx *c;
 	const struct entry *e;
@@ -257,6 +287,7 @@ struct job {
 	size_t *todo; /* indices to fetch */
 	size_t ntodo;
 	int fd;
+	bool sparse;  /* leave chunks of zeros as holes */
 	pthread_mutex_t lock;
 	size_t next;  /* protected by lock */
 	bool failed;  /* protected by lock */
@@ -306,13 +337,9 @@ static void *fetcher(void *arg)
 				(unsigned long long)ch->offset, j->e->rpath);
 			rv = WH_ERR_PROTO;
 		}
-		if (rv == 0) {
-			ssize_t n = pwrite(j->fd, r.u.chunk_reply.data,
-					   ch->length, (off_t)ch->offset);
-
-			if (n != (ssize_t)ch->length)
-				rv = n < 0 ? -errno : -EIO;
-		}
+		if (rv == 0)
+			rv = write_chunk(j->fd, j->sparse, r.u.chunk_reply.data,
+					 ch->length, ch->offset);
 		if (rv < 0) {
 			if (rv == -ENOSPC)
 				fail(c, "no space left on the device writing "
@@ -343,6 +370,92 @@ static void *fetcher(void *arg)
 	}
 	wh_buf_free(&resp);
 	return NULL;
+}
+
+struct byhash {
+	const uint8_t *hash;
+	size_t idx;
+};
+
+static int cmp_byhash(const void *a, const void *b)
+{
+	const struct byhash *x = a, *y = b;
+	int d = memcmp(x->hash, y->hash, WH_HASH_LEN);
+
+	if (d)
+		return d;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static int cmp_idx(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* split_repeats - keep in j->todo the first chunk of each hash (in file
+ * order); return the others (to be filled from the store afterwards). */
+static size_t *split_repeats(struct job *j, size_t *pn)
+{
+	struct byhash *v;
+	size_t *dups, nd = 0, nt = 0;
+
+	*pn = 0;
+	if (j->ntodo < 2)
+		return NULL;
+	v = calloc(j->ntodo, sizeof(*v));
+	dups = calloc(j->ntodo, sizeof(*dups));
+	if (!v || !dups) {
+		free(v);
+		free(dups);
+		return NULL; /* fetch them all: correct, only slower */
+	}
+	for (size_t i = 0; i < j->ntodo; i++) {
+		v[i].hash = j->chunks[j->todo[i]].hash;
+		v[i].idx = j->todo[i];
+	}
+	qsort(v, j->ntodo, sizeof(*v), cmp_byhash);
+	for (size_t i = 0; i < j->ntodo; i++) {
+		if (i > 0 && !memcmp(v[i].hash, v[i - 1].hash, WH_HASH_LEN))
+			dups[nd++] = v[i].idx;
+		else
+			j->todo[nt++] = v[i].idx;
+	}
+	j->ntodo = nt;
+	qsort(j->todo, nt, sizeof(*j->todo), cmp_idx);
+	free(v);
+	*pn = nd;
+	return dups;
+}
+
+/* run_fetch - fetch j->todo with up to |parallel| threads, drawing the
+ * progress line meanwhile. */
+static void run_fetch(struct ctx *c, struct job *j)
+{
+	pthread_t th[64];
+	int nth = 0;
+
+	for (int i = 0; i < c->o->parallel && i < 64 && (size_t)i < j->ntodo;
+	     i++) {
+		if (pthread_create(&th[nth], NULL, fetcher, j) == 0)
+			nth++;
+	}
+	if (j->ntodo > 0 && nth == 0)
+		fetcher(j); /* no threads: do it here */
+	while (nth > 0) {
+		bool done;
+
+		pthread_mutex_lock(&j->lock);
+		done = j->failed || j->next == j->ntodo;
+		pthread_mutex_unlock(&j->lock);
+		if (done)
+			break;
+		draw(c, false);
+		usleep(50000);
+	}
+	for (int i = 0; i < nth; i++)
+		pthread_join(th[i], NULL);
 }
 
 /* fetch_manifest - every chunk of |e| and the version they belong to */
@@ -486,12 +599,11 @@ static int get_file(struct ctx *c, const struct entry *e)
 	struct wh_chunk *chunks = NULL;
 	struct oldidx *old = NULL;
 	struct wh_manifest oldman;
-	size_t nchunks = 0, nold = 0;
+	size_t nchunks = 0, nold = 0, ndups = 0, *dups = NULL;
 	char tmp[4200];
 	const char *slash;
 	uint8_t *buf = NULL;
-	pthread_t th[64];
-	int nth = 0, oldfd = -1, fd = -1, rv;
+	int oldfd = -1, fd = -1, rv;
 
 	memset(&j, 0, sizeof(j));
 	tmp[0] = '\0';
@@ -547,8 +659,17 @@ static int get_file(struct ctx *c, const struct entry *e)
 		fail(c, "cannot create '%s': %s", tmp, strerror(errno));
 		goto out;
 	}
-	if (j.version.size > 0 &&
-	    posix_fallocate(fd, 0, (off_t)j.version.size) == ENOSPC) {
+	/* preallocate, unless the host's file is sparse: then keep its holes
+	 * (chunks of zeros are not written) */
+	j.sparse = e->attr.blocks * 512 < e->attr.size;
+	if (j.sparse) {
+		if (ftruncate(fd, (off_t)j.version.size) != 0) {
+			rv = -errno;
+			fail(c, "cannot size '%s': %s", tmp, strerror(errno));
+			goto out;
+		}
+	} else if (j.version.size > 0 &&
+		   posix_fallocate(fd, 0, (off_t)j.version.size) == ENOSPC) {
 		rv = -ENOSPC;
 		fail(c, "no space left on the device for '%s' (%llu bytes)",
 		     e->lpath, (unsigned long long)j.version.size);
@@ -585,44 +706,45 @@ static int get_file(struct ctx *c, const struct entry *e)
 			j.todo[j.ntodo++] = i;
 			continue;
 		}
-		if (pwrite(fd, buf, ch->length, (off_t)ch->offset) !=
-		    (ssize_t)ch->length) {
-			rv = errno == ENOSPC ? -ENOSPC : -EIO;
+		rv = write_chunk(fd, j.sparse, buf, ch->length, ch->offset);
+		if (rv < 0) {
 			fail(c, "cannot write '%s': %s", tmp,
 			     rv == -ENOSPC ? "no space left on the device"
-					   : strerror(errno));
+					   : strerror(-rv));
 			goto out;
 		}
 		add_done(c, ch->length);
 	}
 	c->st->chunks += nchunks;
-	/* fetch the rest, several chunks in flight */
+	/* fetch the rest, several chunks in flight; a chunk that repeats in
+	 * the file (runs of zeros, say) crosses the wire once */
 	j.c = c;
 	j.e = e;
 	j.chunks = chunks;
 	j.fd = fd;
 	pthread_mutex_init(&j.lock, NULL);
-	for (int i = 0; i < c->o->parallel && i < 64 && (size_t)i < j.ntodo;
-	     i++) {
-		if (pthread_create(&th[nth], NULL, fetcher, &j) == 0)
-			nth++;
-	}
-	if (j.ntodo > 0 && nth == 0) {
-		fetcher(&j); /* no threads: do it here */
-	}
-	while (nth > 0) {
-		bool done;
+	dups = split_repeats(&j, &ndups);
+	run_fetch(c, &j);
+	if (!j.failed && ndups > 0) {
+		size_t n2 = 0;
 
-		pthread_mutex_lock(&j.lock);
-		done = j.failed || j.next == j.ntodo;
-		pthread_mutex_unlock(&j.lock);
-		if (done)
-			break;
-		draw(c, false);
-		usleep(50000);
+		for (size_t k = 0; k < ndups; k++) {
+			struct wh_chunk *ch = &chunks[dups[k]];
+
+			if (wh_store_get(c->store, ch->hash, buf, ch->length) ==
+				    0 &&
+			    write_chunk(fd, j.sparse, buf, ch->length,
+					ch->offset) == 0) {
+				c->st->chunks_from_store++;
+				add_done(c, ch->length);
+			} else {
+				j.todo[n2++] = dups[k]; /* store full: fetch */
+			}
+		}
+		j.ntodo = n2;
+		j.next = 0;
+		run_fetch(c, &j);
 	}
-	for (int i = 0; i < nth; i++)
-		pthread_join(th[i], NULL);
 	pthread_mutex_destroy(&j.lock);
 	if (j.failed) {
 		rv = -EIO;
@@ -655,6 +777,7 @@ out:
 	free(old);
 	free(buf);
 	free(j.todo);
+	free(dups);
 	free(chunks);
 	return rv;
 }

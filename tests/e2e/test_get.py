@@ -195,3 +195,20 @@ def test_host_hashes_a_file_once(share, workdir):
             h.close()
     # one manifest per file version, written once
     assert len([f for f in os.listdir(hc) if not f.endswith(".tmp")]) == 3
+
+
+def test_sparse_file_keeps_holes(workdir, hosts):
+    share = os.path.join(workdir, "s")
+    os.mkdir(share)
+    p = os.path.join(share, "disk.img")
+    with open(p, "wb") as f:
+        f.truncate(256 * MiB)
+        f.seek(100 * MiB)
+        f.write(os.urandom(MiB))
+    h = hosts(share)
+    dst = os.path.join(workdir, "disk.img")
+    s = get(h, "disk.img", dst, os.path.join(workdir, "cc"))
+    assert subprocess.run(["cmp", p, dst]).returncode == 0
+    # the runs of zeros stay holes, and repeat chunks cross the wire once
+    assert os.stat(dst).st_blocks * 512 < 8 * MiB
+    assert s["chunks_fetched"] < s["chunks"]
