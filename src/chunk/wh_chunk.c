@@ -9,6 +9,7 @@
 #include "blake3.h"
 
 #include "chunk/wh_chunk.h"
+#include "io/wh_io.h"
 
 /* Masks for normalized chunking around a 1 MiB average: 22 one-bits
  * (rarer cuts) before the average, 18 after (likelier cuts).  The bits are
@@ -157,6 +158,7 @@ int wh_manifest_build(int fd, struct wh_manifest *m)
 {
 	/* twice the largest chunk: there is always a whole chunk to cut */
 	const size_t bufsz = 2 * WH_CDC_MAX;
+	struct wh_io *io = wh_io_thread();
 	uint8_t *buf;
 	size_t have = 0;
 	uint64_t off = 0;
@@ -171,19 +173,26 @@ int wh_manifest_build(int fd, struct wh_manifest *m)
 	while (!eof || have > 0) {
 		size_t pos = 0;
 
-		while (!eof && have < bufsz) {
-			ssize_t n = pread(fd, buf + have, bufsz - have,
-					  (off_t)(off + have));
+		if (!eof && have < bufsz) {
+			/* two reads in flight when the backend allows it */
+			size_t want = bufsz - have, half = want / 2;
+			ssize_t n1, n2;
 
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0) {
-				rv = -errno;
+			wh_io_pread2(io, fd, buf + have, half, off + have,
+				     buf + have + half, want - half,
+				     off + have + half, &n1, &n2);
+			if (n1 < 0 || n2 < 0) {
+				rv = n1 < 0 ? (int)n1 : (int)n2;
 				goto out;
 			}
-			if (n == 0)
+			if ((size_t)n1 < half) {
+				/* end of file inside the first half */
+				have += (size_t)n1;
 				eof = true;
-			have += (size_t)n;
+			} else {
+				have += half + (size_t)n2;
+				eof = (size_t)n2 < want - half;
+			}
 		}
 		for (;;) {
 			size_t cut = wh_cdc_cut(buf + pos, have - pos, eof);

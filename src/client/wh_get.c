@@ -18,6 +18,7 @@
 #include "common/wh_log.h"
 #include "common/wh_time.h"
 #include "host/wh_mcache.h"
+#include "io/wh_io.h"
 #include "proto/wh_proto.h"
 
 struct entry {
@@ -260,23 +261,12 @@ static bool all_zero(const uint8_t *p, size_t n)
 static int write_chunk(int fd, bool sparse, const uint8_t *data, size_t len,
 		       uint64_t off)
 {
-	size_t done = 0;
+	ssize_t n;
 
 	if (sparse && all_zero(data, len))
 		return 0;
-	while (done < len) {
-		ssize_t n = pwrite(fd, data + done, len - done,
-				   (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		done += (size_t)n;
-	}
-	return 0;
+	n = wh_io_pwrite(wh_io_thread(), fd, data, len, off);
+	return n < 0 ? (int)n : 0;
 }
 
 struct job {

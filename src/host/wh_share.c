@@ -22,6 +22,7 @@
 #include "common/wh_log.h"
 #include "host/wh_mcache.h"
 #include "host/wh_share.h"
+#include "io/wh_io.h"
 
 #define MAX_WATCHES 65536
 #define READ_RETRIES 3
@@ -519,20 +520,15 @@ static int do_read(struct wh_share *sh, uint32_t req_id,
 		if (fstat(fd, &before) != 0)
 			goto fail_errno;
 		got = 0;
-		while (got < r->length) {
-			ssize_t n;
+		if (r->offset <= (uint64_t)INT64_MAX - r->length) {
+			ssize_t n = wh_io_pread(wh_io_thread(), fd, dst,
+						r->length, r->offset);
 
-			if (r->offset > (uint64_t)INT64_MAX - got)
-				break;
-			n = pread(fd, dst + got, r->length - got,
-				  (off_t)(r->offset + got));
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0)
+			if (n < 0) {
+				errno = (int)-n;
 				goto fail_errno;
-			if (n == 0)
-				break;
-			got += (size_t)n;
+			}
+			got = (size_t)n;
 		}
 		if (fstat(fd, &after) != 0)
 			goto fail_errno;
@@ -663,15 +659,11 @@ static int do_chunk(struct wh_share *sh, uint32_t req_id,
 		return rv;
 	}
 	dst = resp->data + base + WH_CHUNK_REPLY_HDR_LEN;
-	while (got < c->length) {
-		ssize_t n = pread(fd, dst + got, c->length - got,
-				  (off_t)(c->offset + got));
+	{
+		ssize_t n = wh_io_pread(wh_io_thread(), fd, dst, c->length,
+					c->offset);
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
+		got = n > 0 ? (size_t)n : 0;
 	}
 	rv = fstat(fd, &after);
 	close(fd);

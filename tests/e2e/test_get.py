@@ -212,3 +212,30 @@ def test_sparse_file_keeps_holes(workdir, hosts):
     # the runs of zeros stay holes, and repeat chunks cross the wire once
     assert os.stat(dst).st_blocks * 512 < 8 * MiB
     assert s["chunks_fetched"] < s["chunks"]
+
+
+@pytest.mark.parametrize("backend", ["posix", "uring"])
+def test_both_io_backends(backend, share, workdir):
+    """Host and client forced onto each disk I/O backend (WH_IO)."""
+    from conftest import Host
+    env = dict(os.environ, WH_IO=backend)
+    old = os.environ.get("WH_IO")
+    os.environ["WH_IO"] = backend   # the host inherits it
+    try:
+        h = Host(share)
+    finally:
+        if old is None:
+            del os.environ["WH_IO"]
+        else:
+            os.environ["WH_IO"] = old
+    try:
+        out = os.path.join(workdir, "out-" + backend)
+        os.mkdir(out)
+        r = subprocess.run([WH_BIN, "get", h.code, "renders", out, "--peer", h.addr,
+                            "--cache-dir", os.path.join(workdir, "cc-" + backend),
+                            "--json"], capture_output=True, text=True, env=env,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert same_tree(os.path.join(share, "renders"), os.path.join(out, "renders"))
+    finally:
+        h.close()

@@ -1,0 +1,176 @@
+/*
+ * wh_io.c - the backend choice and the portable pread/pwrite backend.  The
+ * io_uring backend is in wh_io_uring.c (built when liburing is found).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/wh_log.h"
+#include "io/wh_io.h"
+#include "io/wh_io_int.h"
+
+static pthread_key_t key;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int forced; /* 0 auto, 1 uring, 2 posix */
+
+ssize_t wh_io_posix_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done,
+				  (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+ssize_t wh_io_posix_pwrite(int fd, const void *buf, size_t len,
+			   uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pwrite(fd, (const uint8_t *)buf + done, len - done,
+				   (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
+	}
+	return (ssize_t)len;
+}
+
+static ssize_t posix_pread(struct wh_io *io, int fd, void *buf, size_t len,
+			   uint64_t off)
+{
+	(void)io;
+	return wh_io_posix_pread(fd, buf, len, off);
+}
+
+static ssize_t posix_pwrite(struct wh_io *io, int fd, const void *buf,
+			    size_t len, uint64_t off)
+{
+	(void)io;
+	return wh_io_posix_pwrite(fd, buf, len, off);
+}
+
+static void posix_pread2(struct wh_io *io, int fd, void *b1, size_t l1,
+			 uint64_t o1, void *b2, size_t l2, uint64_t o2,
+			 ssize_t *r1, ssize_t *r2)
+{
+	*r1 = posix_pread(io, fd, b1, l1, o1);
+	*r2 = posix_pread(io, fd, b2, l2, o2);
+}
+
+static void posix_del(struct wh_io *io)
+{
+	free(io);
+}
+
+static const struct wh_io_ops posix_ops = {
+	.name = "posix",
+	.pread = posix_pread,
+	.pwrite = posix_pwrite,
+	.pread2 = posix_pread2,
+	.del = posix_del,
+};
+
+static struct wh_io *posix_new(void)
+{
+	struct wh_io *io = calloc(1, sizeof(*io));
+
+	if (io)
+		io->ops = &posix_ops;
+	return io;
+}
+
+static void thread_exit(void *p)
+{
+	struct wh_io *io = p;
+
+	io->ops->del(io);
+}
+
+static void init_once(void)
+{
+	const char *e = getenv("WH_IO");
+
+	pthread_key_create(&key, thread_exit);
+	if (e && !strcmp(e, "uring"))
+		forced = 1;
+	else if (e && !strcmp(e, "posix"))
+		forced = 2;
+	else if (e && *e)
+		wh_warn("WH_IO='%s' is neither 'uring' nor 'posix': choosing "
+			"by myself", e);
+}
+
+struct wh_io *wh_io_thread(void)
+{
+	static struct wh_io fallback = { .ops = &posix_ops };
+	static bool logged;
+	struct wh_io *io;
+	int err = 0;
+
+	pthread_once(&once, init_once);
+	io = pthread_getspecific(key);
+	if (io)
+		return io;
+	if (forced != 2) {
+		err = wh_io_uring_new(&io);
+		if (err < 0 && forced == 1 && !logged)
+			wh_warn("WH_IO=uring, but io_uring is unavailable (%s): "
+				"using pread/pwrite", strerror(-err));
+	}
+	if (!io)
+		io = posix_new();
+	if (!io)
+		return &fallback; /* out of memory: still usable */
+	if (!logged) {
+		logged = true;
+		wh_debug("disk I/O: %s%s%s", io->ops->name,
+			 err < 0 ? ", io_uring unavailable: " : "",
+			 err < 0 ? strerror(-err) : "");
+	}
+	pthread_setspecific(key, io);
+	return io;
+}
+
+const char *wh_io_name(const struct wh_io *io)
+{
+	return io->ops->name;
+}
+
+ssize_t wh_io_pread(struct wh_io *io, int fd, void *buf, size_t len,
+		    uint64_t off)
+{
+	return io->ops->pread(io, fd, buf, len, off);
+}
+
+ssize_t wh_io_pwrite(struct wh_io *io, int fd, const void *buf, size_t len,
+		     uint64_t off)
+{
+	return io->ops->pwrite(io, fd, buf, len, off);
+}
+
+void wh_io_pread2(struct wh_io *io, int fd, void *b1, size_t l1, uint64_t o1,
+		  void *b2, size_t l2, uint64_t o2, ssize_t *r1, ssize_t *r2)
+{
+	io->ops->pread2(io, fd, b1, l1, o1, b2, l2, o2, r1, r2);
+}
