@@ -1,102 +1,190 @@
 /*
  * wh_fs.c - FUSE low-level operations over a struct wh_rpc.
  *
- * Node ids are pointers to refcounted struct node {parent, name}; a node's
- * path is rebuilt from its ancestors for each request, so ids stay valid
- * across reconnects to a restarted host.  A node lives while the kernel
- * holds lookups on it (nlookup), while children point at it, or while it
- * is open.  Every handler ends in exactly one fuse_reply_*.
+ * Node table.  A FUSE node id is the address of a struct node {parent,
+ * name} (FUSE_ROOT_ID for the root); the path sent to the host is rebuilt
+ * from the ancestors for every request, so node ids stay meaningful across
+ * reconnects to a restarted host.  Nodes are found by (parent, name) in a
+ * hash table, so a second lookup of a name reuses its node.  A node lives
+ * while the kernel holds lookups on it (nlookup: lookup and readdirplus add,
+ * forget takes away), or while children, open files or remembered negative
+ * entries point at it (refs).  Attributes show the host's st_ino; the node
+ * id is ours.
+ *
+ * Caching.  Attributes from the host stay valid until the host says the
+ * file changed (wh_fs_inval), so a stat rarely costs a round trip.  Every
+ * invalidation bumps a generation counter; a reply is cached, and handed to
+ * the kernel with the configured timeouts, only if no invalidation touched
+ * the node (or its directory) since the request went out, which closes the
+ * race between a reply in flight and a change on the host.  The kernel
+ * keeps a file's pages across opens while the file's version (size, mtime,
+ * ctime) is the one its pages were read at; a READ reply of another version
+ * than the open's fails with EIO, so nobody gets a silent mix.
+ *
+ * Kernel notifications run on a dedicated thread (the notifier): calling
+ * into the kernel from a request handler, or from the thread that serves the
+ * connection, could deadlock against a pending request.  The notifier also
+ * wakes the request loop when wh_fs_exit() or a signal asks it to stop.
+ *
+ * Every handler ends in exactly one fuse_reply_*.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdio.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <fuse_lowlevel.h>
 
 #include "common/wh_err.h"
 #include "common/wh_log.h"
+#include "common/wh_time.h"
 #include "fuse/wh_fs.h"
 #include "proto/wh_proto.h"
 
-#define NBUCKETS 65536
-#define INVAL_QUEUE_MAX 1024
-#define READDIR_PAGE WH_MAX_READDIR_ENTRIES
-#define WH_READAHEAD_KB "4096" /* 4 reads of WH_MAX_READ in flight */
+#define TABLE_MIN_BUCKETS 1024     /* hash buckets; doubled as nodes come */
+#define INVAL_QUEUE_MAX 4096       /* queued changes before "all changed" */
+#define NEG_MAX 4096               /* negative entries we can take back */
+#define DIR_MAX_ENTRIES (1u << 24) /* entries in one listing */
+#define READAHEAD_KB "4096"        /* 4 reads of WH_MAX_READ in flight */
+#define DIRENTPLUS_MIN 152         /* bytes of the smallest readdirplus
+				    * entry: fuse_entry_out + fuse_dirent */
+#define KICK_MS 100                /* period of wake-ups of a stopping loop */
+#define NOTIFIER_JOIN_S 3          /* wait for the notifier at exit */
+#define WAKE_SIG SIGURG            /* interrupts the loop's wait; ignored by
+				    * default, so a stray one is harmless */
 
+/*
+ * struct node - one name the kernel knows.  |parent|, |name| and
+ * |name_len| never change after creation; every other field is protected by
+ * wh_fs.lock.
+ */
 struct node {
-	struct node *parent;  /* NULL for the root */
-	char *name;           /* NULL for the root */
+	struct node *parent;   /* NULL for the root; counted in parent->refs */
+	char *name;            /* NUL-terminated; NULL for the root */
 	size_t name_len;
-	uint64_t nlookup;     /* kernel references */
-	uint64_t refs;        /* children + open handles */
-	struct node *hnext;   /* hash chain */
-	bool attr_valid;      /* attr is current (no invalidation since) */
-	struct wh_attr attr;
+	struct node *hnext;    /* hash chain */
+	uint64_t nlookup;      /* lookups the kernel holds on this node id */
+	uint64_t refs;         /* children, open files, negative entries */
+	uint64_t inval_gen;    /* wh_fs.gen at the last invalidation */
+	struct wh_attr attr;   /* the host's attributes, last we heard */
+	bool attr_valid;       /* |attr| is current: no invalidation since */
+	bool cache_known;      /* |cache_version| is set */
+	struct wh_version cache_version; /* what the kernel's pages hold */
 };
 
 struct dir_entry {
-	char *name;
+	char *name; /* NUL-terminated */
 	size_t name_len;
 	struct wh_attr attr;
 };
 
+/* An open directory: the whole listing, read at opendir (immutable). */
 struct dir_handle {
 	struct dir_entry *ents;
 	size_t n;
+	uint64_t gen; /* wh_fs.gen when the listing was requested */
 };
 
-struct fhandle {
-	struct node *node;
-	struct wh_version version;
-	bool keep_cache;
-	bool served; /* a read reply went out */
-	pthread_mutex_t lock;
+/* An open file (immutable). */
+struct open_file {
+	struct node *node;         /* counted in node->refs */
+	struct wh_version version; /* the version this open reads */
+};
+
+/* A negative entry handed to the kernel, kept so that "everything
+ * changed" can take it back (the kernel cannot list them for us). */
+struct neg_entry {
+	struct node *dir; /* counted in dir->refs */
+	char *name;
+	size_t name_len;
+	uint64_t expires_ns; /* when the kernel drops it by itself */
+};
+
+enum inval_kind {
+	INVAL_NAME,  /* dir + name (name "" for the directory itself) */
+	INVAL_INODE, /* one node id: drop its attributes and pages */
 };
 
 struct inval_item {
 	struct inval_item *next;
-	char *dir, *name; /* NULL dir: everything */
+	enum inval_kind kind;
+	fuse_ino_t ino;          /* INVAL_INODE */
+	size_t dir_len, name_len; /* INVAL_NAME */
+	char str[];              /* INVAL_NAME: dir, NUL, name, NUL */
+};
+
+/* What inval_everything() tells the kernel, gathered under the lock. */
+struct kernel_name {
+	fuse_ino_t parent, ino; /* parent 0: no name (the root) */
+	char *name;
+	size_t name_len;
 };
 
 struct wh_fs {
 	struct wh_rpc *rpc;
 	struct wh_fs_opts opts;
-	struct fuse_session *se;
+	struct fuse_session *se;    /* set by wh_fs_mount */
 	bool mounted;
-	char *mountpoint;
-	pthread_mutex_t lock;
-	struct node root;              /* protected by lock */
-	struct node **table;           /* protected by lock */
-	uint32_t next_req;             /* protected by lock */
+	char *mountpoint;           /* absolute */
+	bool have_dev;              /* the mount's device is known */
+	unsigned int dev_major, dev_minor;
+	atomic_bool live;           /* a request after INIT was seen */
+	atomic_uint next_req;       /* request ids */
 
+	/* the node table */
+	pthread_mutex_t lock;
+	struct node root;           /* protected by lock */
+	struct node **buckets;      /* protected by lock */
+	size_t nbuckets, nnodes;    /* protected by lock */
+	uint64_t gen;               /* protected by lock: invalidations */
+	struct neg_entry neg[NEG_MAX]; /* protected by lock: a FIFO ring */
+	size_t neg_head, neg_len;   /* protected by lock */
+
+	/* the notifier thread and its queue */
 	pthread_t notifier;
 	bool notifier_started;
+	int wake_fd;                /* eventfd: work for the notifier */
 	pthread_mutex_t qlock;
-	pthread_cond_t qcv;
 	struct inval_item *qhead, *qtail; /* protected by qlock */
-	size_t qlen;                      /* protected by qlock */
-	bool qall, qstop;                 /* protected by qlock */
+	size_t qlen;                /* protected by qlock */
+	bool qall;                  /* protected by qlock */
+	atomic_bool stop;           /* the notifier must return */
+
+	/* wh_fs_run */
+	pthread_mutex_t run_lock;
+	pthread_t loop_thread;      /* protected by run_lock */
+	bool running;               /* protected by run_lock */
+	atomic_bool exit_pending;   /* wh_fs_exit() or a signal asked */
 };
 
 _Static_assert(sizeof(fuse_ino_t) >= sizeof(uintptr_t),
 	       "fuse_ino_t must hold a pointer");
 
+static void queue_inode(struct wh_fs *fs, fuse_ino_t ino);
+
 /* ------------------------------------------------------------ node table */
 
-static size_t hash_key(const struct node *parent, const char *name, size_t len)
+static size_t hash_key(const struct node *parent, const char *name,
+		       size_t len, size_t nbuckets)
 {
 	uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uintptr_t)parent;
 
 	for (size_t i = 0; i < len; i++)
 		h = (h ^ (uint8_t)name[i]) * 1099511628211ULL;
-	return (size_t)(h % NBUCKETS);
+	h ^= h >> 29;
+	return (size_t)(h & (nbuckets - 1)); /* nbuckets: a power of two */
 }
 
 static struct node *node_of(struct wh_fs *fs, fuse_ino_t ino)
@@ -106,17 +194,18 @@ static struct node *node_of(struct wh_fs *fs, fuse_ino_t ino)
 	return (struct node *)(uintptr_t)ino;
 }
 
-static fuse_ino_t ino_of(struct wh_fs *fs, struct node *n)
+static fuse_ino_t ino_of(struct wh_fs *fs, const struct node *n)
 {
 	return n == &fs->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)n;
 }
 
-/* find_child - lock held. */
-static struct node *find_child(struct wh_fs *fs, struct node *parent,
+/* find_child - the node for (parent, name) or NULL; lock held. */
+static struct node *find_child(struct wh_fs *fs, const struct node *parent,
 			       const char *name, size_t len)
 {
-	struct node *n = fs->table[hash_key(parent, name, len)];
+	struct node *n;
 
+	n = fs->buckets[hash_key(parent, name, len, fs->nbuckets)];
 	for (; n; n = n->hnext)
 		if (n->parent == parent && n->name_len == len &&
 		    memcmp(n->name, name, len) == 0)
@@ -124,12 +213,38 @@ static struct node *find_child(struct wh_fs *fs, struct node *parent,
 	return NULL;
 }
 
-/* get_child - find or create; lock held.  NULL if out of memory. */
+/* table_grow - double the buckets; lock held.  Failure is harmless (the
+ * chains just get longer). */
+static void table_grow(struct wh_fs *fs)
+{
+	size_t nb = fs->nbuckets * 2;
+	struct node **b = calloc(nb, sizeof(*b));
+
+	if (!b)
+		return;
+	for (size_t i = 0; i < fs->nbuckets; i++) {
+		struct node *n = fs->buckets[i], *next;
+
+		for (; n; n = next) {
+			size_t k = hash_key(n->parent, n->name, n->name_len, nb);
+
+			next = n->hnext;
+			n->hnext = b[k];
+			b[k] = n;
+		}
+	}
+	free(fs->buckets);
+	fs->buckets = b;
+	fs->nbuckets = nb;
+}
+
+/* get_child - find or create the node for (parent, name); lock held.
+ * NULL when out of memory. */
 static struct node *get_child(struct wh_fs *fs, struct node *parent,
 			      const char *name, size_t len)
 {
 	struct node *n = find_child(fs, parent, name, len);
-	size_t b;
+	size_t k;
 
 	if (n)
 		return n;
@@ -146,24 +261,29 @@ static struct node *get_child(struct wh_fs *fs, struct node *parent,
 	n->name_len = len;
 	n->parent = parent;
 	parent->refs++;
-	b = hash_key(parent, name, len);
-	n->hnext = fs->table[b];
-	fs->table[b] = n;
+	if (fs->nnodes >= fs->nbuckets)
+		table_grow(fs);
+	k = hash_key(parent, name, len, fs->nbuckets);
+	n->hnext = fs->buckets[k];
+	fs->buckets[k] = n;
+	fs->nnodes++;
 	return n;
 }
 
-/* node_maybe_free - free |n| (and ancestors that become unused); lock
- * held. */
+/* node_maybe_free - free |n| if nothing holds it any more, then its
+ * ancestors that this leaves unused; lock held. */
 static void node_maybe_free(struct wh_fs *fs, struct node *n)
 {
 	while (n && n != &fs->root && n->nlookup == 0 && n->refs == 0) {
 		struct node *parent = n->parent, **pp;
 
-		pp = &fs->table[hash_key(parent, n->name, n->name_len)];
+		pp = &fs->buckets[hash_key(parent, n->name, n->name_len,
+					   fs->nbuckets)];
 		while (*pp && *pp != n)
 			pp = &(*pp)->hnext;
 		if (*pp)
 			*pp = n->hnext;
+		fs->nnodes--;
 		free(n->name);
 		free(n);
 		parent->refs--;
@@ -171,18 +291,40 @@ static void node_maybe_free(struct wh_fs *fs, struct node *n)
 	}
 }
 
-/* node_path - write |n|'s path into |buf| (cap bytes, NUL-terminated);
- * lock held.  Returns the length or -ENAMETOOLONG. */
-static ssize_t node_path(struct wh_fs *fs, struct node *n, char *buf,
-			 size_t cap)
+/* forget_locked - the kernel dropped |count| lookups of |n|; lock held. */
+static void forget_locked(struct wh_fs *fs, struct node *n, uint64_t count)
 {
-	size_t len = 0, pos;
-	struct node *m;
+	if (n == &fs->root)
+		return;
+	if (n->nlookup < count) {
+		wh_warn("kernel forgot %" PRIu64 " lookups of '%s', which has "
+			"%" PRIu64, count, n->name, n->nlookup);
+		count = n->nlookup;
+	}
+	n->nlookup -= count;
+	node_maybe_free(fs, n);
+}
 
-	for (m = n; m != &fs->root; m = m->parent)
+/* mark_stale - |n|'s cached attributes can no longer be trusted; lock
+ * held. */
+static void mark_stale(struct wh_fs *fs, struct node *n)
+{
+	n->attr_valid = false;
+	n->inval_gen = ++fs->gen;
+}
+
+/* node_path - write |n|'s path (NUL-terminated) into |buf|, which holds
+ * WH_MAX_PATH + 1 bytes; lock held.  Returns the length or -ENAMETOOLONG. */
+static ssize_t node_path(struct wh_fs *fs, const struct node *n, char *buf)
+{
+	const struct node *m;
+	size_t len = 0, pos;
+
+	for (m = n; m != &fs->root; m = m->parent) {
 		len += m->name_len + (m->parent != &fs->root ? 1 : 0);
-	if (len > WH_MAX_PATH || len + 1 > cap)
-		return -ENAMETOOLONG;
+		if (len > WH_MAX_PATH)
+			return -ENAMETOOLONG;
+	}
 	buf[len] = '\0';
 	pos = len;
 	for (m = n; m != &fs->root; m = m->parent) {
@@ -194,33 +336,28 @@ static ssize_t node_path(struct wh_fs *fs, struct node *n, char *buf,
 	return (ssize_t)len;
 }
 
-static ssize_t path_of(struct wh_fs *fs, fuse_ino_t ino, char *buf, size_t cap)
+/* path_of - |n|'s path, and the generation before the request that will
+ * use it (|gen| may be NULL). */
+static ssize_t path_of(struct wh_fs *fs, const struct node *n, char *buf,
+		       uint64_t *gen)
 {
-	ssize_t n;
+	ssize_t len;
 
 	pthread_mutex_lock(&fs->lock);
-	n = node_path(fs, node_of(fs, ino), buf, cap);
+	len = node_path(fs, n, buf);
+	if (gen)
+		*gen = fs->gen;
 	pthread_mutex_unlock(&fs->lock);
-	return n;
+	return len;
 }
 
 /* ------------------------------------------------------------------ rpc */
 
-static uint32_t next_req_id(struct wh_fs *fs)
-{
-	uint32_t id;
-
-	pthread_mutex_lock(&fs->lock);
-	id = ++fs->next_req;
-	pthread_mutex_unlock(&fs->lock);
-	return id;
-}
-
 /*
- * call - encode |m|, send it, decode the reply into |out| (which points
- * into |resp|).  Returns 0, or a positive errno for the kernel: the
- * host's own errno for ERROR replies, EIO for transport failures and
- * malformed or unexpected replies.
+ * call - encode |m|, send it, decode the reply into |out| (pointing into
+ * |resp|).  Returns 0, or a positive errno for the kernel: the host's own
+ * errno for ERROR replies, EIO for transport failures (timeout, no
+ * connection) and for malformed or unexpected replies.
  */
 static int call(struct wh_fs *fs, struct wh_msg *m, uint16_t want,
 		struct wh_buf *resp, struct wh_msg *out)
@@ -229,25 +366,40 @@ static int call(struct wh_fs *fs, struct wh_msg *m, uint16_t want,
 	ssize_t n;
 	int rv;
 
-	m->hdr.req_id = next_req_id(fs);
+	m->hdr.req_id = atomic_fetch_add(&fs->next_req, 1) + 1;
 	n = wh_msg_encode(m, req, sizeof(req));
 	if (n < 0)
-		return ENAMETOOLONG;
+		return ENAMETOOLONG; /* only a path can be too big */
+	wh_buf_reset(resp);
 	rv = wh_rpc_call(fs->rpc, req, (size_t)n, resp, fs->opts.timeout_ms);
 	if (rv < 0) {
-		wh_debug("%s failed: %s", wh_msg_type_name(m->hdr.type),
+		wh_debug("%s: %s", wh_msg_type_name(m->hdr.type),
 			 wh_strerror(rv));
 		return EIO;
 	}
 	rv = wh_msg_decode(resp->data, resp->len, WH_MAX_REPLY_FRAME, out);
 	if (rv < 0) {
-		wh_warn("malformed %s reply from the host: %s",
+		wh_warn("malformed reply to %s from the host: %s",
 			wh_msg_type_name(m->hdr.type), wh_strerror(rv));
 		return EIO;
 	}
-	if (out->hdr.type == WH_MSG_ERROR)
-		return out->u.error.err;
-	if (out->hdr.type != want || out->hdr.req_id != m->hdr.req_id) {
+	if (out->hdr.req_id != m->hdr.req_id) {
+		wh_warn("reply to %s has request id %" PRIu32 ", not %" PRIu32,
+			wh_msg_type_name(m->hdr.type), out->hdr.req_id,
+			m->hdr.req_id);
+		return EIO;
+	}
+	if (out->hdr.type == WH_MSG_ERROR) {
+		int err = out->u.error.err;
+
+		if (err < 1 || err > 4095) {
+			wh_warn("host sent error %d to %s", err,
+				wh_msg_type_name(m->hdr.type));
+			return EIO;
+		}
+		return err;
+	}
+	if (out->hdr.type != want) {
 		wh_warn("unexpected %s in reply to %s",
 			wh_msg_type_name(out->hdr.type),
 			wh_msg_type_name(m->hdr.type));
@@ -256,11 +408,18 @@ static int call(struct wh_fs *fs, struct wh_msg *m, uint16_t want,
 	return 0;
 }
 
+/* attr_ok - only regular files, directories and symlinks exist here. */
+static bool attr_ok(const struct wh_attr *a)
+{
+	return S_ISREG(a->mode) || S_ISDIR(a->mode) || S_ISLNK(a->mode);
+}
+
 static void attr_to_stat(const struct wh_attr *a, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
-	st->st_ino = a->ino;
-	st->st_mode = a->mode & ~0222u; /* the mount is read-only */
+	st->st_ino = (ino_t)a->ino;
+	/* the mount is read-only; a symlink's mode means nothing */
+	st->st_mode = S_ISLNK(a->mode) ? a->mode : a->mode & ~0222u;
 	st->st_nlink = a->nlink;
 	st->st_uid = a->uid;
 	st->st_gid = a->gid;
@@ -289,105 +448,256 @@ static bool version_eq(const struct wh_version *a, const struct wh_version *b)
 	       a->ctime.nsec == b->ctime.nsec;
 }
 
+/* fetch_attr - GETATTR for |n|; caches the result unless an invalidation
+ * came while it was in flight (*fresh tells which).  0 or an errno. */
+static int fetch_attr(struct wh_fs *fs, struct node *n, struct wh_attr *out,
+		      bool *fresh)
+{
+	char path[WH_MAX_PATH + 1];
+	struct wh_msg m, r;
+	struct wh_buf resp;
+	uint64_t gen;
+	ssize_t len;
+	int err;
+
+	len = path_of(fs, n, path, &gen);
+	if (len < 0)
+		return ENAMETOOLONG;
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_GETATTR;
+	m.u.path.path.p = path;
+	m.u.path.path.len = (uint16_t)len;
+	wh_buf_init(&resp);
+	err = call(fs, &m, WH_MSG_GETATTR_REPLY, &resp, &r);
+	if (err)
+		goto out;
+	if (!attr_ok(&r.u.attr.attr) ||
+	    (n == &fs->root && !S_ISDIR(r.u.attr.attr.mode))) {
+		wh_warn("host sent a bad file type for '%s'", path);
+		err = EIO;
+		goto out;
+	}
+	*out = r.u.attr.attr;
+	pthread_mutex_lock(&fs->lock);
+	*fresh = n->inval_gen <= gen;
+	if (*fresh) {
+		n->attr = *out;
+		n->attr_valid = true;
+	}
+	pthread_mutex_unlock(&fs->lock);
+out:
+	wh_buf_free(&resp);
+	return err;
+}
+
+/* fill_entry - the reply for node |n| with attributes |a|. */
+static void fill_entry(struct wh_fs *fs, const struct node *n,
+		       const struct wh_attr *a, bool fresh,
+		       struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = ino_of(fs, n);
+	e->generation = 0;
+	attr_to_stat(a, &e->attr);
+	e->attr_timeout = fresh ? fs->opts.attr_timeout : 0;
+	e->entry_timeout = fresh ? fs->opts.entry_timeout : 0;
+}
+
+/* make_entry_locked - find or create the child |name| of |dir| with
+ * attributes |a| from a request sent at generation |gen|, count one kernel
+ * lookup, fill |e|.  Lock held.  NULL when out of memory. */
+static struct node *make_entry_locked(struct wh_fs *fs, struct node *dir,
+				      const char *name, size_t len,
+				      const struct wh_attr *a, uint64_t gen,
+				      struct fuse_entry_param *e)
+{
+	struct node *n = get_child(fs, dir, name, len);
+	bool fresh;
+
+	if (!n)
+		return NULL;
+	n->nlookup++;
+	fresh = dir->inval_gen <= gen && n->inval_gen <= gen;
+	if (fresh) {
+		n->attr = *a;
+		n->attr_valid = true;
+	}
+	fill_entry(fs, n, a, fresh, e);
+	return n;
+}
+
+/* ------------------------------------------------------ negative entries */
+
+static void neg_pop(struct wh_fs *fs)
+{
+	struct neg_entry *ne = &fs->neg[fs->neg_head];
+	struct node *dir = ne->dir;
+
+	free(ne->name);
+	memset(ne, 0, sizeof(*ne));
+	fs->neg_head = (fs->neg_head + 1) % NEG_MAX;
+	fs->neg_len--;
+	dir->refs--;
+	node_maybe_free(fs, dir);
+}
+
+/* neg_remember - note that the kernel may cache "|name| is not in |dir|"
+ * until now + entry_timeout; lock held.  False when it cannot be noted
+ * (the entry must then not be cached). */
+static bool neg_remember(struct wh_fs *fs, struct node *dir,
+			 const char *name, size_t len)
+{
+	uint64_t now = wh_now_ns();
+	struct neg_entry *ne;
+	char *copy;
+
+	while (fs->neg_len > 0 && fs->neg[fs->neg_head].expires_ns <= now)
+		neg_pop(fs);
+	if (fs->neg_len == NEG_MAX)
+		return false;
+	copy = malloc(len + 1);
+	if (!copy)
+		return false;
+	memcpy(copy, name, len);
+	copy[len] = '\0';
+	ne = &fs->neg[(fs->neg_head + fs->neg_len) % NEG_MAX];
+	ne->dir = dir;
+	ne->name = copy;
+	ne->name_len = len;
+	/* a little margin: the kernel counts from when it got the reply */
+	ne->expires_ns = now + (uint64_t)(fs->opts.entry_timeout *
+					  (double)WH_NS_PER_S) + WH_NS_PER_S;
+	fs->neg_len++;
+	dir->refs++;
+	return true;
+}
+
 /* ------------------------------------------------------------ operations */
+
+/*
+ * raise_readahead - the kernel caps a FUSE mount's readahead at 128 KiB
+ * whatever INIT asks; more means fewer, larger reads in flight, which is
+ * what a remote file needs.  Only root may change it (through the mount's
+ * bdi in sysfs); others keep the default.  Runs once, at the first request
+ * after INIT, because the kernel applies INIT's limit when it processes
+ * our INIT reply.
+ */
+static void raise_readahead(struct wh_fs *fs)
+{
+	char path[128];
+	int fd;
+
+	if (!fs->have_dev)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb",
+		 fs->dev_major, fs->dev_minor);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		wh_debug("readahead stays at the kernel's default: %s: %s",
+			 path, strerror(errno));
+		return;
+	}
+	if (write(fd, READAHEAD_KB, strlen(READAHEAD_KB)) < 0)
+		wh_debug("cannot raise readahead: %s", strerror(errno));
+	close(fd);
+}
+
+/* fs_of - the file system of a request (and the one-time work that must
+ * wait for the first request after INIT). */
+static struct wh_fs *fs_of(fuse_req_t req)
+{
+	struct wh_fs *fs = fuse_req_userdata(req);
+
+	if (!atomic_load_explicit(&fs->live, memory_order_relaxed) &&
+	    !atomic_exchange(&fs->live, true))
+		raise_readahead(fs);
+	return fs;
+}
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
+	/* 1 MiB requests: the kernel raises max_pages to match */
 	conn->max_write = WH_MAX_READ;
 	conn->max_readahead = WH_MAX_READ;
 	if (conn->capable & FUSE_CAP_ASYNC_READ)
 		conn->want |= FUSE_CAP_ASYNC_READ;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
+	/* plain readdir when nobody looks at attributes (ls without -l) */
+	if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO)
+		conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
-	/* we invalidate pages ourselves when the host says so */
+	/* pages are dropped when the host says so (or the version at open
+	 * differs), not whenever the kernel sees a new mtime */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
-}
-
-/* reply_entry_for - look up or create the node for |attr| under |parent|,
- * count one kernel lookup, fill |e|.  Returns 0 or ENOMEM. */
-static int make_entry(struct wh_fs *fs, struct node *parent, const char *name,
-		      size_t len, const struct wh_attr *attr,
-		      struct fuse_entry_param *e)
-{
-	struct node *n;
-
-	pthread_mutex_lock(&fs->lock);
-	n = get_child(fs, parent, name, len);
-	if (!n) {
-		pthread_mutex_unlock(&fs->lock);
-		return ENOMEM;
-	}
-	n->nlookup++;
-	n->attr = *attr;
-	n->attr_valid = true;
-	pthread_mutex_unlock(&fs->lock);
-	memset(e, 0, sizeof(*e));
-	e->ino = ino_of(fs, n);
-	e->generation = 0;
-	attr_to_stat(attr, &e->attr);
-	e->attr_timeout = fs->opts.attr_timeout;
-	e->entry_timeout = fs->opts.entry_timeout;
-	return 0;
+	conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
+			FUSE_CAP_SPLICE_MOVE | FUSE_CAP_WRITEBACK_CACHE);
+	conn->time_gran = 1;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct wh_fs *fs = fuse_req_userdata(req);
-	char dir[WH_MAX_PATH + 1];
+	struct wh_fs *fs = fs_of(req);
+	struct node *dir = node_of(fs, parent), *n;
+	char path[WH_MAX_PATH + 1];
 	struct fuse_entry_param e;
 	struct wh_msg m, r;
 	struct wh_buf resp;
 	size_t nlen = strlen(name);
+	uint64_t gen;
 	ssize_t dlen;
 	int err;
 
-	if (nlen > WH_MAX_NAME) {
-		fuse_reply_err(req, ENAMETOOLONG);
+	if (!wh_name_valid(name, nlen)) {
+		fuse_reply_err(req, nlen > WH_MAX_NAME ? ENAMETOOLONG : ENOENT);
 		return;
 	}
-	dlen = path_of(fs, parent, dir, sizeof(dir));
-	if (dlen < 0) {
+	dlen = path_of(fs, dir, path, &gen);
+	if (dlen < 0 || (size_t)dlen + 1 + nlen > WH_MAX_PATH) {
 		fuse_reply_err(req, ENAMETOOLONG);
 		return;
 	}
 	memset(&m, 0, sizeof(m));
 	m.hdr.type = WH_MSG_LOOKUP;
-	m.u.lookup.dir.p = dir;
+	m.u.lookup.dir.p = path;
 	m.u.lookup.dir.len = (uint16_t)dlen;
 	m.u.lookup.name.p = name;
 	m.u.lookup.name.len = (uint16_t)nlen;
 	wh_buf_init(&resp);
 	err = call(fs, &m, WH_MSG_LOOKUP_REPLY, &resp, &r);
 	if (err == ENOENT) {
-		/* remember the absence; an INVAL for this name drops it */
+		/* a negative entry: cached until the host says the name
+		 * changed (or "everything" did, hence neg_remember) */
 		memset(&e, 0, sizeof(e));
-		e.ino = 0;
-		e.entry_timeout = fs->opts.entry_timeout;
+		pthread_mutex_lock(&fs->lock);
+		if (dir->inval_gen <= gen && fs->opts.entry_timeout > 0 &&
+		    neg_remember(fs, dir, name, nlen))
+			e.entry_timeout = fs->opts.entry_timeout;
+		pthread_mutex_unlock(&fs->lock);
 		fuse_reply_entry(req, &e);
 	} else if (err) {
 		fuse_reply_err(req, err);
+	} else if (!attr_ok(&r.u.attr.attr)) {
+		wh_warn("host sent a bad file type for '%s' in '%s'", name,
+			path);
+		fuse_reply_err(req, EIO);
 	} else {
-		err = make_entry(fs, node_of(fs, parent), name, nlen,
-				 &r.u.attr.attr, &e);
-		if (err)
-			fuse_reply_err(req, err);
-		else
-			fuse_reply_entry(req, &e);
+		pthread_mutex_lock(&fs->lock);
+		n = make_entry_locked(fs, dir, name, nlen, &r.u.attr.attr, gen,
+				      &e);
+		pthread_mutex_unlock(&fs->lock);
+		if (!n) {
+			fuse_reply_err(req, ENOMEM);
+		} else if (fuse_reply_entry(req, &e) != 0) {
+			/* the kernel never saw it: take the lookup back */
+			pthread_mutex_lock(&fs->lock);
+			forget_locked(fs, n, 1);
+			pthread_mutex_unlock(&fs->lock);
+		}
 	}
 	wh_buf_free(&resp);
-}
-
-static void forget_one(struct wh_fs *fs, fuse_ino_t ino, uint64_t nlookup)
-{
-	struct node *n = node_of(fs, ino);
-
-	if (n == &fs->root)
-		return;
-	n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
-	node_maybe_free(fs, n);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -395,7 +705,7 @@ static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 	struct wh_fs *fs = fuse_req_userdata(req);
 
 	pthread_mutex_lock(&fs->lock);
-	forget_one(fs, ino, nlookup);
+	forget_locked(fs, node_of(fs, ino), nlookup);
 	pthread_mutex_unlock(&fs->lock);
 	fuse_reply_none(req);
 }
@@ -407,65 +717,35 @@ static void op_forget_multi(fuse_req_t req, size_t count,
 
 	pthread_mutex_lock(&fs->lock);
 	for (size_t i = 0; i < count; i++)
-		forget_one(fs, forgets[i].ino, forgets[i].nlookup);
+		forget_locked(fs, node_of(fs, forgets[i].ino),
+			      forgets[i].nlookup);
 	pthread_mutex_unlock(&fs->lock);
 	fuse_reply_none(req);
-}
-
-/* fetch_attr - GETATTR for |ino|, caching the result.  0 or errno. */
-static int fetch_attr(struct wh_fs *fs, fuse_ino_t ino, struct wh_attr *out)
-{
-	char path[WH_MAX_PATH + 1];
-	struct wh_msg m, r;
-	struct wh_buf resp;
-	ssize_t len;
-	int err;
-
-	len = path_of(fs, ino, path, sizeof(path));
-	if (len < 0)
-		return ENAMETOOLONG;
-	memset(&m, 0, sizeof(m));
-	m.hdr.type = WH_MSG_GETATTR;
-	m.u.path.path.p = path;
-	m.u.path.path.len = (uint16_t)len;
-	wh_buf_init(&resp);
-	err = call(fs, &m, WH_MSG_GETATTR_REPLY, &resp, &r);
-	if (!err) {
-		struct node *n = node_of(fs, ino);
-
-		*out = r.u.attr.attr;
-		pthread_mutex_lock(&fs->lock);
-		n->attr = *out;
-		n->attr_valid = true;
-		pthread_mutex_unlock(&fs->lock);
-	}
-	wh_buf_free(&resp);
-	return err;
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
-	struct wh_fs *fs = fuse_req_userdata(req);
+	struct wh_fs *fs = fs_of(req);
 	struct node *n = node_of(fs, ino);
 	struct wh_attr a;
 	struct stat st;
-	bool cached;
+	bool fresh;
 	int err = 0;
 
 	(void)fi;
 	pthread_mutex_lock(&fs->lock);
-	cached = n->attr_valid;
+	fresh = n->attr_valid;
 	a = n->attr;
 	pthread_mutex_unlock(&fs->lock);
-	if (!cached)
-		err = fetch_attr(fs, ino, &a);
+	if (!fresh)
+		err = fetch_attr(fs, n, &a, &fresh);
 	if (err) {
 		fuse_reply_err(req, err);
 		return;
 	}
 	attr_to_stat(&a, &st);
-	fuse_reply_attr(req, &st, fs->opts.attr_timeout);
+	fuse_reply_attr(req, &st, fresh ? fs->opts.attr_timeout : 0);
 }
 
 static void dir_handle_free(struct dir_handle *dh)
@@ -478,31 +758,45 @@ static void dir_handle_free(struct dir_handle *dh)
 	free(dh);
 }
 
-static void op_opendir(fuse_req_t req, fuse_ino_t ino,
-		       struct fuse_file_info *fi)
+/* dir_add - append one entry to |dh| (|cap| slots).  0 or an errno. */
+static int dir_add(struct dir_handle *dh, size_t *cap,
+		   const struct wh_dirent *de)
 {
-	struct wh_fs *fs = fuse_req_userdata(req);
-	char path[WH_MAX_PATH + 1];
-	struct dir_handle *dh;
+	struct dir_entry *ent;
+
+	if (dh->n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 64;
+		struct dir_entry *ne = realloc(dh->ents, ncap * sizeof(*ne));
+
+		if (!ne)
+			return ENOMEM;
+		dh->ents = ne;
+		*cap = ncap;
+	}
+	ent = &dh->ents[dh->n];
+	ent->name = malloc(de->name.len + 1u);
+	if (!ent->name)
+		return ENOMEM;
+	memcpy(ent->name, de->name.p, de->name.len);
+	ent->name[de->name.len] = '\0';
+	ent->name_len = de->name.len;
+	ent->attr = de->attr;
+	dh->n++;
+	return 0;
+}
+
+/* read_listing - READDIR |path| page by page into |dh|.  0 or errno. */
+static int read_listing(struct wh_fs *fs, const char *path, size_t len,
+			struct dir_handle *dh)
+{
 	struct wh_buf resp;
 	uint64_t cookie = 0;
 	size_t cap = 0;
-	ssize_t len;
 	int err = 0;
 
-	len = path_of(fs, ino, path, sizeof(path));
-	if (len < 0) {
-		fuse_reply_err(req, ENAMETOOLONG);
-		return;
-	}
-	dh = calloc(1, sizeof(*dh));
-	if (!dh) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
 	wh_buf_init(&resp);
-	/* read the whole listing now: a consistent snapshot for this open */
 	for (;;) {
+		struct wh_msg_readdir_reply *rr;
 		struct wh_msg m, r;
 		struct wh_dirent de;
 		size_t pos = 0;
@@ -513,107 +807,179 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		m.u.readdir.path.p = path;
 		m.u.readdir.path.len = (uint16_t)len;
 		m.u.readdir.cookie = cookie;
-		m.u.readdir.max_entries = READDIR_PAGE;
+		m.u.readdir.max_entries = WH_MAX_READDIR_ENTRIES;
 		err = call(fs, &m, WH_MSG_READDIR_REPLY, &resp, &r);
 		if (err)
 			break;
-		while ((rv = wh_dirent_next(&r.u.readdir_reply, &pos, &de)) ==
-		       1) {
-			struct dir_entry *ent;
-
-			if (dh->n == cap) {
-				size_t ncap = cap ? cap * 2 : 64;
-				struct dir_entry *ne =
-					realloc(dh->ents, ncap * sizeof(*ne));
-
-				if (!ne) {
-					err = ENOMEM;
-					break;
-				}
-				dh->ents = ne;
-				cap = ncap;
+		rr = &r.u.readdir_reply;
+		if (rr->count > WH_MAX_READDIR_ENTRIES ||
+		    dh->n + rr->count > DIR_MAX_ENTRIES) {
+			wh_warn("listing of '%s' is too long", path);
+			err = EIO;
+			break;
+		}
+		while ((rv = wh_dirent_next(rr, &pos, &de)) == 1) {
+			if (!attr_ok(&de.attr)) {
+				wh_debug("skipping '%.*s' in '%s': not a "
+					 "file, directory or symlink",
+					 (int)de.name.len, de.name.p, path);
+				continue;
 			}
-			ent = &dh->ents[dh->n];
-			ent->name = malloc(de.name.len + 1);
-			if (!ent->name) {
-				err = ENOMEM;
+			err = dir_add(dh, &cap, &de);
+			if (err)
 				break;
-			}
-			memcpy(ent->name, de.name.p, de.name.len);
-			ent->name[de.name.len] = '\0';
-			ent->name_len = de.name.len;
-			ent->attr = de.attr;
-			dh->n++;
 		}
 		if (err)
 			break;
 		if (rv < 0) {
+			wh_warn("malformed listing of '%s' from the host",
+				path);
 			err = EIO;
 			break;
 		}
-		if (r.u.readdir_reply.eof ||
-		    r.u.readdir_reply.next_cookie == cookie)
+		if (rr->eof)
 			break;
-		cookie = r.u.readdir_reply.next_cookie;
+		if (rr->count == 0 || rr->next_cookie == cookie) {
+			/* no progress and no end: the host is confused */
+			wh_warn("listing of '%s' does not advance", path);
+			err = EIO;
+			break;
+		}
+		cookie = rr->next_cookie;
 	}
 	wh_buf_free(&resp);
+	return err;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct wh_fs *fs = fs_of(req);
+	char path[WH_MAX_PATH + 1];
+	struct dir_handle *dh;
+	ssize_t len;
+	int err;
+
+	dh = calloc(1, sizeof(*dh));
+	if (!dh) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	len = path_of(fs, node_of(fs, ino), path, &dh->gen);
+	if (len < 0) {
+		dir_handle_free(dh);
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	/* the whole listing now: a consistent snapshot for this open */
+	err = read_listing(fs, path, (size_t)len, dh);
 	if (err) {
 		dir_handle_free(dh);
 		fuse_reply_err(req, err);
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)dh;
-	if (fuse_reply_open(req, fi) == -ENOENT)
-		dir_handle_free(dh);
+	if (fuse_reply_open(req, fi) != 0)
+		dir_handle_free(dh); /* no releasedir will come */
+}
+
+/* dot_stat - attributes shown for "." and ".." (no lookup is counted for
+ * them: the kernel resolves those names itself). */
+static void dot_stat(const struct node *n, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = n->attr.ino ? (ino_t)n->attr.ino : 1;
+	st->st_mode = S_IFDIR;
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi, bool plus)
 {
-	struct wh_fs *fs = fuse_req_userdata(req);
+	struct wh_fs *fs = fs_of(req);
 	struct dir_handle *dh = (struct dir_handle *)(uintptr_t)fi->fh;
-	struct node *parent = node_of(fs, ino);
+	struct node *dir = node_of(fs, ino);
+	struct node **counted = NULL;
+	size_t used = 0, ncounted = 0, max_counted;
+	bool dir_stale;
 	char *buf;
-	size_t used = 0;
 
-	buf = malloc(size);
-	if (!buf) {
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	buf = malloc(size ? size : 1);
+	/* room for a lookup per entry that can fit in the reply */
+	max_counted = size / DIRENTPLUS_MIN + 1;
+	if (plus)
+		counted = malloc(max_counted * sizeof(*counted));
+	if (!buf || (plus && !counted)) {
+		free(buf);
+		free(counted);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	for (size_t i = (size_t)off; i < dh->n; i++) {
-		struct dir_entry *ent = &dh->ents[i];
+	pthread_mutex_lock(&fs->lock);
+	/* entries changed since the listing was read: give names only */
+	dir_stale = dir->inval_gen > dh->gen;
+	/* offsets: 0 ".", 1 "..", 2 + i the listing's entry i */
+	for (size_t i = (size_t)off; i < dh->n + 2; i++) {
+		struct fuse_entry_param e;
+		struct node *n = NULL;
+		const char *name;
 		size_t need;
 
-		if (plus) {
-			struct fuse_entry_param e;
-
-			if (make_entry(fs, parent, ent->name, ent->name_len,
-				       &ent->attr, &e) != 0)
-				break;
-			need = fuse_add_direntry_plus(req, buf + used,
-						      size - used, ent->name,
-						      &e, (off_t)(i + 1));
-			if (need > size - used) {
-				/* did not fit: take the lookup back */
-				pthread_mutex_lock(&fs->lock);
-				forget_one(fs, e.ino, 1);
-				pthread_mutex_unlock(&fs->lock);
-				break;
-			}
+		memset(&e, 0, sizeof(e));
+		if (i < 2) {
+			name = i == 0 ? "." : "..";
+			dot_stat(i == 0 || dir == &fs->root ? dir :
+				 dir->parent, &e.attr);
 		} else {
-			struct stat st;
+			struct dir_entry *ent = &dh->ents[i - 2];
 
-			attr_to_stat(&ent->attr, &st);
+			name = ent->name;
+			attr_to_stat(&ent->attr, &e.attr);
+			if (plus && !dir_stale) {
+				n = find_child(fs, dir, ent->name,
+					       ent->name_len);
+				if (n && n->inval_gen > dh->gen)
+					n = NULL; /* changed since: no attrs */
+				else if (ncounted < max_counted)
+					n = make_entry_locked(fs, dir,
+							      ent->name,
+							      ent->name_len,
+							      &ent->attr,
+							      dh->gen, &e);
+				else
+					n = NULL;
+			}
+		}
+		if (plus)
+			need = fuse_add_direntry_plus(req, buf + used,
+						      size - used, name, &e,
+						      (off_t)(i + 1));
+		else
 			need = fuse_add_direntry(req, buf + used, size - used,
-						 ent->name, &st,
+						 name, &e.attr,
 						 (off_t)(i + 1));
-			if (need > size - used)
-				break;
+		if (need > size - used) {
+			/* did not fit: the kernel will not count it */
+			if (n)
+				forget_locked(fs, n, 1);
+			break;
 		}
 		used += need;
+		if (n)
+			counted[ncounted++] = n;
 	}
-	fuse_reply_buf(req, buf, used);
+	pthread_mutex_unlock(&fs->lock);
+	if (fuse_reply_buf(req, buf, used) != 0 && ncounted > 0) {
+		/* the kernel never saw them: take the lookups back */
+		pthread_mutex_lock(&fs->lock);
+		for (size_t k = 0; k < ncounted; k++)
+			forget_locked(fs, counted[k], 1);
+		pthread_mutex_unlock(&fs->lock);
+	}
+	free(counted);
 	free(buf);
 }
 
@@ -639,53 +1005,58 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct wh_fs *fs = fuse_req_userdata(req);
+	struct wh_fs *fs = fs_of(req);
 	struct node *n = node_of(fs, ino);
-	struct fhandle *fh;
-	struct wh_version before, now;
+	struct open_file *fh;
+	struct wh_version v;
 	struct wh_attr a;
-	bool had;
-	int err;
+	bool valid, keep;
+	int err = 0;
 
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
 		fuse_reply_err(req, EROFS);
 		return;
 	}
 	pthread_mutex_lock(&fs->lock);
-	had = n->attr_valid;
-	version_of(&n->attr, &before);
+	valid = n->attr_valid;
+	a = n->attr;
 	pthread_mutex_unlock(&fs->lock);
-	/* one round trip per open buys a version we can trust */
-	err = fetch_attr(fs, ino, &a);
+	/* a version we can trust: the cached one unless the host said the
+	 * file changed since, else one round trip */
+	if (!valid)
+		err = fetch_attr(fs, n, &a, &valid);
 	if (err) {
 		fuse_reply_err(req, err);
 		return;
 	}
 	if (!S_ISREG(a.mode)) {
-		fuse_reply_err(req, S_ISDIR(a.mode) ? EISDIR : EINVAL);
+		fuse_reply_err(req, S_ISDIR(a.mode) ? EISDIR : ELOOP);
 		return;
 	}
-	version_of(&a, &now);
 	fh = calloc(1, sizeof(*fh));
 	if (!fh) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	pthread_mutex_init(&fh->lock, NULL);
+	version_of(&a, &v);
 	fh->node = n;
-	fh->version = now;
-	fh->keep_cache = had && version_eq(&before, &now);
+	fh->version = v;
 	pthread_mutex_lock(&fs->lock);
+	/* keep the kernel's pages only if they were read at this version;
+	 * otherwise the kernel drops them now and refills them at |v| */
+	keep = valid && n->cache_known && version_eq(&n->cache_version, &v);
+	n->cache_known = true;
+	n->cache_version = v;
 	n->refs++;
 	pthread_mutex_unlock(&fs->lock);
 	fi->fh = (uint64_t)(uintptr_t)fh;
-	fi->keep_cache = fh->keep_cache;
-	if (fuse_reply_open(req, fi) == -ENOENT) {
+	fi->keep_cache = keep;
+	if (fuse_reply_open(req, fi) != 0) {
+		/* no release will come */
 		pthread_mutex_lock(&fs->lock);
 		n->refs--;
 		node_maybe_free(fs, n);
 		pthread_mutex_unlock(&fs->lock);
-		pthread_mutex_destroy(&fh->lock);
 		free(fh);
 	}
 }
@@ -694,33 +1065,36 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
 	struct wh_fs *fs = fuse_req_userdata(req);
-	struct fhandle *fh = (struct fhandle *)(uintptr_t)fi->fh;
+	struct open_file *fh = (struct open_file *)(uintptr_t)fi->fh;
 
 	(void)ino;
 	pthread_mutex_lock(&fs->lock);
 	fh->node->refs--;
 	node_maybe_free(fs, fh->node);
 	pthread_mutex_unlock(&fs->lock);
-	pthread_mutex_destroy(&fh->lock);
 	free(fh);
 	fuse_reply_err(req, 0);
 }
 
-/* stale - the file changed under an open handle: drop what the kernel
- * cached, so the next open sees the new content. */
-static void mark_stale(struct wh_fs *fs, struct node *n, fuse_ino_t ino)
+/* file_changed - a READ showed a version other than the open's: the
+ * cached attributes and pages are stale.  The kernel is told from the
+ * notifier (never from a request handler). */
+static void file_changed(struct wh_fs *fs, struct open_file *fh,
+			 fuse_ino_t ino, const char *path)
 {
+	wh_info("'%s' changed on the host while open: EIO", path);
 	pthread_mutex_lock(&fs->lock);
-	n->attr_valid = false;
+	mark_stale(fs, fh->node);
+	fh->node->cache_known = false;
 	pthread_mutex_unlock(&fs->lock);
-	(void)ino;
+	queue_inode(fs, ino);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct wh_fs *fs = fuse_req_userdata(req);
-	struct fhandle *fh = (struct fhandle *)(uintptr_t)fi->fh;
+	struct wh_fs *fs = fs_of(req);
+	struct open_file *fh = (struct open_file *)(uintptr_t)fi->fh;
 	char path[WH_MAX_PATH + 1];
 	struct wh_buf resp;
 	uint8_t *out = NULL;
@@ -728,23 +1102,22 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	ssize_t len;
 	int err = 0;
 
-	len = path_of(fs, ino, path, sizeof(path));
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	len = path_of(fs, fh->node, path, NULL);
 	if (len < 0) {
 		fuse_reply_err(req, ENAMETOOLONG);
 		return;
 	}
-	if (size > WH_MAX_READ) {
-		out = malloc(size);
-		if (!out) {
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-	}
 	wh_buf_init(&resp);
+	/* at most WH_MAX_READ per request; the kernel's reads are never
+	 * larger (max_write), so this loop normally runs once */
 	while (got < size) {
+		struct wh_msg_read_reply *rr;
 		struct wh_msg m, r;
 		size_t want = size - got;
-		bool adopt;
 
 		if (want > WH_MAX_READ)
 			want = WH_MAX_READ;
@@ -757,35 +1130,22 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		err = call(fs, &m, WH_MSG_READ_REPLY, &resp, &r);
 		if (err)
 			break;
-		if (r.u.read_reply.data_len > want) {
+		rr = &r.u.read_reply;
+		if (rr->data_len > want) {
+			wh_warn("host sent %" PRIu32 " bytes for a read of %zu",
+				rr->data_len, want);
 			err = EIO;
 			break;
 		}
-		pthread_mutex_lock(&fh->lock);
-		if (!version_eq(&fh->version, &r.u.read_reply.version)) {
-			/* a handle that has shown nothing yet, and whose
-			 * open dropped the kernel's pages, may move on to
-			 * the new version; any other reader must be told */
-			adopt = !fh->served && !fh->keep_cache && got == 0;
-			if (adopt)
-				fh->version = r.u.read_reply.version;
-		} else {
-			adopt = true;
-		}
-		if (adopt)
-			fh->served = true;
-		pthread_mutex_unlock(&fh->lock);
-		if (!adopt) {
-			wh_info("'%s' changed on the host while open: EIO",
-				path);
-			mark_stale(fs, fh->node, ino);
+		if (!version_eq(&fh->version, &rr->version)) {
+			file_changed(fs, fh, ino, path);
 			err = EIO;
 			break;
 		}
-		if (!out && r.u.read_reply.data_len == size - got && got == 0) {
+		if (got == 0 && !out && (rr->data_len == size || rr->eof)) {
 			/* the common case: one reply holds it all */
-			fuse_reply_buf(req, (const char *)r.u.read_reply.data,
-				       r.u.read_reply.data_len);
+			fuse_reply_buf(req, (const char *)rr->data,
+				       rr->data_len);
 			wh_buf_free(&resp);
 			return;
 		}
@@ -796,10 +1156,16 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				break;
 			}
 		}
-		memcpy(out + got, r.u.read_reply.data, r.u.read_reply.data_len);
-		got += r.u.read_reply.data_len;
-		if (r.u.read_reply.data_len < want)
-			break; /* end of file */
+		memcpy(out + got, rr->data, rr->data_len);
+		got += rr->data_len;
+		if (rr->eof)
+			break; /* a short read only at the end of the file */
+		if (rr->data_len == 0) {
+			wh_warn("host sent no data and no end of file for "
+				"'%s'", path);
+			err = EIO;
+			break;
+		}
 	}
 	if (err)
 		fuse_reply_err(req, err);
@@ -811,14 +1177,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	struct wh_fs *fs = fuse_req_userdata(req);
-	char path[WH_MAX_PATH + 1], target[WH_MAX_PATH + 1];
+	struct wh_fs *fs = fs_of(req);
+	char path[WH_MAX_PATH + 1], *target;
 	struct wh_msg m, r;
 	struct wh_buf resp;
 	ssize_t len;
 	int err;
 
-	len = path_of(fs, ino, path, sizeof(path));
+	len = path_of(fs, node_of(fs, ino), path, NULL);
 	if (len < 0) {
 		fuse_reply_err(req, ENAMETOOLONG);
 		return;
@@ -831,18 +1197,26 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	err = call(fs, &m, WH_MSG_READLINK_REPLY, &resp, &r);
 	if (err) {
 		fuse_reply_err(req, err);
-	} else {
-		memcpy(target, r.u.readlink_reply.target.p,
-		       r.u.readlink_reply.target.len);
-		target[r.u.readlink_reply.target.len] = '\0';
-		fuse_reply_readlink(req, target);
+		goto out;
 	}
+	target = strndup(r.u.readlink_reply.target.p,
+			 r.u.readlink_reply.target.len);
+	if (!target) {
+		fuse_reply_err(req, ENOMEM);
+		goto out;
+	}
+	if (strlen(target) != r.u.readlink_reply.target.len)
+		fuse_reply_err(req, EIO); /* a NUL byte inside */
+	else
+		fuse_reply_readlink(req, target);
+	free(target);
+out:
 	wh_buf_free(&resp);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	struct wh_fs *fs = fuse_req_userdata(req);
+	struct wh_fs *fs = fs_of(req);
 	struct wh_msg m, r;
 	struct wh_buf resp;
 	struct statvfs sv;
@@ -872,26 +1246,167 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	wh_buf_free(&resp);
 }
 
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
+{
+	fuse_reply_err(req, ENOTSUP);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	fuse_reply_err(req, ENOTSUP);
+}
+
+/* Everything that would write: the share is read-only.  (The mount is
+ * "ro" too, so the kernel refuses most of these before they come here.) */
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		     size_t size, off_t off, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			const char *value, size_t size, int flags)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
+			 off_t offset, off_t length, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
 static const struct fuse_lowlevel_ops wh_ops = {
 	.init = op_init,
 	.lookup = op_lookup,
 	.forget = op_forget,
 	.forget_multi = op_forget_multi,
 	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_unlink,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.release = op_release,
 	.opendir = op_opendir,
 	.readdir = op_readdir,
 	.readdirplus = op_readdirplus,
 	.releasedir = op_releasedir,
-	.open = op_open,
-	.release = op_release,
-	.read = op_read,
-	.readlink = op_readlink,
 	.statfs = op_statfs,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
+	.create = op_create,
+	.fallocate = op_fallocate,
 };
 
 /* ---------------------------------------------------------- invalidation */
 
-/* resolve_dir - the node for |dir| if the kernel may know it; lock held. */
+/* kernel_ready - the kernel listens to notifications only while the
+ * request loop runs (before INIT it cannot; after the loop, nobody would
+ * answer the requests a notification may wait for). */
+static bool kernel_ready(struct wh_fs *fs)
+{
+	bool r;
+
+	pthread_mutex_lock(&fs->run_lock);
+	r = fs->running;
+	pthread_mutex_unlock(&fs->run_lock);
+	return r && !atomic_load(&fs->stop);
+}
+
+static void tell_inode(struct wh_fs *fs, fuse_ino_t ino)
+{
+	int rv = fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
+
+	/* ENOENT: the kernel had nothing cached for it */
+	if (rv < 0 && rv != -ENOENT)
+		wh_debug("inval inode: %s", strerror(-rv));
+}
+
+/*
+ * tell_entry - the kernel must check |name| in |parent| again before it
+ * uses it.  It is expired rather than dropped: a dropped dentry would cut
+ * off processes whose working directory is below it and detach mounts
+ * there, while an expired one is looked up again at its next use (and
+ * dropped then if it is gone).  Kernels before 6.2 ignore the flag and
+ * drop it.
+ */
+static void tell_entry(struct wh_fs *fs, fuse_ino_t parent, const char *name,
+		       size_t len)
+{
+	int rv = fuse_lowlevel_notify_expire_entry(fs->se, parent, name, len,
+						   FUSE_LL_EXPIRE_ONLY);
+
+	if (rv < 0 && rv != -ENOENT)
+		wh_debug("expire entry '%s': %s", name, strerror(-rv));
+}
+
+/* resolve_dir - the node for directory path |dir| if the kernel may know
+ * it, else NULL; lock held. */
 static struct node *resolve_dir(struct wh_fs *fs, const char *dir)
 {
 	struct node *n = &fs->root;
@@ -909,136 +1424,183 @@ static struct node *resolve_dir(struct wh_fs *fs, const char *dir)
 	return n;
 }
 
-static void inval_everything(struct wh_fs *fs)
+/* inval_one - |name| in |dir| changed ("" name: the directory itself). */
+static void inval_one(struct wh_fs *fs, const char *dir, const char *name,
+		      size_t name_len)
 {
-	fuse_ino_t *ids = NULL;
-	size_t n = 0, cap = 0;
-
-	pthread_mutex_lock(&fs->lock);
-	fs->root.attr_valid = false;
-	for (size_t b = 0; b < NBUCKETS; b++) {
-		for (struct node *m = fs->table[b]; m; m = m->hnext) {
-			m->attr_valid = false;
-			if (n == cap) {
-				size_t ncap = cap ? cap * 2 : 256;
-				fuse_ino_t *nids =
-					realloc(ids, ncap * sizeof(*nids));
-
-				if (!nids)
-					continue;
-				ids = nids;
-				cap = ncap;
-			}
-			ids[n++] = ino_of(fs, m);
-		}
-	}
-	pthread_mutex_unlock(&fs->lock);
-	fuse_lowlevel_notify_inval_inode(fs->se, FUSE_ROOT_ID, 0, 0);
-	for (size_t i = 0; i < n; i++)
-		fuse_lowlevel_notify_inval_inode(fs->se, ids[i], 0, 0);
-	free(ids);
-}
-
-static void inval_one(struct wh_fs *fs, const char *dir, const char *name)
-{
-	struct node *d, *c = NULL;
+	struct node *d, *c;
 	fuse_ino_t dino, cino = 0;
 
 	pthread_mutex_lock(&fs->lock);
 	d = resolve_dir(fs, dir);
 	if (!d) {
+		/* the kernel cannot have anything cached below it */
 		pthread_mutex_unlock(&fs->lock);
-		return; /* the kernel cannot have it cached */
+		return;
 	}
-	d->attr_valid = false;
+	/* the directory's listing, size and times change with its names */
+	mark_stale(fs, d);
 	dino = ino_of(fs, d);
-	if (*name) {
-		c = find_child(fs, d, name, strlen(name));
+	if (name_len > 0) {
+		c = find_child(fs, d, name, name_len);
 		if (c) {
-			c->attr_valid = false;
+			mark_stale(fs, c);
+			c->cache_known = false;
 			cino = ino_of(fs, c);
 		}
 	}
 	pthread_mutex_unlock(&fs->lock);
-	/* the nodes may be forgotten meanwhile; the kernel then answers
-	 * ENOENT, which is harmless: we never dereference them here */
-	fuse_lowlevel_notify_inval_inode(fs->se, dino, 0, 0);
-	if (*name) {
-		fuse_lowlevel_notify_inval_entry(fs->se, dino, name,
-						 strlen(name));
-		if (cino)
-			fuse_lowlevel_notify_inval_inode(fs->se, cino, 0, 0);
-	}
+	/* the node ids are only passed on, never dereferenced: if a node
+	 * was forgotten meanwhile the kernel answers ENOENT */
+	if (!kernel_ready(fs))
+		return;
+	if (name_len > 0)
+		tell_entry(fs, dino, name, name_len);
+	if (cino)
+		tell_inode(fs, cino);
+	tell_inode(fs, dino);
 }
 
-/*
- * raise_readahead - the kernel gives a FUSE mount 128 KiB of readahead
- * whatever we ask in init; more means fewer, larger reads in flight at
- * once, which is what a remote file needs.  Only root may change it
- * (through the mount's bdi in sysfs); others keep the default.
- */
-static void raise_readahead(const char *mountpoint)
+/* gather - append (parent, ino, name) to |v| (*n used of *cap); false
+ * when out of memory. */
+static bool gather(struct kernel_name **v, size_t *n, size_t *cap,
+		   fuse_ino_t parent, fuse_ino_t ino, const char *name,
+		   size_t len)
 {
-	char path[128];
-	struct stat st;
-	int fd;
+	struct kernel_name *k;
 
-	if (stat(mountpoint, &st) != 0)
-		return;
-	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb",
-		 major(st.st_dev), minor(st.st_dev));
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0) {
-		wh_debug("readahead stays at the kernel's default: %s: %s",
-			 path, strerror(errno));
-		return;
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 256;
+		struct kernel_name *nv = realloc(*v, ncap * sizeof(*nv));
+
+		if (!nv)
+			return false;
+		*v = nv;
+		*cap = ncap;
 	}
-	if (write(fd, WH_READAHEAD_KB, strlen(WH_READAHEAD_KB)) < 0)
-		wh_debug("cannot raise readahead: %s", strerror(errno));
-	close(fd);
+	k = &(*v)[*n];
+	k->parent = parent;
+	k->ino = ino;
+	k->name = NULL;
+	k->name_len = len;
+	if (name) {
+		k->name = malloc(len + 1);
+		if (!k->name)
+			return false;
+		memcpy(k->name, name, len);
+		k->name[len] = '\0';
+	}
+	(*n)++;
+	return true;
 }
 
-static void *notifier_main(void *arg)
+/* inval_everything - forget every cached fact: all attributes, all
+ * names (positive and negative), all pages. */
+static void inval_everything(struct wh_fs *fs)
 {
-	struct wh_fs *fs = arg;
+	struct kernel_name *v = NULL;
+	size_t n = 0, cap = 0;
+	bool ok = true;
 
-	/* stat() of the mount point waits for the request loop: do it here,
-	 * not in wh_fs_mount, which runs before the loop */
-	if (fs->mountpoint)
-		raise_readahead(fs->mountpoint);
-
-	for (;;) {
-		struct inval_item *list;
-		bool all;
-
-		pthread_mutex_lock(&fs->qlock);
-		while (!fs->qstop && !fs->qhead && !fs->qall)
-			pthread_cond_wait(&fs->qcv, &fs->qlock);
-		if (fs->qstop) {
-			pthread_mutex_unlock(&fs->qlock);
-			break;
+	pthread_mutex_lock(&fs->lock);
+	mark_stale(fs, &fs->root);
+	ok = gather(&v, &n, &cap, 0, FUSE_ROOT_ID, NULL, 0);
+	for (size_t b = 0; b < fs->nbuckets; b++) {
+		for (struct node *m = fs->buckets[b]; m; m = m->hnext) {
+			mark_stale(fs, m);
+			m->cache_known = false;
+			if (ok)
+				ok = gather(&v, &n, &cap,
+					    ino_of(fs, m->parent),
+					    ino_of(fs, m), m->name,
+					    m->name_len);
 		}
-		list = fs->qhead;
-		all = fs->qall;
+	}
+	while (fs->neg_len > 0) {
+		struct neg_entry *ne = &fs->neg[fs->neg_head];
+
+		if (ok)
+			ok = gather(&v, &n, &cap, ino_of(fs, ne->dir), 0,
+				    ne->name, ne->name_len);
+		neg_pop(fs);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (!ok)
+		wh_warn("out of memory: some cached names may stay until "
+			"they time out");
+	if (kernel_ready(fs)) {
+		for (size_t i = 0; i < n; i++)
+			if (v[i].name)
+				tell_entry(fs, v[i].parent, v[i].name,
+					   v[i].name_len);
+		for (size_t i = 0; i < n; i++)
+			if (v[i].ino)
+				tell_inode(fs, v[i].ino);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(v[i].name);
+	free(v);
+}
+
+static void wake_notifier(struct wh_fs *fs)
+{
+	uint64_t one = 1;
+	int saved = errno;
+
+	/* only fails when the counter is saturated: awake anyway */
+	if (write(fs->wake_fd, &one, sizeof(one)) < 0)
+		errno = saved;
+	errno = saved;
+}
+
+static void free_items(struct inval_item *it)
+{
+	while (it) {
+		struct inval_item *next = it->next;
+
+		free(it);
+		it = next;
+	}
+}
+
+/* enqueue - add |it| (NULL: out of memory) to the queue, or collapse the
+ * queue into "everything changed" when it is full. */
+static void enqueue(struct wh_fs *fs, struct inval_item *it)
+{
+	struct inval_item *drop = NULL;
+
+	pthread_mutex_lock(&fs->qlock);
+	if (!it || fs->qlen >= INVAL_QUEUE_MAX || fs->qall) {
+		if (!fs->qall)
+			wh_debug("invalidation queue full: invalidating "
+				 "everything");
+		fs->qall = true;
+		drop = fs->qhead;
 		fs->qhead = fs->qtail = NULL;
 		fs->qlen = 0;
-		fs->qall = false;
-		pthread_mutex_unlock(&fs->qlock);
-
-		if (all)
-			inval_everything(fs);
-		while (list) {
-			struct inval_item *it = list;
-
-			list = it->next;
-			if (!all)
-				inval_one(fs, it->dir, it->name);
-			free(it->dir);
-			free(it->name);
-			free(it);
-		}
+		free(it);
+	} else {
+		if (fs->qtail)
+			fs->qtail->next = it;
+		else
+			fs->qhead = it;
+		fs->qtail = it;
+		fs->qlen++;
 	}
-	return NULL;
+	pthread_mutex_unlock(&fs->qlock);
+	free_items(drop);
+	wake_notifier(fs);
+}
+
+static void queue_inode(struct wh_fs *fs, fuse_ino_t ino)
+{
+	struct inval_item *it = calloc(1, sizeof(*it));
+
+	if (it) {
+		it->kind = INVAL_INODE;
+		it->ino = ino;
+	}
+	enqueue(fs, it);
 }
 
 void wh_fs_inval(struct wh_fs *fs, const char *dir, size_t dir_len,
@@ -1050,37 +1612,88 @@ void wh_fs_inval(struct wh_fs *fs, const char *dir, size_t dir_len,
 		wh_fs_inval_all(fs);
 		return;
 	}
-	it = calloc(1, sizeof(*it));
+	if (!wh_path_valid(dir, dir_len) ||
+	    (name_len > 0 && !wh_name_valid(name, name_len))) {
+		wh_debug("change notice with a bad path: invalidating "
+			 "everything");
+		wh_fs_inval_all(fs);
+		return;
+	}
+	it = calloc(1, sizeof(*it) + dir_len + name_len + 2);
 	if (it) {
-		it->dir = strndup(dir, dir_len);
-		it->name = strndup(name, name_len);
+		it->kind = INVAL_NAME;
+		it->dir_len = dir_len;
+		it->name_len = name_len;
+		memcpy(it->str, dir, dir_len);
+		it->str[dir_len] = '\0';
+		memcpy(it->str + dir_len + 1, name, name_len);
+		it->str[dir_len + 1 + name_len] = '\0';
 	}
-	pthread_mutex_lock(&fs->qlock);
-	if (!it || !it->dir || !it->name || fs->qlen >= INVAL_QUEUE_MAX) {
-		fs->qall = true; /* cannot keep track: drop everything */
-		if (it) {
-			free(it->dir);
-			free(it->name);
-			free(it);
-		}
-	} else {
-		if (fs->qtail)
-			fs->qtail->next = it;
-		else
-			fs->qhead = it;
-		fs->qtail = it;
-		fs->qlen++;
-	}
-	pthread_cond_signal(&fs->qcv);
-	pthread_mutex_unlock(&fs->qlock);
+	enqueue(fs, it);
 }
 
 void wh_fs_inval_all(struct wh_fs *fs)
 {
 	pthread_mutex_lock(&fs->qlock);
 	fs->qall = true;
-	pthread_cond_signal(&fs->qcv);
 	pthread_mutex_unlock(&fs->qlock);
+	wake_notifier(fs);
+}
+
+/* kick_loop - interrupt the request loop's wait so that it sees it must
+ * exit.  Repeated by the notifier until the loop is gone: a wake-up that
+ * lands just before the loop starts waiting would otherwise be lost. */
+static bool kick_loop(struct wh_fs *fs)
+{
+	bool running;
+
+	pthread_mutex_lock(&fs->run_lock);
+	running = fs->running;
+	if (running)
+		pthread_kill(fs->loop_thread, WAKE_SIG);
+	pthread_mutex_unlock(&fs->run_lock);
+	return running;
+}
+
+static void *notifier_main(void *arg)
+{
+	struct wh_fs *fs = arg;
+
+	while (!atomic_load(&fs->stop)) {
+		struct pollfd pfd = { .fd = fs->wake_fd, .events = POLLIN };
+		struct inval_item *list;
+		bool all, kicking = false;
+		uint64_t v;
+
+		if (atomic_load(&fs->exit_pending))
+			kicking = kick_loop(fs);
+		pthread_mutex_lock(&fs->qlock);
+		list = fs->qhead;
+		all = fs->qall;
+		fs->qhead = fs->qtail = NULL;
+		fs->qlen = 0;
+		fs->qall = false;
+		pthread_mutex_unlock(&fs->qlock);
+		if (all)
+			inval_everything(fs);
+		for (struct inval_item *it = list; it && !all; it = it->next) {
+			if (atomic_load(&fs->stop))
+				break;
+			if (it->kind == INVAL_NAME)
+				inval_one(fs, it->str,
+					  it->str + it->dir_len + 1,
+					  it->name_len);
+			else if (kernel_ready(fs))
+				tell_inode(fs, it->ino);
+		}
+		free_items(list);
+		if (list || all)
+			continue; /* more may have come meanwhile */
+		if (poll(&pfd, 1, kicking ? KICK_MS : -1) > 0 &&
+		    read(fs->wake_fd, &v, sizeof(v)) < 0)
+			wh_debug("notifier: %s", strerror(errno));
+	}
+	return NULL;
 }
 
 /* -------------------------------------------------------------- lifetime */
@@ -1088,25 +1701,132 @@ void wh_fs_inval_all(struct wh_fs *fs)
 int wh_fs_new(struct wh_rpc *rpc, const struct wh_fs_opts *opts,
 	      struct wh_fs **pfs)
 {
-	struct wh_fs *fs = calloc(1, sizeof(*fs));
+	sigset_t all, old;
+	struct wh_fs *fs;
+	int rv;
 
+	*pfs = NULL;
+	if (!rpc || !rpc->ops || !rpc->ops->call || !opts)
+		return -EINVAL;
+	fs = calloc(1, sizeof(*fs));
 	if (!fs)
 		return -ENOMEM;
-	fs->table = calloc(NBUCKETS, sizeof(*fs->table));
-	if (!fs->table) {
-		free(fs);
-		return -ENOMEM;
+	fs->wake_fd = -1;
+	pthread_mutex_init(&fs->lock, NULL);
+	pthread_mutex_init(&fs->qlock, NULL);
+	pthread_mutex_init(&fs->run_lock, NULL);
+	fs->nbuckets = TABLE_MIN_BUCKETS;
+	fs->buckets = calloc(fs->nbuckets, sizeof(*fs->buckets));
+	if (!fs->buckets) {
+		rv = -ENOMEM;
+		goto out;
 	}
 	fs->rpc = rpc;
 	fs->opts = *opts;
 	if (fs->opts.timeout_ms <= 0)
 		fs->opts.timeout_ms = 8000;
+	if (!(fs->opts.attr_timeout >= 0))
+		fs->opts.attr_timeout = 0;
+	if (!(fs->opts.entry_timeout >= 0))
+		fs->opts.entry_timeout = 0;
 	fs->root.nlookup = 1;
-	pthread_mutex_init(&fs->lock, NULL);
-	pthread_mutex_init(&fs->qlock, NULL);
-	pthread_cond_init(&fs->qcv, NULL);
+	fs->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fs->wake_fd < 0) {
+		rv = -errno;
+		goto out;
+	}
+	/* the notifier takes no signals: they belong to the loop's thread */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rv = -pthread_create(&fs->notifier, NULL, notifier_main, fs);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rv < 0)
+		goto out;
+	fs->notifier_started = true;
 	*pfs = fs;
 	return 0;
+out:
+	wh_fs_del(fs);
+	return rv;
+}
+
+/* unescape_mountinfo - undo the octal escapes (\040...) of a mountinfo
+ * field, in place. */
+static void unescape_mountinfo(char *s)
+{
+	char *w = s;
+
+	for (char *r = s; *r; r++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' &&
+		    r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 +
+				      (r[3] - '0'));
+			r += 3;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = '\0';
+}
+
+/* next_field - the next space-separated field at *p, NUL-terminated in
+ * place, or NULL at the end of the line. */
+static char *next_field(char **p)
+{
+	char *s = *p, *e;
+
+	while (*s == ' ')
+		s++;
+	if (*s == '\0' || *s == '\n')
+		return NULL;
+	e = s + strcspn(s, " \n");
+	if (*e != '\0')
+		*e++ = '\0';
+	*p = e;
+	return s;
+}
+
+/* find_dev - the device of our mount, from /proc/self/mountinfo (a stat()
+ * of the mount point would wait for the request loop). */
+static void find_dev(struct wh_fs *fs)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char *line = NULL;
+	size_t cap = 0;
+
+	if (!f)
+		return;
+	while (getline(&line, &cap, f) > 0) {
+		char *p = line, *dev, *mnt, *fld, *type = NULL;
+		unsigned int maj, min;
+
+		/* id parent maj:min root mountpoint opts [optional...] -
+		 * type source superopts */
+		if (!next_field(&p) || !next_field(&p))
+			continue;
+		dev = next_field(&p);
+		if (!dev || !next_field(&p))
+			continue;
+		mnt = next_field(&p);
+		while (mnt && (fld = next_field(&p)) != NULL) {
+			if (strcmp(fld, "-") == 0) {
+				type = next_field(&p);
+				break;
+			}
+		}
+		if (!type || strncmp(type, "fuse", 4) != 0 ||
+		    sscanf(dev, "%u:%u", &maj, &min) != 2)
+			continue;
+		unescape_mountinfo(mnt);
+		if (strcmp(mnt, fs->mountpoint) == 0) {
+			/* the last one wins: mounts stack */
+			fs->have_dev = true;
+			fs->dev_major = maj;
+			fs->dev_minor = min;
+		}
+	}
+	free(line);
+	fclose(f);
 }
 
 int wh_fs_mount(struct wh_fs *fs, const char *mountpoint)
@@ -1116,8 +1836,19 @@ int wh_fs_mount(struct wh_fs *fs, const char *mountpoint)
 			 "subtype=wormhole",
 			 NULL, NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
-	int rv;
 
+	if (fs->se) {
+		wh_err("already mounted");
+		return -EBUSY;
+	}
+	/* absolute, resolved before the mount hides the directory */
+	fs->mountpoint = realpath(mountpoint, NULL);
+	if (!fs->mountpoint) {
+		int rv = -errno;
+
+		wh_err("mount point '%s': %s", mountpoint, strerror(errno));
+		return rv;
+	}
 	if (fs->opts.debug) {
 		argv[3] = "-d";
 		args.argc = 4;
@@ -1128,87 +1859,170 @@ int wh_fs_mount(struct wh_fs *fs, const char *mountpoint)
 		wh_err("cannot create the FUSE session");
 		return -EIO;
 	}
-	if (fuse_session_mount(fs->se, mountpoint) != 0) {
+	if (fuse_session_mount(fs->se, fs->mountpoint) != 0) {
 		wh_err("cannot mount on '%s' (is /dev/fuse available, and "
-		       "fusermount3 installed?)", mountpoint);
+		       "fusermount3 installed?)", fs->mountpoint);
 		fuse_session_destroy(fs->se);
 		fs->se = NULL;
 		return -EIO;
 	}
 	fs->mounted = true;
-	/* absolute: a daemon changes its directory to / */
-	fs->mountpoint = realpath(mountpoint, NULL);
-	rv = pthread_create(&fs->notifier, NULL, notifier_main, fs);
-	if (rv != 0)
-		return -rv;
-	fs->notifier_started = true;
+	find_dev(fs);
 	return 0;
+}
+
+static struct wh_fs *_Atomic sig_fs; /* whose wh_fs_run takes signals */
+
+/* on_signal - SIGINT, SIGTERM, SIGHUP: stop the loop.  Async-signal-safe:
+ * a store, atomics and write(2); the notifier does the rest. */
+static void on_signal(int sig)
+{
+	struct wh_fs *fs = atomic_load(&sig_fs);
+
+	(void)sig;
+	if (!fs)
+		return;
+	fuse_session_exit(fs->se);
+	atomic_store(&fs->exit_pending, true);
+	wake_notifier(fs);
+}
+
+/* on_wake - its only purpose is to interrupt the loop's sem_wait(). */
+static void on_wake(int sig)
+{
+	(void)sig;
 }
 
 int wh_fs_run(struct wh_fs *fs)
 {
+	static const int stop_sigs[] = { SIGINT, SIGTERM, SIGHUP };
+	struct sigaction sa, old_stop[3], old_pipe, old_wake;
 	struct fuse_loop_config *cfg;
+	struct wh_fs *none = NULL;
+	sigset_t wake, oldmask;
+	bool own_signals;
 	int rv;
 
-	if (fuse_set_signal_handlers(fs->se) != 0)
-		return -EIO;
+	if (!fs->se)
+		return -EINVAL;
 	cfg = fuse_loop_cfg_create();
-	if (!cfg) {
-		fuse_remove_signal_handlers(fs->se);
+	if (!cfg)
 		return -ENOMEM;
-	}
 	fuse_loop_cfg_set_clone_fd(cfg, 0);
 	fuse_loop_cfg_set_idle_threads(cfg, 10);
 	fuse_loop_cfg_set_max_threads(cfg, 32);
+
+	/* no SA_RESTART: the signals must interrupt the loop's wait */
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = on_wake;
+	sigaction(WAKE_SIG, &sa, &old_wake);
+	own_signals = atomic_compare_exchange_strong(&sig_fs, &none, fs);
+	if (own_signals) {
+		sa.sa_handler = on_signal;
+		for (size_t i = 0; i < 3; i++)
+			sigaction(stop_sigs[i], &sa, &old_stop[i]);
+		sa.sa_handler = SIG_IGN;
+		sigaction(SIGPIPE, &sa, &old_pipe);
+	}
+	sigemptyset(&wake);
+	sigaddset(&wake, WAKE_SIG);
+	pthread_sigmask(SIG_UNBLOCK, &wake, &oldmask);
+
+	pthread_mutex_lock(&fs->run_lock);
+	fs->loop_thread = pthread_self();
+	fs->running = true;
+	pthread_mutex_unlock(&fs->run_lock);
+	if (atomic_load(&fs->exit_pending))
+		fuse_session_exit(fs->se);
+	wake_notifier(fs); /* changes queued before the loop can go now */
+
 	rv = fuse_session_loop_mt(fs->se, cfg);
+
+	pthread_mutex_lock(&fs->run_lock);
+	fs->running = false;
+	pthread_mutex_unlock(&fs->run_lock);
+	atomic_store(&fs->exit_pending, false);
+
+	pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
+	if (own_signals) {
+		for (size_t i = 0; i < 3; i++)
+			sigaction(stop_sigs[i], &old_stop[i], NULL);
+		sigaction(SIGPIPE, &old_pipe, NULL);
+		atomic_store(&sig_fs, NULL);
+	}
+	sigaction(WAKE_SIG, &old_wake, NULL);
 	fuse_loop_cfg_destroy(cfg);
-	fuse_remove_signal_handlers(fs->se);
+	/* > 0: the loop stopped on a signal, which is a normal exit */
 	return rv < 0 ? rv : 0;
 }
 
 void wh_fs_exit(struct wh_fs *fs)
 {
-	if (fs->se)
-		fuse_session_exit(fs->se);
+	if (!fs || !fs->se)
+		return;
+	fuse_session_exit(fs->se);
+	atomic_store(&fs->exit_pending, true);
+	wake_notifier(fs);
+}
+
+/* join_notifier - wait a bounded time for the notifier: a notification
+ * can wait in the kernel for a request nobody will answer any more.
+ * False if it did not return. */
+static bool join_notifier(struct wh_fs *fs)
+{
+	struct timespec ts;
+
+	atomic_store(&fs->stop, true);
+	wake_notifier(fs);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += NOTIFIER_JOIN_S;
+	return pthread_timedjoin_np(fs->notifier, NULL, &ts) == 0;
 }
 
 void wh_fs_del(struct wh_fs *fs)
 {
 	if (!fs)
 		return;
-	if (fs->notifier_started) {
-		pthread_mutex_lock(&fs->qlock);
-		fs->qstop = true;
-		pthread_cond_signal(&fs->qcv);
-		pthread_mutex_unlock(&fs->qlock);
-		pthread_join(fs->notifier, NULL);
+	if (fs->notifier_started && !join_notifier(fs)) {
+		/* it still uses |fs| and the session: leave both */
+		wh_err("the kernel does not answer: leaving the mount on "
+		       "'%s' behind (unmount it with fusermount3 -u -z)",
+		       fs->mountpoint ? fs->mountpoint : "?");
+		return;
 	}
-	while (fs->qhead) {
-		struct inval_item *it = fs->qhead;
-
-		fs->qhead = it->next;
-		free(it->dir);
-		free(it->name);
-		free(it);
-	}
+	free_items(fs->qhead);
 	if (fs->se) {
 		if (fs->mounted)
 			fuse_session_unmount(fs->se);
 		fuse_session_destroy(fs->se);
 	}
-	for (size_t b = 0; b < NBUCKETS; b++) {
-		struct node *n = fs->table[b], *next;
+	while (fs->neg_len > 0)
+		neg_pop(fs);
+	if (fs->buckets) {
+		size_t held = 0;
 
-		for (; n; n = next) {
-			next = n->hnext;
-			free(n->name);
-			free(n);
+		for (size_t b = 0; b < fs->nbuckets; b++) {
+			struct node *n = fs->buckets[b], *next;
+
+			for (; n; n = next) {
+				next = n->hnext;
+				held += n->nlookup > 0;
+				free(n->name);
+				free(n);
+			}
 		}
+		/* the kernel forgets nothing at unmount: only after it
+		 * dropped its caches does 0 prove the lookups balance */
+		wh_debug("file system freed: %zu of %zu nodes had lookups",
+			 held, fs->nnodes);
 	}
-	free(fs->table);
+	free(fs->buckets);
 	free(fs->mountpoint);
+	if (fs->wake_fd >= 0)
+		close(fs->wake_fd);
 	pthread_mutex_destroy(&fs->lock);
 	pthread_mutex_destroy(&fs->qlock);
-	pthread_cond_destroy(&fs->qcv);
+	pthread_mutex_destroy(&fs->run_lock);
 	free(fs);
 }
