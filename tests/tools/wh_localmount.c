@@ -1,0 +1,249 @@
+/*
+ * wh_localmount - mount a local directory through the wormhole file
+ * system, with no network: the rpc runs wh_share_serve() in-process.  For
+ * end-to-end tests of the FUSE layer and the share together.
+ *
+ *     wh_localmount DIR MOUNTPOINT [--timeout-ms N] [--delay-ms N]
+ *                   [--debug] [-v]
+ *
+ * --delay-ms makes every request wait that long first; a delay of at
+ * least --timeout-ms makes every request time out (EIO for the user).
+ * Prints "mounted" on stdout once the mount answers, and exits 0 when it
+ * is unmounted (fusermount3 -u) or on SIGINT/SIGTERM; 1 on failure, 2 on
+ * bad usage.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client/wh_rpc.h"
+#include "common/wh_err.h"
+#include "common/wh_log.h"
+#include "fuse/wh_fs.h"
+#include "host/wh_share.h"
+
+struct local {
+	struct wh_share *share;
+	struct wh_fs *fs;
+	int delay_ms;
+	const char *mountpoint;
+	int stop_fd; /* eventfd: the watcher must return */
+};
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* local_call - the rpc: serve the frame right here, like a host would. */
+static int local_call(void *ctx, const uint8_t *req, size_t req_len,
+		      struct wh_buf *resp, int timeout_ms)
+{
+	struct local *l = ctx;
+	int rv;
+
+	if (l->delay_ms > 0) {
+		if (l->delay_ms >= timeout_ms) {
+			sleep_ms(timeout_ms);
+			return WH_ERR_TIMEOUT;
+		}
+		sleep_ms(l->delay_ms);
+	}
+	wh_buf_reset(resp);
+	rv = wh_share_serve(l->share, req, req_len, resp);
+	if (rv == WH_ERR_PROTO)
+		return WH_ERR_CLOSED; /* a host would close the connection */
+	return rv;
+}
+
+static const struct wh_rpc_ops local_ops = {
+	.call = local_call,
+};
+
+static void on_change(void *ud, const char *dir, size_t dir_len,
+		      const char *name, size_t name_len)
+{
+	struct local *l = ud;
+
+	wh_fs_inval(l->fs, dir, dir_len, name, name_len);
+}
+
+/* watcher - forward the share's change notices to the file system, as the
+ * session does with the host's INVAL frames. */
+static void *watcher(void *arg)
+{
+	struct local *l = arg;
+	struct pollfd pfd[2] = {
+		{ .fd = l->stop_fd, .events = POLLIN },
+		{ .fd = wh_share_watch_fd(l->share), .events = POLLIN },
+	};
+
+	for (;;) {
+		int n = poll(pfd, pfd[1].fd >= 0 ? 2 : 1, -1);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			wh_err("poll: %s", strerror(errno));
+			break;
+		}
+		if (pfd[0].revents)
+			break;
+		if (pfd[1].revents) {
+			int rv = wh_share_watch_drain(l->share, on_change, l);
+
+			if (rv < 0)
+				wh_warn("watch: %s", wh_strerror(rv));
+		}
+	}
+	return NULL;
+}
+
+/* announcer - print "mounted" once the mount answers: a stat() of the
+ * mount point waits until the request loop serves it. */
+static void *announcer(void *arg)
+{
+	struct local *l = arg;
+	struct stat st;
+
+	if (stat(l->mountpoint, &st) == 0 || errno != ENOTCONN) {
+		/* an error other than a dead mount (EIO after a timeout)
+		 * still came from our loop */
+		printf("mounted\n");
+		fflush(stdout);
+	}
+	return NULL;
+}
+
+static bool parse_ms(const char *s, int *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 0 || v > INT_MAX)
+		return false;
+	*out = (int)v;
+	return true;
+}
+
+static int usage(const char *msg)
+{
+	fprintf(stderr, "wh_localmount: %s\nusage: wh_localmount DIR "
+		"MOUNTPOINT [--timeout-ms N] [--delay-ms N] [--debug] [-v]\n",
+		msg);
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	struct local l = { .stop_fd = -1 };
+	struct wh_fs_opts fo = {
+		.timeout_ms = 8000,
+		.attr_timeout = 60.0,
+		.entry_timeout = 60.0,
+	};
+	struct wh_rpc rpc = { .ops = &local_ops, .ctx = &l };
+	pthread_t watch_th, announce_th;
+	bool watching = false, announcing = false;
+	const char *dir = NULL;
+	sigset_t block, old;
+	uint64_t one = 1;
+	int rv, status = 1;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "--timeout-ms") == 0 && i + 1 < argc) {
+			if (!parse_ms(argv[++i], &fo.timeout_ms) ||
+			    fo.timeout_ms == 0)
+				return usage("bad --timeout-ms");
+		} else if (strcmp(a, "--delay-ms") == 0 && i + 1 < argc) {
+			if (!parse_ms(argv[++i], &l.delay_ms))
+				return usage("bad --delay-ms");
+		} else if (strcmp(a, "--debug") == 0) {
+			fo.debug = true;
+		} else if (strcmp(a, "-v") == 0) {
+			wh_log_set_level(WH_LOG_DEBUG);
+		} else if (a[0] == '-') {
+			return usage("unknown option");
+		} else if (!dir) {
+			dir = a;
+		} else if (!l.mountpoint) {
+			l.mountpoint = a;
+		} else {
+			return usage("too many arguments");
+		}
+	}
+	if (!dir || !l.mountpoint)
+		return usage("expected a directory and a mount point");
+
+	rv = wh_share_open(dir, &l.share);
+	if (rv < 0) {
+		fprintf(stderr, "wh_localmount: cannot share '%s': %s\n", dir,
+			wh_strerror(rv));
+		return 1;
+	}
+	l.stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (l.stop_fd < 0) {
+		fprintf(stderr, "wh_localmount: eventfd: %s\n",
+			strerror(errno));
+		goto out;
+	}
+	rv = wh_fs_new(&rpc, &fo, &l.fs);
+	if (rv < 0) {
+		fprintf(stderr, "wh_localmount: %s\n", wh_strerror(rv));
+		goto out;
+	}
+	rv = wh_fs_mount(l.fs, l.mountpoint);
+	if (rv < 0) {
+		fprintf(stderr, "wh_localmount: cannot mount on '%s': %s\n",
+			l.mountpoint, wh_strerror(rv));
+		goto out;
+	}
+
+	/* helper threads take no signals: wh_fs_run handles them */
+	sigfillset(&block);
+	pthread_sigmask(SIG_SETMASK, &block, &old);
+	watching = pthread_create(&watch_th, NULL, watcher, &l) == 0;
+	announcing = pthread_create(&announce_th, NULL, announcer, &l) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!watching || !announcing) {
+		fprintf(stderr, "wh_localmount: cannot start threads\n");
+		goto out;
+	}
+
+	rv = wh_fs_run(l.fs);
+	if (rv < 0)
+		fprintf(stderr, "wh_localmount: %s\n", wh_strerror(rv));
+	else
+		status = 0;
+out:
+	if (watching) {
+		if (write(l.stop_fd, &one, sizeof(one)) < 0)
+			wh_warn("stopping the watcher: %s", strerror(errno));
+		pthread_join(watch_th, NULL);
+	}
+	/* unmounts: a stat() still waiting in the announcer returns then */
+	wh_fs_del(l.fs);
+	if (announcing)
+		pthread_join(announce_th, NULL);
+	if (l.stop_fd >= 0)
+		close(l.stop_fd);
+	wh_share_close(l.share);
+	return status;
+}
