@@ -1,7 +1,8 @@
 #!/bin/bash
 # Set up wormhole and run its main job on this machine: build it, share a
 # sample folder with `wormhole host`, mount it with `wormhole mount`, use
-# it, and clean up.  Debian 12, as root (FUSE mounts need it here).
+# it, copy it with `wormhole get` (twice: the second moves nothing), and
+# clean up.  Debian 12, as root (FUSE mounts need it here).
 #
 #   scripts/demo.sh [DIR]     share DIR instead of a generated sample
 set -euo pipefail
@@ -52,7 +53,7 @@ echo "== wormhole mount $code $work/mnt --peer $addr"
 echo "== ls -lR through the mount"
 ls -lR "$work/mnt"
 echo "== diff -r against the shared folder"
-diff -r --no-dereference "$share" "$work/mnt" && echo "identical"
+diff -r --no-dereference "$share" "$work/mnt" && echo "identical" || { echo "the mount differs from the share" >&2; exit 1; }
 if [ -f "$work/mnt/renders/shot042/take1.mov" ]; then
 	echo "== copy a 32 MiB file out of the mount"
 	time cp "$work/mnt/renders/shot042/take1.mov" "$work/copy.mov"
@@ -61,6 +62,11 @@ fi
 
 echo "== wormhole unmount"
 "$WH" unmount "$work/mnt"
+
+echo "== wormhole get: the whole share, then again (nothing crosses the wire)"
+"$WH" get "$code" . "$work/copy" --peer "$addr" --cache-dir "$work/cache" --json
+"$WH" get "$code" . "$work/copy" --peer "$addr" --cache-dir "$work/cache" --json
+diff -r --no-dereference "$share" "$work/copy" && echo "identical" || { echo "the copy differs from the share" >&2; exit 1; }
 echo "== host log"
 cat "$work/host.log"
 echo "demo finished: OK"
