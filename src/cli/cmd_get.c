@@ -127,14 +127,15 @@ int cmd_get_main(int argc, char **argv)
 				       "give the host's address with --peer "
 				       "ADDR:PORT");
 
-	/* like cp: into an existing directory, or to the given name */
+	/* like cp: into an existing directory, or to the given name; the
+	 * whole share ("." or "/") goes into LOCAL_PATH itself */
 	base = strrchr(remote, '/') ? strrchr(remote, '/') + 1 : remote;
 	if (!*base)
 		base = "share";
 	if (optind + 3 == argc) {
 		const char *l = argv[optind + 2];
 
-		if (stat(l, &lst) == 0 && S_ISDIR(lst.st_mode)) {
+		if (remote[0] && stat(l, &lst) == 0 && S_ISDIR(lst.st_mode)) {
 			size_t n = strlen(l) + strlen(base) + 2;
 
 			local = malloc(n);

@@ -239,3 +239,14 @@ def test_both_io_backends(backend, share, workdir):
         assert same_tree(os.path.join(share, "renders"), os.path.join(out, "renders"))
     finally:
         h.close()
+
+
+def test_whole_share_into_a_directory(share, hosts, workdir):
+    h = hosts(share)
+    dst = os.path.join(workdir, "mirror")
+    cache = os.path.join(workdir, "cc")
+    get(h, ".", dst, cache)
+    assert same_tree(share, dst)
+    again = get(h, ".", dst, cache)   # the same place, not mirror/share
+    assert same_tree(share, dst)
+    assert again["chunks_fetched"] == 0
