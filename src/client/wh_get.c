@@ -59,9 +59,10 @@ static void fail(struct ctx *c, const char *fmt, ...)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* rpc - one request; 0, -errno from the host's ERROR, or WH_ERR_*. */
-static int rpc(struct ctx *c, struct wh_msg *m, uint16_t want,
-	       struct wh_buf *resp, struct wh_msg *out)
+/* rpc_t - one request with its own deadline; 0, -errno from the host's
+ * ERROR, or WH_ERR_*. */
+static int rpc_t(struct ctx *c, struct wh_msg *m, uint16_t want,
+		 struct wh_buf *resp, struct wh_msg *out, int timeout_ms)
 {
 	uint8_t req[WH_FRAME_HDR_LEN + WH_MAX_REQ_FRAME];
 	ssize_t n;
@@ -73,7 +74,7 @@ static int rpc(struct ctx *c, struct wh_msg *m, uint16_t want,
 	n = wh_msg_encode(m, req, sizeof(req));
 	if (n < 0)
 		return -ENAMETOOLONG;
-	rv = wh_session_call(c->s, req, (size_t)n, resp, c->o->timeout_ms);
+	rv = wh_session_call(c->s, req, (size_t)n, resp, timeout_ms);
 	if (rv < 0)
 		return rv;
 	rv = wh_msg_decode(resp->data, resp->len, WH_MAX_REPLY_FRAME, out);
@@ -84,6 +85,12 @@ static int rpc(struct ctx *c, struct wh_msg *m, uint16_t want,
 	if (out->hdr.type != want || out->hdr.req_id != m->hdr.req_id)
 		return WH_ERR_PROTO;
 	return 0;
+}
+
+static int rpc(struct ctx *c, struct wh_msg *m, uint16_t want,
+	       struct wh_buf *resp, struct wh_msg *out)
+{
+	return rpc_t(c, m, want, resp, out, c->o->timeout_ms);
 }
 
 static char *join(const char *a, const char *b, size_t blen)
@@ -448,6 +455,13 @@ static void run_fetch(struct ctx *c, struct job *j)
 		pthread_join(th[i], NULL);
 }
 
+static int manifest_timeout(struct ctx *c, uint64_t size)
+{
+	uint64_t ms = (uint64_t)c->o->timeout_ms + size / (50ULL * 1000);
+
+	return ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
 /* fetch_manifest - every chunk of |e| and the version they belong to */
 static int fetch_manifest(struct ctx *c, const struct entry *e,
 			  struct wh_version *v, struct wh_chunk **pchunks,
@@ -468,7 +482,10 @@ static int fetch_manifest(struct ctx *c, const struct entry *e,
 		m.u.manifest.path.p = e->rpath;
 		m.u.manifest.path.len = (uint16_t)strlen(e->rpath);
 		m.u.manifest.start = have;
-		rv = rpc(c, &m, WH_MSG_MANIFEST_REPLY, &resp, &r);
+		/* the host may have to read and hash the whole file first:
+		 * allow for a slow disk (50 MB/s) on top of the usual wait */
+		rv = rpc_t(c, &m, WH_MSG_MANIFEST_REPLY, &resp, &r,
+			   manifest_timeout(c, e->attr.size));
 		if (rv < 0)
 			break;
 		if (have == 0) {
