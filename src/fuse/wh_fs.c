@@ -95,12 +95,14 @@ struct dir_handle {
 	struct dir_entry *ents;
 	size_t n;
 	uint64_t gen; /* wh_fs.gen when the listing was requested */
+	struct dir_handle *prev, *next; /* wh_fs.dirs, under wh_fs.lock */
 };
 
 /* An open file (immutable). */
 struct open_file {
 	struct node *node;         /* counted in node->refs */
 	struct wh_version version; /* the version this open reads */
+	struct open_file *prev, *next; /* wh_fs.files, under wh_fs.lock */
 };
 
 /* A negative entry handed to the kernel, kept so that "everything
@@ -145,6 +147,10 @@ struct wh_fs {
 
 	/* the node table */
 	pthread_mutex_t lock;
+	/* open handles, freed at the end if the kernel never released them
+	 * (a signal ends the session without RELEASE) */
+	struct open_file *files;    /* protected by lock */
+	struct dir_handle *dirs;    /* protected by lock */
 	struct node root;           /* protected by lock */
 	struct node **buckets;      /* protected by lock */
 	size_t nbuckets, nnodes;    /* protected by lock */
@@ -758,6 +764,45 @@ static void dir_handle_free(struct dir_handle *dh)
 	free(dh);
 }
 
+/* handle lists: lock held */
+static void dir_link(struct wh_fs *fs, struct dir_handle *dh)
+{
+	dh->prev = NULL;
+	dh->next = fs->dirs;
+	if (fs->dirs)
+		fs->dirs->prev = dh;
+	fs->dirs = dh;
+}
+
+static void dir_unlink(struct wh_fs *fs, struct dir_handle *dh)
+{
+	if (dh->prev)
+		dh->prev->next = dh->next;
+	else
+		fs->dirs = dh->next;
+	if (dh->next)
+		dh->next->prev = dh->prev;
+}
+
+static void file_link(struct wh_fs *fs, struct open_file *fh)
+{
+	fh->prev = NULL;
+	fh->next = fs->files;
+	if (fs->files)
+		fs->files->prev = fh;
+	fs->files = fh;
+}
+
+static void file_unlink(struct wh_fs *fs, struct open_file *fh)
+{
+	if (fh->prev)
+		fh->prev->next = fh->next;
+	else
+		fs->files = fh->next;
+	if (fh->next)
+		fh->next->prev = fh->prev;
+}
+
 /* dir_add - append one entry to |dh| (|cap| slots).  0 or an errno. */
 static int dir_add(struct dir_handle *dh, size_t *cap,
 		   const struct wh_dirent *de)
@@ -879,8 +924,16 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)dh;
-	if (fuse_reply_open(req, fi) != 0)
-		dir_handle_free(dh); /* no releasedir will come */
+	pthread_mutex_lock(&fs->lock);
+	dir_link(fs, dh);
+	pthread_mutex_unlock(&fs->lock);
+	if (fuse_reply_open(req, fi) != 0) {
+		/* no releasedir will come */
+		pthread_mutex_lock(&fs->lock);
+		dir_unlink(fs, dh);
+		pthread_mutex_unlock(&fs->lock);
+		dir_handle_free(dh);
+	}
 }
 
 /* dot_stat - attributes shown for "." and ".." (no lookup is counted for
@@ -998,8 +1051,14 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 			  struct fuse_file_info *fi)
 {
+	struct wh_fs *fs = fs_of(req);
+	struct dir_handle *dh = (struct dir_handle *)(uintptr_t)fi->fh;
+
 	(void)ino;
-	dir_handle_free((struct dir_handle *)(uintptr_t)fi->fh);
+	pthread_mutex_lock(&fs->lock);
+	dir_unlink(fs, dh);
+	pthread_mutex_unlock(&fs->lock);
+	dir_handle_free(dh);
 	fuse_reply_err(req, 0);
 }
 
@@ -1048,12 +1107,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	n->cache_known = true;
 	n->cache_version = v;
 	n->refs++;
+	file_link(fs, fh);
 	pthread_mutex_unlock(&fs->lock);
 	fi->fh = (uint64_t)(uintptr_t)fh;
 	fi->keep_cache = keep;
 	if (fuse_reply_open(req, fi) != 0) {
 		/* no release will come */
 		pthread_mutex_lock(&fs->lock);
+		file_unlink(fs, fh);
 		n->refs--;
 		node_maybe_free(fs, n);
 		pthread_mutex_unlock(&fs->lock);
@@ -1069,6 +1130,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 
 	(void)ino;
 	pthread_mutex_lock(&fs->lock);
+	file_unlink(fs, fh);
 	fh->node->refs--;
 	node_maybe_free(fs, fh->node);
 	pthread_mutex_unlock(&fs->lock);
@@ -1999,6 +2061,20 @@ void wh_fs_del(struct wh_fs *fs)
 	}
 	while (fs->neg_len > 0)
 		neg_pop(fs);
+	/* handles the kernel never released (the session ended on a
+	 * signal); the nodes they point to are freed below */
+	while (fs->files) {
+		struct open_file *fh = fs->files;
+
+		fs->files = fh->next;
+		free(fh);
+	}
+	while (fs->dirs) {
+		struct dir_handle *dh = fs->dirs;
+
+		fs->dirs = dh->next;
+		dir_handle_free(dh);
+	}
 	if (fs->buckets) {
 		size_t held = 0;
 
