@@ -90,7 +90,8 @@ struct dir_entry {
 	struct wh_attr attr;
 };
 
-/* An open directory: the whole listing, read at opendir (immutable). */
+/* An open directory: the whole listing, read at opendir (immutable but
+ * for the list links). */
 struct dir_handle {
 	struct dir_entry *ents;
 	size_t n;
@@ -98,7 +99,7 @@ struct dir_handle {
 	struct dir_handle *prev, *next; /* wh_fs.dirs, under wh_fs.lock */
 };
 
-/* An open file (immutable). */
+/* An open file (immutable but for the list links). */
 struct open_file {
 	struct node *node;         /* counted in node->refs */
 	struct wh_version version; /* the version this open reads */

@@ -631,6 +631,22 @@ def test_signal_exits_0(tree, local_mounts, sig):
     m.check_clean_exit(how=sig)
 
 
+def test_exit_from_a_thread(tree, local_mounts):
+    """wh_fs_exit() from a plain thread (no signal) stops the loop: the
+    tool exits 0 by itself and unmounts."""
+    share, _ = tree
+    m = local_mounts(share, "--exit-after-ms", "700")
+    assert read_or_none(os.path.join(m.mnt, "one")) == b"1"
+    try:
+        rc = m.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        rc = None
+    err = m.stderr()
+    m.cleanup()
+    assert rc == 0, "exit status %r: %s" % (rc, err[-3000:])
+    assert not mounted(m.mnt)
+
+
 def test_signal_while_busy(tree, local_mounts):
     """SIGTERM while readers are busy: the tool still exits 0 and leaves
     no mount behind."""

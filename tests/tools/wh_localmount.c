@@ -4,10 +4,12 @@
  * end-to-end tests of the FUSE layer and the share together.
  *
  *     wh_localmount DIR MOUNTPOINT [--timeout-ms N] [--delay-ms N]
- *                   [--debug] [-v]
+ *                   [--exit-after-ms N] [--debug] [-v]
  *
  * --delay-ms makes every request wait that long first; a delay of at
  * least --timeout-ms makes every request time out (EIO for the user).
+ * --exit-after-ms calls wh_fs_exit() from another thread after that long
+ * (the way a program stops its mount without a signal).
  * Prints "mounted" on stdout once the mount answers, and exits 0 when it
  * is unmounted (fusermount3 -u) or on SIGINT/SIGTERM; 1 on failure, 2 on
  * bad usage.
@@ -36,6 +38,7 @@ struct local {
 	struct wh_share *share;
 	struct wh_fs *fs;
 	int delay_ms;
+	int exit_after_ms;
 	const char *mountpoint;
 	int stop_fd; /* eventfd: the watcher must return */
 };
@@ -128,6 +131,18 @@ static void *announcer(void *arg)
 	return NULL;
 }
 
+/* exiter - stop the mount from a plain thread after --exit-after-ms. */
+static void *exiter(void *arg)
+{
+	struct local *l = arg;
+	struct pollfd pfd = { .fd = l->stop_fd, .events = POLLIN };
+
+	/* returns early if the mount ends first */
+	if (poll(&pfd, 1, l->exit_after_ms) == 0)
+		wh_fs_exit(l->fs);
+	return NULL;
+}
+
 static bool parse_ms(const char *s, int *out)
 {
 	char *end;
@@ -144,7 +159,8 @@ static bool parse_ms(const char *s, int *out)
 static int usage(const char *msg)
 {
 	fprintf(stderr, "wh_localmount: %s\nusage: wh_localmount DIR "
-		"MOUNTPOINT [--timeout-ms N] [--delay-ms N] [--debug] [-v]\n",
+		"MOUNTPOINT [--timeout-ms N] [--delay-ms N] [--exit-after-ms N]\n"
+		"                     [--debug] [-v]\n",
 		msg);
 	return 2;
 }
@@ -158,8 +174,8 @@ int main(int argc, char **argv)
 		.entry_timeout = 60.0,
 	};
 	struct wh_rpc rpc = { .ops = &local_ops, .ctx = &l };
-	pthread_t watch_th, announce_th;
-	bool watching = false, announcing = false;
+	pthread_t watch_th, announce_th, exit_th;
+	bool watching = false, announcing = false, exiting = false;
 	const char *dir = NULL;
 	sigset_t block, old;
 	uint64_t one = 1;
@@ -175,6 +191,10 @@ int main(int argc, char **argv)
 		} else if (strcmp(a, "--delay-ms") == 0 && i + 1 < argc) {
 			if (!parse_ms(argv[++i], &l.delay_ms))
 				return usage("bad --delay-ms");
+		} else if (strcmp(a, "--exit-after-ms") == 0 && i + 1 < argc) {
+			if (!parse_ms(argv[++i], &l.exit_after_ms) ||
+			    l.exit_after_ms == 0)
+				return usage("bad --exit-after-ms");
 		} else if (strcmp(a, "--debug") == 0) {
 			fo.debug = true;
 		} else if (strcmp(a, "-v") == 0) {
@@ -221,8 +241,10 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_SETMASK, &block, &old);
 	watching = pthread_create(&watch_th, NULL, watcher, &l) == 0;
 	announcing = pthread_create(&announce_th, NULL, announcer, &l) == 0;
+	if (l.exit_after_ms > 0)
+		exiting = pthread_create(&exit_th, NULL, exiter, &l) == 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (!watching || !announcing) {
+	if (!watching || !announcing || (l.exit_after_ms > 0 && !exiting)) {
 		fprintf(stderr, "wh_localmount: cannot start threads\n");
 		goto out;
 	}
@@ -233,11 +255,13 @@ int main(int argc, char **argv)
 	else
 		status = 0;
 out:
-	if (watching) {
-		if (write(l.stop_fd, &one, sizeof(one)) < 0)
-			wh_warn("stopping the watcher: %s", strerror(errno));
+	if ((watching || exiting) &&
+	    write(l.stop_fd, &one, sizeof(one)) < 0)
+		wh_warn("stopping the helper threads: %s", strerror(errno));
+	if (watching)
 		pthread_join(watch_th, NULL);
-	}
+	if (exiting)
+		pthread_join(exit_th, NULL);
 	/* unmounts: a stat() still waiting in the announcer returns then */
 	wh_fs_del(l.fs);
 	if (announcing)
