@@ -166,17 +166,17 @@ static void set_failed(struct wh_session *s, int err, const char *msg)
 static int send_frame(struct wh_session *s, struct wh_quic_stream *st,
 		      const struct wh_msg *m)
 {
-	uint8_t *buf = malloc(256);
-	ssize_t n;
+	struct wh_buf b;
+	int rv;
 
-	if (!buf)
-		return -ENOMEM;
-	n = wh_msg_encode(m, buf, 256);
-	if (n < 0) {
-		free(buf);
-		return (int)n;
+	wh_buf_init(&b);
+	rv = wh_msg_append(&b, m);
+	if (rv < 0) {
+		wh_buf_free(&b);
+		return rv;
 	}
-	return wh_quic_send(s->qc, st, buf, (size_t)n, false, free);
+	/* the stream owns the bytes from here */
+	return wh_quic_send(s->qc, st, b.data, b.len, false, free);
 }
 
 static void on_handshake(struct wh_quic_conn *qc, void *ud)

@@ -125,31 +125,6 @@ struct host {
 
 /* ------------------------------------------------------------ helpers */
 
-static int error_frame(struct wh_buf *b, uint32_t req_id, int err,
-		       const char *message)
-{
-	struct wh_msg m;
-	size_t mlen = strlen(message);
-	ssize_t n;
-	int rv;
-
-	memset(&m, 0, sizeof(m));
-	m.hdr.type = WH_MSG_ERROR;
-	m.hdr.req_id = req_id;
-	m.u.error.err = err;
-	m.u.error.message.p = message;
-	m.u.error.message.len = (uint16_t)(mlen > WH_MAX_ERRMSG ? WH_MAX_ERRMSG
-								: mlen);
-	rv = wh_buf_reserve(b, WH_FRAME_HDR_LEN + 6 + WH_MAX_ERRMSG);
-	if (rv < 0)
-		return rv;
-	n = wh_msg_encode(&m, b->data + b->len, b->cap - b->len);
-	if (n < 0)
-		return (int)n;
-	b->len += (size_t)n;
-	return 0;
-}
-
 /* send_buf - hand |b|'s bytes to the stream (ownership moves). */
 static int send_buf(struct wh_quic_conn *qc, struct wh_quic_stream *s,
 		    struct wh_buf *b, bool fin)
@@ -165,7 +140,7 @@ static void ctrl_fail(struct hconn *hc, int err, const char *message)
 	struct wh_buf b;
 
 	wh_buf_init(&b);
-	if (hc->ctrl && error_frame(&b, 0, err, message) == 0)
+	if (hc->ctrl && wh_error_append(&b, 0, err, message) == 0)
 		send_buf(hc->qc, hc->ctrl, &b, true);
 	wh_buf_free(&b);
 	hc->state = HC_FAILED;
@@ -193,14 +168,30 @@ static void count_failure(struct hconn *hc, const char *why)
 
 /* ------------------------------------------------------ authentication */
 
+/* send_ctrl - one frame on the control stream; on failure the
+ * connection is failed.  0 or a negative error. */
+static int send_ctrl(struct hconn *hc, const struct wh_msg *m)
+{
+	struct wh_buf b;
+	int rv;
+
+	wh_buf_init(&b);
+	rv = wh_msg_append(&b, m);
+	if (rv < 0) {
+		wh_buf_free(&b);
+		ctrl_fail(hc, rv == -ENOMEM ? ENOMEM : EIO, "internal error");
+		return rv;
+	}
+	send_buf(hc->qc, hc->ctrl, &b, false);
+	return 0;
+}
+
 static void on_hello(struct hconn *hc, const struct wh_msg_hello *hello)
 {
 	struct host *h = hc->host;
 	uint8_t sid[32], tag[WH_PAKE_TAG_BYTES];
 	struct wh_msg m;
-	struct wh_buf b;
 	uint16_t version;
-	ssize_t n;
 
 	if (h->locked) {
 		wh_warn("client #%u (%s): refused: too many failed attempts "
@@ -235,27 +226,13 @@ static void on_hello(struct hconn *hc, const struct wh_msg_hello *hello)
 	hc->caps = hello->caps & HOST_CAPS;
 	m.u.hello_ack.caps = hc->caps;
 	memcpy(m.u.hello_ack.confirm, tag, sizeof(tag));
-	wh_buf_init(&b);
-	if (wh_buf_reserve(&b, 256) < 0) {
-		ctrl_fail(hc, ENOMEM, "out of memory");
-		return;
-	}
-	n = wh_msg_encode(&m, b.data, b.cap);
-	if (n < 0) {
-		wh_buf_free(&b);
-		ctrl_fail(hc, EIO, "internal error");
-		return;
-	}
-	b.len = (size_t)n;
-	send_buf(hc->qc, hc->ctrl, &b, false);
-	hc->state = HC_WAIT_AUTH;
+	if (send_ctrl(hc, &m) == 0)
+		hc->state = HC_WAIT_AUTH;
 }
 
 static void on_auth(struct hconn *hc, const struct wh_msg_auth *auth)
 {
 	struct wh_msg m;
-	struct wh_buf b;
-	ssize_t n;
 
 	if (wh_pake_verify(&hc->pake, auth->confirm) < 0) {
 		wh_pake_wipe(&hc->pake);
@@ -268,19 +245,8 @@ static void on_auth(struct hconn *hc, const struct wh_msg_auth *auth)
 	hc->state = HC_AUTHED;
 	memset(&m, 0, sizeof(m));
 	m.hdr.type = WH_MSG_AUTH_OK;
-	wh_buf_init(&b);
-	if (wh_buf_reserve(&b, WH_FRAME_HDR_LEN) < 0) {
-		ctrl_fail(hc, ENOMEM, "out of memory");
+	if (send_ctrl(hc, &m) < 0)
 		return;
-	}
-	n = wh_msg_encode(&m, b.data, b.cap);
-	if (n < 0) {
-		wh_buf_free(&b);
-		ctrl_fail(hc, EIO, "internal error");
-		return;
-	}
-	b.len = (size_t)n;
-	send_buf(hc->qc, hc->ctrl, &b, false);
 	wh_info("client #%u (%s) authenticated", hc->id,
 		wh_quic_conn_peer(hc->qc));
 }
@@ -500,7 +466,7 @@ static void proto_fail(struct hconn *hc, struct wh_quic_stream *s,
 	wh_warn("client #%u (%s): %s: closing its connection", hc->id,
 		wh_quic_conn_peer(hc->qc), why);
 	wh_buf_init(&b);
-	if (!hs->answered && error_frame(&b, req_id, EPROTO, why) == 0)
+	if (!hs->answered && wh_error_append(&b, req_id, EPROTO, why) == 0)
 		send_buf(hc->qc, s, &b, true);
 	wh_buf_free(&b);
 	hs->answered = true;
@@ -731,8 +697,6 @@ static void on_change(void *ud, const char *dir, size_t dir_len,
 static int encode_inval(struct wh_buf *b, const char *dir, const char *name)
 {
 	struct wh_msg m;
-	ssize_t n;
-	int rv;
 
 	memset(&m, 0, sizeof(m));
 	m.hdr.type = WH_MSG_INVAL;
@@ -740,15 +704,7 @@ static int encode_inval(struct wh_buf *b, const char *dir, const char *name)
 	m.u.inval.dir.len = (uint16_t)strlen(dir);
 	m.u.inval.name.p = name;
 	m.u.inval.name.len = (uint16_t)strlen(name);
-	rv = wh_buf_reserve(b, WH_FRAME_HDR_LEN + 4 + strlen(dir) +
-				       strlen(name));
-	if (rv < 0)
-		return rv;
-	n = wh_msg_encode(&m, b->data + b->len, b->cap - b->len);
-	if (n < 0)
-		return (int)n;
-	b->len += (size_t)n;
-	return 0;
+	return wh_msg_append(b, &m);
 }
 
 static void flush_invals(struct host *h, struct wh_quic_conn *const *conns,

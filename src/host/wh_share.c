@@ -310,46 +310,6 @@ int wh_share_watch_drain(struct wh_share *sh, wh_share_change_cb cb, void *ud)
 	return count;
 }
 
-/* ------------------------------------------------------------- replies */
-
-static int reply_error(struct wh_buf *resp, uint32_t req_id, int err,
-		       const char *message)
-{
-	struct wh_msg m;
-	ssize_t n;
-	int rv;
-
-	memset(&m, 0, sizeof(m));
-	m.hdr.type = WH_MSG_ERROR;
-	m.hdr.req_id = req_id;
-	m.u.error.err = err > 0 && err < 4096 ? err : EIO;
-	m.u.error.message.p = message;
-	m.u.error.message.len = (uint16_t)strlen(message);
-	rv = wh_buf_reserve(resp, WH_FRAME_HDR_LEN + 6 + strlen(message));
-	if (rv < 0)
-		return rv;
-	n = wh_msg_encode(&m, resp->data + resp->len, resp->cap - resp->len);
-	if (n < 0)
-		return (int)n;
-	resp->len += (size_t)n;
-	return 0;
-}
-
-static int reply_msg(struct wh_buf *resp, const struct wh_msg *m, size_t hint)
-{
-	ssize_t n;
-	int rv;
-
-	rv = wh_buf_reserve(resp, hint);
-	if (rv < 0)
-		return rv;
-	n = wh_msg_encode(m, resp->data + resp->len, resp->cap - resp->len);
-	if (n < 0)
-		return (int)n;
-	resp->len += (size_t)n;
-	return 0;
-}
-
 /* --------------------------------------------------------------- ops */
 
 static int do_getattr(struct wh_share *sh, uint32_t req_id, uint16_t type,
@@ -363,16 +323,16 @@ static int do_getattr(struct wh_share *sh, uint32_t req_id, uint16_t type,
 	copy_path(p, path, len);
 	fd = resolve(sh, p);
 	if (fd < 0)
-		return reply_error(resp, req_id, -fd, "");
+		return wh_error_append(resp, req_id, -fd, "");
 	if (fstat(fd, &st) != 0) {
 		int err = errno;
 
 		close(fd);
-		return reply_error(resp, req_id, err, "");
+		return wh_error_append(resp, req_id, err, "");
 	}
 	if (!visible(&st)) {
 		close(fd);
-		return reply_error(resp, req_id, ENOENT, "");
+		return wh_error_append(resp, req_id, ENOENT, "");
 	}
 	if (S_ISDIR(st.st_mode))
 		watch_dir(sh, fd, path, len);
@@ -381,7 +341,7 @@ static int do_getattr(struct wh_share *sh, uint32_t req_id, uint16_t type,
 	m.hdr.type = type;
 	m.hdr.req_id = req_id;
 	fill_attr(&st, &m.u.attr.attr);
-	return reply_msg(resp, &m, WH_FRAME_HDR_LEN + WH_ATTR_WIRE_LEN);
+	return wh_msg_append(resp, &m);
 }
 
 static int do_lookup(struct wh_share *sh, uint32_t req_id,
@@ -411,7 +371,7 @@ static int do_readlink(struct wh_share *sh, uint32_t req_id, const char *path,
 	copy_path(p, path, len);
 	fd = resolve(sh, p);
 	if (fd < 0)
-		return reply_error(resp, req_id, -fd, "");
+		return wh_error_append(resp, req_id, -fd, "");
 	{
 		struct stat st;
 
@@ -419,22 +379,22 @@ static int do_readlink(struct wh_share *sh, uint32_t req_id, const char *path,
 		 * readlink(2)'s EINVAL */
 		if (fstat(fd, &st) == 0 && !S_ISLNK(st.st_mode)) {
 			close(fd);
-			return reply_error(resp, req_id,
+			return wh_error_append(resp, req_id,
 					   visible(&st) ? EINVAL : ENOENT, "");
 		}
 	}
 	n = readlinkat(fd, "", target, sizeof(target));
 	close(fd);
 	if (n < 0)
-		return reply_error(resp, req_id, errno, "");
+		return wh_error_append(resp, req_id, errno, "");
 	if (n == 0 || (size_t)n > WH_MAX_PATH)
-		return reply_error(resp, req_id, ENAMETOOLONG, "");
+		return wh_error_append(resp, req_id, ENAMETOOLONG, "");
 	memset(&m, 0, sizeof(m));
 	m.hdr.type = WH_MSG_READLINK_REPLY;
 	m.hdr.req_id = req_id;
 	m.u.readlink_reply.target.p = target;
 	m.u.readlink_reply.target.len = (uint16_t)n;
-	return reply_msg(resp, &m, WH_FRAME_HDR_LEN + 2 + (size_t)n);
+	return wh_msg_append(resp, &m);
 }
 
 static int do_statfs(struct wh_share *sh, uint32_t req_id,
@@ -444,7 +404,7 @@ static int do_statfs(struct wh_share *sh, uint32_t req_id,
 	struct wh_msg m;
 
 	if (fstatvfs(sh->root_fd, &sv) != 0)
-		return reply_error(resp, req_id, errno, "");
+		return wh_error_append(resp, req_id, errno, "");
 	memset(&m, 0, sizeof(m));
 	m.hdr.type = WH_MSG_STATFS_REPLY;
 	m.hdr.req_id = req_id;
@@ -456,7 +416,7 @@ static int do_statfs(struct wh_share *sh, uint32_t req_id,
 	m.u.statfs_reply.bavail = sv.f_bavail;
 	m.u.statfs_reply.files = sv.f_files;
 	m.u.statfs_reply.ffree = sv.f_ffree;
-	return reply_msg(resp, &m, WH_FRAME_HDR_LEN + 64);
+	return wh_msg_append(resp, &m);
 }
 
 /* open_regular - a read fd for a regular file at |p|, opened only after an
@@ -508,7 +468,7 @@ static int do_read(struct wh_share *sh, uint32_t req_id,
 	copy_path(p, r->path.p, r->path.len);
 	fd = open_regular(sh, p);
 	if (fd < 0)
-		return reply_error(resp, req_id, -fd, "");
+		return wh_error_append(resp, req_id, -fd, "");
 	rv = wh_buf_reserve(resp, WH_READ_REPLY_HDR_LEN + r->length);
 	if (rv < 0) {
 		close(fd);
@@ -537,7 +497,7 @@ static int do_read(struct wh_share *sh, uint32_t req_id,
 	}
 	close(fd);
 	if (tries == READ_RETRIES)
-		return reply_error(resp, req_id, EAGAIN,
+		return wh_error_append(resp, req_id, EAGAIN,
 				   "the file keeps changing");
 	fill_version(&after, &v);
 	wh_read_reply_hdr_encode(req_id, &v,
@@ -549,7 +509,7 @@ static int do_read(struct wh_share *sh, uint32_t req_id,
 fail_errno:
 	rv = errno;
 	close(fd);
-	return reply_error(resp, req_id, rv, "");
+	return wh_error_append(resp, req_id, rv, "");
 }
 
 static int do_manifest(struct wh_share *sh, uint32_t req_id,
@@ -566,7 +526,7 @@ static int do_manifest(struct wh_share *sh, uint32_t req_id,
 	copy_path(p, mr->path.p, mr->path.len);
 	fd = open_regular(sh, p);
 	if (fd < 0)
-		return reply_error(resp, req_id, -fd, "");
+		return wh_error_append(resp, req_id, -fd, "");
 	wh_manifest_init(&man);
 	if (fstat(fd, &st) != 0) {
 		rv = -errno;
@@ -582,13 +542,13 @@ static int do_manifest(struct wh_share *sh, uint32_t req_id,
 		wh_manifest_free(&man);
 		if (rv == -ENOMEM)
 			return rv;
-		return reply_error(resp, req_id, -rv,
+		return wh_error_append(resp, req_id, -rv,
 				   rv == -EAGAIN ? "the file keeps changing"
 						 : "");
 	}
 	if (man.n > UINT32_MAX) {
 		wh_manifest_free(&man);
-		return reply_error(resp, req_id, EFBIG, "");
+		return wh_error_append(resp, req_id, EFBIG, "");
 	}
 	if (mr->start < man.n) {
 		count = (uint32_t)(man.n - mr->start);
@@ -615,8 +575,7 @@ static int do_manifest(struct wh_share *sh, uint32_t req_id,
 	m.u.manifest_reply.start = count ? mr->start : (uint32_t)man.n;
 	m.u.manifest_reply.count = count;
 	m.u.manifest_reply.entries = ents;
-	rv = reply_msg(resp, &m, WH_FRAME_HDR_LEN + 64 +
-					 (size_t)count * WH_MANIFEST_ENTRY_LEN);
+	rv = wh_msg_append(resp, &m);
 	free(ents);
 	wh_manifest_free(&man);
 	return rv;
@@ -644,12 +603,12 @@ static int do_chunk(struct wh_share *sh, uint32_t req_id,
 	copy_path(p, c->path.p, c->path.len);
 	fd = open_regular(sh, p);
 	if (fd < 0)
-		return reply_error(resp, req_id, -fd, "");
+		return wh_error_append(resp, req_id, -fd, "");
 	if (fstat(fd, &before) != 0 || !version_matches(&before, &c->version) ||
 	    c->offset > (uint64_t)before.st_size ||
 	    c->length > (uint64_t)before.st_size - c->offset) {
 		close(fd);
-		return reply_error(resp, req_id, ESTALE,
+		return wh_error_append(resp, req_id, ESTALE,
 				   "the file changed: ask for its manifest "
 				   "again");
 	}
@@ -668,7 +627,7 @@ static int do_chunk(struct wh_share *sh, uint32_t req_id,
 	rv = fstat(fd, &after);
 	close(fd);
 	if (got != c->length || rv != 0 || !version_matches(&after, &c->version))
-		return reply_error(resp, req_id, ESTALE,
+		return wh_error_append(resp, req_id, ESTALE,
 				   "the file changed: ask for its manifest "
 				   "again");
 	wh_chunk_reply_hdr_encode(req_id, c->hash, c->length, resp->data + base,
@@ -691,19 +650,19 @@ static int do_readdir(struct wh_share *sh, uint32_t req_id,
 	copy_path(p, rd->path.p, rd->path.len);
 	fd = resolve(sh, p);
 	if (fd < 0)
-		return reply_error(resp, req_id, -fd, "");
+		return wh_error_append(resp, req_id, -fd, "");
 	dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0) {
 		rv = errno;
 		close(fd);
-		return reply_error(resp, req_id, rv, "");
+		return wh_error_append(resp, req_id, rv, "");
 	}
 	watch_dir(sh, fd, rd->path.p, rd->path.len);
 	close(fd);
 	if (rd->cookie && lseek(dfd, (off_t)rd->cookie, SEEK_SET) < 0) {
 		rv = errno;
 		close(dfd);
-		return reply_error(resp, req_id, rv, "");
+		return wh_error_append(resp, req_id, rv, "");
 	}
 	wh_buf_init(&ents);
 	while (!full) {
@@ -713,7 +672,7 @@ static int do_readdir(struct wh_share *sh, uint32_t req_id,
 			rv = errno;
 			close(dfd);
 			wh_buf_free(&ents);
-			return reply_error(resp, req_id, rv, "");
+			return wh_error_append(resp, req_id, rv, "");
 		}
 		if (n == 0) {
 			eof = true;
@@ -780,7 +739,7 @@ static int do_readdir(struct wh_share *sh, uint32_t req_id,
 	m.u.readdir_reply.count = count;
 	m.u.readdir_reply.entries = ents.data;
 	m.u.readdir_reply.entries_len = ents.len;
-	rv = reply_msg(resp, &m, WH_FRAME_HDR_LEN + 13 + ents.len);
+	rv = wh_msg_append(resp, &m);
 	wh_buf_free(&ents);
 	return rv;
 }
@@ -797,10 +756,10 @@ int wh_share_serve(struct wh_share *sh, const uint8_t *req, size_t len,
 		req_id = hdr.req_id;
 	rv = wh_msg_decode(req, len, WH_MAX_REQ_FRAME, &m);
 	if (rv == WH_ERR_PATH)
-		return reply_error(resp, req_id, EINVAL,
+		return wh_error_append(resp, req_id, EINVAL,
 				   "unsafe or invalid path");
 	if (rv < 0) {
-		rv = reply_error(resp, req_id, EPROTO, "malformed request");
+		rv = wh_error_append(resp, req_id, EPROTO, "malformed request");
 		return rv < 0 ? rv : WH_ERR_PROTO;
 	}
 	switch (m.hdr.type) {
@@ -823,7 +782,7 @@ int wh_share_serve(struct wh_share *sh, const uint8_t *req, size_t len,
 	case WH_MSG_CHUNK:
 		return do_chunk(sh, req_id, &m.u.chunk, resp);
 	default:
-		rv = reply_error(resp, req_id, EPROTO,
+		rv = wh_error_append(resp, req_id, EPROTO,
 				 "not a request message");
 		return rv < 0 ? rv : WH_ERR_PROTO;
 	}

@@ -4,6 +4,7 @@
  * allocation.  Decoding goes through a bounds-checked cursor, so no input
  * can make a decoder read outside [buf, buf + len).
  */
+#include <errno.h>
 #include <string.h>
 
 #include "common/wh_err.h"
@@ -756,4 +757,61 @@ ssize_t wh_chunk_reply_hdr_encode(uint32_t req_id, const uint8_t hash[32],
 	if (w.bad)
 		return WH_ERR_TOOBIG;
 	return WH_CHUNK_REPLY_HDR_LEN;
+}
+
+/* the largest frame wh_msg_encode can produce for |msg| */
+static size_t encoded_bound(const struct wh_msg *msg)
+{
+	size_t n = WH_FRAME_HDR_LEN + 128; /* every fixed field */
+
+	switch (msg->hdr.type) {
+	case WH_MSG_INVAL:
+		return n + msg->u.inval.dir.len + msg->u.inval.name.len;
+	case WH_MSG_ERROR:
+		return n + msg->u.error.message.len;
+	case WH_MSG_READDIR_REPLY:
+		return n + msg->u.readdir_reply.entries_len;
+	case WH_MSG_READ_REPLY:
+		return n + msg->u.read_reply.data_len;
+	case WH_MSG_READLINK_REPLY:
+		return n + msg->u.readlink_reply.target.len;
+	case WH_MSG_MANIFEST_REPLY:
+		return n + (size_t)msg->u.manifest_reply.count *
+				   WH_MANIFEST_ENTRY_LEN;
+	case WH_MSG_CHUNK_REPLY:
+		return n + msg->u.chunk_reply.data_len;
+	default:
+		return n + 2 * WH_MAX_PATH + WH_MAX_NAME;
+	}
+}
+
+int wh_msg_append(struct wh_buf *b, const struct wh_msg *msg)
+{
+	ssize_t n;
+	int rv;
+
+	rv = wh_buf_reserve(b, encoded_bound(msg));
+	if (rv < 0)
+		return rv;
+	n = wh_msg_encode(msg, b->data + b->len, b->cap - b->len);
+	if (n < 0)
+		return (int)n;
+	b->len += (size_t)n;
+	return 0;
+}
+
+int wh_error_append(struct wh_buf *b, uint32_t req_id, int err,
+		    const char *message)
+{
+	struct wh_msg m;
+	size_t mlen = strlen(message);
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_ERROR;
+	m.hdr.req_id = req_id;
+	m.u.error.err = err > 0 && err < 4096 ? err : EIO;
+	m.u.error.message.p = message;
+	m.u.error.message.len =
+		(uint16_t)(mlen > WH_MAX_ERRMSG ? WH_MAX_ERRMSG : mlen);
+	return wh_msg_append(b, &m);
 }

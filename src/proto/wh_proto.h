@@ -33,6 +33,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/wh_buf.h"
+
 #define WH_PROTO_VERSION 1       /* the highest version we speak */
 #define WH_PROTO_MIN_VERSION 1   /* the lowest version we accept */
 #define WH_ALPN "wormhole/1"
@@ -298,6 +300,20 @@ int wh_msg_decode(const uint8_t *buf, size_t len, size_t max_payload,
  * copied from msg->u.readdir_reply.entries (built with wh_dirent_encode()).
  */
 ssize_t wh_msg_encode(const struct wh_msg *msg, uint8_t *buf, size_t cap);
+
+/*
+ * wh_msg_append - encode |msg| at the end of |b| (grown as needed).
+ * Returns 0, -ENOMEM, or wh_msg_encode's error.
+ */
+int wh_msg_append(struct wh_buf *b, const struct wh_msg *msg);
+
+/*
+ * wh_error_append - append an ERROR frame for |req_id| with |err| (a
+ * positive errno; anything outside 1..4095 is sent as EIO) and |message|
+ * (cut at WH_MAX_ERRMSG).  Returns 0 or -ENOMEM.
+ */
+int wh_error_append(struct wh_buf *b, uint32_t req_id, int err,
+		    const char *message);
 
 /*
  * wh_read_reply_hdr_encode - write the frame header and READ_REPLY fields
