@@ -28,4 +28,12 @@ int cli_fail(const char *cmd, const char *fmt, ...)
 #include <stdbool.h>
 bool cli_parse_int(const char *s, long min, long max, long *out);
 
+/* cli_parse_code - the canonical join code of |in| into |out| (20 bytes):
+ * 0, or the usage error printed and WH_EXIT_USAGE returned. */
+int cli_parse_code(const char *cmd, const char *in, char *out);
+/* cli_need_peer - 0 with a peer address, else the usage error printed
+ * (no signal server yet: --peer is how peers find each other) and
+ * WH_EXIT_USAGE returned. */
+int cli_need_peer(const char *cmd, const char *peer);
+
 #endif /* WH_CLI_H */

@@ -115,17 +115,13 @@ int cmd_get_main(int argc, char **argv)
 	if (optind + 2 > argc || optind + 3 < argc)
 		return cli_usage_error("get", "expected a join code, a remote "
 				       "path and maybe a local path");
-	if (wh_code_parse(argv[optind], code) < 0)
-		return cli_usage_error("get", "malformed join code '%s': "
-				       "expected 16 symbols like "
-				       "7KJM-XBCD-QRST-VWYZ", argv[optind]);
+	if (cli_parse_code("get", argv[optind], code))
+		return WH_EXIT_USAGE;
 	if (normalize(argv[optind + 1], remote, sizeof(remote)) < 0)
 		return cli_usage_error("get", "bad remote path '%s'",
 				       argv[optind + 1]);
-	if (!peer)
-		return cli_usage_error("get", "no signal server is configured: "
-				       "give the host's address with --peer "
-				       "ADDR:PORT");
+	if (cli_need_peer("get", peer))
+		return WH_EXIT_USAGE;
 
 	/* like cp: into an existing directory, or to the given name; the
 	 * whole share ("." or "/") goes into LOCAL_PATH itself */

@@ -71,11 +71,8 @@ int cmd_host_main(int argc, char **argv)
 		return cli_usage_error("host", "--signal and --no-signal "
 				       "exclude each other");
 	if (given_code) {
-		if (wh_code_parse(given_code, code) < 0)
-			return cli_usage_error("host", "malformed join code "
-					       "'%s': expected 16 symbols like "
-					       "7KJM-XBCD-QRST-VWYZ",
-					       given_code);
+		if (cli_parse_code("host", given_code, code))
+			return WH_EXIT_USAGE;
 	} else {
 		wh_code_generate(code);
 	}

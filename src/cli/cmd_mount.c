@@ -148,15 +148,10 @@ int cmd_mount_main(int argc, char **argv)
 	if (optind + 2 != argc)
 		return cli_usage_error("mount", "expected a join code and a "
 				       "mount point");
-	if (wh_code_parse(argv[optind], code) < 0)
-		return cli_usage_error("mount", "malformed join code '%s': "
-				       "expected 16 symbols like "
-				       "7KJM-XBCD-QRST-VWYZ", argv[optind]);
+	if (cli_parse_code("mount", argv[optind], code) ||
+	    cli_need_peer("mount", peer))
+		return WH_EXIT_USAGE;
 	mnt = argv[optind + 1];
-	if (!peer)
-		return cli_usage_error("mount", "no signal server is "
-				       "configured: give the host's address "
-				       "with --peer ADDR:PORT");
 	if (stat(mnt, &st) != 0) {
 		if (errno == ENOTCONN)
 			return cli_fail("mount", "'%s' is a dead mount: unmount "

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/wh_code.h"
 #include "cli/cli.h"
 
 static int version_main(int argc, char **argv);
@@ -100,6 +101,22 @@ bool cli_parse_int(const char *s, long min, long max, long *out)
 		return false;
 	*out = v;
 	return true;
+}
+
+int cli_parse_code(const char *cmd, const char *in, char *out)
+{
+	if (wh_code_parse(in, out) == 0)
+		return 0;
+	return cli_usage_error(cmd, "malformed join code '%s': expected 16 "
+			       "symbols like 7KJM-XBCD-QRST-VWYZ", in);
+}
+
+int cli_need_peer(const char *cmd, const char *peer)
+{
+	if (peer)
+		return 0;
+	return cli_usage_error(cmd, "no signal server is configured: give the "
+			       "host's address with --peer ADDR:PORT");
 }
 
 int main(int argc, char **argv)
