@@ -17,57 +17,44 @@ static pthread_key_t key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int forced; /* 0 auto, 1 uring, 2 posix */
 
-ssize_t wh_io_posix_pread(int fd, void *buf, size_t len, uint64_t off)
+/* posix_xfer - all |len| bytes at |off|, resuming short transfers; a
+ * read stops early only at end of file.  Bytes or -errno. */
+static ssize_t posix_xfer(bool write, int fd, void *buf, size_t len,
+			  uint64_t off)
 {
 	size_t done = 0;
 
 	while (done < len) {
-		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done,
-				  (off_t)(off + done));
+		uint8_t *p = (uint8_t *)buf + done;
+		ssize_t n = write ? pwrite(fd, p, len - done, (off_t)(off + done))
+				  : pread(fd, p, len - done, (off_t)(off + done));
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return -errno;
-		if (n == 0)
+		if (n == 0) {
+			if (write)
+				return -EIO;
 			break;
+		}
 		done += (size_t)n;
 	}
 	return (ssize_t)done;
-}
-
-ssize_t wh_io_posix_pwrite(int fd, const void *buf, size_t len,
-			   uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pwrite(fd, (const uint8_t *)buf + done, len - done,
-				   (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		done += (size_t)n;
-	}
-	return (ssize_t)len;
 }
 
 static ssize_t posix_pread(struct wh_io *io, int fd, void *buf, size_t len,
 			   uint64_t off)
 {
 	(void)io;
-	return wh_io_posix_pread(fd, buf, len, off);
+	return posix_xfer(false, fd, buf, len, off);
 }
 
 static ssize_t posix_pwrite(struct wh_io *io, int fd, const void *buf,
 			    size_t len, uint64_t off)
 {
 	(void)io;
-	return wh_io_posix_pwrite(fd, buf, len, off);
+	return posix_xfer(true, fd, (void *)buf, len, off);
 }
 
 static void posix_pread2(struct wh_io *io, int fd, void *b1, size_t l1,

@@ -23,11 +23,6 @@ struct wh_io {
 	void *backend; /* the backend's own state */
 };
 
-/* the portable transfers, for backends that must fall back */
-ssize_t wh_io_posix_pread(int fd, void *buf, size_t len, uint64_t off);
-ssize_t wh_io_posix_pwrite(int fd, const void *buf, size_t len,
-			   uint64_t off);
-
 #ifdef HAVE_IO_URING
 /* wh_io_uring_new - an io_uring context, or -errno (io_uring_setup's). */
 int wh_io_uring_new(struct wh_io **pio);

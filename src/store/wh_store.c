@@ -11,6 +11,7 @@
 
 #include "common/wh_fsutil.h"
 #include "common/wh_log.h"
+#include "io/wh_io.h"
 #include "store/wh_store.h"
 
 struct wh_store {
@@ -67,24 +68,15 @@ int wh_store_get(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 	char path[4200];
 	uint8_t h[WH_HASH_LEN];
 	struct stat st;
-	size_t got = 0;
 	int fd;
 
 	chunk_path(s, hash, path, sizeof(path));
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, &st) != 0 || (size_t)st.st_size != len)
+	if (fstat(fd, &st) != 0 || (size_t)st.st_size != len ||
+	    wh_io_pread(wh_io_thread(), fd, buf, len, 0) != (ssize_t)len)
 		goto corrupt;
-	while (got < len) {
-		ssize_t n = pread(fd, buf + got, len - got, (off_t)got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			goto corrupt;
-		got += (size_t)n;
-	}
 	wh_blake3(buf, len, h);
 	if (memcmp(h, hash, WH_HASH_LEN) != 0)
 		goto corrupt;
@@ -106,7 +98,7 @@ int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 {
 	char path[4200], tmp[4300], sub[4200];
 	unsigned long seq;
-	size_t done = 0;
+	ssize_t n;
 	int fd, rv = 0;
 
 	chunk_path(s, hash, path, sizeof(path));
@@ -123,17 +115,9 @@ int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	while (done < len) {
-		ssize_t n = write(fd, data + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rv = -errno;
-			break;
-		}
-		done += (size_t)n;
-	}
+	n = wh_io_pwrite(wh_io_thread(), fd, data, len, 0);
+	if (n < 0)
+		rv = (int)n;
 	if (close(fd) != 0 && rv == 0)
 		rv = -errno;
 	if (rv == 0 && rename(tmp, path) != 0)
