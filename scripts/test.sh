@@ -26,11 +26,19 @@ scripts/deps.sh test || { echo "scripts/test.sh: installing dependencies failed"
 
 passed=0 failed=0
 logdir=$(mktemp -d /tmp/wormhole-test.XXXXXX)
+# Every temporary file and mount point of this run lives under $logdir/tmp,
+# so the cleanup below touches only what this run made: two runs (from two
+# checkouts) can share a machine.
+mkdir -p "$logdir/tmp"
+export TMPDIR=$logdir/tmp
 
 cleanup() {
 	# never leave mounts or daemons behind, whatever happened
 	grep ' fuse.wormhole ' /proc/self/mountinfo 2>/dev/null | awk '{print $5}' |
-		while read -r m; do fusermount3 -u -z "$(printf '%b' "$m")" 2>/dev/null; done
+		while read -r m; do
+			m=$(printf '%b' "$m")
+			case "$m" in "$logdir"/*) fusermount3 -u -z "$m" 2>/dev/null ;; esac
+		done
 	pkill -f "$ROOT/build[^ ]*/wormhole" 2>/dev/null || true
 	pkill -f "$ROOT/build[^ ]*/tests/wh_" 2>/dev/null || true
 }
