@@ -16,6 +16,7 @@ int cmd_mount_main(int argc, char **argv);
 int cmd_unmount_main(int argc, char **argv);
 int cmd_get_main(int argc, char **argv);
 int cmd_status_main(int argc, char **argv);
+int cmd_signal_main(int argc, char **argv);
 int cmd_doctor_main(int argc, char **argv);
 
 /* cli_usage_error - print "wormhole CMD: MESSAGE" and a hint; returns 2. */

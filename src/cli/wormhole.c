@@ -30,6 +30,10 @@ static const struct {
 	  "CODE REMOTE_PATH [LOCAL_PATH] --peer ADDR:PORT [--cache-dir DIR] "
 	  "[--json] [--parallel N]",
 	  "copy a file or a folder: verified, deduplicated, resumable" },
+	{ "signal", cmd_signal_main,
+	  "[--listen ADDR:PORT] [--db FILE] [--max-rooms N] [--ttl SECONDS] "
+	  "[--rate PER_SECOND]",
+	  "run a rendezvous server: pairs peers by code, never sees data" },
 	{ "status", cmd_status_main, "", "list the active wormhole mounts" },
 	{ "doctor", cmd_doctor_main, "",
 	  "check that this machine can host and mount" },
