@@ -118,6 +118,8 @@ struct wh_quic_ep {
 	size_t nconns;
 	struct cid_entry *cidmap[CIDMAP_BUCKETS];
 	int depth; /* >0 while inside a public entry point */
+	wh_quic_raw_cb raw_cb; /* datagrams that are not QUIC */
+	void *raw_ud;
 	uint8_t txbuf[TXBUF_LEN];
 	uint8_t rxbuf[RXBUF_LEN];
 };
@@ -1274,6 +1276,12 @@ static void ep_handle_packet(struct wh_quic_ep *ep,
 	ngtcp2_pkt_hd hd;
 	int rv;
 
+	if (len > 0 && (data[0] & 0xc0) == 0) {
+		/* no QUIC v1 packet has both top bits clear */
+		if (ep->raw_cb)
+			ep->raw_cb(ep->raw_ud, data, len, remote, remotelen);
+		return;
+	}
 	if (!ep->server) {
 		if (ep->conns)
 			conn_read_pkt(ep->conns, local, locallen, remote,
@@ -1443,6 +1451,17 @@ void wh_quic_ep_flush(struct wh_quic_ep *ep)
 
 /* ----------------------------------------------------------- endpoints */
 
+static bool probe_gso(int fd)
+{
+	int seg = 1200;
+
+	if (setsockopt(fd, SOL_UDP, UDP_SEGMENT, &seg, sizeof(seg)) != 0)
+		return false;
+	seg = 0;
+	setsockopt(fd, SOL_UDP, UDP_SEGMENT, &seg, sizeof(seg));
+	return true;
+}
+
 static int udp_socket(int family, bool *gso_ok)
 {
 	int fd, one = 1, size = 8 * 1024 * 1024;
@@ -1467,17 +1486,29 @@ static int udp_socket(int family, bool *gso_ok)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one,
 			   sizeof(one));
 	}
-	{
-		int seg = 1200;
-
-		*gso_ok = setsockopt(fd, SOL_UDP, UDP_SEGMENT, &seg,
-				     sizeof(seg)) == 0;
-		if (*gso_ok) {
-			seg = 0;
-			setsockopt(fd, SOL_UDP, UDP_SEGMENT, &seg, sizeof(seg));
-		}
-	}
+	*gso_ok = probe_gso(fd);
 	return fd;
+}
+
+int wh_quic_socket(int family)
+{
+	bool gso;
+
+	return udp_socket(family, &gso);
+}
+
+void wh_quic_ep_set_raw(struct wh_quic_ep *ep, wh_quic_raw_cb cb, void *ud)
+{
+	ep->raw_cb = cb;
+	ep->raw_ud = ud;
+}
+
+int wh_quic_ep_send_raw(struct wh_quic_ep *ep, const struct sockaddr *to,
+			socklen_t tolen, const void *data, size_t len)
+{
+	if (sendto(ep->fd, data, len, 0, to, tolen) < 0)
+		return -errno;
+	return 0;
 }
 
 static struct wh_quic_ep *ep_alloc(const struct wh_quic_config *cfg,
@@ -1548,6 +1579,21 @@ int wh_quic_client_new(const struct sockaddr *addr, socklen_t addrlen,
 		       const struct wh_quic_cbs *cbs, void *ud,
 		       struct wh_quic_ep **pep, struct wh_quic_conn **pconn)
 {
+	bool gso;
+	int fd = udp_socket(addr->sa_family, &gso);
+
+	if (fd < 0)
+		return fd;
+	return wh_quic_client_new_fd(fd, addr, addrlen, cfg, cbs, ud, pep,
+				     pconn);
+}
+
+int wh_quic_client_new_fd(int fd, const struct sockaddr *addr,
+			  socklen_t addrlen, const struct wh_quic_config *cfg,
+			  const struct wh_quic_cbs *cbs, void *ud,
+			  struct wh_quic_ep **pep,
+			  struct wh_quic_conn **pconn)
+{
 	struct wh_quic_ep *ep = ep_alloc(cfg, cbs, ud);
 	struct wh_quic_conn *c;
 	ngtcp2_callbacks ncb;
@@ -1557,12 +1603,12 @@ int wh_quic_client_new(const struct sockaddr *addr, socklen_t addrlen,
 	ngtcp2_path path;
 	int rv;
 
-	if (!ep)
+	if (!ep) {
+		close(fd);
 		return -ENOMEM;
-	rv = udp_socket(addr->sa_family, &ep->gso);
-	if (rv < 0)
-		goto fail;
-	ep->fd = rv;
+	}
+	ep->fd = fd;
+	ep->gso = probe_gso(fd);
 	if (connect(ep->fd, addr, addrlen) != 0) {
 		rv = -errno;
 		goto fail;

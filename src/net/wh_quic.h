@@ -91,6 +91,40 @@ int wh_quic_client_new(const struct sockaddr *addr, socklen_t addrlen,
 		       const struct wh_quic_cbs *cbs, void *ud,
 		       struct wh_quic_ep **pep, struct wh_quic_conn **pconn);
 
+/*
+ * wh_quic_client_new_fd - like wh_quic_client_new, from |fd|, a UDP
+ * socket made by wh_quic_socket() (bound or not; it is connected to
+ * |addr| here).  Takes ownership of |fd|, also on failure.  This lets the
+ * owner use the socket first (NAT hole punching) so that QUIC runs over
+ * the NAT mapping that was opened.
+ */
+int wh_quic_client_new_fd(int fd, const struct sockaddr *addr,
+			  socklen_t addrlen, const struct wh_quic_config *cfg,
+			  const struct wh_quic_cbs *cbs, void *ud,
+			  struct wh_quic_ep **pep,
+			  struct wh_quic_conn **pconn);
+
+/* wh_quic_socket - a non-blocking UDP socket of |family| with the options
+ * the endpoints use (buffers, GRO, PKTINFO).  The fd, or -errno. */
+int wh_quic_socket(int family);
+
+/*
+ * Datagrams that are not QUIC.  A received datagram whose first byte has
+ * both top bits clear cannot be a QUIC v1 packet (long headers set 0x80,
+ * short headers the fixed bit 0x40); the endpoint hands it to the raw
+ * callback (from inside wh_quic_ep_read, |data| valid during the call
+ * only), or drops it if there is none.  wh_quic_ep_send_raw sends one
+ * datagram from the endpoint's socket, so it leaves through the same NAT
+ * mapping as the QUIC packets.  The signal protocol uses both.
+ */
+typedef void (*wh_quic_raw_cb)(void *ud, const uint8_t *data, size_t len,
+			       const struct sockaddr *from,
+			       socklen_t fromlen);
+void wh_quic_ep_set_raw(struct wh_quic_ep *ep, wh_quic_raw_cb cb, void *ud);
+/* 0 or -errno (-EAGAIN when the socket buffer is full: drop it). */
+int wh_quic_ep_send_raw(struct wh_quic_ep *ep, const struct sockaddr *to,
+			socklen_t tolen, const void *data, size_t len);
+
 /* wh_quic_ep_del - close every connection (CONNECTION_CLOSE sent; the
  * usual on_stream_close/on_close callbacks run) and free; NULL is fine. */
 void wh_quic_ep_del(struct wh_quic_ep *ep);
