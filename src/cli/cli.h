@@ -32,9 +32,16 @@ bool cli_parse_int(const char *s, long min, long max, long *out);
 /* cli_parse_code - the canonical join code of |in| into |out| (20 bytes):
  * 0, or the usage error printed and WH_EXIT_USAGE returned. */
 int cli_parse_code(const char *cmd, const char *in, char *out);
-/* cli_need_peer - 0 with a peer address, else the usage error printed
- * (no signal server yet: --peer is how peers find each other) and
- * WH_EXIT_USAGE returned. */
-int cli_need_peer(const char *cmd, const char *peer);
+/* cli_signal_server - the signal server's "ADDR:PORT": |opt| (--signal)
+ * if given, else $WORMHOLE_SIGNAL, else the last "signal = ADDR:PORT"
+ * line of $XDG_CONFIG_HOME/wormhole/config (~/.config/wormhole/config),
+ * copied into |buf|; NULL if none. */
+#include <stddef.h>
+const char *cli_signal_server(const char *opt, char *buf, size_t size);
+/* cli_client_route - how mount/get find the host: with |peer| directly
+ * (*signal = NULL), else through the signal server cli_signal_server()
+ * finds.  0, or (neither) the usage error printed and WH_EXIT_USAGE. */
+int cli_client_route(const char *cmd, const char *peer, const char *opt,
+		     const char **signal, char *buf, size_t size);
 
 #endif /* WH_CLI_H */

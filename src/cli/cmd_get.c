@@ -24,6 +24,7 @@
 
 static const struct option get_opts[] = {
 	{ "peer", required_argument, NULL, 'p' },
+	{ "signal", required_argument, NULL, 's' },
 	{ "cache-dir", required_argument, NULL, 'C' },
 	{ "json", no_argument, NULL, 'j' },
 	{ "parallel", required_argument, NULL, 'P' },
@@ -70,6 +71,8 @@ int cmd_get_main(int argc, char **argv)
 	struct wh_get_stats st;
 	char code[WH_CODE_STRLEN + 1], remote[WH_MAX_PATH + 1], err[1024];
 	char *local = NULL, *cache = NULL;
+	const char *signal_opt = NULL, *signal_srv = NULL;
+	char signal_buf[256];
 	const char *peer = NULL, *cache_dir = NULL, *base;
 	bool json = false;
 	long parallel = 16, timeout_ms = 15000;
@@ -82,6 +85,9 @@ int cmd_get_main(int argc, char **argv)
 		switch (c) {
 		case 'p':
 			peer = optarg;
+			break;
+		case 's':
+			signal_opt = optarg;
 			break;
 		case 'C':
 			cache_dir = optarg;
@@ -105,7 +111,8 @@ int cmd_get_main(int argc, char **argv)
 			break;
 		case 'h':
 			printf("usage: wormhole get CODE REMOTE_PATH "
-			       "[LOCAL_PATH] --peer ADDR:PORT [--cache-dir DIR] "
+			       "[LOCAL_PATH] [--peer ADDR:PORT | --signal "
+			       "ADDR:PORT] [--cache-dir DIR] "
 			       "[--json] [--parallel N]\n");
 			return WH_EXIT_OK;
 		default:
@@ -120,7 +127,8 @@ int cmd_get_main(int argc, char **argv)
 	if (normalize(argv[optind + 1], remote, sizeof(remote)) < 0)
 		return cli_usage_error("get", "bad remote path '%s'",
 				       argv[optind + 1]);
-	if (cli_need_peer("get", peer))
+	if (cli_client_route("get", peer, signal_opt, &signal_srv,
+			     signal_buf, sizeof(signal_buf)))
 		return WH_EXIT_USAGE;
 
 	/* like cp: into an existing directory, or to the given name; the
@@ -173,6 +181,7 @@ int cmd_get_main(int argc, char **argv)
 	memset(&so, 0, sizeof(so));
 	so.code = code;
 	so.peer = peer;
+	so.signal = signal_srv;
 	so.connect_timeout_ms = 10000;
 	rv = wh_session_new(&so, &sess, err, sizeof(err));
 	if (rv < 0) {

@@ -27,6 +27,7 @@ int cmd_host_main(int argc, char **argv)
 	char code[WH_CODE_STRLEN + 1];
 	const char *listen = "0.0.0.0:0", *given_code = NULL, *signal = NULL;
 	const char *cache_dir = NULL;
+	char signal_buf[256];
 	bool no_signal = false;
 	int c, rv;
 
@@ -76,19 +77,20 @@ int cmd_host_main(int argc, char **argv)
 	} else {
 		wh_code_generate(code);
 	}
-	if (signal)
-		wh_warn("signal servers are not supported by this version: "
-			"ignoring --signal %s; peers must connect with "
-			"--peer ADDR:PORT", signal);
-	else if (!no_signal)
+	if (!no_signal)
+		signal = cli_signal_server(signal, signal_buf,
+					   sizeof(signal_buf));
+	if (!signal && !no_signal)
 		wh_warn("no signal server is configured: peers must connect "
-			"with --peer ADDR:PORT (use --no-signal to silence "
+			"with --peer ADDR:PORT (pass --signal ADDR:PORT, set "
+			"WORMHOLE_SIGNAL, or use --no-signal to silence "
 			"this)");
 	memset(&ho, 0, sizeof(ho));
 	ho.dir = argv[optind];
 	ho.listen = listen;
 	ho.code = code;
 	ho.cache_dir = cache_dir;
+	ho.signal = signal;
 	ho.out = stdout;
 	rv = wh_host_run(&ho);
 	return rv < 0 ? WH_EXIT_FAIL : WH_EXIT_OK;

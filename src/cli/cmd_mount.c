@@ -25,6 +25,7 @@
 
 static const struct option mount_opts[] = {
 	{ "peer", required_argument, NULL, 'p' },
+	{ "signal", required_argument, NULL, 's' },
 	{ "cache-dir", required_argument, NULL, 'C' },
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "timeout-ms", required_argument, NULL, 't' },
@@ -106,6 +107,8 @@ int cmd_mount_main(int argc, char **argv)
 	struct wh_rpc rpc;
 	struct stat st;
 	char code[WH_CODE_STRLEN + 1], err[512], msg[600];
+	const char *signal_opt = NULL, *signal_srv = NULL;
+	char signal_buf[256];
 	const char *peer = NULL, *logfile = NULL, *cache_dir = NULL;
 	const char *mnt;
 	bool foreground = false;
@@ -117,6 +120,9 @@ int cmd_mount_main(int argc, char **argv)
 		switch (c) {
 		case 'p':
 			peer = optarg;
+			break;
+		case 's':
+			signal_opt = optarg;
 			break;
 		case 'C':
 			cache_dir = optarg;
@@ -137,8 +143,8 @@ int cmd_mount_main(int argc, char **argv)
 			wh_log_set_level(WH_LOG_DEBUG);
 			break;
 		case 'h':
-			printf("usage: wormhole mount CODE MOUNTPOINT --peer "
-			       "ADDR:PORT [--foreground] [--timeout-ms N] "
+			printf("usage: wormhole mount CODE MOUNTPOINT [--peer "
+			       "ADDR:PORT | --signal ADDR:PORT] [--foreground] [--timeout-ms N] "
 			       "[--log FILE] [-v]\n");
 			return WH_EXIT_OK;
 		default:
@@ -149,7 +155,8 @@ int cmd_mount_main(int argc, char **argv)
 		return cli_usage_error("mount", "expected a join code and a "
 				       "mount point");
 	if (cli_parse_code("mount", argv[optind], code) ||
-	    cli_need_peer("mount", peer))
+	    cli_client_route("mount", peer, signal_opt, &signal_srv,
+			     signal_buf, sizeof(signal_buf)))
 		return WH_EXIT_USAGE;
 	mnt = argv[optind + 1];
 	if (stat(mnt, &st) != 0) {
@@ -189,6 +196,7 @@ int cmd_mount_main(int argc, char **argv)
 	memset(&so, 0, sizeof(so));
 	so.code = code;
 	so.peer = peer;
+	so.signal = signal_srv;
 	so.connect_timeout_ms = 10000;
 	rv = wh_session_new(&so, &sess, err, sizeof(err));
 	if (rv < 0) {
@@ -215,7 +223,7 @@ int cmd_mount_main(int argc, char **argv)
 		wh_session_del(sess);
 		return WH_EXIT_FAIL;
 	}
-	wh_info("mounted %s on %s", peer, mnt);
+	wh_info("mounted %s on %s", peer ? peer : "the share", mnt);
 	if (!foreground) {
 		report(fd, "0");
 		if (chdir("/") != 0)

@@ -21,13 +21,15 @@ static const struct {
 	  "--no-signal] [--cache-dir DIR] [-v]",
 	  "share DIR (read-only) and print its join code" },
 	{ "mount", cmd_mount_main,
-	  "CODE MOUNTPOINT --peer ADDR:PORT [--foreground] [--timeout-ms N] "
+	  "CODE MOUNTPOINT [--peer ADDR:PORT | --signal ADDR:PORT] "
+	  "[--foreground] [--timeout-ms N] "
 	  "[--log FILE] [-v]",
 	  "mount a shared folder" },
 	{ "unmount", cmd_unmount_main, "MOUNTPOINT",
 	  "unmount a wormhole mount" },
 	{ "get", cmd_get_main,
-	  "CODE REMOTE_PATH [LOCAL_PATH] --peer ADDR:PORT [--cache-dir DIR] "
+	  "CODE REMOTE_PATH [LOCAL_PATH] [--peer ADDR:PORT | --signal "
+	  "ADDR:PORT] [--cache-dir DIR] "
 	  "[--json] [--parallel N]",
 	  "copy a file or a folder: verified, deduplicated, resumable" },
 	{ "signal", cmd_signal_main,
@@ -115,11 +117,58 @@ int cli_parse_code(const char *cmd, const char *in, char *out)
 			       "symbols like 7KJM-XBCD-QRST-VWYZ", in);
 }
 
-int cli_need_peer(const char *cmd, const char *peer)
+const char *cli_signal_server(const char *opt, char *buf, size_t size)
 {
+	const char *env = getenv("WORMHOLE_SIGNAL"), *xdg, *home;
+	char path[4096], line[512];
+	const char *found = NULL;
+	FILE *f;
+
+	if (opt && *opt)
+		return opt;
+	if (env && *env)
+		return env;
+	xdg = getenv("XDG_CONFIG_HOME");
+	home = getenv("HOME");
+	if (xdg && *xdg)
+		snprintf(path, sizeof(path), "%s/wormhole/config", xdg);
+	else if (home && *home)
+		snprintf(path, sizeof(path), "%s/.config/wormhole/config",
+			 home);
+	else
+		return NULL;
+	f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	while (fgets(line, sizeof(line), f)) {
+		char key[64], val[448];
+
+		/* "signal = ADDR:PORT"; '#' starts a comment */
+		if (line[strspn(line, " \t")] == '#')
+			continue;
+		if (sscanf(line, " %63[a-z_] = %447s", key, val) == 2 &&
+		    strcmp(key, "signal") == 0) {
+			snprintf(buf, size, "%s", val);
+			found = buf;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+int cli_client_route(const char *cmd, const char *peer, const char *opt,
+		     const char **signal, char *buf, size_t size)
+{
+	*signal = NULL;
 	if (peer)
 		return 0;
-	return cli_usage_error(cmd, "no signal server is configured: give the "
+	*signal = cli_signal_server(opt, buf, size);
+	if (*signal)
+		return 0;
+	return cli_usage_error(cmd, "no signal server is configured: pass "
+			       "--signal ADDR:PORT (or set WORMHOLE_SIGNAL, "
+			       "or 'signal = ADDR:PORT' in "
+			       "~/.config/wormhole/config), or give the "
 			       "host's address with --peer ADDR:PORT");
 }
 

@@ -25,12 +25,14 @@
 #include "net/wh_addr.h"
 #include "net/wh_quic.h"
 #include "proto/wh_proto.h"
+#include "signal/wh_rendezvous.h"
 
 #define PAKE_LABEL "EXPORTER-wormhole-pake"
 #define CLIENT_CAPS (WH_CAP_INVAL | WH_CAP_READDIRPLUS | WH_CAP_CHUNKS)
 #define CTRL_MAX (64 * 1024)
 #define RETRY_MIN_MS 250
 #define RETRY_MAX_MS 1000
+#define RDV_TIMEOUT_MS 8000 /* one rendezvous, signal server and punch */
 
 enum sess_state {
 	SS_CONNECTING,
@@ -55,6 +57,9 @@ struct wh_session {
 	struct wh_session_opts opts;
 	char code[32];
 	char peer[256];
+	char signal[256];
+	struct sockaddr_storage sigaddr; /* when signal[0] */
+	socklen_t sigaddrlen;
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 
@@ -477,6 +482,37 @@ static void conn_teardown(struct wh_session *s)
 	wh_pake_wipe(&s->pake);
 }
 
+/* rendezvous - find the host through the signal server and punch a path
+ * (blocking, bounded): the socket to run QUIC on, with s->addr set; or a
+ * negative error.  Before the first connection, a failure fails the
+ * session with its explanation; later ones are retried (a restarting
+ * host registers again). */
+static int rendezvous(struct wh_session *s)
+{
+	char err[WH_MAX_ERRMSG];
+	int fd, rv;
+
+	rv = wh_rdv_join((struct sockaddr *)&s->sigaddr, s->sigaddrlen,
+			 s->code, RDV_TIMEOUT_MS, &fd, &s->addr, &s->addrlen,
+			 err, sizeof(err));
+	if (rv < 0) {
+		bool ever;
+
+		pthread_mutex_lock(&s->lock);
+		ever = s->ever_ready;
+		pthread_mutex_unlock(&s->lock);
+		if (!ever)
+			set_failed(s, rv, err);
+		else
+			wh_debug("%s", err);
+		return rv;
+	}
+	pthread_mutex_lock(&s->lock);
+	wh_addr_str((struct sockaddr *)&s->addr, s->peer, sizeof(s->peer));
+	pthread_mutex_unlock(&s->lock);
+	return fd;
+}
+
 static void conn_start(struct wh_session *s)
 {
 	struct wh_quic_config cfg;
@@ -484,8 +520,20 @@ static void conn_start(struct wh_session *s)
 	int rv;
 
 	wh_quic_config_default(&cfg, false);
-	rv = wh_quic_client_new((struct sockaddr *)&s->addr, s->addrlen, &cfg,
-				&session_cbs, s, &s->ep, &s->qc);
+	if (s->signal[0]) {
+		rv = rendezvous(s);
+		if (rv < 0) {
+			s->ep = NULL;
+			return;
+		}
+		rv = wh_quic_client_new_fd(rv, (struct sockaddr *)&s->addr,
+					   s->addrlen, &cfg, &session_cbs, s,
+					   &s->ep, &s->qc);
+	} else {
+		rv = wh_quic_client_new((struct sockaddr *)&s->addr,
+					s->addrlen, &cfg, &session_cbs, s,
+					&s->ep, &s->qc);
+	}
 	if (rv < 0) {
 		wh_debug("cannot connect to %s: %s", s->peer,
 			 wh_strerror(rv));
@@ -722,7 +770,8 @@ int wh_session_new(const struct wh_session_opts *opts, struct wh_session **ps,
 	s->opts = *opts;
 	s->wakefd = s->epfd = -1;
 	snprintf(s->code, sizeof(s->code), "%s", opts->code);
-	snprintf(s->peer, sizeof(s->peer), "%s", opts->peer);
+	snprintf(s->peer, sizeof(s->peer), "%s",
+		 opts->peer ? opts->peer : "");
 	s->opts.code = s->code;
 	s->opts.peer = s->peer;
 	s->retry_ms = RETRY_MIN_MS;
@@ -736,10 +785,24 @@ int wh_session_new(const struct wh_session_opts *opts, struct wh_session **ps,
 		pthread_cond_init(&s->state_cv, &attr);
 		pthread_condattr_destroy(&attr);
 	}
-	rv = wh_addr_parse(opts->peer, &s->addr, &s->addrlen);
+	if (!opts->peer && opts->signal) {
+		snprintf(s->signal, sizeof(s->signal), "%s", opts->signal);
+		snprintf(s->peer, sizeof(s->peer), "the host (through %s)",
+			 opts->signal);
+		s->opts.signal = s->signal;
+		rv = wh_addr_parse(opts->signal, &s->sigaddr, &s->sigaddrlen);
+		if (rv < 0)
+			snprintf(err, errlen, "bad signal server address '%s': "
+				 "expected ADDR:PORT", opts->signal);
+	} else {
+		rv = wh_addr_parse(opts->peer ? opts->peer : "", &s->addr,
+				   &s->addrlen);
+		if (rv < 0)
+			snprintf(err, errlen, "bad peer address '%s': "
+				 "expected ADDR:PORT",
+				 opts->peer ? opts->peer : "");
+	}
 	if (rv < 0) {
-		snprintf(err, errlen, "bad peer address '%s': expected "
-			 "ADDR:PORT", opts->peer);
 		goto fail;
 	}
 	s->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -26,7 +26,9 @@ typedef void (*wh_session_reconnect_cb)(void *ud);
 
 struct wh_session_opts {
 	const char *code;       /* canonical join code */
-	const char *peer;       /* "ADDR:PORT" of the host */
+	const char *peer;       /* "ADDR:PORT" of the host, or NULL: */
+	const char *signal;     /* find it through this signal server
+				 * (wh_rdv_join), on every (re)connect */
 	int connect_timeout_ms; /* for the first connection; e.g. 10000 */
 	bool no_reconnect;      /* fail in-flight calls when the link drops
 				 * and never reconnect (test tools) */

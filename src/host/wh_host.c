@@ -36,6 +36,7 @@
 #include "net/wh_addr.h"
 #include "net/wh_quic.h"
 #include "proto/wh_proto.h"
+#include "signal/wh_rendezvous.h"
 
 #define HOST_CAPS (WH_CAP_INVAL | WH_CAP_READDIRPLUS | WH_CAP_CHUNKS)
 #define PAKE_LABEL "EXPORTER-wormhole-pake"
@@ -114,6 +115,7 @@ struct host {
 	struct wh_mcache *mc;
 	struct pool pool;
 	struct wh_quic_ep *ep;
+	struct wh_rdv_host *rdv; /* NULL without a signal server */
 	unsigned failures;
 	bool locked;
 	unsigned next_id;
@@ -850,6 +852,9 @@ int wh_host_run(const struct wh_host_opts *opts)
 			"host-side changes only when their caches expire");
 	}
 
+	if (opts->signal)
+		wh_rdv_host_attach(h.ep, opts->signal, opts->code, &h.rdv);
+
 	wh_quic_ep_local_addr(h.ep, &ss, &sslen);
 	fprintf(opts->out, "join code: %s\n", opts->code);
 	fprintf(opts->out, "listening: %s\n",
@@ -866,6 +871,12 @@ int wh_host_run(const struct wh_host_opts *opts)
 					? 0
 					: (int)((h.inval_due - now) /
 						WH_NS_PER_MS) + 1;
+
+			if (timeout < 0 || t < timeout)
+				timeout = t;
+		}
+		if (h.rdv) {
+			int t = wh_rdv_host_timeout_ms(h.rdv, wh_now_ns());
 
 			if (timeout < 0 || t < timeout)
 				timeout = t;
@@ -896,6 +907,8 @@ int wh_host_run(const struct wh_host_opts *opts)
 			}
 		}
 		wh_quic_ep_expire(h.ep);
+		if (h.rdv)
+			wh_rdv_host_tick(h.rdv, wh_now_ns());
 		if (h.inval_due && h.inval_due <= wh_now_ns()) {
 			struct wh_quic_conn **conns = NULL;
 			size_t nconns = 0;
@@ -908,6 +921,7 @@ int wh_host_run(const struct wh_host_opts *opts)
 	}
 	rv = 0;
 out:
+	wh_rdv_host_del(h.rdv);
 	wh_quic_ep_del(h.ep);
 	if (h.pool.nthreads > 0 || h.pool.donefd > 0)
 		pool_stop(&h.pool);

@@ -19,6 +19,7 @@ struct wh_host_opts {
 	const char *listen; /* "ADDR:PORT" */
 	const char *code;   /* canonical join code */
 	const char *cache_dir; /* manifest cache; NULL: the default */
+	const char *signal; /* "ADDR:PORT" of a signal server, or NULL */
 	FILE *out;          /* where "join code:" and "listening:" go */
 };
 

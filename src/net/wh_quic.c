@@ -59,6 +59,10 @@ struct seg {
 	void (*free_fn)(void *);
 };
 
+/* the first two bytes of a datagram that is not QUIC (wh_quic_ep_set_raw) */
+#define RAW_MARK0 0x00
+#define RAW_MARK1 0x57
+
 struct wh_quic_stream {
 	int64_t id;
 	void *ud;
@@ -145,6 +149,21 @@ static void rand_cb(uint8_t *dest, size_t destlen, const ngtcp2_rand_ctx *ctx)
 {
 	(void)ctx;
 	(void)gnutls_rnd(GNUTLS_RND_RANDOM, dest, destlen);
+}
+
+static int random_bytes(void *p, size_t n);
+
+/* new_cid - a random connection ID of ours.  Its first byte is never
+ * RAW_MARK1, so a QUIC short-header packet addressed to us (whose first
+ * byte may have both top bits clear when the peer greases the QUIC bit,
+ * RFC 9287) never starts with the two bytes of a raw datagram. */
+static int new_cid(uint8_t *p, size_t n)
+{
+	if (random_bytes(p, n) != 0)
+		return -1;
+	if (n > 0 && p[0] == RAW_MARK1)
+		p[0] ^= 0x80;
+	return 0;
 }
 
 static int random_bytes(void *p, size_t n)
@@ -586,7 +605,7 @@ static int cb_get_new_connection_id(ngtcp2_conn *conn, ngtcp2_cid *cid,
 	struct wh_quic_conn *c = user_data;
 
 	(void)conn;
-	if (random_bytes(cid->data, cidlen) != 0 ||
+	if (new_cid(cid->data, cidlen) != 0 ||
 	    random_bytes(token, NGTCP2_STATELESS_RESET_TOKENLEN) != 0)
 		return NGTCP2_ERR_CALLBACK_FAILURE;
 	cid->datalen = cidlen;
@@ -905,7 +924,7 @@ static int conn_server_new(struct wh_quic_ep *ep, const ngtcp2_pkt_hd *hd,
 	scid.datalen = CID_LEN;
 	if (random_bytes(tp.stateless_reset_token,
 			 sizeof(tp.stateless_reset_token)) != 0 ||
-	    random_bytes(scid.data, CID_LEN) != 0) {
+	    new_cid(scid.data, CID_LEN) != 0) {
 		rv = -EIO;
 		goto fail;
 	}
@@ -1276,8 +1295,8 @@ static void ep_handle_packet(struct wh_quic_ep *ep,
 	ngtcp2_pkt_hd hd;
 	int rv;
 
-	if (len > 0 && (data[0] & 0xc0) == 0) {
-		/* no QUIC v1 packet has both top bits clear */
+	if (len >= 2 && data[0] == RAW_MARK0 && data[1] == RAW_MARK1) {
+		/* not QUIC: see new_cid() */
 		if (ep->raw_cb)
 			ep->raw_cb(ep->raw_ud, data, len, remote, remotelen);
 		return;
@@ -1636,7 +1655,7 @@ int wh_quic_client_new_fd(int fd, const struct sockaddr *addr,
 	dcid.datalen = 18;
 	scid.datalen = CID_LEN;
 	if (random_bytes(dcid.data, dcid.datalen) != 0 ||
-	    random_bytes(scid.data, scid.datalen) != 0) {
+	    new_cid(scid.data, scid.datalen) != 0) {
 		rv = -EIO;
 		goto fail;
 	}

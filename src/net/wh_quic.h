@@ -109,12 +109,15 @@ int wh_quic_client_new_fd(int fd, const struct sockaddr *addr,
 int wh_quic_socket(int family);
 
 /*
- * Datagrams that are not QUIC.  A received datagram whose first byte has
- * both top bits clear cannot be a QUIC v1 packet (long headers set 0x80,
- * short headers the fixed bit 0x40); the endpoint hands it to the raw
- * callback (from inside wh_quic_ep_read, |data| valid during the call
- * only), or drops it if there is none.  wh_quic_ep_send_raw sends one
- * datagram from the endpoint's socket, so it leaves through the same NAT
+ * Datagrams that are not QUIC.  A received datagram that starts with the
+ * two bytes 00 57 ("\0W") is not a QUIC packet for this endpoint: long
+ * headers have the top bit set, and a short header starts with a
+ * connection ID of ours, which this endpoint never begins with 0x57 (the
+ * check holds when the peer greases the QUIC bit, RFC 9287, as ngtcp2
+ * does).  The endpoint hands such a datagram to the raw callback (from
+ * inside wh_quic_ep_read, |data| valid during the call only), or drops it
+ * if there is none.  wh_quic_ep_send_raw sends one datagram from the
+ * endpoint's socket, so it leaves through the same NAT
  * mapping as the QUIC packets.  The signal protocol uses both.
  */
 typedef void (*wh_quic_raw_cb)(void *ud, const uint8_t *data, size_t len,

@@ -4,9 +4,9 @@
  * normative description; this header is its C face.
  *
  * Every datagram starts with the 4-byte magic 00 'W' 'S' 01 and a type
- * byte.  The first byte has its two top bits clear, which no QUIC v1 packet
- * has (long headers set 0x80, short headers the fixed bit 0x40), so the
- * signal datagrams share the QUIC socket and are told apart by that byte.
+ * byte.  No QUIC packet addressed to a wormhole endpoint starts with
+ * 00 57 (wh_quic.h explains why), so signal datagrams share the QUIC
+ * socket and the endpoint hands them to its owner.
  *
  *   REGISTER    host -> server   room, owner token, txn, candidates
  *   REGISTERED  server -> host   txn, ttl (s), the host's reflected address

@@ -383,6 +383,54 @@ void wh_rdv_host_del(struct wh_rdv_host *h)
 	free(h);
 }
 
+static int ep_send(void *ud, const struct sockaddr *to, socklen_t tolen,
+		   const void *data, size_t len)
+{
+	return wh_quic_ep_send_raw(ud, to, tolen, data, len);
+}
+
+static void ep_raw(void *ud, const uint8_t *data, size_t len,
+		   const struct sockaddr *from, socklen_t fromlen)
+{
+	wh_rdv_host_input(ud, wh_now_ns(), data, len, from, fromlen);
+}
+
+int wh_rdv_host_attach(struct wh_quic_ep *ep, const char *signal,
+		       const char *code, struct wh_rdv_host **ph)
+{
+	struct sockaddr_storage sig, local;
+	socklen_t siglen, locallen = sizeof(local);
+	struct wh_sig_addr cands[WH_SIG_MAX_CANDS - 1], la;
+	unsigned n;
+	int rv;
+
+	rv = wh_addr_parse(signal, &sig, &siglen);
+	if (rv < 0) {
+		wh_warn("bad signal server address '%s': expected ADDR:PORT; "
+			"peers must connect with --peer", signal);
+		return rv;
+	}
+	rv = wh_quic_ep_local_addr(ep, &local, &locallen);
+	if (rv < 0)
+		return rv;
+	if (local.ss_family != sig.ss_family) {
+		wh_warn("the signal server %s is not reachable from a socket "
+			"listening on another address family: pass a --listen "
+			"address of its family; peers must connect with "
+			"--peer meanwhile", signal);
+		return WH_ERR_ADDR;
+	}
+	wh_sig_addr_from_sa((struct sockaddr *)&local, &la);
+	n = wh_rdv_local_cands((struct sockaddr *)&local, la.port, cands,
+			       WH_SIG_MAX_CANDS - 1);
+	rv = wh_rdv_host_new(code, (struct sockaddr *)&sig, siglen, cands, n,
+			     ep_send, ep, ph);
+	if (rv < 0)
+		return rv;
+	wh_quic_ep_set_raw(ep, ep_raw, *ph);
+	return 0;
+}
+
 /* -------------------------------------------------------------- client */
 
 static int fd_send(void *ud, const struct sockaddr *to, socklen_t tolen,

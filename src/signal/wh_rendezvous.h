@@ -76,6 +76,17 @@ void wh_rdv_host_tick(struct wh_rdv_host *h, uint64_t now_ns);
 int wh_rdv_host_timeout_ms(const struct wh_rdv_host *h, uint64_t now_ns);
 /* wh_rdv_host_registered - true once the server confirmed the room. */
 bool wh_rdv_host_registered(const struct wh_rdv_host *h);
+/*
+ * wh_rdv_host_attach - the host's glue: parse |signal| ("ADDR:PORT"),
+ * gather the candidates of |ep|'s socket, create the state machine with
+ * wh_quic_ep_send_raw as its send function and install its input as
+ * |ep|'s raw datagram callback.  0, or an error with a warning logged
+ * (the host then runs without the signal server).
+ */
+struct wh_quic_ep;
+int wh_rdv_host_attach(struct wh_quic_ep *ep, const char *signal,
+		       const char *code, struct wh_rdv_host **ph);
+
 /* wh_rdv_host_del - send UNREGISTER and free; NULL is fine. */
 void wh_rdv_host_del(struct wh_rdv_host *h);
 
