@@ -20,11 +20,8 @@ import os
 import secrets
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import tempfile
-import threading
 import time
 
 import pytest
@@ -466,10 +463,6 @@ def test_silent_signal_server(net, procs, work):
     assert "did not answer" in r.stderr, r.stderr
 
 
-def join_datagram(room, txn):
-    return b"\x00WS\x01" + bytes([4]) + room + txn + b"\x00"
-
-
 def udp_script(lines):
     return "import socket, os, time\n" + "\n".join(lines) + "\n"
 
@@ -503,16 +496,14 @@ def test_bad_and_oversized_datagrams(net, procs, work):
 def test_flood_is_rate_limited_others_unaffected(net, procs, work):
     s = start_signal(net, procs, work)
     h = start_host(net, procs, work)
-    # cp floods JOINs for unknown rooms for 14 s (longer than a client's
-    # rendezvous deadline) and counts the RATE errors
+    # cp floods JOINs for unknown rooms for 6 s and counts the answers
     script = udp_script([
-        "import struct",
         "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)",
         "s.setblocking(False)",
         "a = ('%s', %d)" % (SIG_IP, SIG_PORT),
-        "end = time.monotonic() + 14",
-        "sent = rate = 0",
-        "while time.monotonic() < end:",
+        "t0 = time.monotonic()",
+        "sent = noroom = rate = 0",
+        "while time.monotonic() < t0 + 6:",
         "    for i in range(50):",
         "        try:",
         "            s.sendto(b'\\x00WS\\x01\\x04' + os.urandom(24) + b'\\x00', a)",
@@ -526,27 +517,36 @@ def test_flood_is_rate_limited_others_unaffected(net, procs, work):
         "            break",
         "        if d[4] == 7 and d[-1] == 4:",
         "            rate += 1",
+        "        elif d[4] == 7 and d[-1] == 1:",
+        "            noroom += 1",
         "    time.sleep(0.005)",
-        "print(sent, rate)",
+        "time.sleep(0.5)",
+        "while True:",
+        "    try:",
+        "        d, _ = s.recvfrom(2048)",
+        "    except BlockingIOError:",
+        "        break",
+        "    rate += d[4] == 7 and d[-1] == 4",
+        "    noroom += d[4] == 7 and d[-1] == 1",
+        "print(sent, noroom, rate, time.monotonic() - t0)",
     ])
     flood = net.popen("cp", ["python3", "-c", script], stdout=subprocess.PIPE,
                       text=True)
     try:
         time.sleep(1)
-        # a join from another address goes through at once
+        # a join from another address goes through during the flood
         out = os.path.join(work, "copy")
         r = get(net, "cb", h.out["join code"], ".", out, extra=["--signal", SIG])
         assert r.returncode == 0, r.stderr
         check_copy(work, out)
-        # one from the flooding address is refused, or drowns
-        r = get(net, "cp", h.out["join code"], ".", os.path.join(work, "c2"),
-                extra=["--signal", SIG])
-        assert r.returncode == 1
-        assert ("too many requests" in r.stderr or "did not answer" in r.stderr), \
-            r.stderr
+        assert flood.poll() is None  # it really ran during the flood
     finally:
         stdout, _ = flood.communicate(timeout=30)
-    sent, rate = map(int, stdout.split())
-    assert sent > 1000
-    assert 1 <= rate <= 16  # about one RATE answer a second, no more
+    sent, noroom, rate = map(int, stdout.split()[:3])
+    secs = float(stdout.split()[3])
+    assert sent > 2000
+    # the server answered what the bucket allows (burst 40, 20 per
+    # second), not what was sent; over the rate, one RATE a second at most
+    assert 1 <= noroom <= 40 + 20 * secs + 5, stdout
+    assert 1 <= rate <= secs + 2, stdout
     assert s.alive()
