@@ -68,6 +68,7 @@ struct wh_session {
 	pthread_mutex_t lock;
 	pthread_cond_t state_cv;
 	int wakefd, epfd;
+	int stopfd; /* readable once wh_session_del() began */
 
 	/* protected by lock */
 	struct call *pend_head, *pend_tail;
@@ -493,7 +494,8 @@ static int rendezvous(struct wh_session *s)
 	int fd, rv;
 
 	rv = wh_rdv_join((struct sockaddr *)&s->sigaddr, s->sigaddrlen,
-			 s->code, RDV_TIMEOUT_MS, &fd, &s->addr, &s->addrlen,
+			 s->code, RDV_TIMEOUT_MS, s->stopfd, &fd, &s->addr,
+			 &s->addrlen,
 			 err, sizeof(err));
 	if (rv < 0) {
 		bool ever;
@@ -768,7 +770,7 @@ int wh_session_new(const struct wh_session_opts *opts, struct wh_session **ps,
 		return -ENOMEM;
 	}
 	s->opts = *opts;
-	s->wakefd = s->epfd = -1;
+	s->wakefd = s->epfd = s->stopfd = -1;
 	snprintf(s->code, sizeof(s->code), "%s", opts->code);
 	snprintf(s->peer, sizeof(s->peer), "%s",
 		 opts->peer ? opts->peer : "");
@@ -806,8 +808,9 @@ int wh_session_new(const struct wh_session_opts *opts, struct wh_session **ps,
 		goto fail;
 	}
 	s->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	s->stopfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	s->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (s->wakefd < 0 || s->epfd < 0) {
+	if (s->wakefd < 0 || s->stopfd < 0 || s->epfd < 0) {
 		rv = -errno;
 		snprintf(err, errlen, "%s", strerror(errno));
 		goto fail;
@@ -868,6 +871,12 @@ void wh_session_del(struct wh_session *s)
 		pthread_mutex_lock(&s->lock);
 		s->stop = true;
 		pthread_mutex_unlock(&s->lock);
+		{
+			uint64_t one = 1;
+
+			/* a rendezvous in progress gives up at once */
+			(void)!write(s->stopfd, &one, sizeof(one));
+		}
 		wake(s);
 		pthread_join(s->thread, NULL);
 	}
@@ -878,6 +887,8 @@ void wh_session_del(struct wh_session *s)
 	wh_pake_wipe(&s->pake);
 	if (s->wakefd >= 0)
 		close(s->wakefd);
+	if (s->stopfd >= 0)
+		close(s->stopfd);
 	if (s->epfd >= 0)
 		close(s->epfd);
 	pthread_cond_destroy(&s->state_cv);

@@ -455,7 +455,7 @@ static int join_fail(char *err, size_t errlen, int rv, const char *fmt, ...)
 }
 
 int wh_rdv_join(const struct sockaddr *sig, socklen_t siglen,
-		const char *code, int timeout_ms, int *pfd,
+		const char *code, int timeout_ms, int cancel_fd, int *pfd,
 		struct sockaddr_storage *peer, socklen_t *peerlen, char *err,
 		size_t errlen)
 {
@@ -504,7 +504,8 @@ int wh_rdv_join(const struct sockaddr *sig, socklen_t siglen,
 	deadline = now + (uint64_t)timeout_ms * WH_NS_PER_MS;
 
 	for (;;) {
-		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		struct pollfd pf[2] = { { .fd = fd, .events = POLLIN },
+					{ .fd = cancel_fd, .events = POLLIN } };
 		uint8_t buf[WH_SIG_MAX_DGRAM + 1];
 		struct sockaddr_storage from;
 		socklen_t fromlen;
@@ -551,7 +552,13 @@ int wh_rdv_join(const struct sockaddr *sig, socklen_t siglen,
 		}
 		wait = (int)((next_send > now ? next_send - now : 0) /
 			     WH_NS_PER_MS) + 1;
-		if (poll(&pf, 1, wait) <= 0)
+		if (poll(pf, cancel_fd >= 0 ? 2 : 1, wait) <= 0)
+			continue;
+		if (pf[1].revents) {
+			rv = -ECANCELED;
+			break;
+		}
+		if (!(pf[0].revents & POLLIN))
 			continue;
 		fromlen = sizeof(from);
 		n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from,
@@ -608,6 +615,8 @@ int wh_rdv_join(const struct sockaddr *sig, socklen_t siglen,
 		}
 	}
 	close(fd);
+	if (rv == -ECANCELED)
+		return join_fail(err, errlen, rv, "cancelled");
 	if (rv == WH_ERR_TIMEOUT)
 		return join_fail(err, errlen, rv,
 				 "the signal server %s did not answer: is it "

@@ -98,10 +98,11 @@ void wh_rdv_host_del(struct wh_rdv_host *h);
  * explanation in |err|: WH_ERR_TIMEOUT (the server did not answer),
  * -ENOENT (no host registered for this code), -EBUSY (the server is
  * rate limiting us or is full), -EHOSTUNREACH (no candidate answered the
- * punch), WH_ERR_CODE, or -errno.
+ * punch), -ECANCELED (|cancel_fd|, if not -1, became readable), WH_ERR_CODE,
+ * or -errno.
  */
 int wh_rdv_join(const struct sockaddr *sig, socklen_t siglen,
-		const char *code, int timeout_ms, int *pfd,
+		const char *code, int timeout_ms, int cancel_fd, int *pfd,
 		struct sockaddr_storage *peer, socklen_t *peerlen, char *err,
 		size_t errlen);
 
