@@ -424,6 +424,186 @@ static void test_rate_limit(void **state)
 	wh_sigsrv_del(s);
 }
 
+/* ------------------------------------------------------------- host */
+
+struct sent {
+	unsigned n;
+	struct wh_sig_msg m[64];
+	struct sockaddr_storage to[64];
+};
+
+static int capture(void *ud, const struct sockaddr *to, socklen_t tolen,
+		   const void *data, size_t len)
+{
+	struct sent *s = ud;
+
+	if (s->n < 64) {
+		assert_int_equal(wh_sig_decode(data, len, &s->m[s->n]), 0);
+		memcpy(&s->to[s->n], to, tolen);
+		s->n++;
+	}
+	return 0;
+}
+
+static void feed(struct wh_rdv_host *h, uint64_t now, const char *ip,
+		 uint16_t port, const struct wh_sig_msg *m)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sa4(ip, port, &ss);
+	uint8_t buf[WH_SIG_MAX_DGRAM];
+	int n = wh_sig_encode(m, buf, sizeof(buf));
+
+	assert_true(n > 0);
+	wh_rdv_host_input(h, now, buf, (size_t)n, (struct sockaddr *)&ss, len);
+}
+
+#define MS 1000000ULL
+
+static void test_host_machine(void **state)
+{
+	static const char code[] = "7KJM-XBCD-QRST-VWYZ";
+	struct wh_sig_addr local = v4("10.1.0.2", 5000), to;
+	struct sockaddr_storage sig;
+	socklen_t siglen = sa4("203.0.113.10", 7700, &sig);
+	uint8_t room[WH_SIG_ROOM_LEN], token[WH_SIG_TOKEN_LEN];
+	struct wh_rdv_host *h;
+	struct wh_sig_msg m;
+	struct sent out;
+	uint64_t t = 1000 * MS;
+	char ab[64];
+
+	(void)state;
+	memset(&out, 0, sizeof(out));
+	assert_int_equal(wh_rdv_derive(code, room, token), 0);
+	assert_int_equal(wh_rdv_host_new(code, (struct sockaddr *)&sig, siglen,
+					 &local, 1, capture, &out, &h), 0);
+	/* the first tick registers; unanswered, it retries after 1, 2 s */
+	wh_rdv_host_tick(h, t);
+	assert_int_equal(out.n, 1);
+	assert_int_equal(out.m[0].type, WH_SIG_REGISTER);
+	assert_memory_equal(out.m[0].room, room, sizeof(room));
+	assert_memory_equal(out.m[0].token, token, sizeof(token));
+	assert_int_equal(out.m[0].ncand, 1);
+	assert_true(wh_sig_addr_eq(&out.m[0].cand[0], &local));
+	assert_int_equal(wh_rdv_host_timeout_ms(h, t), 1001);
+	wh_rdv_host_tick(h, t + 999 * MS);
+	assert_int_equal(out.n, 1);
+	wh_rdv_host_tick(h, t + 1000 * MS);
+	assert_int_equal(out.n, 2);
+	t += 1000 * MS;
+	assert_int_equal(wh_rdv_host_timeout_ms(h, t), 2001);
+	assert_false(wh_rdv_host_registered(h));
+
+	/* an answer with another txn, or from elsewhere, is ignored */
+	memset(&m, 0, sizeof(m));
+	m.type = WH_SIG_REGISTERED;
+	m.ttl_s = 40;
+	m.refl = v4("203.0.113.1", 5000);
+	feed(h, t, "203.0.113.10", 7700, &m);
+	assert_false(wh_rdv_host_registered(h));
+	memcpy(m.txn, out.m[1].txn, sizeof(m.txn));
+	feed(h, t, "203.0.113.66", 7700, &m);
+	assert_false(wh_rdv_host_registered(h));
+	feed(h, t, "203.0.113.10", 7700, &m);
+	assert_true(wh_rdv_host_registered(h));
+	/* refreshed every ttl/4 = 10 s when that is under 20 s */
+	assert_int_equal(wh_rdv_host_timeout_ms(h, t), 10001);
+
+	/* a client joins: punches to each candidate every 100 ms */
+	memset(&m, 0, sizeof(m));
+	m.type = WH_SIG_PEER_JOIN;
+	memcpy(m.room, room, sizeof(room));
+	memset(m.txn, 0x42, sizeof(m.txn));
+	m.ncand = 2;
+	m.cand[0] = v4("203.0.113.2", 6000);
+	m.cand[1] = v4("10.2.0.2", 6000);
+	feed(h, t, "203.0.113.66", 7700, &m); /* not from the server */
+	out.n = 0;
+	wh_rdv_host_tick(h, t);
+	assert_int_equal(out.n, 0);
+	feed(h, t, "203.0.113.10", 7700, &m);
+	assert_int_equal(wh_rdv_host_timeout_ms(h, t), 0);
+	wh_rdv_host_tick(h, t);
+	assert_int_equal(out.n, 2);
+	for (unsigned i = 0; i < 2; i++) {
+		assert_int_equal(out.m[i].type, WH_SIG_PUNCH);
+		assert_false(out.m[i].ack);
+		assert_memory_equal(out.m[i].txn, m.txn, sizeof(m.txn));
+		wh_sig_addr_from_sa((struct sockaddr *)&out.to[i], &to);
+		assert_true(wh_sig_addr_eq(&to, &m.cand[i]));
+	}
+	wh_rdv_host_tick(h, t + 50 * MS);
+	assert_int_equal(out.n, 2);
+	wh_rdv_host_tick(h, t + 100 * MS);
+	assert_int_equal(out.n, 4);
+	/* the same JOIN forwarded twice starts no second punch */
+	feed(h, t + 100 * MS, "203.0.113.10", 7700, &m);
+	wh_rdv_host_tick(h, t + 100 * MS);
+	assert_int_equal(out.n, 4);
+
+	/* a probe from the client gets an ack to where it came from, and
+	 * the punch ends 500 ms later */
+	memset(&m, 0, sizeof(m));
+	m.type = WH_SIG_PUNCH;
+	memcpy(m.room, room, sizeof(room));
+	memset(m.txn, 0x42, sizeof(m.txn));
+	out.n = 0;
+	feed(h, t + 150 * MS, "203.0.113.2", 6001, &m);
+	assert_int_equal(out.n, 1);
+	assert_true(out.m[0].ack);
+	wh_sig_addr_from_sa((struct sockaddr *)&out.to[0], &to);
+	assert_string_equal(wh_sig_addr_str(&to, ab, sizeof(ab)),
+			    "203.0.113.2:6001");
+	/* a probe for another room is ignored */
+	m.room[0] ^= 1;
+	feed(h, t + 150 * MS, "203.0.113.2", 6001, &m);
+	assert_int_equal(out.n, 1);
+	wh_rdv_host_tick(h, t + 200 * MS);
+	assert_int_equal(out.n, 3);
+	wh_rdv_host_tick(h, t + 650 * MS);
+	assert_int_equal(out.n, 3); /* over */
+
+	/* an ERROR (room held by someone else) keeps it retrying */
+	wh_rdv_host_tick(h, t + 10000 * MS);
+	assert_int_equal(out.n, 4);
+	assert_int_equal(out.m[3].type, WH_SIG_REGISTER);
+	memset(&m, 0, sizeof(m));
+	m.type = WH_SIG_ERROR;
+	m.code = WH_SIGE_TAKEN;
+	memcpy(m.txn, out.m[3].txn, sizeof(m.txn));
+	feed(h, t + 10000 * MS, "203.0.113.10", 7700, &m);
+	assert_false(wh_rdv_host_registered(h));
+	assert_true(wh_rdv_host_timeout_ms(h, t + 10000 * MS) <= 1001);
+
+	/* garbage changes nothing */
+	{
+		uint8_t junk[40];
+		struct sockaddr_storage ss;
+		socklen_t len = sa4("203.0.113.10", 7700, &ss);
+
+		memset(junk, 0, sizeof(junk));
+		junk[1] = 'W';
+		out.n = 0;
+		wh_rdv_host_input(h, t, junk, sizeof(junk),
+				  (struct sockaddr *)&ss, len);
+		assert_int_equal(out.n, 0);
+	}
+
+	/* registered again, then deleted: UNREGISTER with the token */
+	wh_rdv_host_tick(h, t + 20000 * MS);
+	memset(&m, 0, sizeof(m));
+	m.type = WH_SIG_REGISTERED;
+	m.refl = v4("203.0.113.1", 5000);
+	memcpy(m.txn, out.m[out.n - 1].txn, sizeof(m.txn));
+	feed(h, t + 20000 * MS, "203.0.113.10", 7700, &m);
+	assert_true(wh_rdv_host_registered(h));
+	out.n = 0;
+	wh_rdv_host_del(h);
+	assert_int_equal(out.n, 1);
+	assert_int_equal(out.m[0].type, WH_SIG_UNREGISTER);
+	assert_memory_equal(out.m[0].token, token, sizeof(token));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -433,6 +613,7 @@ int main(void)
 		cmocka_unit_test(test_pairing),
 		cmocka_unit_test(test_room_bound),
 		cmocka_unit_test(test_rate_limit),
+		cmocka_unit_test(test_host_machine),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
