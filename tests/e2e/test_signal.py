@@ -370,8 +370,14 @@ def test_signal_restart_keeps_rooms(net, procs, work):
     the client's join: the room comes back from SQLite."""
     s = start_signal(net, procs, work)
     h = start_host(net, procs, work)
-    s.stop()
+    assert s.stop() == 0
     procs.remove(s)
+    # the database holds the room, never the code
+    code = h.out["join code"]
+    with open(os.path.join(work, "signal.db"), "rb") as f:
+        db = f.read()
+    for spelling in (code, code.replace("-", ""), code.lower()):
+        assert spelling.encode() not in db
     start_signal(net, procs, work)
     out = os.path.join(work, "copy")
     r = get(net, "cb", h.out["join code"], ".", out, extra=["--signal", SIG])
@@ -441,6 +447,20 @@ def test_unknown_and_expired_codes(net, procs, work):
     r = get(net, "cp", code, ".", os.path.join(work, "z"), extra=["--signal", SIG])
     assert r.returncode == 1
     assert "no host is registered for this code" in r.stderr, r.stderr
+
+
+def test_room_count_is_bounded(net, procs, work):
+    start_signal(net, procs, work, extra=["--max-rooms", "1"])
+    start_host(net, procs, work)
+    p = Proc(net, "ha", ["host", os.path.join(work, "share"), "--listen",
+                         "0.0.0.0:0", "--signal", SIG],
+             lines=("join code", "listening"))
+    procs.append(p)
+    assert wait_for(lambda: "too many rooms" in p.stderr(), 10), p.stderr()
+    r = get(net, "cp", p.out["join code"], ".", os.path.join(work, "x"),
+            extra=["--signal", SIG])
+    assert r.returncode == 1
+    assert "no host is registered" in r.stderr
 
 
 def test_no_signal_server_is_a_clear_usage_error(tmp_path):
