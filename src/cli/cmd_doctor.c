@@ -11,7 +11,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "auth/wh_code.h"
 #include "cli/cli.h"
+#include "common/wh_err.h"
+#include "net/wh_addr.h"
+#include "signal/wh_rendezvous.h"
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -45,6 +49,37 @@ static bool in_path(const char *prog)
 			path++;
 	}
 	return false;
+}
+
+/* check_signal - is the configured signal server there?  A JOIN for a
+ * fresh random code must come back "no such room". */
+static void check_signal(void)
+{
+	char buf[256], code[WH_CODE_STRLEN + 1], err[512], what[600];
+	const char *sig = cli_signal_server(NULL, buf, sizeof(buf));
+	struct sockaddr_storage ss, peer;
+	socklen_t sslen, peerlen;
+	int rv, fd;
+
+	if (!sig) {
+		printf("%-7s no signal server configured (WORMHOLE_SIGNAL or "
+		       "~/.config/wormhole/config): peers need --peer\n",
+		       "info");
+		return;
+	}
+	if (wh_addr_parse(sig, &ss, &sslen) < 0) {
+		snprintf(what, sizeof(what), "the signal server address "
+			 "'%s' parses", sig);
+		check(false, what, "expected ADDR:PORT");
+		return;
+	}
+	wh_code_generate(code);
+	rv = wh_rdv_join((struct sockaddr *)&ss, sslen, code, 3000, -1, &fd,
+			 &peer, &peerlen, err, sizeof(err));
+	if (rv == 0)
+		close(fd); /* a host with a random code: unlikely, but fine */
+	snprintf(what, sizeof(what), "the signal server %s answers", sig);
+	check(rv == 0 || rv == -ENOENT || rv == -EBUSY, what, err);
 }
 
 int cmd_doctor_main(int argc, char **argv)
@@ -83,6 +118,7 @@ int cmd_doctor_main(int argc, char **argv)
 		(void)one;
 		close(fd);
 	}
+	check_signal();
 	printf("%d problem%s found\n", problems, problems == 1 ? "" : "s");
 	return problems ? WH_EXIT_FAIL : WH_EXIT_OK;
 }

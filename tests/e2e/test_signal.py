@@ -449,6 +449,21 @@ def test_unknown_and_expired_codes(net, procs, work):
     assert "no host is registered for this code" in r.stderr, r.stderr
 
 
+def test_doctor_checks_the_signal_server(net, procs, work):
+    start_signal(net, procs, work)
+    env = dict(os.environ, WORMHOLE_SIGNAL=SIG)
+    r = subprocess.run(["nsenter", "--net=" + net.path("cb"), "--", WH_BIN,
+                        "doctor"], capture_output=True, text=True, env=env,
+                       timeout=30)
+    assert "ok      the signal server %s answers" % SIG in r.stdout, r.stdout
+    env["WORMHOLE_SIGNAL"] = SIG_IP + ":9"
+    r = subprocess.run(["nsenter", "--net=" + net.path("cb"), "--", WH_BIN,
+                        "doctor"], capture_output=True, text=True, env=env,
+                       timeout=30)
+    assert r.returncode == 1
+    assert "PROBLEM the signal server %s:9 answers" % SIG_IP in r.stdout
+
+
 def test_room_count_is_bounded(net, procs, work):
     start_signal(net, procs, work, extra=["--max-rooms", "1"])
     start_host(net, procs, work)
