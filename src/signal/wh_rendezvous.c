@@ -163,7 +163,8 @@ int wh_rdv_host_new(const char *code, const struct sockaddr *sig,
 	if (ncand > WH_SIG_MAX_CANDS - 1)
 		ncand = WH_SIG_MAX_CANDS - 1;
 	h->ncand = (uint8_t)ncand;
-	memcpy(h->cand, cands, ncand * sizeof(*cands));
+	if (ncand)
+		memcpy(h->cand, cands, ncand * sizeof(*cands));
 	h->retry_ms = WH_RDV_RETRY_MS;
 	*ph = h;
 	return 0;

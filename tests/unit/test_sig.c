@@ -14,11 +14,14 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/wh_err.h"
 #include "proto/wh_sig.h"
 #include "signal/wh_rendezvous.h"
+#include "signal/wh_sigdb.h"
 #include "signal/wh_sigsrv.h"
 
 #define T0 1700000000000ULL /* a wall-clock time in ms */
@@ -160,6 +163,17 @@ static void test_derive(void **state)
 	assert_memory_equal(r1, r2, sizeof(r1));
 	assert_memory_equal(t1, t2, sizeof(t1));
 	assert_memory_not_equal(r1, t1, sizeof(r1));
+	{
+		/* BLAKE2b-128 keyed with the label (docs/PROTOCOL.md), the
+		 * same as Python's hashlib.blake2b(code, digest_size=16,
+		 * key=b"wormhole signal room v1") */
+		static const uint8_t want[WH_SIG_ROOM_LEN] = {
+			0xd6, 0xee, 0x4b, 0xb0, 0x4d, 0xb6, 0xbf, 0x80,
+			0xc0, 0x0c, 0x29, 0x06, 0xaa, 0x7b, 0x7f, 0xab,
+		};
+
+		assert_memory_equal(r1, want, sizeof(want));
+	}
 	assert_int_equal(wh_rdv_derive("7KJM-XBCD-QRST-VWY0", r2, t2), 0);
 	assert_memory_not_equal(r1, r2, sizeof(r1));
 	assert_int_equal(wh_rdv_derive("not a code", r2, t2), WH_ERR_CODE);
@@ -604,6 +618,84 @@ static void test_host_machine(void **state)
 	assert_memory_equal(out.m[0].token, token, sizeof(token));
 }
 
+/* --------------------------------------------------------- database */
+
+static int collect(void *ud, const struct wh_sig_room *r)
+{
+	struct fake_store *f = ud;
+
+	f->puts++;
+	f->last = *r;
+	return 0;
+}
+
+static void test_database(void **state)
+{
+	char dir[] = "/tmp/wh-sigdb-XXXXXX", path[64];
+	struct wh_sigsrv_store st;
+	struct wh_sigdb *db;
+	struct wh_sig_room r, old;
+	struct fake_store got = { 0 };
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/signal.db", dir);
+	assert_int_equal(wh_sigdb_open(path, &db), 0);
+	wh_sigdb_store(db, &st);
+	memset(&r, 0, sizeof(r));
+	memset(r.room, 0xab, sizeof(r.room));
+	memset(r.token_hash, 0xcd, sizeof(r.token_hash));
+	r.host = v4("203.0.113.1", 5000);
+	r.ncand = 2;
+	r.cand[0] = v4("10.1.0.2", 5000);
+	r.cand[1].family = 6;
+	r.cand[1].port = 5000;
+	memset(r.cand[1].ip, 0x20, 16);
+	r.expires_ms = T0 + 1000;
+	assert_int_equal(st.put(st.ud, &r), 0);
+	old = r;
+	memset(old.room, 0x01, sizeof(old.room));
+	old.expires_ms = T0 - 1;
+	assert_int_equal(st.put(st.ud, &old), 0);
+	r.expires_ms = T0 + 2000; /* a refresh replaces the row */
+	assert_int_equal(st.put(st.ud, &r), 0);
+	wh_sigdb_close(db);
+
+	/* reopened: the live room comes back whole, the expired one not */
+	assert_int_equal(wh_sigdb_open(path, &db), 0);
+	assert_int_equal(wh_sigdb_load(db, T0, collect, &got), 1);
+	assert_int_equal(got.puts, 1);
+	assert_memory_equal(got.last.room, r.room, sizeof(r.room));
+	assert_memory_equal(got.last.token_hash, r.token_hash,
+			    sizeof(r.token_hash));
+	assert_true(wh_sig_addr_eq(&got.last.host, &r.host));
+	assert_int_equal(got.last.ncand, 2);
+	assert_true(wh_sig_addr_eq(&got.last.cand[0], &r.cand[0]));
+	assert_true(wh_sig_addr_eq(&got.last.cand[1], &r.cand[1]));
+	assert_int_equal(got.last.expires_ms, T0 + 2000);
+	wh_sigdb_store(db, &st);
+	st.del(st.ud, r.room);
+	got.puts = 0;
+	assert_int_equal(wh_sigdb_load(db, T0, collect, &got), 0);
+	wh_sigdb_close(db);
+	/* not a database: an error, no crash */
+	{
+		char cmd[256];
+		FILE *f;
+
+		snprintf(cmd, sizeof(cmd), "rm -f %s-wal %s-shm", path, path);
+		assert_int_equal(system(cmd), 0);
+		f = fopen(path, "w");
+		assert_non_null(f);
+		for (int i = 0; i < 64; i++)
+			fputs("this is not an SQLite database\n", f);
+		fclose(f);
+		assert_int_equal(wh_sigdb_open(path, &db), -EIO);
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -614,6 +706,7 @@ int main(void)
 		cmocka_unit_test(test_room_bound),
 		cmocka_unit_test(test_rate_limit),
 		cmocka_unit_test(test_host_machine),
+		cmocka_unit_test(test_database),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
