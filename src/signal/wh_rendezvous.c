@@ -71,8 +71,12 @@ unsigned wh_rdv_local_cands(const struct sockaddr *bound, uint16_t port,
 		struct wh_sig_addr a;
 
 		if (!i->ifa_addr || !(i->ifa_flags & IFF_UP) ||
-		    (i->ifa_flags & IFF_LOOPBACK) ||
-		    i->ifa_addr->sa_family != bound->sa_family)
+		    (i->ifa_flags & IFF_LOOPBACK))
+			continue;
+		/* a wildcard IPv6 socket is dual-stack (wh_quic.c) */
+		if (i->ifa_addr->sa_family != bound->sa_family &&
+		    !(bound->sa_family == AF_INET6 &&
+		      i->ifa_addr->sa_family == AF_INET))
 			continue;
 		if (i->ifa_addr->sa_family == AF_INET6 &&
 		    IN6_IS_ADDR_LINKLOCAL(
@@ -109,6 +113,27 @@ static int send_msg(wh_rdv_send_fn send, void *ud, const struct sockaddr *to,
 	if (n < 0)
 		return n;
 	return send(ud, to, tolen, buf, (size_t)n);
+}
+
+/* sa_for - |a| as an address a socket of |family| can send to (IPv4 as
+ * v4-mapped IPv6 on an IPv6 socket); 0 if it cannot. */
+static socklen_t sa_for(int family, const struct wh_sig_addr *a,
+			struct sockaddr_storage *ss)
+{
+	socklen_t len = wh_sig_addr_to_sa(a, ss);
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+	if (ss->ss_family == family)
+		return len;
+	if (family != AF_INET6 || a->family != 4)
+		return 0;
+	memset(ss, 0, sizeof(*ss));
+	in6->sin6_family = AF_INET6;
+	in6->sin6_port = htons(a->port);
+	in6->sin6_addr.s6_addr[10] = 0xff;
+	in6->sin6_addr.s6_addr[11] = 0xff;
+	memcpy(in6->sin6_addr.s6_addr + 12, a->ip, 4);
+	return sizeof(*in6);
 }
 
 /* ---------------------------------------------------------------- host */
@@ -199,11 +224,11 @@ static void punch_send(struct wh_rdv_host *h, const struct wh_sig_addr *to,
 		       const uint8_t *txn, bool ack)
 {
 	struct sockaddr_storage ss;
-	socklen_t len = wh_sig_addr_to_sa(to, &ss);
+	socklen_t len = sa_for(h->sig.ss_family, to, &ss);
 	struct wh_sig_msg m;
 
-	if (h->sig.ss_family != ss.ss_family)
-		return; /* our socket speaks one family */
+	if (len == 0)
+		return; /* not reachable from our socket's family */
 	memset(&m, 0, sizeof(m));
 	m.type = WH_SIG_PUNCH;
 	memcpy(m.room, h->room, sizeof(m.room));
@@ -414,6 +439,13 @@ int wh_rdv_host_attach(struct wh_quic_ep *ep, const char *signal,
 	rv = wh_quic_ep_local_addr(ep, &local, &locallen);
 	if (rv < 0)
 		return rv;
+	if (local.ss_family == AF_INET6 && sig.ss_family == AF_INET) {
+		/* a dual-stack socket reaches IPv4 as v4-mapped IPv6 */
+		struct wh_sig_addr a;
+
+		wh_sig_addr_from_sa((struct sockaddr *)&sig, &a);
+		siglen = sa_for(AF_INET6, &a, &sig);
+	}
 	if (local.ss_family != sig.ss_family) {
 		wh_warn("the signal server %s is not reachable from a socket "
 			"listening on another address family: pass a --listen "
@@ -428,6 +460,7 @@ int wh_rdv_host_attach(struct wh_quic_ep *ep, const char *signal,
 			     ep_send, ep, ph);
 	if (rv < 0)
 		return rv;
+	snprintf((*ph)->sigstr, sizeof((*ph)->sigstr), "%s", signal);
 	wh_quic_ep_set_raw(ep, ep_raw, *ph);
 	return 0;
 }

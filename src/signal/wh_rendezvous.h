@@ -47,9 +47,10 @@ int wh_rdv_derive(const char *code, uint8_t room[WH_SIG_ROOM_LEN],
 		  uint8_t token[WH_SIG_TOKEN_LEN]);
 
 /* wh_rdv_local_cands - the addresses of this machine's interfaces of
- * |family| that are up (not loopback, not IPv6 link-local), with |port|;
- * when |bound| is a specific address, that address alone.  At most |max|;
- * returns the count. */
+ * |bound|'s family that are up (not loopback, not IPv6 link-local), with
+ * |port| (for a wildcard IPv6 |bound|, which wh_quic makes dual-stack,
+ * the IPv4 ones too); when |bound| is a specific address, that address
+ * alone.  At most |max|; returns the count. */
 unsigned wh_rdv_local_cands(const struct sockaddr *bound, uint16_t port,
 			    struct wh_sig_addr *out, unsigned max);
 

@@ -365,6 +365,18 @@ def test_both_behind_nats_hole_punching(net, procs, work):
     assert conns[-1] == joined[-1], log
 
 
+def test_dual_stack_host(net, procs, work):
+    """A host on a wildcard IPv6 socket (dual-stack) reaches an IPv4 signal
+    server and IPv4 clients through its v4-mapped addresses."""
+    start_signal(net, procs, work)
+    h = start_host(net, procs, work, extra=["--listen", "[::]:0"])
+    assert h.out["listening"].startswith("[::]:")
+    out = os.path.join(work, "copy")
+    r = get(net, "cb", h.out["join code"], ".", out, extra=["--signal", SIG])
+    assert r.returncode == 0, r.stderr
+    check_copy(work, out)
+
+
 def test_signal_restart_keeps_rooms(net, procs, work):
     """(5) the signal server restarts between the host's registration and
     the client's join: the room comes back from SQLite."""
