@@ -22,13 +22,13 @@ static const struct {
 	  "share DIR (read-only) and print its join code" },
 	{ "mount", cmd_mount_main,
 	  "CODE MOUNTPOINT --peer ADDR:PORT [--foreground] [--timeout-ms N] "
-	  "[--log FILE] [-v]",
+	  "[--transport auto|quic|tcp] [--log FILE] [-v]",
 	  "mount a shared folder" },
 	{ "unmount", cmd_unmount_main, "MOUNTPOINT",
 	  "unmount a wormhole mount" },
 	{ "get", cmd_get_main,
 	  "CODE REMOTE_PATH [LOCAL_PATH] --peer ADDR:PORT [--cache-dir DIR] "
-	  "[--json] [--parallel N]",
+	  "[--json] [--parallel N] [--transport auto|quic|tcp]",
 	  "copy a file or a folder: verified, deduplicated, resumable" },
 	{ "status", cmd_status_main, "", "list the active wormhole mounts" },
 	{ "doctor", cmd_doctor_main, "",
