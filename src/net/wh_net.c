@@ -598,23 +598,27 @@ int wh_net_ep_local_addr(struct wh_net_ep *ep, struct sockaddr_storage *ss,
 	return -ENOTCONN;
 }
 
-/* udp_error - a client racing: did the UDP path report an error? */
+/* udp_error - a client racing: did the UDP path report an error?  Then
+ * QUIC cannot work there (no listener, no route, a firewall that says
+ * so): give up on it and go to TCP now. */
 static void udp_error(struct wh_net_ep *ep)
 {
 	struct wh_net_conn *w = ep->conns;
 	int err = 0;
 	socklen_t len = sizeof(err);
 
-	if (ep->server || !ep->tcp_at || !w || w->kind != WH_NET_AUTO)
+	if (ep->server || !ep->tcp_at || !w || w->kind != WH_NET_AUTO ||
+	    !w->qc)
 		return;
 	if (getsockopt(wh_quic_ep_fd(ep->q), SOL_SOCKET, SO_ERROR, &err,
 		       &len) != 0 || !err)
 		return;
-	if (err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH ||
-	    err == EACCES || err == EPERM) {
-		wh_debug("UDP path: %s: trying TCP now", strerror(err));
-		start_tcp(ep, w);
-	}
+	if (err != ECONNREFUSED && err != EHOSTUNREACH &&
+	    err != ENETUNREACH && err != EACCES && err != EPERM)
+		return;
+	wh_quic_conn_set_ud(w->qc, NULL);
+	ep->drop_q = true;
+	attempt_failed(w, true, -err, strerror(err));
 }
 
 void wh_net_ep_read(struct wh_net_ep *ep)
@@ -625,7 +629,8 @@ void wh_net_ep_read(struct wh_net_ep *ep)
 	(void)epoll_wait(ep->epfd, evs, 4, 0);
 	if (ep->q) {
 		udp_error(ep);
-		wh_quic_ep_read(ep->q);
+		if (ep->q && !ep->drop_q)
+			wh_quic_ep_read(ep->q);
 	}
 	if (ep->t)
 		wh_tcp_ep_read(ep->t);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <gnutls/gnutls.h>
@@ -443,6 +444,19 @@ static struct wh_tcp_conn *conn_alloc(struct wh_tcp_ep *ep, int fd,
 	return c;
 }
 
+/* tls_push - GnuTLS's writes, without SIGPIPE when the peer is gone (a
+ * library must not depend on the process ignoring it). */
+static ssize_t tls_push(gnutls_transport_ptr_t p, const giovec_t *iov,
+			int iovcnt)
+{
+	struct msghdr msg;
+
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = (struct iovec *)iov;
+	msg.msg_iovlen = (size_t)iovcnt;
+	return sendmsg((int)(intptr_t)p, &msg, MSG_NOSIGNAL);
+}
+
 static int conn_tls_init(struct wh_tcp_conn *c)
 {
 	gnutls_datum_t alpn = { (unsigned char *)WH_ALPN,
@@ -470,6 +484,7 @@ static int conn_tls_init(struct wh_tcp_conn *c)
 		return WH_ERR_TLS;
 	}
 	gnutls_transport_set_int(c->tls, c->fd);
+	gnutls_transport_set_vec_push_function(c->tls, tls_push);
 	gnutls_handshake_set_timeout(c->tls, 0);
 	return 0;
 }
