@@ -555,8 +555,9 @@ static void cb_accept(struct wh_net_conn *nc, void *ud)
 	hc->id = ++h->next_id;
 	wh_buf_init(&hc->ctrl_rx);
 	wh_net_conn_set_ud(nc, hc);
-	wh_info("client #%u connecting from %s", hc->id,
-		wh_net_conn_peer(nc));
+	wh_info("client #%u connecting from %s over %s", hc->id,
+		wh_net_conn_peer(nc),
+		wh_net_transport_name(wh_net_conn_transport(nc)));
 }
 
 static void cb_stream_open(struct wh_net_conn *nc, struct wh_net_stream *s,

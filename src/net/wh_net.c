@@ -21,6 +21,7 @@
 #include "common/wh_err.h"
 #include "common/wh_log.h"
 #include "common/wh_time.h"
+#include "net/wh_addr.h"
 #include "net/wh_net.h"
 #include "net/wh_tls_tcp.h"
 
@@ -485,6 +486,7 @@ int wh_net_server_new(const struct sockaddr *addr, socklen_t addrlen,
 	for (int tries = 0; tries < 16 && rv == -EADDRINUSE; tries++) {
 		struct sockaddr_storage ss, local;
 		socklen_t len;
+		char buf[WH_ADDRSTRLEN];
 
 		rv = wh_quic_server_new(addr, addrlen, &ep->cfg, &q_cbs, ep,
 					&ep->q);
@@ -495,11 +497,19 @@ int wh_net_server_new(const struct sockaddr *addr, socklen_t addrlen,
 		set_port(&ss, (struct sockaddr *)&local);
 		rv = wh_tcp_server_new((struct sockaddr *)&ss, addrlen,
 				       &ep->cfg, &t_cbs, ep, &ep->t);
-		if (rv < 0) {
+		if (rv < 0 && !any_port) {
+			/* the port the user chose: QUIC alone rather than
+			 * nothing */
+			wh_warn("cannot listen on TCP port %s too (%s): no TCP "
+				"fallback for clients whose UDP is blocked",
+				wh_addr_str((struct sockaddr *)&ss, buf,
+					    sizeof(buf)),
+				wh_strerror(rv));
+			ep->t = NULL;
+			rv = 0;
+		} else if (rv < 0) {
 			wh_quic_ep_del(ep->q);
 			ep->q = NULL;
-			if (!any_port)
-				break;
 		}
 	}
 	if (rv < 0) {
@@ -507,7 +517,8 @@ int wh_net_server_new(const struct sockaddr *addr, socklen_t addrlen,
 		return rv;
 	}
 	watch(ep, wh_quic_ep_fd(ep->q));
-	watch(ep, wh_tcp_ep_fd(ep->t));
+	if (ep->t)
+		watch(ep, wh_tcp_ep_fd(ep->t));
 	*pep = ep;
 	return 0;
 }

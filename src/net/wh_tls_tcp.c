@@ -667,6 +667,10 @@ static void handle_data(struct wh_tcp_conn *c, const struct wh_mux_frame *f)
 	c->recv_unacked += f->length;
 	s = stream_find(c, f->stream);
 	if (!s) {
+		if (!c->server && f->stream >= c->next_id) {
+			conn_fail(c, "the host opened a stream");
+			return;
+		}
 		if (!c->server || f->stream <= c->last_peer_id)
 			return; /* a stream already gone: drop the bytes */
 		if (f->stream != c->last_peer_id + 1) {

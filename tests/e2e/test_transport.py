@@ -91,6 +91,27 @@ def test_bad_transport_is_a_usage_error(small_share, hosts, workdir):
     assert "--transport" in r.stderr
 
 
+def test_tcp_port_taken_host_serves_quic(small_share, hosts, workdir,
+                                         mkmnt, mounts):
+    """A host told a port whose TCP side is taken still serves QUIC, and
+    says that the fallback is unavailable."""
+    import socket
+
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    port = blocker.getsockname()[1]
+    try:
+        h = hosts(small_share, port=port)
+        assert "no TCP fallback" in h.stderr()
+        mnt = mkmnt()
+        mounts(h, mnt, extra=["--transport", "quic"])
+        with open(os.path.join(mnt, "hello.txt")) as f:
+            assert f.read() == "hello\n"
+    finally:
+        blocker.close()
+
+
 def test_tcp_garbage_closes_only_that_connection(small_share, hosts, mounts,
                                                  mkmnt):
     """Bytes that are not TLS on the TCP port, and a client that connects
@@ -249,9 +270,10 @@ def test_udp_dropped_mount_falls_back_to_tcp(netpair, nshosts, workdir,
         m.close()
 
 
-def test_link_down_mid_read(netpair, nshosts, workdir, mkmnt):
-    """The link goes down for 5 s during a long read over QUIC, then comes
-    back: the read completes with the right bytes."""
+@pytest.mark.parametrize("transport", ["quic", "tcp"])
+def test_link_down_mid_read(transport, netpair, nshosts, workdir, mkmnt):
+    """The link goes down for 5 s during a long read, then comes back: the
+    read completes with the right bytes."""
     share = os.path.join(workdir, "share")
     os.makedirs(share)
     big = os.path.join(share, "big")
@@ -264,8 +286,8 @@ def test_link_down_mid_read(netpair, nshosts, workdir, mkmnt):
                      "tbf", "rate", "40mbit", "burst", "64kb", "latency",
                      "200ms")
     mnt = mkmnt()
-    m = Mount(h, mnt, extra=["--transport", "quic", "--timeout-ms", "60000",
-                             "-v"], wrap=netpair.wrap(netpair.cns))
+    m = Mount(h, mnt, extra=["--transport", transport, "--timeout-ms",
+                             "60000", "-v"], wrap=netpair.wrap(netpair.cns))
     try:
         result = {}
 
@@ -288,8 +310,8 @@ def test_link_down_mid_read(netpair, nshosts, workdir, mkmnt):
         assert not t.is_alive(), "the read did not finish"
         assert "err" not in result, result.get("err")
         assert result["sha"] == want
-        print("\nlink down 5 s mid-read: 24 MiB read in %.2f s"
-              % result["took"])
+        print("\nlink down 5 s mid-read over %s: 24 MiB read in %.2f s"
+              % (transport, result["took"]))
         print(m.stderr()[-1500:])
     finally:
         m.close()
