@@ -859,7 +859,7 @@ static void conn_read(struct wh_tcp_conn *c)
 		if (c->dead)
 			return;
 	}
-	c->rx_more = true;
+	c->rx_more = c->state == TC_OPEN;
 }
 
 static void conn_handshake(struct wh_tcp_conn *c)
