@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import WH_BIN, Host, Mount, MiB
+from conftest import TOOLS, WH_BIN, Host, Mount, MiB
 
 
 def get(h, remote, local, cache, *extra, addr=None, wrap=(), timeout=120):
@@ -81,6 +81,28 @@ def test_wrong_code(transport, small_share, hosts, mkmnt):
     assert "wrong join code" in r.stderr
     assert not os.path.ismount(mnt)
     assert h.alive()
+
+
+@pytest.mark.parametrize("case", ["dotdot", "truncated", "oversized",
+                                  "garbage", "replytype"])
+def test_misbehaving_client_over_tcp(case, small_share, hosts, mounts,
+                                     mkmnt):
+    """test_hostile's bad requests, over TCP: an error or a closed
+    connection for the sender, nothing for a client beside it."""
+    h = hosts(small_share)
+    mnt = mkmnt()
+    mounts(h, mnt, extra=["--transport", "tcp"])
+    r = subprocess.run([os.path.join(TOOLS, "wh_probe"), "--peer", h.addr,
+                        "--code", h.code, "--case", case, "--transport",
+                        "tcp"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.strip()
+    assert out == "closed" or out.startswith("reply ERROR "), out
+    if case == "dotdot":
+        assert out == "reply ERROR 22"
+    assert h.alive()
+    with open(os.path.join(mnt, "hello.txt")) as f:
+        assert f.read() == "hello\n"
 
 
 def test_bad_transport_is_a_usage_error(small_share, hosts, workdir):
