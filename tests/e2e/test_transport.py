@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import TOOLS, WH_BIN, Host, Mount, MiB
+from conftest import TOOLS, WH_BIN, Host, Mount, MiB, free_udp_port, wait_for
 
 
 def get(h, remote, local, cache, *extra, addr=None, wrap=(), timeout=120):
@@ -103,6 +103,53 @@ def test_misbehaving_client_over_tcp(case, small_share, hosts, mounts,
     assert h.alive()
     with open(os.path.join(mnt, "hello.txt")) as f:
         assert f.read() == "hello\n"
+
+
+def test_host_changes_show_over_tcp(small_share, hosts, mounts, mkmnt):
+    """INVAL frames travel on the control stream over TCP too."""
+    h = hosts(small_share)
+    mnt = mkmnt()
+    mounts(h, mnt, extra=["--transport", "tcp"])
+    dst = os.path.join(mnt, "hello.txt")
+    with open(dst, "rb") as f:
+        assert f.read() == b"hello\n"    # now cached by the kernel
+    with open(os.path.join(small_share, "hello.txt"), "w") as f:
+        f.write("HELLO\n")               # same size: only INVAL tells
+    assert wait_for(lambda: read_or_none(dst) == b"HELLO\n", 5)
+    with open(os.path.join(small_share, "created.txt"), "w") as f:
+        f.write("new\n")
+    assert wait_for(lambda: read_or_none(os.path.join(mnt, "created.txt"))
+                    == b"new\n", 5)
+
+
+def test_host_back_mount_reconnects_over_tcp(small_share, mkmnt, mounts):
+    port = free_udp_port()
+    h = Host(small_share, port=port)
+    mnt = mkmnt()
+    m = mounts(h, mnt, extra=["--transport", "tcp"])
+    with open(os.path.join(mnt, "hello.txt")) as f:
+        assert f.read() == "hello\n"
+    h.kill()
+    h.close()
+    h2 = Host(small_share, code=h.code, port=port)
+    try:
+        # never read before: it has to come from the new host
+        with open(os.path.join(small_share, "data.bin"), "rb") as f:
+            want = f.read()
+        assert wait_for(lambda: read_or_none(os.path.join(mnt, "data.bin"))
+                        == want, 20)
+        assert wait_for(lambda: "reconnected to" in m.stderr(), 5)
+        assert "over TCP" in m.stderr().split("reconnected to", 1)[1]
+    finally:
+        h2.close()
+
+
+def read_or_none(p):
+    try:
+        with open(p, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def test_bad_transport_is_a_usage_error(small_share, hosts, workdir):
