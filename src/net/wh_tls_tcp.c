@@ -35,6 +35,7 @@
 #include "proto/wh_proto.h"
 
 #define OUT_HIGH (256 * 1024)   /* stop making DATA frames above this */
+#define OUT_MAX (1024 * 1024)   /* a peer that lets more pile up is gone */
 #define RX_LEN (64 * 1024)
 #define READS_PER_CALL 256
 #define LINGER_MS 1000
@@ -122,6 +123,7 @@ struct wh_tcp_ep {
 };
 
 static void conn_kill(struct wh_tcp_conn *c, int err, const char *reason);
+static void conn_fail(struct wh_tcp_conn *c, const char *why);
 static void conn_write(struct wh_tcp_conn *c);
 
 /* ------------------------------------------------------------- sockets */
@@ -287,6 +289,11 @@ static int out_frame(struct wh_tcp_conn *c, const struct wh_mux_frame *f)
 
 	if (n < 0)
 		return n;
+	if (!c->dead && c->out.len - c->out_off > OUT_MAX) {
+		/* it sends (pings, say) but does not read the answers */
+		conn_fail(c, "the peer does not read");
+		return WH_ERR_CLOSED;
+	}
 	if (wh_buf_append(&c->out, buf, (size_t)n) < 0) {
 		conn_kill(c, -ENOMEM, "out of memory");
 		return -ENOMEM;
