@@ -100,10 +100,20 @@ class Host:
             pass
 
 
+def mounted(mnt):
+    """Whether |mnt| is a mount point, dead FUSE mounts included (for them
+    os.path.ismount says no: their root cannot be stat'ed)."""
+    if os.path.ismount(mnt):
+        return True
+    real = os.path.realpath(mnt)
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == real for line in f)
+
+
 def unmount(mnt):
-    if os.path.ismount(mnt):
+    if mounted(mnt):
         subprocess.run(["fusermount3", "-u", mnt], stderr=subprocess.DEVNULL)
-    if os.path.ismount(mnt):
+    if mounted(mnt):
         subprocess.run(["fusermount3", "-u", "-z", mnt], stderr=subprocess.DEVNULL)
 
 

@@ -141,6 +141,7 @@ def test_host_back_mount_reconnects_over_tcp(small_share, mkmnt, mounts):
         assert wait_for(lambda: "reconnected to" in m.stderr(), 5)
         assert "over TCP" in m.stderr().split("reconnected to", 1)[1]
     finally:
+        m.close()   # while its host is there: it then unmounts cleanly
         h2.close()
 
 
