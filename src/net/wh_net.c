@@ -635,15 +635,24 @@ static void udp_error(struct wh_net_ep *ep)
 void wh_net_ep_read(struct wh_net_ep *ep)
 {
 	struct epoll_event evs[4];
+	bool udp = false, tcp = false;
+	int n;
 
-	/* drain our own level-triggered set; the backends read their own */
-	(void)epoll_wait(ep->epfd, evs, 4, 0);
-	if (ep->q) {
+	/* which of the two is ready (the set is level-triggered: nothing to
+	 * drain); each backend then reads its own sockets */
+	n = epoll_wait(ep->epfd, evs, 4, 0);
+	for (int i = 0; i < n; i++) {
+		if (ep->q && evs[i].data.fd == wh_quic_ep_fd(ep->q))
+			udp = true;
+		else if (ep->t && evs[i].data.fd == wh_tcp_ep_fd(ep->t))
+			tcp = true;
+	}
+	if (udp) {
 		udp_error(ep);
 		if (ep->q && !ep->drop_q)
 			wh_quic_ep_read(ep->q);
 	}
-	if (ep->t)
+	if (tcp && ep->t)
 		wh_tcp_ep_read(ep->t);
 	drop_losers(ep);
 }
