@@ -71,6 +71,7 @@ struct wh_session {
 	char fail_msg[WH_MAX_ERRMSG + 64];
 	bool ever_ready, stop;
 	enum wh_net_transport transport; /* of the current connection */
+	enum wh_net_transport last;      /* of the last one that worked */
 	wh_session_inval_cb on_inval;
 	wh_session_reconnect_cb on_reconnect;
 	void *handler_ud;
@@ -289,6 +290,7 @@ static void ctrl_msg(struct wh_session *s, const struct wh_msg *m)
 		pthread_mutex_lock(&s->lock);
 		again = s->ever_ready;
 		s->state = SS_READY;
+		s->last = s->transport;
 		s->ever_ready = true;
 		s->retry_ms = RETRY_MIN_MS;
 		reconnect = s->on_reconnect;
@@ -499,6 +501,11 @@ static void conn_start(struct wh_session *s)
 			 wh_strerror(rv));
 		s->ep = NULL;
 		return;
+	}
+	if (s->opts.transport == WH_NET_AUTO && s->last == WH_NET_TCP) {
+		/* UDP did not pass last time: race both at once this time */
+		wh_debug("the last connection used TCP: trying TCP at once");
+		wh_net_race_now(s->ep);
 	}
 	s->streams_blocked = false;
 	ev.events = EPOLLIN;

@@ -50,14 +50,24 @@ struct wh_net_ep {
 	socklen_t addrlen;
 	enum wh_net_transport mode;
 	uint64_t tcp_at;       /* ns: start the TCP attempt then (0: no) */
+	uint64_t quic_at;      /* ns: the QUIC attempt started */
+	uint64_t give_up_at;   /* ns: TCP failed; QUIC gets until then */
 	bool quic_failed, tcp_failed;
 	int quic_err, tcp_err;
 	char quic_reason[128], tcp_reason[128];
 	bool drop_q, drop_t;   /* delete the losing attempt */
 };
 
+/* When the TCP attempt fails (refused, say) and QUIC has had no answer
+ * for this long, UDP is most likely blocked as well: the attempt ends and
+ * the owner retries, rather than QUIC waiting for its handshake timeout. */
+#define QUIC_ALONE_MS (2 * WH_NET_RACE_MS)
+
 static const struct wh_quic_cbs q_cbs;
 static const struct wh_tcp_cbs t_cbs;
+
+static void attempt_failed(struct wh_net_conn *w, bool quic, int err,
+			   const char *reason);
 
 /* ---------------------------------------------------------------- misc */
 
@@ -166,6 +176,17 @@ static void start_tcp(struct wh_net_ep *ep, struct wh_net_conn *w)
 	watch(ep, wh_tcp_ep_fd(ep->t));
 }
 
+/* quic_give_up - end the QUIC attempt of unbound |w| (TCP failed). */
+static void quic_give_up(struct wh_net_ep *ep, struct wh_net_conn *w)
+{
+	ep->give_up_at = 0;
+	if (!w->qc)
+		return;
+	wh_quic_conn_set_ud(w->qc, NULL);
+	ep->drop_q = true;
+	attempt_failed(w, true, WH_ERR_TIMEOUT, "no answer over UDP");
+}
+
 /* attempt_failed - an attempt of unbound |w| ended. */
 static void attempt_failed(struct wh_net_conn *w, bool quic, int err,
 			   const char *reason)
@@ -190,6 +211,18 @@ static void attempt_failed(struct wh_net_conn *w, bool quic, int err,
 		snprintf(ep->tcp_reason, sizeof(ep->tcp_reason), "%s", reason);
 		wh_debug("TCP attempt ended: %s%s%s", wh_strerror(err),
 			 *reason ? ": " : "", reason);
+		if (ep->mode == WH_NET_AUTO && !ep->quic_failed && w->qc &&
+		    !ep->deleting) {
+			uint64_t at = ep->quic_at +
+				      QUIC_ALONE_MS * WH_NS_PER_MS;
+
+			if (wh_now_ns() >= at) {
+				quic_give_up(ep, w); /* frees |w| */
+				return;
+			}
+			ep->give_up_at = at;
+			return;
+		}
 	}
 	q_over = ep->mode == WH_NET_TCP || ep->quic_failed;
 	t_over = ep->mode == WH_NET_QUIC || ep->tcp_failed;
@@ -215,6 +248,7 @@ static void conn_bind(struct wh_net_conn *w, enum wh_net_transport kind)
 
 	w->kind = kind;
 	ep->tcp_at = 0;
+	ep->give_up_at = 0;
 	if (kind == WH_NET_QUIC && w->tc) {
 		wh_tcp_conn_set_ud(w->tc, NULL);
 		w->tc = NULL;
@@ -555,6 +589,7 @@ int wh_net_client_new(const struct sockaddr *addr, socklen_t addrlen,
 			if (transport == WH_NET_QUIC)
 				goto fail;
 		} else {
+			ep->quic_at = wh_now_ns();
 			watch(ep, wh_quic_ep_fd(ep->q));
 		}
 	}
@@ -574,6 +609,14 @@ fail:
 	conn_free(w);
 	wh_net_ep_del(ep);
 	return rv;
+}
+
+void wh_net_race_now(struct wh_net_ep *ep)
+{
+	if (!ep->server && ep->tcp_at && ep->conns &&
+	    ep->conns->kind == WH_NET_AUTO)
+		start_tcp(ep, ep->conns);
+	drop_losers(ep);
 }
 
 void wh_net_ep_del(struct wh_net_ep *ep)
@@ -659,9 +702,14 @@ void wh_net_ep_read(struct wh_net_ep *ep)
 
 void wh_net_ep_expire(struct wh_net_ep *ep)
 {
-	if (ep->tcp_at && wh_now_ns() >= ep->tcp_at && ep->conns &&
+	uint64_t now = wh_now_ns();
+
+	if (ep->tcp_at && now >= ep->tcp_at && ep->conns &&
 	    ep->conns->kind == WH_NET_AUTO)
 		start_tcp(ep, ep->conns);
+	if (ep->give_up_at && now >= ep->give_up_at && ep->conns &&
+	    ep->conns->kind == WH_NET_AUTO)
+		quic_give_up(ep, ep->conns);
 	if (ep->q)
 		wh_quic_ep_expire(ep->q);
 	if (ep->t)
@@ -687,6 +735,13 @@ static int min_timeout(int a, int b)
 	return a < b ? a : b;
 }
 
+static int ms_until(uint64_t when)
+{
+	uint64_t now = wh_now_ns();
+
+	return when <= now ? 0 : (int)((when - now) / WH_NS_PER_MS) + 1;
+}
+
 int wh_net_ep_timeout_ms(struct wh_net_ep *ep)
 {
 	int t = -1;
@@ -695,14 +750,10 @@ int wh_net_ep_timeout_ms(struct wh_net_ep *ep)
 		t = min_timeout(t, wh_quic_ep_timeout_ms(ep->q));
 	if (ep->t)
 		t = min_timeout(t, wh_tcp_ep_timeout_ms(ep->t));
-	if (ep->tcp_at) {
-		uint64_t now = wh_now_ns();
-
-		t = min_timeout(t, ep->tcp_at <= now
-					   ? 0
-					   : (int)((ep->tcp_at - now) /
-						   WH_NS_PER_MS) + 1);
-	}
+	if (ep->tcp_at)
+		t = min_timeout(t, ms_until(ep->tcp_at));
+	if (ep->give_up_at)
+		t = min_timeout(t, ms_until(ep->give_up_at));
 	return t;
 }
 

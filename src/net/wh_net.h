@@ -75,6 +75,11 @@ int wh_net_client_new(const struct sockaddr *addr, socklen_t addrlen,
 		      const struct wh_net_cbs *cbs, void *ud,
 		      struct wh_net_ep **pep, struct wh_net_conn **pconn);
 
+/* wh_net_race_now - a client racing (WH_NET_AUTO): start the TCP attempt
+ * now rather than after WH_NET_RACE_MS (e.g. when the last connection had
+ * to use TCP).  QUIC still wins when its handshake completes first. */
+void wh_net_race_now(struct wh_net_ep *ep);
+
 void wh_net_ep_del(struct wh_net_ep *ep);
 int wh_net_ep_fd(struct wh_net_ep *ep);
 int wh_net_ep_local_addr(struct wh_net_ep *ep, struct sockaddr_storage *ss,

@@ -340,6 +340,39 @@ def test_udp_dropped_mount_falls_back_to_tcp(netpair, nshosts, workdir,
         m.close()
 
 
+def test_udp_dropped_host_back_mount_reconnects(netpair, nshosts, workdir,
+                                                mkmnt):
+    """UDP dropped: a mount that had to use TCP reconnects over TCP when
+    its host comes back, trying TCP at once (the time is printed)."""
+    share = small_tree(workdir)
+    port = random.randrange(20000, 60000)  # the namespace is empty
+    h = nshosts(netpair, share, port=port)
+    netpair.block_udp("drop")
+    mnt = mkmnt()
+    m = Mount(h, mnt, extra=["-v"], wrap=netpair.wrap(netpair.cns))
+    try:
+        assert "over TCP" in m.stderr()
+        h.kill()
+        h.close()
+        h2 = nshosts(netpair, share, code=h.code, port=port)
+        t0 = time.monotonic()
+        assert wait_for(lambda: "reconnected to" in m.stderr(), 30), \
+            m.stderr()[-2000:]
+        took = time.monotonic() - t0
+        log = m.stderr()
+        assert "over TCP" in log.split("reconnected to", 1)[1]
+        assert "trying TCP at once" in log
+        with open(os.path.join(share, "sub", "data"), "rb") as f:
+            want = f.read()
+        with open(os.path.join(mnt, "sub", "data"), "rb") as f:
+            assert f.read() == want
+        print("\nUDP dropped: host back, mount reconnected over TCP %.2f s "
+              "later" % took)
+    finally:
+        m.close()
+    h2.close()
+
+
 @pytest.mark.parametrize("transport", ["quic", "tcp"])
 def test_link_down_mid_read(transport, netpair, nshosts, workdir, mkmnt):
     """The link goes down for 5 s during a long read, then comes back: the

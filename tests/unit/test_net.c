@@ -508,6 +508,42 @@ static void test_connect_refused(void **state)
 	wh_net_ep_del(cli.ep);
 }
 
+/* UDP silently dropped and TCP refused: the attempt ends once QUIC has had
+ * its share of the race, long before QUIC's own handshake timeout. */
+static void test_udp_silent_tcp_refused(void **state)
+{
+	struct sockaddr_in a;
+	struct wh_quic_config cfg;
+	socklen_t len = sizeof(a);
+	uint64_t end;
+	int ufd;
+
+	(void)state;
+	memset(&cli, 0, sizeof(cli));
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	/* a UDP socket that never reads: no ICMP, no answer; nobody listens
+	 * on TCP at that port */
+	ufd = socket(AF_INET, SOCK_DGRAM, 0);
+	assert_int_equal(bind(ufd, (struct sockaddr *)&a, sizeof(a)), 0);
+	getsockname(ufd, (struct sockaddr *)&a, &len);
+	wh_quic_config_default(&cfg, false);
+	cfg.handshake_timeout_ms = 120000;
+	assert_int_equal(wh_net_client_new((struct sockaddr *)&a, sizeof(a),
+					   WH_NET_AUTO, &cfg, &client_cbs,
+					   NULL, &cli.ep, &cli.conn),
+			 0);
+	end = wh_now_ns() + 60 * WH_NS_PER_S;
+	while (!cli.closed && wh_now_ns() < end)
+		drive(1, 20);
+	assert_true(cli.closed);
+	assert_false(cli.handshake);
+	assert_int_equal(cli.close_err, -ECONNREFUSED);
+	wh_net_ep_del(cli.ep);
+	close(ufd);
+}
+
 static int use_quic(void **state)
 {
 	(void)state;
@@ -537,6 +573,7 @@ int main(void)
 		BOTH(test_idle_timeout),
 		cmocka_unit_test(test_race_prefers_quic),
 		cmocka_unit_test(test_connect_refused),
+		cmocka_unit_test(test_udp_silent_tcp_refused),
 	};
 	int rv;
 
