@@ -14,10 +14,12 @@
  * port.  A client endpoint makes one connection, by the transport asked
  * for; WH_NET_AUTO races them: QUIC first, TCP too if QUIC has not
  * completed its handshake within WH_NET_RACE_MS or the UDP path reports
- * an error (refused, unreachable).  The first transport whose handshake
- * completes becomes the connection and the other attempt is dropped; as
- * TCP starts later, QUIC wins whenever both work.  on_close runs once,
- * when the connection is gone or every attempt has failed.
+ * an error (refused, unreachable), or at once after wh_net_race_now().
+ * The first transport whose handshake completes becomes the connection
+ * and the other attempt is dropped; as TCP starts later and needs more
+ * round trips, QUIC wins whenever both work.  If TCP fails while QUIC has
+ * had no answer for 2 * WH_NET_RACE_MS, the attempt fails.  on_close runs
+ * once, when the connection is gone or every attempt has failed.
  */
 #ifndef WH_NET_H
 #define WH_NET_H
