@@ -15,6 +15,7 @@
 #include "cli/cli.h"
 #include "common/wh_err.h"
 #include "net/wh_addr.h"
+#include "net/wh_tls_tcp.h"
 #include "signal/wh_rendezvous.h"
 
 #ifndef UDP_SEGMENT
@@ -118,6 +119,15 @@ int cmd_doctor_main(int argc, char **argv)
 		(void)one;
 		close(fd);
 	}
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	check(fd >= 0, "TCP sockets can be created (the fallback where UDP "
+		       "is blocked)", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	printf("%-7s BBR congestion control for TCP %s\n", "info",
+	       wh_tcp_bbr_available() ? "available"
+				      : "unavailable: the kernel's default "
+					"is used (modprobe tcp_bbr)");
 	check_signal();
 	printf("%d problem%s found\n", problems, problems == 1 ? "" : "s");
 	return problems ? WH_EXIT_FAIL : WH_EXIT_OK;

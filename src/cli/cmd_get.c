@@ -29,6 +29,7 @@ static const struct option get_opts[] = {
 	{ "json", no_argument, NULL, 'j' },
 	{ "parallel", required_argument, NULL, 'P' },
 	{ "timeout-ms", required_argument, NULL, 't' },
+	{ "transport", required_argument, NULL, 'T' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -64,6 +65,7 @@ static int normalize(const char *in, char *out, size_t size)
 int cmd_get_main(int argc, char **argv)
 {
 	struct wh_session_opts so;
+	enum wh_net_transport transport = WH_NET_AUTO;
 	struct wh_session *sess = NULL;
 	struct wh_store *store = NULL;
 	struct wh_mcache *mc = NULL;
@@ -100,6 +102,12 @@ int cmd_get_main(int argc, char **argv)
 				return cli_usage_error("get", "bad --parallel "
 						       "'%s' (1-64)", optarg);
 			break;
+		case 'T':
+			if (wh_net_transport_parse(optarg, &transport) < 0)
+				return cli_usage_error("get", "bad --transport "
+						       "'%s': expected auto, "
+						       "quic or tcp", optarg);
+			break;
 		case 't':
 			if (!cli_parse_int(optarg, 100, 600000, &timeout_ms))
 				return cli_usage_error("get", "bad "
@@ -112,8 +120,8 @@ int cmd_get_main(int argc, char **argv)
 		case 'h':
 			printf("usage: wormhole get CODE REMOTE_PATH "
 			       "[LOCAL_PATH] [--peer ADDR:PORT | --signal "
-			       "ADDR:PORT] [--cache-dir DIR] "
-			       "[--json] [--parallel N]\n");
+			       "ADDR:PORT] [--cache-dir DIR] [--json] "
+			       "[--parallel N] [--transport auto|quic|tcp]\n");
 			return WH_EXIT_OK;
 		default:
 			return cli_usage_error("get", "bad option");
@@ -183,6 +191,7 @@ int cmd_get_main(int argc, char **argv)
 	so.peer = peer;
 	so.signal = signal_srv;
 	so.connect_timeout_ms = 10000;
+	so.transport = transport;
 	rv = wh_session_new(&so, &sess, err, sizeof(err));
 	if (rv < 0) {
 		cli_fail("get", "%s", err);

@@ -29,6 +29,7 @@ static const struct option mount_opts[] = {
 	{ "cache-dir", required_argument, NULL, 'C' },
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "timeout-ms", required_argument, NULL, 't' },
+	{ "transport", required_argument, NULL, 'T' },
 	{ "log", required_argument, NULL, 'L' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -101,6 +102,7 @@ static void daemon_stdio(const char *logfile)
 int cmd_mount_main(int argc, char **argv)
 {
 	struct wh_session_opts so;
+	enum wh_net_transport transport = WH_NET_AUTO;
 	struct wh_fs_opts fo;
 	struct wh_session *sess = NULL;
 	struct wh_fs *fs = NULL;
@@ -130,6 +132,12 @@ int cmd_mount_main(int argc, char **argv)
 		case 'f':
 			foreground = true;
 			break;
+		case 'T':
+			if (wh_net_transport_parse(optarg, &transport) < 0)
+				return cli_usage_error("mount", "bad --transport "
+						       "'%s': expected auto, "
+						       "quic or tcp", optarg);
+			break;
 		case 't':
 			if (!cli_parse_int(optarg, 100, 600000, &timeout_ms))
 				return cli_usage_error("mount", "bad "
@@ -144,7 +152,8 @@ int cmd_mount_main(int argc, char **argv)
 			break;
 		case 'h':
 			printf("usage: wormhole mount CODE MOUNTPOINT [--peer "
-			       "ADDR:PORT | --signal ADDR:PORT] [--foreground] [--timeout-ms N] "
+			       "ADDR:PORT | --signal ADDR:PORT] [--foreground] "
+			       "[--timeout-ms N] [--transport auto|quic|tcp] "
 			       "[--log FILE] [-v]\n");
 			return WH_EXIT_OK;
 		default:
@@ -198,6 +207,7 @@ int cmd_mount_main(int argc, char **argv)
 	so.peer = peer;
 	so.signal = signal_srv;
 	so.connect_timeout_ms = 10000;
+	so.transport = transport;
 	rv = wh_session_new(&so, &sess, err, sizeof(err));
 	if (rv < 0) {
 		snprintf(msg, sizeof(msg), "1%s", err);

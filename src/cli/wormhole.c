@@ -22,15 +22,15 @@ static const struct {
 	  "share DIR (read-only) and print its join code" },
 	{ "mount", cmd_mount_main,
 	  "CODE MOUNTPOINT [--peer ADDR:PORT | --signal ADDR:PORT] "
-	  "[--foreground] [--timeout-ms N] "
+	  "[--foreground] [--timeout-ms N] [--transport auto|quic|tcp] "
 	  "[--log FILE] [-v]",
 	  "mount a shared folder" },
 	{ "unmount", cmd_unmount_main, "MOUNTPOINT",
 	  "unmount a wormhole mount" },
 	{ "get", cmd_get_main,
 	  "CODE REMOTE_PATH [LOCAL_PATH] [--peer ADDR:PORT | --signal "
-	  "ADDR:PORT] [--cache-dir DIR] "
-	  "[--json] [--parallel N]",
+	  "ADDR:PORT] [--cache-dir DIR] [--json] [--parallel N] "
+	  "[--transport auto|quic|tcp]",
 	  "copy a file or a folder: verified, deduplicated, resumable" },
 	{ "signal", cmd_signal_main,
 	  "[--listen ADDR:PORT] [--db FILE] [--max-rooms N] [--ttl SECONDS] "

@@ -3,7 +3,7 @@
  * multiplex requests over streams, reconnect.
  *
  * Locking: s->lock guards the pending queue, every struct call, the state
- * and the handlers.  The QUIC endpoint is touched only by the network
+ * and the handlers.  The network endpoint is touched only by the network
  * thread.  Callers block on their call's condition variable.
  */
 #include <errno.h>
@@ -23,7 +23,7 @@
 #include "common/wh_log.h"
 #include "common/wh_time.h"
 #include "net/wh_addr.h"
-#include "net/wh_quic.h"
+#include "net/wh_net.h"
 #include "proto/wh_proto.h"
 #include "signal/wh_rendezvous.h"
 
@@ -76,14 +76,16 @@ struct wh_session {
 	int fail_err;
 	char fail_msg[WH_MAX_ERRMSG + 64];
 	bool ever_ready, stop;
+	enum wh_net_transport transport; /* of the current connection */
+	enum wh_net_transport last;      /* of the last one that worked */
 	wh_session_inval_cb on_inval;
 	wh_session_reconnect_cb on_reconnect;
 	void *handler_ud;
 
 	/* network thread only */
-	struct wh_quic_ep *ep;
-	struct wh_quic_conn *qc;
-	struct wh_quic_stream *ctrl;
+	struct wh_net_ep *ep;
+	struct wh_net_conn *nc;
+	struct wh_net_stream *ctrl;
 	struct wh_buf ctrl_rx;
 	struct wh_pake pake;
 	bool conn_dead;
@@ -169,7 +171,7 @@ static void set_failed(struct wh_session *s, int err, const char *msg)
 
 /* ------------------------------------------------------- control stream */
 
-static int send_frame(struct wh_session *s, struct wh_quic_stream *st,
+static int send_frame(struct wh_session *s, struct wh_net_stream *st,
 		      const struct wh_msg *m)
 {
 	struct wh_buf b;
@@ -182,10 +184,10 @@ static int send_frame(struct wh_session *s, struct wh_quic_stream *st,
 		return rv;
 	}
 	/* the stream owns the bytes from here */
-	return wh_quic_send(s->qc, st, b.data, b.len, false, free);
+	return wh_net_send(s->nc, st, b.data, b.len, false, free);
 }
 
-static void on_handshake(struct wh_quic_conn *qc, void *ud)
+static void on_handshake(struct wh_net_conn *nc, void *ud)
 {
 	struct wh_session *s = ud;
 	uint8_t sid[32];
@@ -193,12 +195,12 @@ static void on_handshake(struct wh_quic_conn *qc, void *ud)
 	int rv;
 
 	memset(&m, 0, sizeof(m));
-	rv = wh_quic_conn_exporter(qc, PAKE_LABEL, sid, sizeof(sid));
+	rv = wh_net_conn_exporter(nc, PAKE_LABEL, sid, sizeof(sid));
 	if (rv == 0)
 		rv = wh_pake_start(&s->pake, WH_PAKE_CLIENT, s->code, sid,
 				   sizeof(sid), m.u.hello.pake_msg);
 	if (rv == 0)
-		rv = wh_quic_open_stream(qc, NULL, &s->ctrl);
+		rv = wh_net_open_stream(nc, NULL, &s->ctrl);
 	if (rv == 0) {
 		m.hdr.type = WH_MSG_HELLO;
 		m.u.hello.min_version = WH_PROTO_MIN_VERSION;
@@ -208,12 +210,15 @@ static void on_handshake(struct wh_quic_conn *qc, void *ud)
 	}
 	if (rv < 0) {
 		wh_err("cannot start authentication: %s", wh_strerror(rv));
-		wh_quic_conn_close(qc, 1, "internal error");
+		wh_net_conn_close(nc, 1, "internal error");
 		return;
 	}
 	pthread_mutex_lock(&s->lock);
 	s->state = SS_WAIT_ACK;
+	s->transport = wh_net_conn_transport(nc);
 	pthread_mutex_unlock(&s->lock);
+	wh_debug("%s handshake with %s done: authenticating",
+		 wh_net_transport_name(s->transport), s->peer);
 }
 
 static void ctrl_error(struct wh_session *s, const struct wh_msg_error *e)
@@ -237,7 +242,7 @@ static void ctrl_error(struct wh_session *s, const struct wh_msg_error *e)
 		err = WH_ERR_PROTO;
 	wh_err("the host refused us: %s", msg[0] ? msg : wh_strerror(err));
 	set_failed(s, err, msg[0] ? msg : wh_strerror(err));
-	wh_quic_conn_close(s->qc, 0, "refused");
+	wh_net_conn_close(s->nc, 0, "refused");
 }
 
 static void ctrl_msg(struct wh_session *s, const struct wh_msg *m)
@@ -263,7 +268,7 @@ static void ctrl_msg(struct wh_session *s, const struct wh_msg *m)
 		    m->u.hello_ack.version > WH_PROTO_VERSION) {
 			set_failed(s, WH_ERR_VERSION,
 				   "the host speaks another protocol version");
-			wh_quic_conn_close(s->qc, 1, "version");
+			wh_net_conn_close(s->nc, 1, "version");
 			return;
 		}
 		if (wh_pake_finish(&s->pake, m->u.hello_ack.pake_msg,
@@ -273,13 +278,13 @@ static void ctrl_msg(struct wh_session *s, const struct wh_msg *m)
 			set_failed(s, WH_ERR_AUTH,
 				   "wrong join code (the host could not "
 				   "confirm it)");
-			wh_quic_conn_close(s->qc, 2, "wrong join code");
+			wh_net_conn_close(s->nc, 2, "wrong join code");
 			return;
 		}
 		wh_pake_wipe(&s->pake);
 		out.hdr.type = WH_MSG_AUTH;
 		if (send_frame(s, s->ctrl, &out) < 0) {
-			wh_quic_conn_close(s->qc, 1, "internal error");
+			wh_net_conn_close(s->nc, 1, "internal error");
 			return;
 		}
 		pthread_mutex_lock(&s->lock);
@@ -291,6 +296,7 @@ static void ctrl_msg(struct wh_session *s, const struct wh_msg *m)
 		pthread_mutex_lock(&s->lock);
 		again = s->ever_ready;
 		s->state = SS_READY;
+		s->last = s->transport;
 		s->ever_ready = true;
 		s->retry_ms = RETRY_MIN_MS;
 		reconnect = s->on_reconnect;
@@ -298,11 +304,13 @@ static void ctrl_msg(struct wh_session *s, const struct wh_msg *m)
 		pthread_cond_broadcast(&s->state_cv);
 		pthread_mutex_unlock(&s->lock);
 		if (again) {
-			wh_info("reconnected to %s", s->peer);
+			wh_info("reconnected to %s over %s", s->peer,
+				wh_net_transport_name(s->transport));
 			if (reconnect)
 				reconnect(hud);
 		} else {
-			wh_info("connected to %s", s->peer);
+			wh_info("connected to %s over %s", s->peer,
+				wh_net_transport_name(s->transport));
 		}
 		return;
 	}
@@ -317,7 +325,7 @@ static void ctrl_msg(struct wh_session *s, const struct wh_msg *m)
 		return;
 	}
 	wh_warn("unexpected %s from the host", wh_msg_type_name(m->hdr.type));
-	wh_quic_conn_close(s->qc, 1, "unexpected control message");
+	wh_net_conn_close(s->nc, 1, "unexpected control message");
 }
 
 static int ctrl_data(struct wh_session *s, const uint8_t *data, size_t len)
@@ -351,17 +359,17 @@ static int ctrl_data(struct wh_session *s, const uint8_t *data, size_t len)
 	}
 }
 
-/* ------------------------------------------------------- QUIC callbacks */
+/* ---------------------------------------------------- network callbacks */
 
-static int on_stream_data(struct wh_quic_conn *qc, struct wh_quic_stream *st,
+static int on_stream_data(struct wh_net_conn *nc, struct wh_net_stream *st,
 			  const uint8_t *data, size_t len, bool fin, void *ud)
 {
 	struct wh_session *s = ud;
-	struct call *c = wh_quic_stream_ud(st);
+	struct call *c = wh_net_stream_ud(nc, st);
 	struct wh_frame_hdr hdr;
 	int rv = 0;
 
-	(void)qc;
+	(void)nc;
 	if (st == s->ctrl)
 		return ctrl_data(s, data, len);
 	if (!c)
@@ -391,20 +399,20 @@ out:
 	return rv;
 }
 
-static void on_stream_close(struct wh_quic_conn *qc, struct wh_quic_stream *st,
+static void on_stream_close(struct wh_net_conn *nc, struct wh_net_stream *st,
 			    void *ud)
 {
 	struct wh_session *s = ud;
-	struct call *c = wh_quic_stream_ud(st);
+	struct call *c = wh_net_stream_ud(nc, st);
 
-	(void)qc;
+	(void)nc;
 	if (st == s->ctrl) {
 		s->ctrl = NULL;
 		return;
 	}
 	if (!c)
 		return;
-	wh_quic_stream_set_ud(st, NULL);
+	wh_net_stream_set_ud(nc, st, NULL);
 	pthread_mutex_lock(&s->lock);
 	c->in_flight = false;
 	if (c->done || c->abandoned) {
@@ -422,25 +430,26 @@ static void on_stream_close(struct wh_quic_conn *qc, struct wh_quic_stream *st,
 	pthread_mutex_unlock(&s->lock);
 }
 
-static void on_streams_available(struct wh_quic_conn *qc, void *ud)
+static void on_streams_available(struct wh_net_conn *nc, void *ud)
 {
 	struct wh_session *s = ud;
 
-	(void)qc;
+	(void)nc;
 	s->streams_blocked = false;
 }
 
-static void on_close(struct wh_quic_conn *qc, int err, const char *reason,
+static void on_close(struct wh_net_conn *nc, int err, const char *reason,
 		     void *ud)
 {
 	struct wh_session *s = ud;
 	bool was_ready;
 
-	(void)qc;
+	(void)nc;
 	s->conn_dead = true;
 	s->ctrl = NULL;
 	pthread_mutex_lock(&s->lock);
 	was_ready = s->state == SS_READY && !s->stop;
+	s->transport = WH_NET_AUTO;
 	if (s->state != SS_FAILED)
 		s->state = SS_CONNECTING;
 	pthread_mutex_unlock(&s->lock);
@@ -457,7 +466,7 @@ static void on_close(struct wh_quic_conn *qc, int err, const char *reason,
 		set_failed(s, WH_ERR_CLOSED, "connection closed by the host");
 }
 
-static const struct wh_quic_cbs session_cbs = {
+static const struct wh_net_cbs session_cbs = {
 	.on_handshake = on_handshake,
 	.on_stream_data = on_stream_data,
 	.on_stream_close = on_stream_close,
@@ -470,13 +479,13 @@ static const struct wh_quic_cbs session_cbs = {
 static void conn_teardown(struct wh_session *s)
 {
 	if (s->ep) {
-		int fd = wh_quic_ep_fd(s->ep);
+		int fd = wh_net_ep_fd(s->ep);
 
 		epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
-		wh_quic_ep_del(s->ep);
+		wh_net_ep_del(s->ep);
 	}
 	s->ep = NULL;
-	s->qc = NULL;
+	s->nc = NULL;
 	s->ctrl = NULL;
 	s->conn_dead = false;
 	wh_buf_reset(&s->ctrl_rx);
@@ -528,13 +537,13 @@ static void conn_start(struct wh_session *s)
 			s->ep = NULL;
 			return;
 		}
-		rv = wh_quic_client_new_fd(rv, (struct sockaddr *)&s->addr,
-					   s->addrlen, &cfg, &session_cbs, s,
-					   &s->ep, &s->qc);
+		rv = wh_net_client_new_fd(rv, (struct sockaddr *)&s->addr,
+					  s->addrlen, s->opts.transport, &cfg,
+					  &session_cbs, s, &s->ep, &s->nc);
 	} else {
-		rv = wh_quic_client_new((struct sockaddr *)&s->addr,
-					s->addrlen, &cfg, &session_cbs, s,
-					&s->ep, &s->qc);
+		rv = wh_net_client_new((struct sockaddr *)&s->addr,
+				       s->addrlen, s->opts.transport, &cfg,
+				       &session_cbs, s, &s->ep, &s->nc);
 	}
 	if (rv < 0) {
 		wh_debug("cannot connect to %s: %s", s->peer,
@@ -542,10 +551,15 @@ static void conn_start(struct wh_session *s)
 		s->ep = NULL;
 		return;
 	}
+	if (s->opts.transport == WH_NET_AUTO && s->last == WH_NET_TCP) {
+		/* UDP did not pass last time: race both at once this time */
+		wh_debug("the last connection used TCP: trying TCP at once");
+		wh_net_race_now(s->ep);
+	}
 	s->streams_blocked = false;
 	ev.events = EPOLLIN;
 	ev.data.u32 = 1;
-	epoll_ctl(s->epfd, EPOLL_CTL_ADD, wh_quic_ep_fd(s->ep), &ev);
+	epoll_ctl(s->epfd, EPOLL_CTL_ADD, wh_net_ep_fd(s->ep), &ev);
 	pthread_mutex_lock(&s->lock);
 	if (s->state != SS_FAILED)
 		s->state = SS_CONNECTING;
@@ -558,12 +572,12 @@ static void dispatch(struct wh_session *s)
 	struct call *c;
 
 	pthread_mutex_lock(&s->lock);
-	if (s->state != SS_READY || !s->qc) {
+	if (s->state != SS_READY || !s->nc) {
 		pthread_mutex_unlock(&s->lock);
 		return;
 	}
 	while (!s->streams_blocked && (c = pend_pop(s))) {
-		struct wh_quic_stream *st;
+		struct wh_net_stream *st;
 		uint8_t *copy;
 		int rv;
 
@@ -571,7 +585,7 @@ static void dispatch(struct wh_session *s)
 			call_unref(c);
 			continue;
 		}
-		rv = wh_quic_open_stream(s->qc, c, &st);
+		rv = wh_net_open_stream(s->nc, c, &st);
 		if (rv == -EAGAIN) {
 			s->streams_blocked = true;
 			pend_push_front(s, c);
@@ -584,14 +598,14 @@ static void dispatch(struct wh_session *s)
 		copy = malloc(c->req_len ? c->req_len : 1);
 		if (!copy) {
 			call_finish(c, -ENOMEM);
-			wh_quic_stream_set_ud(st, NULL);
-			wh_quic_stream_reset(s->qc, st, 0);
+			wh_net_stream_set_ud(s->nc, st, NULL);
+			wh_net_stream_reset(s->nc, st, 0);
 			call_unref(c);
 			continue;
 		}
 		memcpy(copy, c->req, c->req_len);
 		c->in_flight = true;
-		wh_quic_send(s->qc, st, copy, c->req_len, true, free);
+		wh_net_send(s->nc, st, copy, c->req_len, true, free);
 	}
 	pthread_mutex_unlock(&s->lock);
 }
@@ -620,8 +634,8 @@ static void *session_thread(void *arg)
 				s->retry_ms *= 2;
 		}
 		if (s->ep)
-			wh_quic_ep_flush(s->ep);
-		timeout = s->ep ? wh_quic_ep_timeout_ms(s->ep) : -1;
+			wh_net_ep_flush(s->ep);
+		timeout = s->ep ? wh_net_ep_timeout_ms(s->ep) : -1;
 		if (!s->ep && !failed) {
 			int t = (int)((s->next_attempt > now
 					       ? s->next_attempt - now
@@ -638,15 +652,15 @@ static void *session_thread(void *arg)
 
 				(void)!read(s->wakefd, &v, sizeof(v));
 			} else if (s->ep) {
-				wh_quic_ep_read(s->ep);
+				wh_net_ep_read(s->ep);
 			}
 		}
 		if (s->ep)
-			wh_quic_ep_expire(s->ep);
+			wh_net_ep_expire(s->ep);
 		if (s->ep && !s->conn_dead)
 			dispatch(s);
 		if (s->ep && !s->conn_dead)
-			wh_quic_ep_flush(s->ep);
+			wh_net_ep_flush(s->ep);
 		if (s->ep && s->conn_dead)
 			conn_teardown(s);
 	}
@@ -740,6 +754,16 @@ void wh_session_rpc(struct wh_session *s, struct wh_rpc *rpc)
 {
 	rpc->ops = &session_rpc_ops;
 	rpc->ctx = s;
+}
+
+enum wh_net_transport wh_session_transport(struct wh_session *s)
+{
+	enum wh_net_transport t;
+
+	pthread_mutex_lock(&s->lock);
+	t = s->state == SS_READY ? s->transport : WH_NET_AUTO;
+	pthread_mutex_unlock(&s->lock);
+	return t;
 }
 
 void wh_session_set_handlers(struct wh_session *s, wh_session_inval_cb inval,
@@ -849,9 +873,13 @@ int wh_session_new(const struct wh_session_opts *opts, struct wh_session **ps,
 	} else {
 		rv = WH_ERR_TIMEOUT;
 		snprintf(err, errlen,
-			 "no answer from %s within %d s: is the host running "
-			 "and is UDP port reachable?", s->peer,
-			 opts->connect_timeout_ms / 1000);
+			 "no answer from %s within %d s (tried %s): is the "
+			 "host running and its port reachable?", s->peer,
+			 opts->connect_timeout_ms / 1000,
+			 opts->transport == WH_NET_QUIC ? "QUIC over UDP"
+			 : opts->transport == WH_NET_TCP
+				 ? "TLS over TCP"
+				 : "QUIC over UDP and TLS over TCP");
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (rv < 0)

@@ -1,8 +1,8 @@
 /*
  * wh_session.h - a client's authenticated session with a host.
  *
- * A session owns one network thread that keeps a QUIC connection to the
- * host: it authenticates with the join code (PAKE), sends each request on
+ * A session owns one network thread that keeps a connection to the host
+ * (QUIC, or TLS over TCP where UDP does not pass: see wh_net.h): it authenticates with the join code (PAKE), sends each request on
  * its own stream, routes replies back to the waiting callers, forwards the
  * host's INVAL frames, and reconnects by itself when the connection is lost
  * (requests waiting at that moment are sent again once reconnected, as all
@@ -17,6 +17,7 @@
 
 #include "client/wh_rpc.h"
 #include "common/wh_buf.h"
+#include "net/wh_net.h"
 
 struct wh_session;
 
@@ -32,6 +33,7 @@ struct wh_session_opts {
 	int connect_timeout_ms; /* for the first connection; e.g. 10000 */
 	bool no_reconnect;      /* fail in-flight calls when the link drops
 				 * and never reconnect (test tools) */
+	enum wh_net_transport transport; /* WH_NET_AUTO: race QUIC and TCP */
 };
 
 /*
@@ -61,6 +63,10 @@ int wh_session_call(struct wh_session *s, const uint8_t *req, size_t len,
 
 /* wh_session_rpc - a struct wh_rpc backed by this session. */
 void wh_session_rpc(struct wh_session *s, struct wh_rpc *rpc);
+
+/* wh_session_transport - the transport of the current connection
+ * (WH_NET_AUTO while there is none). */
+enum wh_net_transport wh_session_transport(struct wh_session *s);
 
 /* wh_session_del - close and free; NULL is fine. */
 void wh_session_del(struct wh_session *s);

@@ -1,10 +1,10 @@
 /*
- * wh_host.c - the host's event loop: QUIC server, authentication, request
- * service and change notifications.
+ * wh_host.c - the host's event loop: QUIC and TLS/TCP server (wh_net.h),
+ * authentication, request service and change notifications.
  *
- * One thread.  epoll watches the UDP socket, the share's inotify fd and a
- * signalfd; the timeout is the nearest QUIC timer or the invalidation
- * flush.  Requests are served by a small pool of worker threads (disk I/O
+ * One thread.  epoll watches the network endpoint (UDP and TCP sockets),
+ * the share's inotify fd and a signalfd; the timeout is the nearest
+ * transport timer or the invalidation flush.  Requests are served by a small pool of worker threads (disk I/O
  * must not stall the network), whose replies come back to the loop through
  * an eventfd.  A connection moves NEW -> WAIT_AUTH -> AUTHED on its control
  * stream (the first stream the client opens); any other stream before
@@ -34,7 +34,7 @@
 #include "host/wh_mcache.h"
 #include "host/wh_share.h"
 #include "net/wh_addr.h"
-#include "net/wh_quic.h"
+#include "net/wh_net.h"
 #include "proto/wh_proto.h"
 #include "signal/wh_rendezvous.h"
 
@@ -60,9 +60,9 @@ struct host;
 struct hconn {
 	int refs;  /* the connection itself + one per job in flight */
 	struct host *host;
-	struct wh_quic_conn *qc;
+	struct wh_net_conn *nc;
 	enum hconn_state state;
-	struct wh_quic_stream *ctrl;
+	struct wh_net_stream *ctrl;
 	struct wh_buf ctrl_rx;
 	struct wh_pake pake;
 	uint64_t caps;
@@ -85,7 +85,7 @@ struct hstream {
 struct job {
 	struct job *next;
 	struct hconn *hc;
-	struct wh_quic_stream *stream;
+	struct wh_net_stream *stream;
 	struct hstream *hs; /* NULL once the stream went away */
 	uint8_t *req;
 	size_t len;
@@ -114,7 +114,7 @@ struct host {
 	struct wh_share *share;
 	struct wh_mcache *mc;
 	struct pool pool;
-	struct wh_quic_ep *ep;
+	struct wh_net_ep *ep;
 	struct wh_rdv_host *rdv; /* NULL without a signal server */
 	unsigned failures;
 	bool locked;
@@ -128,10 +128,10 @@ struct host {
 /* ------------------------------------------------------------ helpers */
 
 /* send_buf - hand |b|'s bytes to the stream (ownership moves). */
-static int send_buf(struct wh_quic_conn *qc, struct wh_quic_stream *s,
+static int send_buf(struct wh_net_conn *nc, struct wh_net_stream *s,
 		    struct wh_buf *b, bool fin)
 {
-	int rv = wh_quic_send(qc, s, b->data, b->len, fin, free);
+	int rv = wh_net_send(nc, s, b->data, b->len, fin, free);
 
 	wh_buf_init(b);
 	return rv;
@@ -143,10 +143,10 @@ static void ctrl_fail(struct hconn *hc, int err, const char *message)
 
 	wh_buf_init(&b);
 	if (hc->ctrl && wh_error_append(&b, 0, err, message) == 0)
-		send_buf(hc->qc, hc->ctrl, &b, true);
+		send_buf(hc->nc, hc->ctrl, &b, true);
 	wh_buf_free(&b);
 	hc->state = HC_FAILED;
-	wh_quic_conn_close(hc->qc, APP_ERR_AUTH, message);
+	wh_net_conn_close(hc->nc, APP_ERR_AUTH, message);
 }
 
 static void count_failure(struct hconn *hc, const char *why)
@@ -158,7 +158,7 @@ static void count_failure(struct hconn *hc, const char *why)
 	hc->attempt_counted = true;
 	h->failures++;
 	wh_warn("client #%u (%s): %s (failed attempt %u of %u)", hc->id,
-		wh_quic_conn_peer(hc->qc), why, h->failures,
+		wh_net_conn_peer(hc->nc), why, h->failures,
 		WH_HOST_MAX_FAILURES);
 	if (h->failures >= WH_HOST_MAX_FAILURES && !h->locked) {
 		h->locked = true;
@@ -184,7 +184,7 @@ static int send_ctrl(struct hconn *hc, const struct wh_msg *m)
 		ctrl_fail(hc, rv == -ENOMEM ? ENOMEM : EIO, "internal error");
 		return rv;
 	}
-	send_buf(hc->qc, hc->ctrl, &b, false);
+	send_buf(hc->nc, hc->ctrl, &b, false);
 	return 0;
 }
 
@@ -197,7 +197,7 @@ static void on_hello(struct hconn *hc, const struct wh_msg_hello *hello)
 
 	if (h->locked) {
 		wh_warn("client #%u (%s): refused: too many failed attempts "
-			"for this join code", hc->id, wh_quic_conn_peer(hc->qc));
+			"for this join code", hc->id, wh_net_conn_peer(hc->nc));
 		ctrl_fail(hc, EACCES, "too many failed attempts: the host "
 				      "refuses this join code");
 		return;
@@ -210,7 +210,7 @@ static void on_hello(struct hconn *hc, const struct wh_msg_hello *hello)
 		ctrl_fail(hc, EPROTONOSUPPORT, "no common protocol version");
 		return;
 	}
-	if (wh_quic_conn_exporter(hc->qc, PAKE_LABEL, sid, sizeof(sid)) < 0 ||
+	if (wh_net_conn_exporter(hc->nc, PAKE_LABEL, sid, sizeof(sid)) < 0 ||
 	    wh_pake_start(&hc->pake, WH_PAKE_HOST, h->opts->code, sid,
 			  sizeof(sid), m.u.hello_ack.pake_msg) < 0) {
 		ctrl_fail(hc, EIO, "key exchange failed");
@@ -250,7 +250,7 @@ static void on_auth(struct hconn *hc, const struct wh_msg_auth *auth)
 	if (send_ctrl(hc, &m) < 0)
 		return;
 	wh_info("client #%u (%s) authenticated", hc->id,
-		wh_quic_conn_peer(hc->qc));
+		wh_net_conn_peer(hc->nc));
 }
 
 static int on_ctrl_data(struct hconn *hc, const uint8_t *data, size_t len,
@@ -302,7 +302,7 @@ static int on_ctrl_data(struct hconn *hc, const uint8_t *data, size_t len,
 	}
 	if (fin && hc->state != HC_FAILED) {
 		/* the client ended its control stream: it is leaving */
-		wh_quic_conn_close(hc->qc, 0, "bye");
+		wh_net_conn_close(hc->nc, 0, "bye");
 	}
 	return 0;
 }
@@ -429,23 +429,23 @@ static void pool_collect(struct pool *p)
 		struct hconn *hc = j->hc;
 
 		list = j->next;
-		if (j->hs && hc->qc && !wh_quic_conn_closing(hc->qc)) {
+		if (j->hs && hc->nc && !wh_net_conn_closing(hc->nc)) {
 			j->hs->job = NULL;
 			if (j->rv == -ENOMEM) {
-				wh_quic_conn_close(hc->qc, APP_ERR_SHUTDOWN,
+				wh_net_conn_close(hc->nc, APP_ERR_SHUTDOWN,
 						   "out of memory");
 			} else {
 				hc->requests++;
 				hc->bytes_out += j->resp.len;
 				if (j->resp.len > 0)
-					send_buf(hc->qc, j->stream, &j->resp,
+					send_buf(hc->nc, j->stream, &j->resp,
 						 true);
 				if (j->rv == WH_ERR_PROTO) {
 					wh_warn("client #%u (%s): malformed "
 						"request: closing its "
 						"connection", hc->id,
-						wh_quic_conn_peer(hc->qc));
-					wh_quic_conn_close(hc->qc,
+						wh_net_conn_peer(hc->nc));
+					wh_net_conn_close(hc->nc,
 							   APP_ERR_PROTO,
 							   "malformed request");
 				}
@@ -460,22 +460,22 @@ static void pool_collect(struct pool *p)
 
 /* ------------------------------------------------------------ requests */
 
-static void proto_fail(struct hconn *hc, struct wh_quic_stream *s,
+static void proto_fail(struct hconn *hc, struct wh_net_stream *s,
 		       struct hstream *hs, uint32_t req_id, const char *why)
 {
 	struct wh_buf b;
 
 	wh_warn("client #%u (%s): %s: closing its connection", hc->id,
-		wh_quic_conn_peer(hc->qc), why);
+		wh_net_conn_peer(hc->nc), why);
 	wh_buf_init(&b);
 	if (!hs->answered && wh_error_append(&b, req_id, EPROTO, why) == 0)
-		send_buf(hc->qc, s, &b, true);
+		send_buf(hc->nc, s, &b, true);
 	wh_buf_free(&b);
 	hs->answered = true;
-	wh_quic_conn_close(hc->qc, APP_ERR_PROTO, why);
+	wh_net_conn_close(hc->nc, APP_ERR_PROTO, why);
 }
 
-static int on_request_data(struct hconn *hc, struct wh_quic_stream *s,
+static int on_request_data(struct hconn *hc, struct wh_net_stream *s,
 			   struct hstream *hs, const uint8_t *data,
 			   size_t len, bool fin)
 {
@@ -540,28 +540,29 @@ static int on_request_data(struct hconn *hc, struct wh_quic_stream *s,
 	return 0;
 }
 
-/* ------------------------------------------------------- QUIC callbacks */
+/* ---------------------------------------------------- network callbacks */
 
-static void cb_accept(struct wh_quic_conn *qc, void *ud)
+static void cb_accept(struct wh_net_conn *nc, void *ud)
 {
 	struct host *h = ud;
 	struct hconn *hc = calloc(1, sizeof(*hc));
 
 	if (!hc) {
-		wh_quic_conn_close(qc, APP_ERR_SHUTDOWN, "out of memory");
+		wh_net_conn_close(nc, APP_ERR_SHUTDOWN, "out of memory");
 		return;
 	}
 	hc->refs = 1;
 	hc->host = h;
-	hc->qc = qc;
+	hc->nc = nc;
 	hc->id = ++h->next_id;
 	wh_buf_init(&hc->ctrl_rx);
-	wh_quic_conn_set_ud(qc, hc);
-	wh_info("client #%u connecting from %s", hc->id,
-		wh_quic_conn_peer(qc));
+	wh_net_conn_set_ud(nc, hc);
+	wh_info("client #%u connecting from %s over %s", hc->id,
+		wh_net_conn_peer(nc),
+		wh_net_transport_name(wh_net_conn_transport(nc)));
 }
 
-static void cb_stream_open(struct wh_quic_conn *qc, struct wh_quic_stream *s,
+static void cb_stream_open(struct wh_net_conn *nc, struct wh_net_stream *s,
 			   void *ud)
 {
 	struct hconn *hc = ud;
@@ -571,32 +572,32 @@ static void cb_stream_open(struct wh_quic_conn *qc, struct wh_quic_stream *s,
 		return;
 	if (!hc->ctrl) {
 		hc->ctrl = s;
-		wh_quic_stream_set_ud(s, NULL);
+		wh_net_stream_set_ud(nc, s, NULL);
 		return;
 	}
 	if (hc->state != HC_AUTHED) {
 		wh_warn("client #%u (%s): request before authentication",
-			hc->id, wh_quic_conn_peer(qc));
+			hc->id, wh_net_conn_peer(nc));
 		hc->state = HC_FAILED;
-		wh_quic_conn_close(qc, APP_ERR_AUTH, "not authenticated");
+		wh_net_conn_close(nc, APP_ERR_AUTH, "not authenticated");
 		return;
 	}
 	hs = calloc(1, sizeof(*hs));
 	if (!hs) {
-		wh_quic_conn_close(qc, APP_ERR_SHUTDOWN, "out of memory");
+		wh_net_conn_close(nc, APP_ERR_SHUTDOWN, "out of memory");
 		return;
 	}
 	wh_buf_init(&hs->rx);
-	wh_quic_stream_set_ud(s, hs);
+	wh_net_stream_set_ud(nc, s, hs);
 }
 
-static int cb_stream_data(struct wh_quic_conn *qc, struct wh_quic_stream *s,
+static int cb_stream_data(struct wh_net_conn *nc, struct wh_net_stream *s,
 			  const uint8_t *data, size_t len, bool fin, void *ud)
 {
 	struct hconn *hc = ud;
-	struct hstream *hs = wh_quic_stream_ud(s);
+	struct hstream *hs = wh_net_stream_ud(nc, s);
 
-	(void)qc;
+	(void)nc;
 	if (!hc)
 		return 0;
 	if (s == hc->ctrl)
@@ -606,13 +607,13 @@ static int cb_stream_data(struct wh_quic_conn *qc, struct wh_quic_stream *s,
 	return on_request_data(hc, s, hs, data, len, fin);
 }
 
-static void cb_stream_close(struct wh_quic_conn *qc, struct wh_quic_stream *s,
+static void cb_stream_close(struct wh_net_conn *nc, struct wh_net_stream *s,
 			    void *ud)
 {
 	struct hconn *hc = ud;
-	struct hstream *hs = wh_quic_stream_ud(s);
+	struct hstream *hs = wh_net_stream_ud(nc, s);
 
-	(void)qc;
+	(void)nc;
 	if (hc && s == hc->ctrl) {
 		hc->ctrl = NULL;
 		return;
@@ -622,11 +623,11 @@ static void cb_stream_close(struct wh_quic_conn *qc, struct wh_quic_stream *s,
 			hs->job->hs = NULL; /* its reply has nowhere to go */
 		wh_buf_free(&hs->rx);
 		free(hs);
-		wh_quic_stream_set_ud(s, NULL);
+		wh_net_stream_set_ud(nc, s, NULL);
 	}
 }
 
-static void cb_close(struct wh_quic_conn *qc, int err, const char *reason,
+static void cb_close(struct wh_net_conn *nc, int err, const char *reason,
 		     void *ud)
 {
 	struct hconn *hc = ud;
@@ -637,23 +638,23 @@ static void cb_close(struct wh_quic_conn *qc, int err, const char *reason,
 		count_failure(hc, "left during authentication (wrong join code?)");
 	if (err == 0 || err == WH_ERR_CLOSED)
 		wh_info("client #%u (%s) disconnected%s%s (%llu requests, "
-			"%llu bytes sent)", hc->id, wh_quic_conn_peer(qc),
+			"%llu bytes sent)", hc->id, wh_net_conn_peer(nc),
 			*reason ? ": " : "", reason,
 			(unsigned long long)hc->requests,
 			(unsigned long long)hc->bytes_out);
 	else
 		wh_info("client #%u (%s) lost: %s%s%s (%llu requests, %llu "
-			"bytes sent)", hc->id, wh_quic_conn_peer(qc),
+			"bytes sent)", hc->id, wh_net_conn_peer(nc),
 			wh_strerror(err), *reason ? ": " : "", reason,
 			(unsigned long long)hc->requests,
 			(unsigned long long)hc->bytes_out);
-	hc->qc = NULL;
+	hc->nc = NULL;
 	hc->ctrl = NULL;
-	wh_quic_conn_set_ud(qc, NULL);
+	wh_net_conn_set_ud(nc, NULL);
 	hconn_unref(hc);
 }
 
-static const struct wh_quic_cbs host_cbs = {
+static const struct wh_net_cbs host_cbs = {
 	.on_accept = cb_accept,
 	.on_stream_open = cb_stream_open,
 	.on_stream_data = cb_stream_data,
@@ -709,7 +710,7 @@ static int encode_inval(struct wh_buf *b, const char *dir, const char *name)
 	return wh_msg_append(b, &m);
 }
 
-static void flush_invals(struct host *h, struct wh_quic_conn *const *conns,
+static void flush_invals(struct host *h, struct wh_net_conn *const *conns,
 			 size_t nconns)
 {
 	struct wh_buf b;
@@ -734,7 +735,7 @@ static void flush_invals(struct host *h, struct wh_quic_conn *const *conns,
 	h->overflow = false;
 	h->inval_due = 0;
 	for (size_t i = 0; i < nconns && b.len > 0; i++) {
-		struct hconn *hc = wh_quic_conn_ud(conns[i]);
+		struct hconn *hc = wh_net_conn_ud(conns[i]);
 		uint8_t *copy;
 
 		if (!hc || hc->state != HC_AUTHED || !hc->ctrl ||
@@ -744,7 +745,7 @@ static void flush_invals(struct host *h, struct wh_quic_conn *const *conns,
 		if (!copy)
 			continue;
 		memcpy(copy, b.data, b.len);
-		wh_quic_send(hc->qc, hc->ctrl, copy, b.len, false, free);
+		wh_net_send(hc->nc, hc->ctrl, copy, b.len, false, free);
 	}
 	wh_buf_free(&b);
 }
@@ -813,7 +814,7 @@ int wh_host_run(const struct wh_host_opts *opts)
 		wh_share_set_mcache(h.share, h.mc);
 	}
 	wh_quic_config_default(&cfg, true);
-	rv = wh_quic_server_new((struct sockaddr *)&ss, sslen, &cfg, &host_cbs,
+	rv = wh_net_server_new((struct sockaddr *)&ss, sslen, &cfg, &host_cbs,
 				&h, &h.ep);
 	if (rv < 0) {
 		wh_err("cannot listen on %s: %s", opts->listen,
@@ -837,7 +838,7 @@ int wh_host_run(const struct wh_host_opts *opts)
 		goto out;
 	}
 	ev.events = EPOLLIN;
-	ev.data.fd = wh_quic_ep_fd(h.ep);
+	ev.data.fd = wh_net_ep_fd(h.ep);
 	epoll_ctl(epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
 	ev.data.fd = sfd;
 	epoll_ctl(epfd, EPOLL_CTL_ADD, sfd, &ev);
@@ -853,9 +854,10 @@ int wh_host_run(const struct wh_host_opts *opts)
 	}
 
 	if (opts->signal)
-		wh_rdv_host_attach(h.ep, opts->signal, opts->code, &h.rdv);
+		wh_rdv_host_attach(wh_net_ep_quic(h.ep), opts->signal,
+				   opts->code, &h.rdv);
 
-	wh_quic_ep_local_addr(h.ep, &ss, &sslen);
+	wh_net_ep_local_addr(h.ep, &ss, &sslen);
 	fprintf(opts->out, "join code: %s\n", opts->code);
 	fprintf(opts->out, "listening: %s\n",
 		wh_addr_str((struct sockaddr *)&ss, addrbuf, sizeof(addrbuf)));
@@ -863,7 +865,7 @@ int wh_host_run(const struct wh_host_opts *opts)
 	wh_info("sharing '%s' (read-only) on %s", opts->dir, addrbuf);
 
 	while (running) {
-		int timeout = wh_quic_ep_timeout_ms(h.ep), n;
+		int timeout = wh_net_ep_timeout_ms(h.ep), n;
 
 		if (h.inval_due) {
 			uint64_t now = wh_now_ns();
@@ -903,26 +905,26 @@ int wh_host_run(const struct wh_host_opts *opts)
 			} else if (fd == wfd) {
 				wh_share_watch_drain(h.share, on_change, &h);
 			} else {
-				wh_quic_ep_read(h.ep);
+				wh_net_ep_read(h.ep);
 			}
 		}
-		wh_quic_ep_expire(h.ep);
+		wh_net_ep_expire(h.ep);
 		if (h.rdv)
 			wh_rdv_host_tick(h.rdv, wh_now_ns());
 		if (h.inval_due && h.inval_due <= wh_now_ns()) {
-			struct wh_quic_conn **conns = NULL;
+			struct wh_net_conn **conns = NULL;
 			size_t nconns = 0;
 
-			wh_quic_ep_conns(h.ep, &conns, &nconns);
+			wh_net_ep_conns(h.ep, &conns, &nconns);
 			flush_invals(&h, conns, nconns);
 			free(conns);
 		}
-		wh_quic_ep_flush(h.ep);
+		wh_net_ep_flush(h.ep);
 	}
 	rv = 0;
 out:
 	wh_rdv_host_del(h.rdv);
-	wh_quic_ep_del(h.ep);
+	wh_net_ep_del(h.ep);
 	if (h.pool.nthreads > 0 || h.pool.donefd > 0)
 		pool_stop(&h.pool);
 	for (size_t i = 0; i < h.npending; i++) {

@@ -30,6 +30,7 @@
 #include "common/wh_time.h"
 #include "net/wh_addr.h"
 #include "net/wh_quic.h"
+#include "net/wh_tls.h"
 #include "proto/wh_proto.h"
 
 #ifndef UDP_SEGMENT
@@ -46,11 +47,6 @@
 #define RXBUF_LEN (64 * 1024)
 #define MAX_VECS 16
 #define MAX_CONN_CIDS 8
-
-static const char tls_priority[] =
-	"NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:"
-	"+CHACHA20-POLY1305:+AES-256-GCM:-GROUP-ALL:+GROUP-X25519:"
-	"+GROUP-SECP256R1:%DISABLE_TLS13_COMPAT_MODE";
 
 struct seg {
 	struct seg *next;
@@ -699,60 +695,6 @@ static void fill_settings(struct wh_quic_ep *ep, ngtcp2_settings *st,
 
 /* ----------------------------------------------------------------- TLS */
 
-static int tls_make_server_cred(gnutls_certificate_credentials_t *pcred)
-{
-	gnutls_x509_privkey_t key = NULL;
-	gnutls_x509_crt_t crt = NULL;
-	gnutls_certificate_credentials_t cred = NULL;
-	unsigned char serial[16];
-	time_t now = time(NULL);
-	int rv;
-
-	rv = gnutls_x509_privkey_init(&key);
-	if (rv == 0)
-		rv = gnutls_x509_privkey_generate(
-			key, GNUTLS_PK_ECDSA,
-			GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0);
-	if (rv == 0)
-		rv = gnutls_x509_crt_init(&crt);
-	if (rv == 0)
-		rv = gnutls_x509_crt_set_version(crt, 3);
-	if (rv == 0)
-		rv = gnutls_rnd(GNUTLS_RND_NONCE, serial, sizeof(serial));
-	if (rv == 0) {
-		serial[0] &= 0x7f;
-		rv = gnutls_x509_crt_set_serial(crt, serial, sizeof(serial));
-	}
-	if (rv == 0)
-		rv = gnutls_x509_crt_set_activation_time(crt, now - 86400);
-	if (rv == 0)
-		rv = gnutls_x509_crt_set_expiration_time(crt,
-							 now + 3650L * 86400);
-	if (rv == 0)
-		rv = gnutls_x509_crt_set_dn(crt, "CN=wormhole", NULL);
-	if (rv == 0)
-		rv = gnutls_x509_crt_set_key(crt, key);
-	if (rv == 0)
-		rv = gnutls_x509_crt_sign2(crt, crt, key, GNUTLS_DIG_SHA256, 0);
-	if (rv == 0)
-		rv = gnutls_certificate_allocate_credentials(&cred);
-	if (rv == 0)
-		rv = gnutls_certificate_set_x509_key(cred, &crt, 1, key);
-	if (crt)
-		gnutls_x509_crt_deinit(crt);
-	if (key)
-		gnutls_x509_privkey_deinit(key);
-	if (rv != 0) {
-		wh_err("tls: cannot create the host certificate: %s",
-		       gnutls_strerror(rv));
-		if (cred)
-			gnutls_certificate_free_credentials(cred);
-		return WH_ERR_TLS;
-	}
-	*pcred = cred;
-	return 0;
-}
-
 static int conn_tls_init(struct wh_quic_conn *c, bool server)
 {
 	gnutls_datum_t alpn = { (unsigned char *)WH_ALPN,
@@ -773,7 +715,7 @@ static int conn_tls_init(struct wh_quic_conn *c, bool server)
 		rv = GNUTLS_E_INTERNAL_ERROR;
 		goto out;
 	}
-	rv = gnutls_priority_set_direct(c->tls, tls_priority, NULL);
+	rv = gnutls_priority_set_direct(c->tls, wh_tls_priority(0), NULL);
 	if (rv != 0)
 		goto out;
 	rv = gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE,
@@ -1583,7 +1525,7 @@ int wh_quic_server_new(const struct sockaddr *addr, socklen_t addrlen,
 	else
 		ep->wildcard = memcmp(&((const struct sockaddr_in6 *)addr)->sin6_addr,
 				      &in6addr_any, sizeof(in6addr_any)) == 0;
-	rv = tls_make_server_cred(&ep->cred);
+	rv = wh_tls_make_server_cred(&ep->cred);
 	if (rv < 0)
 		goto fail;
 	*pep = ep;

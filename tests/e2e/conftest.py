@@ -42,11 +42,13 @@ def free_udp_port():
 class Host:
     """A `wormhole host` process; stdout gives the code and the port."""
 
-    def __init__(self, share, code=None, port=0, extra=()):
+    def __init__(self, share, code=None, port=0, extra=(), ip="127.0.0.1",
+                 wrap=()):
+        """|wrap|: a command prefix, e.g. nsenter into a namespace."""
         self.share = share
         self.log = tempfile.NamedTemporaryFile(prefix="wh-host-", suffix=".log",
                                                delete=False)
-        args = [WH_BIN, "host", share, "--listen", "127.0.0.1:%d" % port,
+        args = [*wrap, WH_BIN, "host", share, "--listen", "%s:%d" % (ip, port),
                 "--no-signal"]
         if code:
             args += ["--code", code]
@@ -67,7 +69,7 @@ class Host:
         if self.code is None or self.port is None:
             self.kill()
             raise RuntimeError("host did not start: " + self.stderr())
-        self.addr = "127.0.0.1:%d" % self.port
+        self.addr = "%s:%d" % (ip, self.port)
 
     def stderr(self):
         with open(self.log.name, errors="replace") as f:
@@ -98,17 +100,28 @@ class Host:
             pass
 
 
+def mounted(mnt):
+    """Whether |mnt| is a mount point, dead FUSE mounts included (for them
+    os.path.ismount says no: their root cannot be stat'ed)."""
+    if os.path.ismount(mnt):
+        return True
+    real = os.path.realpath(mnt)
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == real for line in f)
+
+
 def unmount(mnt):
-    if os.path.ismount(mnt):
+    if mounted(mnt):
         subprocess.run(["fusermount3", "-u", mnt], stderr=subprocess.DEVNULL)
-    if os.path.ismount(mnt):
+    if mounted(mnt):
         subprocess.run(["fusermount3", "-u", "-z", mnt], stderr=subprocess.DEVNULL)
 
 
 class Mount:
     """`wormhole mount --foreground` in a child process, live on return."""
 
-    def __init__(self, host_or_code, mnt, addr=None, extra=(), wait=True):
+    def __init__(self, host_or_code, mnt, addr=None, extra=(), wait=True,
+                 wrap=()):
         if isinstance(host_or_code, Host):
             code, addr = host_or_code.code, host_or_code.addr
         else:
@@ -116,7 +129,8 @@ class Mount:
         self.mnt = mnt
         self.log = tempfile.NamedTemporaryFile(prefix="wh-mount-", suffix=".log",
                                                delete=False)
-        args = [WH_BIN, "mount", code, mnt, "--peer", addr, "--foreground"]
+        args = [*wrap, WH_BIN, "mount", code, mnt, "--peer", addr,
+                "--foreground"]
         args += list(extra)
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                      stderr=self.log)

@@ -109,11 +109,13 @@ int main(int argc, char **argv)
 		{ "peer", required_argument, NULL, 'p' },
 		{ "code", required_argument, NULL, 'c' },
 		{ "case", required_argument, NULL, 'k' },
+		{ "transport", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *peer = NULL, *code_in = NULL, *kase = NULL;
 	char code[WH_CODE_STRLEN + 1], err[512];
 	struct wh_session_opts so;
+	enum wh_net_transport transport = WH_NET_AUTO;
 	struct wh_session *s;
 	struct wh_frame_hdr hdr;
 	struct wh_msg msg;
@@ -125,6 +127,10 @@ int main(int argc, char **argv)
 		case 'p': peer = optarg; break;
 		case 'c': code_in = optarg; break;
 		case 'k': kase = optarg; break;
+		case 't':
+			if (wh_net_transport_parse(optarg, &transport) < 0)
+				return 2;
+			break;
 		default: return 2;
 		}
 	}
@@ -132,7 +138,8 @@ int main(int argc, char **argv)
 	    sodium_init() < 0 || build(kase) < 0) {
 		fprintf(stderr, "usage: wh_probe --peer ADDR:PORT --code CODE "
 			"--case ok|dotdot|absolute|longname|truncated|"
-			"oversized|garbage|replytype\n");
+			"oversized|garbage|replytype "
+			"[--transport auto|quic|tcp]\n");
 		return 2;
 	}
 	memset(&so, 0, sizeof(so));
@@ -140,6 +147,7 @@ int main(int argc, char **argv)
 	so.peer = peer;
 	so.connect_timeout_ms = 10000;
 	so.no_reconnect = true;
+	so.transport = transport;
 	rv = wh_session_new(&so, &s, err, sizeof(err));
 	if (rv < 0) {
 		fprintf(stderr, "wh_probe: %s\n", err);
