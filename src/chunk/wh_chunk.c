@@ -42,7 +42,7 @@ static void gear_init(void)
 	__atomic_store_n(&gear_ready, true, __ATOMIC_RELEASE);
 }
 
-size_t wh_cdc_cut(const uint8_t *data, size_t len, bool eof)
+size_t wh_cdc_cut_ref(const uint8_t *data, size_t len, bool eof)
 {
 	size_t i, normal, end;
 	uint64_t h = 0;
@@ -68,6 +68,94 @@ size_t wh_cdc_cut(const uint8_t *data, size_t len, bool eof)
 	for (; i < end; i++) {
 		h = (h << 1) + gear[data[i]];
 		if (!(h & MASK_L))
+			return i + 1;
+	}
+	if (end == WH_CDC_MAX || eof)
+		return end;
+	return 0;
+}
+
+/*
+ * The gear hash at position i, h(i) = sum over j in [i-63, i] of
+ * gear[data[j]] << (i - j) (mod 2^64), depends on the 64 bytes ending at i
+ * and nothing else: not on where the chunk began.  So a scan for the first
+ * position whose hash clears a mask can run several independent lanes over
+ * consecutive blocks at once (each lane warmed on the 64 bytes before its
+ * block), which keeps the CPU's pipelines full where one lane waits on its
+ * own shift-and-add chain.  When some lane hits, the group is rescanned
+ * with one lane to find the first hit exactly.
+ */
+#define LANE_BLK 4096
+#define LANES 4
+
+/* first_hit1 - the first i in [from, to) with !(h(i) & mask), else |to|;
+ * from >= 64. */
+static size_t first_hit1(const uint8_t *d, size_t from, size_t to,
+			 uint64_t mask)
+{
+	uint64_t h = 0;
+
+	for (size_t i = from - 64; i < from; i++)
+		h = (h << 1) + gear[d[i]];
+	for (size_t i = from; i < to; i++) {
+		h = (h << 1) + gear[d[i]];
+		if (!(h & mask))
+			return i;
+	}
+	return to;
+}
+
+static size_t first_hit(const uint8_t *d, size_t from, size_t to,
+			uint64_t mask)
+{
+	while (to - from >= LANES * LANE_BLK) {
+		const uint8_t *p = d + from;
+		uint64_t h0 = 0, h1 = 0, h2 = 0, h3 = 0;
+		size_t j;
+
+#define GEAR_STEP(j)                                                  \
+	do {                                                          \
+		h0 = (h0 << 1) + gear[p[(j)]];                        \
+		h1 = (h1 << 1) + gear[p[(j) + LANE_BLK]];             \
+		h2 = (h2 << 1) + gear[p[(j) + 2 * LANE_BLK]];         \
+		h3 = (h3 << 1) + gear[p[(j) + 3 * LANE_BLK]];         \
+	} while (0)
+		for (long w = -64; w < 0; w++)
+			GEAR_STEP(w);
+		for (j = 0; j < LANE_BLK; j++) {
+			GEAR_STEP(j);
+			if (__builtin_expect(!((h0 & mask) && (h1 & mask) &&
+					       (h2 & mask) && (h3 & mask)),
+					     0))
+				break;
+		}
+#undef GEAR_STEP
+		if (j < LANE_BLK)
+			return first_hit1(d, from, from + LANES * LANE_BLK,
+					  mask);
+		from += LANES * LANE_BLK;
+	}
+	return first_hit1(d, from, to, mask);
+}
+
+size_t wh_cdc_cut(const uint8_t *data, size_t len, bool eof)
+{
+	size_t normal, end, i;
+
+	if (len == 0)
+		return 0;
+	if (!__atomic_load_n(&gear_ready, __ATOMIC_ACQUIRE))
+		gear_init();
+	if (len <= WH_CDC_MIN)
+		return eof ? len : 0;
+	end = len < WH_CDC_MAX ? len : WH_CDC_MAX;
+	normal = end < WH_CDC_AVG ? end : WH_CDC_AVG;
+	i = first_hit(data, WH_CDC_MIN, normal, MASK_S);
+	if (i < normal)
+		return i + 1;
+	if (normal < end) {
+		i = first_hit(data, normal, end, MASK_L);
+		if (i < end)
 			return i + 1;
 	}
 	if (end == WH_CDC_MAX || eof)

@@ -30,6 +30,9 @@
  * len < WH_CDC_MAX).  Returns 0 for len == 0.
  */
 size_t wh_cdc_cut(const uint8_t *data, size_t len, bool eof);
+/* wh_cdc_cut_ref - the same cut, one byte at a time: the plain statement
+ * of the format, kept to check wh_cdc_cut against. */
+size_t wh_cdc_cut_ref(const uint8_t *data, size_t len, bool eof);
 
 struct wh_chunk {
 	uint64_t offset;
