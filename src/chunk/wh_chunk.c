@@ -223,9 +223,10 @@ void wh_manifest_free(struct wh_manifest *m)
 	wh_manifest_init(m);
 }
 
-static int manifest_add(struct wh_manifest *m, uint64_t off, size_t len,
-			const uint8_t *data)
+static int manifest_add(void *ud, const struct wh_chunk *c)
 {
+	struct wh_manifest *m = ud;
+
 	if (m->n == m->cap) {
 		size_t ncap = m->cap ? m->cap * 2 : 64;
 		struct wh_chunk *nc = realloc(m->chunks, ncap * sizeof(*nc));
@@ -235,14 +236,25 @@ static int manifest_add(struct wh_manifest *m, uint64_t off, size_t len,
 		m->chunks = nc;
 		m->cap = ncap;
 	}
-	m->chunks[m->n].offset = off;
-	m->chunks[m->n].length = (uint32_t)len;
-	wh_blake3(data, len, m->chunks[m->n].hash);
-	m->n++;
+	m->chunks[m->n++] = *c;
 	return 0;
 }
 
 int wh_manifest_build(int fd, struct wh_manifest *m)
+{
+	uint64_t size = 0;
+	int rv;
+
+	m->n = 0;
+	m->size = 0;
+	rv = wh_chunk_fd(fd, UINT64_MAX, manifest_add, m, &size);
+	if (rv == 0)
+		m->size = size;
+	return rv;
+}
+
+int wh_chunk_fd(int fd, uint64_t limit, wh_chunk_cb cb, void *ud,
+		uint64_t *psize)
 {
 	/* twice the largest chunk: there is always a whole chunk to cut */
 	const size_t bufsz = 2 * WH_CDC_MAX;
@@ -253,8 +265,7 @@ int wh_manifest_build(int fd, struct wh_manifest *m)
 	bool eof = false;
 	int rv = 0;
 
-	m->n = 0;
-	m->size = 0;
+	*psize = 0;
 	buf = malloc(bufsz);
 	if (!buf)
 		return -ENOMEM;
@@ -263,12 +274,19 @@ int wh_manifest_build(int fd, struct wh_manifest *m)
 
 		if (!eof && have < bufsz) {
 			/* two reads in flight when the backend allows it */
-			size_t want = bufsz - have, half = want / 2;
+			uint64_t left = limit - (off + have);
+			size_t want = bufsz - have, half;
 			ssize_t n1, n2;
 
-			wh_io_pread2(io, fd, buf + have, half, off + have,
-				     buf + have + half, want - half,
-				     off + have + half, &n1, &n2);
+			if (left < want)
+				want = (size_t)left;
+			half = want / 2;
+			n1 = n2 = 0;
+			if (want > 0)
+				wh_io_pread2(io, fd, buf + have, half,
+					     off + have, buf + have + half,
+					     want - half, off + have + half,
+					     &n1, &n2);
 			if (n1 < 0 || n2 < 0) {
 				rv = n1 < 0 ? (int)n1 : (int)n2;
 				goto out;
@@ -279,15 +297,20 @@ int wh_manifest_build(int fd, struct wh_manifest *m)
 				eof = true;
 			} else {
 				have += half + (size_t)n2;
-				eof = (size_t)n2 < want - half;
+				eof = (size_t)n2 < want - half ||
+				      off + have == limit;
 			}
 		}
 		for (;;) {
 			size_t cut = wh_cdc_cut(buf + pos, have - pos, eof);
+			struct wh_chunk c;
 
 			if (cut == 0)
 				break;
-			rv = manifest_add(m, off, cut, buf + pos);
+			c.offset = off;
+			c.length = (uint32_t)cut;
+			wh_blake3(buf + pos, cut, c.hash);
+			rv = cb(ud, &c);
 			if (rv < 0)
 				goto out;
 			pos += cut;
@@ -300,7 +323,7 @@ int wh_manifest_build(int fd, struct wh_manifest *m)
 		if (eof && have == 0)
 			break;
 	}
-	m->size = off;
+	*psize = off;
 out:
 	free(buf);
 	return rv;

@@ -27,7 +27,8 @@
 #include "proto/wh_proto.h"
 
 #define PAKE_LABEL "EXPORTER-wormhole-pake"
-#define CLIENT_CAPS (WH_CAP_INVAL | WH_CAP_READDIRPLUS | WH_CAP_CHUNKS)
+#define CLIENT_CAPS (WH_CAP_INVAL | WH_CAP_READDIRPLUS | WH_CAP_CHUNKS | \
+		     WH_CAP_MSTREAM)
 #define CTRL_MAX (64 * 1024)
 #define RETRY_MIN_MS 250
 #define RETRY_MAX_MS 1000
@@ -70,6 +71,7 @@ struct wh_session {
 	int fail_err;
 	char fail_msg[WH_MAX_ERRMSG + 64];
 	bool ever_ready, stop;
+	uint64_t caps; /* negotiated, atomic */
 	wh_session_inval_cb on_inval;
 	wh_session_reconnect_cb on_reconnect;
 	void *handler_ud;
@@ -271,6 +273,7 @@ static void ctrl_msg(struct wh_session *s, const struct wh_msg *m)
 			return;
 		}
 		wh_pake_wipe(&s->pake);
+		__atomic_store_n(&s->caps, m->u.hello_ack.caps, __ATOMIC_RELEASE);
 		out.hdr.type = WH_MSG_AUTH;
 		if (send_frame(s, s->ctrl, &out) < 0) {
 			wh_quic_conn_close(s->qc, 1, "internal error");
@@ -685,6 +688,11 @@ static int rpc_call(void *ctx, const uint8_t *req, size_t req_len,
 static const struct wh_rpc_ops session_rpc_ops = {
 	.call = rpc_call,
 };
+
+uint64_t wh_session_caps(struct wh_session *s)
+{
+	return __atomic_load_n(&s->caps, __ATOMIC_ACQUIRE);
+}
 
 void wh_session_rpc(struct wh_session *s, struct wh_rpc *rpc)
 {

@@ -57,6 +57,9 @@ void wh_session_set_handlers(struct wh_session *s, wh_session_inval_cb inval,
 int wh_session_call(struct wh_session *s, const uint8_t *req, size_t len,
 		    struct wh_buf *resp, int timeout_ms);
 
+/* wh_session_caps - the capability bits the host agreed to (WH_CAP_*). */
+uint64_t wh_session_caps(struct wh_session *s);
+
 /* wh_session_rpc - a struct wh_rpc backed by this session. */
 void wh_session_rpc(struct wh_session *s, struct wh_rpc *rpc);
 
