@@ -86,7 +86,7 @@ def test_ten_percent_change(share, hosts, workdir):
     assert open(dst, "rb").read() == open(src, "rb").read()
     # about 10% changed: the chunks covering it, at most a few more
     assert 0 < s["wire_bytes"] <= size // 10 + 3 * 4 * MiB
-    assert s["chunks_fetched"] < s["chunks"] / 2
+    assert s["chunks_fetched"] < s["chunks"] / 2, s
 
 
 def test_one_byte_insertion(share, hosts, workdir):
