@@ -2,6 +2,7 @@
  * wh_chunk.c - FastCDC-style chunking, BLAKE3 hashing, manifests.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -291,6 +292,11 @@ int wh_chunk_fd(int fd, uint64_t limit, wh_chunk_cb cb, void *ud,
 				rv = n1 < 0 ? (int)n1 : (int)n2;
 				goto out;
 			}
+			/* ask the kernel for what comes next meanwhile, so
+			 * that a cold disk reads while we hash */
+			if (!eof && want > 0 && (size_t)n2 == want - half)
+				posix_fadvise(fd, (off_t)(off + have + want),
+					      (off_t)bufsz, POSIX_FADV_WILLNEED);
 			if ((size_t)n1 < half) {
 				/* end of file inside the first half */
 				have += (size_t)n1;
