@@ -36,11 +36,15 @@ struct ctx {
 	struct entry *ents;
 	size_t nents, cap;
 	uint64_t total_bytes;
-	uint64_t t0, last_draw;
+	uint64_t t0;
+	uint64_t last_draw;     /* protected by lock */
 	pthread_mutex_t lock;
 	uint64_t done_bytes;    /* protected by lock */
 	uint32_t next_req;      /* protected by lock */
 	bool store_full_warned; /* protected by lock */
+	size_t next_ent;        /* next entry for a file worker, under lock */
+	int fetchers;           /* fetcher threads of all files, under lock */
+	int first_rv;           /* the first file that failed, under lock */
 };
 
 static void fail(struct ctx *c, const char *fmt, ...)
@@ -215,10 +219,14 @@ static void draw(struct ctx *c, bool final)
 	double secs = (double)(now - c->t0) / 1e9;
 	double r;
 
-	if (!c->o->progress || (!final && now - c->last_draw < 200 * WH_NS_PER_MS))
+	if (!c->o->progress)
 		return;
-	c->last_draw = now;
 	pthread_mutex_lock(&c->lock);
+	if (!final && now - c->last_draw < 200 * WH_NS_PER_MS) {
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	c->last_draw = now; /* several files draw: one line per 200 ms */
 	bytes = c->done_bytes;
 	pthread_mutex_unlock(&c->lock);
 	r = secs > 0 ? (double)bytes / secs : 0;
@@ -277,6 +285,7 @@ static int write_chunk(int fd, bool sparse, const uint8_t *data, size_t len,
 }
 
 #define MSTREAM_WAIT_MS 2000 /* how long the host may hold a manifest part */
+#define FILE_WORKERS 8       /* files in flight at once */
 #define FILE_ATTEMPTS 3      /* a file that changes on the host is started
 			      * again this many times in all */
 
@@ -462,11 +471,30 @@ static int seen_add(struct job *j, size_t idx)
 	return 1;
 }
 
+/* start_fetcher - one more fetcher thread for |j|: up to --parallel for
+ * all the files in flight together, and always one for a file that has
+ * none (so that every file moves) */
 static void start_fetcher(struct job *j)
 {
-	if (j->nth < j->c->o->parallel && j->nth < 64 &&
-	    pthread_create(&j->th[j->nth], NULL, fetcher, j) == 0)
+	struct ctx *c = j->c;
+	bool ok;
+
+	if (j->nth >= c->o->parallel || j->nth >= 64)
+		return;
+	pthread_mutex_lock(&c->lock);
+	ok = j->nth == 0 || c->fetchers < c->o->parallel;
+	if (ok)
+		c->fetchers++;
+	pthread_mutex_unlock(&c->lock);
+	if (!ok)
+		return;
+	if (pthread_create(&j->th[j->nth], NULL, fetcher, j) == 0) {
 		j->nth++;
+	} else {
+		pthread_mutex_lock(&c->lock);
+		c->fetchers--;
+		pthread_mutex_unlock(&c->lock);
+	}
 }
 
 /* queue - hand chunk |idx| to the fetchers */
@@ -565,6 +593,9 @@ static void drain(struct job *j)
 	}
 	for (int i = 0; i < j->nth; i++)
 		pthread_join(j->th[i], NULL);
+	pthread_mutex_lock(&j->c->lock);
+	j->c->fetchers -= j->nth;
+	pthread_mutex_unlock(&j->c->lock);
 	j->nth = 0;
 	if (!j->err && j->next < j->ntodo)
 		fetcher(j); /* no thread could start: do it here */
@@ -741,6 +772,8 @@ static int stream_rest(struct job *j, struct wh_buf *resp, struct wh_msg *r)
 			last = wh_now_ns();
 		else if (wh_now_ns() - last > patience)
 			return WH_ERR_TIMEOUT;
+		else
+			usleep(5000); /* the host may answer empty at once */
 		draw(c, false);
 		rv = mpart(c, j->e, have, resp, r);
 		if (rv < 0)
@@ -898,10 +931,12 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 				goto out;
 			}
 			remember(c, j.oldfd, all, nall, j.version.size);
+			pthread_mutex_lock(&c->lock);
 			c->st->files++;
 			c->st->bytes += j.version.size;
 			c->st->chunks += nall;
 			c->st->chunks_from_dest += nall;
+			pthread_mutex_unlock(&c->lock);
 			add_done(c, j.version.size);
 			goto out;
 		}
@@ -937,7 +972,8 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 		     e->lpath, (unsigned long long)j.version.size);
 		goto out;
 	}
-	j.buf = malloc(WH_MAX_CHUNK);
+	j.buf = malloc(j.version.size < WH_MAX_CHUNK ? j.version.size + 1
+						     : WH_MAX_CHUNK);
 	if (!j.buf) {
 		rv = -ENOMEM;
 		fail(c, "out of memory");
@@ -977,11 +1013,13 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 		goto out;
 	}
 	remember(c, fd, j.chunks, j.nchunks, j.version.size);
+	pthread_mutex_lock(&c->lock);
 	c->st->files++;
 	c->st->bytes += j.version.size;
 	c->st->chunks += j.nchunks;
 	c->st->chunks_from_store += j.from_store;
 	c->st->chunks_from_dest += j.from_dest;
+	pthread_mutex_unlock(&c->lock);
 	rv = 0;
 out:
 	if (j.nth > 0) { /* an early exit with fetchers running */
@@ -1063,6 +1101,58 @@ static int get_link(struct ctx *c, const struct entry *e)
 	return rv;
 }
 
+/* file_worker - copy entries until none is left or one failed */
+static void *file_worker(void *arg)
+{
+	struct ctx *c = arg;
+
+	for (;;) {
+		struct entry *e;
+		int rv = 0;
+
+		pthread_mutex_lock(&c->lock);
+		if (c->first_rv < 0 || c->next_ent >= c->nents) {
+			pthread_mutex_unlock(&c->lock);
+			break;
+		}
+		e = &c->ents[c->next_ent++];
+		pthread_mutex_unlock(&c->lock);
+		if (S_ISREG(e->attr.mode))
+			rv = get_file(c, e);
+		else if (S_ISLNK(e->attr.mode))
+			rv = get_link(c, e);
+		if (rv < 0) {
+			pthread_mutex_lock(&c->lock);
+			if (!c->first_rv)
+				c->first_rv = rv;
+			pthread_mutex_unlock(&c->lock);
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* copy_entries - files and links, several at once: a small file costs a
+ * few round trips, which would otherwise be paid one file at a time */
+static int copy_entries(struct ctx *c)
+{
+	pthread_t th[FILE_WORKERS];
+	size_t nfiles = 0;
+	int nth = 0;
+
+	for (size_t i = 0; i < c->nents; i++)
+		if (S_ISREG(c->ents[i].attr.mode) ||
+		    S_ISLNK(c->ents[i].attr.mode))
+			nfiles++;
+	for (size_t i = 1; i < FILE_WORKERS && i < nfiles; i++)
+		if (pthread_create(&th[nth], NULL, file_worker, c) == 0)
+			nth++;
+	file_worker(c);
+	for (int i = 0; i < nth; i++)
+		pthread_join(th[i], NULL);
+	return c->first_rv;
+}
+
 int wh_get_run(struct wh_session *s, struct wh_store *store,
 	       const struct wh_get_opts *o, struct wh_get_stats *st,
 	       char *err, size_t errlen)
@@ -1130,14 +1220,8 @@ int wh_get_run(struct wh_session *s, struct wh_store *store,
 			     strerror(errno));
 		}
 	}
-	for (size_t i = 0; i < c.nents && rv == 0; i++) {
-		struct entry *e = &c.ents[i];
-
-		if (S_ISREG(e->attr.mode))
-			rv = get_file(&c, e);
-		else if (S_ISLNK(e->attr.mode))
-			rv = get_link(&c, e);
-	}
+	if (rv == 0)
+		rv = copy_entries(&c);
 	/* directory modes and times last: writing inside changes mtime */
 	for (size_t i = c.nents; i-- > 0 && rv == 0;) {
 		struct entry *e = &c.ents[i];

@@ -634,7 +634,11 @@ int wh_session_call(struct wh_session *s, const uint8_t *req, size_t len,
 	memcpy(c->req, req, len);
 	c->req_len = len;
 	c->refs = 2; /* the caller and the queue/stream */
-	wh_buf_init(&c->resp);
+	/* the reply lands in the caller's buffer, which keeps its capacity
+	 * from one call to the next: no allocation per reply once warm */
+	c->resp = *resp;
+	wh_buf_init(resp);
+	wh_buf_reset(&c->resp);
 	pthread_condattr_t attr;
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);

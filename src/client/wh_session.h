@@ -49,7 +49,8 @@ void wh_session_set_handlers(struct wh_session *s, wh_session_inval_cb inval,
 /*
  * wh_session_call - send |req| (one request frame, or any bytes) on a new
  * stream and wait for the host's reply frame, at most |timeout_ms|.
- * Returns 0 with the reply in |resp| (replaced), WH_ERR_TIMEOUT,
+ * Returns 0 with the reply in |resp| (its memory reused when it is big
+ * enough; on failure |resp| is left empty), WH_ERR_TIMEOUT,
  * WH_ERR_CLOSED (no_reconnect sessions: the connection is gone),
  * WH_ERR_AUTH (the host no longer accepts our code) or WH_ERR_PROTO (the
  * reply was malformed or too large).  Thread-safe.

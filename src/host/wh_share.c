@@ -48,7 +48,12 @@ struct wh_share {
 	struct wh_mcache *mc;  /* may be NULL */
 	struct wh_mcache *own_mc; /* in memory, for streamed manifests
 				   * when |mc| is NULL */
+	int mwaiting;          /* MANIFEST_STREAMs waiting, atomic */
 };
+
+/* MANIFEST_STREAMs that may wait at once: the others answer right away,
+ * so that waits never take every worker from the CHUNK requests */
+#define MAX_MSTREAM_WAITERS 2
 
 /* ----------------------------------------------------------- resolution */
 
@@ -614,9 +619,13 @@ static int do_manifest_stream(struct wh_share *sh, uint32_t req_id,
 		wait = ms->wait_ms < WH_MAX_MSTREAM_WAIT_MS
 			       ? ms->wait_ms
 			       : WH_MAX_MSTREAM_WAIT_MS;
+		if (__atomic_add_fetch(&sh->mwaiting, 1, __ATOMIC_RELAXED) >
+		    MAX_MSTREAM_WAITERS)
+			wait = 0;
 		rv = wh_mjob_wait(j, start,
 				  wh_now_ns() + (uint64_t)wait * WH_NS_PER_MS,
 				  &known, &done);
+		__atomic_sub_fetch(&sh->mwaiting, 1, __ATOMIC_RELAXED);
 	}
 	if (rv == 0 && known > UINT32_MAX)
 		rv = -EFBIG;
