@@ -311,6 +311,7 @@ struct job {
 	size_t nchunks, cap;
 	size_t *todo, ntodo, todocap, next;
 	bool fed; /* nothing more will be queued */
+	bool streaming; /* the manifest is still coming in parts */
 	int err;  /* the first failure, 0 if none */
 	/* the feeding thread's own */
 	pthread_t th[64];
@@ -394,8 +395,12 @@ static void *fetcher(void *arg)
 			job_fail(j, rv);
 			break;
 		}
-		rv = wh_store_put(c->store, ch.hash, r.u.chunk_reply.data,
-				  ch.length);
+		/* a file smaller than a minimum chunk is kept by its
+		 * destination alone: a store file would double its cost */
+		rv = j->version.size < WH_CDC_MIN
+			     ? 0
+			     : wh_store_put(c->store, ch.hash,
+					    r.u.chunk_reply.data, ch.length);
 		pthread_mutex_lock(&c->lock);
 		c->st->chunks_fetched++;
 		c->st->wire_bytes += ch.length;
@@ -406,6 +411,7 @@ static void *fetcher(void *arg)
 		}
 		pthread_mutex_unlock(&c->lock);
 		add_done(c, ch.length);
+		draw(c, false);
 	}
 	wh_buf_free(&resp);
 	return NULL;
@@ -512,7 +518,9 @@ static int queue(struct job *j, size_t idx)
 	pending = j->ntodo - j->next;
 	pthread_cond_signal(&j->cv);
 	pthread_mutex_unlock(&j->lock);
-	if (pending > 0 && j->nth < j->c->o->parallel)
+	/* the feeding thread fetches too once the manifest is in, so a file
+	 * of one chunk needs no thread of its own */
+	if ((pending > 1 || j->streaming) && j->nth < j->c->o->parallel)
 		start_fetcher(j);
 	return 0;
 }
@@ -573,32 +581,20 @@ static int feed(struct job *j, const struct wh_chunk *ch)
 	return queue(j, idx);
 }
 
-/* drain - no more chunks: wait for the fetchers, drawing progress */
+/* drain - no more chunks: wait for the fetchers (they draw progress) */
 static void drain(struct job *j)
 {
 	pthread_mutex_lock(&j->lock);
 	j->fed = true;
 	pthread_cond_broadcast(&j->cv);
 	pthread_mutex_unlock(&j->lock);
-	for (;;) {
-		bool done;
-
-		pthread_mutex_lock(&j->lock);
-		done = j->err || j->next == j->ntodo;
-		pthread_mutex_unlock(&j->lock);
-		if (done || j->nth == 0)
-			break;
-		draw(j->c, false);
-		usleep(20000);
-	}
+	fetcher(j); /* help with what is left */
 	for (int i = 0; i < j->nth; i++)
 		pthread_join(j->th[i], NULL);
 	pthread_mutex_lock(&j->c->lock);
 	j->c->fetchers -= j->nth;
 	pthread_mutex_unlock(&j->c->lock);
 	j->nth = 0;
-	if (!j->err && j->next < j->ntodo)
-		fetcher(j); /* no thread could start: do it here */
 }
 
 /* finish_dups - chunks repeated in the file, from the store now */
@@ -984,7 +980,9 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 		for (size_t i = 0; i < nall && rv == 0; i++)
 			rv = feed(&j, &all[i]);
 	} else {
+		j.streaming = true;
 		rv = stream_rest(&j, &resp, &r);
+		j.streaming = false;
 	}
 	if (rv < 0)
 		job_fail(&j, rv);

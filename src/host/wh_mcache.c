@@ -26,6 +26,7 @@
 #define MAGIC "WHM1"
 #define INLINE_MAX (8ULL << 20) /* files up to this size: hash in the caller */
 #define MAX_HASHERS 2           /* job threads hashing at once */
+#define DISK_MIN WH_CDC_MIN     /* smaller files: not kept on disk */
 
 struct key {
 	uint64_t dev, ino, size, mtime_ns, ctime_ns;
@@ -297,7 +298,9 @@ static void disk_put(struct wh_mcache *mc, const struct key *k,
 	uint8_t *buf;
 	int fd;
 
-	if (!mc->dir)
+	/* a file smaller than a chunk's minimum is hashed again faster than
+	 * a cache file is created: keep those in memory only */
+	if (!mc->dir || k->size < DISK_MIN)
 		return;
 	buf = malloc(len);
 	if (!buf)

@@ -4,7 +4,9 @@
  * A file's manifest (its content-defined chunks and their BLAKE3 hashes)
  * is computed once per version of the file, where a version is the key
  * (device, inode, size, mtime, ctime), and kept in memory (the most recent
- * ones) and on disk (every one, one small file each, written atomically),
+ * ones) and on disk (every one of a file of at least WH_CDC_MIN bytes, one
+ * small file each, written atomically; smaller files hash faster than a
+ * cache file is made),
  * so an unchanged file is never hashed twice, across host restarts too.  A
  * changed file has a new key: it is hashed again, never served from a
  * stale manifest.  Thread-safe.

@@ -193,8 +193,10 @@ def test_host_hashes_a_file_once(share, workdir):
                 os.path.join(workdir, "cc%d" % _))
         finally:
             h.close()
-    # one manifest per file version, written once
-    assert len([f for f in os.listdir(hc) if not f.endswith(".tmp")]) == 3
+    # one manifest per file version, written once; files smaller than a
+    # chunk's minimum (notes.txt, empty) hash faster than a cache file is
+    # made and stay in memory only
+    assert len([f for f in os.listdir(hc) if not f.endswith(".tmp")]) == 1
 
 
 def test_sparse_file_keeps_holes(workdir, hosts):
