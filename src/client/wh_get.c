@@ -544,7 +544,9 @@ static int feed(struct job *j, const struct wh_chunk *ch)
 	idx = j->nchunks;
 	j->chunks[j->nchunks++] = *ch;
 	pthread_mutex_unlock(&j->lock);
-	if (wh_store_get(c->store, ch->hash, j->buf, ch->length) == 0) {
+	/* files under a minimum chunk never go to the store */
+	if (j->version.size >= WH_CDC_MIN &&
+	    wh_store_get(c->store, ch->hash, j->buf, ch->length) == 0) {
 		have = true;
 		j->from_store++;
 	} else if (j->old &&
@@ -961,8 +963,10 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 			fail(c, "cannot size '%s': %s", tmp, strerror(errno));
 			goto out;
 		}
-	} else if (j.version.size > 0 &&
+	} else if (j.version.size >= WH_CDC_MIN &&
 		   posix_fallocate(fd, 0, (off_t)j.version.size) == ENOSPC) {
+		/* (a file under a minimum chunk is one write: nothing to
+		 * reserve ahead) */
 		rv = -ENOSPC;
 		fail(c, "no space left on the device for '%s' (%llu bytes)",
 		     e->lpath, (unsigned long long)j.version.size);
@@ -1142,7 +1146,10 @@ static int copy_entries(struct ctx *c)
 		if (S_ISREG(c->ents[i].attr.mode) ||
 		    S_ISLNK(c->ents[i].attr.mode))
 			nfiles++;
-	for (size_t i = 1; i < FILE_WORKERS && i < nfiles; i++)
+	/* --parallel bounds the files in flight too (1: one at a time) */
+	for (size_t i = 1; i < FILE_WORKERS && i < nfiles &&
+			   i < (size_t)c->o->parallel;
+	     i++)
 		if (pthread_create(&th[nth], NULL, file_worker, c) == 0)
 			nth++;
 	file_worker(c);
