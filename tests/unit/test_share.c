@@ -312,6 +312,7 @@ static void test_streamed_manifest(void **state)
 	/* a file rewritten while it is hashed: ESTALE, or (if hashing won
 	 * the race) the whole old manifest; never a mix */
 	fill_random(data, n, 8);
+	wh_manifest_free(&ref);
 	manifest_of(data, n, &ref);
 	put_file("big2", data, n);
 	snprintf(p, sizeof(p), "%s/big2", root);
