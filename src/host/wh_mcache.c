@@ -25,7 +25,8 @@
 #define MEM_ENTRIES 256
 #define MAGIC "WHM1"
 #define INLINE_MAX (8ULL << 20) /* files up to this size: hash in the caller */
-#define MAX_HASHERS 2           /* job threads hashing at once */
+#define MAX_HASHERS 2           /* threads hashing queued jobs */
+#define MAX_QUEUED 64           /* more: hashed by the caller */
 #define DISK_MIN WH_CDC_MIN     /* smaller files: not kept on disk */
 
 struct key {
@@ -49,6 +50,8 @@ struct wh_mjob {
 	struct wh_manifest m; /* protected by lock; fixed once done */
 	bool done;            /* protected by lock */
 	int err;              /* protected by lock */
+	bool queued;          /* waiting for a hasher, under mc->lock */
+	uint64_t seq;         /* queue order, under mc->lock */
 };
 
 struct wh_mcache {
@@ -59,9 +62,11 @@ struct wh_mcache {
 	uint64_t clock;                /* protected by lock */
 	unsigned long computed, hits;  /* protected by lock */
 	struct wh_mjob *jobs;          /* being computed, protected by lock */
-	int threads, hashing;          /* job threads alive / hashing */
+	int threads;                   /* hasher threads alive, under lock */
+	int nqueued;                   /* jobs waiting for one, under lock */
+	uint64_t seq;                  /* under lock */
 	bool stopping;                 /* protected by lock */
-	pthread_cond_t cv;             /* threads, hashing changed */
+	pthread_cond_t cv;             /* threads changed */
 };
 
 static void key_of(const struct stat *st, struct key *k)
@@ -128,7 +133,8 @@ void wh_mcache_close(struct wh_mcache *mc)
 {
 	if (!mc)
 		return;
-	/* job threads end soon once stopping is set (their next chunk) */
+	/* hasher threads end soon once stopping is set: every job they
+	 * still have fails at its next chunk */
 	pthread_mutex_lock(&mc->lock);
 	mc->stopping = true;
 	pthread_cond_broadcast(&mc->cv);
@@ -462,23 +468,27 @@ static void job_run(struct wh_mjob *j)
 		disk_put(mc, &j->key, &j->m); /* m is fixed from here on */
 }
 
-static void *job_thread(void *arg)
+/* hasher_main - hash queued jobs, oldest first, until none is left */
+static void *hasher_main(void *arg)
 {
-	struct wh_mjob *j = arg;
-	struct wh_mcache *mc = j->mc;
+	struct wh_mcache *mc = arg;
 
 	pthread_mutex_lock(&mc->lock);
-	while (mc->hashing >= MAX_HASHERS && !mc->stopping)
-		pthread_cond_wait(&mc->cv, &mc->lock);
-	mc->hashing++;
-	pthread_mutex_unlock(&mc->lock);
-	job_run(j);
-	pthread_mutex_lock(&mc->lock);
-	mc->hashing--;
-	pthread_cond_broadcast(&mc->cv);
-	pthread_mutex_unlock(&mc->lock);
-	wh_mjob_put(j);
-	pthread_mutex_lock(&mc->lock);
+	for (;;) {
+		struct wh_mjob *j = NULL;
+
+		for (struct wh_mjob *q = mc->jobs; q; q = q->next)
+			if (q->queued && (!j || q->seq < j->seq))
+				j = q;
+		if (!j)
+			break;
+		j->queued = false;
+		mc->nqueued--;
+		pthread_mutex_unlock(&mc->lock);
+		job_run(j);
+		wh_mjob_put(j); /* the queue's reference */
+		pthread_mutex_lock(&mc->lock);
+	}
 	mc->threads--;
 	pthread_cond_broadcast(&mc->cv);
 	pthread_mutex_unlock(&mc->lock);
@@ -507,8 +517,8 @@ static struct wh_mjob *job_done(struct wh_mcache *mc, const struct key *k,
 	return j;
 }
 
-/* find_or_start - the job for |st|: cached, joined, or new (hashed on its
- * own thread if |background| and the file is big, else here) */
+/* find_or_start - the job for |st|: cached, joined, or new (queued for the
+ * hasher threads if |background| and the file is big, else hashed here) */
 static int find_or_start(struct wh_mcache *mc, int fd, const struct stat *st,
 			 bool background, struct wh_mjob **pjob)
 {
@@ -517,6 +527,7 @@ static int find_or_start(struct wh_mcache *mc, int fd, const struct stat *st,
 	struct key k;
 	pthread_attr_t attr;
 	pthread_t th;
+	bool spawn = false;
 	int rv = 0;
 
 	key_of(st, &k);
@@ -564,9 +575,15 @@ static int find_or_start(struct wh_mcache *mc, int fd, const struct stat *st,
 		}
 		j->next = mc->jobs;
 		mc->jobs = j;
-		if (background && k.size > INLINE_MAX) {
-			j->refs++; /* the thread's */
-			mc->threads++;
+		if (background && k.size > INLINE_MAX &&
+		    mc->nqueued < MAX_QUEUED) {
+			j->queued = true;
+			j->seq = ++mc->seq;
+			j->refs++; /* the queue's */
+			mc->nqueued++;
+			spawn = mc->threads < MAX_HASHERS;
+			if (spawn)
+				mc->threads++;
 		} else {
 			background = false;
 		}
@@ -574,15 +591,20 @@ static int find_or_start(struct wh_mcache *mc, int fd, const struct stat *st,
 	pthread_mutex_unlock(&mc->lock);
 	if (!j)
 		return -ENOMEM;
-	if (background) {
+	if (spawn) {
 		pthread_attr_init(&attr);
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		if (pthread_create(&th, &attr, job_thread, j) != 0) {
+		if (pthread_create(&th, &attr, hasher_main, mc) != 0) {
 			pthread_mutex_lock(&mc->lock);
-			j->refs--;
 			mc->threads--;
+			if (mc->threads == 0 && j->queued) {
+				/* no hasher will come: hash it here */
+				j->queued = false;
+				mc->nqueued--;
+				j->refs--;
+				background = false;
+			}
 			pthread_mutex_unlock(&mc->lock);
-			background = false;
 		}
 		pthread_attr_destroy(&attr);
 	}

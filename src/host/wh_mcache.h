@@ -48,9 +48,9 @@ int wh_mcache_put(struct wh_mcache *mc, const struct stat *st,
  * the cache) or being computed.  Every request for the same version while
  * it is computed joins the same job, so a file is hashed once however many
  * clients ask; the finished manifest goes to the cache as with
- * wh_mcache_get.  Big files are hashed on a thread of the job's own (at
- * most two at once; later ones wait for a turn), small ones right in the
- * caller.
+ * wh_mcache_get.  Big files are queued for two hasher threads (oldest
+ * first; past 64 waiting, the caller hashes it itself), small ones are
+ * hashed right in the caller.
  *
  * wh_mcache_stream - a reference to the job for the file open as |fd|
  * (fstat() |st|; the job keeps its own descriptor).  0 or -errno.
