@@ -2,6 +2,7 @@
  * wh_chunk.c - FastCDC-style chunking, BLAKE3 hashing, manifests.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -42,7 +43,7 @@ static void gear_init(void)
 	__atomic_store_n(&gear_ready, true, __ATOMIC_RELEASE);
 }
 
-size_t wh_cdc_cut(const uint8_t *data, size_t len, bool eof)
+size_t wh_cdc_cut_ref(const uint8_t *data, size_t len, bool eof)
 {
 	size_t i, normal, end;
 	uint64_t h = 0;
@@ -68,6 +69,94 @@ size_t wh_cdc_cut(const uint8_t *data, size_t len, bool eof)
 	for (; i < end; i++) {
 		h = (h << 1) + gear[data[i]];
 		if (!(h & MASK_L))
+			return i + 1;
+	}
+	if (end == WH_CDC_MAX || eof)
+		return end;
+	return 0;
+}
+
+/*
+ * The gear hash at position i, h(i) = sum over j in [i-63, i] of
+ * gear[data[j]] << (i - j) (mod 2^64), depends on the 64 bytes ending at i
+ * and nothing else: not on where the chunk began.  So a scan for the first
+ * position whose hash clears a mask can run several independent lanes over
+ * consecutive blocks at once (each lane warmed on the 64 bytes before its
+ * block), which keeps the CPU's pipelines full where one lane waits on its
+ * own shift-and-add chain.  When some lane hits, the group is rescanned
+ * with one lane to find the first hit exactly.
+ */
+#define LANE_BLK 4096
+#define LANES 4
+
+/* first_hit1 - the first i in [from, to) with !(h(i) & mask), else |to|;
+ * from >= 64. */
+static size_t first_hit1(const uint8_t *d, size_t from, size_t to,
+			 uint64_t mask)
+{
+	uint64_t h = 0;
+
+	for (size_t i = from - 64; i < from; i++)
+		h = (h << 1) + gear[d[i]];
+	for (size_t i = from; i < to; i++) {
+		h = (h << 1) + gear[d[i]];
+		if (!(h & mask))
+			return i;
+	}
+	return to;
+}
+
+static size_t first_hit(const uint8_t *d, size_t from, size_t to,
+			uint64_t mask)
+{
+	while (to - from >= LANES * LANE_BLK) {
+		const uint8_t *p = d + from;
+		uint64_t h0 = 0, h1 = 0, h2 = 0, h3 = 0;
+		size_t j;
+
+#define GEAR_STEP(j)                                                  \
+	do {                                                          \
+		h0 = (h0 << 1) + gear[p[(j)]];                        \
+		h1 = (h1 << 1) + gear[p[(j) + LANE_BLK]];             \
+		h2 = (h2 << 1) + gear[p[(j) + 2 * LANE_BLK]];         \
+		h3 = (h3 << 1) + gear[p[(j) + 3 * LANE_BLK]];         \
+	} while (0)
+		for (long w = -64; w < 0; w++)
+			GEAR_STEP(w);
+		for (j = 0; j < LANE_BLK; j++) {
+			GEAR_STEP(j);
+			if (__builtin_expect(!((h0 & mask) && (h1 & mask) &&
+					       (h2 & mask) && (h3 & mask)),
+					     0))
+				break;
+		}
+#undef GEAR_STEP
+		if (j < LANE_BLK)
+			return first_hit1(d, from, from + LANES * LANE_BLK,
+					  mask);
+		from += LANES * LANE_BLK;
+	}
+	return first_hit1(d, from, to, mask);
+}
+
+size_t wh_cdc_cut(const uint8_t *data, size_t len, bool eof)
+{
+	size_t normal, end, i;
+
+	if (len == 0)
+		return 0;
+	if (!__atomic_load_n(&gear_ready, __ATOMIC_ACQUIRE))
+		gear_init();
+	if (len <= WH_CDC_MIN)
+		return eof ? len : 0;
+	end = len < WH_CDC_MAX ? len : WH_CDC_MAX;
+	normal = end < WH_CDC_AVG ? end : WH_CDC_AVG;
+	i = first_hit(data, WH_CDC_MIN, normal, MASK_S);
+	if (i < normal)
+		return i + 1;
+	if (normal < end) {
+		i = first_hit(data, normal, end, MASK_L);
+		if (i < end)
 			return i + 1;
 	}
 	if (end == WH_CDC_MAX || eof)
@@ -135,9 +224,10 @@ void wh_manifest_free(struct wh_manifest *m)
 	wh_manifest_init(m);
 }
 
-static int manifest_add(struct wh_manifest *m, uint64_t off, size_t len,
-			const uint8_t *data)
+static int manifest_add(void *ud, const struct wh_chunk *c)
 {
+	struct wh_manifest *m = ud;
+
 	if (m->n == m->cap) {
 		size_t ncap = m->cap ? m->cap * 2 : 64;
 		struct wh_chunk *nc = realloc(m->chunks, ncap * sizeof(*nc));
@@ -147,14 +237,25 @@ static int manifest_add(struct wh_manifest *m, uint64_t off, size_t len,
 		m->chunks = nc;
 		m->cap = ncap;
 	}
-	m->chunks[m->n].offset = off;
-	m->chunks[m->n].length = (uint32_t)len;
-	wh_blake3(data, len, m->chunks[m->n].hash);
-	m->n++;
+	m->chunks[m->n++] = *c;
 	return 0;
 }
 
 int wh_manifest_build(int fd, struct wh_manifest *m)
+{
+	uint64_t size = 0;
+	int rv;
+
+	m->n = 0;
+	m->size = 0;
+	rv = wh_chunk_fd(fd, UINT64_MAX, manifest_add, m, &size);
+	if (rv == 0)
+		m->size = size;
+	return rv;
+}
+
+int wh_chunk_fd(int fd, uint64_t limit, wh_chunk_cb cb, void *ud,
+		uint64_t *psize)
 {
 	/* twice the largest chunk: there is always a whole chunk to cut */
 	const size_t bufsz = 2 * WH_CDC_MAX;
@@ -165,8 +266,7 @@ int wh_manifest_build(int fd, struct wh_manifest *m)
 	bool eof = false;
 	int rv = 0;
 
-	m->n = 0;
-	m->size = 0;
+	*psize = 0;
 	buf = malloc(bufsz);
 	if (!buf)
 		return -ENOMEM;
@@ -175,31 +275,48 @@ int wh_manifest_build(int fd, struct wh_manifest *m)
 
 		if (!eof && have < bufsz) {
 			/* two reads in flight when the backend allows it */
-			size_t want = bufsz - have, half = want / 2;
+			uint64_t left = limit - (off + have);
+			size_t want = bufsz - have, half;
 			ssize_t n1, n2;
 
-			wh_io_pread2(io, fd, buf + have, half, off + have,
-				     buf + have + half, want - half,
-				     off + have + half, &n1, &n2);
+			if (left < want)
+				want = (size_t)left;
+			half = want / 2;
+			n1 = n2 = 0;
+			if (want > 0)
+				wh_io_pread2(io, fd, buf + have, half,
+					     off + have, buf + have + half,
+					     want - half, off + have + half,
+					     &n1, &n2);
 			if (n1 < 0 || n2 < 0) {
 				rv = n1 < 0 ? (int)n1 : (int)n2;
 				goto out;
 			}
+			/* ask the kernel for what comes next meanwhile, so
+			 * that a cold disk reads while we hash */
+			if (!eof && want > 0 && (size_t)n2 == want - half)
+				posix_fadvise(fd, (off_t)(off + have + want),
+					      (off_t)bufsz, POSIX_FADV_WILLNEED);
 			if ((size_t)n1 < half) {
 				/* end of file inside the first half */
 				have += (size_t)n1;
 				eof = true;
 			} else {
 				have += half + (size_t)n2;
-				eof = (size_t)n2 < want - half;
+				eof = (size_t)n2 < want - half ||
+				      off + have == limit;
 			}
 		}
 		for (;;) {
 			size_t cut = wh_cdc_cut(buf + pos, have - pos, eof);
+			struct wh_chunk c;
 
 			if (cut == 0)
 				break;
-			rv = manifest_add(m, off, cut, buf + pos);
+			c.offset = off;
+			c.length = (uint32_t)cut;
+			wh_blake3(buf + pos, cut, c.hash);
+			rv = cb(ud, &c);
 			if (rv < 0)
 				goto out;
 			pos += cut;
@@ -212,7 +329,7 @@ int wh_manifest_build(int fd, struct wh_manifest *m)
 		if (eof && have == 0)
 			break;
 	}
-	m->size = off;
+	*psize = off;
 out:
 	free(buf);
 	return rv;

@@ -30,6 +30,9 @@
  * len < WH_CDC_MAX).  Returns 0 for len == 0.
  */
 size_t wh_cdc_cut(const uint8_t *data, size_t len, bool eof);
+/* wh_cdc_cut_ref - the same cut, one byte at a time: the plain statement
+ * of the format, kept to check wh_cdc_cut against. */
+size_t wh_cdc_cut_ref(const uint8_t *data, size_t len, bool eof);
 
 struct wh_chunk {
 	uint64_t offset;
@@ -52,6 +55,17 @@ void wh_manifest_free(struct wh_manifest *m);
  * |m| is reset first.
  */
 int wh_manifest_build(int fd, struct wh_manifest *m);
+
+/*
+ * wh_chunk_fd - read |fd| from offset 0 up to its end or |limit| bytes,
+ * whichever comes first, and call |cb| once per chunk, in order, as soon
+ * as the chunk is cut and hashed.  |*size| gets the bytes covered.  A
+ * negative return from |cb| stops the scan and is returned.  Returns 0 or
+ * -errno.
+ */
+typedef int (*wh_chunk_cb)(void *ud, const struct wh_chunk *c);
+int wh_chunk_fd(int fd, uint64_t limit, wh_chunk_cb cb, void *ud,
+		uint64_t *size);
 
 /* wh_blake3 - one-shot BLAKE3-256 of |len| bytes. */
 void wh_blake3(const void *data, size_t len, uint8_t out[static WH_HASH_LEN]);

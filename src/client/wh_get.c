@@ -36,11 +36,15 @@ struct ctx {
 	struct entry *ents;
 	size_t nents, cap;
 	uint64_t total_bytes;
-	uint64_t t0, last_draw;
+	uint64_t t0;
+	uint64_t last_draw;     /* protected by lock */
 	pthread_mutex_t lock;
 	uint64_t done_bytes;    /* protected by lock */
 	uint32_t next_req;      /* protected by lock */
 	bool store_full_warned; /* protected by lock */
+	size_t next_ent;        /* next entry for a file worker, under lock */
+	int fetchers;           /* fetcher threads of all files, under lock */
+	int first_rv;           /* the first file that failed, under lock */
 };
 
 static void fail(struct ctx *c, const char *fmt, ...)
@@ -215,10 +219,14 @@ static void draw(struct ctx *c, bool final)
 	double secs = (double)(now - c->t0) / 1e9;
 	double r;
 
-	if (!c->o->progress || (!final && now - c->last_draw < 200 * WH_NS_PER_MS))
+	if (!c->o->progress)
 		return;
-	c->last_draw = now;
 	pthread_mutex_lock(&c->lock);
+	if (!final && now - c->last_draw < 200 * WH_NS_PER_MS) {
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	c->last_draw = now; /* several files draw: one line per 200 ms */
 	bytes = c->done_bytes;
 	pthread_mutex_unlock(&c->lock);
 	r = secs > 0 ? (double)bytes / secs : 0;
@@ -276,19 +284,65 @@ static int write_chunk(int fd, bool sparse, const uint8_t *data, size_t len,
 	return n < 0 ? (int)n : 0;
 }
 
+#define MSTREAM_WAIT_MS 2000 /* how long the host may hold a manifest part */
+#define FILE_WORKERS 8       /* files in flight at once */
+#define FILE_ATTEMPTS 3      /* a file that changes on the host is started
+			      * again this many times in all */
+
+/*
+ * One file in flight.  The calling thread feeds the chunks of its
+ * manifest in as they arrive (all at once from an old-form MANIFEST, part
+ * by part from MANIFEST_STREAM while the host is still hashing): a chunk
+ * found locally (the store, the old destination) is written right away,
+ * one whose hash came earlier in the file waits until the first copy is
+ * in the store, the others queue for the fetcher threads, which start as
+ * work appears, up to --parallel.
+ */
 struct job {
 	struct ctx *c;
 	const struct entry *e;
 	struct wh_version version;
-	struct wh_chunk *chunks;
-	size_t *todo; /* indices to fetch */
-	size_t ntodo;
 	int fd;
-	bool sparse;  /* leave chunks of zeros as holes */
+	bool sparse; /* leave chunks of zeros as holes */
 	pthread_mutex_t lock;
-	size_t next;  /* protected by lock */
-	bool failed;  /* protected by lock */
+	pthread_cond_t cv;
+	/* protected by lock; only the feeding thread writes chunks/todo */
+	struct wh_chunk *chunks;
+	size_t nchunks, cap;
+	size_t *todo, ntodo, todocap, next;
+	bool fed; /* nothing more will be queued */
+	bool streaming; /* the manifest is still coming in parts */
+	int err;  /* the first failure, 0 if none */
+	/* the feeding thread's own */
+	pthread_t th[64];
+	int nth;
+	size_t *dups, ndups, dupcap;
+	size_t *seen, seencap, nseen; /* open addressing: chunk index + 1 */
+	uint8_t *buf;
+	struct oldidx *old;
+	size_t nold;
+	int oldfd;
+	uint64_t from_store, from_dest;
 };
+
+static void job_fail(struct job *j, int rv)
+{
+	pthread_mutex_lock(&j->lock);
+	if (!j->err)
+		j->err = rv;
+	pthread_cond_broadcast(&j->cv);
+	pthread_mutex_unlock(&j->lock);
+}
+
+static int job_err(struct job *j)
+{
+	int rv;
+
+	pthread_mutex_lock(&j->lock);
+	rv = j->err;
+	pthread_mutex_unlock(&j->lock);
+	return rv;
+}
 
 static void *fetcher(void *arg)
 {
@@ -299,160 +353,282 @@ static void *fetcher(void *arg)
 	wh_buf_init(&resp);
 	for (;;) {
 		struct wh_msg m, r;
-		struct wh_chunk *ch;
+		struct wh_chunk ch;
 		uint8_t h[WH_HASH_LEN];
-		size_t i;
 		int rv = 0, tries;
 
 		pthread_mutex_lock(&j->lock);
-		if (j->failed || j->next == j->ntodo) {
+		while (!j->err && j->next == j->ntodo && !j->fed)
+			pthread_cond_wait(&j->cv, &j->lock);
+		if (j->err || j->next == j->ntodo) {
 			pthread_mutex_unlock(&j->lock);
 			break;
 		}
-		i = j->todo[j->next++];
+		ch = j->chunks[j->todo[j->next++]];
 		pthread_mutex_unlock(&j->lock);
-		ch = &j->chunks[i];
 		for (tries = 0; tries < 3; tries++) {
 			memset(&m, 0, sizeof(m));
 			m.hdr.type = WH_MSG_CHUNK;
 			m.u.chunk.path.p = j->e->rpath;
 			m.u.chunk.path.len = (uint16_t)strlen(j->e->rpath);
 			m.u.chunk.version = j->version;
-			m.u.chunk.offset = ch->offset;
-			m.u.chunk.length = ch->length;
-			memcpy(m.u.chunk.hash, ch->hash, WH_HASH_LEN);
+			m.u.chunk.offset = ch.offset;
+			m.u.chunk.length = ch.length;
+			memcpy(m.u.chunk.hash, ch.hash, WH_HASH_LEN);
 			rv = rpc(c, &m, WH_MSG_CHUNK_REPLY, &resp, &r);
 			if (rv < 0)
 				break;
-			if (r.u.chunk_reply.data_len == ch->length) {
-				wh_blake3(r.u.chunk_reply.data, ch->length, h);
-				if (!memcmp(h, ch->hash, WH_HASH_LEN))
+			if (r.u.chunk_reply.data_len == ch.length) {
+				wh_blake3(r.u.chunk_reply.data, ch.length, h);
+				if (!memcmp(h, ch.hash, WH_HASH_LEN))
 					break;
 			}
 			wh_warn("chunk at %llu of '%s' failed verification; "
 				"fetching it again",
-				(unsigned long long)ch->offset, j->e->rpath);
+				(unsigned long long)ch.offset, j->e->rpath);
 			rv = WH_ERR_PROTO;
 		}
 		if (rv == 0)
 			rv = write_chunk(j->fd, j->sparse, r.u.chunk_reply.data,
-					 ch->length, ch->offset);
+					 ch.length, ch.offset);
 		if (rv < 0) {
-			if (rv == -ENOSPC)
-				fail(c, "no space left on the device writing "
-					"'%s'", j->e->lpath);
-			else if (rv == -ESTALE)
-				fail(c, "'%s' changed on the host during the "
-					"copy: run the get again", j->e->rpath);
-			else
-				fail(c, "fetching '%s': %s", j->e->rpath,
-				     wh_strerror(rv));
-			pthread_mutex_lock(&j->lock);
-			j->failed = true;
-			pthread_mutex_unlock(&j->lock);
+			job_fail(j, rv);
 			break;
 		}
-		rv = wh_store_put(c->store, ch->hash, r.u.chunk_reply.data,
-				  ch->length);
+		/* a file smaller than a minimum chunk is kept by its
+		 * destination alone: a store file would double its cost */
+		rv = j->version.size < WH_CDC_MIN
+			     ? 0
+			     : wh_store_put(c->store, ch.hash,
+					    r.u.chunk_reply.data, ch.length);
 		pthread_mutex_lock(&c->lock);
 		c->st->chunks_fetched++;
-		c->st->wire_bytes += ch->length;
+		c->st->wire_bytes += ch.length;
 		if (rv < 0 && !c->store_full_warned) {
 			c->store_full_warned = true;
 			wh_warn("cannot keep chunks in the store: %s",
 				wh_strerror(rv));
 		}
 		pthread_mutex_unlock(&c->lock);
-		add_done(c, ch->length);
+		add_done(c, ch.length);
+		draw(c, false);
 	}
 	wh_buf_free(&resp);
 	return NULL;
 }
 
-struct byhash {
-	const uint8_t *hash;
-	size_t idx;
-};
-
-static int cmp_byhash(const void *a, const void *b)
+static bool grow(void **p, size_t *cap, size_t need, size_t elem)
 {
-	const struct byhash *x = a, *y = b;
-	int d = memcmp(x->hash, y->hash, WH_HASH_LEN);
+	size_t ncap;
+	void *np;
 
-	if (d)
-		return d;
-	return x->idx < y->idx ? -1 : x->idx > y->idx;
+	if (need <= *cap)
+		return true;
+	ncap = *cap ? *cap * 2 : 64;
+	while (ncap < need)
+		ncap *= 2;
+	np = realloc(*p, ncap * elem);
+	if (!np)
+		return false;
+	*p = np;
+	*cap = ncap;
+	return true;
 }
 
-static int cmp_idx(const void *a, const void *b)
+static uint64_t hash_key(const uint8_t *h)
 {
-	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	uint64_t k;
 
-	return x < y ? -1 : x > y;
+	memcpy(&k, h, sizeof(k)); /* BLAKE3 output: already uniform */
+	return k;
 }
 
-/* split_repeats - keep in j->todo the first chunk of each hash (in file
- * order); return the others (to be filled from the store afterwards). */
-static size_t *split_repeats(struct job *j, size_t *pn)
+/* seen_add - false if a chunk with |idx|'s hash was added before */
+static int seen_add(struct job *j, size_t idx)
 {
-	struct byhash *v;
-	size_t *dups, nd = 0, nt = 0;
+	const uint8_t *h = j->chunks[idx].hash;
+	size_t mask, i;
 
-	*pn = 0;
-	if (j->ntodo < 2)
-		return NULL;
-	v = calloc(j->ntodo, sizeof(*v));
-	dups = calloc(j->ntodo, sizeof(*dups));
-	if (!v || !dups) {
-		free(v);
-		free(dups);
-		return NULL; /* fetch them all: correct, only slower */
+	if ((j->nseen + 1) * 2 > j->seencap) {
+		size_t ncap = j->seencap ? j->seencap * 2 : 256;
+		size_t *ns = calloc(ncap, sizeof(*ns));
+
+		if (!ns)
+			return -ENOMEM;
+		for (size_t k = 0; k < j->seencap; k++) {
+			if (!j->seen[k])
+				continue;
+			i = hash_key(j->chunks[j->seen[k] - 1].hash) &
+			    (ncap - 1);
+			while (ns[i])
+				i = (i + 1) & (ncap - 1);
+			ns[i] = j->seen[k];
+		}
+		free(j->seen);
+		j->seen = ns;
+		j->seencap = ncap;
 	}
-	for (size_t i = 0; i < j->ntodo; i++) {
-		v[i].hash = j->chunks[j->todo[i]].hash;
-		v[i].idx = j->todo[i];
-	}
-	qsort(v, j->ntodo, sizeof(*v), cmp_byhash);
-	for (size_t i = 0; i < j->ntodo; i++) {
-		if (i > 0 && !memcmp(v[i].hash, v[i - 1].hash, WH_HASH_LEN))
-			dups[nd++] = v[i].idx;
-		else
-			j->todo[nt++] = v[i].idx;
-	}
-	j->ntodo = nt;
-	qsort(j->todo, nt, sizeof(*j->todo), cmp_idx);
-	free(v);
-	*pn = nd;
-	return dups;
+	mask = j->seencap - 1;
+	for (i = hash_key(h) & mask; j->seen[i]; i = (i + 1) & mask)
+		if (!memcmp(j->chunks[j->seen[i] - 1].hash, h, WH_HASH_LEN))
+			return 0;
+	j->seen[i] = idx + 1;
+	j->nseen++;
+	return 1;
 }
 
-/* run_fetch - fetch j->todo with up to |parallel| threads, drawing the
- * progress line meanwhile. */
-static void run_fetch(struct ctx *c, struct job *j)
+/* start_fetcher - one more fetcher thread for |j|: up to --parallel for
+ * all the files in flight together, and always one for a file that has
+ * none (so that every file moves) */
+static void start_fetcher(struct job *j)
 {
-	pthread_t th[64];
-	int nth = 0;
+	struct ctx *c = j->c;
+	bool ok;
 
-	for (int i = 0; i < c->o->parallel && i < 64 && (size_t)i < j->ntodo;
-	     i++) {
-		if (pthread_create(&th[nth], NULL, fetcher, j) == 0)
-			nth++;
+	if (j->nth >= c->o->parallel || j->nth >= 64)
+		return;
+	pthread_mutex_lock(&c->lock);
+	ok = j->nth == 0 || c->fetchers < c->o->parallel;
+	if (ok)
+		c->fetchers++;
+	pthread_mutex_unlock(&c->lock);
+	if (!ok)
+		return;
+	if (pthread_create(&j->th[j->nth], NULL, fetcher, j) == 0) {
+		j->nth++;
+	} else {
+		pthread_mutex_lock(&c->lock);
+		c->fetchers--;
+		pthread_mutex_unlock(&c->lock);
 	}
-	if (j->ntodo > 0 && nth == 0)
-		fetcher(j); /* no threads: do it here */
-	while (nth > 0) {
-		bool done;
+}
 
-		pthread_mutex_lock(&j->lock);
-		done = j->failed || j->next == j->ntodo;
+/* queue - hand chunk |idx| to the fetchers */
+static int queue(struct job *j, size_t idx)
+{
+	size_t pending;
+
+	pthread_mutex_lock(&j->lock);
+	if (!grow((void **)&j->todo, &j->todocap, j->ntodo + 1,
+		  sizeof(*j->todo))) {
 		pthread_mutex_unlock(&j->lock);
-		if (done)
-			break;
-		draw(c, false);
-		usleep(50000);
+		return -ENOMEM;
 	}
-	for (int i = 0; i < nth; i++)
-		pthread_join(th[i], NULL);
+	j->todo[j->ntodo++] = idx;
+	pending = j->ntodo - j->next;
+	pthread_cond_signal(&j->cv);
+	pthread_mutex_unlock(&j->lock);
+	/* the feeding thread fetches too once the manifest is in, so a file
+	 * of one chunk needs no thread of its own */
+	if ((pending > 1 || j->streaming) && j->nth < j->c->o->parallel)
+		start_fetcher(j);
+	return 0;
+}
+
+/* feed - one more chunk of the manifest, checked by the caller */
+static int feed(struct job *j, const struct wh_chunk *ch)
+{
+	struct ctx *c = j->c;
+	struct oldidx *o;
+	uint8_t h[WH_HASH_LEN];
+	bool have = false;
+	size_t idx;
+	int rv;
+
+	pthread_mutex_lock(&j->lock);
+	if (!grow((void **)&j->chunks, &j->cap, j->nchunks + 1,
+		  sizeof(*j->chunks))) {
+		pthread_mutex_unlock(&j->lock);
+		return -ENOMEM;
+	}
+	idx = j->nchunks;
+	j->chunks[j->nchunks++] = *ch;
+	pthread_mutex_unlock(&j->lock);
+	/* files under a minimum chunk never go to the store */
+	if (j->version.size >= WH_CDC_MIN &&
+	    wh_store_get(c->store, ch->hash, j->buf, ch->length) == 0) {
+		have = true;
+		j->from_store++;
+	} else if (j->old &&
+		   (o = bsearch(ch->hash, j->old, j->nold, sizeof(*j->old),
+				by_hash)) &&
+		   o->length == ch->length &&
+		   pread(j->oldfd, j->buf, ch->length, (off_t)o->offset) ==
+			   (ssize_t)ch->length) {
+		wh_blake3(j->buf, ch->length, h);
+		if (!memcmp(h, ch->hash, WH_HASH_LEN)) {
+			have = true;
+			j->from_dest++;
+		}
+	}
+	if (have) {
+		rv = write_chunk(j->fd, j->sparse, j->buf, ch->length,
+				 ch->offset);
+		if (rv == 0)
+			add_done(c, ch->length);
+		return rv;
+	}
+	/* a chunk that repeats in the file (runs of zeros, say) crosses
+	 * the wire once */
+	rv = seen_add(j, idx);
+	if (rv < 0)
+		return rv;
+	if (rv == 0) {
+		if (!grow((void **)&j->dups, &j->dupcap, j->ndups + 1,
+			  sizeof(*j->dups)))
+			return -ENOMEM;
+		j->dups[j->ndups++] = idx;
+		return 0;
+	}
+	return queue(j, idx);
+}
+
+/* drain - no more chunks: wait for the fetchers (they draw progress) */
+static void drain(struct job *j)
+{
+	pthread_mutex_lock(&j->lock);
+	j->fed = true;
+	pthread_cond_broadcast(&j->cv);
+	pthread_mutex_unlock(&j->lock);
+	fetcher(j); /* help with what is left */
+	for (int i = 0; i < j->nth; i++)
+		pthread_join(j->th[i], NULL);
+	pthread_mutex_lock(&j->c->lock);
+	j->c->fetchers -= j->nth;
+	pthread_mutex_unlock(&j->c->lock);
+	j->nth = 0;
+}
+
+/* finish_dups - chunks repeated in the file, from the store now */
+static void finish_dups(struct job *j)
+{
+	if (j->err || j->ndups == 0)
+		return;
+	pthread_mutex_lock(&j->lock);
+	j->fed = false;
+	pthread_mutex_unlock(&j->lock);
+	for (size_t k = 0; k < j->ndups && !j->err; k++) {
+		struct wh_chunk *ch = &j->chunks[j->dups[k]];
+
+		if (wh_store_get(j->c->store, ch->hash, j->buf, ch->length) ==
+			    0 &&
+		    write_chunk(j->fd, j->sparse, j->buf, ch->length,
+				ch->offset) == 0) {
+			j->from_store++;
+			add_done(j->c, ch->length);
+		} else if (queue(j, j->dups[k]) < 0) { /* store full: fetch */
+			job_fail(j, -ENOMEM);
+		}
+	}
+	drain(j);
+}
+
+static bool same_version(const struct wh_version *a,
+			 const struct wh_version *b)
+{
+	return a->size == b->size && a->mtime.sec == b->mtime.sec &&
+	       a->mtime.nsec == b->mtime.nsec && a->ctime.sec == b->ctime.sec &&
+	       a->ctime.nsec == b->ctime.nsec;
 }
 
 static int manifest_timeout(struct ctx *c, uint64_t size)
@@ -536,6 +712,74 @@ static int fetch_manifest(struct ctx *c, const struct entry *e,
 	return 0;
 }
 
+/* mpart - one MANIFEST_STREAM request: the entries from |start| on */
+static int mpart(struct ctx *c, const struct entry *e, uint32_t start,
+		 struct wh_buf *resp, struct wh_msg *r)
+{
+	struct wh_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_MANIFEST_STREAM;
+	m.u.manifest_stream.path.p = e->rpath;
+	m.u.manifest_stream.path.len = (uint16_t)strlen(e->rpath);
+	m.u.manifest_stream.start = start;
+	m.u.manifest_stream.wait_ms = MSTREAM_WAIT_MS;
+	return rpc_t(c, &m, WH_MSG_MANIFEST_PART, resp, r,
+		     c->o->timeout_ms + MSTREAM_WAIT_MS);
+}
+
+/* stream_rest - feed the parts of a streamed manifest, |r| (in |resp|)
+ * being the first, until the manifest is complete */
+static int stream_rest(struct job *j, struct wh_buf *resp, struct wh_msg *r)
+{
+	struct ctx *c = j->c;
+	uint64_t covered = 0, last = wh_now_ns();
+	uint64_t patience = (uint64_t)manifest_timeout(c, j->version.size) *
+			    WH_NS_PER_MS;
+	uint32_t have = 0;
+	int rv = 0;
+
+	for (;;) {
+		const struct wh_msg_manifest_part *mp = &r->u.manifest_part;
+
+		if (!same_version(&mp->version, &j->version))
+			return -ESTALE; /* a new version: start again */
+		if (mp->known < have || (mp->count && mp->start != have))
+			return WH_ERR_PROTO;
+		for (uint32_t i = 0; i < mp->count; i++) {
+			struct wh_chunk ch;
+
+			wh_manifest_part_entry(mp, i, &ch.offset, &ch.length,
+					       ch.hash);
+			if (ch.offset != covered || ch.length == 0 ||
+			    ch.length > WH_MAX_CHUNK ||
+			    ch.length > j->version.size - covered)
+				return WH_ERR_PROTO;
+			covered += ch.length;
+			rv = feed(j, &ch);
+			if (rv < 0)
+				return rv;
+		}
+		have += mp->count;
+		if (mp->done && have == mp->known)
+			break;
+		rv = job_err(j);
+		if (rv < 0)
+			return rv;
+		if (mp->count)
+			last = wh_now_ns();
+		else if (wh_now_ns() - last > patience)
+			return WH_ERR_TIMEOUT;
+		else
+			usleep(5000); /* the host may answer empty at once */
+		draw(c, false);
+		rv = mpart(c, j->e, have, resp, r);
+		if (rv < 0)
+			return rv;
+	}
+	return covered == j->version.size ? 0 : WH_ERR_PROTO;
+}
+
 /* old_index - the chunks of |m| sorted by hash, for lookups */
 static struct oldidx *old_index(const struct wh_manifest *m, size_t *pn)
 {
@@ -600,59 +844,102 @@ static int set_meta(int fd, const struct entry *e, const struct wh_version *v)
 	return 0;
 }
 
-static int get_file(struct ctx *c, const struct entry *e)
+/* get_file_once - one attempt at one file; -ESTALE when it changed on the
+ * host meanwhile (the caller may start again), other errors reported */
+static int get_file_once(struct ctx *c, const struct entry *e)
 {
 	struct job j;
-	struct wh_chunk *chunks = NULL;
-	struct oldidx *old = NULL;
+	struct wh_chunk *all = NULL;
 	struct wh_manifest oldman;
-	size_t nchunks = 0, nold = 0, ndups = 0, *dups = NULL;
+	struct wh_buf resp;
+	struct wh_msg r;
+	size_t nall = 0;
 	char tmp[4200];
 	const char *slash;
-	uint8_t *buf = NULL;
-	int oldfd = -1, fd = -1, rv;
+	bool streamed = wh_session_caps(c->s) & WH_CAP_MSTREAM;
+	int fd = -1, rv;
 
 	memset(&j, 0, sizeof(j));
+	j.c = c;
+	j.e = e;
+	j.fd = -1;
+	j.oldfd = -1;
+	pthread_mutex_init(&j.lock, NULL);
+	pthread_cond_init(&j.cv, NULL);
+	wh_manifest_init(&oldman);
+	wh_buf_init(&resp);
 	tmp[0] = '\0';
-	rv = fetch_manifest(c, e, &j.version, &chunks, &nchunks);
+	/* the manifest, or its first part while the host is still hashing */
+	if (streamed) {
+		rv = mpart(c, e, 0, &resp, &r);
+		if (rv == 0) {
+			j.version = r.u.manifest_part.version;
+			if (r.u.manifest_part.done &&
+			    r.u.manifest_part.count == r.u.manifest_part.known)
+				streamed = false; /* all of it, at once */
+		}
+	} else {
+		rv = fetch_manifest(c, e, &j.version, &all, &nall);
+	}
+	if (rv == 0 && streamed == false && !all) {
+		/* a complete first part: take it as a whole manifest */
+		uint64_t covered = 0;
+
+		nall = r.u.manifest_part.count;
+		all = calloc(nall ? nall : 1, sizeof(*all));
+		if (!all)
+			rv = -ENOMEM;
+		for (size_t i = 0; rv == 0 && i < nall; i++) {
+			wh_manifest_part_entry(&r.u.manifest_part, (uint32_t)i,
+					       &all[i].offset, &all[i].length,
+					       all[i].hash);
+			if (all[i].offset != covered || all[i].length == 0 ||
+			    all[i].length > WH_MAX_CHUNK)
+				rv = WH_ERR_PROTO;
+			covered += all[i].length;
+		}
+		if (rv == 0 && covered != j.version.size)
+			rv = WH_ERR_PROTO;
+	}
 	if (rv < 0) {
-		fail(c, "cannot get the manifest of '%s': %s", e->rpath,
-		     rv == -ESTALE ? "it changed during the copy"
-				   : wh_strerror(rv));
-		return rv;
+		if (rv != -ESTALE)
+			fail(c, "cannot get the manifest of '%s': %s", e->rpath,
+			     wh_strerror(rv));
+		goto out;
 	}
 	/* the file already at the destination, if any: its manifest comes
 	 * from the local cache when it has not changed since it was known */
-	wh_manifest_init(&oldman);
-	oldfd = open(e->lpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (oldfd >= 0) {
+	j.oldfd = open(e->lpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (j.oldfd >= 0) {
 		struct stat ost;
 		int orv = -EINVAL;
 
-		if (fstat(oldfd, &ost) == 0 && S_ISREG(ost.st_mode))
-			orv = c->o->mc ? wh_mcache_get(c->o->mc, oldfd, &ost,
+		if (fstat(j.oldfd, &ost) == 0 && S_ISREG(ost.st_mode))
+			orv = c->o->mc ? wh_mcache_get(c->o->mc, j.oldfd, &ost,
 						       &oldman)
-				       : wh_manifest_build(oldfd, &oldman);
-		if (orv == 0 && oldman.size == j.version.size &&
-		    same_chunks(&oldman, chunks, nchunks)) {
+				       : wh_manifest_build(j.oldfd, &oldman);
+		if (orv == 0 && all && oldman.size == j.version.size &&
+		    same_chunks(&oldman, all, nall)) {
 			/* the same bytes already: at most the metadata
 			 * differs, nothing to fetch or to write */
-			rv = set_meta(oldfd, e, &j.version);
+			rv = set_meta(j.oldfd, e, &j.version);
 			if (rv < 0) {
 				fail(c, "cannot update '%s': %s", e->lpath,
 				     strerror(-rv));
 				goto out;
 			}
-			remember(c, oldfd, chunks, nchunks, j.version.size);
+			remember(c, j.oldfd, all, nall, j.version.size);
+			pthread_mutex_lock(&c->lock);
 			c->st->files++;
 			c->st->bytes += j.version.size;
-			c->st->chunks += nchunks;
-			c->st->chunks_from_dest += nchunks;
+			c->st->chunks += nall;
+			c->st->chunks_from_dest += nall;
+			pthread_mutex_unlock(&c->lock);
 			add_done(c, j.version.size);
 			goto out;
 		}
 		if (orv == 0)
-			old = old_index(&oldman, &nold);
+			j.old = old_index(&oldman, &j.nold);
 	}
 	slash = strrchr(e->lpath, '/');
 	if (slash)
@@ -666,6 +953,7 @@ static int get_file(struct ctx *c, const struct entry *e)
 		fail(c, "cannot create '%s': %s", tmp, strerror(errno));
 		goto out;
 	}
+	j.fd = fd;
 	/* preallocate, unless the host's file is sparse: then keep its holes
 	 * (chunks of zeros are not written) */
 	j.sparse = e->attr.blocks * 512 < e->attr.size;
@@ -675,86 +963,44 @@ static int get_file(struct ctx *c, const struct entry *e)
 			fail(c, "cannot size '%s': %s", tmp, strerror(errno));
 			goto out;
 		}
-	} else if (j.version.size > 0 &&
+	} else if (j.version.size >= WH_CDC_MIN &&
 		   posix_fallocate(fd, 0, (off_t)j.version.size) == ENOSPC) {
+		/* (a file under a minimum chunk is one write: nothing to
+		 * reserve ahead) */
 		rv = -ENOSPC;
 		fail(c, "no space left on the device for '%s' (%llu bytes)",
 		     e->lpath, (unsigned long long)j.version.size);
 		goto out;
 	}
-	j.todo = calloc(nchunks ? nchunks : 1, sizeof(*j.todo));
-	buf = malloc(WH_MAX_CHUNK);
-	if (!j.todo || !buf) {
+	j.buf = malloc(j.version.size < WH_MAX_CHUNK ? j.version.size + 1
+						     : WH_MAX_CHUNK);
+	if (!j.buf) {
 		rv = -ENOMEM;
 		fail(c, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < nchunks; i++) {
-		struct wh_chunk *ch = &chunks[i];
-		struct oldidx *o;
-		uint8_t h[WH_HASH_LEN];
-		bool have = false;
-
-		if (wh_store_get(c->store, ch->hash, buf, ch->length) == 0) {
-			have = true;
-			c->st->chunks_from_store++;
-		} else if (old && (o = bsearch(ch->hash, old, nold,
-					       sizeof(*old), by_hash)) &&
-			   o->length == ch->length &&
-			   pread(oldfd, buf, ch->length, (off_t)o->offset) ==
-				   (ssize_t)ch->length) {
-			wh_blake3(buf, ch->length, h);
-			if (!memcmp(h, ch->hash, WH_HASH_LEN)) {
-				have = true;
-				c->st->chunks_from_dest++;
-			}
-		}
-		if (!have) {
-			j.todo[j.ntodo++] = i;
-			continue;
-		}
-		rv = write_chunk(fd, j.sparse, buf, ch->length, ch->offset);
-		if (rv < 0) {
-			fail(c, "cannot write '%s': %s", tmp,
-			     rv == -ENOSPC ? "no space left on the device"
-					   : strerror(-rv));
-			goto out;
-		}
-		add_done(c, ch->length);
+	rv = 0;
+	if (all) {
+		for (size_t i = 0; i < nall && rv == 0; i++)
+			rv = feed(&j, &all[i]);
+	} else {
+		j.streaming = true;
+		rv = stream_rest(&j, &resp, &r);
+		j.streaming = false;
 	}
-	c->st->chunks += nchunks;
-	/* fetch the rest, several chunks in flight; a chunk that repeats in
-	 * the file (runs of zeros, say) crosses the wire once */
-	j.c = c;
-	j.e = e;
-	j.chunks = chunks;
-	j.fd = fd;
-	pthread_mutex_init(&j.lock, NULL);
-	dups = split_repeats(&j, &ndups);
-	run_fetch(c, &j);
-	if (!j.failed && ndups > 0) {
-		size_t n2 = 0;
-
-		for (size_t k = 0; k < ndups; k++) {
-			struct wh_chunk *ch = &chunks[dups[k]];
-
-			if (wh_store_get(c->store, ch->hash, buf, ch->length) ==
-				    0 &&
-			    write_chunk(fd, j.sparse, buf, ch->length,
-					ch->offset) == 0) {
-				c->st->chunks_from_store++;
-				add_done(c, ch->length);
-			} else {
-				j.todo[n2++] = dups[k]; /* store full: fetch */
-			}
-		}
-		j.ntodo = n2;
-		j.next = 0;
-		run_fetch(c, &j);
-	}
-	pthread_mutex_destroy(&j.lock);
-	if (j.failed) {
-		rv = -EIO;
+	if (rv < 0)
+		job_fail(&j, rv);
+	drain(&j);
+	finish_dups(&j);
+	rv = j.err;
+	if (rv < 0) {
+		if (rv == -ESTALE)
+			;	/* the caller decides */
+		else if (rv == -ENOSPC)
+			fail(c, "no space left on the device writing '%s'",
+			     e->lpath);
+		else
+			fail(c, "fetching '%s': %s", e->rpath, wh_strerror(rv));
 		goto out;
 	}
 	rv = set_meta(fd, e, &j.version);
@@ -768,24 +1014,57 @@ static int get_file(struct ctx *c, const struct entry *e)
 		     strerror(errno));
 		goto out;
 	}
-	remember(c, fd, chunks, nchunks, j.version.size);
+	remember(c, fd, j.chunks, j.nchunks, j.version.size);
+	pthread_mutex_lock(&c->lock);
 	c->st->files++;
 	c->st->bytes += j.version.size;
+	c->st->chunks += j.nchunks;
+	c->st->chunks_from_store += j.from_store;
+	c->st->chunks_from_dest += j.from_dest;
+	pthread_mutex_unlock(&c->lock);
 	rv = 0;
 out:
+	if (j.nth > 0) { /* an early exit with fetchers running */
+		job_fail(&j, rv < 0 ? rv : -ECANCELED);
+		drain(&j);
+	}
 	if (fd >= 0)
 		close(fd);
 	if (rv < 0 && tmp[0])
 		unlink(tmp); /* nothing half-written under any name; the
 			      * fetched chunks stay in the store */
-	if (oldfd >= 0)
-		close(oldfd);
+	if (j.oldfd >= 0)
+		close(j.oldfd);
 	wh_manifest_free(&oldman);
-	free(old);
-	free(buf);
+	wh_buf_free(&resp);
+	pthread_mutex_destroy(&j.lock);
+	pthread_cond_destroy(&j.cv);
+	free(j.old);
+	free(j.buf);
 	free(j.todo);
-	free(dups);
-	free(chunks);
+	free(j.dups);
+	free(j.seen);
+	free(j.chunks);
+	free(all);
+	return rv;
+}
+
+/* get_file - one file; started again when it changes on the host during
+ * the copy (the chunks already fetched come from the store) */
+static int get_file(struct ctx *c, const struct entry *e)
+{
+	int rv = -ESTALE;
+
+	for (int attempt = 0; attempt < FILE_ATTEMPTS && rv == -ESTALE;
+	     attempt++) {
+		if (attempt > 0)
+			wh_info("'%s' changed on the host; copying it again",
+				e->rpath);
+		rv = get_file_once(c, e);
+	}
+	if (rv == -ESTALE)
+		fail(c, "'%s' changed on the host during the copy: run the "
+			"get again", e->rpath);
 	return rv;
 }
 
@@ -822,6 +1101,61 @@ static int get_link(struct ctx *c, const struct entry *e)
 		     strerror(errno));
 	}
 	return rv;
+}
+
+/* file_worker - copy entries until none is left or one failed */
+static void *file_worker(void *arg)
+{
+	struct ctx *c = arg;
+
+	for (;;) {
+		struct entry *e;
+		int rv = 0;
+
+		pthread_mutex_lock(&c->lock);
+		if (c->first_rv < 0 || c->next_ent >= c->nents) {
+			pthread_mutex_unlock(&c->lock);
+			break;
+		}
+		e = &c->ents[c->next_ent++];
+		pthread_mutex_unlock(&c->lock);
+		if (S_ISREG(e->attr.mode))
+			rv = get_file(c, e);
+		else if (S_ISLNK(e->attr.mode))
+			rv = get_link(c, e);
+		if (rv < 0) {
+			pthread_mutex_lock(&c->lock);
+			if (!c->first_rv)
+				c->first_rv = rv;
+			pthread_mutex_unlock(&c->lock);
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* copy_entries - files and links, several at once: a small file costs a
+ * few round trips, which would otherwise be paid one file at a time */
+static int copy_entries(struct ctx *c)
+{
+	pthread_t th[FILE_WORKERS];
+	size_t nfiles = 0;
+	int nth = 0;
+
+	for (size_t i = 0; i < c->nents; i++)
+		if (S_ISREG(c->ents[i].attr.mode) ||
+		    S_ISLNK(c->ents[i].attr.mode))
+			nfiles++;
+	/* --parallel bounds the files in flight too (1: one at a time) */
+	for (size_t i = 1; i < FILE_WORKERS && i < nfiles &&
+			   i < (size_t)c->o->parallel;
+	     i++)
+		if (pthread_create(&th[nth], NULL, file_worker, c) == 0)
+			nth++;
+	file_worker(c);
+	for (int i = 0; i < nth; i++)
+		pthread_join(th[i], NULL);
+	return c->first_rv;
 }
 
 int wh_get_run(struct wh_session *s, struct wh_store *store,
@@ -891,14 +1225,8 @@ int wh_get_run(struct wh_session *s, struct wh_store *store,
 			     strerror(errno));
 		}
 	}
-	for (size_t i = 0; i < c.nents && rv == 0; i++) {
-		struct entry *e = &c.ents[i];
-
-		if (S_ISREG(e->attr.mode))
-			rv = get_file(&c, e);
-		else if (S_ISLNK(e->attr.mode))
-			rv = get_link(&c, e);
-	}
+	if (rv == 0)
+		rv = copy_entries(&c);
 	/* directory modes and times last: writing inside changes mtime */
 	for (size_t i = c.nents; i-- > 0 && rv == 0;) {
 		struct entry *e = &c.ents[i];

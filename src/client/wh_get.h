@@ -7,10 +7,16 @@
  * chunk store (any earlier session, any file), from the file already at
  * the destination (an older version of it), or from the host; chunks from
  * the host are verified, written to the destination and kept in the store,
- * so an interrupted get resumes where it stopped.  Several chunks are in
- * flight at once.  A file is written under a temporary name next to its
- * destination and renamed into place only when complete, with the host's
- * mode and mtime.
+ * so an interrupted get resumes where it stopped (files smaller than a
+ * minimum chunk skip the store: the destination is their copy).  Several
+ * chunks are in flight at once (|parallel| for all files together), and
+ * several files: up to eight, at most |parallel|.  With a host that
+ * streams manifests (WH_CAP_MSTREAM) chunks are fetched as soon as their
+ * entries arrive, while the host is still hashing the file; a file that
+ * changes on the host meanwhile is started again, at most three times in
+ * all.  A file is written under a temporary name next to its destination
+ * and renamed into place only when complete, with the host's mode and
+ * mtime.
  */
 #ifndef WH_GET_H
 #define WH_GET_H
@@ -26,7 +32,7 @@ struct wh_mcache;
 struct wh_get_opts {
 	const char *remote;   /* safe relative path on the host, "" = root */
 	const char *local;    /* destination path */
-	int parallel;         /* chunks in flight */
+	int parallel;         /* chunks in flight, all files together */
 	int timeout_ms;       /* per request */
 	bool progress;        /* draw a progress line on stderr */
 	struct wh_mcache *mc; /* manifests of local files, or NULL */

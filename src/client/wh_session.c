@@ -28,7 +28,8 @@
 #include "signal/wh_rendezvous.h"
 
 #define PAKE_LABEL "EXPORTER-wormhole-pake"
-#define CLIENT_CAPS (WH_CAP_INVAL | WH_CAP_READDIRPLUS | WH_CAP_CHUNKS)
+#define CLIENT_CAPS (WH_CAP_INVAL | WH_CAP_READDIRPLUS | WH_CAP_CHUNKS | \
+		     WH_CAP_MSTREAM)
 #define CTRL_MAX (64 * 1024)
 #define RETRY_MIN_MS 250
 #define RETRY_MAX_MS 1000
@@ -78,6 +79,7 @@ struct wh_session {
 	bool ever_ready, stop;
 	enum wh_net_transport transport; /* of the current connection */
 	enum wh_net_transport last;      /* of the last one that worked */
+	uint64_t caps; /* negotiated, atomic */
 	wh_session_inval_cb on_inval;
 	wh_session_reconnect_cb on_reconnect;
 	void *handler_ud;
@@ -282,6 +284,7 @@ static void ctrl_msg(struct wh_session *s, const struct wh_msg *m)
 			return;
 		}
 		wh_pake_wipe(&s->pake);
+		__atomic_store_n(&s->caps, m->u.hello_ack.caps, __ATOMIC_RELEASE);
 		out.hdr.type = WH_MSG_AUTH;
 		if (send_frame(s, s->ctrl, &out) < 0) {
 			wh_net_conn_close(s->nc, 1, "internal error");
@@ -695,7 +698,11 @@ int wh_session_call(struct wh_session *s, const uint8_t *req, size_t len,
 	memcpy(c->req, req, len);
 	c->req_len = len;
 	c->refs = 2; /* the caller and the queue/stream */
-	wh_buf_init(&c->resp);
+	/* the reply lands in the caller's buffer, which keeps its capacity
+	 * from one call to the next: no allocation per reply once warm */
+	c->resp = *resp;
+	wh_buf_init(resp);
+	wh_buf_reset(&c->resp);
 	pthread_condattr_t attr;
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -749,6 +756,11 @@ static int rpc_call(void *ctx, const uint8_t *req, size_t req_len,
 static const struct wh_rpc_ops session_rpc_ops = {
 	.call = rpc_call,
 };
+
+uint64_t wh_session_caps(struct wh_session *s)
+{
+	return __atomic_load_n(&s->caps, __ATOMIC_ACQUIRE);
+}
 
 void wh_session_rpc(struct wh_session *s, struct wh_rpc *rpc)
 {

@@ -53,13 +53,17 @@ void wh_session_set_handlers(struct wh_session *s, wh_session_inval_cb inval,
 /*
  * wh_session_call - send |req| (one request frame, or any bytes) on a new
  * stream and wait for the host's reply frame, at most |timeout_ms|.
- * Returns 0 with the reply in |resp| (replaced), WH_ERR_TIMEOUT,
+ * Returns 0 with the reply in |resp| (its memory reused when it is big
+ * enough; on failure |resp| is left empty), WH_ERR_TIMEOUT,
  * WH_ERR_CLOSED (no_reconnect sessions: the connection is gone),
  * WH_ERR_AUTH (the host no longer accepts our code) or WH_ERR_PROTO (the
  * reply was malformed or too large).  Thread-safe.
  */
 int wh_session_call(struct wh_session *s, const uint8_t *req, size_t len,
 		    struct wh_buf *resp, int timeout_ms);
+
+/* wh_session_caps - the capability bits the host agreed to (WH_CAP_*). */
+uint64_t wh_session_caps(struct wh_session *s);
 
 /* wh_session_rpc - a struct wh_rpc backed by this session. */
 void wh_session_rpc(struct wh_session *s, struct wh_rpc *rpc);

@@ -38,7 +38,8 @@
 #include "proto/wh_proto.h"
 #include "signal/wh_rendezvous.h"
 
-#define HOST_CAPS (WH_CAP_INVAL | WH_CAP_READDIRPLUS | WH_CAP_CHUNKS)
+#define HOST_CAPS (WH_CAP_INVAL | WH_CAP_READDIRPLUS | WH_CAP_CHUNKS | \
+		   WH_CAP_MSTREAM)
 #define PAKE_LABEL "EXPORTER-wormhole-pake"
 #define CTRL_MAX (WH_FRAME_HDR_LEN + 1024) /* control frames are small */
 #define INVAL_DELAY_MS 30   /* coalesce bursts of changes */
@@ -46,7 +47,8 @@
 #define APP_ERR_PROTO 1
 #define APP_ERR_AUTH 2
 #define APP_ERR_SHUTDOWN 3
-#define WORKERS 2           /* threads doing disk I/O for requests */
+#define WORKERS 4           /* threads doing disk I/O for requests (a
+			     * streamed MANIFEST may wait in one) */
 
 enum hconn_state {
 	HC_NEW,       /* waiting for HELLO */

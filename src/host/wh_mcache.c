@@ -19,10 +19,15 @@
 
 #include "common/wh_fsutil.h"
 #include "common/wh_log.h"
+#include "common/wh_time.h"
 #include "host/wh_mcache.h"
 
 #define MEM_ENTRIES 256
 #define MAGIC "WHM1"
+#define INLINE_MAX (8ULL << 20) /* files up to this size: hash in the caller */
+#define MAX_HASHERS 2           /* threads hashing queued jobs */
+#define MAX_QUEUED 64           /* more: hashed by the caller */
+#define DISK_MIN WH_CDC_MIN     /* smaller files: not kept on disk */
 
 struct key {
 	uint64_t dev, ino, size, mtime_ns, ctime_ns;
@@ -34,6 +39,21 @@ struct entry {
 	uint64_t used; /* LRU clock */
 };
 
+struct wh_mjob {
+	struct wh_mcache *mc;
+	struct key key;
+	int fd;
+	int refs;             /* protected by mc->lock */
+	struct wh_mjob *next; /* in mc->jobs, protected by mc->lock */
+	pthread_mutex_t lock;
+	pthread_cond_t cv;    /* on CLOCK_MONOTONIC */
+	struct wh_manifest m; /* protected by lock; fixed once done */
+	bool done;            /* protected by lock */
+	int err;              /* protected by lock */
+	bool queued;          /* waiting for a hasher, under mc->lock */
+	uint64_t seq;         /* queue order, under mc->lock */
+};
+
 struct wh_mcache {
 	char *dir;
 	pthread_mutex_t lock;
@@ -41,6 +61,12 @@ struct wh_mcache {
 	size_t nmem;                   /* protected by lock */
 	uint64_t clock;                /* protected by lock */
 	unsigned long computed, hits;  /* protected by lock */
+	struct wh_mjob *jobs;          /* being computed, protected by lock */
+	int threads;                   /* hasher threads alive, under lock */
+	int nqueued;                   /* jobs waiting for one, under lock */
+	uint64_t seq;                  /* under lock */
+	bool stopping;                 /* protected by lock */
+	pthread_cond_t cv;             /* threads changed */
 };
 
 static void key_of(const struct stat *st, struct key *k)
@@ -86,6 +112,7 @@ int wh_mcache_open(const char *dir, struct wh_mcache **pmc)
 	if (!mc)
 		return -ENOMEM;
 	pthread_mutex_init(&mc->lock, NULL);
+	pthread_cond_init(&mc->cv, NULL);
 	if (dir) {
 		rv = wh_mkdirs(dir);
 		if (rv < 0) {
@@ -106,6 +133,15 @@ void wh_mcache_close(struct wh_mcache *mc)
 {
 	if (!mc)
 		return;
+	/* hasher threads end soon once stopping is set: every job they
+	 * still have fails at its next chunk */
+	pthread_mutex_lock(&mc->lock);
+	mc->stopping = true;
+	pthread_cond_broadcast(&mc->cv);
+	while (mc->threads > 0)
+		pthread_cond_wait(&mc->cv, &mc->lock);
+	pthread_mutex_unlock(&mc->lock);
+	pthread_cond_destroy(&mc->cv);
 	for (size_t i = 0; i < mc->nmem; i++)
 		wh_manifest_free(&mc->mem[i].m);
 	free(mc->dir);
@@ -124,23 +160,19 @@ void wh_mcache_stats(struct wh_mcache *mc, unsigned long *computed,
 
 /* ------------------------------------------------------------ memory */
 
-static bool mem_get(struct wh_mcache *mc, const struct key *k,
-		    struct wh_manifest *out, int *rv)
+/* mem_get_locked - |k|'s manifest into |out|, if in memory; mc->lock held */
+static bool mem_get_locked(struct wh_mcache *mc, const struct key *k,
+			   struct wh_manifest *out, int *rv)
 {
-	bool found = false;
-
-	pthread_mutex_lock(&mc->lock);
 	for (size_t i = 0; i < mc->nmem; i++) {
 		if (memcmp(&mc->mem[i].key, k, sizeof(*k)) == 0) {
 			mc->mem[i].used = ++mc->clock;
 			*rv = copy_manifest(&mc->mem[i].m, out);
 			mc->hits++;
-			found = true;
-			break;
+			return true;
 		}
 	}
-	pthread_mutex_unlock(&mc->lock);
-	return found;
+	return false;
 }
 
 static void mem_put(struct wh_mcache *mc, const struct key *k,
@@ -272,7 +304,9 @@ static void disk_put(struct wh_mcache *mc, const struct key *k,
 	uint8_t *buf;
 	int fd;
 
-	if (!mc->dir)
+	/* a file smaller than a chunk's minimum is hashed again faster than
+	 * a cache file is created: keep those in memory only */
+	if (!mc->dir || k->size < DISK_MIN)
 		return;
 	buf = malloc(len);
 	if (!buf)
@@ -304,37 +338,342 @@ static void disk_put(struct wh_mcache *mc, const struct key *k,
 	free(buf);
 }
 
-int wh_mcache_get(struct wh_mcache *mc, int fd, const struct stat *st,
-		  struct wh_manifest *out)
+/* ---------------------------------------------------------------- jobs */
+
+static struct wh_mjob *job_new(struct wh_mcache *mc, const struct key *k)
 {
+	struct wh_mjob *j = calloc(1, sizeof(*j));
+	pthread_condattr_t ca;
+
+	if (!j)
+		return NULL;
+	j->mc = mc;
+	j->key = *k;
+	j->fd = -1;
+	j->refs = 1;
+	wh_manifest_init(&j->m);
+	pthread_mutex_init(&j->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&j->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	return j;
+}
+
+static void job_free(struct wh_mjob *j)
+{
+	if (j->fd >= 0)
+		close(j->fd);
+	wh_manifest_free(&j->m);
+	pthread_mutex_destroy(&j->lock);
+	pthread_cond_destroy(&j->cv);
+	free(j);
+}
+
+void wh_mjob_put(struct wh_mjob *j)
+{
+	struct wh_mcache *mc;
+	bool last;
+
+	if (!j)
+		return;
+	mc = j->mc;
+	pthread_mutex_lock(&mc->lock);
+	last = --j->refs == 0;
+	pthread_mutex_unlock(&mc->lock);
+	if (last)
+		job_free(j);
+}
+
+/* job_add - one more chunk: publish it, unless the file changed */
+static int job_add(void *ud, const struct wh_chunk *c)
+{
+	struct wh_mjob *j = ud;
+	struct stat st;
+	struct key k;
+	bool stop;
+	int rv = 0;
+
+	pthread_mutex_lock(&j->mc->lock);
+	stop = j->mc->stopping;
+	pthread_mutex_unlock(&j->mc->lock);
+	if (stop)
+		return -ECANCELED;
+	if (fstat(j->fd, &st) != 0)
+		return -errno;
+	key_of(&st, &k);
+	if (memcmp(&k, &j->key, sizeof(k)) != 0)
+		return -EAGAIN; /* changed under us: what we have is void */
+	pthread_mutex_lock(&j->lock);
+	if (j->m.n == j->m.cap) {
+		size_t ncap = j->m.cap ? j->m.cap * 2 : 64;
+		struct wh_chunk *nc = realloc(j->m.chunks, ncap * sizeof(*nc));
+
+		if (!nc)
+			rv = -ENOMEM;
+		else {
+			j->m.chunks = nc;
+			j->m.cap = ncap;
+		}
+	}
+	if (rv == 0) {
+		j->m.chunks[j->m.n++] = *c;
+		pthread_cond_broadcast(&j->cv);
+	}
+	pthread_mutex_unlock(&j->lock);
+	return rv;
+}
+
+/* job_run - hash the file, publishing chunks as they come; then cache the
+ * manifest and take the job off the list of those being computed */
+static void job_run(struct wh_mjob *j)
+{
+	struct wh_mcache *mc = j->mc;
+	struct wh_mjob **pp;
 	struct stat after;
-	struct key k, k2;
+	struct key k2;
+	uint64_t size = 0;
+	int rv;
+
+	rv = wh_chunk_fd(j->fd, j->key.size, job_add, j, &size);
+	if (rv == 0 && fstat(j->fd, &after) != 0)
+		rv = -errno;
+	if (rv == 0) {
+		key_of(&after, &k2);
+		if (memcmp(&j->key, &k2, sizeof(k2)) != 0 ||
+		    size != j->key.size)
+			rv = -EAGAIN; /* changed while we read it */
+	}
+	if (rv == 0) {
+		j->m.size = size; /* nobody reads m.size before done */
+		pthread_mutex_lock(&mc->lock);
+		mc->computed++;
+		pthread_mutex_unlock(&mc->lock);
+		mem_put(mc, &j->key, &j->m);
+	}
+	pthread_mutex_lock(&j->lock);
+	j->done = rv == 0;
+	j->err = rv;
+	pthread_cond_broadcast(&j->cv);
+	pthread_mutex_unlock(&j->lock);
+	pthread_mutex_lock(&mc->lock);
+	for (pp = &mc->jobs; *pp; pp = &(*pp)->next) {
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&mc->lock);
+	if (rv == 0)
+		disk_put(mc, &j->key, &j->m); /* m is fixed from here on */
+}
+
+/* hasher_main - hash queued jobs, oldest first, until none is left */
+static void *hasher_main(void *arg)
+{
+	struct wh_mcache *mc = arg;
+
+	pthread_mutex_lock(&mc->lock);
+	for (;;) {
+		struct wh_mjob *j = NULL;
+
+		for (struct wh_mjob *q = mc->jobs; q; q = q->next)
+			if (q->queued && (!j || q->seq < j->seq))
+				j = q;
+		if (!j)
+			break;
+		j->queued = false;
+		mc->nqueued--;
+		pthread_mutex_unlock(&mc->lock);
+		job_run(j);
+		wh_mjob_put(j); /* the queue's reference */
+		pthread_mutex_lock(&mc->lock);
+	}
+	mc->threads--;
+	pthread_cond_broadcast(&mc->cv);
+	pthread_mutex_unlock(&mc->lock);
+	return NULL;
+}
+
+static struct wh_mjob *find_job(struct wh_mcache *mc, const struct key *k)
+{
+	for (struct wh_mjob *j = mc->jobs; j; j = j->next)
+		if (memcmp(&j->key, k, sizeof(*k)) == 0)
+			return j;
+	return NULL;
+}
+
+/* job_done - a finished job holding |m| (moved) */
+static struct wh_mjob *job_done(struct wh_mcache *mc, const struct key *k,
+				struct wh_manifest *m)
+{
+	struct wh_mjob *j = job_new(mc, k);
+
+	if (!j)
+		return NULL;
+	j->m = *m;
+	wh_manifest_init(m);
+	j->done = true;
+	return j;
+}
+
+/* find_or_start - the job for |st|: cached, joined, or new (queued for the
+ * hasher threads if |background| and the file is big, else hashed here) */
+static int find_or_start(struct wh_mcache *mc, int fd, const struct stat *st,
+			 bool background, struct wh_mjob **pjob)
+{
+	struct wh_manifest man;
+	struct wh_mjob *j;
+	struct key k;
+	pthread_attr_t attr;
+	pthread_t th;
+	bool spawn = false;
 	int rv = 0;
 
 	key_of(st, &k);
-	if (mem_get(mc, &k, out, &rv))
-		return rv;
-	if (disk_get(mc, &k, out)) {
+	wh_manifest_init(&man);
+	pthread_mutex_lock(&mc->lock);
+	j = find_job(mc, &k);
+	if (j) {
+		j->refs++;
+		pthread_mutex_unlock(&mc->lock);
+		*pjob = j;
+		return 0;
+	}
+	if (mem_get_locked(mc, &k, &man, &rv)) {
+		pthread_mutex_unlock(&mc->lock);
+		if (rv < 0)
+			return rv;
+		j = job_done(mc, &k, &man);
+		goto found;
+	}
+	pthread_mutex_unlock(&mc->lock);
+	if (disk_get(mc, &k, &man)) {
 		pthread_mutex_lock(&mc->lock);
 		mc->hits++;
 		pthread_mutex_unlock(&mc->lock);
-		mem_put(mc, &k, out);
+		mem_put(mc, &k, &man);
+		j = job_done(mc, &k, &man);
+		goto found;
+	}
+	pthread_mutex_lock(&mc->lock);
+	j = find_job(mc, &k); /* someone else may have started it */
+	if (j) {
+		j->refs++;
+		pthread_mutex_unlock(&mc->lock);
+		*pjob = j;
 		return 0;
 	}
-	rv = wh_manifest_build(fd, out);
+	j = job_new(mc, &k);
+	if (j) {
+		j->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		if (j->fd < 0) {
+			rv = -errno;
+			pthread_mutex_unlock(&mc->lock);
+			job_free(j);
+			return rv;
+		}
+		j->next = mc->jobs;
+		mc->jobs = j;
+		if (background && k.size > INLINE_MAX &&
+		    mc->nqueued < MAX_QUEUED) {
+			j->queued = true;
+			j->seq = ++mc->seq;
+			j->refs++; /* the queue's */
+			mc->nqueued++;
+			spawn = mc->threads < MAX_HASHERS;
+			if (spawn)
+				mc->threads++;
+		} else {
+			background = false;
+		}
+	}
+	pthread_mutex_unlock(&mc->lock);
+	if (!j)
+		return -ENOMEM;
+	if (spawn) {
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&th, &attr, hasher_main, mc) != 0) {
+			pthread_mutex_lock(&mc->lock);
+			mc->threads--;
+			if (mc->threads == 0 && j->queued) {
+				/* no hasher will come: hash it here */
+				j->queued = false;
+				mc->nqueued--;
+				j->refs--;
+				background = false;
+			}
+			pthread_mutex_unlock(&mc->lock);
+		}
+		pthread_attr_destroy(&attr);
+	}
+	if (!background)
+		job_run(j);
+	*pjob = j;
+	return 0;
+found:
+	wh_manifest_free(&man);
+	if (!j)
+		return -ENOMEM;
+	*pjob = j;
+	return 0;
+}
+
+int wh_mcache_stream(struct wh_mcache *mc, int fd, const struct stat *st,
+		     struct wh_mjob **pjob)
+{
+	return find_or_start(mc, fd, st, true, pjob);
+}
+
+int wh_mjob_wait(struct wh_mjob *j, size_t start, uint64_t deadline_ns,
+		 size_t *known, bool *done)
+{
+	struct timespec ts = {
+		.tv_sec = (time_t)(deadline_ns / WH_NS_PER_S),
+		.tv_nsec = (long)(deadline_ns % WH_NS_PER_S),
+	};
+	int rv;
+
+	pthread_mutex_lock(&j->lock);
+	while (!j->done && j->err == 0 && j->m.n <= start &&
+	       wh_now_ns() < deadline_ns)
+		pthread_cond_timedwait(&j->cv, &j->lock, &ts);
+	*known = j->m.n;
+	*done = j->done;
+	rv = j->err;
+	pthread_mutex_unlock(&j->lock);
+	return rv;
+}
+
+void wh_mjob_copy(struct wh_mjob *j, size_t start, size_t n,
+		  struct wh_chunk *out)
+{
+	pthread_mutex_lock(&j->lock);
+	if (start <= j->m.n && n <= j->m.n - start)
+		memcpy(out, j->m.chunks + start, n * sizeof(*out));
+	pthread_mutex_unlock(&j->lock);
+}
+
+int wh_mcache_get(struct wh_mcache *mc, int fd, const struct stat *st,
+		  struct wh_manifest *out)
+{
+	struct wh_mjob *j;
+	size_t known;
+	bool done;
+	int rv;
+
+	rv = find_or_start(mc, fd, st, false, &j);
 	if (rv < 0)
 		return rv;
-	if (fstat(fd, &after) != 0)
-		return -errno;
-	key_of(&after, &k2);
-	if (memcmp(&k, &k2, sizeof(k)) != 0 || out->size != k.size)
-		return -EAGAIN; /* changed while we read it */
-	pthread_mutex_lock(&mc->lock);
-	mc->computed++;
-	pthread_mutex_unlock(&mc->lock);
-	mem_put(mc, &k, out);
-	disk_put(mc, &k, out);
-	return 0;
+	rv = wh_mjob_wait(j, SIZE_MAX, UINT64_MAX, &known, &done);
+	if (rv == 0) {
+		pthread_mutex_lock(&j->lock);
+		rv = copy_manifest(&j->m, out);
+		pthread_mutex_unlock(&j->lock);
+	}
+	wh_mjob_put(j);
+	return rv;
 }
 
 int wh_mcache_put(struct wh_mcache *mc, const struct stat *st,

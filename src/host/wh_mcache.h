@@ -4,7 +4,9 @@
  * A file's manifest (its content-defined chunks and their BLAKE3 hashes)
  * is computed once per version of the file, where a version is the key
  * (device, inode, size, mtime, ctime), and kept in memory (the most recent
- * ones) and on disk (every one, one small file each, written atomically),
+ * ones) and on disk (every one of a file of at least WH_CDC_MIN bytes, one
+ * small file each, written atomically; smaller files hash faster than a
+ * cache file is made),
  * so an unchanged file is never hashed twice, across host restarts too.  A
  * changed file has a new key: it is hashed again, never served from a
  * stale manifest.  Thread-safe.
@@ -40,6 +42,34 @@ int wh_mcache_get(struct wh_mcache *mc, int fd, const struct stat *st,
  */
 int wh_mcache_put(struct wh_mcache *mc, const struct stat *st,
 		  const struct wh_manifest *m);
+
+/*
+ * Streamed manifests.  A job is one file version's manifest, complete (from
+ * the cache) or being computed.  Every request for the same version while
+ * it is computed joins the same job, so a file is hashed once however many
+ * clients ask; the finished manifest goes to the cache as with
+ * wh_mcache_get.  Big files are queued for two hasher threads (oldest
+ * first; past 64 waiting, the caller hashes it itself), small ones are
+ * hashed right in the caller.
+ *
+ * wh_mcache_stream - a reference to the job for the file open as |fd|
+ * (fstat() |st|; the job keeps its own descriptor).  0 or -errno.
+ * wh_mjob_wait - wait until the job has more than |start| entries, is
+ * finished, or |deadline_ns| (wh_now_ns() clock) passed; then |*known| is
+ * the number of entries computed so far and |*done| whether that is all.
+ * Returns 0, -EAGAIN if the file changed while it was hashed (the entries
+ * already handed out are void), or another -errno from hashing.
+ * wh_mjob_copy - entries [start, start + n) of the job (n <= known).
+ * wh_mjob_put - drop a reference.
+ */
+struct wh_mjob;
+int wh_mcache_stream(struct wh_mcache *mc, int fd, const struct stat *st,
+		     struct wh_mjob **pjob);
+int wh_mjob_wait(struct wh_mjob *j, size_t start, uint64_t deadline_ns,
+		 size_t *known, bool *done);
+void wh_mjob_copy(struct wh_mjob *j, size_t start, size_t n,
+		  struct wh_chunk *out);
+void wh_mjob_put(struct wh_mjob *j);
 
 /* wh_mcache_stats - how many manifests were computed / served cached. */
 void wh_mcache_stats(struct wh_mcache *mc, unsigned long *computed,

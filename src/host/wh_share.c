@@ -20,6 +20,7 @@
 
 #include "common/wh_err.h"
 #include "common/wh_log.h"
+#include "common/wh_time.h"
 #include "host/wh_mcache.h"
 #include "host/wh_share.h"
 #include "io/wh_io.h"
@@ -45,7 +46,14 @@ struct wh_share {
 	size_t nwatches, cap;  /* protected by lock */
 	bool limit_logged;     /* protected by lock */
 	struct wh_mcache *mc;  /* may be NULL */
+	struct wh_mcache *own_mc; /* in memory, for streamed manifests
+				   * when |mc| is NULL */
+	int mwaiting;          /* MANIFEST_STREAMs waiting, atomic */
 };
+
+/* MANIFEST_STREAMs that may wait at once: the others answer right away,
+ * so that waits never take every worker from the CHUNK requests */
+#define MAX_MSTREAM_WAITERS 2
 
 /* ----------------------------------------------------------- resolution */
 
@@ -581,6 +589,92 @@ static int do_manifest(struct wh_share *sh, uint32_t req_id,
 	return rv;
 }
 
+/* do_manifest_stream - the entries known so far from |start| on, while the
+ * manifest is computed (shared by every request for that file version) */
+static int do_manifest_stream(struct wh_share *sh, uint32_t req_id,
+			      const struct wh_msg_manifest_stream *ms,
+			      struct wh_buf *resp)
+{
+	char p[WH_MAX_PATH + 1];
+	struct wh_mcache *mc = sh->mc ? sh->mc : sh->own_mc;
+	struct wh_chunk *chunks = NULL;
+	struct wh_mjob *j = NULL;
+	struct wh_msg m;
+	struct stat st;
+	uint8_t *ents = NULL;
+	uint32_t start = ms->start, count = 0, wait;
+	size_t known = 0;
+	bool done = false;
+	int fd, rv;
+
+	if (!mc)
+		return wh_error_append(resp, req_id, ENOMEM, "");
+	copy_path(p, ms->path.p, ms->path.len);
+	fd = open_regular(sh, p);
+	if (fd < 0)
+		return wh_error_append(resp, req_id, -fd, "");
+	rv = fstat(fd, &st) != 0 ? -errno : wh_mcache_stream(mc, fd, &st, &j);
+	close(fd);
+	if (rv == 0) {
+		wait = ms->wait_ms < WH_MAX_MSTREAM_WAIT_MS
+			       ? ms->wait_ms
+			       : WH_MAX_MSTREAM_WAIT_MS;
+		if (__atomic_add_fetch(&sh->mwaiting, 1, __ATOMIC_RELAXED) >
+		    MAX_MSTREAM_WAITERS)
+			wait = 0;
+		rv = wh_mjob_wait(j, start,
+				  wh_now_ns() + (uint64_t)wait * WH_NS_PER_MS,
+				  &known, &done);
+		__atomic_sub_fetch(&sh->mwaiting, 1, __ATOMIC_RELAXED);
+	}
+	if (rv == 0 && known > UINT32_MAX)
+		rv = -EFBIG;
+	if (rv < 0) {
+		wh_mjob_put(j);
+		if (rv == -EAGAIN)
+			return wh_error_append(resp, req_id, ESTALE,
+					   "the file changed while its "
+					   "manifest was computed: ask again");
+		return wh_error_append(resp, req_id, -rv, "");
+	}
+	if (start > known)
+		start = (uint32_t)known;
+	count = (uint32_t)(known - start);
+	if (count > WH_MAX_MANIFEST_ENTRIES)
+		count = WH_MAX_MANIFEST_ENTRIES;
+	if (count) {
+		chunks = malloc((size_t)count * sizeof(*chunks));
+		ents = malloc((size_t)count * WH_MANIFEST_ENTRY_LEN);
+		if (!chunks || !ents) {
+			free(chunks);
+			free(ents);
+			wh_mjob_put(j);
+			return -ENOMEM;
+		}
+		wh_mjob_copy(j, start, count, chunks);
+		for (uint32_t i = 0; i < count; i++)
+			wh_manifest_entry_encode(chunks[i].offset,
+						 chunks[i].length,
+						 chunks[i].hash,
+						 ents + (size_t)i *
+								WH_MANIFEST_ENTRY_LEN);
+	}
+	wh_mjob_put(j);
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_MANIFEST_PART;
+	m.hdr.req_id = req_id;
+	fill_version(&st, &m.u.manifest_part.version);
+	m.u.manifest_part.done = done;
+	m.u.manifest_part.known = (uint32_t)known;
+	m.u.manifest_part.start = start;
+	m.u.manifest_part.count = count;
+	m.u.manifest_part.entries = ents;
+	rv = wh_msg_append(resp, &m);
+	free(ents);
+	free(chunks);
+	return rv;
+}
+
 static bool version_matches(const struct stat *st, const struct wh_version *v)
 {
 	struct wh_version now;
@@ -781,6 +875,9 @@ int wh_share_serve(struct wh_share *sh, const uint8_t *req, size_t len,
 		return do_manifest(sh, req_id, &m.u.manifest, resp);
 	case WH_MSG_CHUNK:
 		return do_chunk(sh, req_id, &m.u.chunk, resp);
+	case WH_MSG_MANIFEST_STREAM:
+		return do_manifest_stream(sh, req_id, &m.u.manifest_stream,
+					  resp);
 	default:
 		rv = wh_error_append(resp, req_id, EPROTO,
 				 "not a request message");
@@ -814,6 +911,8 @@ int wh_share_open(const char *dir, struct wh_share **pshare)
 	sh->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (sh->ifd >= 0)
 		watch_dir(sh, sh->root_fd, "", 0);
+	if (wh_mcache_open(NULL, &sh->own_mc) < 0)
+		sh->own_mc = NULL; /* streamed manifests get ENOMEM */
 	*pshare = sh;
 	return 0;
 }
@@ -829,6 +928,7 @@ void wh_share_close(struct wh_share *sh)
 		close(sh->ifd);
 	if (sh->root_fd >= 0)
 		close(sh->root_fd);
+	wh_mcache_close(sh->own_mc);
 	pthread_mutex_destroy(&sh->lock);
 	free(sh);
 }

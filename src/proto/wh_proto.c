@@ -218,7 +218,7 @@ static void wr_version(struct wr *w, const struct wh_version *v)
 static bool type_known(uint16_t t)
 {
 	return (t >= WH_MSG_HELLO && t <= WH_MSG_INVAL) ||
-	       (t >= WH_MSG_ERROR && t <= WH_MSG_CHUNK_REPLY);
+	       (t >= WH_MSG_ERROR && t <= WH_MSG_MANIFEST_PART);
 }
 
 const char *wh_msg_type_name(uint16_t type)
@@ -246,6 +246,8 @@ const char *wh_msg_type_name(uint16_t type)
 	case WH_MSG_MANIFEST_REPLY: return "MANIFEST_REPLY";
 	case WH_MSG_CHUNK: return "CHUNK";
 	case WH_MSG_CHUNK_REPLY: return "CHUNK_REPLY";
+	case WH_MSG_MANIFEST_STREAM: return "MANIFEST_STREAM";
+	case WH_MSG_MANIFEST_PART: return "MANIFEST_PART";
 	}
 	return "UNKNOWN";
 }
@@ -449,6 +451,32 @@ int wh_msg_decode(const uint8_t *buf, size_t len, size_t max_payload,
 		r.left = 0;
 		break;
 	}
+	case WH_MSG_MANIFEST_STREAM:
+		rd_str(&r, &msg->u.manifest_stream.path);
+		msg->u.manifest_stream.start = rd_u32(&r);
+		msg->u.manifest_stream.wait_ms = rd_u32(&r);
+		if (!r.bad && !wh_path_valid(msg->u.manifest_stream.path.p,
+					     msg->u.manifest_stream.path.len))
+			return WH_ERR_PATH;
+		break;
+	case WH_MSG_MANIFEST_PART: {
+		struct wh_msg_manifest_part *mp = &msg->u.manifest_part;
+		rd_version(&r, &mp->version);
+		mp->done = rd_bool(&r);
+		mp->known = rd_u32(&r);
+		mp->start = rd_u32(&r);
+		mp->count = rd_u32(&r);
+		if (r.bad)
+			break;
+		if (mp->count > WH_MAX_MANIFEST_ENTRIES ||
+		    (uint64_t)mp->start + mp->count > mp->known ||
+		    r.left != (size_t)mp->count * WH_MANIFEST_ENTRY_LEN)
+			return WH_ERR_PROTO;
+		mp->entries = r.p;
+		r.p += r.left;
+		r.left = 0;
+		break;
+	}
 	case WH_MSG_CHUNK:
 		rd_str(&r, &msg->u.chunk.path);
 		rd_version(&r, &msg->u.chunk.version);
@@ -622,6 +650,28 @@ ssize_t wh_msg_encode(const struct wh_msg *msg, uint8_t *buf, size_t cap)
 			 (size_t)mr->count * WH_MANIFEST_ENTRY_LEN);
 		break;
 	}
+	case WH_MSG_MANIFEST_STREAM:
+		if (msg->u.manifest_stream.path.len > WH_MAX_PATH)
+			return WH_ERR_TOOBIG;
+		wr_str(&w, msg->u.manifest_stream.path.p,
+		       msg->u.manifest_stream.path.len);
+		wr_u32(&w, msg->u.manifest_stream.start);
+		wr_u32(&w, msg->u.manifest_stream.wait_ms);
+		break;
+	case WH_MSG_MANIFEST_PART: {
+		const struct wh_msg_manifest_part *mp = &msg->u.manifest_part;
+
+		if (mp->count > WH_MAX_MANIFEST_ENTRIES)
+			return WH_ERR_TOOBIG;
+		wr_version(&w, &mp->version);
+		wr_u8(&w, mp->done ? 1 : 0);
+		wr_u32(&w, mp->known);
+		wr_u32(&w, mp->start);
+		wr_u32(&w, mp->count);
+		wr_bytes(&w, mp->entries,
+			 (size_t)mp->count * WH_MANIFEST_ENTRY_LEN);
+		break;
+	}
 	case WH_MSG_CHUNK:
 		if (msg->u.chunk.path.len > WH_MAX_PATH ||
 		    msg->u.chunk.length > WH_MAX_CHUNK)
@@ -732,6 +782,15 @@ void wh_manifest_entry(const struct wh_msg_manifest_reply *r, uint32_t i,
 	rd_bytes(&rr, hash, 32);
 }
 
+void wh_manifest_part_entry(const struct wh_msg_manifest_part *r, uint32_t i,
+			    uint64_t *offset, uint32_t *length,
+			    uint8_t hash[32])
+{
+	struct wh_msg_manifest_reply mr = { .entries = r->entries };
+
+	wh_manifest_entry(&mr, i, offset, length, hash);
+}
+
 void wh_manifest_entry_encode(uint64_t offset, uint32_t length,
 			      const uint8_t hash[32], uint8_t *buf)
 {
@@ -777,6 +836,9 @@ static size_t encoded_bound(const struct wh_msg *msg)
 		return n + msg->u.readlink_reply.target.len;
 	case WH_MSG_MANIFEST_REPLY:
 		return n + (size_t)msg->u.manifest_reply.count *
+				   WH_MANIFEST_ENTRY_LEN;
+	case WH_MSG_MANIFEST_PART:
+		return n + (size_t)msg->u.manifest_part.count *
 				   WH_MANIFEST_ENTRY_LEN;
 	case WH_MSG_CHUNK_REPLY:
 		return n + msg->u.chunk_reply.data_len;

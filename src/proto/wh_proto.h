@@ -57,6 +57,9 @@
 #define WH_CAP_INVAL     (1ULL << 0) /* host pushes INVAL frames */
 #define WH_CAP_READDIRPLUS (1ULL << 1) /* READDIR_REPLY carries attributes */
 #define WH_CAP_CHUNKS    (1ULL << 2) /* MANIFEST and CHUNK requests */
+#define WH_CAP_MSTREAM   (1ULL << 3) /* MANIFEST_STREAM: a manifest in parts
+				      * while the host computes it */
+#define WH_MAX_MSTREAM_WAIT_MS 5000 /* the host waits at most this long */
 
 enum wh_msg_type {
 	/* control stream */
@@ -85,6 +88,9 @@ enum wh_msg_type {
 	WH_MSG_MANIFEST_REPLY = 30,
 	WH_MSG_CHUNK = 31,
 	WH_MSG_CHUNK_REPLY = 32,
+	/* with WH_CAP_MSTREAM */
+	WH_MSG_MANIFEST_STREAM = 33,
+	WH_MSG_MANIFEST_PART = 34,
 };
 
 struct wh_frame_hdr {
@@ -227,6 +233,27 @@ struct wh_msg_manifest_reply {
 	const uint8_t *entries; /* count * WH_MANIFEST_ENTRY_LEN bytes */
 };
 
+/* MANIFEST_STREAM: like MANIFEST, but the host answers with the entries
+ * known so far from |start| on while it is still computing the manifest,
+ * waiting at most |wait_ms| (capped at WH_MAX_MSTREAM_WAIT_MS) for at least
+ * one entry past |start|. */
+struct wh_msg_manifest_stream {
+	struct wh_str path;
+	uint32_t start;
+	uint32_t wait_ms;
+};
+
+/* MANIFEST_PART: version, u8 done, u32 known, u32 start, u32 count, then
+ * |count| entries (as in MANIFEST_REPLY).  |known| is the number of
+ * entries computed so far, the total once |done|; start + count <= known.
+ * Read the entries with wh_manifest_part_entry(). */
+struct wh_msg_manifest_part {
+	struct wh_version version;
+	bool done;
+	uint32_t known, start, count;
+	const uint8_t *entries; /* count * WH_MANIFEST_ENTRY_LEN bytes */
+};
+
 /* CHUNK: bytes [offset, offset+length) of |path|, which must hash to
  * |hash| in the file's version |version|. */
 struct wh_msg_chunk {
@@ -270,6 +297,8 @@ struct wh_msg {
 		struct wh_msg_manifest_reply manifest_reply;
 		struct wh_msg_chunk chunk;
 		struct wh_msg_chunk_reply chunk_reply;
+		struct wh_msg_manifest_stream manifest_stream;
+		struct wh_msg_manifest_part manifest_part;
 		/* AUTH_OK and STATFS have no payload */
 	} u;
 };
@@ -347,6 +376,10 @@ int wh_dirent_next(const struct wh_msg_readdir_reply *r, size_t *pos,
  */
 void wh_manifest_entry(const struct wh_msg_manifest_reply *r, uint32_t i,
 		       uint64_t *offset, uint32_t *length, uint8_t hash[32]);
+/* wh_manifest_part_entry - decode entry |i| (< count) of a MANIFEST_PART. */
+void wh_manifest_part_entry(const struct wh_msg_manifest_part *r, uint32_t i,
+			    uint64_t *offset, uint32_t *length,
+			    uint8_t hash[32]);
 /*
  * wh_manifest_entry_encode - write one entry at |buf| (44 bytes).
  */

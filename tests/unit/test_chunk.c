@@ -150,6 +150,65 @@ static void test_local_edit(void **state)
 	free(edited);
 }
 
+/* wh_cdc_cut (the multi-lane scan) against wh_cdc_cut_ref (one byte at a
+ * time) on random data, on low-entropy data and at the size edges, with
+ * and without eof */
+static void test_fast_cut_matches_reference(void **state)
+{
+	static const size_t edges[] = {
+		0, 1, 63, 64, 65, WH_CDC_MIN - 1, WH_CDC_MIN, WH_CDC_MIN + 1,
+		WH_CDC_MIN + 16383, WH_CDC_MIN + 16384, WH_CDC_MIN + 16385,
+		WH_CDC_AVG - 1, WH_CDC_AVG, WH_CDC_AVG + 1, WH_CDC_AVG + 16384,
+		WH_CDC_MAX - 1, WH_CDC_MAX, WH_CDC_MAX + 1, 2 * WH_CDC_MAX,
+	};
+	size_t n = 3 * WH_CDC_MAX;
+	uint8_t *p = malloc(n);
+	uint64_t seed = 12345;
+
+	(void)state;
+	assert_non_null(p);
+	for (int kind = 0; kind < 4; kind++) {
+		if (kind == 0)
+			fill_random(p, n, 99);
+		else if (kind == 1) /* four symbols: many repeated windows */
+			for (size_t i = 0; i < n; i++)
+				p[i] = data[i] & 3;
+		else if (kind == 2) /* zeros: h is constant */
+			memset(p, 0, n);
+		else /* random with long runs of one byte */
+			for (size_t i = 0; i < n; i++)
+				p[i] = (i / 70000) & 1 ? 0x55 : data[i];
+		for (size_t e = 0; e < sizeof(edges) / sizeof(edges[0]); e++)
+			for (int eof = 0; eof < 2; eof++)
+				assert_int_equal(wh_cdc_cut(p, edges[e], eof),
+						 wh_cdc_cut_ref(p, edges[e],
+								eof));
+		for (int t = 0; t < 200; t++) {
+			size_t off, len;
+
+			seed = seed * 6364136223846793005ULL +
+			       1442695040888963407ULL;
+			off = (size_t)(seed >> 33) % (n / 2);
+			len = (size_t)(seed >> 11) % (n - off + 1);
+			assert_int_equal(wh_cdc_cut(p + off, len, t & 1),
+					 wh_cdc_cut_ref(p + off, len, t & 1));
+		}
+	}
+	/* whole streams, chunk by chunk, on many lengths of random data */
+	for (size_t len = 1; len < (size_t)DATA_LEN; len = len * 3 + 4099) {
+		size_t a = 0;
+
+		while (a < len) {
+			size_t c = wh_cdc_cut(data + a, len - a, true);
+
+			assert_int_equal(c, wh_cdc_cut_ref(data + a, len - a,
+							   true));
+			a += c;
+		}
+	}
+	free(p);
+}
+
 static void test_blake3_known_answers(void **state)
 {
 	/* from the BLAKE3 reference test vectors: input byte i = i % 251 */
@@ -217,6 +276,7 @@ int main(void)
 		cmocka_unit_test(test_golden_boundaries),
 		cmocka_unit_test(test_insertion_at_start),
 		cmocka_unit_test(test_local_edit),
+		cmocka_unit_test(test_fast_cut_matches_reference),
 		cmocka_unit_test(test_blake3_known_answers),
 		cmocka_unit_test(test_manifest),
 	};

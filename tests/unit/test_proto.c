@@ -299,6 +299,66 @@ static void test_data_plane_roundtrip(void **state)
 	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REPLY_FRAME, &d),
 			 WH_ERR_PROTO);
 
+	/* streamed manifests */
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_MANIFEST_STREAM;
+	m.u.manifest_stream.path.p = "a/b";
+	m.u.manifest_stream.path.len = 3;
+	m.u.manifest_stream.start = 9;
+	m.u.manifest_stream.wait_ms = 1500;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REQ_FRAME, &d), 0);
+	assert_int_equal(d.hdr.type, WH_MSG_MANIFEST_STREAM);
+	assert_int_equal(d.u.manifest_stream.start, 9);
+	assert_int_equal(d.u.manifest_stream.wait_ms, 1500);
+	assert_memory_equal(d.u.manifest_stream.path.p, "a/b", 3);
+	check_truncations((size_t)n, WH_MAX_REQ_FRAME);
+	m.u.manifest_stream.path.p = "../x";
+	m.u.manifest_stream.path.len = 4;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REQ_FRAME, &d),
+			 WH_ERR_PATH);
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_MANIFEST_PART;
+	m.u.manifest_part.version.size = 1ULL << 40; /* total still unknown */
+	m.u.manifest_part.version.mtime.nsec = 5;
+	m.u.manifest_part.done = false;
+	m.u.manifest_part.known = 3;
+	m.u.manifest_part.start = 1;
+	m.u.manifest_part.count = 2;
+	m.u.manifest_part.entries = ents;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REPLY_FRAME, &d), 0);
+	assert_false(d.u.manifest_part.done);
+	assert_true(d.u.manifest_part.known == 3 &&
+		    d.u.manifest_part.start == 1 &&
+		    d.u.manifest_part.count == 2 &&
+		    d.u.manifest_part.version.size == 1ULL << 40 &&
+		    d.u.manifest_part.version.mtime.nsec == 5);
+	wh_manifest_part_entry(&d.u.manifest_part, 1, &off, &len, h);
+	assert_true(off == 100 && len == 50 && h[0] == 0x5a);
+	check_truncations((size_t)n, WH_MAX_REPLY_FRAME);
+	m.u.manifest_part.done = true;
+	m.u.manifest_part.count = 0; /* a finished manifest, nothing new */
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REPLY_FRAME, &d), 0);
+	assert_true(d.u.manifest_part.done && d.u.manifest_part.count == 0);
+	m.u.manifest_part.count = 2;
+	m.u.manifest_part.known = 2; /* start + count > known */
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REPLY_FRAME, &d),
+			 WH_ERR_PROTO);
+	m.u.manifest_part.known = 3;
+	n = encode(&m);
+	buf[WH_FRAME_HDR_LEN + WH_VERSION_WIRE_LEN] = 2; /* done is a bool */
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REPLY_FRAME, &d),
+			 WH_ERR_PROTO);
+	buf[WH_FRAME_HDR_LEN + WH_VERSION_WIRE_LEN] = 1;
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REPLY_FRAME, &d), 0);
+	m.u.manifest_part.count = WH_MAX_MANIFEST_ENTRIES + 1;
+	assert_true(wh_msg_encode(&m, buf, sizeof(buf)) < 0);
+
 	memset(&m, 0, sizeof(m));
 	m.hdr.type = WH_MSG_CHUNK;
 	m.u.chunk.path.p = "f";

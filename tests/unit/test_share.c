@@ -21,6 +21,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "chunk/wh_chunk.h"
 #include "common/wh_buf.h"
 #include "common/wh_err.h"
 #include "host/wh_share.h"
@@ -148,6 +149,193 @@ static int readfile(const char *path, uint64_t off, uint32_t len)
 	m.u.read.length = len;
 	assert_int_equal(serve(&m), 0);
 	return reply.hdr.type == WH_MSG_ERROR ? reply.u.error.err : 0;
+}
+
+/* mstream - one MANIFEST_STREAM; 0, or the errno of an ERROR reply */
+static int mstream(const char *path, uint32_t start, uint32_t wait_ms)
+{
+	struct wh_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_MANIFEST_STREAM;
+	m.hdr.req_id = 9;
+	m.u.manifest_stream.path.p = path;
+	m.u.manifest_stream.path.len = (uint16_t)strlen(path);
+	m.u.manifest_stream.start = start;
+	m.u.manifest_stream.wait_ms = wait_ms;
+	assert_int_equal(serve(&m), 0);
+	if (reply.hdr.type == WH_MSG_ERROR)
+		return reply.u.error.err;
+	assert_int_equal(reply.hdr.type, WH_MSG_MANIFEST_PART);
+	return 0;
+}
+
+static void fill_random(uint8_t *p, size_t n, uint64_t seed)
+{
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		p[i] = (uint8_t)(seed >> 56);
+	}
+}
+
+/* manifest_of - the reference manifest of |n| bytes */
+static void manifest_of(const uint8_t *data, size_t n, struct wh_manifest *m)
+{
+	char p[512];
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/ref", base);
+	fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, n), (ssize_t)n);
+	wh_manifest_init(m);
+	assert_int_equal(wh_manifest_build(fd, m), 0);
+	close(fd);
+}
+
+/* collect - poll MANIFEST_STREAM until done; 0 and the entries in |got|
+ * (which must match |ref| so far), or the errno that ended it (ESTALE
+ * also when a part comes for another version, as a client sees it) */
+static int collect(const char *path, const struct wh_manifest *ref,
+		   uint32_t wait_ms, size_t *got, void (*after_first)(void))
+{
+	struct wh_version v;
+
+	*got = 0;
+	for (int polls = 0; polls < 100000; polls++) {
+		const struct wh_msg_manifest_part *mp = &reply.u.manifest_part;
+		int rv = mstream(path, (uint32_t)*got, wait_ms);
+
+		if (rv)
+			return rv;
+		if (polls == 0) {
+			v = mp->version;
+			if (after_first)
+				after_first();
+		}
+		else if (v.size != mp->version.size ||
+			 v.mtime.sec != mp->version.mtime.sec ||
+			 v.mtime.nsec != mp->version.mtime.nsec ||
+			 v.ctime.sec != mp->version.ctime.sec ||
+			 v.ctime.nsec != mp->version.ctime.nsec)
+			return ESTALE;
+		assert_true(mp->start == *got || mp->count == 0);
+		for (uint32_t i = 0; i < mp->count; i++) {
+			struct wh_chunk c;
+
+			assert_true(*got < ref->n);
+			wh_manifest_part_entry(mp, i, &c.offset, &c.length,
+					       c.hash);
+			assert_true(c.offset == ref->chunks[*got].offset);
+			assert_true(c.length == ref->chunks[*got].length);
+			assert_memory_equal(c.hash, ref->chunks[*got].hash, 32);
+			(*got)++;
+		}
+		if (mp->done && *got == mp->known)
+			return 0;
+	}
+	fail_msg("the manifest never completed");
+	return -1;
+}
+
+static uint8_t *rewrite_data;
+static size_t rewrite_len;
+
+/* rewrite_big2 - 1 MiB in the middle of big2 changes */
+static void rewrite_big2(void)
+{
+	char p[1024];
+	size_t n = rewrite_len;
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/big2", root);
+	fd = open(p, O_WRONLY);
+	assert_true(fd >= 0);
+	memset(rewrite_data + n / 2, 0xab, 1 << 20);
+	assert_int_equal(pwrite(fd, rewrite_data + n / 2, 1 << 20, n / 2),
+			 1 << 20);
+	close(fd);
+}
+
+static void test_streamed_manifest(void **state)
+{
+	const size_t n = 48u << 20; /* big enough to hash on a job thread */
+	uint8_t *data = malloc(n);
+	struct wh_manifest ref, ref2;
+	struct wh_msg m;
+	size_t got;
+	char p[1024];
+	int rv;
+
+	(void)state;
+	assert_non_null(data);
+	fill_random(data, n, 7);
+	manifest_of(data, n, &ref);
+	put_file("big", data, n);
+	/* polled without waiting, and with waits: the same entries */
+	assert_int_equal(collect("big", &ref, 0, &got, NULL), 0);
+	assert_int_equal(got, ref.n);
+	assert_int_equal(collect("big", &ref, 1000, &got, NULL), 0);
+	assert_int_equal(got, ref.n);
+	/* a finished manifest: everything in the first part */
+	assert_int_equal(mstream("big", 0, 0), 0);
+	assert_true(reply.u.manifest_part.done &&
+		    reply.u.manifest_part.count == ref.n &&
+		    reply.u.manifest_part.version.size == n);
+	/* past the end: nothing, at once */
+	assert_int_equal(mstream("big", 100000, 5000), 0);
+	assert_true(reply.u.manifest_part.done &&
+		    reply.u.manifest_part.count == 0 &&
+		    reply.u.manifest_part.start == ref.n);
+	/* the old form still answers whole manifests */
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_MANIFEST;
+	m.hdr.req_id = 10;
+	m.u.manifest.path.p = "big";
+	m.u.manifest.path.len = 3;
+	assert_int_equal(serve(&m), 0);
+	assert_int_equal(reply.hdr.type, WH_MSG_MANIFEST_REPLY);
+	assert_true(reply.u.manifest_reply.total == ref.n &&
+		    reply.u.manifest_reply.count == ref.n);
+	/* small files, errors */
+	assert_int_equal(mstream("hello", 0, 100), 0);
+	assert_true(reply.u.manifest_part.done &&
+		    reply.u.manifest_part.known == 1 &&
+		    reply.u.manifest_part.count == 1);
+	assert_int_equal(mstream("many/e0000", 0, 100), 0);
+	assert_true(reply.u.manifest_part.done &&
+		    reply.u.manifest_part.known == 0);
+	assert_int_equal(mstream("nope", 0, 100), ENOENT);
+	assert_int_equal(mstream("dir", 0, 100), EISDIR);
+	assert_int_equal(mstream("uplink", 0, 100), EINVAL); /* a symlink */
+
+	/* a file rewritten while it is hashed: ESTALE, or (if hashing won
+	 * the race) the whole old manifest; never a mix */
+	fill_random(data, n, 8);
+	wh_manifest_free(&ref);
+	manifest_of(data, n, &ref);
+	put_file("big2", data, n);
+	snprintf(p, sizeof(p), "%s/big2", root);
+	{
+		/* an old mtime, so the rewrite below surely changes it (the
+		 * version is (size, mtime, ctime), at the clock's grain) */
+		struct timespec t[2] = { { 1000, 0 }, { 1000, 0 } };
+
+		assert_int_equal(utimensat(AT_FDCWD, p, t, 0), 0);
+	}
+	rewrite_data = data;
+	rewrite_len = n;
+	rv = collect("big2", &ref, 1000, &got, rewrite_big2);
+	if (rv != 0) {
+		assert_int_equal(rv, ESTALE);
+		/* the next request sees the new version */
+		manifest_of(data, n, &ref2);
+		assert_int_equal(collect("big2", &ref2, 1000, &got, NULL), 0);
+		assert_int_equal(got, ref2.n);
+		wh_manifest_free(&ref2);
+	}
+	wh_manifest_free(&ref);
+	free(data);
 }
 
 static void test_getattr(void **state)
@@ -393,6 +581,7 @@ int main(void)
 		cmocka_unit_test(test_readlink_statfs),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_watch),
+		cmocka_unit_test(test_streamed_manifest),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
