@@ -77,7 +77,7 @@ int cmd_get_main(int argc, char **argv)
 	char signal_buf[256];
 	const char *peer = NULL, *cache_dir = NULL, *base;
 	bool json = false;
-	long parallel = 16, timeout_ms = 15000;
+	long parallel = 32, timeout_ms = 15000;
 	struct stat lst;
 	int c, rv;
 
@@ -98,7 +98,8 @@ int cmd_get_main(int argc, char **argv)
 			json = true;
 			break;
 		case 'P':
-			if (!cli_parse_int(optarg, 1, 64, &parallel))
+			if (!cli_parse_int(optarg, 1, WH_GET_MAX_PARALLEL,
+					   &parallel))
 				return cli_usage_error("get", "bad --parallel "
 						       "'%s' (1-64)", optarg);
 			break;
@@ -215,6 +216,7 @@ int cmd_get_main(int argc, char **argv)
 		       "\"chunks_from_store\": %llu, "
 		       "\"chunks_from_destination\": %llu, "
 		       "\"corrupt_chunks_discarded\": %lu, "
+		       "\"chunks_in_flight_max\": %u, "
 		       "\"seconds\": %.3f}\n",
 		       (unsigned long long)st.files,
 		       (unsigned long long)st.bytes,
@@ -223,7 +225,7 @@ int cmd_get_main(int argc, char **argv)
 		       (unsigned long long)st.chunks_fetched,
 		       (unsigned long long)st.chunks_from_store,
 		       (unsigned long long)st.chunks_from_dest,
-		       wh_store_corrupt(store), st.seconds);
+		       wh_store_corrupt(store), st.inflight_max, st.seconds);
 	else
 		wh_info("got %llu files, %llu bytes (%llu chunks, %llu over "
 			"the wire) in %.2f s", (unsigned long long)st.files,

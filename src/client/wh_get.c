@@ -14,6 +14,7 @@
 
 #include "chunk/wh_chunk.h"
 #include "client/wh_get.h"
+#include "client/wh_window.h"
 #include "common/wh_err.h"
 #include "common/wh_log.h"
 #include "common/wh_time.h"
@@ -44,6 +45,12 @@ struct ctx {
 	bool store_full_warned; /* protected by lock */
 	size_t next_ent;        /* next entry for a file worker, under lock */
 	int fetchers;           /* fetcher threads of all files, under lock */
+	struct wh_window win;   /* chunk requests allowed in flight, under lock */
+	unsigned inflight;      /* chunk requests in flight, under lock */
+	pthread_cond_t wcv;     /* the window opened, or a buffer came back */
+	struct wh_buf bufs[WH_GET_MAX_PARALLEL]; /* reply buffers: the pool */
+	int freeidx[WH_GET_MAX_PARALLEL];        /* free ones, under lock */
+	int nfree;
 	int first_rv;           /* the first file that failed, under lock */
 };
 
@@ -344,17 +351,60 @@ static int job_err(struct job *j)
 	return rv;
 }
 
+/*
+ * The window: the chunk requests of all files together wait here while
+ * as many as the window allows are in flight.  The window follows the
+ * measured delivery rate and the time a chunk takes from request to being
+ * written (wh_window.h), between WINDOW_MIN and --parallel requests and
+ * WINDOW_MAX_BYTES.  Each request in flight holds a reply buffer from a
+ * pool (most recently used first), so buffers are allocated once, as many
+ * as the window ever reached, and never per chunk.
+ */
+#define WINDOW_MIN 8
+#define WINDOW_MAX_BYTES (64u << 20)
+
+static struct wh_buf *window_enter(struct ctx *c)
+{
+	struct wh_buf *b;
+
+	pthread_mutex_lock(&c->lock);
+	while (c->inflight >= wh_window_get(&c->win) || c->nfree == 0)
+		pthread_cond_wait(&c->wcv, &c->lock);
+	c->inflight++;
+	if (c->inflight > c->st->inflight_max)
+		c->st->inflight_max = c->inflight;
+	b = &c->bufs[c->freeidx[--c->nfree]];
+	pthread_mutex_unlock(&c->lock);
+	return b;
+}
+
+/* window_leave - |b| is free again; a chunk of |bytes| took since |t0|
+ * (not sampled when |bytes| is 0: a failure says nothing of the path) */
+static void window_leave(struct ctx *c, struct wh_buf *b, uint64_t bytes,
+			 uint64_t t0)
+{
+	uint64_t now = wh_now_ns();
+
+	pthread_mutex_lock(&c->lock);
+	if (bytes)
+		wh_window_sample(&c->win, bytes, now - t0, now);
+	c->inflight--;
+	c->freeidx[c->nfree++] = (int)(b - c->bufs);
+	pthread_cond_broadcast(&c->wcv);
+	pthread_mutex_unlock(&c->lock);
+}
+
 static void *fetcher(void *arg)
 {
 	struct job *j = arg;
 	struct ctx *c = j->c;
-	struct wh_buf resp;
 
-	wh_buf_init(&resp);
 	for (;;) {
 		struct wh_msg m, r;
 		struct wh_chunk ch;
 		uint8_t h[WH_HASH_LEN];
+		struct wh_buf *resp;
+		uint64_t t0;
 		int rv = 0, tries;
 
 		pthread_mutex_lock(&j->lock);
@@ -366,6 +416,15 @@ static void *fetcher(void *arg)
 		}
 		ch = j->chunks[j->todo[j->next++]];
 		pthread_mutex_unlock(&j->lock);
+		resp = window_enter(c);
+		t0 = wh_now_ns();
+		/* room for the whole reply: the buffer grows once, if at all */
+		if (wh_buf_reserve(resp, WH_FRAME_HDR_LEN + WH_HASH_LEN +
+					 ch.length) < 0) {
+			window_leave(c, resp, 0, t0);
+			job_fail(j, -ENOMEM);
+			break;
+		}
 		for (tries = 0; tries < 3; tries++) {
 			memset(&m, 0, sizeof(m));
 			m.hdr.type = WH_MSG_CHUNK;
@@ -375,7 +434,7 @@ static void *fetcher(void *arg)
 			m.u.chunk.offset = ch.offset;
 			m.u.chunk.length = ch.length;
 			memcpy(m.u.chunk.hash, ch.hash, WH_HASH_LEN);
-			rv = rpc(c, &m, WH_MSG_CHUNK_REPLY, &resp, &r);
+			rv = rpc(c, &m, WH_MSG_CHUNK_REPLY, resp, &r);
 			if (rv < 0)
 				break;
 			if (r.u.chunk_reply.data_len == ch.length) {
@@ -392,6 +451,7 @@ static void *fetcher(void *arg)
 			rv = write_chunk(j->fd, j->sparse, r.u.chunk_reply.data,
 					 ch.length, ch.offset);
 		if (rv < 0) {
+			window_leave(c, resp, 0, t0);
 			job_fail(j, rv);
 			break;
 		}
@@ -401,6 +461,7 @@ static void *fetcher(void *arg)
 			     ? 0
 			     : wh_store_put(c->store, ch.hash,
 					    r.u.chunk_reply.data, ch.length);
+		window_leave(c, resp, ch.length, t0);
 		pthread_mutex_lock(&c->lock);
 		c->st->chunks_fetched++;
 		c->st->wire_bytes += ch.length;
@@ -413,7 +474,6 @@ static void *fetcher(void *arg)
 		add_done(c, ch.length);
 		draw(c, false);
 	}
-	wh_buf_free(&resp);
 	return NULL;
 }
 
@@ -1179,6 +1239,13 @@ int wh_get_run(struct wh_session *s, struct wh_store *store,
 	err[0] = '\0';
 	c.t0 = wh_now_ns();
 	pthread_mutex_init(&c.lock, NULL);
+	pthread_cond_init(&c.wcv, NULL);
+	wh_window_init(&c.win, WINDOW_MIN, (unsigned)o->parallel,
+		       WINDOW_MAX_BYTES);
+	for (int i = WH_GET_MAX_PARALLEL; i-- > 0;) {
+		wh_buf_init(&c.bufs[i]);
+		c.freeidx[c.nfree++] = i;
+	}
 
 	memset(&m, 0, sizeof(m));
 	m.hdr.type = WH_MSG_GETATTR;
@@ -1247,6 +1314,13 @@ out:
 		free(c.ents[i].lpath);
 	}
 	free(c.ents);
+	wh_debug("chunk window: %u requests at the end, %u at most in flight "
+		 "(delivery %.1f MB/s, round trip %.2f ms)",
+		 wh_window_get(&c.win), st->inflight_max,
+		 (double)c.win.rate_bps / 1e6, (double)c.win.rtt_ns / 1e6);
+	for (int i = 0; i < WH_GET_MAX_PARALLEL; i++)
+		wh_buf_free(&c.bufs[i]);
+	pthread_cond_destroy(&c.wcv);
 	pthread_mutex_destroy(&c.lock);
 	st->seconds = (double)(wh_now_ns() - c.t0) / 1e9;
 	return rv < 0 ? rv : 0;

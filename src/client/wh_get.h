@@ -9,7 +9,8 @@
  * the host are verified, written to the destination and kept in the store,
  * so an interrupted get resumes where it stopped (files smaller than a
  * minimum chunk skip the store: the destination is their copy).  Several
- * chunks are in flight at once (|parallel| for all files together), and
+ * chunks are in flight at once (a window sized from the measured delivery
+ * rate and round trip, at most |parallel| for all files together), and
  * several files: up to eight, at most |parallel|.  With a host that
  * streams manifests (WH_CAP_MSTREAM) chunks are fetched as soon as their
  * entries arrive, while the host is still hashing the file; a file that
@@ -29,10 +30,15 @@
 
 struct wh_mcache;
 
+#define WH_GET_MAX_PARALLEL 64 /* the most chunk requests in flight */
+
 struct wh_get_opts {
 	const char *remote;   /* safe relative path on the host, "" = root */
 	const char *local;    /* destination path */
-	int parallel;         /* chunks in flight, all files together */
+	int parallel;         /* the most chunks in flight, all files together
+			       * (1..WH_GET_MAX_PARALLEL); the window is
+			       * sized from the measured rate and round
+			       * trip, up to this */
 	int timeout_ms;       /* per request */
 	bool progress;        /* draw a progress line on stderr */
 	struct wh_mcache *mc; /* manifests of local files, or NULL */
@@ -41,6 +47,7 @@ struct wh_get_opts {
 struct wh_get_stats {
 	uint64_t files, bytes, wire_bytes, chunks, chunks_fetched;
 	uint64_t chunks_from_store, chunks_from_dest;
+	unsigned inflight_max; /* the most chunk requests that were in flight */
 	double seconds;
 };
 
