@@ -22,10 +22,15 @@
 #include "common/wh_err.h"
 #include "common/wh_log.h"
 #include "fuse/wh_fs.h"
+#include "store/wh_store.h"
+
+/* the chunk store is shared with `wormhole get` */
+#define STORE_LIMIT (10ULL << 30)
 
 static const struct option mount_opts[] = {
 	{ "peer", required_argument, NULL, 'p' },
 	{ "cache-dir", required_argument, NULL, 'C' },
+	{ "ram-cache-mb", required_argument, NULL, 'R' },
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "timeout-ms", required_argument, NULL, 't' },
 	{ "log", required_argument, NULL, 'L' },
@@ -103,13 +108,15 @@ int cmd_mount_main(int argc, char **argv)
 	struct wh_fs_opts fo;
 	struct wh_session *sess = NULL;
 	struct wh_fs *fs = NULL;
+	struct wh_store *store = NULL;
 	struct wh_rpc rpc;
 	struct stat st;
 	char code[WH_CODE_STRLEN + 1], err[512], msg[600];
 	const char *peer = NULL, *logfile = NULL, *cache_dir = NULL;
 	const char *mnt;
 	bool foreground = false;
-	long timeout_ms = 8000;
+	long timeout_ms = 8000, ram_mb = 128;
+	char *cache = NULL;
 	int c, rv, fd = -1, pipefd[2];
 
 	while ((c = getopt_long(argc, argv, "p:fvh", mount_opts, NULL)) !=
@@ -120,6 +127,12 @@ int cmd_mount_main(int argc, char **argv)
 			break;
 		case 'C':
 			cache_dir = optarg;
+			break;
+		case 'R':
+			if (!cli_parse_int(optarg, 8, 65536, &ram_mb))
+				return cli_usage_error("mount", "bad "
+						       "--ram-cache-mb '%s'",
+						       optarg);
 			break;
 		case 'f':
 			foreground = true;
@@ -138,8 +151,9 @@ int cmd_mount_main(int argc, char **argv)
 			break;
 		case 'h':
 			printf("usage: wormhole mount CODE MOUNTPOINT --peer "
-			       "ADDR:PORT [--foreground] [--timeout-ms N] "
-			       "[--log FILE] [-v]\n");
+			       "ADDR:PORT [--cache-dir DIR] [--ram-cache-mb N] "
+			       "[--foreground] [--timeout-ms N] [--log FILE] "
+			       "[-v]\n");
 			return WH_EXIT_OK;
 		default:
 			return cli_usage_error("mount", "bad option");
@@ -166,6 +180,19 @@ int cmd_mount_main(int argc, char **argv)
 	if (cache_dir && mkdir(cache_dir, 0700) != 0 && errno != EEXIST)
 		return cli_fail("mount", "cannot create cache dir '%s': %s",
 				cache_dir, strerror(errno));
+	/* absolute: the daemon changes to "/" */
+	cache = cache_dir ? realpath(cache_dir, NULL) : wh_store_default_dir();
+	if (!cache)
+		return cli_fail("mount", "no cache directory: set HOME or "
+				"XDG_CACHE_HOME, or pass --cache-dir DIR");
+	rv = wh_store_open(cache, STORE_LIMIT, &store);
+	if (rv < 0) {
+		cli_fail("mount", "cannot open the chunk store in '%s': %s",
+			 cache, wh_strerror(rv));
+		free(cache);
+		return WH_EXIT_FAIL;
+	}
+	free(cache);
 
 	if (!foreground) {
 		pid_t pid;
@@ -194,6 +221,7 @@ int cmd_mount_main(int argc, char **argv)
 	if (rv < 0) {
 		snprintf(msg, sizeof(msg), "1%s", err);
 		report(fd, msg);
+		wh_store_close(store);
 		return WH_EXIT_FAIL;
 	}
 	wh_session_rpc(sess, &rpc);
@@ -201,6 +229,8 @@ int cmd_mount_main(int argc, char **argv)
 	fo.timeout_ms = (int)timeout_ms;
 	fo.attr_timeout = 60.0;
 	fo.entry_timeout = 60.0;
+	fo.store = store;
+	fo.ram_limit = (uint64_t)ram_mb << 20;
 	rv = wh_fs_new(&rpc, &fo, &fs);
 	if (rv == 0) {
 		wh_session_set_handlers(sess, fs_inval, fs_reconnect, fs);
@@ -213,6 +243,7 @@ int cmd_mount_main(int argc, char **argv)
 		wh_session_set_handlers(sess, NULL, NULL, NULL);
 		wh_fs_del(fs);
 		wh_session_del(sess);
+		wh_store_close(store);
 		return WH_EXIT_FAIL;
 	}
 	wh_info("mounted %s on %s", peer, mnt);
@@ -226,6 +257,7 @@ int cmd_mount_main(int argc, char **argv)
 	wh_session_set_handlers(sess, NULL, NULL, NULL);
 	wh_fs_del(fs);
 	wh_session_del(sess);
+	wh_store_close(store);
 	wh_info("unmounted %s", mnt);
 	return rv < 0 ? WH_EXIT_FAIL : WH_EXIT_OK;
 }

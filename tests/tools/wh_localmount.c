@@ -4,12 +4,14 @@
  * end-to-end tests of the FUSE layer and the share together.
  *
  *     wh_localmount DIR MOUNTPOINT [--timeout-ms N] [--delay-ms N]
- *                   [--exit-after-ms N] [--debug] [-v]
+ *                   [--exit-after-ms N] [--cache-dir DIR]
+ *                   [--ram-cache-mb N] [--debug] [-v]
  *
  * --delay-ms makes every request wait that long first; a delay of at
  * least --timeout-ms makes every request time out (EIO for the user).
  * --exit-after-ms calls wh_fs_exit() from another thread after that long
  * (the way a program stops its mount without a signal).
+ * --cache-dir keeps fetched chunks in a chunk store there, as a mount does.
  * Prints "mounted" on stdout once the mount answers, and exits 0 when it
  * is unmounted (fusermount3 -u) or on SIGINT/SIGTERM; 1 on failure, 2 on
  * bad usage.
@@ -33,6 +35,7 @@
 #include "common/wh_log.h"
 #include "fuse/wh_fs.h"
 #include "host/wh_share.h"
+#include "store/wh_store.h"
 
 struct local {
 	struct wh_share *share;
@@ -160,7 +163,8 @@ static int usage(const char *msg)
 {
 	fprintf(stderr, "wh_localmount: %s\nusage: wh_localmount DIR "
 		"MOUNTPOINT [--timeout-ms N] [--delay-ms N] [--exit-after-ms N]\n"
-		"                     [--debug] [-v]\n",
+		"                     [--cache-dir DIR] [--ram-cache-mb N] "
+		"[--debug] [-v]\n",
 		msg);
 	return 2;
 }
@@ -176,7 +180,8 @@ int main(int argc, char **argv)
 	struct wh_rpc rpc = { .ops = &local_ops, .ctx = &l };
 	pthread_t watch_th, announce_th, exit_th;
 	bool watching = false, announcing = false, exiting = false;
-	const char *dir = NULL;
+	const char *dir = NULL, *cache_dir = NULL;
+	struct wh_store *store = NULL;
 	sigset_t block, old;
 	uint64_t one = 1;
 	int rv, status = 1;
@@ -195,6 +200,14 @@ int main(int argc, char **argv)
 			if (!parse_ms(argv[++i], &l.exit_after_ms) ||
 			    l.exit_after_ms == 0)
 				return usage("bad --exit-after-ms");
+		} else if (strcmp(a, "--cache-dir") == 0 && i + 1 < argc) {
+			cache_dir = argv[++i];
+		} else if (strcmp(a, "--ram-cache-mb") == 0 && i + 1 < argc) {
+			int mb;
+
+			if (!parse_ms(argv[++i], &mb) || mb < 1)
+				return usage("bad --ram-cache-mb");
+			fo.ram_limit = (uint64_t)mb << 20;
 		} else if (strcmp(a, "--debug") == 0) {
 			fo.debug = true;
 		} else if (strcmp(a, "-v") == 0) {
@@ -217,6 +230,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "wh_localmount: cannot share '%s': %s\n", dir,
 			wh_strerror(rv));
 		return 1;
+	}
+	if (cache_dir) {
+		rv = wh_store_open(cache_dir, 10ULL << 30, &store);
+		if (rv < 0) {
+			fprintf(stderr, "wh_localmount: chunk store '%s': %s\n",
+				cache_dir, wh_strerror(rv));
+			goto out;
+		}
+		fo.store = store;
 	}
 	l.stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (l.stop_fd < 0) {
@@ -269,5 +291,6 @@ out:
 	if (l.stop_fd >= 0)
 		close(l.stop_fd);
 	wh_share_close(l.share);
+	wh_store_close(store);
 	return status;
 }
