@@ -28,7 +28,8 @@
 #define SEQ_SLACK (8ULL << 20)     /* how far from the last read a read may
 				    * land and still count as sequential
 				    * (the kernel's readahead reorders) */
-#define SEQ_MIN 2                  /* sequential reads before chunks */
+#define NEAR (1ULL << 20)          /* a read this close continues a run */
+#define SEQ_MIN 3                  /* reads in a run before chunks */
 #define MAN_CACHE 16               /* manifests kept */
 #define MAX_ENTRIES (1u << 22)     /* chunks in one manifest (16 TiB) */
 #define DISK_BYTES_PER_MS 50000ULL /* a slow disk: for the host's hashing */
@@ -67,13 +68,16 @@ struct wh_fetch_file {
 	enum man_state man_state;    /* protected by lock */
 	struct man *man;             /* protected by lock; fixed once READY */
 	uint64_t last_end;           /* protected by lock */
+	uint64_t seq_start;          /* protected by lock: where the current
+				      * sequential run began */
+	bool backfilled;             /* protected by lock */
 	unsigned int seq;            /* protected by lock */
 	uint32_t pf_next;            /* protected by lock */
 	uint64_t window;             /* protected by lock */
 	atomic_bool inval;
 };
 
-enum job_kind { J_CHUNK, J_MANIFEST };
+enum job_kind { J_CHUNK, J_BACKFILL, J_MANIFEST };
 
 struct job {
 	struct job *next;
@@ -95,6 +99,10 @@ struct wh_fetch {
 	pthread_mutex_t lock;
 	pthread_cond_t cv;                /* work for the workers */
 	struct job *qhead, *qtail;        /* protected by lock */
+	struct job *bhead, *btail;        /* protected by lock: backfill,
+					   * run when qhead is empty */
+	unsigned long busy;               /* protected by lock: jobs queued
+					   * or running */
 	struct job *free_jobs;            /* protected by lock */
 	struct man *mans;                 /* protected by lock; newest first */
 	unsigned int nmans;               /* protected by lock */
@@ -152,6 +160,7 @@ static struct job *job_new(struct wh_fetch *f)
 /* enqueue - lock held; |front| for what a reader waits for */
 static void enqueue(struct wh_fetch *f, struct job *j, bool front)
 {
+	f->busy++;
 	j->next = NULL;
 	if (front) {
 		j->next = f->qhead;
@@ -291,6 +300,45 @@ static void run_chunk(struct wh_fetch *f, struct job *j, const char *path,
 		if (rv < 0)
 			wh_debug("chunk store: %s", wh_strerror(rv));
 	}
+}
+
+/* run_backfill - keep in the store a chunk whose bytes the reader got
+ * with READ before the manifest came, so that the next read of the file
+ * finds all of it there. */
+static void run_backfill(struct wh_fetch *f, struct job *j, const char *path,
+			 size_t path_len)
+{
+	uint8_t h[WH_HASH_LEN];
+	struct wh_msg m, r;
+	struct wh_buf resp;
+	int rv;
+
+	if (!f->store || wh_store_has(f->store, j->hash, j->len))
+		return;
+	wh_buf_init(&resp);
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_CHUNK;
+	m.u.chunk.path.p = path;
+	m.u.chunk.path.len = (uint16_t)path_len;
+	m.u.chunk.version = j->ff->v;
+	m.u.chunk.offset = j->off;
+	m.u.chunk.length = j->len;
+	memcpy(m.u.chunk.hash, j->hash, WH_HASH_LEN);
+	rv = rpc(f, &m, WH_MSG_CHUNK_REPLY, &resp, &r, f->o.timeout_ms);
+	if (rv == 0 && r.u.chunk_reply.data_len == j->len) {
+		wh_blake3(r.u.chunk_reply.data, j->len, h);
+		if (memcmp(h, j->hash, WH_HASH_LEN) == 0) {
+			pthread_mutex_lock(&f->lock);
+			f->st.chunks_fetched++;
+			f->st.bytes_fetched += j->len;
+			pthread_mutex_unlock(&f->lock);
+			rv = wh_store_put(f->store, j->hash,
+					  r.u.chunk_reply.data, j->len);
+			if (rv < 0)
+				wh_debug("chunk store: %s", wh_strerror(rv));
+		}
+	}
+	wh_buf_free(&resp);
 }
 
 /* check_manifest - the chunks tile [0, size) in order, each a valid
@@ -461,20 +509,29 @@ static void *worker_main(void *arg)
 		struct job *j;
 		size_t path_len;
 
-		while (!f->stop && !f->qhead)
+		while (!f->stop && !f->qhead && !f->bhead)
 			pthread_cond_wait(&f->cv, &f->lock);
 		if (f->stop)
 			break;
-		j = f->qhead;
-		f->qhead = j->next;
-		if (!f->qhead)
-			f->qtail = NULL;
+		if (f->qhead) {
+			j = f->qhead;
+			f->qhead = j->next;
+			if (!f->qhead)
+				f->qtail = NULL;
+		} else {
+			j = f->bhead;
+			f->bhead = j->next;
+			if (!f->bhead)
+				f->btail = NULL;
+		}
 		path_len = j->ff->path_len;
 		memcpy(path, j->ff->path, path_len + 1);
 		pthread_mutex_unlock(&f->lock);
 
 		if (j->kind == J_CHUNK)
 			run_chunk(f, j, path, path_len);
+		else if (j->kind == J_BACKFILL)
+			run_backfill(f, j, path, path_len);
 		else
 			run_manifest(f, j, path, path_len);
 		if (j->e)
@@ -484,6 +541,7 @@ static void *worker_main(void *arg)
 		ff_unref(j->ff);
 		j->next = f->free_jobs;
 		f->free_jobs = j;
+		f->busy--;
 	}
 	pthread_mutex_unlock(&f->lock);
 	return NULL;
@@ -553,6 +611,10 @@ void wh_fetch_del(struct wh_fetch *f)
 	for (int i = 0; i < f->nthr; i++)
 		pthread_join(f->thr[i], NULL);
 	free(f->thr);
+	if (f->btail) { /* one list to drain */
+		f->btail->next = f->qhead;
+		f->qhead = f->bhead;
+	}
 	while (f->qhead) {
 		struct job *j = f->qhead;
 
@@ -636,21 +698,29 @@ static uint32_t find_chunk(const struct man *mn, uint64_t off)
 	return lo;
 }
 
-/* classify - note where this read landed; lock held.  True if the file
- * is being read sequentially. */
+/*
+ * classify - note where this read landed; lock held.  A run starts at
+ * any read (seq 1); a read that continues it (within NEAR of where the
+ * last ended) counts up to SEQ_MIN, when the file is read sequentially;
+ * from then on reads may land anywhere within SEQ_SLACK (the kernel's
+ * readahead reorders its requests).  True if sequential.
+ */
 static bool classify(struct wh_fetch_file *ff, uint64_t off, size_t size)
 {
 	uint64_t end = off + size;
+	uint64_t slack = ff->seq >= SEQ_MIN ? SEQ_SLACK : NEAR;
 
-	if (off == 0 || (off <= ff->last_end + SEQ_SLACK &&
-			 end + SEQ_SLACK >= ff->last_end)) {
+	if (ff->seq > 0 && off <= ff->last_end + slack &&
+	    end + slack >= ff->last_end) {
 		if (ff->seq < SEQ_MIN)
 			ff->seq++;
-		if (end > ff->last_end || off == 0)
+		if (end > ff->last_end)
 			ff->last_end = end;
 	} else {
-		ff->seq = 0;
+		ff->seq = 1;
+		ff->seq_start = off;
 		ff->last_end = end;
+		ff->backfilled = false;
 	}
 	return ff->seq >= SEQ_MIN;
 }
@@ -697,6 +767,35 @@ static void prefetch(struct wh_fetch *f, struct wh_fetch_file *ff,
 	ff->pf_next = i;
 }
 
+/* backfill - queue, behind everything else, the chunks [from, to) that
+ * the reader got with READ before the manifest came; lock held. */
+static void backfill(struct wh_fetch *f, struct wh_fetch_file *ff,
+		     const struct man *mn, uint32_t from, uint32_t to)
+{
+	if (!f->store)
+		return;
+	for (uint32_t i = from; i < to && i < mn->n; i++) {
+		struct job *j = job_new(f);
+
+		if (!j)
+			return;
+		j->kind = J_BACKFILL;
+		j->ff = ff;
+		ff->refs++;
+		j->off = mn->c[i].off;
+		j->len = mn->c[i].len;
+		memcpy(j->hash, mn->c[i].hash, WH_HASH_LEN);
+		j->next = NULL;
+		if (f->btail)
+			f->btail->next = j;
+		else
+			f->bhead = j;
+		f->btail = j;
+		f->busy++;
+		pthread_cond_signal(&f->cv);
+	}
+}
+
 static void release(struct wh_fetch *f, struct wh_fetch_reply *out)
 {
 	for (int i = 0; i < out->n; i++)
@@ -726,7 +825,8 @@ int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 	seq = classify(ff, off, size);
 	if (ff->v.size < f->o.min_size)
 		goto pass;
-	if (seq && ff->man_state == MAN_NONE) {
+	/* a run that continues, or a read from the start: the manifest */
+	if ((ff->seq >= 2 || off == 0) && ff->man_state == MAN_NONE) {
 		mn = man_cache_find(f, path, len, &ff->v);
 		if (mn) {
 			ff->man = mn;
@@ -806,6 +906,10 @@ int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 	}
 	if (seq)
 		prefetch(f, ff, mn, i - 1, end);
+	if (seq && !ff->backfilled) {
+		ff->backfilled = true;
+		backfill(f, ff, mn, find_chunk(mn, ff->seq_start), first);
+	}
 	pthread_mutex_unlock(&f->lock);
 
 	deadline = wh_now_ns() + (uint64_t)f->o.timeout_ms * WH_NS_PER_MS;
@@ -866,6 +970,7 @@ void wh_fetch_get_stats(struct wh_fetch *f, struct wh_fetch_stats *st)
 {
 	pthread_mutex_lock(&f->lock);
 	*st = f->st;
+	st->busy = f->busy;
 	pthread_mutex_unlock(&f->lock);
 	st->store_corrupt = f->store ? wh_store_corrupt(f->store) : 0;
 }

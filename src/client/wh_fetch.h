@@ -13,7 +13,9 @@
  * store.  Chunks ahead of the reader are fetched by a pool of worker
  * threads, several in flight, up to a window that doubles, up to
  * |window_max|, whenever the reader has to wait.  A chunk needed by a read
- * goes before prefetches.  Random reads are served from chunks only when
+ * goes before prefetches; chunks the reader got with READ before the
+ * manifest came are fetched last (backfill), so that the store ends up
+ * with the whole file.  Random reads are served from chunks only when
  * the chunks are already in RAM; otherwise the caller sends a READ of just
  * the bytes asked (no waiting for whole chunks).
  *
@@ -58,6 +60,7 @@ struct wh_fetch_stats {
 	uint64_t reads_ram;         /* of those, random reads served from RAM */
 	uint64_t reads_passed;      /* reads left to the caller (READ) */
 	uint64_t store_corrupt;     /* corrupt chunks found in the store */
+	uint64_t busy;              /* jobs queued or running now */
 };
 
 /*

@@ -108,6 +108,7 @@ struct open_file {
 	struct node *node;         /* counted in node->refs */
 	struct wh_version version; /* the version this open reads */
 	struct wh_fetch_file *ff;  /* its sequential-read state */
+	atomic_bool changed;       /* the file is no longer at |version| */
 	struct open_file *prev, *next; /* wh_fs.files, under wh_fs.lock */
 };
 
@@ -1168,6 +1169,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 static void file_changed(struct wh_fs *fs, struct open_file *fh,
 			 fuse_ino_t ino, const char *path)
 {
+	if (atomic_exchange(&fh->changed, true))
+		return; /* told already */
 	wh_info("'%s' changed on the host while open: EIO", path);
 	pthread_mutex_lock(&fs->lock);
 	mark_stale(fs, fh->node);
@@ -1191,6 +1194,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	if (off < 0) {
 		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	/* once changed, always changed: no old bytes after new ones */
+	if (atomic_load(&fh->changed)) {
+		fuse_reply_err(req, EIO);
 		return;
 	}
 	len = path_of(fs, fh->node, path, NULL);
@@ -1368,11 +1376,13 @@ static int stats_text(struct wh_fs *fs, char *buf, size_t size)
 			"chunks_fetched %" PRIu64 "\nbytes_fetched %" PRIu64
 			"\nchunks_from_store %" PRIu64 "\nchunks_bad %" PRIu64
 			"\nstore_corrupt %" PRIu64 "\nram_bytes %" PRIu64
-			"\nram_hits %" PRIu64 "\nram_evictions %" PRIu64 "\n",
+			"\nram_hits %" PRIu64 "\nram_evictions %" PRIu64
+			"\nfetch_busy %" PRIu64 "\n",
 			atomic_load(&fs->reads_direct), st.reads_chunked,
 			st.reads_ram, st.manifests, st.chunks_fetched,
 			st.bytes_fetched, st.chunks_from_store, st.chunks_bad,
-			st.store_corrupt, rs.bytes, rs.hits, rs.evictions);
+			st.store_corrupt, rs.bytes, rs.hits, rs.evictions,
+			st.busy);
 }
 
 /* op_getxattr - the root has one attribute: the data plane's counters
