@@ -70,7 +70,9 @@ struct wh_fetch_file {
 	uint64_t last_end;           /* protected by lock */
 	uint64_t seq_start;          /* protected by lock: where the current
 				      * sequential run began */
-	bool backfilled;             /* protected by lock */
+	uint64_t bf_end;             /* protected by lock: the bytes of this
+				      * run before it are in chunks that
+				      * are fetched or queued */
 	unsigned int seq;            /* protected by lock */
 	uint32_t pf_next;            /* protected by lock */
 	uint64_t window;             /* protected by lock */
@@ -226,6 +228,11 @@ static int rpc(struct wh_fetch *f, struct wh_msg *m, uint16_t want,
 		return WH_ERR_PROTO;
 	return 0;
 }
+
+static void backfill(struct wh_fetch *f, struct wh_fetch_file *ff,
+		     const struct man *mn, uint64_t upto, uint32_t first,
+		     uint64_t covered);
+static uint32_t find_chunk(const struct man *mn, uint64_t off);
 
 /* ---------------------------------------------------------------- jobs */
 
@@ -486,6 +493,10 @@ static void run_manifest(struct wh_fetch *f, struct job *j, const char *path,
 		man_cache_add(f, mn);
 		j->ff->man = mn; /* the reference from fetch_manifest */
 		j->ff->man_state = MAN_READY;
+		/* what the run read meanwhile (perhaps all of the file) */
+		if (j->ff->seq >= 2)
+			backfill(f, j->ff, mn, j->ff->last_end, mn->n,
+				 j->ff->last_end);
 	} else if (rv == -ESTALE) {
 		j->ff->man_state = MAN_STALE;
 	} else {
@@ -720,7 +731,7 @@ static bool classify(struct wh_fetch_file *ff, uint64_t off, size_t size)
 		ff->seq = 1;
 		ff->seq_start = off;
 		ff->last_end = end;
-		ff->backfilled = false;
+		ff->bf_end = off;
 	}
 	return ff->seq >= SEQ_MIN;
 }
@@ -767,33 +778,48 @@ static void prefetch(struct wh_fetch *f, struct wh_fetch_file *ff,
 	ff->pf_next = i;
 }
 
-/* backfill - queue, behind everything else, the chunks [from, to) that
- * the reader got with READ before the manifest came; lock held. */
+/*
+ * backfill - the current run read [bf_end, |upto|) with READ (before the
+ * manifest came): queue the chunks holding those bytes, behind everything
+ * else, so that the store ends up with all of the file; chunks from
+ * |first| on are the reader's own.  Then the run is covered up to
+ * |covered|.  Lock held.
+ */
 static void backfill(struct wh_fetch *f, struct wh_fetch_file *ff,
-		     const struct man *mn, uint32_t from, uint32_t to)
+		     const struct man *mn, uint64_t upto, uint32_t first,
+		     uint64_t covered)
 {
-	if (!f->store)
-		return;
-	for (uint32_t i = from; i < to && i < mn->n; i++) {
-		struct job *j = job_new(f);
+	if (f->store && mn->n > 0 && ff->bf_end < upto &&
+	    ff->bf_end < mn->v.size) {
+		uint32_t from = find_chunk(mn, ff->bf_end);
+		uint32_t to = upto >= mn->v.size ? mn->n
+						 : find_chunk(mn, upto - 1) + 1;
 
-		if (!j)
-			return;
-		j->kind = J_BACKFILL;
-		j->ff = ff;
-		ff->refs++;
-		j->off = mn->c[i].off;
-		j->len = mn->c[i].len;
-		memcpy(j->hash, mn->c[i].hash, WH_HASH_LEN);
-		j->next = NULL;
-		if (f->btail)
-			f->btail->next = j;
-		else
-			f->bhead = j;
-		f->btail = j;
-		f->busy++;
-		pthread_cond_signal(&f->cv);
+		if (to > first)
+			to = first;
+		for (uint32_t k = from; k < to; k++) {
+			struct job *j = job_new(f);
+
+			if (!j)
+				break;
+			j->kind = J_BACKFILL;
+			j->ff = ff;
+			ff->refs++;
+			j->off = mn->c[k].off;
+			j->len = mn->c[k].len;
+			memcpy(j->hash, mn->c[k].hash, WH_HASH_LEN);
+			j->next = NULL;
+			if (f->btail)
+				f->btail->next = j;
+			else
+				f->bhead = j;
+			f->btail = j;
+			f->busy++;
+			pthread_cond_signal(&f->cv);
+		}
 	}
+	if (covered > ff->bf_end)
+		ff->bf_end = covered;
 }
 
 static void release(struct wh_fetch *f, struct wh_fetch_reply *out)
@@ -906,10 +932,9 @@ int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 	}
 	if (seq)
 		prefetch(f, ff, mn, i - 1, end);
-	if (seq && !ff->backfilled) {
-		ff->backfilled = true;
-		backfill(f, ff, mn, find_chunk(mn, ff->seq_start), first);
-	}
+	if (seq)
+		backfill(f, ff, mn, off, first,
+			 mn->c[i - 1].off + mn->c[i - 1].len);
 	pthread_mutex_unlock(&f->lock);
 
 	deadline = wh_now_ns() + (uint64_t)f->o.timeout_ms * WH_NS_PER_MS;

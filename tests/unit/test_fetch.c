@@ -261,6 +261,57 @@ static void test_sequential_then_store(void **state)
 	wh_share_close(l.share);
 }
 
+/* a run read all with READ, before the manifest came: the chunks follow
+ * into the store all the same */
+static void test_backfill_after_the_fact(void **state)
+{
+	struct local l = { 0 };
+	struct wh_rpc rpc = { &local_ops, &l };
+	struct wh_fetch_opts o = { .timeout_ms = 5000 };
+	struct wh_fetch_stats st;
+	struct wh_manifest m;
+	struct wh_store *store;
+	struct wh_ram *ram;
+	struct wh_fetch *f;
+	struct wh_fetch_file *ff;
+	struct wh_version v;
+	char path[128], sdir[100];
+	int fd;
+
+	(void)state;
+	snprintf(sdir, sizeof(sdir), "%s/store2", dir);
+	assert_int_equal(wh_share_open(share_dir, &l.share), 0);
+	assert_int_equal(wh_store_open(sdir, 1ULL << 30, &store), 0);
+	assert_int_equal(wh_ram_new(64 * MiB, &ram), 0);
+	assert_int_equal(wh_fetch_new(&rpc, store, ram, &o, &f), 0);
+	version_of_file(&v);
+	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &v, &ff), 0);
+	for (uint64_t off = 0; off < FILE_SIZE; off += MiB) {
+		struct wh_fetch_reply fr;
+
+		if (wh_fetch_read(f, ff, "f.bin", 5, off, MiB, &fr) == 1)
+			wh_fetch_done(f, &fr);
+	}
+	wh_fetch_close(f, ff);
+	wait_idle(f);
+	wh_fetch_get_stats(f, &st);
+	assert_int_equal(st.bytes_fetched, FILE_SIZE);
+	snprintf(path, sizeof(path), "%s/f.bin", share_dir);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	wh_manifest_init(&m);
+	assert_int_equal(wh_manifest_build(fd, &m), 0);
+	close(fd);
+	for (size_t i = 0; i < m.n; i++)
+		assert_true(wh_store_has(store, m.chunks[i].hash,
+					 m.chunks[i].length));
+	wh_manifest_free(&m);
+	wh_fetch_del(f);
+	wh_ram_del(ram);
+	wh_store_close(store);
+	wh_share_close(l.share);
+}
+
 static void test_stale_version(void **state)
 {
 	struct local l = { 0 };
@@ -335,6 +386,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sequential_then_store),
+		cmocka_unit_test(test_backfill_after_the_fact),
 		cmocka_unit_test(test_stale_version),
 		cmocka_unit_test(test_dead_host),
 	};
