@@ -311,41 +311,19 @@ static void run_chunk(struct wh_fetch *f, struct job *j, const char *path,
 
 /* run_backfill - keep in the store a chunk whose bytes the reader got
  * with READ before the manifest came, so that the next read of the file
- * finds all of it there. */
+ * finds all of it there.  Through the RAM cache like any chunk, so that
+ * it is fetched once even if a reader wants it meanwhile. */
 static void run_backfill(struct wh_fetch *f, struct job *j, const char *path,
 			 size_t path_len)
 {
-	uint8_t h[WH_HASH_LEN];
-	struct wh_msg m, r;
-	struct wh_buf resp;
-	int rv;
-
 	if (!f->store || wh_store_has(f->store, j->hash, j->len))
 		return;
-	wh_buf_init(&resp);
-	memset(&m, 0, sizeof(m));
-	m.hdr.type = WH_MSG_CHUNK;
-	m.u.chunk.path.p = path;
-	m.u.chunk.path.len = (uint16_t)path_len;
-	m.u.chunk.version = j->ff->v;
-	m.u.chunk.offset = j->off;
-	m.u.chunk.length = j->len;
-	memcpy(m.u.chunk.hash, j->hash, WH_HASH_LEN);
-	rv = rpc(f, &m, WH_MSG_CHUNK_REPLY, &resp, &r, f->o.timeout_ms);
-	if (rv == 0 && r.u.chunk_reply.data_len == j->len) {
-		wh_blake3(r.u.chunk_reply.data, j->len, h);
-		if (memcmp(h, j->hash, WH_HASH_LEN) == 0) {
-			pthread_mutex_lock(&f->lock);
-			f->st.chunks_fetched++;
-			f->st.bytes_fetched += j->len;
-			pthread_mutex_unlock(&f->lock);
-			rv = wh_store_put(f->store, j->hash,
-					  r.u.chunk_reply.data, j->len);
-			if (rv < 0)
-				wh_debug("chunk store: %s", wh_strerror(rv));
-		}
+	if (wh_ram_acquire(f->ram, j->hash, true, &j->e) != 1) {
+		wh_ram_put(f->ram, j->e); /* there, or on its way */
+		j->e = NULL;
+		return;
 	}
-	wh_buf_free(&resp);
+	run_chunk(f, j, path, path_len); /* the worker drops j->e */
 }
 
 /* check_manifest - the chunks tile [0, size) in order, each a valid

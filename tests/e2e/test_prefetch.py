@@ -36,6 +36,11 @@ def store_chunks(cache):
     return out
 
 
+def drop_pages(path):
+    with open(path, "rb") as f:
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
 def digest(path, block=1 * MiB):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -85,7 +90,6 @@ def test_sequential_read_fills_store_and_remount_fetches_nothing(
         st = stats(mnt)
         assert st["manifests"] == 1
         assert st["chunks_fetched"] > 0
-        assert st["reads_chunked"] > 0
         assert st["chunks_bad"] == 0
     finally:
         m.close()
@@ -98,8 +102,15 @@ def test_sequential_read_fills_store_and_remount_fetches_nothing(
     mnt2 = mkmnt()
     m2 = Mount(h, mnt2, extra=["--cache-dir", cache])
     try:
-        assert digest(os.path.join(mnt2, "big.bin")) == want
+        # the host knows the manifest now: the reads soon go by chunks
+        # (unless a slow machine let a whole read go by first)
+        for _ in range(3):
+            assert digest(os.path.join(mnt2, "big.bin")) == want
+            if stats(mnt2)["reads_chunked"] > 0:
+                break
+            drop_pages(os.path.join(mnt2, "big.bin"))
         st2 = stats(mnt2)
+        assert st2["reads_chunked"] > 0
         assert st2["chunks_fetched"] == 0
         assert st2["bytes_fetched"] == 0
         assert st2["chunks_from_store"] > 0
