@@ -20,6 +20,9 @@ struct wh_ram_ent {
 	struct wh_ram_ent *hnext;        /* hash chain, while in_table */
 	struct wh_ram_ent *lprev, *lnext; /* LRU list: ready, in_table */
 	unsigned int refs;
+	unsigned int waiters;  /* threads in wh_ram_wait on it */
+	pthread_cond_t cv;     /* ready or failed; made on the first wait */
+	bool has_cv;
 	int state;
 	int err;     /* set when failed */
 	bool in_table;
@@ -36,7 +39,7 @@ struct pool_block {
 
 struct wh_ram {
 	pthread_mutex_t lock;
-	pthread_cond_t cv;       /* an entry became ready or failed */
+	pthread_condattr_t cattr; /* CLOCK_MONOTONIC */
 	uint64_t limit;
 	struct wh_ram_ent *buckets[NBUCKETS];
 	struct wh_ram_ent *lru_head, *lru_tail; /* head: most recent */
@@ -56,16 +59,13 @@ static size_t bucket_of(const uint8_t *key)
 int wh_ram_new(uint64_t limit, struct wh_ram **pr)
 {
 	struct wh_ram *r = calloc(1, sizeof(*r));
-	pthread_condattr_t attr;
 
 	*pr = NULL;
 	if (!r)
 		return -ENOMEM;
 	pthread_mutex_init(&r->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&r->cv, &attr);
-	pthread_condattr_destroy(&attr);
+	pthread_condattr_init(&r->cattr);
+	pthread_condattr_setclock(&r->cattr, CLOCK_MONOTONIC);
 	r->limit = limit;
 	*pr = r;
 	return 0;
@@ -133,7 +133,16 @@ static void table_remove(struct wh_ram *r, struct wh_ram_ent *e)
 static void ent_free(struct wh_ram *r, struct wh_ram_ent *e)
 {
 	pool_give(r, e->mem, e->cap);
+	if (e->has_cv)
+		pthread_cond_destroy(&e->cv);
 	free(e);
+}
+
+/* wake - |e| is ready or failed; lock held */
+static void wake(struct wh_ram_ent *e)
+{
+	if (e->waiters > 0)
+		pthread_cond_broadcast(&e->cv);
 }
 
 /* shrink - evict unreferenced ready entries, oldest first, until under
@@ -205,13 +214,22 @@ int wh_ram_wait(struct wh_ram *r, struct wh_ram_ent *e, uint64_t deadline_ns)
 	int rv = 0;
 
 	pthread_mutex_lock(&r->lock);
+	if (e->state == ENT_PENDING && e->err == 0 && !e->has_cv) {
+		if (pthread_cond_init(&e->cv, &r->cattr) != 0) {
+			pthread_mutex_unlock(&r->lock);
+			return -ENOMEM;
+		}
+		e->has_cv = true;
+	}
+	e->waiters++;
 	while (e->state == ENT_PENDING && e->err == 0) {
-		if (pthread_cond_timedwait(&r->cv, &r->lock, &ts) == ETIMEDOUT &&
+		if (pthread_cond_timedwait(&e->cv, &r->lock, &ts) == ETIMEDOUT &&
 		    e->state == ENT_PENDING && e->err == 0) {
 			rv = WH_ERR_TIMEOUT;
 			break;
 		}
 	}
+	e->waiters--;
 	if (rv == 0 && e->state != ENT_READY)
 		rv = e->err;
 	pthread_mutex_unlock(&r->lock);
@@ -242,7 +260,7 @@ void wh_ram_fill(struct wh_ram *r, struct wh_ram_ent *e, void *mem,
 		lru_push(r, e);
 		shrink(r, r->limit);
 	}
-	pthread_cond_broadcast(&r->cv);
+	wake(e);
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -251,7 +269,7 @@ void wh_ram_fail(struct wh_ram *r, struct wh_ram_ent *e, int err)
 	pthread_mutex_lock(&r->lock);
 	table_remove(r, e);
 	e->err = err < 0 ? err : -EIO;
-	pthread_cond_broadcast(&r->cv);
+	wake(e);
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -341,12 +359,14 @@ void wh_ram_del(struct wh_ram *r)
 		for (; e; e = next) {
 			next = e->hnext;
 			free(e->mem);
+			if (e->has_cv)
+				pthread_cond_destroy(&e->cv);
 			free(e);
 		}
 	}
 	for (size_t i = 0; i < r->npool; i++)
 		free(r->pool[i].mem);
-	pthread_cond_destroy(&r->cv);
+	pthread_condattr_destroy(&r->cattr);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
 }
