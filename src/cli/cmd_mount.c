@@ -31,6 +31,7 @@ static const struct option mount_opts[] = {
 	{ "peer", required_argument, NULL, 'p' },
 	{ "cache-dir", required_argument, NULL, 'C' },
 	{ "ram-cache-mb", required_argument, NULL, 'R' },
+	{ "parallel", required_argument, NULL, 'P' },
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "timeout-ms", required_argument, NULL, 't' },
 	{ "log", required_argument, NULL, 'L' },
@@ -115,7 +116,7 @@ int cmd_mount_main(int argc, char **argv)
 	const char *peer = NULL, *logfile = NULL, *cache_dir = NULL;
 	const char *mnt;
 	bool foreground = false;
-	long timeout_ms = 8000, ram_mb = 128;
+	long timeout_ms = 8000, ram_mb = 128, parallel = 8;
 	char *cache = NULL;
 	int c, rv, fd = -1, pipefd[2];
 
@@ -127,6 +128,11 @@ int cmd_mount_main(int argc, char **argv)
 			break;
 		case 'C':
 			cache_dir = optarg;
+			break;
+		case 'P':
+			if (!cli_parse_int(optarg, 1, 64, &parallel))
+				return cli_usage_error("mount", "bad --parallel "
+						       "'%s'", optarg);
 			break;
 		case 'R':
 			if (!cli_parse_int(optarg, 8, 65536, &ram_mb))
@@ -152,6 +158,7 @@ int cmd_mount_main(int argc, char **argv)
 		case 'h':
 			printf("usage: wormhole mount CODE MOUNTPOINT --peer "
 			       "ADDR:PORT [--cache-dir DIR] [--ram-cache-mb N] "
+			       "[--parallel N] "
 			       "[--foreground] [--timeout-ms N] [--log FILE] "
 			       "[-v]\n");
 			return WH_EXIT_OK;
@@ -231,6 +238,7 @@ int cmd_mount_main(int argc, char **argv)
 	fo.entry_timeout = 60.0;
 	fo.store = store;
 	fo.ram_limit = (uint64_t)ram_mb << 20;
+	fo.fetch_workers = (int)parallel;
 	rv = wh_fs_new(&rpc, &fo, &fs);
 	if (rv == 0) {
 		wh_session_set_handlers(sess, fs_inval, fs_reconnect, fs);

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "chunk/wh_chunk.h"
 #include "client/wh_fetch.h"
@@ -33,6 +34,7 @@
 #define MAN_CACHE 16               /* manifests kept */
 #define MAX_ENTRIES (1u << 22)     /* chunks in one manifest (16 TiB) */
 #define DISK_BYTES_PER_MS 50000ULL /* a slow disk: for the host's hashing */
+#define BACKFILL_IDLE_MS 100       /* backfill once reads paused this long */
 
 struct mchunk {
 	uint64_t off;
@@ -110,6 +112,8 @@ struct wh_fetch {
 	unsigned int nmans;               /* protected by lock */
 	struct wh_fetch_stats st;         /* protected by lock */
 	bool stop;                        /* protected by lock */
+	uint64_t last_read_ns;            /* protected by lock: the last
+					   * read */
 	pthread_t *thr;
 	int nthr;
 };
@@ -498,8 +502,24 @@ static void *worker_main(void *arg)
 		struct job *j;
 		size_t path_len;
 
-		while (!f->stop && !f->qhead && !f->bhead)
-			pthread_cond_wait(&f->cv, &f->lock);
+		while (!f->stop && !f->qhead) {
+			uint64_t now = wh_now_ns(), idle_at;
+			struct timespec ts;
+
+			if (!f->bhead) {
+				pthread_cond_wait(&f->cv, &f->lock);
+				continue;
+			}
+			/* backfill waits until the readers pause: it must
+			 * not slow them down */
+			idle_at = f->last_read_ns +
+				  BACKFILL_IDLE_MS * WH_NS_PER_MS;
+			if (now >= idle_at)
+				break;
+			ts.tv_sec = (time_t)(idle_at / WH_NS_PER_S);
+			ts.tv_nsec = (long)(idle_at % WH_NS_PER_S);
+			pthread_cond_timedwait(&f->cv, &f->lock, &ts);
+		}
 		if (f->stop)
 			break;
 		if (f->qhead) {
@@ -565,7 +585,14 @@ int wh_fetch_new(struct wh_rpc *rpc, struct wh_store *store,
 	if (f->o.min_size == 0)
 		f->o.min_size = DEFAULT_MIN_SIZE;
 	pthread_mutex_init(&f->lock, NULL);
-	pthread_cond_init(&f->cv, NULL);
+	{
+		pthread_condattr_t attr;
+
+		pthread_condattr_init(&attr);
+		pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+		pthread_cond_init(&f->cv, &attr);
+		pthread_condattr_destroy(&attr);
+	}
 	f->thr = calloc((size_t)f->o.workers, sizeof(*f->thr));
 	if (!f->thr) {
 		wh_fetch_del(f);
@@ -827,6 +854,7 @@ int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 		ff->path_len = len;
 	}
 	seq = classify(ff, off, size);
+	f->last_read_ns = wh_now_ns();
 	if (ff->v.size < f->o.min_size)
 		goto pass;
 	/* a run that continues, or a read from the start: the manifest */
