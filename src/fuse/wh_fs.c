@@ -1407,18 +1407,11 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		fuse_reply_buf(req, buf, (size_t)n);
 }
 
+/* The counters are not listed, so that cp -a and tar --xattrs do not copy
+ * them: they are read by name. */
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	static const char names[] = STATS_XATTR; /* with its NUL */
-
-	if (ino != FUSE_ROOT_ID)
-		fuse_reply_err(req, ENOTSUP);
-	else if (size == 0)
-		fuse_reply_xattr(req, sizeof(names));
-	else if (size < sizeof(names))
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, names, sizeof(names));
+	fuse_reply_err(req, ENOTSUP);
 }
 
 /* Everything that would write: the share is read-only.  (The mount is
