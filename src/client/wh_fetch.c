@@ -31,9 +31,9 @@
 				    * (the kernel's readahead reorders) */
 #define NEAR (1ULL << 20)          /* a read this close continues a run */
 #define SEQ_MIN 3                  /* reads in a run before chunks */
+#define MANIFEST_AFTER (8ULL << 20) /* bytes of a run before a MANIFEST */
 #define MAN_CACHE 16               /* manifests kept */
 #define MAX_ENTRIES (1u << 22)     /* chunks in one manifest (16 TiB) */
-#define DISK_BYTES_PER_MS 50000ULL /* a slow disk: for the host's hashing */
 #define BACKFILL_IDLE_MS 100       /* backfill once reads paused this long */
 
 struct mchunk {
@@ -351,7 +351,9 @@ static int fetch_manifest(struct wh_fetch *f, const char *path,
 			  size_t path_len, const struct wh_version *want,
 			  struct man **pm)
 {
-	int timeout = f->o.timeout_ms + (int)(want->size / DISK_BYTES_PER_MS);
+	/* a host that must hash a big file first may take longer: then this
+	 * open reads with READ, and the next finds the manifest made */
+	int timeout = f->o.timeout_ms;
 	struct man *mn = calloc(1, sizeof(*mn));
 	struct wh_buf resp;
 	uint32_t have = 0, total = 0;
@@ -666,7 +668,6 @@ int wh_fetch_open(struct wh_fetch *f, const char *path, size_t len,
 {
 	struct wh_fetch_file *ff;
 
-	(void)f;
 	*pff = NULL;
 	if (len > WH_MAX_PATH)
 		return -ENAMETOOLONG;
@@ -678,7 +679,8 @@ int wh_fetch_open(struct wh_fetch *f, const char *path, size_t len,
 	memcpy(ff->path, path, len);
 	ff->path[len] = '\0';
 	ff->path_len = len;
-	ff->window = WINDOW_START;
+	ff->window = WINDOW_START < f->o.window_max ? WINDOW_START
+						    : f->o.window_max;
 	atomic_init(&ff->inval, false);
 	*pff = ff;
 	return 0;
@@ -845,7 +847,8 @@ int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 	int rv = 0;
 
 	out->n = 0;
-	if (atomic_exchange(&ff->inval, false) || len > WH_MAX_PATH)
+	if (atomic_exchange(&ff->inval, false) || len > WH_MAX_PATH ||
+	    size == 0)
 		goto pass_unlocked;
 	pthread_mutex_lock(&f->lock);
 	if (ff->path_len != len || memcmp(ff->path, path, len) != 0) {
@@ -857,13 +860,18 @@ int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 	f->last_read_ns = wh_now_ns();
 	if (ff->v.size < f->o.min_size)
 		goto pass;
-	/* a run that continues, or a read from the start: the manifest */
+	/*
+	 * The manifest: at once if we have it; from the host only once a run
+	 * went beyond what the kernel's readahead reads for a peek at a file
+	 * (the host may have to hash all of it first).
+	 */
 	if ((ff->seq >= 2 || off == 0) && ff->man_state == MAN_NONE) {
 		mn = man_cache_find(f, path, len, &ff->v);
 		if (mn) {
 			ff->man = mn;
 			ff->man_state = MAN_READY;
-		} else {
+		} else if (ff->seq >= 2 &&
+			   ff->last_end - ff->seq_start >= MANIFEST_AFTER) {
 			struct job *j = job_new(f);
 
 			if (j) {
