@@ -47,10 +47,10 @@
 
 #include <fuse_lowlevel.h>
 
+#include "client/wh_fetch.h"
 #include "common/wh_err.h"
 #include "common/wh_log.h"
 #include "common/wh_time.h"
-#include "client/wh_fetch.h"
 #include "fuse/wh_fs.h"
 #include "proto/wh_proto.h"
 #include "store/wh_ram.h"
