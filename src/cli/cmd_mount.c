@@ -192,26 +192,23 @@ int cmd_mount_main(int argc, char **argv)
 	if (!cache)
 		return cli_fail("mount", "no cache directory: set HOME or "
 				"XDG_CACHE_HOME, or pass --cache-dir DIR");
-	rv = wh_store_open(cache, STORE_LIMIT, &store);
-	if (rv < 0) {
-		cli_fail("mount", "cannot open the chunk store in '%s': %s",
-			 cache, wh_strerror(rv));
-		free(cache);
-		return WH_EXIT_FAIL;
-	}
-	free(cache);
 
 	if (!foreground) {
 		pid_t pid;
 
-		if (pipe2(pipefd, O_CLOEXEC) != 0)
+		if (pipe2(pipefd, O_CLOEXEC) != 0) {
+			free(cache);
 			return cli_fail("mount", "pipe: %s", strerror(errno));
+		}
 		fflush(NULL);
 		pid = fork();
-		if (pid < 0)
+		if (pid < 0) {
+			free(cache);
 			return cli_fail("mount", "fork: %s", strerror(errno));
+		}
 		if (pid > 0) {
 			close(pipefd[1]);
+			free(cache);
 			return wait_child(pipefd[0]);
 		}
 		close(pipefd[0]);
@@ -219,6 +216,17 @@ int cmd_mount_main(int argc, char **argv)
 		setsid();
 	}
 	signal(SIGPIPE, SIG_IGN);
+
+	/* here, not before the fork: the parent must not hold it */
+	rv = wh_store_open(cache, STORE_LIMIT, &store);
+	if (rv < 0) {
+		snprintf(msg, sizeof(msg), "1cannot open the chunk store in "
+			 "'%.400s': %s", cache, wh_strerror(rv));
+		free(cache);
+		report(fd, msg);
+		return WH_EXIT_FAIL;
+	}
+	free(cache);
 
 	memset(&so, 0, sizeof(so));
 	so.code = code;
