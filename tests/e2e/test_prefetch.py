@@ -277,3 +277,24 @@ def test_host_killed_mid_read_gives_eio(share, mkmnt):
     finally:
         m.close()
         h.close()
+
+
+def test_mount_store_options_checked(share, hosts, mkmnt, tmp_path):
+    import subprocess
+    from conftest import WH_BIN
+    h = hosts(share)
+    mnt = mkmnt()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    r = subprocess.run([WH_BIN, "mount", h.code, mnt, "--peer", h.addr,
+                        "--cache-dir", str(afile)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1
+    assert "chunk store" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not os.path.ismount(mnt)
+    for bad in (["--ram-cache-mb", "1"], ["--parallel", "0"],
+                ["--parallel", "x"]):
+        r = subprocess.run([WH_BIN, "mount", h.code, mnt, "--peer", h.addr]
+                           + bad, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2, bad
