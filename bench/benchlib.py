@@ -130,9 +130,10 @@ class Lab:
                 addr = line.split(": ")[1].strip()
         return p, code, addr
 
-    def wormhole_mount(self, code, addr, mnt):
-        sh(WH, "mount", code, mnt, "--peer", addr)
-        self.mounts.append(mnt)
+    def wormhole_mount(self, code, addr, mnt, *extra):
+        sh(WH, "mount", code, mnt, "--peer", addr, *extra)
+        if mnt not in self.mounts:
+            self.mounts.append(mnt)
 
     def cleanup(self):
         for m in self.mounts:

@@ -22,11 +22,17 @@
 #include "common/wh_err.h"
 #include "common/wh_log.h"
 #include "fuse/wh_fs.h"
+#include "store/wh_store.h"
+
+/* the chunk store is shared with `wormhole get` */
+#define STORE_LIMIT (10ULL << 30)
 
 static const struct option mount_opts[] = {
 	{ "peer", required_argument, NULL, 'p' },
 	{ "signal", required_argument, NULL, 's' },
 	{ "cache-dir", required_argument, NULL, 'C' },
+	{ "ram-cache-mb", required_argument, NULL, 'R' },
+	{ "parallel", required_argument, NULL, 'P' },
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "timeout-ms", required_argument, NULL, 't' },
 	{ "transport", required_argument, NULL, 'T' },
@@ -106,6 +112,7 @@ int cmd_mount_main(int argc, char **argv)
 	struct wh_fs_opts fo;
 	struct wh_session *sess = NULL;
 	struct wh_fs *fs = NULL;
+	struct wh_store *store = NULL;
 	struct wh_rpc rpc;
 	struct stat st;
 	char code[WH_CODE_STRLEN + 1], err[512], msg[600];
@@ -114,7 +121,8 @@ int cmd_mount_main(int argc, char **argv)
 	const char *peer = NULL, *logfile = NULL, *cache_dir = NULL;
 	const char *mnt;
 	bool foreground = false;
-	long timeout_ms = 8000;
+	long timeout_ms = 8000, ram_mb = 128, parallel = 8;
+	char *cache = NULL;
 	int c, rv, fd = -1, pipefd[2];
 
 	while ((c = getopt_long(argc, argv, "p:fvh", mount_opts, NULL)) !=
@@ -128,6 +136,17 @@ int cmd_mount_main(int argc, char **argv)
 			break;
 		case 'C':
 			cache_dir = optarg;
+			break;
+		case 'P':
+			if (!cli_parse_int(optarg, 1, 64, &parallel))
+				return cli_usage_error("mount", "bad --parallel "
+						       "'%s'", optarg);
+			break;
+		case 'R':
+			if (!cli_parse_int(optarg, 8, 65536, &ram_mb))
+				return cli_usage_error("mount", "bad "
+						       "--ram-cache-mb '%s'",
+						       optarg);
 			break;
 		case 'f':
 			foreground = true;
@@ -152,7 +171,8 @@ int cmd_mount_main(int argc, char **argv)
 			break;
 		case 'h':
 			printf("usage: wormhole mount CODE MOUNTPOINT [--peer "
-			       "ADDR:PORT | --signal ADDR:PORT] [--foreground] "
+			       "ADDR:PORT | --signal ADDR:PORT] [--cache-dir DIR] "
+			       "[--ram-cache-mb N] [--parallel N] [--foreground] "
 			       "[--timeout-ms N] [--transport auto|quic|tcp] "
 			       "[--log FILE] [-v]\n");
 			return WH_EXIT_OK;
@@ -182,18 +202,28 @@ int cmd_mount_main(int argc, char **argv)
 	if (cache_dir && mkdir(cache_dir, 0700) != 0 && errno != EEXIST)
 		return cli_fail("mount", "cannot create cache dir '%s': %s",
 				cache_dir, strerror(errno));
+	/* absolute: the daemon changes to "/" */
+	cache = cache_dir ? realpath(cache_dir, NULL) : wh_store_default_dir();
+	if (!cache)
+		return cli_fail("mount", "no cache directory: set HOME or "
+				"XDG_CACHE_HOME, or pass --cache-dir DIR");
 
 	if (!foreground) {
 		pid_t pid;
 
-		if (pipe2(pipefd, O_CLOEXEC) != 0)
+		if (pipe2(pipefd, O_CLOEXEC) != 0) {
+			free(cache);
 			return cli_fail("mount", "pipe: %s", strerror(errno));
+		}
 		fflush(NULL);
 		pid = fork();
-		if (pid < 0)
+		if (pid < 0) {
+			free(cache);
 			return cli_fail("mount", "fork: %s", strerror(errno));
+		}
 		if (pid > 0) {
 			close(pipefd[1]);
+			free(cache);
 			return wait_child(pipefd[0]);
 		}
 		close(pipefd[0]);
@@ -201,6 +231,17 @@ int cmd_mount_main(int argc, char **argv)
 		setsid();
 	}
 	signal(SIGPIPE, SIG_IGN);
+
+	/* here, not before the fork: the parent must not hold it */
+	rv = wh_store_open(cache, STORE_LIMIT, &store);
+	if (rv < 0) {
+		snprintf(msg, sizeof(msg), "1cannot open the chunk store in "
+			 "'%.400s': %s", cache, wh_strerror(rv));
+		free(cache);
+		report(fd, msg);
+		return WH_EXIT_FAIL;
+	}
+	free(cache);
 
 	memset(&so, 0, sizeof(so));
 	so.code = code;
@@ -212,6 +253,7 @@ int cmd_mount_main(int argc, char **argv)
 	if (rv < 0) {
 		snprintf(msg, sizeof(msg), "1%s", err);
 		report(fd, msg);
+		wh_store_close(store);
 		return WH_EXIT_FAIL;
 	}
 	wh_session_rpc(sess, &rpc);
@@ -219,6 +261,9 @@ int cmd_mount_main(int argc, char **argv)
 	fo.timeout_ms = (int)timeout_ms;
 	fo.attr_timeout = 60.0;
 	fo.entry_timeout = 60.0;
+	fo.store = store;
+	fo.ram_limit = (uint64_t)ram_mb << 20;
+	fo.fetch_workers = (int)parallel;
 	rv = wh_fs_new(&rpc, &fo, &fs);
 	if (rv == 0) {
 		wh_session_set_handlers(sess, fs_inval, fs_reconnect, fs);
@@ -231,6 +276,7 @@ int cmd_mount_main(int argc, char **argv)
 		wh_session_set_handlers(sess, NULL, NULL, NULL);
 		wh_fs_del(fs);
 		wh_session_del(sess);
+		wh_store_close(store);
 		return WH_EXIT_FAIL;
 	}
 	wh_info("mounted %s on %s", peer ? peer : "the share", mnt);
@@ -244,6 +290,7 @@ int cmd_mount_main(int argc, char **argv)
 	wh_session_set_handlers(sess, NULL, NULL, NULL);
 	wh_fs_del(fs);
 	wh_session_del(sess);
+	wh_store_close(store);
 	wh_info("unmounted %s", mnt);
 	return rv < 0 ? WH_EXIT_FAIL : WH_EXIT_OK;
 }

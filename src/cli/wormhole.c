@@ -22,6 +22,7 @@ static const struct {
 	  "share DIR (read-only) and print its join code" },
 	{ "mount", cmd_mount_main,
 	  "CODE MOUNTPOINT [--peer ADDR:PORT | --signal ADDR:PORT] "
+	  "[--cache-dir DIR] [--ram-cache-mb N] [--parallel N] "
 	  "[--foreground] [--timeout-ms N] [--transport auto|quic|tcp] "
 	  "[--log FILE] [-v]",
 	  "mount a shared folder" },

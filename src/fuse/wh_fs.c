@@ -47,11 +47,13 @@
 
 #include <fuse_lowlevel.h>
 
+#include "client/wh_fetch.h"
 #include "common/wh_err.h"
 #include "common/wh_log.h"
 #include "common/wh_time.h"
 #include "fuse/wh_fs.h"
 #include "proto/wh_proto.h"
+#include "store/wh_ram.h"
 
 #define TABLE_MIN_BUCKETS 1024     /* hash buckets; doubled as nodes come */
 #define INVAL_QUEUE_MAX 4096       /* queued changes before "all changed" */
@@ -62,6 +64,8 @@
 				    * entry: fuse_entry_out + fuse_dirent */
 #define KICK_MS 100                /* period of wake-ups of a stopping loop */
 #define NOTIFIER_JOIN_S 3          /* wait for the notifier at exit */
+#define RAM_DEFAULT (128ULL << 20) /* RAM cache of chunks */
+#define STATS_XATTR "user.wormhole.stats" /* on the root: the counters */
 #define WAKE_SIG SIGURG            /* interrupts the loop's wait; ignored by
 				    * default, so a stray one is harmless */
 
@@ -103,6 +107,8 @@ struct dir_handle {
 struct open_file {
 	struct node *node;         /* counted in node->refs */
 	struct wh_version version; /* the version this open reads */
+	struct wh_fetch_file *ff;  /* its sequential-read state */
+	atomic_bool changed;       /* the file is no longer at |version| */
 	struct open_file *prev, *next; /* wh_fs.files, under wh_fs.lock */
 };
 
@@ -138,6 +144,9 @@ struct kernel_name {
 struct wh_fs {
 	struct wh_rpc *rpc;
 	struct wh_fs_opts opts;
+	struct wh_ram *ram;         /* chunks in RAM */
+	struct wh_fetch *fetch;     /* chunks from the store or the host */
+	atomic_ulong reads_direct;  /* READ requests sent by op_read */
 	struct fuse_session *se;    /* set by wh_fs_mount */
 	bool mounted;
 	char *mountpoint;           /* absolute */
@@ -1099,6 +1108,19 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	version_of(&a, &v);
+	{
+		char path[WH_MAX_PATH + 1];
+		ssize_t plen = path_of(fs, n, path, NULL);
+
+		err = plen < 0 ? ENAMETOOLONG
+			       : -wh_fetch_open(fs->fetch, path, (size_t)plen,
+						&v, &fh->ff);
+	}
+	if (err) {
+		free(fh);
+		fuse_reply_err(req, err);
+		return;
+	}
 	fh->node = n;
 	fh->version = v;
 	pthread_mutex_lock(&fs->lock);
@@ -1119,6 +1141,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		n->refs--;
 		node_maybe_free(fs, n);
 		pthread_mutex_unlock(&fs->lock);
+		wh_fetch_close(fs->fetch, fh->ff);
 		free(fh);
 	}
 }
@@ -1135,6 +1158,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	fh->node->refs--;
 	node_maybe_free(fs, fh->node);
 	pthread_mutex_unlock(&fs->lock);
+	wh_fetch_close(fs->fetch, fh->ff);
 	free(fh);
 	fuse_reply_err(req, 0);
 }
@@ -1145,6 +1169,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 static void file_changed(struct wh_fs *fs, struct open_file *fh,
 			 fuse_ino_t ino, const char *path)
 {
+	if (atomic_exchange(&fh->changed, true))
+		return; /* told already */
 	wh_info("'%s' changed on the host while open: EIO", path);
 	pthread_mutex_lock(&fs->lock);
 	mark_stale(fs, fh->node);
@@ -1159,6 +1185,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct wh_fs *fs = fs_of(req);
 	struct open_file *fh = (struct open_file *)(uintptr_t)fi->fh;
 	char path[WH_MAX_PATH + 1];
+	struct wh_fetch_reply fr;
 	struct wh_buf resp;
 	uint8_t *out = NULL;
 	size_t got = 0;
@@ -1169,9 +1196,33 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	/* once changed, always changed: no old bytes after new ones */
+	if (atomic_load(&fh->changed)) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
 	len = path_of(fs, fh->node, path, NULL);
 	if (len < 0) {
 		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	/* sequential reads, and chunks already in RAM: from whole chunks */
+	err = wh_fetch_read(fs->fetch, fh->ff, path, (size_t)len,
+			    (uint64_t)off, size, &fr);
+	if (err > 0) {
+		if (fr.n == 0)
+			fuse_reply_buf(req, NULL, 0);
+		else
+			fuse_reply_iov(req, fr.iov, fr.n);
+		wh_fetch_done(fs->fetch, &fr);
+		return;
+	}
+	if (err < 0) {
+		if (err == -ESTALE)
+			file_changed(fs, fh, ino, path);
+		else
+			wh_debug("read of '%s': %s", path, wh_strerror(err));
+		fuse_reply_err(req, err == -ENOMEM ? ENOMEM : EIO);
 		return;
 	}
 	wh_buf_init(&resp);
@@ -1190,6 +1241,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		m.u.read.path.len = (uint16_t)len;
 		m.u.read.offset = (uint64_t)off + got;
 		m.u.read.length = (uint32_t)want;
+		atomic_fetch_add_explicit(&fs->reads_direct, 1,
+					  memory_order_relaxed);
 		err = call(fs, &m, WH_MSG_READ_REPLY, &resp, &r);
 		if (err)
 			break;
@@ -1309,12 +1362,53 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	wh_buf_free(&resp);
 }
 
+/* stats_text - the fetcher's counters, one "name value" per line. */
+static int stats_text(struct wh_fs *fs, char *buf, size_t size)
+{
+	struct wh_fetch_stats st;
+	struct wh_ram_stats rs;
+
+	wh_fetch_get_stats(fs->fetch, &st);
+	wh_ram_get_stats(fs->ram, &rs);
+	return snprintf(buf, size,
+			"reads_direct %lu\nreads_chunked %" PRIu64 "\n"
+			"reads_ram %" PRIu64 "\nmanifests %" PRIu64 "\n"
+			"chunks_fetched %" PRIu64 "\nbytes_fetched %" PRIu64
+			"\nchunks_from_store %" PRIu64 "\nchunks_bad %" PRIu64
+			"\nstore_corrupt %" PRIu64 "\nram_bytes %" PRIu64
+			"\nram_hits %" PRIu64 "\nram_evictions %" PRIu64
+			"\nfetch_busy %" PRIu64 "\n",
+			atomic_load(&fs->reads_direct), st.reads_chunked,
+			st.reads_ram, st.manifests, st.chunks_fetched,
+			st.bytes_fetched, st.chunks_from_store, st.chunks_bad,
+			st.store_corrupt, rs.bytes, rs.hits, rs.evictions,
+			st.busy);
+}
+
+/* op_getxattr - the root has one attribute: the data plane's counters
+ * (for scripts and tests: `getfattr -n user.wormhole.stats MNT`). */
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
-	fuse_reply_err(req, ENOTSUP);
+	struct wh_fs *fs = fs_of(req);
+	char buf[1024];
+	int n;
+
+	if (ino != FUSE_ROOT_ID || strcmp(name, STATS_XATTR) != 0) {
+		fuse_reply_err(req, ino == FUSE_ROOT_ID ? ENODATA : ENOTSUP);
+		return;
+	}
+	n = stats_text(fs, buf, sizeof(buf));
+	if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
+	else if (size < (size_t)n)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
 }
 
+/* The counters are not listed, so that cp -a and tar --xattrs do not copy
+ * them: they are read by name. */
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	fuse_reply_err(req, ENOTSUP);
@@ -1510,6 +1604,11 @@ static void inval_one(struct wh_fs *fs, const char *dir, const char *name,
 			mark_stale(fs, c);
 			c->cache_known = false;
 			cino = ino_of(fs, c);
+			/* its readers check the version with their next read */
+			for (struct open_file *fh = fs->files; fh;
+			     fh = fh->next)
+				if (fh->node == c)
+					wh_fetch_file_inval(fh->ff);
 		}
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -1579,6 +1678,8 @@ static void inval_everything(struct wh_fs *fs)
 					    m->name_len);
 		}
 	}
+	for (struct open_file *fh = fs->files; fh; fh = fh->next)
+		wh_fetch_file_inval(fh->ff);
 	while (fs->neg_len > 0) {
 		struct neg_entry *ne = &fs->neg[fs->neg_head];
 
@@ -1793,6 +1894,25 @@ int wh_fs_new(struct wh_rpc *rpc, const struct wh_fs_opts *opts,
 	if (!(fs->opts.entry_timeout >= 0))
 		fs->opts.entry_timeout = 0;
 	fs->root.nlookup = 1;
+	rv = wh_ram_new(opts->ram_limit ? opts->ram_limit : RAM_DEFAULT,
+			&fs->ram);
+	if (rv < 0)
+		goto out;
+	{
+		struct wh_fetch_opts fo = {
+			.timeout_ms = fs->opts.timeout_ms,
+			.workers = opts->fetch_workers,
+		};
+		uint64_t ram = opts->ram_limit ? opts->ram_limit : RAM_DEFAULT;
+
+		/* what is fetched ahead must fit in RAM with room to spare */
+		fo.window_max = ram / 4 < (64ULL << 20) ? ram / 4 : 64ULL << 20;
+		if (fo.window_max < (4ULL << 20))
+			fo.window_max = 4ULL << 20;
+		rv = wh_fetch_new(rpc, opts->store, fs->ram, &fo, &fs->fetch);
+		if (rv < 0)
+			goto out;
+	}
 	fs->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (fs->wake_fd < 0) {
 		rv = -errno;
@@ -2068,8 +2188,20 @@ void wh_fs_del(struct wh_fs *fs)
 		struct open_file *fh = fs->files;
 
 		fs->files = fh->next;
+		wh_fetch_close(fs->fetch, fh->ff);
 		free(fh);
 	}
+	if (fs->fetch) {
+		char buf[1024];
+
+		stats_text(fs, buf, sizeof(buf));
+		for (char *p = buf; *p; p++)
+			if (*p == '\n')
+				*p = p[1] ? ',' : '\0';
+		wh_info("data plane: %s", buf);
+	}
+	wh_fetch_del(fs->fetch);
+	wh_ram_del(fs->ram);
 	while (fs->dirs) {
 		struct dir_handle *dh = fs->dirs;
 

@@ -9,6 +9,13 @@
  * page cache is kept across opens while a file's version is unchanged.  A
  * read that sees a file version different from the one at open() fails
  * with EIO, so a reader never gets a silent mix of old and new bytes.
+ *
+ * Reads go through the data plane (client/wh_fetch.h): a file read
+ * sequentially is served from whole verified chunks, taken from RAM, the
+ * chunk store or the host and fetched ahead of the reader; random reads
+ * send READ requests for just the bytes asked, unless their chunks are
+ * already in RAM.  The root's extended attribute "user.wormhole.stats"
+ * shows the counters (chunks fetched, from the store, ...).
  */
 #ifndef WH_FS_H
 #define WH_FS_H
@@ -17,6 +24,7 @@
 #include <stddef.h>
 
 #include "client/wh_rpc.h"
+#include "store/wh_store.h"
 
 struct wh_fs;
 
@@ -25,6 +33,9 @@ struct wh_fs_opts {
 	double attr_timeout;   /* seconds the kernel may cache attributes */
 	double entry_timeout;  /* seconds the kernel may cache names */
 	bool debug;            /* libfuse debug output */
+	struct wh_store *store; /* chunk store (borrowed), or NULL */
+	uint64_t ram_limit;    /* bytes of chunks kept in RAM; 0: 128 MiB */
+	int fetch_workers;     /* chunk requests in flight; 0: default */
 };
 
 /* wh_fs_new - a file system over |rpc| (borrowed: must outlive it). */

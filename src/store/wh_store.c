@@ -93,6 +93,17 @@ corrupt:
 	return -ENOENT;
 }
 
+bool wh_store_has(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
+		  size_t len)
+{
+	char path[4200];
+	struct stat st;
+
+	chunk_path(s, hash, path, sizeof(path));
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+	       (size_t)st.st_size == len;
+}
+
 int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		 const uint8_t *data, size_t len)
 {

@@ -13,6 +13,7 @@
 #ifndef WH_STORE_H
 #define WH_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,11 @@ void wh_store_close(struct wh_store *s);
  */
 int wh_store_get(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		 uint8_t *buf, size_t len);
+
+/* wh_store_has - the store holds a chunk named |hash| of |len| bytes (not
+ * verified: wh_store_get verifies). */
+bool wh_store_has(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
+		  size_t len);
 
 /* wh_store_put - keep |len| bytes (which hash to |hash|).  0 or -errno;
  * -ENOSPC when the disk is full (the caller goes on without storing). */

@@ -132,6 +132,11 @@ class Mount:
         args = [*wrap, WH_BIN, "mount", code, mnt, "--peer", addr,
                 "--foreground"]
         args += list(extra)
+        # a chunk store of its own unless the test shares one
+        self.cache = None
+        if "--cache-dir" not in extra:
+            self.cache = tempfile.mkdtemp(prefix="wh-cache-")
+            args += ["--cache-dir", self.cache]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                      stderr=self.log)
         if wait and not wait_for(lambda: os.path.ismount(mnt) or
@@ -160,6 +165,8 @@ class Mount:
             os.unlink(self.log.name)
         except OSError:
             pass
+        if self.cache:
+            shutil.rmtree(self.cache, ignore_errors=True)
 
 
 @pytest.fixture

@@ -4,12 +4,14 @@
  * end-to-end tests of the FUSE layer and the share together.
  *
  *     wh_localmount DIR MOUNTPOINT [--timeout-ms N] [--delay-ms N]
- *                   [--exit-after-ms N] [--debug] [-v]
+ *                   [--exit-after-ms N] [--cache-dir DIR]
+ *                   [--ram-cache-mb N] [--debug] [-v]
  *
  * --delay-ms makes every request wait that long first; a delay of at
  * least --timeout-ms makes every request time out (EIO for the user).
  * --exit-after-ms calls wh_fs_exit() from another thread after that long
  * (the way a program stops its mount without a signal).
+ * --cache-dir keeps fetched chunks in a chunk store there, as a mount does.
  * Prints "mounted" on stdout once the mount answers, and exits 0 when it
  * is unmounted (fusermount3 -u) or on SIGINT/SIGTERM; 1 on failure, 2 on
  * bad usage.
@@ -33,6 +35,7 @@
 #include "common/wh_log.h"
 #include "fuse/wh_fs.h"
 #include "host/wh_share.h"
+#include "store/wh_store.h"
 
 struct local {
 	struct wh_share *share;
@@ -43,6 +46,8 @@ struct local {
 	int stop_fd; /* eventfd: the watcher must return */
 };
 
+static struct wh_share *kept_share; /* see the end of main() */
+
 static void sleep_ms(int ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
@@ -51,11 +56,65 @@ static void sleep_ms(int ms)
 		;
 }
 
-/* local_call - the rpc: serve the frame right here, like a host would. */
+/*
+ * A request served on a thread of its own, so that the caller can give up
+ * at its deadline as it would with a host (a MANIFEST of a big file takes
+ * as long as hashing it).  Whoever is last of the two frees it.
+ */
+struct served {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	struct local *l;
+	uint8_t *req;
+	size_t req_len;
+	struct wh_buf resp;
+	int rv;
+	bool done, abandoned;
+};
+
+static pthread_mutex_t helpers_lock = PTHREAD_MUTEX_INITIALIZER;
+static int helpers; /* served requests still running */
+
+static void served_free(struct served *sv)
+{
+	pthread_mutex_destroy(&sv->lock);
+	pthread_cond_destroy(&sv->cv);
+	free(sv->req);
+	wh_buf_free(&sv->resp);
+	free(sv);
+}
+
+static void *serve_main(void *arg)
+{
+	struct served *sv = arg;
+	bool abandoned;
+	int rv = wh_share_serve(sv->l->share, sv->req, sv->req_len, &sv->resp);
+
+	pthread_mutex_lock(&sv->lock);
+	sv->rv = rv;
+	sv->done = true;
+	abandoned = sv->abandoned;
+	pthread_cond_signal(&sv->cv);
+	pthread_mutex_unlock(&sv->lock);
+	if (abandoned)
+		served_free(sv);
+	pthread_mutex_lock(&helpers_lock);
+	helpers--;
+	pthread_mutex_unlock(&helpers_lock);
+	return NULL;
+}
+
+/* local_call - the rpc: serve the frame in this process, like a host
+ * would, within the caller's deadline. */
 static int local_call(void *ctx, const uint8_t *req, size_t req_len,
 		      struct wh_buf *resp, int timeout_ms)
 {
 	struct local *l = ctx;
+	struct served *sv;
+	pthread_condattr_t attr;
+	pthread_attr_t ta;
+	pthread_t th;
+	struct timespec ts;
 	int rv;
 
 	if (l->delay_ms > 0) {
@@ -64,9 +123,63 @@ static int local_call(void *ctx, const uint8_t *req, size_t req_len,
 			return WH_ERR_TIMEOUT;
 		}
 		sleep_ms(l->delay_ms);
+		timeout_ms -= l->delay_ms;
 	}
+	sv = calloc(1, sizeof(*sv));
+	if (!sv)
+		return -ENOMEM;
+	sv->req = malloc(req_len ? req_len : 1);
+	if (!sv->req) {
+		free(sv);
+		return -ENOMEM;
+	}
+	memcpy(sv->req, req, req_len);
+	sv->req_len = req_len;
+	sv->l = l;
+	wh_buf_init(&sv->resp);
+	pthread_mutex_init(&sv->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&sv->cv, &attr);
+	pthread_condattr_destroy(&attr);
+	pthread_attr_init(&ta);
+	pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+	pthread_mutex_lock(&helpers_lock);
+	helpers++;
+	pthread_mutex_unlock(&helpers_lock);
+	if (pthread_create(&th, &ta, serve_main, sv) != 0) {
+		pthread_attr_destroy(&ta);
+		pthread_mutex_lock(&helpers_lock);
+		helpers--;
+		pthread_mutex_unlock(&helpers_lock);
+		served_free(sv);
+		return -EAGAIN;
+	}
+	pthread_attr_destroy(&ta);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&sv->lock);
+	while (!sv->done)
+		if (pthread_cond_timedwait(&sv->cv, &sv->lock, &ts) ==
+		    ETIMEDOUT && !sv->done)
+			break;
+	if (!sv->done) {
+		sv->abandoned = true; /* the helper frees it */
+		pthread_mutex_unlock(&sv->lock);
+		return WH_ERR_TIMEOUT;
+	}
+	pthread_mutex_unlock(&sv->lock);
+	rv = sv->rv;
 	wh_buf_reset(resp);
-	rv = wh_share_serve(l->share, req, req_len, resp);
+	if (rv == 0 || rv == WH_ERR_PROTO)
+		rv = wh_buf_append(resp, sv->resp.data, sv->resp.len) < 0
+			     ? -ENOMEM : rv;
+	served_free(sv);
 	if (rv == WH_ERR_PROTO)
 		return WH_ERR_CLOSED; /* a host would close the connection */
 	return rv;
@@ -160,7 +273,8 @@ static int usage(const char *msg)
 {
 	fprintf(stderr, "wh_localmount: %s\nusage: wh_localmount DIR "
 		"MOUNTPOINT [--timeout-ms N] [--delay-ms N] [--exit-after-ms N]\n"
-		"                     [--debug] [-v]\n",
+		"                     [--cache-dir DIR] [--ram-cache-mb N] "
+		"[--debug] [-v]\n",
 		msg);
 	return 2;
 }
@@ -176,7 +290,8 @@ int main(int argc, char **argv)
 	struct wh_rpc rpc = { .ops = &local_ops, .ctx = &l };
 	pthread_t watch_th, announce_th, exit_th;
 	bool watching = false, announcing = false, exiting = false;
-	const char *dir = NULL;
+	const char *dir = NULL, *cache_dir = NULL;
+	struct wh_store *store = NULL;
 	sigset_t block, old;
 	uint64_t one = 1;
 	int rv, status = 1;
@@ -195,6 +310,14 @@ int main(int argc, char **argv)
 			if (!parse_ms(argv[++i], &l.exit_after_ms) ||
 			    l.exit_after_ms == 0)
 				return usage("bad --exit-after-ms");
+		} else if (strcmp(a, "--cache-dir") == 0 && i + 1 < argc) {
+			cache_dir = argv[++i];
+		} else if (strcmp(a, "--ram-cache-mb") == 0 && i + 1 < argc) {
+			int mb;
+
+			if (!parse_ms(argv[++i], &mb) || mb < 1)
+				return usage("bad --ram-cache-mb");
+			fo.ram_limit = (uint64_t)mb << 20;
 		} else if (strcmp(a, "--debug") == 0) {
 			fo.debug = true;
 		} else if (strcmp(a, "-v") == 0) {
@@ -217,6 +340,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "wh_localmount: cannot share '%s': %s\n", dir,
 			wh_strerror(rv));
 		return 1;
+	}
+	if (cache_dir) {
+		rv = wh_store_open(cache_dir, 10ULL << 30, &store);
+		if (rv < 0) {
+			fprintf(stderr, "wh_localmount: chunk store '%s': %s\n",
+				cache_dir, wh_strerror(rv));
+			goto out;
+		}
+		fo.store = store;
 	}
 	l.stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (l.stop_fd < 0) {
@@ -268,6 +400,16 @@ out:
 		pthread_join(announce_th, NULL);
 	if (l.stop_fd >= 0)
 		close(l.stop_fd);
-	wh_share_close(l.share);
+	/* a request given up on may still use the share: then leave it to
+	 * the exit (it is still referenced, so not a leak) */
+	pthread_mutex_lock(&helpers_lock);
+	if (helpers == 0) {
+		wh_share_close(l.share);
+		l.share = NULL;
+	} else {
+		kept_share = l.share;
+	}
+	pthread_mutex_unlock(&helpers_lock);
+	wh_store_close(store);
 	return status;
 }

@@ -53,7 +53,10 @@ static void test_put_get_corrupt(void **state)
 	wh_blake3(data, sizeof(data), h);
 	assert_int_equal(wh_store_open(dir, 1 << 20, &s), 0);
 	assert_int_equal(wh_store_get(s, h, out, sizeof(out)), -ENOENT);
+	assert_false(wh_store_has(s, h, sizeof(data)));
 	assert_int_equal(wh_store_put(s, h, data, sizeof(data)), 0);
+	assert_true(wh_store_has(s, h, sizeof(data)));
+	assert_false(wh_store_has(s, h, sizeof(data) - 1)); /* not that size */
 	assert_int_equal(wh_store_put(s, h, data, sizeof(data)), 0); /* again */
 	assert_int_equal(wh_store_get(s, h, out, sizeof(out)), 0);
 	assert_memory_equal(out, data, sizeof(data));

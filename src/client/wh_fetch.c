@@ -1,0 +1,1015 @@
+/*
+ * wh_fetch.c - sequential reads from verified chunks, fetched ahead.
+ *
+ * Locks: wh_fetch.lock protects the queue, the manifest cache, the files'
+ * mutable fields and the counters; the RAM cache has its own lock, taken
+ * under wh_fetch.lock but never the other way round.  Workers run one job
+ * at a time without holding wh_fetch.lock.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chunk/wh_chunk.h"
+#include "client/wh_fetch.h"
+#include "common/wh_err.h"
+#include "common/wh_log.h"
+#include "common/wh_time.h"
+
+#define DEFAULT_WORKERS 8
+#define DEFAULT_WINDOW_MAX (64ULL << 20)
+#define DEFAULT_MIN_SIZE (4ULL << 20)
+#define WINDOW_START (8ULL << 20)  /* bytes ahead at first */
+#define SEQ_SLACK (8ULL << 20)     /* how far from the last read a read may
+				    * land and still count as sequential
+				    * (the kernel's readahead reorders) */
+#define NEAR (1ULL << 20)          /* a read this close continues a run */
+#define SEQ_MIN 3                  /* reads in a run before chunks */
+#define MANIFEST_AFTER (8ULL << 20) /* bytes of a run before a MANIFEST */
+#define MAN_CACHE 16               /* manifests kept */
+#define MAX_ENTRIES (1u << 22)     /* chunks in one manifest (16 TiB) */
+#define BACKFILL_IDLE_MS 100       /* backfill once reads paused this long */
+
+struct mchunk {
+	uint64_t off;
+	uint32_t len;
+	uint8_t hash[WH_HASH_LEN];
+};
+
+/* A file's manifest at one version; immutable once built. */
+struct man {
+	unsigned int refs; /* protected by wh_fetch.lock */
+	bool cached;       /* in wh_fetch.mans; protected by lock */
+	struct man *next;  /* wh_fetch.mans */
+	char *path;
+	size_t path_len;
+	struct wh_version v;
+	uint32_t n;
+	struct mchunk *c;
+};
+
+enum man_state {
+	MAN_NONE,    /* not asked for */
+	MAN_PENDING, /* a worker is fetching it */
+	MAN_READY,
+	MAN_OFF,     /* unavailable (old host, error): READ only */
+	MAN_STALE,   /* the file is no longer at the open's version */
+};
+
+struct wh_fetch_file {
+	unsigned int refs;           /* the open, jobs; protected by lock */
+	struct wh_version v;         /* immutable */
+	char path[WH_MAX_PATH + 1];  /* protected by lock */
+	size_t path_len;             /* protected by lock */
+	enum man_state man_state;    /* protected by lock */
+	struct man *man;             /* protected by lock; fixed once READY */
+	uint64_t last_end;           /* protected by lock */
+	uint64_t seq_start;          /* protected by lock: where the current
+				      * sequential run began */
+	uint64_t bf_end;             /* protected by lock: the bytes of this
+				      * run before it are in chunks that
+				      * are fetched or queued */
+	unsigned int seq;            /* protected by lock */
+	uint32_t pf_next;            /* protected by lock */
+	uint64_t window;             /* protected by lock */
+	atomic_bool inval;
+};
+
+enum job_kind { J_CHUNK, J_BACKFILL, J_MANIFEST };
+
+struct job {
+	struct job *next;
+	enum job_kind kind;
+	struct wh_fetch_file *ff; /* a reference */
+	struct wh_ram_ent *e;     /* J_CHUNK: a reference */
+	uint64_t off;
+	uint32_t len;
+	uint8_t hash[WH_HASH_LEN];
+};
+
+struct wh_fetch {
+	struct wh_rpc *rpc;
+	struct wh_store *store;
+	struct wh_ram *ram;
+	struct wh_fetch_opts o;
+	atomic_uint next_req;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cv;                /* work for the workers */
+	struct job *qhead, *qtail;        /* protected by lock */
+	struct job *bhead, *btail;        /* protected by lock: backfill,
+					   * run when qhead is empty */
+	unsigned long busy;               /* protected by lock: jobs queued
+					   * or running */
+	struct job *free_jobs;            /* protected by lock */
+	struct man *mans;                 /* protected by lock; newest first */
+	unsigned int nmans;               /* protected by lock */
+	struct wh_fetch_stats st;         /* protected by lock */
+	bool stop;                        /* protected by lock */
+	uint64_t last_read_ns;            /* protected by lock: the last
+					   * read */
+	pthread_t *thr;
+	int nthr;
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static bool version_eq(const struct wh_version *a, const struct wh_version *b)
+{
+	return a->size == b->size && a->mtime.sec == b->mtime.sec &&
+	       a->mtime.nsec == b->mtime.nsec && a->ctime.sec == b->ctime.sec &&
+	       a->ctime.nsec == b->ctime.nsec;
+}
+
+static void man_free(struct man *m)
+{
+	free(m->path);
+	free(m->c);
+	free(m);
+}
+
+/* man_unref - lock held */
+static void man_unref(struct man *m)
+{
+	if (m && --m->refs == 0 && !m->cached)
+		man_free(m);
+}
+
+/* ff_unref - lock held */
+static void ff_unref(struct wh_fetch_file *ff)
+{
+	if (--ff->refs == 0) {
+		man_unref(ff->man);
+		free(ff);
+	}
+}
+
+/* job_new - lock held; NULL when out of memory */
+static struct job *job_new(struct wh_fetch *f)
+{
+	struct job *j = f->free_jobs;
+
+	if (j) {
+		f->free_jobs = j->next;
+		memset(j, 0, sizeof(*j));
+		return j;
+	}
+	return calloc(1, sizeof(*j));
+}
+
+/* enqueue - lock held; |front| for what a reader waits for */
+static void enqueue(struct wh_fetch *f, struct job *j, bool front)
+{
+	f->busy++;
+	j->next = NULL;
+	if (front) {
+		j->next = f->qhead;
+		f->qhead = j;
+		if (!f->qtail)
+			f->qtail = j;
+	} else {
+		if (f->qtail)
+			f->qtail->next = j;
+		else
+			f->qhead = j;
+		f->qtail = j;
+	}
+	pthread_cond_signal(&f->cv);
+}
+
+/* promote - move the queued job for |e|, if any, to the front; lock
+ * held. */
+static void promote(struct wh_fetch *f, struct wh_ram_ent *e)
+{
+	struct job *prev = NULL, *j;
+
+	for (j = f->qhead; j; prev = j, j = j->next)
+		if (j->kind == J_CHUNK && j->e == e)
+			break;
+	if (!j || !prev)
+		return;
+	prev->next = j->next;
+	if (f->qtail == j)
+		f->qtail = prev;
+	j->next = f->qhead;
+	f->qhead = j;
+}
+
+/*
+ * rpc - one request; 0 with the decoded reply in |out| (pointing into
+ * |resp|), -errno from the host's ERROR, WH_ERR_* from the transport, or
+ * WH_ERR_PROTO for an unexpected reply.
+ */
+static int rpc(struct wh_fetch *f, struct wh_msg *m, uint16_t want,
+	       struct wh_buf *resp, struct wh_msg *out, int timeout_ms)
+{
+	uint8_t req[WH_FRAME_HDR_LEN + WH_MAX_REQ_FRAME];
+	ssize_t n;
+	int rv;
+
+	m->hdr.req_id = atomic_fetch_add(&f->next_req, 1) + 1;
+	n = wh_msg_encode(m, req, sizeof(req));
+	if (n < 0)
+		return -ENAMETOOLONG;
+	rv = wh_rpc_call(f->rpc, req, (size_t)n, resp, timeout_ms);
+	if (rv < 0)
+		return rv;
+	rv = wh_msg_decode(resp->data, resp->len, WH_MAX_REPLY_FRAME, out);
+	if (rv < 0 || out->hdr.req_id != m->hdr.req_id)
+		return WH_ERR_PROTO;
+	if (out->hdr.type == WH_MSG_ERROR) {
+		if (out->u.error.err < 1 || out->u.error.err > 4095)
+			return WH_ERR_PROTO;
+		return -out->u.error.err;
+	}
+	if (out->hdr.type != want)
+		return WH_ERR_PROTO;
+	return 0;
+}
+
+static void backfill(struct wh_fetch *f, struct wh_fetch_file *ff,
+		     const struct man *mn, uint64_t upto, uint32_t first,
+		     uint64_t covered);
+static uint32_t find_chunk(const struct man *mn, uint64_t off);
+
+/* ---------------------------------------------------------------- jobs */
+
+/* run_chunk - produce the bytes of one chunk: store, else the wire. */
+static void run_chunk(struct wh_fetch *f, struct job *j, const char *path,
+		      size_t path_len)
+{
+	uint8_t h[WH_HASH_LEN];
+	struct wh_msg m, r;
+	struct wh_buf resp;
+	int rv = 0;
+
+	if (f->store) {
+		size_t cap;
+		void *mem = wh_ram_alloc(f->ram, j->len, &cap);
+
+		if (!mem) {
+			wh_ram_fail(f->ram, j->e, -ENOMEM);
+			return;
+		}
+		if (wh_store_get(f->store, j->hash, mem, j->len) == 0) {
+			wh_ram_fill(f->ram, j->e, mem, cap, mem, j->len);
+			pthread_mutex_lock(&f->lock);
+			f->st.chunks_from_store++;
+			pthread_mutex_unlock(&f->lock);
+			return;
+		}
+		wh_ram_free(f->ram, mem, cap);
+	}
+	wh_buf_init(&resp);
+	for (int tries = 0; tries < 2; tries++) {
+		memset(&m, 0, sizeof(m));
+		m.hdr.type = WH_MSG_CHUNK;
+		m.u.chunk.path.p = path;
+		m.u.chunk.path.len = (uint16_t)path_len;
+		m.u.chunk.version = j->ff->v;
+		m.u.chunk.offset = j->off;
+		m.u.chunk.length = j->len;
+		memcpy(m.u.chunk.hash, j->hash, WH_HASH_LEN);
+		rv = rpc(f, &m, WH_MSG_CHUNK_REPLY, &resp, &r, f->o.timeout_ms);
+		if (rv < 0)
+			break;
+		if (r.u.chunk_reply.data_len == j->len) {
+			wh_blake3(r.u.chunk_reply.data, j->len, h);
+			if (memcmp(h, j->hash, WH_HASH_LEN) == 0)
+				break;
+		}
+		wh_warn("chunk at %" PRIu64 " of '%s' failed verification%s",
+			j->off, path, tries ? "" : "; fetching it again");
+		pthread_mutex_lock(&f->lock);
+		f->st.chunks_bad++;
+		pthread_mutex_unlock(&f->lock);
+		rv = -EIO;
+	}
+	if (rv < 0) {
+		wh_debug("chunk at %" PRIu64 " of '%s': %s", j->off, path,
+			 wh_strerror(rv));
+		wh_ram_fail(f->ram, j->e, rv);
+		wh_buf_free(&resp);
+		return;
+	}
+	/* the reply buffer becomes the entry: no copy */
+	wh_ram_fill(f->ram, j->e, resp.data, resp.cap, r.u.chunk_reply.data,
+		    j->len);
+	pthread_mutex_lock(&f->lock);
+	f->st.chunks_fetched++;
+	f->st.bytes_fetched += j->len;
+	pthread_mutex_unlock(&f->lock);
+	/* our reference keeps the bytes alive while they are written */
+	if (f->store) {
+		rv = wh_store_put(f->store, j->hash, wh_ram_data(j->e), j->len);
+		if (rv < 0)
+			wh_debug("chunk store: %s", wh_strerror(rv));
+	}
+}
+
+/* run_backfill - keep in the store a chunk whose bytes the reader got
+ * with READ before the manifest came, so that the next read of the file
+ * finds all of it there.  Through the RAM cache like any chunk, so that
+ * it is fetched once even if a reader wants it meanwhile. */
+static void run_backfill(struct wh_fetch *f, struct job *j, const char *path,
+			 size_t path_len)
+{
+	if (!f->store || wh_store_has(f->store, j->hash, j->len))
+		return;
+	if (wh_ram_acquire(f->ram, j->hash, true, &j->e) != 1) {
+		wh_ram_put(f->ram, j->e); /* there, or on its way */
+		j->e = NULL;
+		return;
+	}
+	run_chunk(f, j, path, path_len); /* the worker drops j->e */
+}
+
+/* check_manifest - the chunks tile [0, size) in order, each a valid
+ * length. */
+static bool check_manifest(const struct man *mn)
+{
+	uint64_t pos = 0;
+
+	for (uint32_t i = 0; i < mn->n; i++) {
+		if (mn->c[i].off != pos || mn->c[i].len == 0 ||
+		    mn->c[i].len > WH_MAX_CHUNK)
+			return false;
+		pos += mn->c[i].len;
+	}
+	return pos == mn->v.size;
+}
+
+/* fetch_manifest - all pages of the manifest; 0, -ESTALE (not the
+ * version |want|), or another error. */
+static int fetch_manifest(struct wh_fetch *f, const char *path,
+			  size_t path_len, const struct wh_version *want,
+			  struct man **pm)
+{
+	/* a host that must hash a big file first may take longer: then this
+	 * open reads with READ, and the next finds the manifest made */
+	int timeout = f->o.timeout_ms;
+	struct man *mn = calloc(1, sizeof(*mn));
+	struct wh_buf resp;
+	uint32_t have = 0, total = 0;
+	int rv = 0;
+
+	if (!mn)
+		return -ENOMEM;
+	wh_buf_init(&resp);
+	do {
+		struct wh_msg_manifest_reply *mr;
+		struct wh_msg m, r;
+
+		memset(&m, 0, sizeof(m));
+		m.hdr.type = WH_MSG_MANIFEST;
+		m.u.manifest.path.p = path;
+		m.u.manifest.path.len = (uint16_t)path_len;
+		m.u.manifest.start = have;
+		rv = rpc(f, &m, WH_MSG_MANIFEST_REPLY, &resp, &r, timeout);
+		if (rv < 0)
+			break;
+		mr = &r.u.manifest_reply;
+		if (!version_eq(&mr->version, want)) {
+			rv = -ESTALE;
+			break;
+		}
+		if (have == 0) {
+			total = mr->total;
+			if (total > MAX_ENTRIES) {
+				rv = -EFBIG;
+				break;
+			}
+			mn->c = calloc(total ? total : 1, sizeof(*mn->c));
+			if (!mn->c) {
+				rv = -ENOMEM;
+				break;
+			}
+		}
+		if (mr->total != total || mr->start != have ||
+		    mr->count > total - have ||
+		    (mr->count == 0 && have < total)) {
+			rv = WH_ERR_PROTO;
+			break;
+		}
+		for (uint32_t i = 0; i < mr->count; i++) {
+			struct mchunk *c = &mn->c[have + i];
+
+			wh_manifest_entry(mr, i, &c->off, &c->len, c->hash);
+		}
+		have += mr->count;
+	} while (have < total);
+	wh_buf_free(&resp);
+	mn->n = have;
+	mn->v = *want;
+	if (rv == 0 && !check_manifest(mn))
+		rv = WH_ERR_PROTO;
+	if (rv == 0) {
+		mn->path = malloc(path_len + 1);
+		if (!mn->path)
+			rv = -ENOMEM;
+		else
+			memcpy(mn->path, path, path_len + 1);
+		mn->path_len = path_len;
+	}
+	if (rv < 0) {
+		man_free(mn);
+		return rv;
+	}
+	mn->refs = 1;
+	*pm = mn;
+	return 0;
+}
+
+/* man_cache_add - keep |mn| (lock held), dropping the oldest beyond
+ * MAN_CACHE. */
+static void man_cache_add(struct wh_fetch *f, struct man *mn)
+{
+	struct man **pp;
+	unsigned int i = 0;
+
+	mn->cached = true;
+	mn->next = f->mans;
+	f->mans = mn;
+	f->nmans++;
+	for (pp = &f->mans; *pp; i++) {
+		struct man *m = *pp;
+
+		if (i < MAN_CACHE) {
+			pp = &m->next;
+			continue;
+		}
+		*pp = m->next;
+		m->cached = false;
+		f->nmans--;
+		if (m->refs == 0)
+			man_free(m);
+	}
+}
+
+/* man_cache_find - lock held; a new reference or NULL */
+static struct man *man_cache_find(struct wh_fetch *f, const char *path,
+				  size_t len, const struct wh_version *v)
+{
+	for (struct man *m = f->mans; m; m = m->next)
+		if (m->path_len == len && memcmp(m->path, path, len) == 0 &&
+		    version_eq(&m->v, v)) {
+			m->refs++;
+			return m;
+		}
+	return NULL;
+}
+
+static void run_manifest(struct wh_fetch *f, struct job *j, const char *path,
+			 size_t path_len)
+{
+	struct man *mn = NULL;
+	int rv = fetch_manifest(f, path, path_len, &j->ff->v, &mn);
+
+	pthread_mutex_lock(&f->lock);
+	if (rv == 0) {
+		f->st.manifests++;
+		man_cache_add(f, mn);
+		j->ff->man = mn; /* the reference from fetch_manifest */
+		j->ff->man_state = MAN_READY;
+		/* what the run read meanwhile (perhaps all of the file) */
+		if (j->ff->seq >= 2)
+			backfill(f, j->ff, mn, j->ff->last_end, mn->n,
+				 j->ff->last_end);
+	} else if (rv == -ESTALE) {
+		j->ff->man_state = MAN_STALE;
+	} else {
+		j->ff->man_state = MAN_OFF;
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (rv == -ESTALE)
+		wh_info("'%s' changed on the host while open", path);
+	else if (rv < 0)
+		wh_debug("no manifest for '%s' (%s): reading it with READ",
+			 path, wh_strerror(rv));
+}
+
+static void *worker_main(void *arg)
+{
+	struct wh_fetch *f = arg;
+	char path[WH_MAX_PATH + 1];
+
+	pthread_mutex_lock(&f->lock);
+	for (;;) {
+		struct job *j;
+		size_t path_len;
+
+		while (!f->stop && !f->qhead) {
+			uint64_t now = wh_now_ns(), idle_at;
+			struct timespec ts;
+
+			if (!f->bhead) {
+				pthread_cond_wait(&f->cv, &f->lock);
+				continue;
+			}
+			/* backfill waits until the readers pause: it must
+			 * not slow them down */
+			idle_at = f->last_read_ns +
+				  BACKFILL_IDLE_MS * WH_NS_PER_MS;
+			if (now >= idle_at)
+				break;
+			ts.tv_sec = (time_t)(idle_at / WH_NS_PER_S);
+			ts.tv_nsec = (long)(idle_at % WH_NS_PER_S);
+			pthread_cond_timedwait(&f->cv, &f->lock, &ts);
+		}
+		if (f->stop)
+			break;
+		if (f->qhead) {
+			j = f->qhead;
+			f->qhead = j->next;
+			if (!f->qhead)
+				f->qtail = NULL;
+		} else {
+			j = f->bhead;
+			f->bhead = j->next;
+			if (!f->bhead)
+				f->btail = NULL;
+		}
+		path_len = j->ff->path_len;
+		memcpy(path, j->ff->path, path_len + 1);
+		pthread_mutex_unlock(&f->lock);
+
+		if (j->kind == J_CHUNK)
+			run_chunk(f, j, path, path_len);
+		else if (j->kind == J_BACKFILL)
+			run_backfill(f, j, path, path_len);
+		else
+			run_manifest(f, j, path, path_len);
+		if (j->e)
+			wh_ram_put(f->ram, j->e);
+
+		pthread_mutex_lock(&f->lock);
+		ff_unref(j->ff);
+		j->next = f->free_jobs;
+		f->free_jobs = j;
+		f->busy--;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return NULL;
+}
+
+/* ----------------------------------------------------------------- API */
+
+int wh_fetch_new(struct wh_rpc *rpc, struct wh_store *store,
+		 struct wh_ram *ram, const struct wh_fetch_opts *opts,
+		 struct wh_fetch **pf)
+{
+	struct wh_fetch *f;
+	sigset_t all, old;
+	int rv = 0;
+
+	*pf = NULL;
+	if (!rpc || !ram || !opts)
+		return -EINVAL;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->rpc = rpc;
+	f->store = store;
+	f->ram = ram;
+	f->o = *opts;
+	if (f->o.timeout_ms <= 0)
+		f->o.timeout_ms = 8000;
+	if (f->o.workers <= 0)
+		f->o.workers = DEFAULT_WORKERS;
+	if (f->o.window_max == 0)
+		f->o.window_max = DEFAULT_WINDOW_MAX;
+	if (f->o.min_size == 0)
+		f->o.min_size = DEFAULT_MIN_SIZE;
+	pthread_mutex_init(&f->lock, NULL);
+	{
+		pthread_condattr_t attr;
+
+		pthread_condattr_init(&attr);
+		pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+		pthread_cond_init(&f->cv, &attr);
+		pthread_condattr_destroy(&attr);
+	}
+	f->thr = calloc((size_t)f->o.workers, sizeof(*f->thr));
+	if (!f->thr) {
+		wh_fetch_del(f);
+		return -ENOMEM;
+	}
+	/* workers take no signals: they belong to the request loop */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (int i = 0; i < f->o.workers; i++) {
+		rv = -pthread_create(&f->thr[i], NULL, worker_main, f);
+		if (rv < 0)
+			break;
+		f->nthr++;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rv < 0) {
+		wh_fetch_del(f);
+		return rv;
+	}
+	*pf = f;
+	return 0;
+}
+
+void wh_fetch_del(struct wh_fetch *f)
+{
+	if (!f)
+		return;
+	pthread_mutex_lock(&f->lock);
+	f->stop = true;
+	pthread_cond_broadcast(&f->cv);
+	pthread_mutex_unlock(&f->lock);
+	for (int i = 0; i < f->nthr; i++)
+		pthread_join(f->thr[i], NULL);
+	free(f->thr);
+	if (f->btail) { /* one list to drain */
+		f->btail->next = f->qhead;
+		f->qhead = f->bhead;
+	}
+	while (f->qhead) {
+		struct job *j = f->qhead;
+
+		f->qhead = j->next;
+		if (j->e) {
+			wh_ram_fail(f->ram, j->e, -ECANCELED);
+			wh_ram_put(f->ram, j->e);
+		}
+		ff_unref(j->ff);
+		free(j);
+	}
+	while (f->free_jobs) {
+		struct job *j = f->free_jobs;
+
+		f->free_jobs = j->next;
+		free(j);
+	}
+	while (f->mans) {
+		struct man *m = f->mans;
+
+		f->mans = m->next;
+		m->cached = false;
+		if (m->refs == 0)
+			man_free(m);
+	}
+	pthread_cond_destroy(&f->cv);
+	pthread_mutex_destroy(&f->lock);
+	free(f);
+}
+
+int wh_fetch_open(struct wh_fetch *f, const char *path, size_t len,
+		  const struct wh_version *v, struct wh_fetch_file **pff)
+{
+	struct wh_fetch_file *ff;
+
+	*pff = NULL;
+	if (len > WH_MAX_PATH)
+		return -ENAMETOOLONG;
+	ff = calloc(1, sizeof(*ff));
+	if (!ff)
+		return -ENOMEM;
+	ff->refs = 1;
+	ff->v = *v;
+	memcpy(ff->path, path, len);
+	ff->path[len] = '\0';
+	ff->path_len = len;
+	ff->window = WINDOW_START < f->o.window_max ? WINDOW_START
+						    : f->o.window_max;
+	atomic_init(&ff->inval, false);
+	*pff = ff;
+	return 0;
+}
+
+void wh_fetch_close(struct wh_fetch *f, struct wh_fetch_file *ff)
+{
+	if (!ff)
+		return;
+	pthread_mutex_lock(&f->lock);
+	ff_unref(ff);
+	pthread_mutex_unlock(&f->lock);
+}
+
+void wh_fetch_file_inval(struct wh_fetch_file *ff)
+{
+	atomic_store(&ff->inval, true);
+}
+
+/* find_chunk - the index of the chunk holding |off| (< size) */
+static uint32_t find_chunk(const struct man *mn, uint64_t off)
+{
+	uint32_t lo = 0, hi = mn->n;
+
+	while (hi - lo > 1) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (mn->c[mid].off <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/*
+ * classify - note where this read landed; lock held.  A run starts at
+ * any read (seq 1); a read that continues it (within NEAR of where the
+ * last ended) counts up to SEQ_MIN, when the file is read sequentially;
+ * from then on reads may land anywhere within SEQ_SLACK (the kernel's
+ * readahead reorders its requests).  True if sequential.
+ */
+static bool classify(struct wh_fetch_file *ff, uint64_t off, size_t size)
+{
+	uint64_t end = off + size;
+	uint64_t slack = ff->seq >= SEQ_MIN ? SEQ_SLACK : NEAR;
+
+	if (ff->seq > 0 && off <= ff->last_end + slack &&
+	    end + slack >= ff->last_end) {
+		if (ff->seq < SEQ_MIN)
+			ff->seq++;
+		if (end > ff->last_end)
+			ff->last_end = end;
+	} else {
+		ff->seq = 1;
+		ff->seq_start = off;
+		ff->last_end = end;
+		ff->bf_end = off;
+	}
+	return ff->seq >= SEQ_MIN;
+}
+
+/* prefetch - start fetching the chunks after |last| up to the window
+ * beyond |end|; lock held. */
+static void prefetch(struct wh_fetch *f, struct wh_fetch_file *ff,
+		     const struct man *mn, uint32_t last, uint64_t end)
+{
+	uint64_t limit = end + ff->window;
+	uint32_t i = last + 1;
+
+	/* carry on where the last prefetch stopped, unless the reader
+	 * moved back */
+	if (ff->pf_next > i && ff->pf_next < mn->n &&
+	    mn->c[ff->pf_next - 1].off <= limit)
+		i = ff->pf_next;
+	for (; i < mn->n && mn->c[i].off < limit; i++) {
+		struct wh_ram_ent *e;
+		struct job *j;
+		int rv = wh_ram_acquire(f->ram, mn->c[i].hash, true, &e);
+
+		if (rv < 0)
+			break;
+		if (rv == 0) {
+			wh_ram_put(f->ram, e); /* there, or on its way */
+			continue;
+		}
+		j = job_new(f);
+		if (!j) {
+			wh_ram_fail(f->ram, e, -ENOMEM);
+			wh_ram_put(f->ram, e);
+			break;
+		}
+		j->kind = J_CHUNK;
+		j->ff = ff;
+		ff->refs++;
+		j->e = e;
+		j->off = mn->c[i].off;
+		j->len = mn->c[i].len;
+		memcpy(j->hash, mn->c[i].hash, WH_HASH_LEN);
+		enqueue(f, j, false);
+	}
+	ff->pf_next = i;
+}
+
+/*
+ * backfill - the current run read [bf_end, |upto|) with READ (before the
+ * manifest came): queue the chunks holding those bytes, behind everything
+ * else, so that the store ends up with all of the file; chunks from
+ * |first| on are the reader's own.  Then the run is covered up to
+ * |covered|.  Lock held.
+ */
+static void backfill(struct wh_fetch *f, struct wh_fetch_file *ff,
+		     const struct man *mn, uint64_t upto, uint32_t first,
+		     uint64_t covered)
+{
+	if (f->store && mn->n > 0 && ff->bf_end < upto &&
+	    ff->bf_end < mn->v.size) {
+		uint32_t from = find_chunk(mn, ff->bf_end);
+		uint32_t to = upto >= mn->v.size ? mn->n
+						 : find_chunk(mn, upto - 1) + 1;
+
+		if (to > first)
+			to = first;
+		for (uint32_t k = from; k < to; k++) {
+			struct job *j = job_new(f);
+
+			if (!j)
+				break;
+			j->kind = J_BACKFILL;
+			j->ff = ff;
+			ff->refs++;
+			j->off = mn->c[k].off;
+			j->len = mn->c[k].len;
+			memcpy(j->hash, mn->c[k].hash, WH_HASH_LEN);
+			j->next = NULL;
+			if (f->btail)
+				f->btail->next = j;
+			else
+				f->bhead = j;
+			f->btail = j;
+			f->busy++;
+			pthread_cond_signal(&f->cv);
+		}
+	}
+	if (covered > ff->bf_end)
+		ff->bf_end = covered;
+}
+
+static void release(struct wh_fetch *f, struct wh_fetch_reply *out)
+{
+	for (int i = 0; i < out->n; i++)
+		wh_ram_put(f->ram, out->ents[i]);
+	out->n = 0;
+}
+
+int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
+		  const char *path, size_t len, uint64_t off, size_t size,
+		  struct wh_fetch_reply *out)
+{
+	uint64_t end, deadline;
+	struct man *mn;
+	uint32_t first, i;
+	bool seq, waited = false;
+	int rv = 0;
+
+	out->n = 0;
+	if (atomic_exchange(&ff->inval, false) || len > WH_MAX_PATH ||
+	    size == 0)
+		goto pass_unlocked;
+	pthread_mutex_lock(&f->lock);
+	if (ff->path_len != len || memcmp(ff->path, path, len) != 0) {
+		memcpy(ff->path, path, len);
+		ff->path[len] = '\0';
+		ff->path_len = len;
+	}
+	seq = classify(ff, off, size);
+	f->last_read_ns = wh_now_ns();
+	if (ff->v.size < f->o.min_size)
+		goto pass;
+	/*
+	 * The manifest: at once if we have it; from the host only once a run
+	 * went beyond what the kernel's readahead reads for a peek at a file
+	 * (the host may have to hash all of it first).
+	 */
+	if ((ff->seq >= 2 || off == 0) && ff->man_state == MAN_NONE) {
+		mn = man_cache_find(f, path, len, &ff->v);
+		if (mn) {
+			ff->man = mn;
+			ff->man_state = MAN_READY;
+		} else if (ff->seq >= 2 &&
+			   ff->last_end - ff->seq_start >= MANIFEST_AFTER) {
+			struct job *j = job_new(f);
+
+			if (j) {
+				j->kind = J_MANIFEST;
+				j->ff = ff;
+				ff->refs++;
+				ff->man_state = MAN_PENDING;
+				enqueue(f, j, true);
+			}
+		}
+	}
+	if (ff->man_state == MAN_STALE) {
+		pthread_mutex_unlock(&f->lock);
+		return -ESTALE;
+	}
+	if (ff->man_state != MAN_READY)
+		goto pass;
+	mn = ff->man;
+	if (off >= mn->v.size) {
+		f->st.reads_chunked++;
+		pthread_mutex_unlock(&f->lock);
+		return 1; /* the end of the file: no bytes */
+	}
+	end = off + size < mn->v.size ? off + size : mn->v.size;
+	first = find_chunk(mn, off);
+	for (i = first; i < mn->n && mn->c[i].off < end; i++) {
+		struct wh_ram_ent *e;
+
+		if (out->n == WH_FETCH_MAX_IOV) {
+			release(f, out);
+			goto pass;
+		}
+		rv = wh_ram_acquire(f->ram, mn->c[i].hash, seq, &e);
+		if (rv == -ENOENT) {
+			release(f, out);
+			goto pass; /* random, not in RAM: a READ is faster */
+		}
+		if (rv < 0) {
+			release(f, out);
+			pthread_mutex_unlock(&f->lock);
+			return rv;
+		}
+		if (rv == 1) {
+			/* ours to produce: a worker does, before prefetches */
+			struct job *j = job_new(f);
+
+			if (!j) {
+				wh_ram_fail(f->ram, e, -ENOMEM);
+				wh_ram_put(f->ram, e);
+				release(f, out);
+				pthread_mutex_unlock(&f->lock);
+				return -ENOMEM;
+			}
+			j->kind = J_CHUNK;
+			j->ff = ff;
+			ff->refs++;
+			j->e = e;
+			j->off = mn->c[i].off;
+			j->len = mn->c[i].len;
+			memcpy(j->hash, mn->c[i].hash, WH_HASH_LEN);
+			wh_ram_hold(f->ram, e);
+			enqueue(f, j, true);
+		} else if (!wh_ram_ready(f->ram, e)) {
+			if (!seq) {
+				wh_ram_put(f->ram, e);
+				release(f, out);
+				goto pass; /* not waiting for a whole chunk */
+			}
+			promote(f, e);
+		}
+		out->ents[out->n++] = e;
+	}
+	if (seq)
+		prefetch(f, ff, mn, i - 1, end);
+	if (seq)
+		backfill(f, ff, mn, off, first,
+			 mn->c[i - 1].off + mn->c[i - 1].len);
+	pthread_mutex_unlock(&f->lock);
+
+	deadline = wh_now_ns() + (uint64_t)f->o.timeout_ms * WH_NS_PER_MS;
+	for (int k = 0; k < out->n; k++) {
+		struct wh_ram_ent *e = out->ents[k];
+		const struct mchunk *c = &mn->c[first + (uint32_t)k];
+		uint64_t a, b;
+
+		if (!wh_ram_ready(f->ram, e)) {
+			waited = true;
+			rv = wh_ram_wait(f->ram, e, deadline);
+			if (rv < 0)
+				break;
+		}
+		if (wh_ram_len(e) != c->len) {
+			rv = -EIO; /* a manifest that lies about a length */
+			break;
+		}
+		a = off > c->off ? off - c->off : 0;
+		b = end < c->off + c->len ? end - c->off : c->len;
+		out->iov[k].iov_base = (void *)(wh_ram_data(e) + a);
+		out->iov[k].iov_len = (size_t)(b - a);
+	}
+	pthread_mutex_lock(&f->lock);
+	if (rv < 0) {
+		pthread_mutex_unlock(&f->lock);
+		release(f, out);
+		return rv;
+	}
+	f->st.reads_chunked++;
+	if (!seq)
+		f->st.reads_ram++;
+	if (waited && ff->window < f->o.window_max) {
+		ff->window *= 2;
+		if (ff->window > f->o.window_max)
+			ff->window = f->o.window_max;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return 1;
+
+pass:
+	f->st.reads_passed++;
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+pass_unlocked:
+	pthread_mutex_lock(&f->lock);
+	f->st.reads_passed++;
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+void wh_fetch_done(struct wh_fetch *f, struct wh_fetch_reply *out)
+{
+	release(f, out);
+}
+
+void wh_fetch_get_stats(struct wh_fetch *f, struct wh_fetch_stats *st)
+{
+	pthread_mutex_lock(&f->lock);
+	*st = f->st;
+	st->busy = f->busy;
+	pthread_mutex_unlock(&f->lock);
+	st->store_corrupt = f->store ? wh_store_corrupt(f->store) : 0;
+}

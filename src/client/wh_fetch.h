@@ -1,0 +1,110 @@
+/*
+ * wh_fetch.h - the mount's read-side data plane: sequential reads are
+ * served from whole verified chunks fetched ahead of the reader, random
+ * reads are left to small READ requests.
+ *
+ * Per open file the fetcher watches where reads land.  Once a large file
+ * is read sequentially it asks the host for the file's manifest (in the
+ * background: reads go on with READ meanwhile; manifests are kept per path
+ * and file version), then serves reads from chunks: each chunk is taken
+ * from the RAM cache (struct wh_ram), else from the chunk store (verified;
+ * a corrupt chunk is discarded and fetched again), else fetched with CHUNK,
+ * verified against its BLAKE3 hash, put in the RAM cache and kept in the
+ * store.  Chunks ahead of the reader are fetched by a pool of worker
+ * threads, several in flight, up to a window that doubles, up to
+ * |window_max|, whenever the reader has to wait.  A chunk needed by a read
+ * goes before prefetches; chunks the reader got with READ before the
+ * manifest came are fetched last (backfill), so that the store ends up
+ * with the whole file.  Random reads are served from chunks only when
+ * the chunks are already in RAM; otherwise the caller sends a READ of just
+ * the bytes asked (no waiting for whole chunks).
+ *
+ * Version rules: every chunk is asked for at the version the file was
+ * opened at; the host answers ESTALE when the file changed, and a manifest
+ * of another version means the same: the read fails with -ESTALE and the
+ * caller tells its reader (EIO).  After wh_fetch_file_inval() the next read
+ * is left to the caller (a READ, whose reply carries the current version),
+ * so a change the host announced is noticed.
+ *
+ * Every wait has a deadline (|timeout_ms|); no allocation per chunk when
+ * the RAM cache's pool has a block.  Thread-safe.
+ */
+#ifndef WH_FETCH_H
+#define WH_FETCH_H
+
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "client/wh_rpc.h"
+#include "proto/wh_proto.h"
+#include "store/wh_ram.h"
+#include "store/wh_store.h"
+
+struct wh_fetch;
+struct wh_fetch_file;
+
+struct wh_fetch_opts {
+	int timeout_ms;       /* per request and per wait, e.g. 8000 */
+	int workers;          /* chunk requests in flight; 0: default (8) */
+	uint64_t window_max;  /* bytes requested ahead of a reader; 0: 64 MiB */
+	uint64_t min_size;    /* smaller files always use READ; 0: 4 MiB */
+};
+
+struct wh_fetch_stats {
+	uint64_t manifests;         /* manifests fetched from the host */
+	uint64_t chunks_fetched;    /* CHUNK replies used */
+	uint64_t bytes_fetched;     /* their bytes */
+	uint64_t chunks_from_store; /* chunks read from the store */
+	uint64_t chunks_bad;        /* CHUNK replies that failed verification */
+	uint64_t reads_chunked;     /* reads served from chunks */
+	uint64_t reads_ram;         /* of those, random reads served from RAM */
+	uint64_t reads_passed;      /* reads left to the caller (READ) */
+	uint64_t store_corrupt;     /* corrupt chunks found in the store */
+	uint64_t busy;              /* jobs queued or running now */
+};
+
+/*
+ * wh_fetch_new - a fetcher over |rpc|, |store| (NULL: none) and |ram|,
+ * all borrowed: they must outlive it.  0 or -errno.
+ */
+int wh_fetch_new(struct wh_rpc *rpc, struct wh_store *store,
+		 struct wh_ram *ram, const struct wh_fetch_opts *opts,
+		 struct wh_fetch **pf);
+/* wh_fetch_del - stop the workers (each finishes its request, bounded by
+ * the timeout) and free; no file may still be open.  NULL is fine. */
+void wh_fetch_del(struct wh_fetch *f);
+
+/* wh_fetch_open - state for one open of the file at |path| (|len| bytes)
+ * at version |v|.  0 or -ENOMEM. */
+int wh_fetch_open(struct wh_fetch *f, const char *path, size_t len,
+		  const struct wh_version *v, struct wh_fetch_file **pff);
+/* wh_fetch_close - the open ended; NULL is fine. */
+void wh_fetch_close(struct wh_fetch *f, struct wh_fetch_file *ff);
+/* wh_fetch_file_inval - the host said the file changed (or may have). */
+void wh_fetch_file_inval(struct wh_fetch_file *ff);
+
+#define WH_FETCH_MAX_IOV 8 /* a READ of WH_MAX_READ spans at most 6 chunks */
+
+/* The chunks that serve one read; release with wh_fetch_done(). */
+struct wh_fetch_reply {
+	struct iovec iov[WH_FETCH_MAX_IOV];
+	struct wh_ram_ent *ents[WH_FETCH_MAX_IOV];
+	int n;
+};
+
+/*
+ * wh_fetch_read - serve |size| bytes at |off| of the file (|path|, |len|:
+ * its current path) from chunks.  Returns 1 with the bytes in |out|
+ * (fewer than |size| only at the end of the file), 0 when the caller must
+ * send a READ itself, -ESTALE when the file is no longer at the open's
+ * version, or another negative error (WH_ERR_TIMEOUT, -EIO, ...).
+ */
+int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
+		  const char *path, size_t len, uint64_t off, size_t size,
+		  struct wh_fetch_reply *out);
+/* wh_fetch_done - release what wh_fetch_read returned 1 with. */
+void wh_fetch_done(struct wh_fetch *f, struct wh_fetch_reply *out);
+
+void wh_fetch_get_stats(struct wh_fetch *f, struct wh_fetch_stats *st);
+
+#endif /* WH_FETCH_H */

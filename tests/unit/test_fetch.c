@@ -1,0 +1,396 @@
+/*
+ * test_fetch.c - the mount's data plane over an in-process share: a
+ * sequential read is served from verified chunks that end up, all of
+ * them, in the store; a second fetcher on the same store moves no chunk;
+ * random reads are left to READ unless their chunks are in RAM; a file
+ * that is not at the open's version gives -ESTALE; a host that never
+ * answers gives an error at the deadline.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chunk/wh_chunk.h"
+#include "client/wh_fetch.h"
+#include "common/wh_err.h"
+#include "host/wh_share.h"
+
+#define FILE_SIZE (24u * 1024 * 1024 + 777)
+#define MiB (1024u * 1024)
+
+static char dir[64], share_dir[80], store_dir[80];
+static uint8_t *content;
+
+struct local {
+	struct wh_share *share;
+	bool dead; /* never answer: every call times out */
+};
+
+static int local_call(void *ctx, const uint8_t *req, size_t len,
+		      struct wh_buf *resp, int timeout_ms)
+{
+	struct local *l = ctx;
+
+	if (l->dead) {
+		struct timespec ts = { timeout_ms / 1000,
+				       (timeout_ms % 1000) * 1000000L };
+
+		nanosleep(&ts, NULL);
+		return WH_ERR_TIMEOUT;
+	}
+	wh_buf_reset(resp);
+	return wh_share_serve(l->share, req, len, resp);
+}
+
+static const struct wh_rpc_ops local_ops = { .call = local_call };
+
+static int setup(void **state)
+{
+	char path[128];
+	FILE *f;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/wh-fetch-test-XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	snprintf(share_dir, sizeof(share_dir), "%s/share", dir);
+	snprintf(store_dir, sizeof(store_dir), "%s/store", dir);
+	mkdir(share_dir, 0700);
+	content = malloc(FILE_SIZE);
+	if (!content)
+		return -1;
+	srand(9);
+	for (size_t i = 0; i < FILE_SIZE; i++)
+		content[i] = (uint8_t)(rand() >> 7);
+	snprintf(path, sizeof(path), "%s/f.bin", share_dir);
+	f = fopen(path, "wb");
+	if (!f || fwrite(content, 1, FILE_SIZE, f) != FILE_SIZE)
+		return -1;
+	fclose(f);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	free(content);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void version_of_file(struct wh_version *v)
+{
+	char path[128];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/f.bin", share_dir);
+	assert_int_equal(stat(path, &st), 0);
+	v->size = (uint64_t)st.st_size;
+	v->mtime.sec = st.st_mtim.tv_sec;
+	v->mtime.nsec = (uint32_t)st.st_mtim.tv_nsec;
+	v->ctime.sec = st.st_ctim.tv_sec;
+	v->ctime.nsec = (uint32_t)st.st_ctim.tv_nsec;
+}
+
+/* gather - copy what a reply points at; the number of bytes */
+static size_t gather(const struct wh_fetch_reply *fr, uint8_t *out)
+{
+	size_t n = 0;
+
+	for (int i = 0; i < fr->n; i++) {
+		memcpy(out + n, fr->iov[i].iov_base, fr->iov[i].iov_len);
+		n += fr->iov[i].iov_len;
+	}
+	return n;
+}
+
+static void wait_idle(struct wh_fetch *f)
+{
+	struct wh_fetch_stats st;
+
+	for (int i = 0; i < 1000; i++) {
+		wh_fetch_get_stats(f, &st);
+		if (st.busy == 0)
+			return;
+		usleep(10000);
+	}
+	fail_msg("the fetcher stays busy");
+}
+
+/* read_all - read the file sequentially in 1 MiB reads; the ones left to
+ * the caller are "read" from |content| as a READ would */
+static void read_all(struct wh_fetch *f, struct wh_fetch_file *ff,
+		     unsigned int *chunked)
+{
+	static uint8_t buf[MiB];
+
+	*chunked = 0;
+	for (uint64_t off = 0; off < FILE_SIZE; off += MiB) {
+		struct wh_fetch_reply fr;
+		size_t want = FILE_SIZE - off < MiB ? FILE_SIZE - off : MiB;
+		int rv = wh_fetch_read(f, ff, "f.bin", 5, off, MiB, &fr);
+
+		assert_true(rv >= 0);
+		if (rv == 0) {
+			wait_idle(f); /* let the manifest come */
+			continue;
+		}
+		(*chunked)++;
+		assert_int_equal(gather(&fr, buf), want);
+		assert_memory_equal(buf, content + off, want);
+		wh_fetch_done(f, &fr);
+	}
+}
+
+static void test_sequential_then_store(void **state)
+{
+	struct local l = { 0 };
+	struct wh_rpc rpc = { &local_ops, &l };
+	struct wh_fetch_opts o = { .timeout_ms = 5000, .workers = 3 };
+	struct wh_fetch_stats st;
+	struct wh_manifest m;
+	struct wh_store *store;
+	struct wh_ram *ram;
+	struct wh_fetch *f;
+	struct wh_fetch_file *ff;
+	struct wh_version v;
+	struct wh_fetch_reply fr;
+	unsigned int chunked;
+	char path[128];
+	int fd;
+
+	(void)state;
+	assert_int_equal(wh_share_open(share_dir, &l.share), 0);
+	assert_int_equal(wh_store_open(store_dir, 1ULL << 30, &store), 0);
+	assert_int_equal(wh_ram_new(64 * MiB, &ram), 0);
+	assert_int_equal(wh_fetch_new(&rpc, store, ram, &o, &f), 0);
+	version_of_file(&v);
+
+	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &v, &ff), 0);
+	read_all(f, ff, &chunked);
+	assert_true(chunked > 0);
+	/* a read at the end of the file: no bytes */
+	assert_int_equal(wh_fetch_read(f, ff, "f.bin", 5, FILE_SIZE, MiB, &fr),
+			 1);
+	assert_int_equal(fr.n, 0);
+	wh_fetch_close(f, ff);
+	wait_idle(f);
+	wh_fetch_get_stats(f, &st);
+	assert_int_equal(st.manifests, 1);
+	assert_int_equal(st.bytes_fetched, FILE_SIZE);
+	assert_int_equal(st.chunks_bad, 0);
+
+	/* the store holds every chunk of the file */
+	snprintf(path, sizeof(path), "%s/f.bin", share_dir);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	wh_manifest_init(&m);
+	assert_int_equal(wh_manifest_build(fd, &m), 0);
+	close(fd);
+	assert_int_equal(st.chunks_fetched, m.n);
+	for (size_t i = 0; i < m.n; i++)
+		assert_true(wh_store_has(store, m.chunks[i].hash,
+					 m.chunks[i].length));
+	wh_manifest_free(&m);
+	wh_fetch_del(f);
+	wh_ram_del(ram);
+
+	/* a new fetcher (a remount): everything from the store */
+	assert_int_equal(wh_ram_new(64 * MiB, &ram), 0);
+	assert_int_equal(wh_fetch_new(&rpc, store, ram, &o, &f), 0);
+	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &v, &ff), 0);
+	read_all(f, ff, &chunked);
+	assert_true(chunked > 0);
+	wh_fetch_close(f, ff);
+	wait_idle(f);
+	wh_fetch_get_stats(f, &st);
+	assert_int_equal(st.chunks_fetched, 0);
+	assert_true(st.chunks_from_store > 0);
+
+	/* random reads: from RAM when there, else left to READ */
+	wh_ram_drop_all(ram);
+	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &v, &ff), 0);
+	assert_int_equal(wh_fetch_read(f, ff, "f.bin", 5, 20 * MiB, 4096,
+				       &fr), 0);
+	assert_int_equal(wh_fetch_read(f, ff, "f.bin", 5, 3 * MiB, 4096,
+				       &fr), 0);
+	/* three reads in a row: sequential, served from chunks */
+	for (uint64_t off = 9 * MiB; off < 12 * MiB; off += MiB / 2) {
+		int rv = wh_fetch_read(f, ff, "f.bin", 5, off, MiB / 2, &fr);
+
+		if (rv == 1) {
+			static uint8_t buf[MiB];
+
+			assert_int_equal(gather(&fr, buf), MiB / 2);
+			assert_memory_equal(buf, content + off, MiB / 2);
+			wh_fetch_done(f, &fr);
+		}
+	}
+	wait_idle(f);
+	/* far away again: random, but that chunk is in RAM now */
+	assert_int_equal(wh_fetch_read(f, ff, "f.bin", 5, 0, 4096, &fr), 0);
+	assert_int_equal(wh_fetch_read(f, ff, "f.bin", 5, 10 * MiB + 5, 4096,
+				       &fr), 1);
+	assert_true(fr.n >= 1);
+	assert_memory_equal(fr.iov[0].iov_base, content + 10 * MiB + 5,
+			    fr.iov[0].iov_len);
+	wh_fetch_done(f, &fr);
+	/* after a change notice the next read is left to READ */
+	wh_fetch_file_inval(ff);
+	assert_int_equal(wh_fetch_read(f, ff, "f.bin", 5, 3 * MiB, 4096,
+				       &fr), 0);
+	wh_fetch_close(f, ff);
+	wh_fetch_get_stats(f, &st);
+	assert_true(st.reads_ram >= 1);
+	wh_fetch_del(f);
+	wh_ram_del(ram);
+	wh_store_close(store);
+	wh_share_close(l.share);
+}
+
+/* a run read all with READ, before the manifest came: the chunks follow
+ * into the store all the same */
+static void test_backfill_after_the_fact(void **state)
+{
+	struct local l = { 0 };
+	struct wh_rpc rpc = { &local_ops, &l };
+	struct wh_fetch_opts o = { .timeout_ms = 5000 };
+	struct wh_fetch_stats st;
+	struct wh_manifest m;
+	struct wh_store *store;
+	struct wh_ram *ram;
+	struct wh_fetch *f;
+	struct wh_fetch_file *ff;
+	struct wh_version v;
+	char path[128], sdir[100];
+	int fd;
+
+	(void)state;
+	snprintf(sdir, sizeof(sdir), "%s/store2", dir);
+	assert_int_equal(wh_share_open(share_dir, &l.share), 0);
+	assert_int_equal(wh_store_open(sdir, 1ULL << 30, &store), 0);
+	assert_int_equal(wh_ram_new(64 * MiB, &ram), 0);
+	assert_int_equal(wh_fetch_new(&rpc, store, ram, &o, &f), 0);
+	version_of_file(&v);
+	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &v, &ff), 0);
+	for (uint64_t off = 0; off < FILE_SIZE; off += MiB) {
+		struct wh_fetch_reply fr;
+
+		if (wh_fetch_read(f, ff, "f.bin", 5, off, MiB, &fr) == 1)
+			wh_fetch_done(f, &fr);
+	}
+	wh_fetch_close(f, ff);
+	wait_idle(f);
+	wh_fetch_get_stats(f, &st);
+	assert_int_equal(st.bytes_fetched, FILE_SIZE);
+	snprintf(path, sizeof(path), "%s/f.bin", share_dir);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	wh_manifest_init(&m);
+	assert_int_equal(wh_manifest_build(fd, &m), 0);
+	close(fd);
+	for (size_t i = 0; i < m.n; i++)
+		assert_true(wh_store_has(store, m.chunks[i].hash,
+					 m.chunks[i].length));
+	wh_manifest_free(&m);
+	wh_fetch_del(f);
+	wh_ram_del(ram);
+	wh_store_close(store);
+	wh_share_close(l.share);
+}
+
+static void test_stale_version(void **state)
+{
+	struct local l = { 0 };
+	struct wh_rpc rpc = { &local_ops, &l };
+	struct wh_fetch_opts o = { .timeout_ms = 5000 };
+	struct wh_ram *ram;
+	struct wh_fetch *f;
+	struct wh_fetch_file *ff;
+	struct wh_version v;
+	struct wh_fetch_reply fr;
+	int rv = 0;
+
+	(void)state;
+	assert_int_equal(wh_share_open(share_dir, &l.share), 0);
+	assert_int_equal(wh_ram_new(64 * MiB, &ram), 0);
+	assert_int_equal(wh_fetch_new(&rpc, NULL, ram, &o, &f), 0);
+	version_of_file(&v);
+	v.mtime.nsec ^= 1; /* what the file was before a change */
+	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &v, &ff), 0);
+	for (uint64_t off = 0; off < FILE_SIZE && rv == 0; off += MiB) {
+		rv = wh_fetch_read(f, ff, "f.bin", 5, off, MiB, &fr);
+		if (rv == 0)
+			wait_idle(f);
+	}
+	assert_int_equal(rv, -ESTALE);
+	wh_fetch_close(f, ff);
+	wh_fetch_del(f);
+	wh_ram_del(ram);
+	wh_share_close(l.share);
+}
+
+static void test_dead_host(void **state)
+{
+	struct local l = { 0 };
+	struct wh_rpc rpc = { &local_ops, &l };
+	struct wh_fetch_opts o = { .timeout_ms = 200, .workers = 2,
+				   .window_max = 2 * MiB };
+	struct wh_ram *ram;
+	struct wh_fetch *f;
+	struct wh_fetch_file *ff;
+	struct wh_version v;
+	struct wh_fetch_reply fr;
+	int rv = 0;
+
+	(void)state;
+	assert_int_equal(wh_share_open(share_dir, &l.share), 0);
+	assert_int_equal(wh_ram_new(64 * MiB, &ram), 0);
+	assert_int_equal(wh_fetch_new(&rpc, NULL, ram, &o, &f), 0);
+	version_of_file(&v);
+	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &v, &ff), 0);
+	/* get into chunk mode, then the host goes silent */
+	for (uint64_t off = 0; off < 10 * MiB; off += MiB) {
+		rv = wh_fetch_read(f, ff, "f.bin", 5, off, MiB, &fr);
+		if (rv == 1)
+			wh_fetch_done(f, &fr);
+		wait_idle(f);
+	}
+	l.dead = true;
+	rv = 0;
+	for (uint64_t off = 10 * MiB; off < FILE_SIZE && rv >= 0; off += MiB) {
+		rv = wh_fetch_read(f, ff, "f.bin", 5, off, MiB, &fr);
+		if (rv == 1)
+			wh_fetch_done(f, &fr);
+	}
+	assert_true(rv < 0);
+	wh_fetch_close(f, ff);
+	wh_fetch_del(f);
+	wh_ram_del(ram);
+	wh_share_close(l.share);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sequential_then_store),
+		cmocka_unit_test(test_backfill_after_the_fact),
+		cmocka_unit_test(test_stale_version),
+		cmocka_unit_test(test_dead_host),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
