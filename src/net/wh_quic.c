@@ -63,10 +63,12 @@
  * least every PROBE_EVERY_MS.  Either side that receives a packet while
  * its own data waits for a backed-off probe timer fires that timer at
  * once (at most every KICK_EVERY_MS): the path is back, so what is
- * unacknowledged is resent now rather than seconds later.
+ * unacknowledged is resent now rather than seconds later.  A host that
+ * receives a CHECK for a connection it has does the same (the client may
+ * have nothing of its own in flight, only acknowledgements to send).
  */
 #define QUIET_MS 3000
-#define PROBE_EVERY_MS 1000
+#define PROBE_EVERY_MS 500
 #define KICK_EVERY_MS 200
 
 /* CHECK and UNKNOWN: "\0WQ" version 1, a type, then a connection ID */
@@ -1095,8 +1097,20 @@ static void chk_input(struct wh_quic_ep *ep, const struct sockaddr *local,
 	    len != 6 + (size_t)data[5])
 		return;
 	if (ep->server) {
-		if (data[4] != CHK_CHECK || cidmap_find(ep, data + 6, data[5]))
+		uint64_t now = wh_now_ns();
+
+		if (data[4] != CHK_CHECK)
 			return;
+		c = cidmap_find(ep, data + 6, data[5]);
+		if (c) {
+			/* the client is there again (it may have nothing of
+			 * its own in flight to tell us): resend now what
+			 * waits for a backed-off probe */
+			if (!c->dead &&
+			    now >= c->last_kick_ns + KICK_EVERY_MS * WH_NS_PER_MS)
+				conn_kick(c, now, 0);
+			return;
+		}
 		/* not ours (any more): say so, no bigger than the question */
 		memcpy(reply, data, len);
 		reply[4] = CHK_UNKNOWN;
