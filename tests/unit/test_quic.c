@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/wh_err.h"
 #include "common/wh_time.h"
@@ -425,6 +426,54 @@ static void test_restarted_host_is_noticed(void **state)
 	teardown_pair();
 }
 
+/* the host answers a CHECK for a connection it does not have with the
+ * same bytes as UNKNOWN, and ignores malformed ones */
+static void test_check_datagrams(void **state)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	uint8_t q[6 + 16], a[64];
+	int fd;
+	ssize_t n = -1;
+
+	(void)state;
+	setup_pair(30000);
+	wh_quic_ep_local_addr(srv.ep, &ss, &len);
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&ss, len), 0);
+	memcpy(q, "\0WQ\1\1\x10", 6);
+	for (size_t i = 0; i < 16; i++)
+		q[6 + i] = (uint8_t)(0x80 + i);
+	/* malformed: a length that does not match, an unknown version */
+	assert_int_equal(send(fd, q, sizeof(q) - 1, 0), (ssize_t)sizeof(q) - 1);
+	q[3] = 2;
+	assert_int_equal(send(fd, q, sizeof(q), 0), (ssize_t)sizeof(q));
+	q[3] = 1;
+	for (int i = 0; i < 10; i++) {
+		struct side *one[1] = { &srv };
+
+		drive(one, 1, 20);
+	}
+	assert_true(recv(fd, a, sizeof(a), 0) < 0);
+	assert_int_equal(send(fd, q, sizeof(q), 0), (ssize_t)sizeof(q));
+	for (int i = 0; i < 50 && n < 0; i++) {
+		struct side *one[1] = { &srv };
+
+		drive(one, 1, 20);
+		n = recv(fd, a, sizeof(a), 0);
+	}
+	assert_int_equal(n, (ssize_t)sizeof(q));
+	assert_int_equal(a[4], 2);
+	a[4] = 1;
+	assert_memory_equal(a, q, sizeof(q));
+	/* the real connection is untouched */
+	assert_false(srv.closed);
+	assert_false(cli.closed);
+	close(fd);
+	teardown_pair();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -435,6 +484,7 @@ int main(void)
 		cmocka_unit_test(test_idle_timeout),
 		cmocka_unit_test(test_silence_survived),
 		cmocka_unit_test(test_restarted_host_is_noticed),
+		cmocka_unit_test(test_check_datagrams),
 	};
 	int rv;
 
