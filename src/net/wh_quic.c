@@ -54,7 +54,7 @@
  * traffic resume promptly when it returns is below.
  *
  * A client that has received nothing for QUIET_MS (it sends a keep-alive
- * every 2 s, which the host acknowledges within a round trip) probes every
+ * every 1 s, which the host acknowledges within a round trip) probes every
  * PROBE_EVERY_MS: it sends a CHECK datagram (a host that no longer knows
  * the connection, restarted say, answers UNKNOWN and the connection ends
  * at once instead of after the idle timeout), and when its loss-recovery
@@ -67,7 +67,7 @@
  * receives a CHECK for a connection it has does the same (the client may
  * have nothing of its own in flight, only acknowledgements to send).
  */
-#define QUIET_MS 3000
+#define QUIET_MS 1500
 #define PROBE_EVERY_MS 500
 #define KICK_EVERY_MS 200
 
@@ -168,7 +168,7 @@ void wh_quic_config_default(struct wh_quic_config *cfg, bool role_server)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->idle_timeout_ms = 30000;
-	cfg->keepalive_ms = role_server ? 0 : 2000;
+	cfg->keepalive_ms = role_server ? 0 : 1000;
 	cfg->handshake_timeout_ms = 5000;
 	cfg->max_streams_bidi = 128;
 	cfg->stream_window = 2 * 1024 * 1024;

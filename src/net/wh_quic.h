@@ -60,7 +60,7 @@ struct wh_quic_cbs {
 
 struct wh_quic_config {
 	uint64_t idle_timeout_ms;      /* e.g. 6000 */
-	uint64_t keepalive_ms;         /* 0: none (clients: e.g. 2000) */
+	uint64_t keepalive_ms;         /* 0: none (clients: e.g. 1000) */
 	uint64_t handshake_timeout_ms; /* e.g. 5000 */
 	uint64_t max_streams_bidi;     /* streams the peer may open at once */
 	uint64_t stream_window;        /* initial per-stream receive window */
