@@ -48,6 +48,35 @@
 #define MAX_VECS 16
 #define MAX_CONN_CIDS 8
 
+/*
+ * Surviving an outage.  The idle timeout is long (30 s) so that a path
+ * that goes away for a while does not end the connection; what makes
+ * traffic resume promptly when it returns is below.
+ *
+ * A client that has received nothing for QUIET_MS (it sends a keep-alive
+ * every 1 s, which the host acknowledges within a round trip) probes every
+ * PROBE_EVERY_MS: it sends a CHECK datagram (a host that no longer knows
+ * the connection, restarted say, answers UNKNOWN and the connection ends
+ * at once instead of after the idle timeout), and when its loss-recovery
+ * timer is further away than that (PTO backoff doubles with every probe
+ * lost, to many seconds) it fires the timer now, so a packet goes out at
+ * least every PROBE_EVERY_MS.  Either side that receives a packet while
+ * its own data waits for a backed-off probe timer fires that timer at
+ * once (at most every KICK_EVERY_MS): the path is back, so what is
+ * unacknowledged is resent now rather than seconds later.  A host that
+ * receives a CHECK for a connection it has does the same (the client may
+ * have nothing of its own in flight, only acknowledgements to send).
+ */
+#define QUIET_MS 1500
+#define PROBE_EVERY_MS 500
+#define KICK_EVERY_MS 200
+
+/* CHECK and UNKNOWN: "\0WQ" version 1, a type, then a connection ID */
+#define CHK_MARK2 0x51
+#define CHK_VERSION 1
+#define CHK_CHECK 1
+#define CHK_UNKNOWN 2
+
 struct seg {
 	struct seg *next;
 	uint8_t *data;
@@ -94,6 +123,9 @@ struct wh_quic_conn {
 	int dead_err;
 	char dead_reason[128];
 	ngtcp2_connection_close_error last_error;
+	uint64_t last_rx_ns;   /* when a packet of ours last arrived */
+	uint64_t next_probe_ns; /* client: when to look at the silence */
+	uint64_t last_kick_ns;
 	struct wh_quic_conn *prev, *next;
 };
 
@@ -126,14 +158,17 @@ struct wh_quic_ep {
 
 static void conn_kill(struct wh_quic_conn *c, int err, const char *reason);
 static void conn_write(struct wh_quic_conn *c);
+static void ep_sendmsg(struct wh_quic_ep *ep, const struct sockaddr *remote,
+		       socklen_t remotelen, const struct sockaddr *local,
+		       const uint8_t *buf, size_t len, size_t gso);
 
 /* ---------------------------------------------------------------- misc */
 
 void wh_quic_config_default(struct wh_quic_config *cfg, bool role_server)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->idle_timeout_ms = 6000;
-	cfg->keepalive_ms = role_server ? 0 : 2000;
+	cfg->idle_timeout_ms = 30000;
+	cfg->keepalive_ms = role_server ? 0 : 1000;
 	cfg->handshake_timeout_ms = 5000;
 	cfg->max_streams_bidi = 128;
 	cfg->stream_window = 2 * 1024 * 1024;
@@ -459,6 +494,7 @@ static int cb_handshake_completed(ngtcp2_conn *conn, void *user_data)
 
 	(void)conn;
 	c->handshake_done = true;
+	c->next_probe_ns = wh_now_ns() + QUIET_MS * WH_NS_PER_MS;
 	wh_debug("quic: handshake completed with %s", c->peer);
 	if (c->ep->cbs->on_handshake)
 		c->ep->cbs->on_handshake(c, c->ud);
@@ -621,6 +657,34 @@ static int cb_remove_connection_id(ngtcp2_conn *conn, const ngtcp2_cid *cid,
 	return 0;
 }
 
+static int cb_path_validation(ngtcp2_conn *conn, uint32_t flags,
+			      const ngtcp2_path *path,
+			      ngtcp2_path_validation_result res,
+			      void *user_data)
+{
+	struct wh_quic_conn *c = user_data;
+	char now[WH_ADDRSTRLEN];
+
+	(void)conn;
+	(void)flags;
+	if (!c->ep->server || path->remote.addrlen > sizeof(c->remote))
+		return 0;
+	wh_addr_str(path->remote.addr, now, sizeof(now));
+	if (res != NGTCP2_PATH_VALIDATION_RESULT_SUCCESS) {
+		wh_debug("quic: %s: path to %s not validated", c->peer, now);
+		return 0;
+	}
+	if (strcmp(now, c->peer) == 0)
+		return 0;
+	/* the peer's address changed (NAT rebinding, a new network): ngtcp2
+	 * has checked that it answers there; packets go where it says */
+	wh_info("quic: peer %s is now at %s", c->peer, now);
+	memcpy(&c->remote, path->remote.addr, path->remote.addrlen);
+	c->remotelen = (socklen_t)path->remote.addrlen;
+	snprintf(c->peer, sizeof(c->peer), "%s", now);
+	return 0;
+}
+
 static void fill_callbacks(ngtcp2_callbacks *cb, bool server)
 {
 	memset(cb, 0, sizeof(*cb));
@@ -651,6 +715,7 @@ static void fill_callbacks(ngtcp2_callbacks *cb, bool server)
 		ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
 	cb->get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
 	cb->version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+	cb->path_validation = cb_path_validation;
 }
 
 static void quic_log(void *user_data, const char *fmt, ...)
@@ -770,6 +835,7 @@ static struct wh_quic_conn *conn_alloc(struct wh_quic_ep *ep,
 	if (!c)
 		return NULL;
 	c->ep = ep;
+	c->last_rx_ns = wh_now_ns();
 	memcpy(&c->local, local, locallen);
 	c->locallen = locallen;
 	memcpy(&c->remote, remote, remotelen);
@@ -929,6 +995,142 @@ static void conn_peer_reason(struct wh_quic_conn *c, char *buf, size_t size)
 
 static void conn_send_close(struct wh_quic_conn *c);
 
+/* conn_expiry_error - an error from ngtcp2_conn_handle_expiry: the
+ * connection is gone. */
+static void conn_expiry_error(struct wh_quic_conn *c, int rv)
+{
+	if (rv == NGTCP2_ERR_IDLE_CLOSE) {
+		conn_kill(c, WH_ERR_TIMEOUT, "idle timeout");
+	} else if (rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
+		conn_kill(c, WH_ERR_TIMEOUT, "handshake timeout");
+	} else {
+		conn_handle_liberr(c, rv);
+		conn_send_close(c);
+		conn_kill(c, WH_ERR_PROTO, ngtcp2_strerror(rv));
+	}
+}
+
+/*
+ * conn_kick - fire the loss-recovery (probe) timer now if it is backed off
+ * to more than |min_wait_ns| from |now| (see QUIET_MS).  ngtcp2 0.12 has no
+ * call for this: its timers run when handle_expiry is given a time at or
+ * past them, so it is given the timer's own deadline.  Never when that
+ * would pass the idle deadline.  Returns true when it fired.
+ */
+static bool conn_kick(struct wh_quic_conn *c, uint64_t now,
+		      uint64_t min_wait_ns)
+{
+	const ngtcp2_transport_params *rp;
+	ngtcp2_conn_stat st;
+	uint64_t idle = c->ep->cfg.idle_timeout_ms * WH_NS_PER_MS;
+	int rv;
+
+	if (!c->handshake_done || c->dead || c->close_requested ||
+	    ngtcp2_conn_is_in_closing_period(c->conn) ||
+	    ngtcp2_conn_is_in_draining_period(c->conn))
+		return false;
+	ngtcp2_conn_get_conn_stat(c->conn, &st);
+	if (st.pto_count == 0 || st.loss_detection_timer == UINT64_MAX ||
+	    st.loss_detection_timer <= now + min_wait_ns)
+		return false;
+	rp = ngtcp2_conn_get_remote_transport_params(c->conn);
+	if (rp && rp->max_idle_timeout && rp->max_idle_timeout < idle)
+		idle = rp->max_idle_timeout;
+	if (st.loss_detection_timer + WH_NS_PER_S >= c->last_rx_ns + idle)
+		return false;
+	c->last_kick_ns = now;
+	rv = ngtcp2_conn_handle_expiry(c->conn, st.loss_detection_timer);
+	if (rv != 0) {
+		conn_expiry_error(c, rv);
+		return false;
+	}
+	conn_write(c);
+	return true;
+}
+
+/* conn_send_check - ask the host whether it still knows our connection
+ * (the CHECK datagram, docs/PROTOCOL.md). */
+static void conn_send_check(struct wh_quic_conn *c)
+{
+	const ngtcp2_cid *dcid = ngtcp2_conn_get_dcid(c->conn);
+	uint8_t buf[6 + NGTCP2_MAX_CIDLEN];
+
+	if (dcid->datalen == 0 || dcid->datalen > NGTCP2_MAX_CIDLEN)
+		return;
+	buf[0] = RAW_MARK0;
+	buf[1] = RAW_MARK1;
+	buf[2] = CHK_MARK2;
+	buf[3] = CHK_VERSION;
+	buf[4] = CHK_CHECK;
+	buf[5] = (uint8_t)dcid->datalen;
+	memcpy(buf + 6, dcid->data, dcid->datalen);
+	if (send(c->ep->fd, buf, 6 + dcid->datalen, 0) < 0)
+		wh_debug("quic: check to %s: %s", c->peer, strerror(errno));
+}
+
+/* conn_probe - the client's silence timer (QUIET_MS). */
+static void conn_probe(struct wh_quic_conn *c, uint64_t now)
+{
+	uint64_t quiet = QUIET_MS * WH_NS_PER_MS;
+
+	if (now < c->last_rx_ns + quiet) {
+		c->next_probe_ns = c->last_rx_ns + quiet;
+		return;
+	}
+	c->next_probe_ns = now + PROBE_EVERY_MS * WH_NS_PER_MS;
+	wh_debug("quic: nothing from %s for %llu ms: probing", c->peer,
+		 (unsigned long long)((now - c->last_rx_ns) / WH_NS_PER_MS));
+	conn_send_check(c);
+	conn_kick(c, now, PROBE_EVERY_MS * WH_NS_PER_MS);
+}
+
+/* chk_input - a CHECK (host) or UNKNOWN (client) datagram. */
+static void chk_input(struct wh_quic_ep *ep, const struct sockaddr *local,
+		      const struct sockaddr *remote, socklen_t remotelen,
+		      const uint8_t *data, size_t len)
+{
+	struct wh_quic_conn *c = ep->conns;
+	const ngtcp2_cid *dcid;
+	uint8_t reply[6 + NGTCP2_MAX_CIDLEN];
+
+	if (len < 6 || data[3] != CHK_VERSION || data[5] > NGTCP2_MAX_CIDLEN ||
+	    len != 6 + (size_t)data[5])
+		return;
+	if (ep->server) {
+		uint64_t now = wh_now_ns();
+
+		if (data[4] != CHK_CHECK)
+			return;
+		c = cidmap_find(ep, data + 6, data[5]);
+		if (c) {
+			/* the client is there again (it may have nothing of
+			 * its own in flight to tell us): resend now what
+			 * waits for a backed-off probe */
+			if (!c->dead &&
+			    now >= c->last_kick_ns + KICK_EVERY_MS * WH_NS_PER_MS)
+				conn_kick(c, now, 0);
+			return;
+		}
+		/* not ours (any more): say so, no bigger than the question */
+		memcpy(reply, data, len);
+		reply[4] = CHK_UNKNOWN;
+		ep_sendmsg(ep, remote, remotelen, local, reply, len, len);
+		return;
+	}
+	if (data[4] != CHK_UNKNOWN || !c || c->dead || !c->handshake_done)
+		return;
+	/* a connection that hears from its host ignores it */
+	if (wh_now_ns() < c->last_rx_ns + QUIET_MS * WH_NS_PER_MS)
+		return;
+	dcid = ngtcp2_conn_get_dcid(c->conn);
+	if (dcid->datalen != data[5] ||
+	    memcmp(dcid->data, data + 6, dcid->datalen) != 0)
+		return;
+	wh_debug("quic: %s does not know this connection", c->peer);
+	conn_kill(c, WH_ERR_CLOSED,
+		  "the host does not know this connection (restarted?)");
+}
+
 static void conn_read_pkt(struct wh_quic_conn *c, const struct sockaddr *local,
 			  socklen_t locallen, const struct sockaddr *remote,
 			  socklen_t remotelen, const uint8_t *data, size_t len)
@@ -936,6 +1138,7 @@ static void conn_read_pkt(struct wh_quic_conn *c, const struct sockaddr *local,
 	ngtcp2_path path;
 	ngtcp2_pkt_info pi = { 0 };
 	char reason[128];
+	uint64_t now;
 	int rv;
 
 	if (c->dead)
@@ -945,9 +1148,15 @@ static void conn_read_pkt(struct wh_quic_conn *c, const struct sockaddr *local,
 	path.remote.addr = (struct sockaddr *)remote;
 	path.remote.addrlen = remotelen;
 	path.user_data = NULL;
-	rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, data, len, wh_now_ns());
-	if (rv == 0)
+	now = wh_now_ns();
+	rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, data, len, now);
+	if (rv == 0) {
+		c->last_rx_ns = now;
+		/* the peer hears us again: resend what waits for a probe */
+		if (now >= c->last_kick_ns + KICK_EVERY_MS * WH_NS_PER_MS)
+			conn_kick(c, now, 0);
 		return;
+	}
 	switch (rv) {
 	case NGTCP2_ERR_DRAINING:
 		conn_peer_reason(c, reason, sizeof(reason));
@@ -1107,7 +1316,7 @@ static void send_batch(struct wh_quic_ep *ep, const ngtcp2_path *path,
 static void conn_write(struct wh_quic_conn *c)
 {
 	struct wh_quic_ep *ep = c->ep;
-	ngtcp2_path_storage ps;
+	ngtcp2_path_storage ps, bps; /* this packet's path, the batch's */
 	ngtcp2_pkt_info pi;
 	ngtcp2_vec vecs[MAX_VECS];
 	uint64_t ts = wh_now_ns();
@@ -1117,6 +1326,7 @@ static void conn_write(struct wh_quic_conn *c)
 	if (c->dead)
 		return;
 	ngtcp2_path_storage_zero(&ps);
+	ngtcp2_path_storage_zero(&bps);
 	mtu = ngtcp2_conn_get_max_tx_udp_payload_size(c->conn);
 	if (mtu == 0 || mtu > 65527)
 		mtu = 1452;
@@ -1144,7 +1354,7 @@ static void conn_write(struct wh_quic_conn *c)
 		}
 		if (off + mtu > TXBUF_LEN || nseg >= MAX_GSO_SEGS ||
 		    (!ep->gso && nseg > 0)) {
-			send_batch(ep, &ps.path, buf, off, gso);
+			send_batch(ep, &bps.path, buf, off, gso);
 			off = nseg = gso = 0;
 		}
 		if (sent >= quantum)
@@ -1193,24 +1403,29 @@ static void conn_write(struct wh_quic_conn *c)
 		}
 		if (n == 0)
 			break;
-		if (nseg > 0 && (size_t)n > gso) {
-			/* a bigger packet cannot join this GSO batch */
-			send_batch(ep, &ps.path, buf, off, gso);
+		if (nseg > 0 && ((size_t)n > gso ||
+				 !ngtcp2_path_eq(&ps.path, &bps.path))) {
+			/* a bigger packet cannot join this GSO batch, nor
+			 * one to another address (a path being validated:
+			 * each packet goes where ngtcp2 says) */
+			send_batch(ep, &bps.path, buf, off, gso);
 			memmove(buf, buf + off, (size_t)n);
 			off = nseg = 0;
 		}
-		if (nseg == 0)
+		if (nseg == 0) {
 			gso = (size_t)n;
+			ngtcp2_path_copy(&bps.path, &ps.path);
+		}
 		off += (size_t)n;
 		nseg++;
 		sent += (size_t)n;
 		if ((size_t)n < gso) {
-			send_batch(ep, &ps.path, buf, off, gso);
+			send_batch(ep, &bps.path, buf, off, gso);
 			off = nseg = gso = 0;
 		}
 	}
 	if (off > 0)
-		send_batch(ep, &ps.path, buf, off, gso);
+		send_batch(ep, &bps.path, buf, off, gso);
 	ngtcp2_conn_update_pkt_tx_time(c->conn, ts);
 	if (c->close_requested) {
 		/* what was queued before the close went out above (a final
@@ -1239,6 +1454,10 @@ static void ep_handle_packet(struct wh_quic_ep *ep,
 
 	if (len >= 2 && data[0] == RAW_MARK0 && data[1] == RAW_MARK1) {
 		/* not QUIC: see new_cid() */
+		if (len >= 3 && data[2] == CHK_MARK2) {
+			chk_input(ep, local, remote, remotelen, data, len);
+			return;
+		}
 		if (ep->raw_cb)
 			ep->raw_cb(ep->raw_ud, data, len, remote, remotelen);
 		return;
@@ -1356,22 +1575,18 @@ void wh_quic_ep_expire(struct wh_quic_ep *ep)
 	for (c = ep->conns; c; c = c->next) {
 		int rv;
 
+		if (c->dead)
+			continue;
+		if (!ep->server && c->handshake_done &&
+		    c->next_probe_ns <= now)
+			conn_probe(c, now);
 		if (c->dead || ngtcp2_conn_get_expiry(c->conn) > now)
 			continue;
 		rv = ngtcp2_conn_handle_expiry(c->conn, now);
-		if (rv == 0) {
+		if (rv == 0)
 			conn_write(c);
-			continue;
-		}
-		if (rv == NGTCP2_ERR_IDLE_CLOSE) {
-			conn_kill(c, WH_ERR_TIMEOUT, "idle timeout");
-		} else if (rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
-			conn_kill(c, WH_ERR_TIMEOUT, "handshake timeout");
-		} else {
-			conn_handle_liberr(c, rv);
-			conn_send_close(c);
-			conn_kill(c, WH_ERR_PROTO, ngtcp2_strerror(rv));
-		}
+		else
+			conn_expiry_error(c, rv);
 	}
 	ep->depth--;
 	ep_reap(ep);
@@ -1390,6 +1605,8 @@ int wh_quic_ep_timeout_ms(struct wh_quic_ep *ep)
 		t = ngtcp2_conn_get_expiry(c->conn);
 		if (t < min)
 			min = t;
+		if (!ep->server && c->handshake_done && c->next_probe_ns < min)
+			min = c->next_probe_ns;
 	}
 	if (min == UINT64_MAX)
 		return -1;

@@ -14,6 +14,15 @@
  * as soon as the callback returns, so the owner must bound its own
  * buffering (and close a connection whose peer sends too much).
  *
+ * Outages and moves: a connection outlives up to idle_timeout_ms of
+ * silence.  A client that hears nothing for 1.5 s probes every 0.5 s (its
+ * probe timer fired early, and a CHECK datagram, docs/PROTOCOL.md); a side
+ * that hears its peer again resends at once what waits for a backed-off
+ * probe timer.  A host without the connection answers CHECK with UNKNOWN,
+ * and the client's connection then ends with WH_ERR_CLOSED.  A client
+ * whose address changes keeps its connection: the host sends every packet
+ * to the address ngtcp2 gives for it.
+ *
  * Callbacks run from inside wh_quic_ep_read/expire/flush.  From a callback
  * the owner may call wh_quic_send(), wh_quic_conn_close() and the accessors;
  * connections and streams are only ever freed outside the owner's callbacks
@@ -60,7 +69,7 @@ struct wh_quic_cbs {
 
 struct wh_quic_config {
 	uint64_t idle_timeout_ms;      /* e.g. 6000 */
-	uint64_t keepalive_ms;         /* 0: none (clients: e.g. 2000) */
+	uint64_t keepalive_ms;         /* 0: none (clients: e.g. 1000) */
 	uint64_t handshake_timeout_ms; /* e.g. 5000 */
 	uint64_t max_streams_bidi;     /* streams the peer may open at once */
 	uint64_t stream_window;        /* initial per-stream receive window */
@@ -154,7 +163,8 @@ int wh_quic_ep_conns(struct wh_quic_ep *ep, struct wh_quic_conn ***pv,
 
 void wh_quic_conn_set_ud(struct wh_quic_conn *c, void *ud);
 void *wh_quic_conn_ud(struct wh_quic_conn *c);
-/* wh_quic_conn_peer - "ADDR:PORT" of the peer (stable string). */
+/* wh_quic_conn_peer - "ADDR:PORT" of the peer; the string lives as long
+ * as the connection and is rewritten when the peer's address changes. */
 const char *wh_quic_conn_peer(struct wh_quic_conn *c);
 /* wh_quic_conn_exporter - TLS exporter (RFC 8446 7.5) with |label| and an
  * empty context, |len| bytes.  Only after on_handshake.  0 or an error. */

@@ -54,10 +54,23 @@ def test_host_killed_then_back(small_share, mkmnt, mounts):
     assert took < 10, took
     # the host comes back with the same code and port: so does the mount
     h2 = Host(small_share, code=code, port=port)
+    t0 = time.monotonic()
     try:
         assert wait_for(lambda: subprocess.run(
             ["cat", os.path.join(mnt, "hello.txt")],
             capture_output=True).stdout == b"hello\n", 20)
+        # never read before: it has to come from the new host
+        with open(os.path.join(small_share, "data.bin"), "rb") as f:
+            want = f.read()
+        assert wait_for(lambda: subprocess.run(
+            ["cat", os.path.join(mnt, "data.bin")],
+            capture_output=True).stdout == want, 20)
+        # the new host told the client it does not know the connection
+        # (CHECK/UNKNOWN): no waiting for the 30 s idle timeout
+        assert "does not know this connection" in m.stderr(), \
+            m.stderr()[-2000:]
+        print("\nhost back: mount answering again %.2f s after the new "
+              "host printed its code" % (time.monotonic() - t0))
     finally:
         h2.close()
 

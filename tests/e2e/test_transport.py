@@ -376,7 +376,7 @@ def test_udp_dropped_host_back_mount_reconnects(netpair, nshosts, workdir,
 @pytest.mark.parametrize("transport", ["quic", "tcp"])
 def test_link_down_mid_read(transport, netpair, nshosts, workdir, mkmnt):
     """The link goes down for 5 s during a long read, then comes back: the
-    read completes with the right bytes."""
+    read completes with the right bytes, on the same connection."""
     share = os.path.join(workdir, "share")
     os.makedirs(share)
     big = os.path.join(share, "big")
@@ -413,6 +413,8 @@ def test_link_down_mid_read(transport, netpair, nshosts, workdir, mkmnt):
         assert not t.is_alive(), "the read did not finish"
         assert "err" not in result, result.get("err")
         assert result["sha"] == want
+        # the connection outlived the outage (the idle timeout is 30 s)
+        assert "reconnect" not in m.stderr(), m.stderr()[-2000:]
         print("\nlink down 5 s mid-read over %s: 24 MiB read in %.2f s"
               % (transport, result["took"]))
         print(m.stderr()[-1500:])

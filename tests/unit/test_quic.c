@@ -1,6 +1,8 @@
 /*
  * test_quic.c - the QUIC endpoint on loopback: handshake, exporter
- * agreement, large and many concurrent streams, close and idle timeout.
+ * agreement, large and many concurrent streams, close and idle timeout,
+ * a silence longer than the old 6 s idle timeout survived, and a host that
+ * restarted (and so no longer knows the connection) noticed at once.
  * Both endpoints are driven from this one thread.
  */
 #include <setjmp.h>
@@ -13,6 +15,8 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/wh_err.h"
 #include "common/wh_time.h"
@@ -235,7 +239,7 @@ static void setup_pair(uint64_t idle_ms)
 	wh_quic_ep_local_addr(srv.ep, &ss, &len);
 	wh_quic_config_default(&cfg, false);
 	cfg.idle_timeout_ms = idle_ms;
-	cfg.keepalive_ms = idle_ms / 4;
+	cfg.keepalive_ms = idle_ms / 4 < 2000 ? idle_ms / 4 : 2000;
 	assert_int_equal(wh_quic_client_new((struct sockaddr *)&ss, len, &cfg,
 					    &client_cbs, NULL, &cli.ep,
 					    &cli.conn),
@@ -350,6 +354,121 @@ static void test_idle_timeout(void **state)
 	teardown_pair();
 }
 
+static void test_silence_survived(void **state)
+{
+	uint64_t end;
+
+	(void)state;
+	setup_pair(30000);
+	send_stream(BIG);
+	/* the client starts sending while the host goes silent for 7 s (its
+	 * socket takes nothing in, it sends nothing): longer than the old
+	 * 6 s idle timeout, with data in flight */
+	end = wh_now_ns() + 7 * WH_NS_PER_S;
+	while (wh_now_ns() < end) {
+		struct side *one[1] = { &cli };
+
+		drive(one, 1, 20);
+	}
+	assert_int_equal(cli.bytes_back, 0);
+	assert_false(cli.closed);
+	end = wh_now_ns() + 20 * WH_NS_PER_S;
+	while (cli.replies < 1 && !cli.closed && wh_now_ns() < end) {
+		struct side *both[2] = { &cli, &srv };
+
+		drive(both, 2, 20);
+	}
+	assert_false(cli.closed);
+	assert_false(srv.closed);
+	assert_int_equal(cli.replies, 1);
+	assert_int_equal(cli.bytes_back, BIG);
+	assert_false(cli.mismatch);
+	teardown_pair();
+}
+
+static void test_restarted_host_is_noticed(void **state)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	struct wh_quic_config cfg;
+	uint8_t junk[2048];
+	uint64_t end;
+
+	(void)state;
+	setup_pair(30000);
+	wh_quic_ep_local_addr(srv.ep, &ss, &len);
+	/* the host dies without a word: its goodbye never arrives */
+	wh_quic_ep_del(srv.ep);
+	while (recv(wh_quic_ep_fd(cli.ep), junk, sizeof(junk), MSG_DONTWAIT) >= 0)
+		;
+	assert_false(cli.closed);
+	/* a new host on the same port knows nothing of the connection */
+	memset(&srv, 0, sizeof(srv));
+	wh_quic_config_default(&cfg, true);
+	assert_int_equal(wh_quic_server_new((struct sockaddr *)&ss, len, &cfg,
+					    &server_cbs, NULL, &srv.ep),
+			 0);
+	end = wh_now_ns() + 25 * WH_NS_PER_S;
+	while (!cli.closed && wh_now_ns() < end) {
+		struct side *both[2] = { &cli, &srv };
+
+		drive(both, 2, 20);
+	}
+	/* told, not timed out: the idle timeout (30 s) has not passed */
+	assert_true(cli.closed);
+	assert_int_equal(cli.close_err, WH_ERR_CLOSED);
+	assert_false(srv.handshake);
+	teardown_pair();
+}
+
+/* the host answers a CHECK for a connection it does not have with the
+ * same bytes as UNKNOWN, and ignores malformed ones */
+static void test_check_datagrams(void **state)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	uint8_t q[6 + 16], a[64];
+	int fd;
+	ssize_t n = -1;
+
+	(void)state;
+	setup_pair(30000);
+	wh_quic_ep_local_addr(srv.ep, &ss, &len);
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&ss, len), 0);
+	memcpy(q, "\0WQ\1\1\x10", 6);
+	for (size_t i = 0; i < 16; i++)
+		q[6 + i] = (uint8_t)(0x80 + i);
+	/* malformed: a length that does not match, an unknown version */
+	assert_int_equal(send(fd, q, sizeof(q) - 1, 0), (ssize_t)sizeof(q) - 1);
+	q[3] = 2;
+	assert_int_equal(send(fd, q, sizeof(q), 0), (ssize_t)sizeof(q));
+	q[3] = 1;
+	for (int i = 0; i < 10; i++) {
+		struct side *one[1] = { &srv };
+
+		drive(one, 1, 20);
+	}
+	assert_true(recv(fd, a, sizeof(a), 0) < 0);
+	assert_int_equal(send(fd, q, sizeof(q), 0), (ssize_t)sizeof(q));
+	for (int i = 0; i < 50 && n < 0; i++) {
+		struct side *one[1] = { &srv };
+
+		drive(one, 1, 20);
+		n = recv(fd, a, sizeof(a), 0);
+	}
+	assert_int_equal(n, (ssize_t)sizeof(q));
+	assert_int_equal(a[4], 2);
+	a[4] = 1;
+	assert_memory_equal(a, q, sizeof(q));
+	/* the real connection is untouched */
+	assert_false(srv.closed);
+	assert_false(cli.closed);
+	close(fd);
+	teardown_pair();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -358,6 +477,9 @@ int main(void)
 		cmocka_unit_test(test_many_streams),
 		cmocka_unit_test(test_peer_close),
 		cmocka_unit_test(test_idle_timeout),
+		cmocka_unit_test(test_silence_survived),
+		cmocka_unit_test(test_restarted_host_is_noticed),
+		cmocka_unit_test(test_check_datagrams),
 	};
 	int rv;
 
