@@ -785,8 +785,12 @@ int wh_host_run(const struct wh_host_opts *opts)
 	h.opts = opts;
 	if (sodium_init() < 0)
 		return -EIO;
-	/* keep 1 MiB read buffers in the heap instead of mmap'ing each */
+	/* keep 1 MiB read buffers in the heap instead of mmap'ing each, and
+	 * keep freed ones there: with the default trim threshold (128 KiB,
+	 * fixed once the mmap threshold is set) every freed reply was given
+	 * back to the kernel and the next one faulted in zeroed pages again */
 	mallopt(M_MMAP_THRESHOLD, 8 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
 
 	rv = wh_addr_parse(opts->listen, &ss, &sslen);
 	if (rv < 0) {
