@@ -384,6 +384,23 @@ static int on_stream_data(struct wh_net_conn *nc, struct wh_net_stream *st,
 		call_finish(c, WH_ERR_PROTO);
 		goto out;
 	}
+	if (c->resp.len < WH_FRAME_HDR_LEN &&
+	    c->resp.len + len >= WH_FRAME_HDR_LEN) {
+		/* the header is complete: make room for the whole frame at
+		 * once, so a 1 MiB reply is not grown (and copied) step by
+		 * step; a bad header is refused at the end, as before */
+		size_t h = WH_FRAME_HDR_LEN - c->resp.len;
+
+		if (wh_buf_append(&c->resp, data, h) < 0) {
+			call_finish(c, -ENOMEM);
+			goto out;
+		}
+		data += h;
+		len -= h;
+		if (wh_frame_hdr_decode(c->resp.data, c->resp.len,
+					WH_MAX_REPLY_FRAME, &hdr) == 0)
+			(void)wh_buf_reserve(&c->resp, hdr.length);
+	}
 	if (wh_buf_append(&c->resp, data, len) < 0) {
 		call_finish(c, -ENOMEM);
 		goto out;
