@@ -385,12 +385,20 @@ static void window_leave(struct ctx *c, struct wh_buf *b, uint64_t bytes,
 {
 	uint64_t now = wh_now_ns();
 
+	unsigned before;
+
 	pthread_mutex_lock(&c->lock);
+	before = wh_window_get(&c->win);
 	if (bytes)
 		wh_window_sample(&c->win, bytes, now - t0, now);
 	c->inflight--;
 	c->freeidx[c->nfree++] = (int)(b - c->bufs);
-	pthread_cond_broadcast(&c->wcv);
+	/* one slot opened, unless the window grew: wake one waiter, not
+	 * every fetcher of every file */
+	if (wh_window_get(&c->win) > before)
+		pthread_cond_broadcast(&c->wcv);
+	else
+		pthread_cond_signal(&c->wcv);
 	pthread_mutex_unlock(&c->lock);
 }
 
