@@ -24,7 +24,8 @@
  * or gap).  Frames longer than a slot (offloads left on: GSO/TSO frames)
  * are dropped and counted, so turn segmentation offloads off on the
  * senders.  On SIGINT/SIGTERM it prints one JSON line of counters to stdout
- * and exits 0; "ready" is printed on stdout once both sockets are bound.
+ * and exits 0, on SIGUSR1 the same line and goes on; "ready" is printed on
+ * stdout once both sockets are bound.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -73,7 +74,7 @@ struct dir {
 
 static double g_delay_ms, g_rate_mbit, g_loss_pct;
 static uint64_t g_qbytes, g_qpkts;
-static atomic_int g_stop;
+static atomic_int g_stop, g_dump;
 static int g_rt;
 
 static uint64_t now_ns(void)
@@ -359,8 +360,10 @@ static void *run(void *arg)
 
 static void on_signal(int sig)
 {
-	(void)sig;
-	atomic_store(&g_stop, 1);
+	if (sig == SIGUSR1)
+		atomic_store(&g_dump, 1);
+	else
+		atomic_store(&g_stop, 1);
 }
 
 static void print_dir(const struct dir *d, int last)
@@ -383,6 +386,16 @@ static unsigned long long sock_drops(int fd)
 	if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &l))
 		return 0;
 	return st.tp_drops;
+}
+
+static void print_all(const struct dir *d, int fa, int fb)
+{
+	printf("{\"t\": %.6f, ", (double)now_ns() / 1e9);
+	print_dir(&d[0], 0);
+	print_dir(&d[1], 0);
+	printf("\"sock_drops_a\": %llu, \"sock_drops_b\": %llu}\n", sock_drops(fa),
+	       sock_drops(fb));
+	fflush(stdout);
 }
 
 static int usage(void)
@@ -455,6 +468,7 @@ int main(int argc, char **argv)
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	for (int k = 0; k < 2; k++) {
@@ -471,19 +485,31 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	printf("ready\n");
-	fflush(stdout);
+	/* signals go to the main thread only (the workers poll g_stop) */
+	sigset_t set, old;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
 	for (int k = 0; k < 2; k++)
 		if (pthread_create(&d[k].th, NULL, run, &d[k])) {
 			fprintf(stderr, "linkem: cannot start a thread\n");
 			return 1;
 		}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	printf("ready\n");
+	fflush(stdout);
+	/* SIGUSR1: print the counters so far (read racily: they are
+	 * monotonic, a snapshot is off by at most a batch) */
+	while (!atomic_load(&g_stop)) {
+		pause();
+		if (atomic_exchange(&g_dump, 0))
+			print_all(d, fa, fb);
+	}
 	for (int k = 0; k < 2; k++)
 		pthread_join(d[k].th, NULL);
-	printf("{");
-	print_dir(&d[0], 0);
-	print_dir(&d[1], 0);
-	printf("\"sock_drops_a\": %llu, \"sock_drops_b\": %llu}\n", sock_drops(fa),
-	       sock_drops(fb));
+	print_all(d, fa, fb);
 	return 0;
 }
