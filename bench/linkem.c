@@ -440,8 +440,13 @@ int main(int argc, char **argv)
 			g_delay_ms = x;
 		else if (!strcmp(o, "--rate-mbit"))
 			g_rate_mbit = x;
-		else if (!strcmp(o, "--loss") && x <= 100)
+		else if (!strcmp(o, "--loss")) {
+			if (x > 100) {
+				fprintf(stderr, "linkem: --loss is a percentage (0-100)\n");
+				return 2;
+			}
 			g_loss_pct = x;
+		}
 		else if (!strcmp(o, "--queue-bytes"))
 			g_qbytes = (uint64_t)x;
 		else if (!strcmp(o, "--queue-pkts"))

@@ -5,6 +5,8 @@ namespace ("r") running bench/linkem (emulated links), or not at all
 everything is removed by down(), which is safe to call twice."""
 import json
 import os
+import re
+import statistics
 import subprocess
 import time
 
@@ -95,12 +97,11 @@ class Net:
             # configured delay so that ping sees the configured RTT
             self._linkem(0, 0)
             self._wait_path()
-            out = subprocess.run(self.prefix("c") + ["ping", "-q", "-c", "50", "-i", "0.005",
+            out = subprocess.run(self.prefix("c") + ["ping", "-c", "50", "-i", "0.005",
                                                      HOST_IP], capture_output=True,
                                  text=True).stdout
-            import re
-            m = re.search(r"= ([\d.]+)/([\d.]+)/", out)
-            self.base_rtt = float(m.group(2)) if m else 0.0
+            t = [float(x) for x in re.findall(r"time=([\d.]+) ms", out)]
+            self.base_rtt = statistics.median(t) if t else 0.0
             self.stop_linkem()
             self.linkem_stats = None
             self._linkem(max(self.rtt - self.base_rtt, 0) / 2, self.loss)
