@@ -82,21 +82,24 @@ class Lab:
         self.mounts = []
         self.keep = keep
 
-    def start_sshd(self):
-        d = os.path.join(self.work, "ssh")
+    def start_sshd(self, addr="127.0.0.1", port=None, prefix=(), tag="ssh"):
+        """A private sshd with throwaway keys on addr (a free port unless
+        given); prefix runs it elsewhere, e.g. nsenter into a namespace."""
+        d = os.path.join(self.work, tag)
         os.mkdir(d, 0o700)
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(d, "host"))
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(d, "client"))
         shutil.copy(os.path.join(d, "client.pub"), os.path.join(d, "authorized_keys"))
-        self.ssh_port = free_port()
+        self.ssh_port = port or free_port()
+        self.ssh_addr = addr
         cfg = os.path.join(d, "sshd_config")
         with open(cfg, "w") as f:
-            f.write("Port %d\nListenAddress 127.0.0.1\nHostKey %s/host\n"
+            f.write("Port %d\nListenAddress %s\nHostKey %s/host\n"
                     "PermitRootLogin prohibit-password\nAuthorizedKeysFile %s/authorized_keys\n"
                     "UsePAM no\nStrictModes no\nPidFile %s/sshd.pid\n"
-                    "Subsystem sftp internal-sftp\n" % (self.ssh_port, d, d, d))
+                    "Subsystem sftp internal-sftp\n" % (self.ssh_port, addr, d, d, d))
         os.makedirs("/run/sshd", exist_ok=True)
-        self.sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", cfg],
+        self.sshd = subprocess.Popen([*prefix, "/usr/sbin/sshd", "-D", "-e", "-f", cfg],
                                      stderr=subprocess.DEVNULL)
         self.procs.append(self.sshd)
         self.ssh_key = os.path.join(d, "client")
@@ -108,14 +111,14 @@ class Lab:
     def ssh_cmd(self):
         return "ssh -p %d %s" % (self.ssh_port, " ".join(self.ssh_opts))
 
-    def sshfs(self, src, mnt):
-        sh("sshfs", "-o", "IdentityFile=%s,StrictHostKeyChecking=no,"
+    def sshfs(self, src, mnt, prefix=()):
+        sh(*prefix, "sshfs", "-o", "IdentityFile=%s,StrictHostKeyChecking=no,"
            "UserKnownHostsFile=/dev/null,Ciphers=aes128-gcm@openssh.com,port=%d"
-           % (self.ssh_key, self.ssh_port), "root@127.0.0.1:" + src, mnt)
+           % (self.ssh_key, self.ssh_port), "root@%s:%s" % (self.ssh_addr, src), mnt)
         self.mounts.append(mnt)
 
-    def wormhole_host(self, src, *extra):
-        p = subprocess.Popen([WH, "host", src, "--listen", "127.0.0.1:0", "--no-signal",
+    def wormhole_host(self, src, *extra, listen="127.0.0.1:0", prefix=()):
+        p = subprocess.Popen([*prefix, WH, "host", src, "--listen", listen, "--no-signal",
                               *extra], stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, text=True)
         self.procs.append(p)
@@ -130,17 +133,12 @@ class Lab:
                 addr = line.split(": ")[1].strip()
         return p, code, addr
 
-    def wormhole_mount(self, code, addr, mnt, *extra):
-        sh(WH, "mount", code, mnt, "--peer", addr, *extra)
+    def wormhole_mount(self, code, addr, mnt, *extra, prefix=()):
+        sh(*prefix, WH, "mount", code, mnt, "--peer", addr, *extra)
         if mnt not in self.mounts:
             self.mounts.append(mnt)
 
-    def cleanup(self):
-        for m in self.mounts:
-            if os.path.ismount(m):
-                subprocess.run(["fusermount3", "-u", m], stderr=subprocess.DEVNULL)
-            if os.path.ismount(m):
-                subprocess.run(["fusermount3", "-u", "-z", m], stderr=subprocess.DEVNULL)
+    def cleanup_procs(self):
         for p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -148,8 +146,50 @@ class Lab:
                     p.wait(10)
                 except subprocess.TimeoutExpired:
                     p.kill()
+        self.procs = []
+
+    def cleanup(self):
+        for m in self.mounts:
+            if os.path.ismount(m):
+                subprocess.run(["fusermount3", "-u", m], stderr=subprocess.DEVNULL)
+            if os.path.ismount(m):
+                subprocess.run(["fusermount3", "-u", "-z", m], stderr=subprocess.DEVNULL)
+        self.cleanup_procs()
         if not self.keep:
             shutil.rmtree(self.work, ignore_errors=True)
+
+
+def rand_reads(path, size, reads):
+    """reads random 4 KiB reads at 4 KiB-aligned offsets, O_DIRECT when the
+    file system allows it (else fadvise DONTNEED before each): median and
+    99th percentile latency in ms, and the mode used."""
+    import mmap
+    import random
+    import statistics
+    rng = random.Random(7)
+    blocks = size // 4096
+    buf = mmap.mmap(-1, 4096)
+    drop_caches()
+    lat = []
+    mode = "O_DIRECT"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    except OSError:
+        fd = os.open(path, os.O_RDONLY)
+        mode = "fadvise"
+    try:
+        for _ in range(reads):
+            off = rng.randrange(blocks) * 4096
+            if mode == "fadvise":
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            t0 = time.perf_counter()
+            n = os.preadv(fd, [buf], off)
+            lat.append((time.perf_counter() - t0) * 1000)
+            assert n == 4096
+    finally:
+        os.close(fd)
+    lat.sort()
+    return statistics.median(lat), lat[max(0, int(len(lat) * 0.99) - 1)], mode
 
 
 def write_result(name, text):
