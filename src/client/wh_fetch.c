@@ -435,8 +435,14 @@ static void assemble(struct wh_fetch *f, struct wh_fetch_file *ff,
 static void run_assemble(struct wh_fetch *f, struct job *j, const char *path)
 {
 	uint8_t h[WH_HASH_LEN];
+	struct wh_ram_ent *e;
 	int rv;
 
+	/* fetched meanwhile (or on its way): that copy goes to the store */
+	if (wh_ram_acquire(f->ram, j->hash, false, &e) == 0) {
+		wh_ram_put(f->ram, e);
+		return;
+	}
 	if (wh_store_has(f->store, j->hash, j->len))
 		return;
 	wh_blake3(j->mem, j->len, h);
@@ -1157,7 +1163,13 @@ static void prefetch(struct wh_fetch *f, struct wh_fetch_file *ff,
 	for (; i < mn->n && mn->c[i].off < limit; i++) {
 		struct wh_ram_ent *e;
 		struct job *j;
-		int rv = wh_ram_acquire(f->ram, mn->c[i].hash, true, &e);
+		int rv;
+
+		/* READ brought some of it: the reader READs the rest */
+		if (rg_touches(&ff->rg, mn->c[i].off,
+			       mn->c[i].off + mn->c[i].len))
+			continue;
+		rv = wh_ram_acquire(f->ram, mn->c[i].hash, true, &e);
 
 		if (rv < 0)
 			break;
