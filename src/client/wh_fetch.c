@@ -76,7 +76,6 @@ struct rgn {
 	bool on;                    /* keeping bytes from |base| on */
 	bool spent;                 /* the run went past what was kept */
 	uint64_t base;              /* the run's start */
-	uint64_t hi;                /* the end of the last range received */
 	uint8_t *blk[RG_BLOCKS];    /* RG_BLOCK bytes each, on demand */
 	struct { uint64_t a, b; } ext[RG_EXTS]; /* sorted, disjoint */
 	int next;
@@ -189,7 +188,6 @@ static void rg_start(struct rgn *rg, uint64_t base)
 	rg_reset(rg);
 	rg->on = true;
 	rg->base = base;
-	rg->hi = base;
 }
 
 /* rg_has - [a, b) was received whole; lock held */
@@ -253,8 +251,6 @@ static void rg_add(struct rgn *rg, uint64_t off, const uint8_t *data,
 		memcpy(rg->blk[bi] + bo, data + (p - a), n);
 		p += n;
 	}
-	if (b > rg->hi)
-		rg->hi = b;
 	if (i == rg->next || rg->ext[i].a > b) {
 		memmove(&rg->ext[i + 1], &rg->ext[i],
 			(size_t)(rg->next - i) * sizeof(rg->ext[0]));
@@ -1300,8 +1296,10 @@ static void rg_follow(struct wh_fetch *f, struct wh_fetch_file *ff,
 	}
 	if (!rg->on && !rg->spent && (ff->seq >= 2 || off == 0)) {
 		rg_start(rg, ff->seq_start);
-	} else if (rg->on && off >= rg->hi + SEQ_SLACK) {
-		rg_reset(rg); /* the reader is past them */
+	} else if (rg->on && off >= rg->base + RG_MAX + SEQ_SLACK) {
+		/* the reader is past them (and the READs that were in flight
+		 * have come back): what could be made of them was */
+		rg_reset(rg);
 		rg->spent = true;
 	}
 }
