@@ -66,6 +66,7 @@ struct man {
 	bool done;         /* every entry is known */
 	bool stale;        /* the host says the file changed: void */
 	bool ended;        /* no more entries will come (done, or failed) */
+	uint64_t last_ns;  /* streamed: when the last entries came */
 	uint64_t covered;  /* the entries known tile [0, covered) */
 	struct mchunk *c;
 };
@@ -768,119 +769,115 @@ static int mstream_add(struct man *mn, const struct wh_msg_manifest_part *mp)
 	return 0;
 }
 
+/* mstream_end - no more parts will be asked for; lock held */
+static void mstream_end(struct wh_fetch *f, struct man *mn, int rv)
+{
+	mn->ended = true;
+	if (mn->done) {
+		f->st.manifests++;
+		return;
+	}
+	/* incomplete: not for later opens */
+	if (mn->cached)
+		man_uncache(f, mn);
+	if (rv == -ESTALE)
+		mn->stale = true;
+}
+
 /*
- * run_mstream - fetch a manifest part by part (MANIFEST_STREAM) while the
- * host hashes the file, publishing the entries as they come: reads of the
- * bytes they cover are served from chunks at once, and chunks READ brought
- * whole go to the store.  Ends when the manifest is complete, the file
- * changed (its readers get -ESTALE), the open closed, or at an error
- * (what is known stays usable; the rest is read with READ).
+ * run_mstream - one part of a manifest fetched with MANIFEST_STREAM while
+ * the host hashes the file; the entries are published at once: reads of
+ * the bytes they cover are served from chunks, and chunks READ brought
+ * whole go to the store.  Unless the manifest is complete, the file
+ * changed (its readers get -ESTALE), the open closed or an error came
+ * (what is known stays usable; the rest is read with READ), the next part
+ * is queued behind the chunks, so a worker is never held for the whole
+ * stream.
  */
 static void run_mstream(struct wh_fetch *f, struct job *j, const char *path,
 			size_t path_len)
 {
 	struct wh_fetch_file *ff = j->ff;
 	uint64_t patience = 4ULL * (uint64_t)f->o.timeout_ms * WH_NS_PER_MS;
-	uint64_t last = wh_now_ns();
-	struct man *mn;
+	const struct wh_msg_manifest_part *mp;
+	struct wh_msg m, r;
 	struct wh_buf resp;
-	uint32_t have = 0;
-	bool done = false;
-	int rv = 0;
+	struct man *mn;
+	uint32_t have;
+	bool stop;
+	int rv;
 
 	pthread_mutex_lock(&f->lock);
 	mn = ff->man;
-	mn->refs++;
+	have = mn->n;
+	stop = f->stop || ff->closed;
+	if (mn->last_ns == 0)
+		mn->last_ns = wh_now_ns();
+	if (stop)
+		mstream_end(f, mn, -ECANCELED);
 	pthread_mutex_unlock(&f->lock);
+	if (stop)
+		return;
 	wh_buf_init(&resp);
-	for (;;) {
-		const struct wh_msg_manifest_part *mp;
-		struct wh_msg m, r;
-		bool stop;
-
-		pthread_mutex_lock(&f->lock);
-		stop = f->stop || ff->closed;
-		pthread_mutex_unlock(&f->lock);
-		if (stop) {
-			rv = -ECANCELED;
-			break;
-		}
-		memset(&m, 0, sizeof(m));
-		m.hdr.type = WH_MSG_MANIFEST_STREAM;
-		m.u.manifest_stream.path.p = path;
-		m.u.manifest_stream.path.len = (uint16_t)path_len;
-		m.u.manifest_stream.start = have;
-		m.u.manifest_stream.wait_ms = MSTREAM_WAIT_MS;
-		rv = rpc(f, &m, WH_MSG_MANIFEST_PART, &resp, &r,
-			 f->o.timeout_ms + MSTREAM_WAIT_MS);
-		if (rv < 0)
-			break;
-		mp = &r.u.manifest_part;
-		if (!version_eq(&mp->version, &mn->v)) {
-			rv = -ESTALE; /* another version: never mixed */
-			break;
-		}
-		if (mp->known < have || (mp->count && mp->start != have) ||
-		    mp->count > mp->known - have) {
-			rv = WH_ERR_PROTO;
-			break;
-		}
-		pthread_mutex_lock(&f->lock);
-		rv = mstream_add(mn, mp);
-		if (rv == 0) {
-			uint32_t from = have;
-
-			have = mn->n;
-			f->st.mparts++;
-			if (mp->done && have == mp->known) {
-				if (mn->covered != mn->v.size) {
-					rv = WH_ERR_PROTO;
-				} else {
-					mn->done = true;
-					done = true;
-				}
-			}
-			if (rv == 0 && have > from) {
-				/* chunks READ brought whole, and what the
-				 * reader will want next */
-				for (uint32_t i = from; i < have; i++)
-					assemble(f, ff, mn, i);
-				if (ff->seq >= SEQ_MIN && ff->last_end > 0 &&
-				    ff->last_end <= mn->covered)
-					prefetch(f, ff, mn,
-						 find_chunk(mn, ff->last_end - 1),
-						 ff->last_end);
-			}
-		}
-		pthread_mutex_unlock(&f->lock);
-		if (rv < 0 || done)
-			break;
-		if (mp->count) {
-			last = wh_now_ns();
-		} else if (wh_now_ns() - last > patience) {
-			rv = WH_ERR_TIMEOUT; /* no entry for too long */
-			break;
-		} else {
-			usleep(MSTREAM_PAUSE_US); /* it may answer at once */
-		}
-	}
-	wh_buf_free(&resp);
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_MANIFEST_STREAM;
+	m.u.manifest_stream.path.p = path;
+	m.u.manifest_stream.path.len = (uint16_t)path_len;
+	m.u.manifest_stream.start = have;
+	m.u.manifest_stream.wait_ms = MSTREAM_WAIT_MS;
+	rv = rpc(f, &m, WH_MSG_MANIFEST_PART, &resp, &r,
+		 f->o.timeout_ms + MSTREAM_WAIT_MS);
+	mp = &r.u.manifest_part;
+	if (rv == 0 && !version_eq(&mp->version, &mn->v))
+		rv = -ESTALE; /* another version: never mixed */
+	if (rv == 0 && (mp->known < have || (mp->count && mp->start != have) ||
+			mp->count > mp->known - have))
+		rv = WH_ERR_PROTO;
 	pthread_mutex_lock(&f->lock);
-	mn->ended = true;
-	if (done) {
-		f->st.manifests++;
-	} else {
-		/* incomplete: not for later opens */
-		if (mn->cached)
-			man_uncache(f, mn);
-		if (rv == -ESTALE)
-			mn->stale = true;
+	if (rv == 0)
+		rv = mstream_add(mn, mp);
+	if (rv == 0) {
+		f->st.mparts++;
+		if (mp->done && mn->n == mp->known) {
+			if (mn->covered == mn->v.size)
+				mn->done = true;
+			else
+				rv = WH_ERR_PROTO;
+		}
 	}
-	man_unref(mn);
+	if (rv == 0 && mn->n > have) {
+		/* chunks READ brought whole, and what the reader wants next */
+		for (uint32_t i = have; i < mn->n; i++)
+			assemble(f, ff, mn, i);
+		if (ff->seq >= SEQ_MIN && ff->last_end > 0 &&
+		    ff->last_end <= mn->covered)
+			prefetch(f, ff, mn, find_chunk(mn, ff->last_end - 1),
+				 ff->last_end);
+		mn->last_ns = wh_now_ns();
+	} else if (rv == 0 && !mn->done &&
+		   wh_now_ns() - mn->last_ns > patience) {
+		rv = WH_ERR_TIMEOUT; /* no entry for too long */
+	}
+	if (rv < 0 || mn->done) {
+		mstream_end(f, mn, rv);
+	} else {
+		struct job *n = job_new(f);
+
+		if (n) {
+			n->kind = J_MSTREAM;
+			n->ff = ff;
+			ff->refs++;
+			n->off = mp->count == 0; /* pause first */
+			enqueue(f, n, false);
+		} else {
+			mstream_end(f, mn, -ENOMEM);
+		}
+	}
 	pthread_mutex_unlock(&f->lock);
+	wh_buf_free(&resp);
 	if (rv == -ESTALE)
 		wh_info("'%s' changed on the host while open", path);
-	else if (rv < 0 && rv != -ECANCELED)
+	else if (rv < 0)
 		wh_debug("manifest of '%s' stopped at %" PRIu32 " entries (%s): "
 			 "the rest with READ", path, have, wh_strerror(rv));
 }
@@ -936,8 +933,11 @@ static void *worker_main(void *arg)
 			run_backfill(f, j, path, path_len);
 		else if (j->kind == J_MANIFEST)
 			run_manifest(f, j, path, path_len);
-		else if (j->kind == J_MSTREAM)
+		else if (j->kind == J_MSTREAM) {
+			if (j->off) /* the last part was empty */
+				usleep(MSTREAM_PAUSE_US);
 			run_mstream(f, j, path, path_len);
+		}
 		else
 			run_assemble(f, j, path);
 		if (j->e)
