@@ -770,9 +770,12 @@ static int mstream_add(struct man *mn, const struct wh_msg_manifest_part *mp)
 }
 
 /* mstream_end - no more parts will be asked for; lock held */
-static void mstream_end(struct wh_fetch *f, struct man *mn, int rv)
+static void mstream_end(struct wh_fetch *f, struct wh_fetch_file *ff,
+			struct man *mn, int rv)
 {
 	mn->ended = true;
+	if (ff->closed)
+		rg_reset(&ff->rg); /* kept for this manifest only */
 	if (mn->done) {
 		f->st.manifests++;
 		return;
@@ -789,10 +792,11 @@ static void mstream_end(struct wh_fetch *f, struct man *mn, int rv)
  * the host hashes the file; the entries are published at once: reads of
  * the bytes they cover are served from chunks, and chunks READ brought
  * whole go to the store.  Unless the manifest is complete, the file
- * changed (its readers get -ESTALE), the open closed or an error came
- * (what is known stays usable; the rest is read with READ), the next part
- * is queued behind the chunks, so a worker is never held for the whole
- * stream.
+ * changed (its readers get -ESTALE) or an error came (what is known stays
+ * usable; the rest is read with READ), the next part is queued behind the
+ * chunks, so a worker is never held for the whole stream.  It goes on
+ * after the open closed: a reader faster than the host's hashing READ all
+ * of the file, and the manifest then says what to backfill.
  */
 static void run_mstream(struct wh_fetch *f, struct job *j, const char *path,
 			size_t path_len)
@@ -810,11 +814,11 @@ static void run_mstream(struct wh_fetch *f, struct job *j, const char *path,
 	pthread_mutex_lock(&f->lock);
 	mn = ff->man;
 	have = mn->n;
-	stop = f->stop || ff->closed;
+	stop = f->stop;
 	if (mn->last_ns == 0)
 		mn->last_ns = wh_now_ns();
 	if (stop)
-		mstream_end(f, mn, -ECANCELED);
+		mstream_end(f, ff, mn, -ECANCELED);
 	pthread_mutex_unlock(&f->lock);
 	if (stop)
 		return;
@@ -858,8 +862,11 @@ static void run_mstream(struct wh_fetch *f, struct job *j, const char *path,
 		   wh_now_ns() - mn->last_ns > patience) {
 		rv = WH_ERR_TIMEOUT; /* no entry for too long */
 	}
+	if (rv == 0 && mn->done && ff->seq >= 2)
+		/* what the run READ beyond the chunks made of it */
+		backfill(f, ff, mn, ff->last_end, mn->n, ff->last_end);
 	if (rv < 0 || mn->done) {
-		mstream_end(f, mn, rv);
+		mstream_end(f, ff, mn, rv);
 	} else {
 		struct job *n = job_new(f);
 
@@ -870,7 +877,7 @@ static void run_mstream(struct wh_fetch *f, struct job *j, const char *path,
 			n->off = mp->count == 0; /* pause first */
 			enqueue(f, n, false);
 		} else {
-			mstream_end(f, mn, -ENOMEM);
+			mstream_end(f, ff, mn, -ENOMEM);
 		}
 	}
 	pthread_mutex_unlock(&f->lock);
@@ -1090,7 +1097,9 @@ void wh_fetch_close(struct wh_fetch *f, struct wh_fetch_file *ff)
 		return;
 	pthread_mutex_lock(&f->lock);
 	ff->closed = true;
-	rg_reset(&ff->rg);
+	/* the READ bytes wait for a manifest on its way, not for more reads */
+	if (ff->man_state != MAN_READY || ff->man->ended)
+		rg_reset(&ff->rg);
 	ff_unref(ff);
 	pthread_mutex_unlock(&f->lock);
 }
@@ -1297,10 +1306,16 @@ static void rg_follow(struct wh_fetch *f, struct wh_fetch_file *ff,
 	if (!rg->on && !rg->spent && (ff->seq >= 2 || off == 0)) {
 		rg_start(rg, ff->seq_start);
 	} else if (rg->on && off >= rg->base + RG_MAX + SEQ_SLACK) {
+		const struct man *mn =
+			ff->man_state == MAN_READY ? ff->man : NULL;
+
 		/* the reader is past them (and the READs that were in flight
-		 * have come back): what could be made of them was */
-		rg_reset(rg);
-		rg->spent = true;
+		 * have come back): once their entries are known, or will never
+		 * be, what could be made of them was */
+		if (!mn || mn->ended || mn->covered >= rg->base + RG_MAX) {
+			rg_reset(rg);
+			rg->spent = true;
+		}
 	}
 }
 
