@@ -42,6 +42,7 @@
 #define RG_MAX (32u << 20)         /* at most this many bytes of a run */
 #define RG_BLOCKS (RG_MAX / RG_BLOCK)
 #define RG_EXTS 64                 /* disjoint ranges received */
+#define RD_EXTS 64                 /* disjoint ranges READ in runs */
 
 struct mchunk {
 	uint64_t off;
@@ -107,6 +108,13 @@ struct wh_fetch_file {
 	uint32_t pf_next;            /* protected by lock */
 	uint64_t window;             /* protected by lock */
 	struct rgn rg;               /* protected by lock */
+	/* protected by lock: what sequential runs got with READ, for the
+	 * backfill once the manifest is complete (a run the kernel's
+	 * reordered reads cut in two has its own backfill lost otherwise) */
+	struct { uint64_t a, b; } rd[RD_EXTS];
+	int nrd;
+	bool pass_seq;               /* protected by lock: the last read left
+				      * to the caller was sequential */
 	bool closed;                 /* protected by lock */
 	atomic_bool inval;
 };
@@ -273,6 +281,35 @@ static void rg_add(struct rgn *rg, uint64_t off, const uint8_t *data,
 	rg->next -= k - i - 1;
 }
 
+/* rd_add - note that a run READ [a, b); lock held */
+static void rd_add(struct wh_fetch_file *ff, uint64_t a, uint64_t b)
+{
+	int i, k;
+
+	for (i = 0; i < ff->nrd && ff->rd[i].b < a; i++)
+		;
+	if (i == ff->nrd || ff->rd[i].a > b) {
+		if (ff->nrd == RD_EXTS)
+			return; /* too scattered: not backfilled */
+		memmove(&ff->rd[i + 1], &ff->rd[i],
+			(size_t)(ff->nrd - i) * sizeof(ff->rd[0]));
+		ff->rd[i].a = a;
+		ff->rd[i].b = b;
+		ff->nrd++;
+		return;
+	}
+	if (a < ff->rd[i].a)
+		ff->rd[i].a = a;
+	if (b > ff->rd[i].b)
+		ff->rd[i].b = b;
+	for (k = i + 1; k < ff->nrd && ff->rd[k].a <= ff->rd[i].b; k++)
+		if (ff->rd[k].b > ff->rd[i].b)
+			ff->rd[i].b = ff->rd[k].b;
+	memmove(&ff->rd[i + 1], &ff->rd[k],
+		(size_t)(ff->nrd - k) * sizeof(ff->rd[0]));
+	ff->nrd -= k - i - 1;
+}
+
 /* rg_copy - the bytes of [a, b), which rg_has(); lock held */
 static void rg_copy(const struct rgn *rg, uint64_t a, uint64_t b,
 		    uint8_t *out)
@@ -385,6 +422,8 @@ static int rpc(struct wh_fetch *f, struct wh_msg *m, uint16_t want,
 static void backfill(struct wh_fetch *f, struct wh_fetch_file *ff,
 		     const struct man *mn, uint64_t upto, uint32_t first,
 		     uint64_t covered);
+static void backfill_reads(struct wh_fetch *f, struct wh_fetch_file *ff,
+			   const struct man *mn);
 static uint32_t find_chunk(const struct man *mn, uint64_t off);
 static void prefetch(struct wh_fetch *f, struct wh_fetch_file *ff,
 		     const struct man *mn, uint32_t last, uint64_t end);
@@ -707,6 +746,7 @@ static void run_manifest(struct wh_fetch *f, struct job *j, const char *path,
 		if (j->ff->seq >= 2)
 			backfill(f, j->ff, mn, j->ff->last_end, mn->n,
 				 j->ff->last_end);
+		backfill_reads(f, j->ff, mn);
 	} else if (rv == -ESTALE) {
 		j->ff->man_state = MAN_STALE;
 	} else {
@@ -862,9 +902,13 @@ static void run_mstream(struct wh_fetch *f, struct job *j, const char *path,
 		   wh_now_ns() - mn->last_ns > patience) {
 		rv = WH_ERR_TIMEOUT; /* no entry for too long */
 	}
-	if (rv == 0 && mn->done && ff->seq >= 2)
-		/* what the run READ beyond the chunks made of it */
-		backfill(f, ff, mn, ff->last_end, mn->n, ff->last_end);
+	if (rv == 0 && mn->done) {
+		/* what the runs READ beyond the chunks made of it */
+		if (ff->seq >= 2)
+			backfill(f, ff, mn, ff->last_end, mn->n,
+				 ff->last_end);
+		backfill_reads(f, ff, mn);
+	}
 	if (rv < 0 || mn->done) {
 		mstream_end(f, ff, mn, rv);
 	} else {
@@ -1097,6 +1141,8 @@ void wh_fetch_close(struct wh_fetch *f, struct wh_fetch_file *ff)
 		return;
 	pthread_mutex_lock(&f->lock);
 	ff->closed = true;
+	if (ff->man_state == MAN_READY && ff->man->done)
+		backfill_reads(f, ff, ff->man);
 	/* the READ bytes wait for a manifest on its way, not for more reads */
 	if (ff->man_state != MAN_READY || ff->man->ended)
 		rg_reset(&ff->rg);
@@ -1200,6 +1246,36 @@ static void prefetch(struct wh_fetch *f, struct wh_fetch_file *ff,
 	ff->pf_next = i;
 }
 
+/* queue_backfill - chunk |k| of |mn| is to be kept in the store, after
+ * everything else; false when out of memory.  Lock held. */
+static bool queue_backfill(struct wh_fetch *f, struct wh_fetch_file *ff,
+			   const struct man *mn, uint32_t k)
+{
+	struct job *j;
+
+	/* READ brought it whole: assembled, not fetched */
+	if (rg_has(&ff->rg, mn->c[k].off, mn->c[k].off + mn->c[k].len))
+		return true;
+	j = job_new(f);
+	if (!j)
+		return false;
+	j->kind = J_BACKFILL;
+	j->ff = ff;
+	ff->refs++;
+	j->off = mn->c[k].off;
+	j->len = mn->c[k].len;
+	memcpy(j->hash, mn->c[k].hash, WH_HASH_LEN);
+	j->next = NULL;
+	if (f->btail)
+		f->btail->next = j;
+	else
+		f->bhead = j;
+	f->btail = j;
+	f->busy++;
+	pthread_cond_signal(&f->cv);
+	return true;
+}
+
 /*
  * backfill - the current run read [bf_end, |upto|) with READ (before the
  * manifest came): queue the chunks holding those bytes, behind everything
@@ -1219,34 +1295,35 @@ static void backfill(struct wh_fetch *f, struct wh_fetch_file *ff,
 
 		if (to > first)
 			to = first;
-		for (uint32_t k = from; k < to; k++) {
-			struct job *j;
-
-			/* READ brought it whole: assembled, not fetched */
-			if (rg_has(&ff->rg, mn->c[k].off,
-				   mn->c[k].off + mn->c[k].len))
-				continue;
-			j = job_new(f);
-			if (!j)
+		for (uint32_t k = from; k < to; k++)
+			if (!queue_backfill(f, ff, mn, k))
 				break;
-			j->kind = J_BACKFILL;
-			j->ff = ff;
-			ff->refs++;
-			j->off = mn->c[k].off;
-			j->len = mn->c[k].len;
-			memcpy(j->hash, mn->c[k].hash, WH_HASH_LEN);
-			j->next = NULL;
-			if (f->btail)
-				f->btail->next = j;
-			else
-				f->bhead = j;
-			f->btail = j;
-			f->busy++;
-			pthread_cond_signal(&f->cv);
-		}
 	}
 	if (covered > ff->bf_end)
 		ff->bf_end = covered;
+}
+
+/* backfill_reads - the manifest is complete: queue the chunks holding
+ * what sequential runs got with READ (rd_add), whatever became of the
+ * runs; lock held */
+static void backfill_reads(struct wh_fetch *f, struct wh_fetch_file *ff,
+			   const struct man *mn)
+{
+	if (!f->store || mn->n == 0)
+		return;
+	for (int r = 0; r < ff->nrd; r++) {
+		uint64_t a = ff->rd[r].a, b = ff->rd[r].b;
+
+		if (b > mn->covered)
+			b = mn->covered;
+		if (a >= b)
+			continue;
+		for (uint32_t k = find_chunk(mn, a);
+		     k < mn->n && mn->c[k].off < b; k++)
+			if (!queue_backfill(f, ff, mn, k))
+				return;
+	}
+	ff->nrd = 0;
 }
 
 static void release(struct wh_fetch *f, struct wh_fetch_reply *out)
@@ -1346,6 +1423,8 @@ void wh_fetch_got_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 	if (len == 0)
 		return;
 	pthread_mutex_lock(&f->lock);
+	if (ff->pass_seq && f->store && ff->v.size >= f->o.min_size)
+		rd_add(ff, off, off + len);
 	if (!ff->rg.on) {
 		pthread_mutex_unlock(&f->lock);
 		return;
@@ -1535,6 +1614,7 @@ int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 	return 1;
 
 pass:
+	ff->pass_seq = seq;
 	f->st.reads_passed++;
 	pthread_mutex_unlock(&f->lock);
 	return 0;
