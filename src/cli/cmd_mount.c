@@ -42,6 +42,12 @@ static const struct option mount_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+/* session_caps - what the host agreed to, for the data plane */
+static uint64_t session_caps(void *ctx)
+{
+	return wh_session_caps(ctx);
+}
+
 static void fs_inval(void *ud, const char *dir, size_t dir_len,
 		     const char *name, size_t name_len)
 {
@@ -264,6 +270,8 @@ int cmd_mount_main(int argc, char **argv)
 	fo.store = store;
 	fo.ram_limit = (uint64_t)ram_mb << 20;
 	fo.fetch_workers = (int)parallel;
+	fo.caps = session_caps;
+	fo.caps_ctx = sess;
 	rv = wh_fs_new(&rpc, &fo, &fs);
 	if (rv == 0) {
 		wh_session_set_handlers(sess, fs_inval, fs_reconnect, fs);

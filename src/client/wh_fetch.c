@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "chunk/wh_chunk.h"
 #include "client/wh_fetch.h"
@@ -35,6 +36,13 @@
 #define MAN_CACHE 16               /* manifests kept */
 #define MAX_ENTRIES (1u << 22)     /* chunks in one manifest (16 TiB) */
 #define BACKFILL_IDLE_MS 100       /* backfill once reads paused this long */
+#define MSTREAM_WAIT_MS 2000       /* how long the host may hold a part */
+#define MSTREAM_PAUSE_US 5000      /* after an empty part */
+#define RG_BLOCK (1u << 20)        /* READ bytes kept in blocks of this */
+#define RG_MAX (32u << 20)         /* at most this many bytes of a run */
+#define RG_BLOCKS (RG_MAX / RG_BLOCK)
+#define RG_EXTS 64                 /* disjoint ranges received */
+#define RD_EXTS 64                 /* disjoint ranges READ in runs */
 
 struct mchunk {
 	uint64_t off;
@@ -42,7 +50,12 @@ struct mchunk {
 	uint8_t hash[WH_HASH_LEN];
 };
 
-/* A file's manifest at one version; immutable once built. */
+/*
+ * A file's manifest at one version.  A streamed one grows: entries are
+ * appended (|c| may move) until |done|; n, cap, c, done and stale are
+ * protected by wh_fetch.lock, and nobody keeps a pointer into |c| without
+ * it.  An old-form one is complete when published.
+ */
 struct man {
 	unsigned int refs; /* protected by wh_fetch.lock */
 	bool cached;       /* in wh_fetch.mans; protected by lock */
@@ -50,8 +63,24 @@ struct man {
 	char *path;
 	size_t path_len;
 	struct wh_version v;
-	uint32_t n;
+	uint32_t n, cap;
+	bool done;         /* every entry is known */
+	bool stale;        /* the host says the file changed: void */
+	bool ended;        /* no more entries will come (done, or failed) */
+	uint64_t last_ns;  /* streamed: when the last entries came */
+	uint64_t covered;  /* the entries known tile [0, covered) */
 	struct mchunk *c;
+};
+
+/* The bytes of a sequential run that came with READ, kept until the
+ * manifest says which chunks they make up. */
+struct rgn {
+	bool on;                    /* keeping bytes from |base| on */
+	bool spent;                 /* the run went past what was kept */
+	uint64_t base;              /* the run's start */
+	uint8_t *blk[RG_BLOCKS];    /* RG_BLOCK bytes each, on demand */
+	struct { uint64_t a, b; } ext[RG_EXTS]; /* sorted, disjoint */
+	int next;
 };
 
 enum man_state {
@@ -78,16 +107,26 @@ struct wh_fetch_file {
 	unsigned int seq;            /* protected by lock */
 	uint32_t pf_next;            /* protected by lock */
 	uint64_t window;             /* protected by lock */
+	struct rgn rg;               /* protected by lock */
+	/* protected by lock: what sequential runs got with READ, for the
+	 * backfill once the manifest is complete (a run the kernel's
+	 * reordered reads cut in two has its own backfill lost otherwise) */
+	struct { uint64_t a, b; } rd[RD_EXTS];
+	int nrd;
+	bool pass_seq;               /* protected by lock: the last read left
+				      * to the caller was sequential */
+	bool closed;                 /* protected by lock */
 	atomic_bool inval;
 };
 
-enum job_kind { J_CHUNK, J_BACKFILL, J_MANIFEST };
+enum job_kind { J_CHUNK, J_BACKFILL, J_MANIFEST, J_MSTREAM, J_ASSEMBLE };
 
 struct job {
 	struct job *next;
 	enum job_kind kind;
 	struct wh_fetch_file *ff; /* a reference */
 	struct wh_ram_ent *e;     /* J_CHUNK: a reference */
+	uint8_t *mem;             /* J_ASSEMBLE: the bytes (owned) */
 	uint64_t off;
 	uint32_t len;
 	uint8_t hash[WH_HASH_LEN];
@@ -141,11 +180,158 @@ static void man_unref(struct man *m)
 		man_free(m);
 }
 
+/* rg_reset - drop the READ bytes kept; lock held */
+static void rg_reset(struct rgn *rg)
+{
+	for (unsigned int i = 0; i < RG_BLOCKS; i++) {
+		free(rg->blk[i]);
+		rg->blk[i] = NULL;
+	}
+	rg->on = false;
+	rg->next = 0;
+}
+
+/* rg_start - keep READ bytes from |base| on; lock held */
+static void rg_start(struct rgn *rg, uint64_t base)
+{
+	rg_reset(rg);
+	rg->on = true;
+	rg->base = base;
+}
+
+/* rg_has - [a, b) was received whole; lock held */
+static bool rg_has(const struct rgn *rg, uint64_t a, uint64_t b)
+{
+	if (!rg->on || a < rg->base || b > rg->base + RG_MAX)
+		return false;
+	for (int i = 0; i < rg->next; i++)
+		if (rg->ext[i].a <= a && b <= rg->ext[i].b)
+			return true;
+	return false;
+}
+
+/* rg_touches - some of [a, b) was received, and all of it could be;
+ * lock held */
+static bool rg_touches(const struct rgn *rg, uint64_t a, uint64_t b)
+{
+	if (!rg->on || a < rg->base || b > rg->base + RG_MAX)
+		return false;
+	for (int i = 0; i < rg->next; i++)
+		if (rg->ext[i].a < b && a < rg->ext[i].b)
+			return true;
+	return false;
+}
+
+/* rg_add - keep the bytes of [off, off + len) that fit; lock held */
+static void rg_add(struct rgn *rg, uint64_t off, const uint8_t *data,
+		   size_t len)
+{
+	uint64_t a = off, b = off + len, lim = rg->base + RG_MAX;
+	int i, k;
+
+	if (a < rg->base) {
+		data += rg->base - a;
+		a = rg->base;
+	}
+	if (b > lim)
+		b = lim;
+	if (a >= b)
+		return;
+	/* where it goes: the first range that ends at or after a */
+	for (i = 0; i < rg->next && rg->ext[i].b < a; i++)
+		;
+	if ((i == rg->next || rg->ext[i].a > b) && rg->next == RG_EXTS)
+		return; /* too scattered to keep */
+	for (uint64_t p = a; p < b;) {
+		uint64_t rel = p - rg->base;
+		unsigned int bi = (unsigned int)(rel / RG_BLOCK);
+		size_t bo = (size_t)(rel % RG_BLOCK);
+		size_t n = RG_BLOCK - bo;
+
+		if (n > b - p)
+			n = (size_t)(b - p);
+		if (!rg->blk[bi]) {
+			rg->blk[bi] = malloc(RG_BLOCK);
+			if (!rg->blk[bi]) {
+				rg_reset(rg);
+				return;
+			}
+		}
+		memcpy(rg->blk[bi] + bo, data + (p - a), n);
+		p += n;
+	}
+	if (i == rg->next || rg->ext[i].a > b) {
+		memmove(&rg->ext[i + 1], &rg->ext[i],
+			(size_t)(rg->next - i) * sizeof(rg->ext[0]));
+		rg->ext[i].a = a;
+		rg->ext[i].b = b;
+		rg->next++;
+		return;
+	}
+	/* overlaps or touches ext[i]: merge it and what follows */
+	if (a < rg->ext[i].a)
+		rg->ext[i].a = a;
+	if (b > rg->ext[i].b)
+		rg->ext[i].b = b;
+	for (k = i + 1; k < rg->next && rg->ext[k].a <= rg->ext[i].b; k++)
+		if (rg->ext[k].b > rg->ext[i].b)
+			rg->ext[i].b = rg->ext[k].b;
+	memmove(&rg->ext[i + 1], &rg->ext[k],
+		(size_t)(rg->next - k) * sizeof(rg->ext[0]));
+	rg->next -= k - i - 1;
+}
+
+/* rd_add - note that a run READ [a, b); lock held */
+static void rd_add(struct wh_fetch_file *ff, uint64_t a, uint64_t b)
+{
+	int i, k;
+
+	for (i = 0; i < ff->nrd && ff->rd[i].b < a; i++)
+		;
+	if (i == ff->nrd || ff->rd[i].a > b) {
+		if (ff->nrd == RD_EXTS)
+			return; /* too scattered: not backfilled */
+		memmove(&ff->rd[i + 1], &ff->rd[i],
+			(size_t)(ff->nrd - i) * sizeof(ff->rd[0]));
+		ff->rd[i].a = a;
+		ff->rd[i].b = b;
+		ff->nrd++;
+		return;
+	}
+	if (a < ff->rd[i].a)
+		ff->rd[i].a = a;
+	if (b > ff->rd[i].b)
+		ff->rd[i].b = b;
+	for (k = i + 1; k < ff->nrd && ff->rd[k].a <= ff->rd[i].b; k++)
+		if (ff->rd[k].b > ff->rd[i].b)
+			ff->rd[i].b = ff->rd[k].b;
+	memmove(&ff->rd[i + 1], &ff->rd[k],
+		(size_t)(ff->nrd - k) * sizeof(ff->rd[0]));
+	ff->nrd -= k - i - 1;
+}
+
+/* rg_copy - the bytes of [a, b), which rg_has(); lock held */
+static void rg_copy(const struct rgn *rg, uint64_t a, uint64_t b,
+		    uint8_t *out)
+{
+	for (uint64_t p = a; p < b;) {
+		uint64_t rel = p - rg->base;
+		size_t bo = (size_t)(rel % RG_BLOCK);
+		size_t n = RG_BLOCK - bo;
+
+		if (n > b - p)
+			n = (size_t)(b - p);
+		memcpy(out + (p - a), rg->blk[rel / RG_BLOCK] + bo, n);
+		p += n;
+	}
+}
+
 /* ff_unref - lock held */
 static void ff_unref(struct wh_fetch_file *ff)
 {
 	if (--ff->refs == 0) {
 		man_unref(ff->man);
+		rg_reset(&ff->rg);
 		free(ff);
 	}
 }
@@ -236,7 +422,82 @@ static int rpc(struct wh_fetch *f, struct wh_msg *m, uint16_t want,
 static void backfill(struct wh_fetch *f, struct wh_fetch_file *ff,
 		     const struct man *mn, uint64_t upto, uint32_t first,
 		     uint64_t covered);
+static void backfill_reads(struct wh_fetch *f, struct wh_fetch_file *ff,
+			   const struct man *mn);
 static uint32_t find_chunk(const struct man *mn, uint64_t off);
+static void prefetch(struct wh_fetch *f, struct wh_fetch_file *ff,
+		     const struct man *mn, uint32_t last, uint64_t end);
+
+/* host_caps - what the host agreed to now */
+static uint64_t host_caps(struct wh_fetch *f)
+{
+	return f->o.caps ? f->o.caps(f->o.caps_ctx) : WH_CAP_CHUNKS;
+}
+
+/*
+ * assemble - chunk |i| of |mn| is known; if READ brought all of its bytes,
+ * have a worker check them against its hash and put them in the store, so
+ * that it is never fetched.  Lock held.
+ */
+static void assemble(struct wh_fetch *f, struct wh_fetch_file *ff,
+		     const struct man *mn, uint32_t i)
+{
+	const struct mchunk *c = &mn->c[i];
+	struct job *j;
+	uint8_t *mem;
+
+	if (!f->store || !rg_has(&ff->rg, c->off, c->off + c->len))
+		return;
+	mem = malloc(c->len);
+	if (!mem)
+		return;
+	j = job_new(f);
+	if (!j) {
+		free(mem);
+		return;
+	}
+	rg_copy(&ff->rg, c->off, c->off + c->len, mem);
+	j->kind = J_ASSEMBLE;
+	j->ff = ff;
+	ff->refs++;
+	j->mem = mem;
+	j->off = c->off;
+	j->len = c->len;
+	memcpy(j->hash, c->hash, WH_HASH_LEN);
+	enqueue(f, j, false);
+}
+
+/* run_assemble - a chunk made of READ replies: verified, then stored. */
+static void run_assemble(struct wh_fetch *f, struct job *j, const char *path)
+{
+	uint8_t h[WH_HASH_LEN];
+	struct wh_ram_ent *e;
+	int rv;
+
+	/* fetched meanwhile (or on its way): that copy goes to the store */
+	if (wh_ram_acquire(f->ram, j->hash, false, &e) == 0) {
+		wh_ram_put(f->ram, e);
+		return;
+	}
+	if (wh_store_has(f->store, j->hash, j->len))
+		return;
+	wh_blake3(j->mem, j->len, h);
+	if (memcmp(h, j->hash, WH_HASH_LEN) != 0) {
+		/* not the manifest's bytes: the backfill fetches it */
+		wh_debug("read bytes at %" PRIu64 " of '%s' do not match "
+			 "their chunk", j->off, path);
+		return;
+	}
+	rv = wh_store_put(f->store, j->hash, j->mem, j->len);
+	if (rv < 0) {
+		wh_debug("chunk store: %s", wh_strerror(rv));
+		return;
+	}
+	pthread_mutex_lock(&f->lock);
+	f->st.chunks_from_reads++;
+	f->st.bytes_from_reads += j->len;
+	pthread_mutex_unlock(&f->lock);
+}
 
 /* ---------------------------------------------------------------- jobs */
 
@@ -406,7 +667,11 @@ static int fetch_manifest(struct wh_fetch *f, const char *path,
 	} while (have < total);
 	wh_buf_free(&resp);
 	mn->n = have;
+	mn->cap = have;
 	mn->v = *want;
+	mn->done = mn->ended = true;
+	if (have > 0)
+		mn->covered = mn->c[have - 1].off + mn->c[have - 1].len;
 	if (rv == 0 && !check_manifest(mn))
 		rv = WH_ERR_PROTO;
 	if (rv == 0) {
@@ -458,7 +723,7 @@ static struct man *man_cache_find(struct wh_fetch *f, const char *path,
 {
 	for (struct man *m = f->mans; m; m = m->next)
 		if (m->path_len == len && memcmp(m->path, path, len) == 0 &&
-		    version_eq(&m->v, v)) {
+		    version_eq(&m->v, v) && !m->stale) {
 			m->refs++;
 			return m;
 		}
@@ -481,6 +746,7 @@ static void run_manifest(struct wh_fetch *f, struct job *j, const char *path,
 		if (j->ff->seq >= 2)
 			backfill(f, j->ff, mn, j->ff->last_end, mn->n,
 				 j->ff->last_end);
+		backfill_reads(f, j->ff, mn);
 	} else if (rv == -ESTALE) {
 		j->ff->man_state = MAN_STALE;
 	} else {
@@ -492,6 +758,179 @@ static void run_manifest(struct wh_fetch *f, struct job *j, const char *path,
 	else if (rv < 0)
 		wh_debug("no manifest for '%s' (%s): reading it with READ",
 			 path, wh_strerror(rv));
+}
+
+/* man_uncache - take |mn| out of the cache; lock held (a reference is
+ * held by the caller) */
+static void man_uncache(struct wh_fetch *f, struct man *mn)
+{
+	for (struct man **pp = &f->mans; *pp; pp = &(*pp)->next)
+		if (*pp == mn) {
+			*pp = mn->next;
+			mn->cached = false;
+			f->nmans--;
+			return;
+		}
+}
+
+/*
+ * mstream_add - append the entries of part |mp| to |mn|; lock held.  0 or
+ * WH_ERR_PROTO (entries that do not tile the file), -ENOMEM, -EFBIG.
+ */
+static int mstream_add(struct man *mn, const struct wh_msg_manifest_part *mp)
+{
+	uint64_t covered = mn->covered;
+
+	if (mp->count > MAX_ENTRIES - mn->n)
+		return -EFBIG;
+	if (mn->n + mp->count > mn->cap) {
+		uint32_t cap = mn->cap ? mn->cap : 64;
+		struct mchunk *c;
+
+		while (cap < mn->n + mp->count)
+			cap *= 2;
+		c = realloc(mn->c, (size_t)cap * sizeof(*c));
+		if (!c)
+			return -ENOMEM;
+		mn->c = c;
+		mn->cap = cap;
+	}
+	for (uint32_t i = 0; i < mp->count; i++) {
+		struct mchunk *c = &mn->c[mn->n + i];
+
+		wh_manifest_part_entry(mp, i, &c->off, &c->len, c->hash);
+		if (c->off != covered || c->len == 0 ||
+		    c->len > WH_MAX_CHUNK || c->len > mn->v.size - covered)
+			return WH_ERR_PROTO;
+		covered += c->len;
+	}
+	mn->n += mp->count;
+	mn->covered = covered;
+	return 0;
+}
+
+/* mstream_end - no more parts will be asked for; lock held */
+static void mstream_end(struct wh_fetch *f, struct wh_fetch_file *ff,
+			struct man *mn, int rv)
+{
+	mn->ended = true;
+	if (ff->closed)
+		rg_reset(&ff->rg); /* kept for this manifest only */
+	if (mn->done) {
+		f->st.manifests++;
+		return;
+	}
+	/* incomplete: not for later opens */
+	if (mn->cached)
+		man_uncache(f, mn);
+	if (rv == -ESTALE)
+		mn->stale = true;
+}
+
+/*
+ * run_mstream - one part of a manifest fetched with MANIFEST_STREAM while
+ * the host hashes the file; the entries are published at once: reads of
+ * the bytes they cover are served from chunks, and chunks READ brought
+ * whole go to the store.  Unless the manifest is complete, the file
+ * changed (its readers get -ESTALE) or an error came (what is known stays
+ * usable; the rest is read with READ), the next part is queued behind the
+ * chunks, so a worker is never held for the whole stream.  It goes on
+ * after the open closed: a reader faster than the host's hashing READ all
+ * of the file, and the manifest then says what to backfill.
+ */
+static void run_mstream(struct wh_fetch *f, struct job *j, const char *path,
+			size_t path_len)
+{
+	struct wh_fetch_file *ff = j->ff;
+	uint64_t patience = 4ULL * (uint64_t)f->o.timeout_ms * WH_NS_PER_MS;
+	const struct wh_msg_manifest_part *mp;
+	struct wh_msg m, r;
+	struct wh_buf resp;
+	struct man *mn;
+	uint32_t have;
+	bool stop;
+	int rv;
+
+	pthread_mutex_lock(&f->lock);
+	mn = ff->man;
+	have = mn->n;
+	stop = f->stop;
+	if (mn->last_ns == 0)
+		mn->last_ns = wh_now_ns();
+	if (stop)
+		mstream_end(f, ff, mn, -ECANCELED);
+	pthread_mutex_unlock(&f->lock);
+	if (stop)
+		return;
+	wh_buf_init(&resp);
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_MANIFEST_STREAM;
+	m.u.manifest_stream.path.p = path;
+	m.u.manifest_stream.path.len = (uint16_t)path_len;
+	m.u.manifest_stream.start = have;
+	m.u.manifest_stream.wait_ms = MSTREAM_WAIT_MS;
+	rv = rpc(f, &m, WH_MSG_MANIFEST_PART, &resp, &r,
+		 f->o.timeout_ms + MSTREAM_WAIT_MS);
+	mp = &r.u.manifest_part;
+	if (rv == 0 && !version_eq(&mp->version, &mn->v))
+		rv = -ESTALE; /* another version: never mixed */
+	if (rv == 0 && (mp->known < have || (mp->count && mp->start != have) ||
+			mp->count > mp->known - have))
+		rv = WH_ERR_PROTO;
+	pthread_mutex_lock(&f->lock);
+	if (rv == 0)
+		rv = mstream_add(mn, mp);
+	if (rv == 0) {
+		f->st.mparts++;
+		if (mp->done && mn->n == mp->known) {
+			if (mn->covered == mn->v.size)
+				mn->done = true;
+			else
+				rv = WH_ERR_PROTO;
+		}
+	}
+	if (rv == 0 && mn->n > have) {
+		/* chunks READ brought whole, and what the reader wants next */
+		for (uint32_t i = have; i < mn->n; i++)
+			assemble(f, ff, mn, i);
+		if (ff->seq >= SEQ_MIN && ff->last_end > 0 &&
+		    ff->last_end <= mn->covered)
+			prefetch(f, ff, mn, find_chunk(mn, ff->last_end - 1),
+				 ff->last_end);
+		mn->last_ns = wh_now_ns();
+	} else if (rv == 0 && !mn->done &&
+		   wh_now_ns() - mn->last_ns > patience) {
+		rv = WH_ERR_TIMEOUT; /* no entry for too long */
+	}
+	if (rv == 0 && mn->done) {
+		/* what the runs READ beyond the chunks made of it */
+		if (ff->seq >= 2)
+			backfill(f, ff, mn, ff->last_end, mn->n,
+				 ff->last_end);
+		backfill_reads(f, ff, mn);
+	}
+	if (rv < 0 || mn->done) {
+		mstream_end(f, ff, mn, rv);
+	} else {
+		struct job *n = job_new(f);
+
+		if (n) {
+			n->kind = J_MSTREAM;
+			n->ff = ff;
+			ff->refs++;
+			n->off = mp->count == 0; /* pause first */
+			enqueue(f, n, false);
+		} else {
+			mstream_end(f, ff, mn, -ENOMEM);
+		}
+	}
+	pthread_mutex_unlock(&f->lock);
+	wh_buf_free(&resp);
+	if (rv == -ESTALE)
+		wh_info("'%s' changed on the host while open", path);
+	else if (rv < 0)
+		wh_debug("manifest of '%s' stopped at %" PRIu32 " entries (%s): "
+			 "the rest with READ", path, have, wh_strerror(rv));
 }
 
 static void *worker_main(void *arg)
@@ -543,10 +982,19 @@ static void *worker_main(void *arg)
 			run_chunk(f, j, path, path_len);
 		else if (j->kind == J_BACKFILL)
 			run_backfill(f, j, path, path_len);
-		else
+		else if (j->kind == J_MANIFEST)
 			run_manifest(f, j, path, path_len);
+		else if (j->kind == J_MSTREAM) {
+			if (j->off) /* the last part was empty */
+				usleep(MSTREAM_PAUSE_US);
+			run_mstream(f, j, path, path_len);
+		}
+		else
+			run_assemble(f, j, path);
 		if (j->e)
 			wh_ram_put(f->ram, j->e);
+		free(j->mem);
+		j->mem = NULL;
 
 		pthread_mutex_lock(&f->lock);
 		ff_unref(j->ff);
@@ -641,6 +1089,7 @@ void wh_fetch_del(struct wh_fetch *f)
 			wh_ram_fail(f->ram, j->e, -ECANCELED);
 			wh_ram_put(f->ram, j->e);
 		}
+		free(j->mem);
 		ff_unref(j->ff);
 		free(j);
 	}
@@ -691,6 +1140,12 @@ void wh_fetch_close(struct wh_fetch *f, struct wh_fetch_file *ff)
 	if (!ff)
 		return;
 	pthread_mutex_lock(&f->lock);
+	ff->closed = true;
+	if (ff->man_state == MAN_READY && ff->man->done)
+		backfill_reads(f, ff, ff->man);
+	/* the READ bytes wait for a manifest on its way, not for more reads */
+	if (ff->man_state != MAN_READY || ff->man->ended)
+		rg_reset(&ff->rg);
 	ff_unref(ff);
 	pthread_mutex_unlock(&f->lock);
 }
@@ -759,7 +1214,13 @@ static void prefetch(struct wh_fetch *f, struct wh_fetch_file *ff,
 	for (; i < mn->n && mn->c[i].off < limit; i++) {
 		struct wh_ram_ent *e;
 		struct job *j;
-		int rv = wh_ram_acquire(f->ram, mn->c[i].hash, true, &e);
+		int rv;
+
+		/* READ brought some of it: the reader READs the rest */
+		if (rg_touches(&ff->rg, mn->c[i].off,
+			       mn->c[i].off + mn->c[i].len))
+			continue;
+		rv = wh_ram_acquire(f->ram, mn->c[i].hash, true, &e);
 
 		if (rv < 0)
 			break;
@@ -785,6 +1246,36 @@ static void prefetch(struct wh_fetch *f, struct wh_fetch_file *ff,
 	ff->pf_next = i;
 }
 
+/* queue_backfill - chunk |k| of |mn| is to be kept in the store, after
+ * everything else; false when out of memory.  Lock held. */
+static bool queue_backfill(struct wh_fetch *f, struct wh_fetch_file *ff,
+			   const struct man *mn, uint32_t k)
+{
+	struct job *j;
+
+	/* READ brought it whole: assembled, not fetched */
+	if (rg_has(&ff->rg, mn->c[k].off, mn->c[k].off + mn->c[k].len))
+		return true;
+	j = job_new(f);
+	if (!j)
+		return false;
+	j->kind = J_BACKFILL;
+	j->ff = ff;
+	ff->refs++;
+	j->off = mn->c[k].off;
+	j->len = mn->c[k].len;
+	memcpy(j->hash, mn->c[k].hash, WH_HASH_LEN);
+	j->next = NULL;
+	if (f->btail)
+		f->btail->next = j;
+	else
+		f->bhead = j;
+	f->btail = j;
+	f->busy++;
+	pthread_cond_signal(&f->cv);
+	return true;
+}
+
 /*
  * backfill - the current run read [bf_end, |upto|) with READ (before the
  * manifest came): queue the chunks holding those bytes, behind everything
@@ -804,29 +1295,35 @@ static void backfill(struct wh_fetch *f, struct wh_fetch_file *ff,
 
 		if (to > first)
 			to = first;
-		for (uint32_t k = from; k < to; k++) {
-			struct job *j = job_new(f);
-
-			if (!j)
+		for (uint32_t k = from; k < to; k++)
+			if (!queue_backfill(f, ff, mn, k))
 				break;
-			j->kind = J_BACKFILL;
-			j->ff = ff;
-			ff->refs++;
-			j->off = mn->c[k].off;
-			j->len = mn->c[k].len;
-			memcpy(j->hash, mn->c[k].hash, WH_HASH_LEN);
-			j->next = NULL;
-			if (f->btail)
-				f->btail->next = j;
-			else
-				f->bhead = j;
-			f->btail = j;
-			f->busy++;
-			pthread_cond_signal(&f->cv);
-		}
 	}
 	if (covered > ff->bf_end)
 		ff->bf_end = covered;
+}
+
+/* backfill_reads - the manifest is complete: queue the chunks holding
+ * what sequential runs got with READ (rd_add), whatever became of the
+ * runs; lock held */
+static void backfill_reads(struct wh_fetch *f, struct wh_fetch_file *ff,
+			   const struct man *mn)
+{
+	if (!f->store || mn->n == 0)
+		return;
+	for (int r = 0; r < ff->nrd; r++) {
+		uint64_t a = ff->rd[r].a, b = ff->rd[r].b;
+
+		if (b > mn->covered)
+			b = mn->covered;
+		if (a >= b)
+			continue;
+		for (uint32_t k = find_chunk(mn, a);
+		     k < mn->n && mn->c[k].off < b; k++)
+			if (!queue_backfill(f, ff, mn, k))
+				return;
+	}
+	ff->nrd = 0;
 }
 
 static void release(struct wh_fetch *f, struct wh_fetch_reply *out)
@@ -836,10 +1333,119 @@ static void release(struct wh_fetch *f, struct wh_fetch_reply *out)
 	out->n = 0;
 }
 
+/* start_stream - a streamed manifest for |ff|, fetched by a worker; lock
+ * held */
+static void start_stream(struct wh_fetch *f, struct wh_fetch_file *ff,
+			 const char *path, size_t len)
+{
+	struct man *mn = calloc(1, sizeof(*mn));
+	struct job *j = mn ? job_new(f) : NULL;
+
+	if (mn)
+		mn->path = malloc(len + 1);
+	if (!j || !mn->path) {
+		if (j) {
+			j->next = f->free_jobs;
+			f->free_jobs = j;
+		}
+		if (mn)
+			free(mn->path);
+		free(mn);
+		return; /* READ, and perhaps another try later */
+	}
+	memcpy(mn->path, path, len);
+	mn->path[len] = '\0';
+	mn->path_len = len;
+	mn->v = ff->v;
+	mn->refs = 1; /* |ff|'s */
+	man_cache_add(f, mn);
+	ff->man = mn;
+	ff->man_state = MAN_READY;
+	j->kind = J_MSTREAM;
+	j->ff = ff;
+	ff->refs++;
+	enqueue(f, j, true);
+}
+
+/* rg_follow - keep the READ bytes of a sequential run until the manifest
+ * says what chunks they are; lock held */
+static void rg_follow(struct wh_fetch *f, struct wh_fetch_file *ff,
+		      uint64_t off)
+{
+	struct rgn *rg = &ff->rg;
+
+	if (!f->store || ff->v.size < f->o.min_size)
+		return;
+	if ((rg->on || rg->spent) && rg->base != ff->seq_start) {
+		rg_reset(rg); /* another run */
+		rg->spent = false;
+	}
+	if (!rg->on && !rg->spent && (ff->seq >= 2 || off == 0)) {
+		rg_start(rg, ff->seq_start);
+	} else if (rg->on && off >= rg->base + RG_MAX + SEQ_SLACK) {
+		const struct man *mn =
+			ff->man_state == MAN_READY ? ff->man : NULL;
+
+		/* the reader is past them (and the READs that were in flight
+		 * have come back): once their entries are known, or will never
+		 * be, what could be made of them was */
+		if (!mn || mn->ended || mn->covered >= rg->base + RG_MAX) {
+			rg_reset(rg);
+			rg->spent = true;
+		}
+	}
+}
+
+/* rg_wants - the chunk |c| is not in RAM or the store but part of it came
+ * with READ: READ the rest too (it is then assembled, not fetched); lock
+ * held */
+static bool rg_wants(struct wh_fetch *f, struct wh_fetch_file *ff,
+		     const struct mchunk *c)
+{
+	struct wh_ram_ent *e;
+	int rv;
+
+	if (!rg_touches(&ff->rg, c->off, c->off + c->len))
+		return false;
+	rv = wh_ram_acquire(f->ram, c->hash, false, &e);
+	if (rv >= 0) {
+		wh_ram_put(f->ram, e);
+		return false;
+	}
+	return !wh_store_has(f->store, c->hash, c->len);
+}
+
+void wh_fetch_got_read(struct wh_fetch *f, struct wh_fetch_file *ff,
+		       uint64_t off, const void *data, size_t len)
+{
+	struct man *mn;
+
+	if (len == 0)
+		return;
+	pthread_mutex_lock(&f->lock);
+	if (ff->pass_seq && f->store && ff->v.size >= f->o.min_size)
+		rd_add(ff, off, off + len);
+	if (!ff->rg.on) {
+		pthread_mutex_unlock(&f->lock);
+		return;
+	}
+	rg_add(&ff->rg, off, data, len);
+	mn = ff->man_state == MAN_READY ? ff->man : NULL;
+	if (mn && !mn->stale && off < mn->covered) {
+		/* the known chunks these bytes may have completed */
+		for (uint32_t i = find_chunk(mn, off);
+		     i < mn->n && mn->c[i].off < off + len; i++)
+			assemble(f, ff, mn, i);
+	}
+	pthread_mutex_unlock(&f->lock);
+}
+
 int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 		  const char *path, size_t len, uint64_t off, size_t size,
 		  struct wh_fetch_reply *out)
 {
+	uint64_t coff[WH_FETCH_MAX_IOV];
+	uint32_t clen[WH_FETCH_MAX_IOV];
 	uint64_t end, deadline;
 	struct man *mn;
 	uint32_t first, i;
@@ -857,6 +1463,7 @@ int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 		ff->path_len = len;
 	}
 	seq = classify(ff, off, size);
+	rg_follow(f, ff, off);
 	f->last_read_ns = wh_now_ns();
 	if (ff->v.size < f->o.min_size)
 		goto pass;
@@ -872,8 +1479,16 @@ int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 			ff->man_state = MAN_READY;
 		} else if (ff->seq >= 2 &&
 			   ff->last_end - ff->seq_start >= MANIFEST_AFTER) {
-			struct job *j = job_new(f);
+			uint64_t caps = host_caps(f);
+			struct job *j = NULL;
 
+			/* never a request the host did not agree to */
+			if (!(caps & WH_CAP_CHUNKS))
+				ff->man_state = MAN_OFF;
+			else if (caps & WH_CAP_MSTREAM)
+				start_stream(f, ff, path, len);
+			else
+				j = job_new(f);
 			if (j) {
 				j->kind = J_MANIFEST;
 				j->ff = ff;
@@ -890,17 +1505,25 @@ int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 	if (ff->man_state != MAN_READY)
 		goto pass;
 	mn = ff->man;
+	if (mn->stale) {
+		ff->man_state = MAN_STALE;
+		pthread_mutex_unlock(&f->lock);
+		return -ESTALE;
+	}
 	if (off >= mn->v.size) {
 		f->st.reads_chunked++;
 		pthread_mutex_unlock(&f->lock);
 		return 1; /* the end of the file: no bytes */
 	}
 	end = off + size < mn->v.size ? off + size : mn->v.size;
+	if (end > mn->covered)
+		goto pass; /* its entries are not known yet */
 	first = find_chunk(mn, off);
 	for (i = first; i < mn->n && mn->c[i].off < end; i++) {
 		struct wh_ram_ent *e;
 
-		if (out->n == WH_FETCH_MAX_IOV) {
+		if (out->n == WH_FETCH_MAX_IOV ||
+		    (seq && ff->rg.on && rg_wants(f, ff, &mn->c[i]))) {
 			release(f, out);
 			goto pass;
 		}
@@ -942,6 +1565,8 @@ int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 			}
 			promote(f, e);
 		}
+		coff[out->n] = mn->c[i].off;
+		clen[out->n] = mn->c[i].len;
 		out->ents[out->n++] = e;
 	}
 	if (seq)
@@ -954,7 +1579,6 @@ int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 	deadline = wh_now_ns() + (uint64_t)f->o.timeout_ms * WH_NS_PER_MS;
 	for (int k = 0; k < out->n; k++) {
 		struct wh_ram_ent *e = out->ents[k];
-		const struct mchunk *c = &mn->c[first + (uint32_t)k];
 		uint64_t a, b;
 
 		if (!wh_ram_ready(f->ram, e)) {
@@ -963,12 +1587,12 @@ int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 			if (rv < 0)
 				break;
 		}
-		if (wh_ram_len(e) != c->len) {
+		if (wh_ram_len(e) != clen[k]) {
 			rv = -EIO; /* a manifest that lies about a length */
 			break;
 		}
-		a = off > c->off ? off - c->off : 0;
-		b = end < c->off + c->len ? end - c->off : c->len;
+		a = off > coff[k] ? off - coff[k] : 0;
+		b = end < coff[k] + clen[k] ? end - coff[k] : clen[k];
 		out->iov[k].iov_base = (void *)(wh_ram_data(e) + a);
 		out->iov[k].iov_len = (size_t)(b - a);
 	}
@@ -990,6 +1614,7 @@ int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 	return 1;
 
 pass:
+	ff->pass_seq = seq;
 	f->st.reads_passed++;
 	pthread_mutex_unlock(&f->lock);
 	return 0;

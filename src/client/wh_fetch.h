@@ -6,7 +6,12 @@
  * Per open file the fetcher watches where reads land.  Once a large file
  * is read sequentially it asks the host for the file's manifest (in the
  * background: reads go on with READ meanwhile; manifests are kept per path
- * and file version), then serves reads from chunks: each chunk is taken
+ * and file version), then serves reads from chunks.  With a host that has
+ * WH_CAP_MSTREAM the manifest is streamed (MANIFEST_STREAM): its entries
+ * arrive while the host hashes the file, and a read is served from chunks
+ * as soon as the entries for its bytes are known; without it the old-form
+ * MANIFEST is used (the whole manifest at once), and without WH_CAP_CHUNKS
+ * every read is left to READ.  Each chunk is taken
  * from the RAM cache (struct wh_ram), else from the chunk store (verified;
  * a corrupt chunk is discarded and fetched again), else fetched with CHUNK,
  * verified against its BLAKE3 hash, put in the RAM cache and kept in the
@@ -15,14 +20,19 @@
  * |window_max|, whenever the reader has to wait.  A chunk needed by a read
  * goes before prefetches; chunks the reader got with READ before the
  * manifest came are fetched last (backfill), so that the store ends up
- * with the whole file.  Random reads are served from chunks only when
+ * with the whole file.  The bytes of the current run that came with READ
+ * (wh_fetch_got_read) are kept, up to a bound, until the manifest says
+ * where their chunks are: a chunk they cover whole that hashes right goes
+ * into the store from them, not over the wire a second time.  Random reads are served from chunks only when
  * the chunks are already in RAM; otherwise the caller sends a READ of just
  * the bytes asked (no waiting for whole chunks).
  *
  * Version rules: every chunk is asked for at the version the file was
  * opened at; the host answers ESTALE when the file changed, and a manifest
  * of another version means the same: the read fails with -ESTALE and the
- * caller tells its reader (EIO).  After wh_fetch_file_inval() the next read
+ * caller tells its reader (EIO).  A streamed manifest whose parts change
+ * version, or that the host ends with ESTALE, means the same; entries of
+ * one version are never mixed with another's.  After wh_fetch_file_inval() the next read
  * is left to the caller (a READ, whose reply carries the current version),
  * so a change the host announced is noticed.
  *
@@ -48,6 +58,11 @@ struct wh_fetch_opts {
 	int workers;          /* chunk requests in flight; 0: default (8) */
 	uint64_t window_max;  /* bytes requested ahead of a reader; 0: 64 MiB */
 	uint64_t min_size;    /* smaller files always use READ; 0: 4 MiB */
+	/* the capability bits the host agreed to (WH_CAP_*), asked before
+	 * each manifest (a reconnect may reach another host); NULL: the
+	 * host has WH_CAP_CHUNKS only */
+	uint64_t (*caps)(void *ctx);
+	void *caps_ctx;
 };
 
 struct wh_fetch_stats {
@@ -60,6 +75,9 @@ struct wh_fetch_stats {
 	uint64_t reads_ram;         /* of those, random reads served from RAM */
 	uint64_t reads_passed;      /* reads left to the caller (READ) */
 	uint64_t store_corrupt;     /* corrupt chunks found in the store */
+	uint64_t mparts;            /* MANIFEST_PART replies used */
+	uint64_t chunks_from_reads; /* chunks stored from READ replies */
+	uint64_t bytes_from_reads;  /* their bytes */
 	uint64_t busy;              /* jobs queued or running now */
 };
 
@@ -102,6 +120,13 @@ struct wh_fetch_reply {
 int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 		  const char *path, size_t len, uint64_t off, size_t size,
 		  struct wh_fetch_reply *out);
+/*
+ * wh_fetch_got_read - the caller's READ of |off| got |len| bytes at |data|
+ * at the open's version (it checked the reply's version).  The fetcher may
+ * copy them to store their chunks without fetching them again.
+ */
+void wh_fetch_got_read(struct wh_fetch *f, struct wh_fetch_file *ff,
+		       uint64_t off, const void *data, size_t len);
 /* wh_fetch_done - release what wh_fetch_read returned 1 with. */
 void wh_fetch_done(struct wh_fetch *f, struct wh_fetch_reply *out);
 

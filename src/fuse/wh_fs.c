@@ -147,6 +147,7 @@ struct wh_fs {
 	struct wh_ram *ram;         /* chunks in RAM */
 	struct wh_fetch *fetch;     /* chunks from the store or the host */
 	atomic_ulong reads_direct;  /* READ requests sent by op_read */
+	atomic_ulong bytes_direct;  /* the bytes their replies brought */
 	struct fuse_session *se;    /* set by wh_fs_mount */
 	bool mounted;
 	char *mountpoint;           /* absolute */
@@ -1258,6 +1259,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			err = EIO;
 			break;
 		}
+		atomic_fetch_add_explicit(&fs->bytes_direct, rr->data_len,
+					  memory_order_relaxed);
+		wh_fetch_got_read(fs->fetch, fh->ff, (uint64_t)off + got,
+				  rr->data, rr->data_len);
 		if (got == 0 && !out && (rr->data_len == size || rr->eof)) {
 			/* the common case: one reply holds it all */
 			fuse_reply_buf(req, (const char *)rr->data,
@@ -1371,17 +1376,22 @@ static int stats_text(struct wh_fs *fs, char *buf, size_t size)
 	wh_fetch_get_stats(fs->fetch, &st);
 	wh_ram_get_stats(fs->ram, &rs);
 	return snprintf(buf, size,
-			"reads_direct %lu\nreads_chunked %" PRIu64 "\n"
+			"reads_direct %lu\nbytes_direct %lu\n"
+			"reads_chunked %" PRIu64 "\n"
 			"reads_ram %" PRIu64 "\nmanifests %" PRIu64 "\n"
 			"chunks_fetched %" PRIu64 "\nbytes_fetched %" PRIu64
 			"\nchunks_from_store %" PRIu64 "\nchunks_bad %" PRIu64
 			"\nstore_corrupt %" PRIu64 "\nram_bytes %" PRIu64
 			"\nram_hits %" PRIu64 "\nram_evictions %" PRIu64
+			"\nmanifest_parts %" PRIu64 "\nchunks_from_reads %"
+			PRIu64 "\nbytes_from_reads %" PRIu64
 			"\nfetch_busy %" PRIu64 "\n",
-			atomic_load(&fs->reads_direct), st.reads_chunked,
+			atomic_load(&fs->reads_direct),
+			atomic_load(&fs->bytes_direct), st.reads_chunked,
 			st.reads_ram, st.manifests, st.chunks_fetched,
 			st.bytes_fetched, st.chunks_from_store, st.chunks_bad,
 			st.store_corrupt, rs.bytes, rs.hits, rs.evictions,
+			st.mparts, st.chunks_from_reads, st.bytes_from_reads,
 			st.busy);
 }
 
@@ -1902,6 +1912,8 @@ int wh_fs_new(struct wh_rpc *rpc, const struct wh_fs_opts *opts,
 		struct wh_fetch_opts fo = {
 			.timeout_ms = fs->opts.timeout_ms,
 			.workers = opts->fetch_workers,
+			.caps = opts->caps,
+			.caps_ctx = opts->caps_ctx,
 		};
 		uint64_t ram = opts->ram_limit ? opts->ram_limit : RAM_DEFAULT;
 

@@ -15,7 +15,8 @@
  * chunk store or the host and fetched ahead of the reader; random reads
  * send READ requests for just the bytes asked, unless their chunks are
  * already in RAM.  The root's extended attribute "user.wormhole.stats"
- * shows the counters (chunks fetched, from the store, ...).
+ * shows the counters (READ requests and bytes, chunks fetched, from the
+ * store, made of READ replies, ...).
  */
 #ifndef WH_FS_H
 #define WH_FS_H
@@ -36,6 +37,10 @@ struct wh_fs_opts {
 	struct wh_store *store; /* chunk store (borrowed), or NULL */
 	uint64_t ram_limit;    /* bytes of chunks kept in RAM; 0: 128 MiB */
 	int fetch_workers;     /* chunk requests in flight; 0: default */
+	/* the capability bits the host agreed to now (WH_CAP_*); NULL: the
+	 * host has WH_CAP_CHUNKS only */
+	uint64_t (*caps)(void *ctx);
+	void *caps_ctx;
 };
 
 /* wh_fs_new - a file system over |rpc| (borrowed: must outlive it). */

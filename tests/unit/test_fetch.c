@@ -4,7 +4,10 @@
  * them, in the store; a second fetcher on the same store moves no chunk;
  * random reads are left to READ unless their chunks are in RAM; a file
  * that is not at the open's version gives -ESTALE; a host that never
- * answers gives an error at the deadline.
+ * answers gives an error at the deadline.  With MSTREAM the manifest comes
+ * in parts and the chunks READ brought are stored from those bytes (the
+ * file crosses the wire once); a part of another version gives -ESTALE;
+ * hosts without MSTREAM, or without CHUNKS, never get those requests.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,8 +37,34 @@ static uint8_t *content;
 
 struct local {
 	struct wh_share *share;
-	bool dead; /* never answer: every call times out */
+	bool dead;       /* never answer: every call times out */
+	uint64_t caps;   /* what this host agreed to */
+	bool skew_parts; /* MANIFEST_PARTs claim another file version */
+	unsigned int sent[64]; /* requests by type */
+	unsigned int refused;  /* requests the caps do not allow */
 };
+
+static uint64_t local_caps(void *ctx)
+{
+	return ((struct local *)ctx)->caps;
+}
+
+/* skew - rewrite the MANIFEST_PART in |resp| with another version */
+static void skew(struct wh_buf *resp)
+{
+	struct wh_msg r;
+	struct wh_buf out;
+
+	if (wh_msg_decode(resp->data, resp->len, WH_MAX_REPLY_FRAME, &r) < 0 ||
+	    r.hdr.type != WH_MSG_MANIFEST_PART)
+		return;
+	r.u.manifest_part.version.mtime.nsec ^= 1;
+	wh_buf_init(&out);
+	assert_int_equal(wh_msg_append(&out, &r), 0);
+	wh_buf_reset(resp);
+	assert_int_equal(wh_buf_append(resp, out.data, out.len), 0);
+	wh_buf_free(&out);
+}
 
 static int local_call(void *ctx, const uint8_t *req, size_t len,
 		      struct wh_buf *resp, int timeout_ms)
@@ -49,8 +78,31 @@ static int local_call(void *ctx, const uint8_t *req, size_t len,
 		nanosleep(&ts, NULL);
 		return WH_ERR_TIMEOUT;
 	}
-	wh_buf_reset(resp);
-	return wh_share_serve(l->share, req, len, resp);
+	{
+		struct wh_msg m;
+		int rv;
+
+		assert_int_equal(wh_msg_decode(req, len, WH_MAX_REQ_FRAME, &m),
+				 0);
+		__atomic_add_fetch(&l->sent[m.hdr.type & 63], 1,
+				   __ATOMIC_RELAXED);
+		if (((m.hdr.type == WH_MSG_MANIFEST ||
+		      m.hdr.type == WH_MSG_CHUNK) &&
+		     !(l->caps & WH_CAP_CHUNKS)) ||
+		    (m.hdr.type == WH_MSG_MANIFEST_STREAM &&
+		     !(l->caps & WH_CAP_MSTREAM))) {
+			/* what an old host says to a type it does not know */
+			__atomic_add_fetch(&l->refused, 1, __ATOMIC_RELAXED);
+			wh_buf_reset(resp);
+			return wh_error_append(resp, m.hdr.req_id, EPROTO,
+					       "not a request message");
+		}
+		wh_buf_reset(resp);
+		rv = wh_share_serve(l->share, req, len, resp);
+		if (rv == 0 && l->skew_parts)
+			skew(resp);
+		return rv;
+	}
 }
 
 static const struct wh_rpc_ops local_ops = { .call = local_call };
@@ -157,7 +209,7 @@ static void read_all(struct wh_fetch *f, struct wh_fetch_file *ff,
 
 static void test_sequential_then_store(void **state)
 {
-	struct local l = { 0 };
+	struct local l = { .caps = WH_CAP_CHUNKS };
 	struct wh_rpc rpc = { &local_ops, &l };
 	struct wh_fetch_opts o = { .timeout_ms = 5000, .workers = 3 };
 	struct wh_fetch_stats st;
@@ -265,7 +317,7 @@ static void test_sequential_then_store(void **state)
  * into the store all the same */
 static void test_backfill_after_the_fact(void **state)
 {
-	struct local l = { 0 };
+	struct local l = { .caps = WH_CAP_CHUNKS };
 	struct wh_rpc rpc = { &local_ops, &l };
 	struct wh_fetch_opts o = { .timeout_ms = 5000 };
 	struct wh_fetch_stats st;
@@ -314,7 +366,7 @@ static void test_backfill_after_the_fact(void **state)
 
 static void test_stale_version(void **state)
 {
-	struct local l = { 0 };
+	struct local l = { .caps = WH_CAP_CHUNKS };
 	struct wh_rpc rpc = { &local_ops, &l };
 	struct wh_fetch_opts o = { .timeout_ms = 5000 };
 	struct wh_ram *ram;
@@ -345,7 +397,7 @@ static void test_stale_version(void **state)
 
 static void test_dead_host(void **state)
 {
-	struct local l = { 0 };
+	struct local l = { .caps = WH_CAP_CHUNKS };
 	struct wh_rpc rpc = { &local_ops, &l };
 	struct wh_fetch_opts o = { .timeout_ms = 200, .workers = 2,
 				   .window_max = 2 * MiB };
@@ -383,6 +435,190 @@ static void test_dead_host(void **state)
 	wh_share_close(l.share);
 }
 
+/*
+ * read_streamed - read the file sequentially in 1 MiB reads, those left
+ * to the caller "read" from |content| as a READ would and handed back with
+ * wh_fetch_got_read; waits once, at 8 MiB, until the host has hashed the
+ * file (as a host hashing faster than the reader reads would have).
+ * 0 or the error of the read that failed.
+ */
+static int read_streamed(struct wh_fetch *f, struct wh_fetch_file *ff,
+			 unsigned int *chunked, unsigned int *passed)
+{
+	static uint8_t buf[MiB];
+	bool waited = false;
+
+	*chunked = *passed = 0;
+	for (uint64_t off = 0; off < FILE_SIZE; off += MiB) {
+		struct wh_fetch_reply fr;
+		size_t want = FILE_SIZE - off < MiB ? FILE_SIZE - off : MiB;
+		int rv = wh_fetch_read(f, ff, "f.bin", 5, off, MiB, &fr);
+
+		if (rv < 0)
+			return rv;
+		if (rv == 0) {
+			(*passed)++;
+			wh_fetch_got_read(f, ff, off, content + off, want);
+			if (off >= 8 * MiB && !waited) {
+				struct wh_fetch_stats st;
+
+				for (int i = 0; i < 500; i++) {
+					wh_fetch_get_stats(f, &st);
+					if (st.manifests > 0 || st.busy == 0)
+						break;
+					usleep(10000);
+				}
+				waited = true;
+			}
+			continue;
+		}
+		(*chunked)++;
+		assert_int_equal(gather(&fr, buf), want);
+		assert_memory_equal(buf, content + off, want);
+		wh_fetch_done(f, &fr);
+	}
+	return 0;
+}
+
+/* a cold file with a host that streams the manifest: chunks as soon as
+ * their entries come, and the bytes READ brought are not fetched again */
+static void test_mstream_cold(void **state)
+{
+	struct local l = { .caps = WH_CAP_CHUNKS | WH_CAP_MSTREAM };
+	struct wh_rpc rpc = { &local_ops, &l };
+	struct wh_fetch_opts o = { .timeout_ms = 5000, .caps = local_caps,
+				   .caps_ctx = &l };
+	struct wh_fetch_stats st;
+	struct wh_manifest m;
+	struct wh_store *store;
+	struct wh_ram *ram;
+	struct wh_fetch *f;
+	struct wh_fetch_file *ff;
+	struct wh_version v;
+	unsigned int chunked, passed;
+	char path[128], sdir[100];
+	int fd;
+
+	(void)state;
+	snprintf(sdir, sizeof(sdir), "%s/store3", dir);
+	assert_int_equal(wh_share_open(share_dir, &l.share), 0);
+	assert_int_equal(wh_store_open(sdir, 1ULL << 30, &store), 0);
+	assert_int_equal(wh_ram_new(64 * MiB, &ram), 0);
+	assert_int_equal(wh_fetch_new(&rpc, store, ram, &o, &f), 0);
+	version_of_file(&v);
+	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &v, &ff), 0);
+	assert_int_equal(read_streamed(f, ff, &chunked, &passed), 0);
+	assert_true(chunked > 0);
+	assert_true(passed > 0);
+	wh_fetch_close(f, ff);
+	wait_idle(f);
+	wh_fetch_get_stats(f, &st);
+	assert_int_equal(l.sent[WH_MSG_MANIFEST], 0);
+	assert_true(l.sent[WH_MSG_MANIFEST_STREAM] > 0);
+	assert_int_equal(l.refused, 0);
+	assert_true(st.mparts > 0);
+	assert_int_equal(st.manifests, 1);
+	assert_int_equal(st.chunks_bad, 0);
+	/* what READ brought whole went to the store from those bytes: each
+	 * byte of the file came over the wire once */
+	assert_true(st.bytes_from_reads > 0);
+	assert_int_equal(st.bytes_fetched + st.bytes_from_reads, FILE_SIZE);
+	snprintf(path, sizeof(path), "%s/f.bin", share_dir);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	wh_manifest_init(&m);
+	assert_int_equal(wh_manifest_build(fd, &m), 0);
+	close(fd);
+	assert_int_equal(st.chunks_fetched + st.chunks_from_reads, m.n);
+	for (size_t i = 0; i < m.n; i++)
+		assert_true(wh_store_has(store, m.chunks[i].hash,
+					 m.chunks[i].length));
+	wh_manifest_free(&m);
+	wh_fetch_del(f);
+	wh_ram_del(ram);
+	wh_store_close(store);
+	wh_share_close(l.share);
+}
+
+/* parts of another version than the open's: -ESTALE, never a mix */
+static void test_mstream_other_version(void **state)
+{
+	struct local l = { .caps = WH_CAP_CHUNKS | WH_CAP_MSTREAM,
+			   .skew_parts = true };
+	struct wh_rpc rpc = { &local_ops, &l };
+	struct wh_fetch_opts o = { .timeout_ms = 5000, .caps = local_caps,
+				   .caps_ctx = &l };
+	struct wh_fetch_stats st;
+	struct wh_ram *ram;
+	struct wh_fetch *f;
+	struct wh_fetch_file *ff;
+	struct wh_version v;
+	unsigned int chunked, passed;
+	int rv = 0;
+
+	(void)state;
+	assert_int_equal(wh_share_open(share_dir, &l.share), 0);
+	assert_int_equal(wh_ram_new(64 * MiB, &ram), 0);
+	assert_int_equal(wh_fetch_new(&rpc, NULL, ram, &o, &f), 0);
+	version_of_file(&v);
+	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &v, &ff), 0);
+	rv = read_streamed(f, ff, &chunked, &passed);
+	assert_int_equal(rv, -ESTALE);
+	assert_int_equal(chunked, 0);
+	wh_fetch_close(f, ff);
+	wait_idle(f);
+	wh_fetch_get_stats(f, &st);
+	assert_int_equal(st.chunks_fetched, 0);
+	assert_int_equal(st.manifests, 0);
+	wh_fetch_del(f);
+	wh_ram_del(ram);
+	wh_share_close(l.share);
+}
+
+/* a host without MSTREAM gets MANIFEST; one without CHUNKS only READ */
+static void test_old_hosts(void **state)
+{
+	struct wh_fetch_stats st;
+	struct wh_ram *ram;
+	struct wh_fetch *f;
+	struct wh_fetch_file *ff;
+	struct wh_version v;
+	unsigned int chunked, passed;
+
+	(void)state;
+	version_of_file(&v);
+	for (int k = 0; k < 2; k++) {
+		struct local l = { .caps = k == 0 ? WH_CAP_CHUNKS : 0 };
+		struct wh_rpc rpc = { &local_ops, &l };
+		struct wh_fetch_opts o = { .timeout_ms = 5000,
+					   .caps = local_caps,
+					   .caps_ctx = &l };
+
+		assert_int_equal(wh_share_open(share_dir, &l.share), 0);
+		assert_int_equal(wh_ram_new(64 * MiB, &ram), 0);
+		assert_int_equal(wh_fetch_new(&rpc, NULL, ram, &o, &f), 0);
+		assert_int_equal(wh_fetch_open(f, "f.bin", 5, &v, &ff), 0);
+		assert_int_equal(read_streamed(f, ff, &chunked, &passed), 0);
+		wh_fetch_close(f, ff);
+		wait_idle(f);
+		wh_fetch_get_stats(f, &st);
+		assert_int_equal(l.refused, 0);
+		assert_int_equal(l.sent[WH_MSG_MANIFEST_STREAM], 0);
+		if (k == 0) {
+			assert_true(l.sent[WH_MSG_MANIFEST] > 0);
+			assert_int_equal(st.manifests, 1);
+		} else {
+			assert_int_equal(l.sent[WH_MSG_MANIFEST], 0);
+			assert_int_equal(l.sent[WH_MSG_CHUNK], 0);
+			assert_int_equal(chunked, 0);
+			assert_int_equal(passed, (FILE_SIZE + MiB - 1) / MiB);
+		}
+		wh_fetch_del(f);
+		wh_ram_del(ram);
+		wh_share_close(l.share);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -390,6 +626,9 @@ int main(void)
 		cmocka_unit_test(test_backfill_after_the_fact),
 		cmocka_unit_test(test_stale_version),
 		cmocka_unit_test(test_dead_host),
+		cmocka_unit_test(test_mstream_cold),
+		cmocka_unit_test(test_mstream_other_version),
+		cmocka_unit_test(test_old_hosts),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
