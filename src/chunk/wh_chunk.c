@@ -257,8 +257,12 @@ int wh_manifest_build(int fd, struct wh_manifest *m)
 int wh_chunk_fd(int fd, uint64_t limit, wh_chunk_cb cb, void *ud,
 		uint64_t *psize)
 {
-	/* twice the largest chunk: there is always a whole chunk to cut */
-	const size_t bufsz = 2 * WH_CDC_MAX;
+	/* twice the largest chunk: there is always a whole chunk to cut;
+	 * no more than |limit| though, which is read at once: an 8 MiB
+	 * buffer for a small file is an mmap, page faults and a munmap
+	 * (a TLB shootdown on every CPU) per file */
+	const size_t bufsz = limit < 2 * WH_CDC_MAX ? (size_t)limit + 1
+						    : 2 * WH_CDC_MAX;
 	struct wh_io *io = wh_io_thread();
 	uint8_t *buf;
 	size_t have = 0;
