@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,6 +270,54 @@ static void test_manifest(void **state)
 	close(fd);
 }
 
+static int collect(void *ud, const struct wh_chunk *c)
+{
+	struct wh_manifest *m = ud;
+
+	if (m->n == m->cap)
+		return -ENOSPC;
+	m->chunks[m->n++] = *c;
+	return 0;
+}
+
+/* a limit (the size at stat) sizes the read buffer: the chunks up to the
+ * limit are the same as the whole file's, for small and large limits */
+static void test_chunk_fd_limit(void **state)
+{
+	static const uint64_t limits[] = { 0, 1, 10240, WH_CDC_MIN - 1,
+					   WH_CDC_MIN + 1, 3u << 20, DATA_LEN };
+	char path[] = "/tmp/wh-limit-XXXXXX";
+	struct wh_chunk store[256];
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(write(fd, data, DATA_LEN), DATA_LEN);
+	for (size_t t = 0; t < sizeof(limits) / sizeof(limits[0]); t++) {
+		struct wh_manifest m = { .chunks = store, .cap = 256 };
+		size_t lens[256], k;
+		uint64_t size = 1;
+
+		assert_int_equal(wh_chunk_fd(fd, limits[t], collect, &m,
+					     &size),
+				 0);
+		assert_int_equal(size, limits[t]);
+		k = cuts(data, (size_t)limits[t], lens, 256);
+		assert_int_equal(m.n, k);
+		for (size_t i = 0, off = 0; i < k; i++) {
+			uint8_t h[32];
+
+			assert_int_equal(store[i].offset, off);
+			assert_int_equal(store[i].length, lens[i]);
+			wh_blake3(data + off, lens[i], h);
+			assert_memory_equal(h, store[i].hash, 32);
+			off += lens[i];
+		}
+	}
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -279,6 +328,7 @@ int main(void)
 		cmocka_unit_test(test_fast_cut_matches_reference),
 		cmocka_unit_test(test_blake3_known_answers),
 		cmocka_unit_test(test_manifest),
+		cmocka_unit_test(test_chunk_fd_limit),
 	};
 	int rv;
 
