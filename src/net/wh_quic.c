@@ -45,6 +45,8 @@
 #define MAX_GSO_SEGS 64
 #define TXBUF_LEN (64 * 1024)
 #define RXBUF_LEN (64 * 1024)
+/* largest packet to a peer on this host: one fills the send buffer */
+#define LOCAL_PAYLOAD_MAX (TXBUF_LEN - 1024)
 #define MAX_VECS 16
 #define MAX_CONN_CIDS 8
 
@@ -733,12 +735,74 @@ static void quic_log(void *user_data, const char *fmt, ...)
 	wh_debug("ngtcp2: %s", line);
 }
 
+/*
+ * local_payload - the UDP payload to send to |remote| when it is an address
+ * of this host, 0 otherwise.
+ *
+ * QUIC's 1200..1452-byte packets are sized for paths whose MTU we do not
+ * know.  A peer on this host is reached through the loopback device (MTU
+ * 64 KiB here), where per-packet work, not bytes, bounds the rate: one
+ * 64 KiB packet costs about as much as one of 1452 bytes.  The kernel
+ * tells the route's MTU of a connected socket (IP_MTU), and whether an
+ * address is ours (bind succeeds only on a local address); both checks
+ * are cheap and done once per connection.  Any other path keeps the
+ * default sizing and ngtcp2's path MTU discovery.
+ */
+static size_t local_payload(const struct sockaddr *remote)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, mtu = 0, hdr;
+	size_t pl;
+
+	if (!remote || (remote->sa_family != AF_INET &&
+			remote->sa_family != AF_INET6))
+		return 0;
+	len = remote->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+					   : sizeof(struct sockaddr_in6);
+	memcpy(&ss, remote, len);
+	if (ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_port = 0;
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+	fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	if (bind(fd, (struct sockaddr *)&ss, len) != 0 ||
+	    connect(fd, remote, len) != 0) {
+		close(fd);
+		return 0;
+	}
+	len = sizeof(mtu);
+	if (ss.ss_family == AF_INET) {
+		getsockopt(fd, IPPROTO_IP, IP_MTU, &mtu, &len);
+		hdr = 20 + 8;
+	} else {
+		getsockopt(fd, IPPROTO_IPV6, IPV6_MTU, &mtu, &len);
+		hdr = 40 + 8;
+	}
+	close(fd);
+	if (mtu <= 1500)
+		return 0;
+	pl = (size_t)(mtu - hdr);
+	if (pl > LOCAL_PAYLOAD_MAX)
+		pl = LOCAL_PAYLOAD_MAX;
+	return pl;
+}
+
 static void fill_settings(struct wh_quic_ep *ep, ngtcp2_settings *st,
-			  ngtcp2_transport_params *tp)
+			  ngtcp2_transport_params *tp,
+			  const struct sockaddr *remote)
 {
 	const struct wh_quic_config *cfg = &ep->cfg;
+	size_t pl = getenv("WH_QUIC_NO_LOCAL_MTU") ? 0 : local_payload(remote);
 
 	ngtcp2_settings_default(st);
+	if (pl > 0) {
+		st->max_tx_udp_payload_size = pl;
+		st->no_tx_udp_payload_size_shaping = 1;
+		wh_debug("quic: peer is on this host, %zu-byte packets", pl);
+	}
 	st->initial_ts = wh_now_ns();
 	st->cc_algo = NGTCP2_CC_ALGO_BBR;
 	st->max_window = 256ULL * 1024 * 1024;
@@ -926,7 +990,7 @@ static int conn_server_new(struct wh_quic_ep *ep, const ngtcp2_pkt_hd *hd,
 	if (!c)
 		return -ENOMEM;
 	fill_callbacks(&cbs, true);
-	fill_settings(ep, &st, &tp);
+	fill_settings(ep, &st, &tp, remote);
 	tp.original_dcid = hd->dcid;
 	tp.stateless_reset_token_present = 1;
 	scid.datalen = CID_LEN;
@@ -1810,7 +1874,7 @@ int wh_quic_client_new_fd(int fd, const struct sockaddr *addr,
 	}
 	c->ud = ud;
 	fill_callbacks(&ncb, false);
-	fill_settings(ep, &st, &tp);
+	fill_settings(ep, &st, &tp, addr);
 	dcid.datalen = 18;
 	scid.datalen = CID_LEN;
 	if (random_bytes(dcid.data, dcid.datalen) != 0 ||
