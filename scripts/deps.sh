@@ -6,7 +6,8 @@ what=${1:-build}
 export DEBIAN_FRONTEND=noninteractive
 
 pkgs="build-essential cmake pkg-config libngtcp2-dev libngtcp2-crypto-gnutls-dev
- libgnutls28-dev libsodium-dev libfuse3-dev fuse3 liburing-dev libsqlite3-dev"
+ libgnutls28-dev libsodium-dev libfuse3-dev fuse3 liburing-dev libsqlite3-dev
+ libzstd-dev"
 case "$what" in
 test) pkgs="$pkgs libcmocka-dev python3 python3-pytest clang libclang-rt-14-dev
  attr coreutils diffutils findutils tar b3sum iproute2 nftables conntrack util-linux" ;;

@@ -79,6 +79,7 @@ struct wh_fetch_stats {
 	uint64_t chunks_from_reads; /* chunks stored from READ replies */
 	uint64_t bytes_from_reads;  /* their bytes */
 	uint64_t busy;              /* jobs queued or running now */
+	uint64_t bytes_wire;        /* CHUNK payload received (zstd or raw) */
 };
 
 /*

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "chunk/wh_chunk.h"
+#include "chunk/wh_zstd.h"
 #include "client/wh_get.h"
 #include "client/wh_window.h"
 #include "common/wh_err.h"
@@ -49,6 +50,8 @@ struct ctx {
 	unsigned inflight;      /* chunk requests in flight, under lock */
 	pthread_cond_t wcv;     /* the window opened, or a buffer came back */
 	struct wh_buf bufs[WH_GET_MAX_PARALLEL]; /* reply buffers: the pool */
+	struct wh_buf zbufs[WH_GET_MAX_PARALLEL]; /* where bufs[i]'s zstd
+						    * payload is decoded */
 	int freeidx[WH_GET_MAX_PARALLEL];        /* free ones, under lock */
 	int nfree;
 	int first_rv;           /* the first file that failed, under lock */
@@ -402,6 +405,23 @@ static void window_leave(struct ctx *c, struct wh_buf *b, uint64_t bytes,
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* chunk_data - the |len| bytes of chunk reply |cr|: its data, or its zstd
+ * payload decoded into |zbuf| (never more than |len| bytes); NULL if they
+ * are not |len| bytes or do not decode. */
+static const uint8_t *chunk_data(const struct wh_msg_chunk_reply *cr,
+				 uint32_t len, struct wh_buf *zbuf)
+{
+	if (cr->raw_len != len)
+		return NULL;
+	if (!cr->zstd)
+		return cr->data;
+	zbuf->len = 0;
+	if (wh_buf_reserve(zbuf, len) < 0 ||
+	    wh_zstd_decompress(zbuf->data, len, cr->data, cr->data_len) < 0)
+		return NULL;
+	return zbuf->data;
+}
+
 static void *fetcher(void *arg)
 {
 	struct job *j = arg;
@@ -411,7 +431,8 @@ static void *fetcher(void *arg)
 		struct wh_msg m, r;
 		struct wh_chunk ch;
 		uint8_t h[WH_HASH_LEN];
-		struct wh_buf *resp;
+		struct wh_buf *resp, *zbuf;
+		const uint8_t *data = NULL;
 		uint64_t t0;
 		int rv = 0, tries;
 
@@ -425,6 +446,7 @@ static void *fetcher(void *arg)
 		ch = j->chunks[j->todo[j->next++]];
 		pthread_mutex_unlock(&j->lock);
 		resp = window_enter(c);
+		zbuf = &c->zbufs[resp - c->bufs];
 		t0 = wh_now_ns();
 		/* room for the whole reply: the buffer grows once, if at all */
 		if (wh_buf_reserve(resp, WH_FRAME_HDR_LEN + WH_HASH_LEN +
@@ -445,8 +467,9 @@ static void *fetcher(void *arg)
 			rv = rpc(c, &m, WH_MSG_CHUNK_REPLY, resp, &r);
 			if (rv < 0)
 				break;
-			if (r.u.chunk_reply.data_len == ch.length) {
-				wh_blake3(r.u.chunk_reply.data, ch.length, h);
+			data = chunk_data(&r.u.chunk_reply, ch.length, zbuf);
+			if (data) {
+				wh_blake3(data, ch.length, h);
 				if (!memcmp(h, ch.hash, WH_HASH_LEN))
 					break;
 			}
@@ -456,8 +479,8 @@ static void *fetcher(void *arg)
 			rv = WH_ERR_PROTO;
 		}
 		if (rv == 0)
-			rv = write_chunk(j->fd, j->sparse, r.u.chunk_reply.data,
-					 ch.length, ch.offset);
+			rv = write_chunk(j->fd, j->sparse, data, ch.length,
+					 ch.offset);
 		if (rv < 0) {
 			window_leave(c, resp, 0, t0);
 			job_fail(j, rv);
@@ -467,12 +490,12 @@ static void *fetcher(void *arg)
 		 * destination alone: a store file would double its cost */
 		rv = j->version.size < WH_CDC_MIN
 			     ? 0
-			     : wh_store_put(c->store, ch.hash,
-					    r.u.chunk_reply.data, ch.length);
+			     : wh_store_put(c->store, ch.hash, data,
+					    ch.length);
 		window_leave(c, resp, ch.length, t0);
 		pthread_mutex_lock(&c->lock);
 		c->st->chunks_fetched++;
-		c->st->wire_bytes += ch.length;
+		c->st->wire_bytes += r.u.chunk_reply.data_len;
 		if (rv < 0 && !c->store_full_warned) {
 			c->store_full_warned = true;
 			wh_warn("cannot keep chunks in the store: %s",
@@ -1252,6 +1275,7 @@ int wh_get_run(struct wh_session *s, struct wh_store *store,
 		       WINDOW_MAX_BYTES);
 	for (int i = WH_GET_MAX_PARALLEL; i-- > 0;) {
 		wh_buf_init(&c.bufs[i]);
+		wh_buf_init(&c.zbufs[i]);
 		c.freeidx[c.nfree++] = i;
 	}
 
@@ -1326,8 +1350,10 @@ out:
 		 "(delivery %.1f MB/s, round trip %.2f ms)",
 		 wh_window_get(&c.win), st->inflight_max,
 		 (double)c.win.rate_bps / 1e6, (double)c.win.rtt_ns / 1e6);
-	for (int i = 0; i < WH_GET_MAX_PARALLEL; i++)
+	for (int i = 0; i < WH_GET_MAX_PARALLEL; i++) {
 		wh_buf_free(&c.bufs[i]);
+		wh_buf_free(&c.zbufs[i]);
+	}
 	pthread_cond_destroy(&c.wcv);
 	pthread_mutex_destroy(&c.lock);
 	st->seconds = (double)(wh_now_ns() - c.t0) / 1e9;

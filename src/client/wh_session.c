@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "auth/wh_pake.h"
+#include "chunk/wh_zstd.h"
 #include "client/wh_session.h"
 #include "common/wh_err.h"
 #include "common/wh_log.h"
@@ -207,7 +208,8 @@ static void on_handshake(struct wh_net_conn *nc, void *ud)
 		m.hdr.type = WH_MSG_HELLO;
 		m.u.hello.min_version = WH_PROTO_MIN_VERSION;
 		m.u.hello.max_version = WH_PROTO_VERSION;
-		m.u.hello.caps = CLIENT_CAPS;
+		m.u.hello.caps = CLIENT_CAPS |
+				 (wh_zstd_enabled() ? WH_CAP_ZSTD : 0);
 		rv = send_frame(s, s->ctrl, &m);
 	}
 	if (rv < 0) {

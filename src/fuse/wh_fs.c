@@ -47,6 +47,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include "chunk/wh_zstd.h"
 #include "client/wh_fetch.h"
 #include "common/wh_err.h"
 #include "common/wh_log.h"
@@ -1180,6 +1181,28 @@ static void file_changed(struct wh_fs *fs, struct open_file *fh,
 	queue_inode(fs, ino);
 }
 
+/* unpack_read - a zstd READ_REPLY decoded into |zb| (at most |want|
+ * bytes), |rr| then points at the bytes.  0 or a negative error. */
+static int unpack_read(struct wh_msg_read_reply *rr, size_t want,
+		       struct wh_buf *zb)
+{
+	int rv;
+
+	if (rr->raw_len > want)
+		return WH_ERR_PROTO;
+	zb->len = 0;
+	rv = wh_buf_reserve(zb, rr->raw_len);
+	if (rv < 0)
+		return rv;
+	rv = wh_zstd_decompress(zb->data, rr->raw_len, rr->data, rr->data_len);
+	if (rv < 0)
+		return rv;
+	rr->data = zb->data;
+	rr->data_len = rr->raw_len;
+	rr->zstd = false;
+	return 0;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -1187,7 +1210,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct open_file *fh = (struct open_file *)(uintptr_t)fi->fh;
 	char path[WH_MAX_PATH + 1];
 	struct wh_fetch_reply fr;
-	struct wh_buf resp;
+	struct wh_buf resp, zb;
 	uint8_t *out = NULL;
 	size_t got = 0;
 	ssize_t len;
@@ -1227,6 +1250,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	wh_buf_init(&resp);
+	wh_buf_init(&zb);
 	/* at most WH_MAX_READ per request; the kernel's reads are never
 	 * larger (max_write), so this loop normally runs once */
 	while (got < size) {
@@ -1248,6 +1272,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (err)
 			break;
 		rr = &r.u.read_reply;
+		if (rr->zstd && unpack_read(rr, want, &zb) < 0) {
+			wh_warn("host sent a bad compressed read of '%s'",
+				path);
+			err = EIO;
+			break;
+		}
 		if (rr->data_len > want) {
 			wh_warn("host sent %" PRIu32 " bytes for a read of %zu",
 				rr->data_len, want);
@@ -1268,6 +1298,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			fuse_reply_buf(req, (const char *)rr->data,
 				       rr->data_len);
 			wh_buf_free(&resp);
+			wh_buf_free(&zb);
 			return;
 		}
 		if (!out) {
@@ -1294,6 +1325,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_buf(req, (const char *)out, got);
 	free(out);
 	wh_buf_free(&resp);
+	wh_buf_free(&zb);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -1385,14 +1417,14 @@ static int stats_text(struct wh_fs *fs, char *buf, size_t size)
 			"\nram_hits %" PRIu64 "\nram_evictions %" PRIu64
 			"\nmanifest_parts %" PRIu64 "\nchunks_from_reads %"
 			PRIu64 "\nbytes_from_reads %" PRIu64
-			"\nfetch_busy %" PRIu64 "\n",
+			"\nfetch_busy %" PRIu64 "\nbytes_wire %" PRIu64 "\n",
 			atomic_load(&fs->reads_direct),
 			atomic_load(&fs->bytes_direct), st.reads_chunked,
 			st.reads_ram, st.manifests, st.chunks_fetched,
 			st.bytes_fetched, st.chunks_from_store, st.chunks_bad,
 			st.store_corrupt, rs.bytes, rs.hits, rs.evictions,
 			st.mparts, st.chunks_from_reads, st.bytes_from_reads,
-			st.busy);
+			st.busy, st.bytes_wire);
 }
 
 /* op_getxattr - the root has one attribute: the data plane's counters

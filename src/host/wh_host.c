@@ -33,6 +33,7 @@
 #include "host/wh_host.h"
 #include "host/wh_mcache.h"
 #include "host/wh_share.h"
+#include "host/wh_zhost.h"
 #include "net/wh_addr.h"
 #include "net/wh_net.h"
 #include "proto/wh_proto.h"
@@ -72,6 +73,8 @@ struct hconn {
 	unsigned id;
 	uint64_t requests;  /* served, for the log */
 	uint64_t bytes_out; /* reply bytes, for the log */
+	struct wh_zrate zrate; /* delivery rate, for compression */
+	uint64_t zsaved, zpacked; /* bytes compression saved, in replies */
 };
 
 struct job;
@@ -80,6 +83,7 @@ struct hstream {
 	struct wh_buf rx;
 	bool answered;
 	struct job *job; /* request being served, if any */
+	size_t reply_len; /* bytes of the reply sent, for the link rate */
 };
 
 /* A request handed to the workers.  Only |req|, |len|, |resp| and |rv| are
@@ -93,6 +97,9 @@ struct job {
 	size_t len;
 	struct wh_buf resp;
 	int rv;
+	struct wh_zhost *zh; /* compress the reply (WH_CAP_ZSTD), or NULL */
+	struct wh_zlink link; /* the path, when the job was handed out */
+	size_t zsaved;       /* bytes compression saved on the reply */
 };
 
 struct pool {
@@ -115,6 +122,7 @@ struct host {
 	const struct wh_host_opts *opts;
 	struct wh_share *share;
 	struct wh_mcache *mc;
+	struct wh_zhost *zh; /* NULL: compression disabled */
 	struct pool pool;
 	struct wh_net_ep *ep;
 	struct wh_rdv_host *rdv; /* NULL without a signal server */
@@ -125,6 +133,8 @@ struct host {
 	size_t npending;
 	bool overflow;
 	uint64_t inval_due; /* ns; 0 if nothing pending */
+	uint64_t busy_wall, busy_cpu; /* start of the CPU sample, ns */
+	double net_busy; /* the loop's recent CPU share, for compression */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -228,6 +238,8 @@ static void on_hello(struct hconn *hc, const struct wh_msg_hello *hello)
 	m.hdr.flags = 0;
 	m.u.hello_ack.version = version;
 	hc->caps = hello->caps & HOST_CAPS;
+	if (h->zh)
+		hc->caps |= hello->caps & WH_CAP_ZSTD;
 	m.u.hello_ack.caps = hc->caps;
 	memcpy(m.u.hello_ack.confirm, tag, sizeof(tag));
 	if (send_ctrl(hc, &m) == 0)
@@ -349,6 +361,9 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&p->lock);
 
 		j->rv = wh_share_serve(p->share, j->req, j->len, &j->resp);
+		if (j->rv == 0 && j->zh)
+			j->zsaved = wh_zhost_pack(j->zh, j->req, j->len,
+						  &j->resp, &j->link);
 
 		pthread_mutex_lock(&p->lock);
 		j->next = p->done;
@@ -439,9 +454,15 @@ static void pool_collect(struct pool *p)
 			} else {
 				hc->requests++;
 				hc->bytes_out += j->resp.len;
-				if (j->resp.len > 0)
+				hc->zsaved += j->zsaved;
+				hc->zpacked += j->zsaved > 0;
+				if (j->resp.len > 0) {
+					j->hs->reply_len = j->resp.len;
+					wh_zrate_sent(&hc->zrate, j->resp.len,
+						      wh_now_ns());
 					send_buf(hc->nc, j->stream, &j->resp,
 						 true);
+				}
 				if (j->rv == WH_ERR_PROTO) {
 					wh_warn("client #%u (%s): malformed "
 						"request: closing its "
@@ -535,6 +556,11 @@ static int on_request_data(struct hconn *hc, struct wh_net_stream *s,
 	job->hc = hc;
 	job->stream = s;
 	job->hs = hs;
+	if (hc->caps & WH_CAP_ZSTD) {
+		job->zh = hc->host->zh;
+		job->link.rate = wh_zrate_get(&hc->zrate);
+		job->link.net_busy = hc->host->net_busy;
+	}
 	hc->refs++;
 	hs->job = job;
 	hs->answered = true;
@@ -621,6 +647,8 @@ static void cb_stream_close(struct wh_net_conn *nc, struct wh_net_stream *s,
 		return;
 	}
 	if (hs) {
+		if (hs->reply_len && hc)
+			wh_zrate_done(&hc->zrate, hs->reply_len, wh_now_ns());
 		if (hs->job)
 			hs->job->hs = NULL; /* its reply has nowhere to go */
 		wh_buf_free(&hs->rx);
@@ -650,6 +678,12 @@ static void cb_close(struct wh_net_conn *nc, int err, const char *reason,
 			wh_strerror(err), *reason ? ": " : "", reason,
 			(unsigned long long)hc->requests,
 			(unsigned long long)hc->bytes_out);
+	if (hc->caps & WH_CAP_ZSTD)
+		wh_info("client #%u: zstd saved %llu bytes in %llu replies "
+			"(delivery rate %.1f MB/s)", hc->id,
+			(unsigned long long)hc->zsaved,
+			(unsigned long long)hc->zpacked,
+			wh_zrate_get(&hc->zrate) / 1e6);
 	hc->nc = NULL;
 	hc->ctrl = NULL;
 	wh_net_conn_set_ud(nc, NULL);
@@ -754,6 +788,27 @@ static void flush_invals(struct host *h, struct wh_net_conn *const *conns,
 
 /* ----------------------------------------------------------------- loop */
 
+/* sample_cpu - how much of the time the loop thread runs (every 100 ms):
+ * a busy network thread means the transfer is bound by CPU, not by the
+ * link, and compression would only slow it down */
+static void sample_cpu(struct host *h)
+{
+	struct timespec ts;
+	uint64_t now = wh_now_ns(), cpu;
+	double share;
+
+	if (now - h->busy_wall < 100 * WH_NS_PER_MS)
+		return;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	cpu = (uint64_t)ts.tv_sec * WH_NS_PER_S + (uint64_t)ts.tv_nsec;
+	if (h->busy_wall) {
+		share = (double)(cpu - h->busy_cpu) / (double)(now - h->busy_wall);
+		h->net_busy = h->net_busy * 0.5 + share * 0.5;
+	}
+	h->busy_wall = now;
+	h->busy_cpu = cpu;
+}
+
 static int setup_signals(sigset_t *set)
 {
 	int fd;
@@ -819,6 +874,9 @@ int wh_host_run(const struct wh_host_opts *opts)
 			goto out;
 		wh_share_set_mcache(h.share, h.mc);
 	}
+	rv = wh_zhost_new(&h.zh);
+	if (rv < 0)
+		goto out;
 	wh_quic_config_default(&cfg, true);
 	rv = wh_net_server_new((struct sockaddr *)&ss, sslen, &cfg, &host_cbs,
 				&h, &h.ep);
@@ -926,6 +984,8 @@ int wh_host_run(const struct wh_host_opts *opts)
 			free(conns);
 		}
 		wh_net_ep_flush(h.ep);
+		if (h.zh)
+			sample_cpu(&h);
 	}
 	rv = 0;
 out:
@@ -939,6 +999,7 @@ out:
 	}
 	wh_share_close(h.share);
 	wh_mcache_close(h.mc);
+	wh_zhost_del(h.zh);
 	if (epfd >= 0)
 		close(epfd);
 	if (sfd >= 0)

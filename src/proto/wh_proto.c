@@ -407,10 +407,20 @@ int wh_msg_decode(const uint8_t *buf, size_t len, size_t max_payload,
 	case WH_MSG_READ_REPLY:
 		rd_version(&r, &msg->u.read_reply.version);
 		msg->u.read_reply.eof = rd_bool(&r);
+		if (msg->hdr.flags & WH_FLAG_ZSTD) {
+			msg->u.read_reply.zstd = true;
+			msg->u.read_reply.raw_len = rd_u32(&r);
+		}
 		if (r.bad)
 			break;
 		if (r.left > WH_MAX_READ)
 			return WH_ERR_TOOBIG;
+		if (!msg->u.read_reply.zstd)
+			msg->u.read_reply.raw_len = (uint32_t)r.left;
+		else if (msg->u.read_reply.raw_len > WH_MAX_READ)
+			return WH_ERR_TOOBIG;
+		else if (r.left == 0 || r.left >= msg->u.read_reply.raw_len)
+			return WH_ERR_PROTO; /* empty, or not smaller */
 		msg->u.read_reply.data = r.p;
 		msg->u.read_reply.data_len = (uint32_t)r.left;
 		r.p += r.left;
@@ -493,10 +503,20 @@ int wh_msg_decode(const uint8_t *buf, size_t len, size_t max_payload,
 		break;
 	case WH_MSG_CHUNK_REPLY:
 		rd_bytes(&r, msg->u.chunk_reply.hash, 32);
+		if (msg->hdr.flags & WH_FLAG_ZSTD) {
+			msg->u.chunk_reply.zstd = true;
+			msg->u.chunk_reply.raw_len = rd_u32(&r);
+		}
 		if (r.bad)
 			break;
 		if (r.left > WH_MAX_CHUNK)
 			return WH_ERR_TOOBIG;
+		if (!msg->u.chunk_reply.zstd)
+			msg->u.chunk_reply.raw_len = (uint32_t)r.left;
+		else if (msg->u.chunk_reply.raw_len > WH_MAX_CHUNK)
+			return WH_ERR_TOOBIG;
+		else if (r.left == 0 || r.left >= msg->u.chunk_reply.raw_len)
+			return WH_ERR_PROTO; /* empty, or not smaller */
 		msg->u.chunk_reply.data = r.p;
 		msg->u.chunk_reply.data_len = (uint32_t)r.left;
 		r.p += r.left;
@@ -529,6 +549,7 @@ ssize_t wh_msg_encode(const struct wh_msg *msg, uint8_t *buf, size_t cap)
 {
 	struct wr w = { buf, cap, false };
 	const struct wh_str *a, *b;
+	uint16_t flags = 0; /* WH_FLAG_ZSTD for a zstd reply */
 	size_t payload;
 
 	if (!type_known(msg->hdr.type))
@@ -622,6 +643,15 @@ ssize_t wh_msg_encode(const struct wh_msg *msg, uint8_t *buf, size_t cap)
 			return WH_ERR_TOOBIG;
 		wr_version(&w, &msg->u.read_reply.version);
 		wr_u8(&w, msg->u.read_reply.eof ? 1 : 0);
+		if (msg->u.read_reply.zstd) {
+			if (msg->u.read_reply.raw_len > WH_MAX_READ ||
+			    msg->u.read_reply.data_len == 0 ||
+			    msg->u.read_reply.data_len >=
+				    msg->u.read_reply.raw_len)
+				return WH_ERR_TOOBIG;
+			flags = WH_FLAG_ZSTD;
+			wr_u32(&w, msg->u.read_reply.raw_len);
+		}
 		wr_bytes(&w, msg->u.read_reply.data,
 			 msg->u.read_reply.data_len);
 		break;
@@ -686,6 +716,15 @@ ssize_t wh_msg_encode(const struct wh_msg *msg, uint8_t *buf, size_t cap)
 		if (msg->u.chunk_reply.data_len > WH_MAX_CHUNK)
 			return WH_ERR_TOOBIG;
 		wr_bytes(&w, msg->u.chunk_reply.hash, 32);
+		if (msg->u.chunk_reply.zstd) {
+			if (msg->u.chunk_reply.raw_len > WH_MAX_CHUNK ||
+			    msg->u.chunk_reply.data_len == 0 ||
+			    msg->u.chunk_reply.data_len >=
+				    msg->u.chunk_reply.raw_len)
+				return WH_ERR_TOOBIG;
+			flags = WH_FLAG_ZSTD;
+			wr_u32(&w, msg->u.chunk_reply.raw_len);
+		}
 		wr_bytes(&w, msg->u.chunk_reply.data,
 			 msg->u.chunk_reply.data_len);
 		break;
@@ -714,6 +753,8 @@ ssize_t wh_msg_encode(const struct wh_msg *msg, uint8_t *buf, size_t cap)
 	buf[1] = (uint8_t)(payload >> 16);
 	buf[2] = (uint8_t)(payload >> 8);
 	buf[3] = (uint8_t)payload;
+	buf[6] = (uint8_t)(flags >> 8);
+	buf[7] = (uint8_t)flags;
 	return (ssize_t)(cap - w.left);
 }
 
@@ -816,6 +857,42 @@ ssize_t wh_chunk_reply_hdr_encode(uint32_t req_id, const uint8_t hash[32],
 	if (w.bad)
 		return WH_ERR_TOOBIG;
 	return WH_CHUNK_REPLY_HDR_LEN;
+}
+
+ssize_t wh_zreply_hdr_encode(const uint8_t *frame, size_t frame_len,
+			     uint32_t zlen, uint8_t *buf, size_t cap,
+			     size_t *pdata_off)
+{
+	struct wh_frame_hdr hdr;
+	struct wr w = { buf, cap, false };
+	size_t fixed, raw;
+
+	if (wh_frame_hdr_decode(frame, frame_len, WH_MAX_REPLY_FRAME, &hdr) <
+		    0 ||
+	    frame_len != WH_FRAME_HDR_LEN + (size_t)hdr.length ||
+	    (hdr.flags & WH_FLAG_ZSTD))
+		return WH_ERR_PROTO;
+	if (hdr.type == WH_MSG_CHUNK_REPLY)
+		fixed = 32;
+	else if (hdr.type == WH_MSG_READ_REPLY)
+		fixed = WH_VERSION_WIRE_LEN + 1;
+	else
+		return WH_ERR_PROTO;
+	if (hdr.length < fixed)
+		return WH_ERR_PROTO;
+	raw = hdr.length - fixed;
+	if (zlen == 0 || zlen >= raw)
+		return WH_ERR_PROTO;
+	wr_u32(&w, (uint32_t)(fixed + 4 + zlen));
+	wr_u16(&w, hdr.type);
+	wr_u16(&w, WH_FLAG_ZSTD);
+	wr_u32(&w, hdr.req_id);
+	wr_bytes(&w, frame + WH_FRAME_HDR_LEN, fixed);
+	wr_u32(&w, (uint32_t)raw);
+	if (w.bad)
+		return WH_ERR_TOOBIG;
+	*pdata_off = WH_FRAME_HDR_LEN + fixed;
+	return (ssize_t)(WH_FRAME_HDR_LEN + fixed + 4);
 }
 
 /* the largest frame wh_msg_encode can produce for |msg| */

@@ -60,6 +60,12 @@
 #define WH_CAP_MSTREAM   (1ULL << 3) /* MANIFEST_STREAM: a manifest in parts
 				      * while the host computes it */
 #define WH_MAX_MSTREAM_WAIT_MS 5000 /* the host waits at most this long */
+#define WH_CAP_ZSTD      (1ULL << 5) /* CHUNK_REPLY and READ_REPLY may carry
+				      * a zstd payload (WH_FLAG_ZSTD) */
+
+/* frame header flags (0 unless a capability says otherwise) */
+#define WH_FLAG_ZSTD 0x0001 /* CHUNK_REPLY, READ_REPLY: u32 raw_len, then
+			     * a zstd frame of raw_len bytes as the data */
 
 enum wh_msg_type {
 	/* control stream */
@@ -206,12 +212,16 @@ struct wh_dirent {
 	struct wh_attr attr;
 };
 
-/* READ_REPLY: version, eof u8, then data (rest of payload). */
+/* READ_REPLY: version, eof u8, then data (rest of payload).  With
+ * WH_FLAG_ZSTD: version, eof u8, u32 raw_len, then a zstd frame that
+ * decodes to raw_len bytes (1 <= data_len < raw_len <= WH_MAX_READ). */
 struct wh_msg_read_reply {
 	struct wh_version version;
 	bool eof;           /* offset+len reached the end of the file */
 	const uint8_t *data;
-	uint32_t data_len;
+	uint32_t data_len;  /* bytes of |data| on the wire */
+	bool zstd;          /* |data| is a zstd frame (decoded by the caller) */
+	uint32_t raw_len;   /* bytes of file data: data_len unless |zstd| */
 };
 
 struct wh_msg_readlink_reply {
@@ -264,11 +274,15 @@ struct wh_msg_chunk {
 	uint8_t hash[32];
 };
 
-/* CHUNK_REPLY: 32-byte hash, then the data (rest of the payload). */
+/* CHUNK_REPLY: 32-byte hash, then the data (rest of the payload).  With
+ * WH_FLAG_ZSTD: hash, u32 raw_len, then a zstd frame that decodes to
+ * raw_len bytes (1 <= data_len < raw_len <= WH_MAX_CHUNK). */
 struct wh_msg_chunk_reply {
 	uint8_t hash[32];
 	const uint8_t *data;
-	uint32_t data_len;
+	uint32_t data_len;  /* bytes of |data| on the wire */
+	bool zstd;          /* |data| is a zstd frame (decoded by the caller) */
+	uint32_t raw_len;   /* bytes of chunk data: data_len unless |zstd| */
 };
 
 struct wh_msg_statfs_reply {
@@ -393,6 +407,22 @@ void wh_manifest_entry_encode(uint64_t offset, uint32_t length,
 #define WH_CHUNK_REPLY_HDR_LEN (WH_FRAME_HDR_LEN + 32)
 ssize_t wh_chunk_reply_hdr_encode(uint32_t req_id, const uint8_t hash[32],
 				  uint32_t data_len, uint8_t *buf, size_t cap);
+
+/*
+ * wh_zreply_hdr_encode - the header of a zstd form of the CHUNK_REPLY or
+ * READ_REPLY frame at |frame| (|frame_len| bytes, raw data, as built by
+ * the encoders above), for a zstd payload of |zlen| bytes: the frame
+ * header with WH_FLAG_ZSTD and the new length, the same fixed fields,
+ * then u32 raw_len (the raw frame's data length).  Writes it at |buf|
+ * (|cap| bytes, at least WH_ZREPLY_HDR_MAX; not overlapping |frame|);
+ * *pdata_off gets where the data starts in |frame|.  Returns the header
+ * length, or WH_ERR_PROTO when |frame| is not such a reply or |zlen| is
+ * not smaller than its data (never expand), WH_ERR_TOOBIG if |cap| is.
+ */
+#define WH_ZREPLY_HDR_MAX (WH_READ_REPLY_HDR_LEN + 4)
+ssize_t wh_zreply_hdr_encode(const uint8_t *frame, size_t frame_len,
+			     uint32_t zlen, uint8_t *buf, size_t cap,
+			     size_t *pdata_off);
 
 /*
  * wh_path_valid - true if |p| (len bytes) is a safe relative path: empty

@@ -1,0 +1,296 @@
+/*
+ * wh_zhost.c - when and how hard the host compresses a reply (see
+ * wh_zhost.h for the rule).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "chunk/wh_zstd.h"
+#include "common/wh_log.h"
+#include "common/wh_time.h"
+#include "host/wh_zhost.h"
+#include "proto/wh_proto.h"
+
+#define CACHE_SLOTS 4096        /* chunks remembered as incompressible */
+#define SAMPLE_MAX_RATIO 0.92   /* a sample over this: send raw */
+#define GAIN_MIN 1.20           /* compressing must beat raw by this */
+#define NET_BUSY_MAX 0.5        /* a network thread busier: CPU-bound */
+#define RATE_SAMPLE_NS (50 * WH_NS_PER_MS) /* busy time per rate sample */
+#define RATE_SAMPLE_BYTES (256 * 1024)
+
+/* the levels tried, their speed per core on text before any measurement
+ * (bytes/s; the measured speed scales them all) and how much smaller than
+ * level 1 they make data that compresses well */
+static const struct level {
+	int level;
+	double speed;
+	double gain;
+} levels[] = {
+	{ 1, 250e6, 1.00 },
+	{ 3, 130e6, 0.85 },
+	{ 6, 45e6, 0.80 },
+};
+#define NLEVELS (sizeof(levels) / sizeof(levels[0]))
+
+struct wh_zhost {
+	int forced;     /* a level from $WORMHOLE_ZSTD, 0 for auto */
+	int cores;      /* cores compression may use */
+	pthread_mutex_t lock;
+	double factor;  /* measured / nominal speed, protected by lock */
+	uint64_t keys[CACHE_SLOTS]; /* incompressible chunks, under lock */
+	uint64_t packed, raw_in, z_out; /* statistics, under lock */
+};
+
+int wh_zhost_new(struct wh_zhost **pz)
+{
+	const char *env = getenv("WORMHOLE_ZSTD");
+	struct wh_zhost *z;
+	long ncpu;
+
+	*pz = NULL;
+	if (!wh_zstd_enabled())
+		return 0;
+	z = calloc(1, sizeof(*z));
+	if (!z)
+		return -ENOMEM;
+	if (env && strcasecmp(env, "auto") != 0) {
+		char *end;
+		long l = strtol(env, &end, 10);
+
+		if (*env && !*end && l >= 1 && l <= WH_ZSTD_MAX_LEVEL)
+			z->forced = (int)l;
+		else
+			wh_warn("WORMHOLE_ZSTD='%s' not understood (off, auto "
+				"or a level 1..%d): using auto", env,
+				WH_ZSTD_MAX_LEVEL);
+	}
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	/* one core is the network thread's */
+	z->cores = ncpu > 2 ? (int)(ncpu - 1) : 1;
+	if (z->cores > 4)
+		z->cores = 4;
+	z->factor = 1.0;
+	pthread_mutex_init(&z->lock, NULL);
+	*pz = z;
+	return 0;
+}
+
+void wh_zhost_del(struct wh_zhost *z)
+{
+	if (!z)
+		return;
+	if (z->packed)
+		wh_info("zstd: %llu replies compressed, %llu bytes sent as %llu",
+			(unsigned long long)z->packed,
+			(unsigned long long)z->raw_in,
+			(unsigned long long)z->z_out);
+	pthread_mutex_destroy(&z->lock);
+	free(z);
+}
+
+/* ------------------------------------------------------------ caching */
+
+static uint64_t key_of(const uint8_t *hash)
+{
+	uint64_t k;
+
+	memcpy(&k, hash, sizeof(k));
+	return k | 1; /* never 0, the empty slot */
+}
+
+static bool cached_raw(struct wh_zhost *z, const uint8_t *hash)
+{
+	uint64_t k = key_of(hash);
+	bool hit;
+
+	pthread_mutex_lock(&z->lock);
+	hit = z->keys[k % CACHE_SLOTS] == k;
+	pthread_mutex_unlock(&z->lock);
+	return hit;
+}
+
+static void remember_raw(struct wh_zhost *z, const uint8_t *hash)
+{
+	uint64_t k = key_of(hash);
+
+	pthread_mutex_lock(&z->lock);
+	z->keys[k % CACHE_SLOTS] = k;
+	pthread_mutex_unlock(&z->lock);
+}
+
+/* ------------------------------------------------------------- policy */
+
+/* choose - the level for data of sample ratio |ratio| on a link of |rate|
+ * bytes/s, or 0 for raw */
+static int choose(struct wh_zhost *z, double ratio,
+		  const struct wh_zlink *link)
+{
+	double factor, best_t = 0, rate = link->rate;
+	int best = 0;
+
+	if (ratio > SAMPLE_MAX_RATIO)
+		return 0;
+	if (z->forced)
+		return z->forced;
+	if (link->net_busy > NET_BUSY_MAX)
+		return 0;
+	if (rate <= 0)
+		return 0; /* not measured yet: raw replies measure it */
+	pthread_mutex_lock(&z->lock);
+	factor = z->factor;
+	pthread_mutex_unlock(&z->lock);
+	for (size_t i = 0; i < NLEVELS; i++) {
+		/* data near incompressible gains nothing from harder levels */
+		double r = ratio < 0.5 ? ratio * levels[i].gain : ratio;
+		double cpu = levels[i].speed * factor * z->cores;
+		double wire = rate / r;
+		double t = cpu < wire ? cpu : wire;
+
+		if (t > best_t * 1.03) { /* a harder level must really win */
+			best_t = t;
+			best = levels[i].level;
+		}
+	}
+	return best_t >= rate * GAIN_MIN ? best : 0;
+}
+
+static void measured(struct wh_zhost *z, int level, size_t raw, size_t zlen,
+		     uint64_t ns)
+{
+	double nominal = 0, f;
+
+	for (size_t i = 0; i < NLEVELS; i++)
+		if (levels[i].level == level)
+			nominal = levels[i].speed;
+	pthread_mutex_lock(&z->lock);
+	if (nominal > 0 && ns > 0 && raw >= 64 * 1024) {
+		f = ((double)raw * 1e9 / (double)ns) / nominal;
+		if (f < 0.05)
+			f = 0.05;
+		if (f > 8)
+			f = 8;
+		z->factor = z->factor * 0.8 + f * 0.2;
+	}
+	if (zlen) {
+		z->packed++;
+		z->raw_in += raw;
+		z->z_out += zlen;
+	}
+	pthread_mutex_unlock(&z->lock);
+}
+
+size_t wh_zhost_pack(struct wh_zhost *z, const uint8_t *req, size_t len,
+		     struct wh_buf *resp, const struct wh_zlink *link)
+{
+	uint8_t hdr[WH_ZREPLY_HDR_MAX];
+	const uint8_t *hash = NULL, *data;
+	struct wh_msg m, r;
+	struct wh_str path;
+	struct wh_buf out;
+	size_t off, raw;
+	ssize_t hlen, zlen;
+	uint64_t t0;
+	double ratio;
+	int level;
+
+	if (!z || wh_msg_decode(req, len, WH_MAX_REQ_FRAME, &m) < 0)
+		return 0;
+	if (m.hdr.type == WH_MSG_CHUNK)
+		path = m.u.chunk.path;
+	else if (m.hdr.type == WH_MSG_READ)
+		path = m.u.read.path;
+	else
+		return 0;
+	if (wh_msg_decode(resp->data, resp->len, WH_MAX_REPLY_FRAME, &r) < 0)
+		return 0;
+	if (r.hdr.type == WH_MSG_CHUNK_REPLY && !r.u.chunk_reply.zstd) {
+		data = r.u.chunk_reply.data;
+		raw = r.u.chunk_reply.data_len;
+		hash = m.u.chunk.hash;
+	} else if (r.hdr.type == WH_MSG_READ_REPLY && !r.u.read_reply.zstd) {
+		data = r.u.read_reply.data;
+		raw = r.u.read_reply.data_len;
+	} else {
+		return 0; /* an ERROR */
+	}
+	if (raw < WH_ZSTD_MIN_LEN || wh_zstd_skip_name(path.p, path.len))
+		return 0;
+	if (hash && cached_raw(z, hash))
+		return 0;
+	ratio = raw > 3 * WH_ZSTD_SAMPLE_LEN ? wh_zstd_sample_ratio(data, raw,
+								      NULL)
+					      : 0.5; /* small: just try */
+	level = choose(z, ratio, link);
+	if (level == 0) {
+		if (hash && ratio > SAMPLE_MAX_RATIO)
+			remember_raw(z, hash);
+		return 0;
+	}
+	hlen = wh_zreply_hdr_encode(resp->data, resp->len, 1, hdr, sizeof(hdr),
+				    &off);
+	if (hlen < 0)
+		return 0;
+	wh_buf_init(&out);
+	if (wh_buf_reserve(&out, (size_t)hlen + raw - 1) < 0)
+		return 0;
+	t0 = wh_now_ns();
+	zlen = wh_zstd_compress(out.data + hlen, raw - 1, data, raw, level);
+	measured(z, level, raw, zlen > 0 ? (size_t)zlen : 0, wh_now_ns() - t0);
+	if (zlen <= 0 ||
+	    wh_zreply_hdr_encode(resp->data, resp->len, (uint32_t)zlen,
+				 out.data, (size_t)hlen, &off) != hlen) {
+		if (zlen == 0 && hash)
+			remember_raw(z, hash);
+		wh_buf_free(&out);
+		return 0;
+	}
+	out.len = (size_t)hlen + (size_t)zlen;
+	wh_buf_free(resp);
+	*resp = out;
+	return raw - (size_t)zlen;
+}
+
+/* ---------------------------------------------------------- link rate */
+
+/* account - the time since the last event counts if the link was
+ * backlogged all along */
+static bool account(struct wh_zrate *r, uint64_t now)
+{
+	bool backlogged = r->outstanding >= WH_ZRATE_BACKLOG;
+
+	if (backlogged && now > r->last)
+		r->busy_ns += now - r->last;
+	r->last = now;
+	return backlogged;
+}
+
+void wh_zrate_sent(struct wh_zrate *r, size_t bytes, uint64_t now)
+{
+	account(r, now);
+	r->outstanding += bytes;
+}
+
+void wh_zrate_done(struct wh_zrate *r, size_t bytes, uint64_t now)
+{
+	double sample;
+
+	if (account(r, now))
+		r->bytes += bytes;
+	r->outstanding -= bytes < r->outstanding ? bytes : r->outstanding;
+	if (r->busy_ns < RATE_SAMPLE_NS || r->bytes < RATE_SAMPLE_BYTES)
+		return;
+	sample = (double)r->bytes * 1e9 / (double)r->busy_ns;
+	r->rate = r->rate > 0 ? r->rate * 0.5 + sample * 0.5 : sample;
+	r->bytes = 0;
+	r->busy_ns = 0;
+}
+
+double wh_zrate_get(const struct wh_zrate *r)
+{
+	return r->rate;
+}

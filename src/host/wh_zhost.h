@@ -1,0 +1,91 @@
+/*
+ * wh_zhost.h - the host's side of per-chunk compression: when to send a
+ * CHUNK_REPLY or READ_REPLY as zstd (WH_CAP_ZSTD), at which level, and
+ * how fast the link to a client is.
+ *
+ * A reply is compressed only when it pays:
+ *   - never for names of already compressed formats (wh_zstd_skip_name),
+ *     for payloads under WH_ZSTD_MIN_LEN, or for chunks this host has
+ *     already found incompressible (a small cache by chunk hash);
+ *   - a sample (three 4 KiB pieces at the fastest level) estimates the
+ *     ratio; incompressible data goes raw without compressing the rest;
+ *   - the level follows the link: with R the measured delivery rate of
+ *     the connection, S_L the measured compression speed of level L (per
+ *     core, times the cores the workers can use) and r_L the expected
+ *     ratio, level L moves min(S_L, R / r_L) bytes of file per second
+ *     against R for raw data; the best level wins if it beats raw by at
+ *     least 20%, else the reply goes raw (a fast link or a slow CPU);
+ *   - when the network thread is on the CPU more than half of the time,
+ *     the transfer is bound by CPU, not by the link, and compressing would
+ *     take CPU from it: raw (the usual case on loopback and fast LANs);
+ *   - the result is sent only if it is smaller than the raw payload.
+ * Compression runs in the host's worker threads, after the request was
+ * served, never on the network thread.
+ *
+ * $WORMHOLE_ZSTD: "off" (or "0") disables compression (the capability is
+ * not offered), "auto" (the default) is the rule above, a number 1..19
+ * compresses every compressible reply at that level whatever the link
+ * (for tests and measurements).
+ */
+#ifndef WH_ZHOST_H
+#define WH_ZHOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/wh_buf.h"
+
+struct wh_zhost;
+
+/*
+ * wh_zhost_new - the compression policy from $WORMHOLE_ZSTD.  Returns 0
+ * with *pz set, 0 with *pz NULL when compression is disabled, or -ENOMEM.
+ * Free with wh_zhost_del().
+ */
+int wh_zhost_new(struct wh_zhost **pz);
+void wh_zhost_del(struct wh_zhost *z);
+
+/* What the host knows of the path when a request is handed out. */
+struct wh_zlink {
+	double rate;     /* delivery rate of the connection, bytes/s; 0:
+			  * not measured yet */
+	double net_busy; /* share of the time the network thread spent on
+			  * the CPU lately (0..1) */
+};
+
+/*
+ * wh_zhost_pack - |resp| holds the reply frame to request |req| (|len|
+ * bytes); if it is a CHUNK_REPLY or READ_REPLY worth compressing for the
+ * path |link|, replace it by its zstd form.  Leaves |resp| as it was
+ * otherwise (including on any failure).  Returns the bytes saved (0 if
+ * sent raw).  Thread-safe.
+ */
+size_t wh_zhost_pack(struct wh_zhost *z, const uint8_t *req, size_t len,
+		     struct wh_buf *resp, const struct wh_zlink *link);
+
+/*
+ * The delivery rate of one connection, for the level: the bytes of
+ * replies delivered (their streams closed, i.e. acknowledged) per second,
+ * counted only while at least WH_ZRATE_BACKLOG bytes of replies are on
+ * their way.  With less, the sender is limited by the application (few
+ * requests, small compressed replies) and the time says nothing of the
+ * link, so those periods are left out, as BBR leaves out app-limited
+ * samples.  Loop thread only.
+ */
+#define WH_ZRATE_BACKLOG (512 * 1024)
+struct wh_zrate {
+	uint64_t outstanding;  /* reply bytes sent, not yet delivered */
+	uint64_t last;         /* ns of the last event */
+	uint64_t busy_ns;      /* backlogged time in the current sample */
+	uint64_t bytes;        /* bytes delivered in the current sample */
+	double rate;           /* bytes per second, 0 until measured */
+};
+
+/* wh_zrate_sent - a reply of |bytes| was handed to the transport. */
+void wh_zrate_sent(struct wh_zrate *r, size_t bytes, uint64_t now);
+/* wh_zrate_done - a reply of |bytes| was delivered (its stream closed). */
+void wh_zrate_done(struct wh_zrate *r, size_t bytes, uint64_t now);
+/* wh_zrate_get - bytes per second, 0 while unknown. */
+double wh_zrate_get(const struct wh_zrate *r);
+
+#endif /* WH_ZHOST_H */
