@@ -87,7 +87,8 @@ struct hstream {
 };
 
 /* A request handed to the workers.  Only |req|, |len|, |resp| and |rv| are
- * touched by a worker; everything else belongs to the loop thread. */
+ * touched by a worker (and |zh|, |link| read, |zsaved| written);
+ * everything else belongs to the loop thread. */
 struct job {
 	struct job *next;
 	struct hconn *hc;
