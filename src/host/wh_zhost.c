@@ -125,8 +125,26 @@ static void remember_raw(struct wh_zhost *z, const uint8_t *hash)
 
 /* ------------------------------------------------------------- policy */
 
-/* choose - the level for data of sample ratio |ratio| on a link of |rate|
- * bytes/s, or 0 for raw */
+/* link_allows - whether any data could be worth compressing on |link|:
+ * checked before the sample, so that a fast link costs no sampling */
+static bool link_allows(struct wh_zhost *z, const struct wh_zlink *link)
+{
+	double factor;
+
+	if (z->forced)
+		return true;
+	if (link->net_busy > NET_BUSY_MAX || link->rate <= 0)
+		return false;
+	pthread_mutex_lock(&z->lock);
+	factor = z->factor;
+	pthread_mutex_unlock(&z->lock);
+	/* even data that shrinks to nothing moves at most the fastest
+	 * level's speed */
+	return levels[0].speed * factor * z->cores >= link->rate * GAIN_MIN;
+}
+
+/* choose - the level for data of sample ratio |ratio| on |link|, or 0
+ * for raw */
 static int choose(struct wh_zhost *z, double ratio,
 		  const struct wh_zlink *link)
 {
@@ -220,7 +238,7 @@ size_t wh_zhost_pack(struct wh_zhost *z, const uint8_t *req, size_t len,
 	}
 	if (raw < WH_ZSTD_MIN_LEN || wh_zstd_skip_name(path.p, path.len))
 		return 0;
-	if (hash && cached_raw(z, hash))
+	if (!link_allows(z, link) || (hash && cached_raw(z, hash)))
 		return 0;
 	ratio = raw > 3 * WH_ZSTD_SAMPLE_LEN ? wh_zstd_sample_ratio(data, raw,
 								      NULL)
