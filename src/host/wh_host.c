@@ -84,6 +84,7 @@ struct hstream {
 	bool answered;
 	struct job *job; /* request being served, if any */
 	size_t reply_len; /* bytes of the reply sent, for the link rate */
+	size_t reply_file; /* and the bytes it stands for, uncompressed */
 };
 
 /* A request handed to the workers.  Only |req|, |len|, |resp| and |rv| are
@@ -459,7 +460,10 @@ static void pool_collect(struct pool *p)
 				hc->zpacked += j->zsaved > 0;
 				if (j->resp.len > 0) {
 					j->hs->reply_len = j->resp.len;
+					j->hs->reply_file = j->resp.len +
+							    j->zsaved;
 					wh_zrate_sent(&hc->zrate, j->resp.len,
+						      j->hs->reply_file,
 						      wh_now_ns());
 					send_buf(hc->nc, j->stream, &j->resp,
 						 true);
@@ -561,6 +565,7 @@ static int on_request_data(struct hconn *hc, struct wh_net_stream *s,
 		job->zh = hc->host->zh;
 		job->link.rate = wh_zrate_get(&hc->zrate);
 		job->link.net_busy = hc->host->net_busy;
+		job->link.hold = !wh_zrate_allow(&hc->zrate, wh_now_ns());
 	}
 	hc->refs++;
 	hs->job = job;
@@ -649,7 +654,8 @@ static void cb_stream_close(struct wh_net_conn *nc, struct wh_net_stream *s,
 	}
 	if (hs) {
 		if (hs->reply_len && hc)
-			wh_zrate_done(&hc->zrate, hs->reply_len, wh_now_ns());
+			wh_zrate_done(&hc->zrate, hs->reply_len,
+				      hs->reply_file, wh_now_ns());
 		if (hs->job)
 			hs->job->hs = NULL; /* its reply has nowhere to go */
 		wh_buf_free(&hs->rx);

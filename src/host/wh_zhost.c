@@ -133,7 +133,7 @@ static bool link_allows(struct wh_zhost *z, const struct wh_zlink *link)
 
 	if (z->forced)
 		return true;
-	if (link->net_busy > NET_BUSY_MAX || link->rate <= 0)
+	if (link->net_busy > NET_BUSY_MAX || link->rate <= 0 || link->hold)
 		return false;
 	pthread_mutex_lock(&z->lock);
 	factor = z->factor;
@@ -275,6 +275,9 @@ size_t wh_zhost_pack(struct wh_zhost *z, const uint8_t *req, size_t len,
 
 /* ---------------------------------------------------------- link rate */
 
+#define HOLD_MIN_NS (4 * WH_NS_PER_S)
+#define HOLD_MAX_NS (64 * WH_NS_PER_S)
+
 /* account - the time since the last event counts if the link was
  * backlogged all along */
 static bool account(struct wh_zrate *r, uint64_t now)
@@ -287,23 +290,84 @@ static bool account(struct wh_zrate *r, uint64_t now)
 	return backlogged;
 }
 
-void wh_zrate_sent(struct wh_zrate *r, size_t bytes, uint64_t now)
+static void end_trial(struct wh_zrate *r, uint64_t hold, uint64_t now)
 {
-	account(r, now);
-	r->outstanding += bytes;
+	r->trying = false;
+	r->fresh = false;
+	r->busy_ns = 0;
+	r->bytes = 0;
+	r->w_start = 0;
+	r->w_file = 0;
+	r->hold_until = hold ? now + hold : 0;
 }
 
-void wh_zrate_done(struct wh_zrate *r, size_t bytes, uint64_t now)
+/* window - file bytes per second of wall time since the first delivery
+ * of the window; true with *rate set once a window of TRIAL is full */
+static bool window(struct wh_zrate *r, size_t file, uint64_t now,
+		   double *rate)
 {
+	if (!r->w_start) {
+		r->w_start = now; /* count from here */
+		r->w_file = 0;
+		return false;
+	}
+	r->w_file += file;
+	if (now - r->w_start < WH_ZRATE_TRIAL_MS * WH_NS_PER_MS)
+		return false;
+	*rate = (double)r->w_file * 1e9 / (double)(now - r->w_start);
+	r->w_start = now;
+	r->w_file = 0;
+	return true;
+}
+
+void wh_zrate_sent(struct wh_zrate *r, size_t wire, size_t file,
+		   uint64_t now)
+{
+	account(r, now);
+	r->outstanding += wire;
+	if (file > wire && !r->trying) {
+		r->trying = true;
+		r->w_start = 0;
+		r->w_file = 0;
+		r->z_since = now;
+	}
+}
+
+void wh_zrate_done(struct wh_zrate *r, size_t wire, size_t file,
+		   uint64_t now)
+{
+	bool backlogged = account(r, now);
 	double sample;
 
-	if (account(r, now))
-		r->bytes += bytes;
-	r->outstanding -= bytes < r->outstanding ? bytes : r->outstanding;
+	r->outstanding -= wire < r->outstanding ? wire : r->outstanding;
+	if (r->trying) {
+		if ((file == wire && !r->w_start) || !window(r, file, now, &sample))
+			return; /* (the trial counts from a compressed reply) */
+		if (sample < r->raw_wall * 1.1) {
+			/* compressing made it slower, or not faster */
+			if (r->hold_ns < HOLD_MIN_NS)
+				r->hold_ns = HOLD_MIN_NS;
+			end_trial(r, r->hold_ns, now);
+			if (r->hold_ns < HOLD_MAX_NS)
+				r->hold_ns *= 2;
+			return;
+		}
+		r->hold_ns = 0;
+		if (now - r->z_since >= WH_ZRATE_REFRESH_MS * WH_NS_PER_MS)
+			end_trial(r, 0, now); /* measure raw again */
+		return;
+	}
+	/* raw: the same wall-clock measure, for the trial to beat */
+	if (window(r, file, now, &sample)) {
+		r->raw_wall = sample;
+		r->fresh = true;
+	}
+	if (backlogged && file == wire)
+		r->bytes += wire;
 	if (r->busy_ns < RATE_SAMPLE_NS || r->bytes < RATE_SAMPLE_BYTES)
 		return;
 	sample = (double)r->bytes * 1e9 / (double)r->busy_ns;
-	r->rate = r->rate > 0 ? r->rate * 0.5 + sample * 0.5 : sample;
+	r->rate = sample > r->rate ? sample : r->rate * 0.5 + sample * 0.5;
 	r->bytes = 0;
 	r->busy_ns = 0;
 }
@@ -311,4 +375,9 @@ void wh_zrate_done(struct wh_zrate *r, size_t bytes, uint64_t now)
 double wh_zrate_get(const struct wh_zrate *r)
 {
 	return r->rate;
+}
+
+bool wh_zrate_allow(const struct wh_zrate *r, uint64_t now)
+{
+	return r->rate > 0 && (r->fresh || r->trying) && now >= r->hold_until;
 }

@@ -230,6 +230,7 @@ static void test_pack(void **state)
 	struct wh_zlink slow = { .rate = 12.5e6, .net_busy = 0.1 };
 	struct wh_zlink fast = { .rate = 2e9, .net_busy = 0.1 };
 	struct wh_zlink busy = { .rate = 12.5e6, .net_busy = 0.9 };
+	struct wh_zlink held = { .rate = 12.5e6, .net_busy = 0.1, .hold = true };
 	struct wh_zlink unknown = { 0 };
 	struct wh_buf req, resp;
 	struct wh_zhost *z;
@@ -268,6 +269,7 @@ static void test_pack(void **state)
 		const struct { const char *path; struct wh_zlink *l; } raw[] = {
 			{ "v/movie.mkv", &slow }, { "a.txt", &fast },
 			{ "a.txt", &busy }, { "a.txt", &unknown },
+			{ "a.txt", &held },
 		};
 
 		for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
@@ -377,28 +379,74 @@ static void test_wire(void **state)
 static void test_rate(void **state)
 {
 	struct wh_zrate r;
-	uint64_t t = 1000000000ULL;
+	uint64_t t = 1000000000ULL, ms = 1000000ULL;
 
 	(void)state;
 	memset(&r, 0, sizeof(r));
 	assert_true(wh_zrate_get(&r) == 0);
-	/* backlogged: 8 replies of 1 MiB, one delivered every 80 ms
+	assert_false(wh_zrate_allow(&r, t));
+	/* backlogged: 8 raw replies of 1 MiB, one delivered every 80 ms
 	 * (12.5 MB/s): the rate is the link's */
 	for (int i = 0; i < 8; i++)
-		wh_zrate_sent(&r, 1 << 20, t);
+		wh_zrate_sent(&r, 1 << 20, 1 << 20, t);
 	for (int i = 0; i < 40; i++) {
-		t += 80000000ULL;
-		wh_zrate_done(&r, 1 << 20, t);
-		wh_zrate_sent(&r, 1 << 20, t);
+		t += 80 * ms;
+		wh_zrate_done(&r, 1 << 20, 1 << 20, t);
+		wh_zrate_sent(&r, 1 << 20, 1 << 20, t);
 	}
 	assert_true(wh_zrate_get(&r) > 11e6 && wh_zrate_get(&r) < 15e6);
-	/* app-limited: one small reply at a time, slowly; the estimate
-	 * stays */
+	assert_true(wh_zrate_allow(&r, t));
+
+	/* a trial that pays: replies of 1 MiB of file in 350 KiB, one every
+	 * 28 ms (3x the file rate): compression stays allowed */
+	for (int i = 0; i < 100; i++) {
+		t += 28 * ms;
+		wh_zrate_sent(&r, 350 << 10, 1 << 20, t);
+		wh_zrate_done(&r, 350 << 10, 1 << 20, t);
+		if (i < 80) /* before the refresh */
+			assert_true(wh_zrate_allow(&r, t));
+	}
+
+	/* a trial that does not: the same replies, one every 200 ms (a
+	 * client busy decoding): held off, then allowed again after the
+	 * hold once the raw rate was measured afresh */
+	memset(&r, 0, sizeof(r));
+	for (int i = 0; i < 8; i++)
+		wh_zrate_sent(&r, 1 << 20, 1 << 20, t);
+	for (int i = 0; i < 40; i++) {
+		t += 80 * ms;
+		wh_zrate_done(&r, 1 << 20, 1 << 20, t);
+		wh_zrate_sent(&r, 1 << 20, 1 << 20, t);
+	}
+	for (int i = 0; i < 8; i++) { /* the raw replies drain */
+		t += 80 * ms;
+		wh_zrate_done(&r, 1 << 20, 1 << 20, t);
+	}
+	assert_true(wh_zrate_allow(&r, t));
+	for (int i = 0; i < 12 && wh_zrate_allow(&r, t); i++) {
+		t += 200 * ms;
+		wh_zrate_sent(&r, 350 << 10, 1 << 20, t);
+		wh_zrate_done(&r, 350 << 10, 1 << 20, t);
+	}
+	assert_false(wh_zrate_allow(&r, t));
+	assert_false(wh_zrate_allow(&r, t + 3000 * ms));
+	/* raw again: the rate is measured, and after the hold it may try
+	 * again */
+	for (int i = 0; i < 8; i++)
+		wh_zrate_sent(&r, 1 << 20, 1 << 20, t);
+	for (int i = 0; i < 60; i++) {
+		t += 80 * ms;
+		wh_zrate_done(&r, 1 << 20, 1 << 20, t);
+		wh_zrate_sent(&r, 1 << 20, 1 << 20, t);
+	}
+	assert_true(wh_zrate_allow(&r, t));
+
+	/* app-limited: one small raw reply at a time, slowly: no estimate */
 	memset(&r, 0, sizeof(r));
 	for (int i = 0; i < 100; i++) {
-		wh_zrate_sent(&r, 4096, t);
-		t += 50000000ULL;
-		wh_zrate_done(&r, 4096, t);
+		wh_zrate_sent(&r, 4096, 4096, t);
+		t += 50 * ms;
+		wh_zrate_done(&r, 4096, 4096, t);
 	}
 	assert_true(wh_zrate_get(&r) == 0);
 }
