@@ -40,7 +40,19 @@
 #define UDP_GRO 104
 #endif
 
-#define CID_LEN 16            /* our connection IDs */
+#define CID_LEN 16            /* our connection IDs, as a host */
+/*
+ * A client's connection IDs are empty.  A client endpoint has one
+ * connection on its own (connected) socket, so it needs no ID to find it;
+ * and the ID a host puts in every packet it sends is the ID the client
+ * chose: 16 bytes of each 1.5 KB data packet, 1.1% of the link, for
+ * nothing.  The host's IDs stay 16 bytes (it demultiplexes by them, and
+ * the client's migration to a new address uses them).  A client packet
+ * with an empty ID can never look like a raw datagram (new_cid()): its
+ * first byte carries the QUIC bit (0x40; we do not ask for greasing) and
+ * a raw datagram's is 0.
+ */
+#define CLIENT_CID_LEN 0
 #define CIDMAP_BUCKETS 1024
 #define MAX_GSO_SEGS 64
 #define TXBUF_LEN (64 * 1024)
@@ -820,6 +832,7 @@ static void fill_settings(struct wh_quic_ep *ep, ngtcp2_settings *st,
 	tp->initial_max_streams_uni = 0;
 	tp->max_idle_timeout = cfg->idle_timeout_ms * NGTCP2_MILLISECONDS;
 	tp->active_connection_id_limit = 4;
+	tp->grease_quic_bit = 0; /* see CLIENT_CID_LEN */
 }
 
 /* ----------------------------------------------------------------- TLS */
@@ -1876,7 +1889,7 @@ int wh_quic_client_new_fd(int fd, const struct sockaddr *addr,
 	fill_callbacks(&ncb, false);
 	fill_settings(ep, &st, &tp, addr);
 	dcid.datalen = 18;
-	scid.datalen = CID_LEN;
+	scid.datalen = CLIENT_CID_LEN;
 	if (random_bytes(dcid.data, dcid.datalen) != 0 ||
 	    new_cid(scid.data, scid.datalen) != 0) {
 		rv = -EIO;
