@@ -47,10 +47,10 @@
  * and the ID a host puts in every packet it sends is the ID the client
  * chose: 16 bytes of each 1.5 KB data packet, 1.1% of the link, for
  * nothing.  The host's IDs stay 16 bytes (it demultiplexes by them, and
- * the client's migration to a new address uses them).  A client packet
- * with an empty ID can never look like a raw datagram (new_cid()): its
- * first byte carries the QUIC bit (0x40; we do not ask for greasing) and
- * a raw datagram's is 0.
+ * the client's migration to a new address uses them).  A packet to a
+ * client, with no ID, can never look like a raw datagram (new_cid()):
+ * its first byte carries the QUIC bit (0x40: a client does not let the
+ * host grease it, RFC 9287) and a raw datagram's first byte is 0.
  */
 #define CLIENT_CID_LEN 0
 #define CIDMAP_BUCKETS 1024
@@ -832,7 +832,8 @@ static void fill_settings(struct wh_quic_ep *ep, ngtcp2_settings *st,
 	tp->initial_max_streams_uni = 0;
 	tp->max_idle_timeout = cfg->idle_timeout_ms * NGTCP2_MILLISECONDS;
 	tp->active_connection_id_limit = 4;
-	tp->grease_quic_bit = 0; /* see CLIENT_CID_LEN */
+	if (!ep->server)
+		tp->grease_quic_bit = 0; /* see CLIENT_CID_LEN */
 }
 
 /* ----------------------------------------------------------------- TLS */
