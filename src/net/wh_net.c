@@ -56,6 +56,7 @@ struct wh_net_ep {
 	int quic_err, tcp_err;
 	char quic_reason[128], tcp_reason[128];
 	bool drop_q, drop_t;   /* delete the losing attempt */
+	bool udp_held;         /* the UDP socket is not watched for now */
 };
 
 /* When the TCP attempt fails (refused, say) and QUIC has had no answer
@@ -268,6 +269,7 @@ static void drop_losers(struct wh_net_ep *ep)
 		unwatch(ep, wh_quic_ep_fd(ep->q));
 		wh_quic_ep_del(ep->q);
 		ep->q = NULL;
+		ep->udp_held = false;
 	}
 	if (ep->drop_t && ep->t) {
 		unwatch(ep, wh_tcp_ep_fd(ep->t));
@@ -704,6 +706,24 @@ static void udp_error(struct wh_net_ep *ep)
 	attempt_failed(w, true, -err, strerror(err));
 }
 
+/* sync_hold - watch the UDP socket, or not while the QUIC client lets
+ * packets gather (wh_quic_ep_holding); its timer ends the hold. */
+static void sync_hold(struct wh_net_ep *ep)
+{
+	struct epoll_event ev;
+	bool hold;
+
+	if (!ep->q || ep->drop_q)
+		return;
+	hold = wh_quic_ep_holding(ep->q);
+	if (hold == ep->udp_held)
+		return;
+	ev.events = hold ? 0 : EPOLLIN;
+	ev.data.fd = wh_quic_ep_fd(ep->q);
+	if (epoll_ctl(ep->epfd, EPOLL_CTL_MOD, ev.data.fd, &ev) == 0)
+		ep->udp_held = hold;
+}
+
 void wh_net_ep_read(struct wh_net_ep *ep)
 {
 	struct epoll_event evs[4];
@@ -726,6 +746,7 @@ void wh_net_ep_read(struct wh_net_ep *ep)
 	}
 	if (tcp && ep->t)
 		wh_tcp_ep_read(ep->t);
+	sync_hold(ep);
 	drop_losers(ep);
 }
 
@@ -743,6 +764,7 @@ void wh_net_ep_expire(struct wh_net_ep *ep)
 		wh_quic_ep_expire(ep->q);
 	if (ep->t)
 		wh_tcp_ep_expire(ep->t);
+	sync_hold(ep);
 	drop_losers(ep);
 }
 

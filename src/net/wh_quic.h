@@ -152,6 +152,11 @@ void wh_quic_ep_expire(struct wh_quic_ep *ep);
 /* wh_quic_ep_flush - send what every connection can send now; performs
  * requested closes. */
 void wh_quic_ep_flush(struct wh_quic_ep *ep);
+/* wh_quic_ep_holding - true after a read when a client lets packets
+ * gather for a moment (a bulk transfer on a long path, see wh_quic.c):
+ * its owner need not poll the socket until wh_quic_ep_timeout_ms() has
+ * passed; wh_quic_ep_expire() then reads.  Reading earlier is harmless. */
+bool wh_quic_ep_holding(struct wh_quic_ep *ep);
 /* wh_quic_ep_timeout_ms - milliseconds until the next timer, -1 if none. */
 int wh_quic_ep_timeout_ms(struct wh_quic_ep *ep);
 /* wh_quic_ep_nconns - live connections. */

@@ -2,7 +2,9 @@
  * test_quic.c - the QUIC endpoint on loopback: handshake, exporter
  * agreement, large and many concurrent streams, close and idle timeout,
  * a silence longer than the old 6 s idle timeout survived, and a host that
- * restarted (and so no longer knows the connection) noticed at once.
+ * restarted (and so no longer knows the connection) noticed at once,
+ * a client's empty connection IDs (its Initial's source ID), and no
+ * receive hold (packets left to gather) on a short path.
  * Both endpoints are driven from this one thread.
  */
 #include <setjmp.h>
@@ -281,11 +283,14 @@ static void test_handshake_and_exporter(void **state)
 
 static void test_big_stream(void **state)
 {
-	bool done = false;
+	bool done = false, held = false;
 	uint64_t end;
 
 	(void)state;
+	/* packets of a real MTU, as on a LAN, so that reads are many */
+	setenv("WH_QUIC_NO_LOCAL_MTU", "1", 1);
 	setup_pair(5000);
+	unsetenv("WH_QUIC_NO_LOCAL_MTU");
 	send_stream(BIG);
 	end = wh_now_ns() + 20 * WH_NS_PER_S;
 	while (!done && wh_now_ns() < end) {
@@ -293,10 +298,13 @@ static void test_big_stream(void **state)
 
 		drive(both, 2, 20);
 		done = cli.replies == 1;
+		/* a bulk transfer on a short path never lets packets gather */
+		held |= wh_quic_ep_holding(cli.ep);
 	}
 	assert_int_equal(cli.replies, 1);
 	assert_int_equal(cli.bytes_back, BIG);
 	assert_false(cli.mismatch);
+	assert_false(held);
 	teardown_pair();
 }
 
@@ -469,6 +477,50 @@ static void test_check_datagrams(void **state)
 	teardown_pair();
 }
 
+/* A client's connection IDs are empty: the source connection ID of its
+ * first Initial has length 0, and the transfer works with it (every test
+ * above runs with such a client). */
+static void test_client_cid_empty(void **state)
+{
+	struct sockaddr_in a;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct wh_quic_config cfg;
+	struct wh_quic_ep *ep;
+	struct wh_quic_conn *conn;
+	uint8_t pkt[2048];
+	ssize_t n = -1;
+	int fd;
+
+	(void)state;
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+	wh_quic_config_default(&cfg, false);
+	assert_int_equal(wh_quic_client_new((struct sockaddr *)&ss, len, &cfg,
+					    &client_cbs, NULL, &ep, &conn),
+			 0);
+	memset(&cli, 0, sizeof(cli));
+	cli.ep = ep;
+	for (int i = 0; i < 50 && n < 0; i++) {
+		struct side *one[1] = { &cli };
+
+		drive(one, 1, 20);
+		n = recv(fd, pkt, sizeof(pkt), 0);
+	}
+	/* long header: flags, version (4), DCID length and DCID, SCID length */
+	assert_true(n > 7);
+	assert_true(pkt[0] & 0x80);
+	assert_true((size_t)n > 6 + (size_t)pkt[5]);
+	assert_int_equal(pkt[6 + pkt[5]], 0);
+	wh_quic_ep_del(ep);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -480,6 +532,7 @@ int main(void)
 		cmocka_unit_test(test_silence_survived),
 		cmocka_unit_test(test_restarted_host_is_noticed),
 		cmocka_unit_test(test_check_datagrams),
+		cmocka_unit_test(test_client_cid_empty),
 	};
 	int rv;
 
