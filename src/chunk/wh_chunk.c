@@ -184,7 +184,10 @@ size_t wh_cdc_cut(const uint8_t *data, size_t len, bool eof)
  * whose search reaches into such a half are found by wh_cdc_cut itself.
  */
 #define PAR_MIN (16u << 20)        /* files from this size: two threads */
-#define PAR_BUF (4 * WH_CDC_MAX)   /* read and scanned per round */
+#define PAR_BUF (2 * WH_CDC_MAX)   /* read per round; 16 MiB took a third
+				    * more CPU on a cold file (likely the
+				    * bytes leave the cache between read,
+				    * scan and hash) */
 #define CAND_CAP 4096              /* candidates kept per half scanned */
 #define CAND_S 1u                  /* the position clears MASK_S */
 #define CAND_L 2u                  /* ... MASK_L */
