@@ -383,6 +383,8 @@ static size_t cands_cut(struct cands *cs, const uint8_t *d, size_t len,
  * search starts before the scanned half is cut the plain way, so the
  * bytes left over from the last round need no candidates.
  */
+/* chunk_fd_par - as wh_chunk_fd; 1 (nothing done yet) when no thread
+ * could be started */
 static int chunk_fd_par(int fd, uint64_t limit, wh_chunk_cb cb, void *ud,
 			uint64_t *psize)
 {
@@ -414,7 +416,7 @@ static int chunk_fd_par(int fd, uint64_t limit, wh_chunk_cb cb, void *ud,
 	pthread_mutex_init(&p.lock, NULL);
 	pthread_cond_init(&p.cv, NULL);
 	if (pthread_create(&p.th, NULL, par_main, &p) != 0) {
-		rv = -EAGAIN;
+		rv = 1; /* no thread to be had: the caller goes on alone */
 		goto out_sync;
 	}
 	while (!eof || have > 0) {
@@ -673,8 +675,12 @@ int wh_chunk_fd(int fd, uint64_t limit, wh_chunk_cb cb, void *ud,
 	int rv = 0;
 
 	*psize = 0;
-	if (parallel_ok(fd, limit))
-		return chunk_fd_par(fd, limit, cb, ud, psize);
+	if (parallel_ok(fd, limit)) {
+		rv = chunk_fd_par(fd, limit, cb, ud, psize);
+		if (rv <= 0)
+			return rv;
+		rv = 0;
+	}
 	buf = malloc(bufsz);
 	if (!buf)
 		return -ENOMEM;
