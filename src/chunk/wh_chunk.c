@@ -168,20 +168,22 @@ size_t wh_cdc_cut(const uint8_t *data, size_t len, bool eof)
 
 /*
  * Two threads for a big file.  The cut search is the larger part of the
- * work, and each round of it waits on the last cut, so it is split
- * another way: both threads scan their half of the newly read data for
- * every position whose hash clears either mask (h(i) depends on the 64
- * bytes ending at i alone, see above), and the cuts are then picked from
- * that short sorted list with the same rule as wh_cdc_cut.  The chunks
- * cut are then hashed by both threads, split by bytes, and handed to the
- * callback in order.  Boundaries and hashes are those of the one-thread
- * loop (the unit tests compare them).  This scans the first WH_CDC_MIN
- * bytes of each chunk too, which the one-thread search skips (about a
- * fifth more gear steps), in exchange for using both cores.
+ * work, and each cut waits on the one before, so it is split another
+ * way: while the first thread cuts (and hashes) the chunks that start in
+ * the first half of the newly read bytes, the second scans the second
+ * half for every position whose hash clears either mask (h(i) depends on
+ * the 64 bytes ending at i alone, see above); the chunks that start there
+ * are then cut from that short sorted list by the same rule as
+ * wh_cdc_cut, hashed on both threads, split by bytes, and everything is
+ * handed to the callback in order.  Boundaries and hashes are those of
+ * the one-thread loop (the unit tests compare them).  The scan also
+ * covers the first WH_CDC_MIN bytes of the chunks in its half, which the
+ * plain search skips (about a tenth more gear steps in all), in exchange
+ * for both cores.
  *
  * Input crafted to clear the masks at many positions would make the list
- * long: a half with more than CAND_CAP candidates keeps none, and cuts
- * whose search reaches into such a half are found by wh_cdc_cut itself.
+ * long: a half with more than CAND_CAP candidates keeps none, and its
+ * chunks are cut by wh_cdc_cut itself.
  */
 #define PAR_MIN (16u << 20)        /* files from this size: two threads */
 #define PAR_BUF (2 * WH_CDC_MAX)   /* read per round; 16 MiB took a third
