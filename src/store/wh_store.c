@@ -126,9 +126,17 @@ int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	n = wh_io_pwrite(wh_io_thread(), fd, data, len, 0);
-	if (n < 0)
-		rv = (int)n;
+	/* plain write: io_uring would hand it to a worker thread (see
+	 * write_chunk in wh_get.c) */
+	for (size_t done = 0; done < len && rv == 0;) {
+		n = write(fd, data + done, len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			rv = n < 0 ? -errno : -EIO;
+		else
+			done += (size_t)n;
+	}
 	if (close(fd) != 0 && rv == 0)
 		rv = -errno;
 	if (rv == 0 && rename(tmp, path) != 0)

@@ -318,6 +318,87 @@ static void test_chunk_fd_limit(void **state)
 	close(fd);
 }
 
+/* the gear table as the format defines it (wh_chunk.h): splitmix64 from
+ * the seed "wormhole" */
+static void gear_table(uint64_t g[256])
+{
+	uint64_t seed = 0x776f726d686f6c65ULL;
+
+	for (int i = 0; i < 256; i++) {
+		uint64_t z = (seed += 0x9e3779b97f4a7c15ULL);
+
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+		g[i] = z ^ (z >> 31);
+	}
+}
+
+/* a big file hashes on two threads: the same chunks as one thread, also
+ * for content that clears the masks at every 64th byte (a 64-byte
+ * pattern whose gear hash does, repeated), which the second thread gives
+ * up listing */
+static void test_chunk_fd_two_threads(void **state)
+{
+	static const uint64_t mask_l = 0x0000252525252525ULL;
+	const size_t len = 21u << 20;
+	char path[] = "/tmp/wh-par-XXXXXX";
+	uint8_t *d = malloc(len), w[64];
+	static struct wh_chunk store[512];
+	static size_t lens[512];
+	uint64_t g[256], seed = 7;
+	int fd = mkstemp(path);
+	bool found = false;
+
+	(void)state;
+	assert_non_null(d);
+	assert_true(fd >= 0);
+	unlink(path);
+	gear_table(g);
+	while (!found) {
+		uint64_t h = 0;
+
+		fill_random(w, 63, seed++);
+		for (int j = 0; j < 63; j++)
+			h = (h << 1) + g[w[j]];
+		for (int b = 0; b < 256 && !found; b++)
+			if (!(((h << 1) + g[b]) & mask_l)) {
+				w[63] = (uint8_t)b;
+				found = true;
+			}
+	}
+	fill_random(d, len, 99);
+	for (size_t i = 5u << 20; i < (17u << 20); i += 64)
+		memcpy(d + i, w, 64);
+	for (size_t i = 19u << 20; i < (20u << 20); i += 64)
+		memcpy(d + i, w, 64);
+	assert_int_equal(write(fd, d, len), (ssize_t)len);
+	for (int t = 0; t < 2; t++) {
+		struct wh_manifest m = { .chunks = store, .cap = 512 };
+		size_t k = cuts(d, len, lens, 512);
+		uint64_t size = 0;
+
+		if (t == 1)
+			setenv("WH_HASH_THREADS", "1", 1);
+		assert_int_equal(wh_chunk_fd(fd, UINT64_MAX, collect, &m,
+					     &size),
+				 0);
+		unsetenv("WH_HASH_THREADS");
+		assert_int_equal(size, len);
+		assert_int_equal(m.n, k);
+		for (size_t i = 0, off = 0; i < k; i++) {
+			uint8_t h[32];
+
+			assert_int_equal(store[i].offset, off);
+			assert_int_equal(store[i].length, lens[i]);
+			wh_blake3(d + off, lens[i], h);
+			assert_memory_equal(h, store[i].hash, 32);
+			off += lens[i];
+		}
+	}
+	free(d);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -329,6 +410,7 @@ int main(void)
 		cmocka_unit_test(test_blake3_known_answers),
 		cmocka_unit_test(test_manifest),
 		cmocka_unit_test(test_chunk_fd_limit),
+		cmocka_unit_test(test_chunk_fd_two_threads),
 	};
 	int rv;
 
