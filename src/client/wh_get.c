@@ -1171,13 +1171,292 @@ static int get_link(struct ctx *c, const struct entry *e)
 	return rv;
 }
 
+/* ------------------------------------------------------- small files */
+
+/*
+ * With a host that offers GET_SMALL, regular files of at most
+ * WH_MAX_SMALL_FILE bytes (by the listing) go several to a request: up to
+ * WH_MAX_SMALL_FILES, SMALL_BATCH_BYTES of data and a request frame's
+ * worth of paths.  Each comes back whole with its version and hash; the
+ * client verifies the hash and writes the file with plain writes (one
+ * request and no store for a file that is one chunk at most).  For a file
+ * already at the destination the request carries its hash, and the host
+ * answers SAME instead of sending the bytes.  Anything else (a per-file
+ * error, a file that grew, a bad hash, a whole request that failed) goes
+ * through the per-file path, which knows how to handle and report it.
+ */
+#define SMALL_BATCH_BYTES (1u << 20)
+#define SMALL_ENT_REQ_MAX (2 + 1 + WH_HASH_LEN) /* a request entry less its
+						  * path */
+
+struct small_batch {
+	struct entry *e[WH_MAX_SMALL_FILES];
+	bool have[WH_MAX_SMALL_FILES];
+	uint8_t hash[WH_MAX_SMALL_FILES][WH_HASH_LEN];
+	size_t n;
+};
+
+static bool small_candidate(const struct ctx *c, const struct entry *e)
+{
+	return (wh_session_caps(c->s) & WH_CAP_SMALL) &&
+	       S_ISREG(e->attr.mode) && e->attr.size <= WH_MAX_SMALL_FILE &&
+	       /* a sparse file keeps its holes: the per-file path */
+	       e->attr.blocks * 512 >= e->attr.size;
+}
+
+/* take_batch - small files from |c->next_ent| on (directories between them
+ * are skipped: they are made already); under c->lock.  0 if the next entry
+ * is not a small file. */
+static size_t take_batch(struct ctx *c, struct small_batch *b)
+{
+	size_t bytes = 0, req = 2;
+
+	b->n = 0;
+	while (c->next_ent < c->nents && b->n < WH_MAX_SMALL_FILES) {
+		struct entry *e = &c->ents[c->next_ent];
+		size_t plen;
+
+		if (S_ISDIR(e->attr.mode)) {
+			c->next_ent++;
+			continue;
+		}
+		if (!small_candidate(c, e))
+			break;
+		plen = strlen(e->rpath);
+		if (b->n > 0 && (bytes + e->attr.size > SMALL_BATCH_BYTES ||
+				 req + SMALL_ENT_REQ_MAX + plen >
+					 WH_MAX_REQ_FRAME))
+			break;
+		bytes += e->attr.size;
+		req += SMALL_ENT_REQ_MAX + plen;
+		b->e[b->n++] = e;
+		c->next_ent++;
+	}
+	return b->n;
+}
+
+/* old_hash - the BLAKE3 of the file at |e|'s destination, if it is a
+ * regular file of the listed size (else it cannot be the same) */
+static bool old_hash(const struct entry *e, uint8_t *buf,
+		     uint8_t hash[WH_HASH_LEN])
+{
+	struct stat st;
+	size_t got = 0;
+	ssize_t n;
+	int fd;
+
+	fd = open(e->lpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return false;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size != e->attr.size) {
+		close(fd);
+		return false;
+	}
+	while (got < e->attr.size) {
+		n = pread(fd, buf + got, e->attr.size - got, (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	if (got != e->attr.size)
+		return false;
+	wh_blake3(buf, got, hash);
+	return true;
+}
+
+static void small_count(struct ctx *c, uint64_t size, bool fetched)
+{
+	pthread_mutex_lock(&c->lock);
+	c->st->files++;
+	c->st->bytes += size;
+	if (size) {
+		c->st->chunks++;
+		if (fetched) {
+			c->st->chunks_fetched++;
+			c->st->wire_bytes += size;
+		} else {
+			c->st->chunks_from_dest++;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	add_done(c, size);
+}
+
+/* small_write - |e| is |ent|'s bytes: written under a temporary name,
+ * given the host's mode and times, renamed into place.  0 or -errno
+ * (reported). */
+static int small_write(struct ctx *c, const struct entry *e,
+		       const struct wh_small_ent *ent)
+{
+	char tmp[4200];
+	const char *slash = strrchr(e->lpath, '/');
+	size_t size = (size_t)ent->version.size, done = 0;
+	int fd, rv = 0;
+
+	if (slash)
+		snprintf(tmp, sizeof(tmp), "%.*s/.%s.wh-partial",
+			 (int)(slash - e->lpath), e->lpath, slash + 1);
+	else
+		snprintf(tmp, sizeof(tmp), ".%s.wh-partial", e->lpath);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rv = -errno;
+		fail(c, "cannot create '%s': %s", tmp, strerror(errno));
+		return rv;
+	}
+	while (done < size) {
+		ssize_t n = write(fd, ent->data + done, size - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rv = n < 0 ? -errno : -EIO;
+			break;
+		}
+		done += (size_t)n;
+	}
+	if (rv == -ENOSPC)
+		fail(c, "no space left on the device writing '%s'", e->lpath);
+	else if (rv < 0)
+		fail(c, "cannot write '%s': %s", tmp, strerror(-rv));
+	if (rv == 0) {
+		rv = set_meta(fd, e, &ent->version);
+		if (rv < 0)
+			fail(c, "cannot finish '%s': %s", tmp, strerror(-rv));
+	}
+	if (rv == 0 && rename(tmp, e->lpath) != 0) {
+		rv = -errno;
+		fail(c, "cannot rename '%s' to '%s': %s", tmp, e->lpath,
+		     strerror(errno));
+	}
+	close(fd);
+	if (rv < 0) {
+		unlink(tmp);
+		return rv;
+	}
+	small_count(c, size, true);
+	return 0;
+}
+
+/* small_same - the destination of |e| already holds the host's bytes:
+ * only its metadata may differ.  1 when done, 0 when the destination
+ * changed meanwhile (the caller fetches the file), -errno (reported). */
+static int small_same(struct ctx *c, const struct entry *e,
+		      const struct wh_small_ent *ent)
+{
+	struct stat st;
+	int fd, rv;
+
+	fd = open(e->lpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return 0;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size != ent->version.size) {
+		close(fd);
+		return 0;
+	}
+	rv = set_meta(fd, e, &ent->version);
+	close(fd);
+	if (rv < 0) {
+		fail(c, "cannot update '%s': %s", e->lpath, strerror(-rv));
+		return rv;
+	}
+	small_count(c, ent->version.size, false);
+	return 1;
+}
+
+/* get_small - the files of |b| in one GET_SMALL; |resp| is the caller's
+ * reply buffer, |buf| WH_MAX_SMALL_FILE bytes of scratch.  0 or the first
+ * error (reported). */
+static int get_small(struct ctx *c, struct small_batch *b,
+		     struct wh_buf *resp, uint8_t *buf)
+{
+	uint8_t ents[WH_MAX_REQ_FRAME];
+	struct wh_msg m, r;
+	struct wh_small_ent ent;
+	size_t elen = 0, pos = 0, i;
+	int rv = 0, dr = 0;
+
+	for (i = 0; i < b->n; i++) {
+		ssize_t w;
+
+		b->have[i] = old_hash(b->e[i], buf, b->hash[i]);
+		w = wh_small_req_encode(b->e[i]->rpath, strlen(b->e[i]->rpath),
+					b->have[i] ? b->hash[i] : NULL,
+					ents + elen, sizeof(ents) - 2 - elen);
+		if (w < 0)
+			break; /* take_batch kept the paths within a frame */
+		elen += (size_t)w;
+	}
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_GET_SMALL;
+	m.u.get_small.count = (uint16_t)i;
+	m.u.get_small.entries = ents;
+	m.u.get_small.entries_len = elen;
+	if (i > 0)
+		rv = rpc(c, &m, WH_MSG_GET_SMALL_REPLY, resp, &r);
+	if (i == 0 || rv < 0 || r.u.get_small_reply.count != i) {
+		if (rv < 0)
+			wh_debug("GET_SMALL failed (%s): one file at a time",
+				 wh_strerror(rv));
+		i = 0; /* every file the per-file way */
+	}
+	for (size_t k = 0; k < b->n; k++) {
+		const struct entry *e = b->e[k];
+		bool done = false;
+
+		if (k < i)
+			dr = wh_small_next(&r.u.get_small_reply, &pos, &ent);
+		if (k < i && dr == 1 && ent.status == WH_SMALL_DATA) {
+			uint8_t h[WH_HASH_LEN];
+
+			wh_blake3(ent.data, (size_t)ent.version.size, h);
+			if (!memcmp(h, ent.hash, WH_HASH_LEN)) {
+				rv = small_write(c, e, &ent);
+				if (rv < 0)
+					return rv;
+				done = true;
+			} else {
+				wh_warn("'%s' failed verification; fetching it "
+					"again", e->rpath);
+			}
+		} else if (k < i && dr == 1 && ent.status == WH_SMALL_SAME &&
+			   b->have[k] &&
+			   !memcmp(ent.hash, b->hash[k], WH_HASH_LEN)) {
+			rv = small_same(c, e, &ent);
+			if (rv < 0)
+				return rv;
+			done = rv == 1;
+		} else if (k < i && dr == 1 && ent.status == WH_SMALL_ERROR) {
+			wh_debug("GET_SMALL '%s': %s; by itself", e->rpath,
+				 strerror(ent.err));
+		}
+		if (!done) {
+			rv = get_file(c, e);
+			if (rv < 0)
+				return rv;
+		}
+	}
+	draw(c, false);
+	return 0;
+}
+
 /* file_worker - copy entries until none is left or one failed */
 static void *file_worker(void *arg)
 {
 	struct ctx *c = arg;
+	struct small_batch *b = malloc(sizeof(*b));
+	uint8_t *buf = malloc(WH_MAX_SMALL_FILE);
+	struct wh_buf resp;
 
+	wh_buf_init(&resp);
 	for (;;) {
 		struct entry *e;
+		size_t n = 0;
 		int rv = 0;
 
 		pthread_mutex_lock(&c->lock);
@@ -1185,9 +1464,16 @@ static void *file_worker(void *arg)
 			pthread_mutex_unlock(&c->lock);
 			break;
 		}
-		e = &c->ents[c->next_ent++];
+		if (b && buf)
+			n = take_batch(c, b);
+		e = n || c->next_ent >= c->nents ? NULL
+						 : &c->ents[c->next_ent++];
 		pthread_mutex_unlock(&c->lock);
-		if (S_ISREG(e->attr.mode))
+		if (n)
+			rv = get_small(c, b, &resp, buf);
+		else if (!e)
+			;	/* only directories were left */
+		else if (S_ISREG(e->attr.mode))
 			rv = get_file(c, e);
 		else if (S_ISLNK(e->attr.mode))
 			rv = get_link(c, e);
@@ -1199,6 +1485,9 @@ static void *file_worker(void *arg)
 			break;
 		}
 	}
+	wh_buf_free(&resp);
+	free(b);
+	free(buf);
 	return NULL;
 }
 

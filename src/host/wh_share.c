@@ -28,6 +28,10 @@
 #define MAX_WATCHES 65536
 #define READ_RETRIES 3
 #define DIRENT_BUDGET (WH_MAX_REPLY_FRAME - 4096)
+/* bytes of entries in a GET_SMALL_REPLY: the frame, less room for an
+ * ERROR entry for every file */
+#define SMALL_BUDGET (WH_MAX_REPLY_FRAME - 2 - \
+		      WH_MAX_SMALL_FILES * WH_SMALL_ENT_MAX_HDR)
 #define WATCH_MASK                                                         \
 	(IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY |  \
 	 IN_ATTRIB | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF |       \
@@ -730,6 +734,139 @@ static int do_chunk(struct wh_share *sh, uint32_t req_id,
 	return 0;
 }
 
+/*
+ * small_one - one file of a GET_SMALL, appended to |resp| as a reply entry
+ * if it fits in |budget| bytes of entries: the whole file read between two
+ * fstat()s that agree (retried a few times), hashed; SAME without the data
+ * when the client's copy has that hash.  A failure is an ERROR entry;
+ * returns 0, or -ENOMEM when |resp| cannot grow.
+ */
+static int small_one(struct wh_share *sh, const struct wh_small_req *q,
+		     size_t budget, struct wh_buf *resp)
+{
+	char p[WH_MAX_PATH + 1];
+	struct stat before, after;
+	struct wh_version v;
+	uint8_t hash[WH_HASH_LEN], *dst;
+	size_t base = resp->len, got = 0;
+	int fd, err = 0, tries;
+	ssize_t n;
+
+	memset(&v, 0, sizeof(v));
+	memset(hash, 0, sizeof(hash));
+	copy_path(p, q->path.p, q->path.len);
+	fd = open_regular(sh, p);
+	if (fd < 0) {
+		err = -fd;
+		goto error;
+	}
+	for (tries = 0; tries < READ_RETRIES; tries++) {
+		if (fstat(fd, &before) != 0) {
+			err = errno;
+			goto error;
+		}
+		if (before.st_size > WH_MAX_SMALL_FILE) {
+			err = EFBIG; /* grew since it was listed */
+			goto error;
+		}
+		if (WH_SMALL_ENT_MAX_HDR + (size_t)before.st_size > budget) {
+			err = ENOBUFS; /* no room left in this reply */
+			goto error;
+		}
+		if (wh_buf_reserve(resp, WH_SMALL_ENT_MAX_HDR +
+						 (size_t)before.st_size + 1) < 0) {
+			close(fd);
+			return -ENOMEM;
+		}
+		/* one byte more than the size: a file that grew shows */
+		dst = resp->data + base + WH_SMALL_ENT_MAX_HDR;
+		got = 0;
+		while (got <= (size_t)before.st_size) {
+			n = pread(fd, dst + got, (size_t)before.st_size + 1 - got,
+				  (off_t)got);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0) {
+				err = errno;
+				goto error;
+			}
+			if (n == 0)
+				break;
+			got += (size_t)n;
+		}
+		if (fstat(fd, &after) != 0) {
+			err = errno;
+			goto error;
+		}
+		if (got == (size_t)before.st_size &&
+		    same_version(&before, &after))
+			break;
+	}
+	close(fd);
+	fd = -1;
+	if (tries == READ_RETRIES) {
+		err = EAGAIN; /* it kept changing while it was read */
+		goto error;
+	}
+	fill_version(&after, &v);
+	wh_blake3(dst, got, hash);
+	if (q->have && !memcmp(q->hash, hash, WH_HASH_LEN)) {
+		n = wh_small_reply_ent_encode(WH_SMALL_SAME, &v, hash, 0,
+					      resp->data + base,
+					      WH_SMALL_ENT_MAX_HDR);
+		resp->len = base + (size_t)n;
+		return 0;
+	}
+	n = wh_small_reply_ent_encode(WH_SMALL_DATA, &v, hash, 0,
+				      resp->data + base, WH_SMALL_ENT_MAX_HDR);
+	/* the header is WH_SMALL_ENT_MAX_HDR bytes exactly for DATA */
+	resp->len = base + (size_t)n + got;
+	return 0;
+error:
+	if (fd >= 0)
+		close(fd);
+	if (wh_buf_reserve(resp, WH_SMALL_ENT_MAX_HDR) < 0)
+		return -ENOMEM;
+	n = wh_small_reply_ent_encode(WH_SMALL_ERROR, &v, hash, err,
+				      resp->data + base, WH_SMALL_ENT_MAX_HDR);
+	resp->len = base + (size_t)n;
+	return 0;
+}
+
+/* do_get_small - several small files whole, each with its version and
+ * hash, in one reply of at most WH_MAX_REPLY_FRAME bytes */
+static int do_get_small(struct wh_share *sh, uint32_t req_id,
+			const struct wh_msg_get_small *g, struct wh_buf *resp)
+{
+	struct wh_small_req q;
+	size_t base = resp->len, pos = 0, body;
+	int rv;
+
+	rv = wh_buf_reserve(resp, WH_SMALL_REPLY_HDR_LEN);
+	if (rv < 0)
+		return rv;
+	resp->len += WH_SMALL_REPLY_HDR_LEN;
+	body = resp->len;
+	while ((rv = wh_small_req_next(g, &pos, &q)) == 1) {
+		size_t used = resp->len - body;
+
+		/* room kept for an ERROR entry for every file */
+		rv = small_one(sh, &q, SMALL_BUDGET - used, resp);
+		if (rv < 0) {
+			resp->len = base;
+			return rv;
+		}
+	}
+	if (rv < 0) { /* the decoder checked every entry already */
+		resp->len = base;
+		return wh_error_append(resp, req_id, EPROTO,
+				       "malformed request");
+	}
+	wh_small_reply_hdr_encode(req_id, g->count, resp->len - body,
+				  resp->data + base, WH_SMALL_REPLY_HDR_LEN);
+	return 0;
+}
+
 static int do_readdir(struct wh_share *sh, uint32_t req_id,
 		      const struct wh_msg_readdir *rd, struct wh_buf *resp)
 {
@@ -878,6 +1015,8 @@ int wh_share_serve(struct wh_share *sh, const uint8_t *req, size_t len,
 	case WH_MSG_MANIFEST_STREAM:
 		return do_manifest_stream(sh, req_id, &m.u.manifest_stream,
 					  resp);
+	case WH_MSG_GET_SMALL:
+		return do_get_small(sh, req_id, &m.u.get_small, resp);
 	default:
 		rv = wh_error_append(resp, req_id, EPROTO,
 				 "not a request message");
