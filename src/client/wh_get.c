@@ -145,39 +145,54 @@ static int add_entry(struct ctx *c, char *rpath, char *lpath,
 	return 0;
 }
 
-static int walk(struct ctx *c, char *rpath, char *lpath,
-		const struct wh_attr *a)
+/*
+ * The walk lists directories several at once (WALKERS requests in
+ * flight), since a tree of many directories would otherwise cost a round
+ * trip per directory, one after the other.  An entry is added only after
+ * its directory's own entry, so parents always come before their children
+ * in the list.  Every field below is protected by c->lock.
+ */
+#define WALKERS 8
+
+static bool grow(void **p, size_t *cap, size_t need, size_t elem);
+
+struct walkq {
+	size_t *dirs; /* entries that are directories still to list */
+	size_t ndirs, cap, next;
+	int busy;     /* walkers listing a directory now */
+	int rv;       /* the first failure */
+	pthread_cond_t cv;
+};
+
+/* list_dir - every entry of the directory |rp| (local |lp|) into the
+ * list, its subdirectories into the queue */
+static int list_dir(struct ctx *c, struct walkq *q, const char *rp,
+		    const char *lp)
 {
 	struct wh_buf resp;
 	uint64_t cookie = 0;
-	int rv;
+	int rv = 0;
 
-	rv = add_entry(c, rpath, lpath, a);
-	if (rv < 0 || !S_ISDIR(a->mode))
-		return rv;
 	wh_buf_init(&resp);
 	for (;;) {
 		struct wh_msg m, r;
 		struct wh_dirent de;
-		size_t pos = 0, idx = c->nents - 1;
+		size_t pos = 0;
 		int dr;
 
 		memset(&m, 0, sizeof(m));
 		m.hdr.type = WH_MSG_READDIR;
-		m.u.readdir.path.p = c->ents[idx].rpath;
-		m.u.readdir.path.len = (uint16_t)strlen(c->ents[idx].rpath);
+		m.u.readdir.path.p = rp;
+		m.u.readdir.path.len = (uint16_t)strlen(rp);
 		m.u.readdir.cookie = cookie;
 		m.u.readdir.max_entries = WH_MAX_READDIR_ENTRIES;
 		rv = rpc(c, &m, WH_MSG_READDIR_REPLY, &resp, &r);
 		if (rv < 0) {
-			fail(c, "cannot list '%s': %s", c->ents[idx].rpath,
-			     wh_strerror(rv));
+			fail(c, "cannot list '%s': %s", rp, wh_strerror(rv));
 			break;
 		}
 		while ((dr = wh_dirent_next(&r.u.readdir_reply, &pos, &de)) ==
 		       1) {
-			const char *rp = c->ents[idx].rpath;
-			const char *lp = c->ents[idx].lpath;
 			char *cr = join(rp, de.name.p, de.name.len);
 			char *cl = join(lp, de.name.p, de.name.len);
 
@@ -187,7 +202,18 @@ static int walk(struct ctx *c, char *rpath, char *lpath,
 				rv = -ENOMEM;
 				break;
 			}
-			rv = walk(c, cr, cl, &de.attr);
+			pthread_mutex_lock(&c->lock);
+			rv = add_entry(c, cr, cl, &de.attr);
+			if (rv == 0 && S_ISDIR(de.attr.mode)) {
+				if (grow((void **)&q->dirs, &q->cap,
+					 q->ndirs + 1, sizeof(*q->dirs))) {
+					q->dirs[q->ndirs++] = c->nents - 1;
+					pthread_cond_signal(&q->cv);
+				} else {
+					rv = -ENOMEM;
+				}
+			}
+			pthread_mutex_unlock(&c->lock);
 			if (rv < 0)
 				break;
 		}
@@ -202,6 +228,78 @@ static int walk(struct ctx *c, char *rpath, char *lpath,
 	}
 	wh_buf_free(&resp);
 	return rv;
+}
+
+struct walker_arg {
+	struct ctx *c;
+	struct walkq *q;
+};
+
+static void *walker(void *arg)
+{
+	struct walker_arg *wa = arg;
+	struct ctx *c = wa->c;
+	struct walkq *q = wa->q;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		const char *rp, *lp;
+		size_t idx;
+		int rv;
+
+		while (!q->rv && q->next == q->ndirs && q->busy > 0)
+			pthread_cond_wait(&q->cv, &c->lock);
+		if (q->rv || q->next == q->ndirs)
+			break; /* failed, or nothing left and nobody listing */
+		idx = q->dirs[q->next++];
+		q->busy++;
+		/* the strings stay put when the list grows */
+		rp = c->ents[idx].rpath;
+		lp = c->ents[idx].lpath;
+		pthread_mutex_unlock(&c->lock);
+		rv = list_dir(c, q, rp, lp);
+		pthread_mutex_lock(&c->lock);
+		q->busy--;
+		if (rv < 0 && !q->rv)
+			q->rv = rv;
+		pthread_cond_broadcast(&q->cv);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* walk - |rpath| (whose attributes are |a|) and, for a directory,
+ * everything below it, into the list; the paths move to the list */
+static int walk(struct ctx *c, char *rpath, char *lpath,
+		const struct wh_attr *a)
+{
+	struct walker_arg wa;
+	struct walkq q;
+	pthread_t th[WALKERS - 1];
+	int nth = 0, rv;
+
+	rv = add_entry(c, rpath, lpath, a);
+	if (rv < 0 || !S_ISDIR(a->mode))
+		return rv;
+	memset(&q, 0, sizeof(q));
+	pthread_cond_init(&q.cv, NULL);
+	if (!grow((void **)&q.dirs, &q.cap, 1, sizeof(*q.dirs))) {
+		pthread_cond_destroy(&q.cv);
+		return -ENOMEM;
+	}
+	q.dirs[q.ndirs++] = c->nents - 1;
+	wa.c = c;
+	wa.q = &q;
+	/* the other walkers wait for directories to appear */
+	for (int i = 0; i < WALKERS - 1; i++)
+		if (pthread_create(&th[nth], NULL, walker, &wa) == 0)
+			nth++;
+	walker(&wa);
+	for (int i = 0; i < nth; i++)
+		pthread_join(th[i], NULL);
+	pthread_cond_destroy(&q.cv);
+	free(q.dirs);
+	return q.rv;
 }
 
 /* ------------------------------------------------------------- progress */
