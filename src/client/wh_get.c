@@ -25,6 +25,8 @@
 struct entry {
 	char *rpath, *lpath;
 	struct wh_attr attr;
+	size_t parent; /* its directory's entry; SIZE_MAX for the top */
+	bool made;     /* a directory this get created (so it was empty) */
 };
 
 struct ctx {
@@ -52,6 +54,7 @@ struct ctx {
 	int freeidx[WH_GET_MAX_PARALLEL];        /* free ones, under lock */
 	int nfree;
 	int first_rv;           /* the first file that failed, under lock */
+	mode_t umask;           /* the process's, read once */
 };
 
 static void fail(struct ctx *c, const char *fmt, ...)
@@ -139,6 +142,8 @@ static int add_entry(struct ctx *c, char *rpath, char *lpath,
 	c->ents[c->nents].rpath = rpath;
 	c->ents[c->nents].lpath = lpath;
 	c->ents[c->nents].attr = *a;
+	c->ents[c->nents].parent = SIZE_MAX;
+	c->ents[c->nents].made = false;
 	c->nents++;
 	if (S_ISREG(a->mode))
 		c->total_bytes += a->size;
@@ -164,10 +169,10 @@ struct walkq {
 	pthread_cond_t cv;
 };
 
-/* list_dir - every entry of the directory |rp| (local |lp|) into the
- * list, its subdirectories into the queue */
-static int list_dir(struct ctx *c, struct walkq *q, const char *rp,
-		    const char *lp)
+/* list_dir - every entry of the directory |rp| (local |lp|, entry |dir|)
+ * into the list, its subdirectories into the queue */
+static int list_dir(struct ctx *c, struct walkq *q, size_t dir,
+		    const char *rp, const char *lp)
 {
 	struct wh_buf resp;
 	uint64_t cookie = 0;
@@ -204,6 +209,8 @@ static int list_dir(struct ctx *c, struct walkq *q, const char *rp,
 			}
 			pthread_mutex_lock(&c->lock);
 			rv = add_entry(c, cr, cl, &de.attr);
+			if (rv == 0)
+				c->ents[c->nents - 1].parent = dir;
 			if (rv == 0 && S_ISDIR(de.attr.mode)) {
 				if (grow((void **)&q->dirs, &q->cap,
 					 q->ndirs + 1, sizeof(*q->dirs))) {
@@ -257,7 +264,7 @@ static void *walker(void *arg)
 		rp = c->ents[idx].rpath;
 		lp = c->ents[idx].lpath;
 		pthread_mutex_unlock(&c->lock);
-		rv = list_dir(c, q, rp, lp);
+		rv = list_dir(c, q, idx, rp, lp);
 		pthread_mutex_lock(&c->lock);
 		q->busy--;
 		if (rv < 0 && !q->rv)
@@ -1384,6 +1391,19 @@ static void small_count(struct ctx *c, uint64_t size, bool fetched)
 	add_done(c, size);
 }
 
+/* small_times - the host's times on |fd| (its mode is right already) */
+static int small_times(int fd, const struct entry *e,
+		       const struct wh_version *v)
+{
+	struct timespec times[2];
+
+	times[0].tv_sec = e->attr.atime.sec;
+	times[0].tv_nsec = e->attr.atime.nsec;
+	times[1].tv_sec = v->mtime.sec;
+	times[1].tv_nsec = v->mtime.nsec;
+	return futimens(fd, times) == 0 ? 0 : -errno;
+}
+
 /* small_write - |e| is |ent|'s bytes: written under a temporary name,
  * given the host's mode and times, renamed into place.  0 or -errno
  * (reported). */
@@ -1393,6 +1413,12 @@ static int small_write(struct ctx *c, const struct entry *e,
 	char tmp[4200];
 	const char *slash = strrchr(e->lpath, '/');
 	size_t size = (size_t)ent->version.size, done = 0;
+	mode_t mode = e->attr.mode & 07777;
+	/* created with its final mode when the umask keeps it and no write
+	 * clears it (set-id bits) or is refused by it (no owner write): one
+	 * fchmod less */
+	bool direct = !(mode & 06000) && (mode & S_IWUSR) &&
+		      (mode & c->umask) == 0;
 	int fd, rv = 0;
 
 	if (slash)
@@ -1400,7 +1426,13 @@ static int small_write(struct ctx *c, const struct entry *e,
 			 (int)(slash - e->lpath), e->lpath, slash + 1);
 	else
 		snprintf(tmp, sizeof(tmp), ".%s.wh-partial", e->lpath);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/* a new file, so that it has that mode (an interrupted get may
+	 * have left one behind) */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		  direct ? mode : 0600);
+	if (fd < 0 && errno == EEXIST && unlink(tmp) == 0)
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+			  direct ? mode : 0600);
 	if (fd < 0) {
 		rv = -errno;
 		fail(c, "cannot create '%s': %s", tmp, strerror(errno));
@@ -1422,7 +1454,8 @@ static int small_write(struct ctx *c, const struct entry *e,
 	else if (rv < 0)
 		fail(c, "cannot write '%s': %s", tmp, strerror(-rv));
 	if (rv == 0) {
-		rv = set_meta(fd, e, &ent->version);
+		rv = direct ? small_times(fd, e, &ent->version)
+			    : set_meta(fd, e, &ent->version);
 		if (rv < 0)
 			fail(c, "cannot finish '%s': %s", tmp, strerror(-rv));
 	}
@@ -1482,7 +1515,11 @@ static int get_small(struct ctx *c, struct small_batch *b,
 	for (i = 0; i < b->n; i++) {
 		ssize_t w;
 
-		b->have[i] = old_hash(b->e[i], buf, b->hash[i]);
+		const struct entry *e = b->e[i];
+
+		/* nothing old to look at in a directory this get made */
+		b->have[i] = !(e->parent != SIZE_MAX && c->ents[e->parent].made) &&
+			     old_hash(e, buf, b->hash[i]);
 		w = wh_small_req_encode(b->e[i]->rpath, strlen(b->e[i]->rpath),
 					b->have[i] ? b->hash[i] : NULL,
 					ents + elen, sizeof(ents) - 2 - elen);
@@ -1633,6 +1670,8 @@ int wh_get_run(struct wh_session *s, struct wh_store *store,
 	c.errlen = errlen;
 	err[0] = '\0';
 	c.t0 = wh_now_ns();
+	c.umask = umask(022);
+	umask(c.umask);
 	pthread_mutex_init(&c.lock, NULL);
 	pthread_cond_init(&c.wcv, NULL);
 	wh_window_init(&c.win, WINDOW_MIN, (unsigned)o->parallel,
@@ -1680,8 +1719,11 @@ int wh_get_run(struct wh_session *s, struct wh_store *store,
 	for (size_t i = 0; i < c.nents && rv == 0; i++) {
 		struct entry *e = &c.ents[i];
 
-		if (S_ISDIR(e->attr.mode) && mkdir(e->lpath, 0700) != 0 &&
-		    errno != EEXIST) {
+		if (!S_ISDIR(e->attr.mode))
+			continue;
+		if (mkdir(e->lpath, 0700) == 0) {
+			e->made = true; /* no old destination files in it */
+		} else if (errno != EEXIST) {
 			rv = -errno;
 			fail(&c, "cannot create '%s': %s", e->lpath,
 			     strerror(errno));

@@ -734,6 +734,34 @@ static int do_chunk(struct wh_share *sh, uint32_t req_id,
 	return 0;
 }
 
+/* open_small - open_regular that also gives the file's fstat() (that of
+ * the O_PATH descriptor: the same inode) */
+static int open_small(struct wh_share *sh, const char *p, struct stat *st)
+{
+	char proc[64];
+	int fd, rfd;
+
+	fd = resolve(sh, p);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, st) != 0)
+		rfd = -errno;
+	else if (S_ISDIR(st->st_mode))
+		rfd = -EISDIR;
+	else if (S_ISLNK(st->st_mode))
+		rfd = -EINVAL;
+	else if (!S_ISREG(st->st_mode))
+		rfd = -ENOENT;
+	else {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+		rfd = open(proc, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		if (rfd < 0)
+			rfd = -errno;
+	}
+	close(fd);
+	return rfd;
+}
+
 /*
  * small_one - one file of a GET_SMALL, appended to |resp| as a reply entry
  * if it fits in |budget| bytes of entries: the whole file read between two
@@ -755,13 +783,13 @@ static int small_one(struct wh_share *sh, const struct wh_small_req *q,
 	memset(&v, 0, sizeof(v));
 	memset(hash, 0, sizeof(hash));
 	copy_path(p, q->path.p, q->path.len);
-	fd = open_regular(sh, p);
+	fd = open_small(sh, p, &before);
 	if (fd < 0) {
 		err = -fd;
 		goto error;
 	}
 	for (tries = 0; tries < READ_RETRIES; tries++) {
-		if (fstat(fd, &before) != 0) {
+		if (tries > 0 && fstat(fd, &before) != 0) {
 			err = errno;
 			goto error;
 		}
@@ -782,17 +810,19 @@ static int small_one(struct wh_share *sh, const struct wh_small_req *q,
 		dst = resp->data + base + WH_SMALL_ENT_MAX_HDR;
 		got = 0;
 		while (got <= (size_t)before.st_size) {
-			n = pread(fd, dst + got, (size_t)before.st_size + 1 - got,
-				  (off_t)got);
+			size_t want = (size_t)before.st_size + 1 - got;
+
+			n = pread(fd, dst + got, want, (off_t)got);
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n < 0) {
 				err = errno;
 				goto error;
 			}
-			if (n == 0)
-				break;
 			got += (size_t)n;
+			if ((size_t)n < want)
+				break; /* a regular file reads short only at
+					* its end */
 		}
 		if (fstat(fd, &after) != 0) {
 			err = errno;

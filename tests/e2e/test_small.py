@@ -10,6 +10,9 @@ import time
 from conftest import WH_BIN, MiB, wait_for
 
 SMALL_MAX = 256 * 1024
+# the modes a destination file must get whatever the umask and the order
+# of writes (write clears set-id bits)
+MODES = {"m666": 0o666, "m444": 0o444, "m4755": 0o4755, "m2711": 0o2711, "m600": 0o600}
 
 
 def get(h, remote, local, cache, *extra, check=True):
@@ -46,6 +49,11 @@ def make_tree(share):
             f.write(os.urandom(size))
         files += 1
     os.chmod(os.path.join(share, "one"), 0o604)
+    for name, mode in MODES.items():
+        with open(os.path.join(share, name), "wb") as f:
+            f.write(b"mode %o" % mode)
+        os.chmod(os.path.join(share, name), mode)
+        files += 1
     os.utime(os.path.join(share, "one"), ns=(1, 1_600_000_000_987_654_321))
     with open(os.path.join(share, "d1", "big"), "wb") as f:
         f.write(os.urandom(6 * MiB))
@@ -71,9 +79,10 @@ def test_tree_of_small_files_batched(workdir, hosts):
     s = get(h, "", out, os.path.join(workdir, "cc"))
     assert same_tree(share, out)
     assert s["files"] == files
-    a = os.stat(os.path.join(share, "one"))
-    b = os.stat(os.path.join(out, "one"))
-    assert a.st_mode == b.st_mode and a.st_mtime_ns == b.st_mtime_ns
+    for name in ["one", "d0/f03", "d1/a/b/f00"] + list(MODES):
+        a = os.stat(os.path.join(share, name))
+        b = os.stat(os.path.join(out, name))
+        assert a.st_mode == b.st_mode and a.st_mtime_ns == b.st_mtime_ns, name
     for d, _, names in os.walk(out):
         assert not [n for n in names if n.startswith(".")], d
     # far fewer requests than files: 64 to a request
