@@ -763,27 +763,25 @@ static int open_small(struct wh_share *sh, const char *p, struct stat *st)
 }
 
 /*
- * small_one - one file of a GET_SMALL, appended to |resp| as a reply entry
- * if it fits in |budget| bytes of entries: the whole file read between two
- * fstat()s that agree (retried a few times), hashed; SAME without the data
- * when the client's copy has that hash.  A failure is an ERROR entry;
+ * small_one - one file of a GET_SMALL (|fd| from open_small, whose fstat
+ * is |before|, or -errno), appended to |resp| as a reply entry if it fits
+ * in |budget| bytes of entries: the whole file read between two fstat()s
+ * that agree (retried a few times), hashed; SAME without the data when the
+ * client's copy has that hash.  A failure is an ERROR entry.  Closes |fd|;
  * returns 0, or -ENOMEM when |resp| cannot grow.
  */
-static int small_one(struct wh_share *sh, const struct wh_small_req *q,
-		     size_t budget, struct wh_buf *resp)
+static int small_one(const struct wh_small_req *q, int fd,
+		     struct stat before, size_t budget, struct wh_buf *resp)
 {
-	char p[WH_MAX_PATH + 1];
-	struct stat before, after;
+	struct stat after;
 	struct wh_version v;
 	uint8_t hash[WH_HASH_LEN], *dst;
 	size_t base = resp->len, got = 0;
-	int fd, err = 0, tries;
+	int err = 0, tries;
 	ssize_t n;
 
 	memset(&v, 0, sizeof(v));
 	memset(hash, 0, sizeof(hash));
-	copy_path(p, q->path.p, q->path.len);
-	fd = open_small(sh, p, &before);
 	if (fd < 0) {
 		err = -fd;
 		goto error;
@@ -868,29 +866,52 @@ error:
 static int do_get_small(struct wh_share *sh, uint32_t req_id,
 			const struct wh_msg_get_small *g, struct wh_buf *resp)
 {
-	struct wh_small_req q;
-	size_t base = resp->len, pos = 0, body;
+	struct wh_small_req q[WH_MAX_SMALL_FILES];
+	struct stat st[WH_MAX_SMALL_FILES];
+	int fds[WH_MAX_SMALL_FILES];
+	size_t base = resp->len, pos = 0, body, n = 0;
 	int rv;
 
+	while (n < WH_MAX_SMALL_FILES &&
+	       (rv = wh_small_req_next(g, &pos, &q[n])) == 1)
+		n++;
+	if (n != g->count) /* the decoder checked every entry already */
+		return wh_error_append(resp, req_id, EPROTO,
+				       "malformed request");
+	/* every file open first, its reading started: a cold disk then
+	 * has them all to read at once, not one after the other */
+	for (size_t i = 0; i < n; i++) {
+		char p[WH_MAX_PATH + 1];
+
+		copy_path(p, q[i].path.p, q[i].path.len);
+		fds[i] = open_small(sh, p, &st[i]);
+		if (n > 1 && fds[i] >= 0 && st[i].st_size > 0 &&
+		    st[i].st_size <= WH_MAX_SMALL_FILE)
+			posix_fadvise(fds[i], 0, st[i].st_size,
+				      POSIX_FADV_WILLNEED);
+	}
 	rv = wh_buf_reserve(resp, WH_SMALL_REPLY_HDR_LEN);
+	for (size_t i = 0; rv < 0 && i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
 	if (rv < 0)
 		return rv;
 	resp->len += WH_SMALL_REPLY_HDR_LEN;
 	body = resp->len;
-	while ((rv = wh_small_req_next(g, &pos, &q)) == 1) {
+	for (size_t i = 0; i < n; i++) {
 		size_t used = resp->len - body;
 
-		/* room kept for an ERROR entry for every file */
-		rv = small_one(sh, &q, SMALL_BUDGET - used, resp);
-		if (rv < 0) {
-			resp->len = base;
-			return rv;
+		if (rv < 0) { /* out of memory: the rest only closed */
+			if (fds[i] >= 0)
+				close(fds[i]);
+			continue;
 		}
+		/* room kept for an ERROR entry for every file */
+		rv = small_one(&q[i], fds[i], st[i], SMALL_BUDGET - used, resp);
 	}
-	if (rv < 0) { /* the decoder checked every entry already */
+	if (rv < 0) {
 		resp->len = base;
-		return wh_error_append(resp, req_id, EPROTO,
-				       "malformed request");
+		return rv;
 	}
 	wh_small_reply_hdr_encode(req_id, g->count, resp->len - body,
 				  resp->data + base, WH_SMALL_REPLY_HDR_LEN);
