@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/wh_err.h"
@@ -53,6 +54,8 @@ struct wh_share {
 	struct wh_mcache *own_mc; /* in memory, for streamed manifests
 				   * when |mc| is NULL */
 	int mwaiting;          /* MANIFEST_STREAMs waiting, atomic */
+	int proc_fd;           /* /proc/self/fd, for reopening O_PATH
+				* descriptors; -1 if unavailable */
 };
 
 /* MANIFEST_STREAMs that may wait at once: the others answer right away,
@@ -752,7 +755,14 @@ static int open_small(struct wh_share *sh, const char *p, struct stat *st)
 		rfd = -EINVAL;
 	else if (!S_ISREG(st->st_mode))
 		rfd = -ENOENT;
-	else {
+	else if (sh->proc_fd >= 0) {
+		/* one component to look up, not the whole /proc path */
+		snprintf(proc, sizeof(proc), "%d", fd);
+		rfd = openat(sh->proc_fd, proc, O_RDONLY | O_CLOEXEC |
+						       O_NOCTTY);
+		if (rfd < 0)
+			rfd = -errno;
+	} else {
 		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
 		rfd = open(proc, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 		if (rfd < 0)
@@ -760,6 +770,32 @@ static int open_small(struct wh_share *sh, const char *p, struct stat *st)
 	}
 	close(fd);
 	return rfd;
+}
+
+/*
+ * The files of one GET_SMALL are read one after the other.  When one is
+ * not in the page cache (a read with RWF_NOWAIT says so), the reads of all
+ * the files after it are started at once (POSIX_FADV_WILLNEED), so that a
+ * cold disk has them all to read, not one after the other; a warm cache
+ * costs nothing more.
+ */
+struct small_ahead {
+	const int *fds;
+	const struct stat *st;
+	size_t next, n; /* the files not read yet */
+	bool done;      /* started already, or not worth it */
+};
+
+static void small_ahead_start(struct small_ahead *ra)
+{
+	if (!ra || ra->done)
+		return;
+	ra->done = true;
+	for (size_t i = ra->next; i < ra->n; i++)
+		if (ra->fds[i] >= 0 && ra->st[i].st_size > 0 &&
+		    ra->st[i].st_size <= WH_MAX_SMALL_FILE)
+			posix_fadvise(ra->fds[i], 0, ra->st[i].st_size,
+				      POSIX_FADV_WILLNEED);
 }
 
 /*
@@ -771,13 +807,15 @@ static int open_small(struct wh_share *sh, const char *p, struct stat *st)
  * returns 0, or -ENOMEM when |resp| cannot grow.
  */
 static int small_one(const struct wh_small_req *q, int fd,
-		     struct stat before, size_t budget, struct wh_buf *resp)
+		     struct stat before, size_t budget,
+		     struct small_ahead *ra, struct wh_buf *resp)
 {
 	struct stat after;
 	struct wh_version v;
 	uint8_t hash[WH_HASH_LEN], *dst;
 	size_t base = resp->len, got = 0;
 	int err = 0, tries;
+	bool nowait;
 	ssize_t n;
 
 	memset(&v, 0, sizeof(v));
@@ -807,10 +845,25 @@ static int small_one(const struct wh_small_req *q, int fd,
 		/* one byte more than the size: a file that grew shows */
 		dst = resp->data + base + WH_SMALL_ENT_MAX_HDR;
 		got = 0;
+		nowait = ra && !ra->done && before.st_size > 0;
 		while (got <= (size_t)before.st_size) {
 			size_t want = (size_t)before.st_size + 1 - got;
+			bool was_nowait = nowait;
 
-			n = pread(fd, dst + got, want, (off_t)got);
+			if (nowait) {
+				struct iovec iov = { dst + got, want };
+
+				n = preadv2(fd, &iov, 1, (off_t)got,
+					    RWF_NOWAIT);
+				nowait = false;
+				if (n < 0 && errno != EINTR) {
+					/* not cached (or no RWF_NOWAIT) */
+					small_ahead_start(ra);
+					continue;
+				}
+			} else {
+				n = pread(fd, dst + got, want, (off_t)got);
+			}
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n < 0) {
@@ -818,9 +871,13 @@ static int small_one(const struct wh_small_req *q, int fd,
 				goto error;
 			}
 			got += (size_t)n;
-			if ((size_t)n < want)
-				break; /* a regular file reads short only at
-					* its end */
+			/* a regular file reads short only at its end; a
+			 * RWF_NOWAIT read also where the cache ends */
+			if ((size_t)n < want &&
+			    (got == (size_t)before.st_size || !was_nowait))
+				break;
+			if (was_nowait && (size_t)n < want)
+				small_ahead_start(ra);
 		}
 		if (fstat(fd, &after) != 0) {
 			err = errno;
@@ -869,6 +926,7 @@ static int do_get_small(struct wh_share *sh, uint32_t req_id,
 	struct wh_small_req q[WH_MAX_SMALL_FILES];
 	struct stat st[WH_MAX_SMALL_FILES];
 	int fds[WH_MAX_SMALL_FILES];
+	struct small_ahead ra;
 	size_t base = resp->len, pos = 0, body, n = 0;
 	int rv;
 
@@ -878,18 +936,18 @@ static int do_get_small(struct wh_share *sh, uint32_t req_id,
 	if (n != g->count) /* the decoder checked every entry already */
 		return wh_error_append(resp, req_id, EPROTO,
 				       "malformed request");
-	/* every file open first, its reading started: a cold disk then
-	 * has them all to read at once, not one after the other */
+	/* every file open first, so that their reads can be started
+	 * together (struct small_ahead) */
 	for (size_t i = 0; i < n; i++) {
 		char p[WH_MAX_PATH + 1];
 
 		copy_path(p, q[i].path.p, q[i].path.len);
 		fds[i] = open_small(sh, p, &st[i]);
-		if (n > 1 && fds[i] >= 0 && st[i].st_size > 0 &&
-		    st[i].st_size <= WH_MAX_SMALL_FILE)
-			posix_fadvise(fds[i], 0, st[i].st_size,
-				      POSIX_FADV_WILLNEED);
 	}
+	ra.fds = fds;
+	ra.st = st;
+	ra.n = n;
+	ra.done = n < 2;
 	rv = wh_buf_reserve(resp, WH_SMALL_REPLY_HDR_LEN);
 	for (size_t i = 0; rv < 0 && i < n; i++)
 		if (fds[i] >= 0)
@@ -907,7 +965,9 @@ static int do_get_small(struct wh_share *sh, uint32_t req_id,
 			continue;
 		}
 		/* room kept for an ERROR entry for every file */
-		rv = small_one(&q[i], fds[i], st[i], SMALL_BUDGET - used, resp);
+		ra.next = i + 1;
+		rv = small_one(&q[i], fds[i], st[i], SMALL_BUDGET - used, &ra,
+			       resp);
 	}
 	if (rv < 0) {
 		resp->len = base;
@@ -1087,6 +1147,7 @@ int wh_share_open(const char *dir, struct wh_share **pshare)
 		return -ENOMEM;
 	pthread_mutex_init(&sh->lock, NULL);
 	sh->ifd = -1;
+	sh->proc_fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	sh->root_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (sh->root_fd < 0) {
 		int err = -errno;
@@ -1118,6 +1179,8 @@ void wh_share_close(struct wh_share *sh)
 		close(sh->ifd);
 	if (sh->root_fd >= 0)
 		close(sh->root_fd);
+	if (sh->proc_fd >= 0)
+		close(sh->proc_fd);
 	wh_mcache_close(sh->own_mc);
 	pthread_mutex_destroy(&sh->lock);
 	free(sh);
