@@ -9,7 +9,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build-bench")
-WH = os.path.join(BUILD, "wormhole")
+# WH_BENCH_BIN: run another build (say, the one before a change) instead
+WH = os.environ.get("WH_BENCH_BIN") or os.path.join(BUILD, "wormhole")
 
 
 def sh(*cmd, **kw):

@@ -26,6 +26,31 @@ static void check(const uint8_t *data, size_t size, size_t max)
 		if (count != m.u.readdir_reply.count)
 			abort();
 	}
+	if (m.hdr.type == WH_MSG_GET_SMALL) {
+		struct wh_small_req q;
+		size_t pos = 0;
+		uint32_t count = 0;
+
+		while (wh_small_req_next(&m.u.get_small, &pos, &q) == 1)
+			count++;
+		if (count != m.u.get_small.count)
+			abort();
+	}
+	if (m.hdr.type == WH_MSG_GET_SMALL_REPLY) {
+		struct wh_small_ent e;
+		size_t pos = 0;
+		uint32_t count = 0;
+
+		while (wh_small_next(&m.u.get_small_reply, &pos, &e) == 1) {
+			if (e.status == WH_SMALL_DATA &&
+			    (e.version.size > WH_MAX_SMALL_FILE ||
+			     e.data + e.version.size > data + size))
+				abort();
+			count++;
+		}
+		if (count != m.u.get_small_reply.count)
+			abort();
+	}
 	n = wh_msg_encode(&m, out, sizeof(out));
 	if (n < 0)
 		abort();

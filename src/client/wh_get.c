@@ -26,6 +26,8 @@
 struct entry {
 	char *rpath, *lpath;
 	struct wh_attr attr;
+	size_t parent; /* its directory's entry; SIZE_MAX for the top */
+	bool made;     /* a directory this get created (so it was empty) */
 };
 
 struct ctx {
@@ -55,6 +57,7 @@ struct ctx {
 	int freeidx[WH_GET_MAX_PARALLEL];        /* free ones, under lock */
 	int nfree;
 	int first_rv;           /* the first file that failed, under lock */
+	mode_t umask;           /* the process's, read once */
 };
 
 static void fail(struct ctx *c, const char *fmt, ...)
@@ -142,45 +145,62 @@ static int add_entry(struct ctx *c, char *rpath, char *lpath,
 	c->ents[c->nents].rpath = rpath;
 	c->ents[c->nents].lpath = lpath;
 	c->ents[c->nents].attr = *a;
+	c->ents[c->nents].parent = SIZE_MAX;
+	c->ents[c->nents].made = false;
 	c->nents++;
 	if (S_ISREG(a->mode))
 		c->total_bytes += a->size;
 	return 0;
 }
 
-static int walk(struct ctx *c, char *rpath, char *lpath,
-		const struct wh_attr *a)
+/*
+ * The walk lists directories several at once (WALKERS requests in
+ * flight), since a tree of many directories would otherwise cost a round
+ * trip per directory, one after the other.  An entry is added only after
+ * its directory's own entry, so parents always come before their children
+ * in the list.  Every field below is protected by c->lock.
+ */
+#define WALKERS 8
+
+static bool grow(void **p, size_t *cap, size_t need, size_t elem);
+
+struct walkq {
+	size_t *dirs; /* entries that are directories still to list */
+	size_t ndirs, cap, next;
+	int busy;     /* walkers listing a directory now */
+	int rv;       /* the first failure */
+	pthread_cond_t cv;
+};
+
+/* list_dir - every entry of the directory |rp| (local |lp|, entry |dir|)
+ * into the list, its subdirectories into the queue */
+static int list_dir(struct ctx *c, struct walkq *q, size_t dir,
+		    const char *rp, const char *lp)
 {
 	struct wh_buf resp;
 	uint64_t cookie = 0;
-	int rv;
+	int rv = 0;
 
-	rv = add_entry(c, rpath, lpath, a);
-	if (rv < 0 || !S_ISDIR(a->mode))
-		return rv;
 	wh_buf_init(&resp);
 	for (;;) {
 		struct wh_msg m, r;
 		struct wh_dirent de;
-		size_t pos = 0, idx = c->nents - 1;
+		size_t pos = 0;
 		int dr;
 
 		memset(&m, 0, sizeof(m));
 		m.hdr.type = WH_MSG_READDIR;
-		m.u.readdir.path.p = c->ents[idx].rpath;
-		m.u.readdir.path.len = (uint16_t)strlen(c->ents[idx].rpath);
+		m.u.readdir.path.p = rp;
+		m.u.readdir.path.len = (uint16_t)strlen(rp);
 		m.u.readdir.cookie = cookie;
 		m.u.readdir.max_entries = WH_MAX_READDIR_ENTRIES;
 		rv = rpc(c, &m, WH_MSG_READDIR_REPLY, &resp, &r);
 		if (rv < 0) {
-			fail(c, "cannot list '%s': %s", c->ents[idx].rpath,
-			     wh_strerror(rv));
+			fail(c, "cannot list '%s': %s", rp, wh_strerror(rv));
 			break;
 		}
 		while ((dr = wh_dirent_next(&r.u.readdir_reply, &pos, &de)) ==
 		       1) {
-			const char *rp = c->ents[idx].rpath;
-			const char *lp = c->ents[idx].lpath;
 			char *cr = join(rp, de.name.p, de.name.len);
 			char *cl = join(lp, de.name.p, de.name.len);
 
@@ -190,7 +210,20 @@ static int walk(struct ctx *c, char *rpath, char *lpath,
 				rv = -ENOMEM;
 				break;
 			}
-			rv = walk(c, cr, cl, &de.attr);
+			pthread_mutex_lock(&c->lock);
+			rv = add_entry(c, cr, cl, &de.attr);
+			if (rv == 0)
+				c->ents[c->nents - 1].parent = dir;
+			if (rv == 0 && S_ISDIR(de.attr.mode)) {
+				if (grow((void **)&q->dirs, &q->cap,
+					 q->ndirs + 1, sizeof(*q->dirs))) {
+					q->dirs[q->ndirs++] = c->nents - 1;
+					pthread_cond_signal(&q->cv);
+				} else {
+					rv = -ENOMEM;
+				}
+			}
+			pthread_mutex_unlock(&c->lock);
 			if (rv < 0)
 				break;
 		}
@@ -205,6 +238,78 @@ static int walk(struct ctx *c, char *rpath, char *lpath,
 	}
 	wh_buf_free(&resp);
 	return rv;
+}
+
+struct walker_arg {
+	struct ctx *c;
+	struct walkq *q;
+};
+
+static void *walker(void *arg)
+{
+	struct walker_arg *wa = arg;
+	struct ctx *c = wa->c;
+	struct walkq *q = wa->q;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		const char *rp, *lp;
+		size_t idx;
+		int rv;
+
+		while (!q->rv && q->next == q->ndirs && q->busy > 0)
+			pthread_cond_wait(&q->cv, &c->lock);
+		if (q->rv || q->next == q->ndirs)
+			break; /* failed, or nothing left and nobody listing */
+		idx = q->dirs[q->next++];
+		q->busy++;
+		/* the strings stay put when the list grows */
+		rp = c->ents[idx].rpath;
+		lp = c->ents[idx].lpath;
+		pthread_mutex_unlock(&c->lock);
+		rv = list_dir(c, q, idx, rp, lp);
+		pthread_mutex_lock(&c->lock);
+		q->busy--;
+		if (rv < 0 && !q->rv)
+			q->rv = rv;
+		pthread_cond_broadcast(&q->cv);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* walk - |rpath| (whose attributes are |a|) and, for a directory,
+ * everything below it, into the list; the paths move to the list */
+static int walk(struct ctx *c, char *rpath, char *lpath,
+		const struct wh_attr *a)
+{
+	struct walker_arg wa;
+	struct walkq q;
+	pthread_t th[WALKERS - 1];
+	int nth = 0, rv;
+
+	rv = add_entry(c, rpath, lpath, a);
+	if (rv < 0 || !S_ISDIR(a->mode))
+		return rv;
+	memset(&q, 0, sizeof(q));
+	pthread_cond_init(&q.cv, NULL);
+	if (!grow((void **)&q.dirs, &q.cap, 1, sizeof(*q.dirs))) {
+		pthread_cond_destroy(&q.cv);
+		return -ENOMEM;
+	}
+	q.dirs[q.ndirs++] = c->nents - 1;
+	wa.c = c;
+	wa.q = &q;
+	/* the other walkers wait for directories to appear */
+	for (int i = 0; i < WALKERS - 1; i++)
+		if (pthread_create(&th[nth], NULL, walker, &wa) == 0)
+			nth++;
+	walker(&wa);
+	for (int i = 0; i < nth; i++)
+		pthread_join(th[i], NULL);
+	pthread_cond_destroy(&q.cv);
+	free(q.dirs);
+	return q.rv;
 }
 
 /* ------------------------------------------------------------- progress */
@@ -1207,13 +1312,322 @@ static int get_link(struct ctx *c, const struct entry *e)
 	return rv;
 }
 
+/* ------------------------------------------------------- small files */
+
+/*
+ * With a host that offers GET_SMALL, regular files of at most
+ * WH_MAX_SMALL_FILE bytes (by the listing) go several to a request: up to
+ * WH_MAX_SMALL_FILES, SMALL_BATCH_BYTES of data and a request frame's
+ * worth of paths.  Each comes back whole with its version and hash; the
+ * client verifies the hash and writes the file with plain writes (one
+ * request and no store for a file that is one chunk at most).  For a file
+ * already at the destination the request carries its hash, and the host
+ * answers SAME instead of sending the bytes.  Anything else (a per-file
+ * error, a file that grew, a bad hash, a whole request that failed) goes
+ * through the per-file path, which knows how to handle and report it.
+ */
+#define SMALL_BATCH_BYTES (1u << 20)
+#define SMALL_ENT_REQ_MAX (2 + 1 + WH_HASH_LEN) /* a request entry less its
+						  * path */
+
+struct small_batch {
+	struct entry *e[WH_MAX_SMALL_FILES];
+	bool have[WH_MAX_SMALL_FILES];
+	uint8_t hash[WH_MAX_SMALL_FILES][WH_HASH_LEN];
+	size_t n;
+};
+
+static bool small_candidate(const struct ctx *c, const struct entry *e)
+{
+	return (wh_session_caps(c->s) & WH_CAP_SMALL) &&
+	       S_ISREG(e->attr.mode) && e->attr.size <= WH_MAX_SMALL_FILE &&
+	       /* a sparse file keeps its holes: the per-file path */
+	       e->attr.blocks * 512 >= e->attr.size;
+}
+
+/* take_batch - small files from |c->next_ent| on (directories between them
+ * are skipped: they are made already); under c->lock.  0 if the next entry
+ * is not a small file. */
+static size_t take_batch(struct ctx *c, struct small_batch *b)
+{
+	size_t bytes = 0, req = 2;
+
+	b->n = 0;
+	while (c->next_ent < c->nents && b->n < WH_MAX_SMALL_FILES) {
+		struct entry *e = &c->ents[c->next_ent];
+		size_t plen;
+
+		if (S_ISDIR(e->attr.mode)) {
+			c->next_ent++;
+			continue;
+		}
+		if (!small_candidate(c, e))
+			break;
+		plen = strlen(e->rpath);
+		if (b->n > 0 && (bytes + e->attr.size > SMALL_BATCH_BYTES ||
+				 req + SMALL_ENT_REQ_MAX + plen >
+					 WH_MAX_REQ_FRAME))
+			break;
+		bytes += e->attr.size;
+		req += SMALL_ENT_REQ_MAX + plen;
+		b->e[b->n++] = e;
+		c->next_ent++;
+	}
+	return b->n;
+}
+
+/* old_hash - the BLAKE3 of the file at |e|'s destination, if it is a
+ * regular file of the listed size (else it cannot be the same) */
+static bool old_hash(const struct entry *e, uint8_t *buf,
+		     uint8_t hash[WH_HASH_LEN])
+{
+	struct stat st;
+	size_t got = 0;
+	ssize_t n;
+	int fd;
+
+	fd = open(e->lpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return false;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size != e->attr.size) {
+		close(fd);
+		return false;
+	}
+	while (got < e->attr.size) {
+		n = pread(fd, buf + got, e->attr.size - got, (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	if (got != e->attr.size)
+		return false;
+	wh_blake3(buf, got, hash);
+	return true;
+}
+
+static void small_count(struct ctx *c, uint64_t size, bool fetched)
+{
+	pthread_mutex_lock(&c->lock);
+	c->st->files++;
+	c->st->bytes += size;
+	if (size) {
+		c->st->chunks++;
+		if (fetched) {
+			c->st->chunks_fetched++;
+			c->st->wire_bytes += size;
+		} else {
+			c->st->chunks_from_dest++;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	add_done(c, size);
+}
+
+/* small_times - the host's times on |fd| (its mode is right already) */
+static int small_times(int fd, const struct entry *e,
+		       const struct wh_version *v)
+{
+	struct timespec times[2];
+
+	times[0].tv_sec = e->attr.atime.sec;
+	times[0].tv_nsec = e->attr.atime.nsec;
+	times[1].tv_sec = v->mtime.sec;
+	times[1].tv_nsec = v->mtime.nsec;
+	return futimens(fd, times) == 0 ? 0 : -errno;
+}
+
+/* small_write - |e| is |ent|'s bytes: written under a temporary name,
+ * given the host's mode and times, renamed into place.  0 or -errno
+ * (reported). */
+static int small_write(struct ctx *c, const struct entry *e,
+		       const struct wh_small_ent *ent)
+{
+	char tmp[4200];
+	const char *slash = strrchr(e->lpath, '/');
+	size_t size = (size_t)ent->version.size, done = 0;
+	mode_t mode = e->attr.mode & 07777;
+	/* created with its final mode when the umask keeps it and no write
+	 * clears it (set-id bits) or is refused by it (no owner write): one
+	 * fchmod less */
+	bool direct = !(mode & 06000) && (mode & S_IWUSR) &&
+		      (mode & c->umask) == 0;
+	int fd, rv = 0;
+
+	if (slash)
+		snprintf(tmp, sizeof(tmp), "%.*s/.%s.wh-partial",
+			 (int)(slash - e->lpath), e->lpath, slash + 1);
+	else
+		snprintf(tmp, sizeof(tmp), ".%s.wh-partial", e->lpath);
+	/* a new file, so that it has that mode (an interrupted get may
+	 * have left one behind) */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		  direct ? mode : 0600);
+	if (fd < 0 && errno == EEXIST && unlink(tmp) == 0)
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+			  direct ? mode : 0600);
+	if (fd < 0) {
+		rv = -errno;
+		fail(c, "cannot create '%s': %s", tmp, strerror(errno));
+		return rv;
+	}
+	while (done < size) {
+		ssize_t n = write(fd, ent->data + done, size - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rv = n < 0 ? -errno : -EIO;
+			break;
+		}
+		done += (size_t)n;
+	}
+	if (rv == -ENOSPC)
+		fail(c, "no space left on the device writing '%s'", e->lpath);
+	else if (rv < 0)
+		fail(c, "cannot write '%s': %s", tmp, strerror(-rv));
+	if (rv == 0) {
+		rv = direct ? small_times(fd, e, &ent->version)
+			    : set_meta(fd, e, &ent->version);
+		if (rv < 0)
+			fail(c, "cannot finish '%s': %s", tmp, strerror(-rv));
+	}
+	if (rv == 0 && rename(tmp, e->lpath) != 0) {
+		rv = -errno;
+		fail(c, "cannot rename '%s' to '%s': %s", tmp, e->lpath,
+		     strerror(errno));
+	}
+	close(fd);
+	if (rv < 0) {
+		unlink(tmp);
+		return rv;
+	}
+	small_count(c, size, true);
+	return 0;
+}
+
+/* small_same - the destination of |e| already holds the host's bytes:
+ * only its metadata may differ.  1 when done, 0 when the destination
+ * changed meanwhile (the caller fetches the file), -errno (reported). */
+static int small_same(struct ctx *c, const struct entry *e,
+		      const struct wh_small_ent *ent)
+{
+	struct stat st;
+	int fd, rv;
+
+	fd = open(e->lpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return 0;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size != ent->version.size) {
+		close(fd);
+		return 0;
+	}
+	rv = set_meta(fd, e, &ent->version);
+	close(fd);
+	if (rv < 0) {
+		fail(c, "cannot update '%s': %s", e->lpath, strerror(-rv));
+		return rv;
+	}
+	small_count(c, ent->version.size, false);
+	return 1;
+}
+
+/* get_small - the files of |b| in one GET_SMALL; |resp| is the caller's
+ * reply buffer, |buf| WH_MAX_SMALL_FILE bytes of scratch.  0 or the first
+ * error (reported). */
+static int get_small(struct ctx *c, struct small_batch *b,
+		     struct wh_buf *resp, uint8_t *buf)
+{
+	uint8_t ents[WH_MAX_REQ_FRAME];
+	struct wh_msg m, r;
+	struct wh_small_ent ent;
+	size_t elen = 0, pos = 0, i;
+	int rv = 0, dr = 0;
+
+	for (i = 0; i < b->n; i++) {
+		ssize_t w;
+
+		const struct entry *e = b->e[i];
+
+		/* nothing old to look at in a directory this get made */
+		b->have[i] = !(e->parent != SIZE_MAX && c->ents[e->parent].made) &&
+			     old_hash(e, buf, b->hash[i]);
+		w = wh_small_req_encode(b->e[i]->rpath, strlen(b->e[i]->rpath),
+					b->have[i] ? b->hash[i] : NULL,
+					ents + elen, sizeof(ents) - 2 - elen);
+		if (w < 0)
+			break; /* take_batch kept the paths within a frame */
+		elen += (size_t)w;
+	}
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_GET_SMALL;
+	m.u.get_small.count = (uint16_t)i;
+	m.u.get_small.entries = ents;
+	m.u.get_small.entries_len = elen;
+	if (i > 0)
+		rv = rpc(c, &m, WH_MSG_GET_SMALL_REPLY, resp, &r);
+	if (i == 0 || rv < 0 || r.u.get_small_reply.count != i) {
+		if (rv < 0)
+			wh_debug("GET_SMALL failed (%s): one file at a time",
+				 wh_strerror(rv));
+		i = 0; /* every file the per-file way */
+	}
+	for (size_t k = 0; k < b->n; k++) {
+		const struct entry *e = b->e[k];
+		bool done = false;
+
+		if (k < i)
+			dr = wh_small_next(&r.u.get_small_reply, &pos, &ent);
+		if (k < i && dr == 1 && ent.status == WH_SMALL_DATA) {
+			uint8_t h[WH_HASH_LEN];
+
+			wh_blake3(ent.data, (size_t)ent.version.size, h);
+			if (!memcmp(h, ent.hash, WH_HASH_LEN)) {
+				rv = small_write(c, e, &ent);
+				if (rv < 0)
+					return rv;
+				done = true;
+			} else {
+				wh_warn("'%s' failed verification; fetching it "
+					"again", e->rpath);
+			}
+		} else if (k < i && dr == 1 && ent.status == WH_SMALL_SAME &&
+			   b->have[k] &&
+			   !memcmp(ent.hash, b->hash[k], WH_HASH_LEN)) {
+			rv = small_same(c, e, &ent);
+			if (rv < 0)
+				return rv;
+			done = rv == 1;
+		} else if (k < i && dr == 1 && ent.status == WH_SMALL_ERROR) {
+			wh_debug("GET_SMALL '%s': %s; by itself", e->rpath,
+				 strerror(ent.err));
+		}
+		if (!done) {
+			rv = get_file(c, e);
+			if (rv < 0)
+				return rv;
+		}
+	}
+	draw(c, false);
+	return 0;
+}
+
 /* file_worker - copy entries until none is left or one failed */
 static void *file_worker(void *arg)
 {
 	struct ctx *c = arg;
+	struct small_batch *b = malloc(sizeof(*b));
+	uint8_t *buf = malloc(WH_MAX_SMALL_FILE);
+	struct wh_buf resp;
 
+	wh_buf_init(&resp);
 	for (;;) {
 		struct entry *e;
+		size_t n = 0;
 		int rv = 0;
 
 		pthread_mutex_lock(&c->lock);
@@ -1221,9 +1635,16 @@ static void *file_worker(void *arg)
 			pthread_mutex_unlock(&c->lock);
 			break;
 		}
-		e = &c->ents[c->next_ent++];
+		if (b && buf)
+			n = take_batch(c, b);
+		e = n || c->next_ent >= c->nents ? NULL
+						 : &c->ents[c->next_ent++];
 		pthread_mutex_unlock(&c->lock);
-		if (S_ISREG(e->attr.mode))
+		if (n)
+			rv = get_small(c, b, &resp, buf);
+		else if (!e)
+			;	/* only directories were left */
+		else if (S_ISREG(e->attr.mode))
 			rv = get_file(c, e);
 		else if (S_ISLNK(e->attr.mode))
 			rv = get_link(c, e);
@@ -1235,6 +1656,9 @@ static void *file_worker(void *arg)
 			break;
 		}
 	}
+	wh_buf_free(&resp);
+	free(b);
+	free(buf);
 	return NULL;
 }
 
@@ -1282,6 +1706,8 @@ int wh_get_run(struct wh_session *s, struct wh_store *store,
 	c.errlen = errlen;
 	err[0] = '\0';
 	c.t0 = wh_now_ns();
+	c.umask = umask(022);
+	umask(c.umask);
 	pthread_mutex_init(&c.lock, NULL);
 	pthread_cond_init(&c.wcv, NULL);
 	wh_window_init(&c.win, WINDOW_MIN, (unsigned)o->parallel,
@@ -1330,8 +1756,11 @@ int wh_get_run(struct wh_session *s, struct wh_store *store,
 	for (size_t i = 0; i < c.nents && rv == 0; i++) {
 		struct entry *e = &c.ents[i];
 
-		if (S_ISDIR(e->attr.mode) && mkdir(e->lpath, 0700) != 0 &&
-		    errno != EEXIST) {
+		if (!S_ISDIR(e->attr.mode))
+			continue;
+		if (mkdir(e->lpath, 0700) == 0) {
+			e->made = true; /* no old destination files in it */
+		} else if (errno != EEXIST) {
 			rv = -errno;
 			fail(&c, "cannot create '%s': %s", e->lpath,
 			     strerror(errno));

@@ -40,7 +40,7 @@
 #include "signal/wh_rendezvous.h"
 
 #define HOST_CAPS (WH_CAP_INVAL | WH_CAP_READDIRPLUS | WH_CAP_CHUNKS | \
-		   WH_CAP_MSTREAM)
+		   WH_CAP_MSTREAM | WH_CAP_SMALL)
 #define PAKE_LABEL "EXPORTER-wormhole-pake"
 #define CTRL_MAX (WH_FRAME_HDR_LEN + 1024) /* control frames are small */
 #define INVAL_DELAY_MS 30   /* coalesce bursts of changes */
@@ -184,6 +184,17 @@ static void count_failure(struct hconn *hc, const char *why)
 
 /* ------------------------------------------------------ authentication */
 
+/* host_caps - what this host offers; WH_HOST_NO_SMALL in the environment
+ * withholds GET_SMALL, so that tests can play a host that predates it */
+static uint64_t host_caps(void)
+{
+	uint64_t caps = HOST_CAPS;
+
+	if (getenv("WH_HOST_NO_SMALL"))
+		caps &= ~WH_CAP_SMALL;
+	return caps;
+}
+
 /* send_ctrl - one frame on the control stream; on failure the
  * connection is failed.  0 or a negative error. */
 static int send_ctrl(struct hconn *hc, const struct wh_msg *m)
@@ -239,7 +250,7 @@ static void on_hello(struct hconn *hc, const struct wh_msg_hello *hello)
 	m.hdr.req_id = 0;
 	m.hdr.flags = 0;
 	m.u.hello_ack.version = version;
-	hc->caps = hello->caps & HOST_CAPS;
+	hc->caps = hello->caps & host_caps();
 	if (h->zh)
 		hc->caps |= hello->caps & WH_CAP_ZSTD;
 	m.u.hello_ack.caps = hc->caps;

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/wh_err.h"
@@ -28,6 +29,10 @@
 #define MAX_WATCHES 65536
 #define READ_RETRIES 3
 #define DIRENT_BUDGET (WH_MAX_REPLY_FRAME - 4096)
+/* bytes of entries in a GET_SMALL_REPLY: the frame, less room for an
+ * ERROR entry for every file */
+#define SMALL_BUDGET (WH_MAX_REPLY_FRAME - 2 - \
+		      WH_MAX_SMALL_FILES * WH_SMALL_ENT_MAX_HDR)
 #define WATCH_MASK                                                         \
 	(IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY |  \
 	 IN_ATTRIB | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF |       \
@@ -49,6 +54,8 @@ struct wh_share {
 	struct wh_mcache *own_mc; /* in memory, for streamed manifests
 				   * when |mc| is NULL */
 	int mwaiting;          /* MANIFEST_STREAMs waiting, atomic */
+	int proc_fd;           /* /proc/self/fd, for reopening O_PATH
+				* descriptors; -1 if unavailable */
 };
 
 /* MANIFEST_STREAMs that may wait at once: the others answer right away,
@@ -730,6 +737,247 @@ static int do_chunk(struct wh_share *sh, uint32_t req_id,
 	return 0;
 }
 
+/* open_small - open_regular that also gives the file's fstat() (that of
+ * the O_PATH descriptor: the same inode) */
+static int open_small(struct wh_share *sh, const char *p, struct stat *st)
+{
+	char proc[64];
+	int fd, rfd;
+
+	fd = resolve(sh, p);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, st) != 0)
+		rfd = -errno;
+	else if (S_ISDIR(st->st_mode))
+		rfd = -EISDIR;
+	else if (S_ISLNK(st->st_mode))
+		rfd = -EINVAL;
+	else if (!S_ISREG(st->st_mode))
+		rfd = -ENOENT;
+	else if (sh->proc_fd >= 0) {
+		/* one component to look up, not the whole /proc path */
+		snprintf(proc, sizeof(proc), "%d", fd);
+		rfd = openat(sh->proc_fd, proc, O_RDONLY | O_CLOEXEC |
+						       O_NOCTTY);
+		if (rfd < 0)
+			rfd = -errno;
+	} else {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+		rfd = open(proc, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		if (rfd < 0)
+			rfd = -errno;
+	}
+	close(fd);
+	return rfd;
+}
+
+/*
+ * The files of one GET_SMALL are read one after the other.  When one is
+ * not in the page cache (a read with RWF_NOWAIT says so), the reads of all
+ * the files after it are started at once (POSIX_FADV_WILLNEED), so that a
+ * cold disk has them all to read, not one after the other; a warm cache
+ * costs nothing more.
+ */
+struct small_ahead {
+	const int *fds;
+	const struct stat *st;
+	size_t next, n; /* the files not read yet */
+	bool done;      /* started already, or not worth it */
+};
+
+static void small_ahead_start(struct small_ahead *ra)
+{
+	if (!ra || ra->done)
+		return;
+	ra->done = true;
+	for (size_t i = ra->next; i < ra->n; i++)
+		if (ra->fds[i] >= 0 && ra->st[i].st_size > 0 &&
+		    ra->st[i].st_size <= WH_MAX_SMALL_FILE)
+			posix_fadvise(ra->fds[i], 0, ra->st[i].st_size,
+				      POSIX_FADV_WILLNEED);
+}
+
+/*
+ * small_one - one file of a GET_SMALL (|fd| from open_small, whose fstat
+ * is |before|, or -errno), appended to |resp| as a reply entry if it fits
+ * in |budget| bytes of entries: the whole file read between two fstat()s
+ * that agree (retried a few times), hashed; SAME without the data when the
+ * client's copy has that hash.  A failure is an ERROR entry.  Closes |fd|;
+ * returns 0, or -ENOMEM when |resp| cannot grow.
+ */
+static int small_one(const struct wh_small_req *q, int fd,
+		     struct stat before, size_t budget,
+		     struct small_ahead *ra, struct wh_buf *resp)
+{
+	struct stat after;
+	struct wh_version v;
+	uint8_t hash[WH_HASH_LEN], *dst;
+	size_t base = resp->len, got = 0;
+	int err = 0, tries;
+	bool nowait;
+	ssize_t n;
+
+	memset(&v, 0, sizeof(v));
+	memset(hash, 0, sizeof(hash));
+	if (fd < 0) {
+		err = -fd;
+		goto error;
+	}
+	for (tries = 0; tries < READ_RETRIES; tries++) {
+		if (tries > 0 && fstat(fd, &before) != 0) {
+			err = errno;
+			goto error;
+		}
+		if (before.st_size > WH_MAX_SMALL_FILE) {
+			err = EFBIG; /* grew since it was listed */
+			goto error;
+		}
+		if (WH_SMALL_ENT_MAX_HDR + (size_t)before.st_size > budget) {
+			err = ENOBUFS; /* no room left in this reply */
+			goto error;
+		}
+		if (wh_buf_reserve(resp, WH_SMALL_ENT_MAX_HDR +
+						 (size_t)before.st_size + 1) < 0) {
+			close(fd);
+			return -ENOMEM;
+		}
+		/* one byte more than the size: a file that grew shows */
+		dst = resp->data + base + WH_SMALL_ENT_MAX_HDR;
+		got = 0;
+		nowait = ra && !ra->done && before.st_size > 0;
+		while (got <= (size_t)before.st_size) {
+			size_t want = (size_t)before.st_size + 1 - got;
+			bool was_nowait = nowait;
+
+			if (nowait) {
+				struct iovec iov = { dst + got, want };
+
+				n = preadv2(fd, &iov, 1, (off_t)got,
+					    RWF_NOWAIT);
+				nowait = false;
+				if (n < 0 && errno != EINTR) {
+					/* not cached (or no RWF_NOWAIT) */
+					small_ahead_start(ra);
+					continue;
+				}
+			} else {
+				n = pread(fd, dst + got, want, (off_t)got);
+			}
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0) {
+				err = errno;
+				goto error;
+			}
+			got += (size_t)n;
+			/* a regular file reads short only at its end; a
+			 * RWF_NOWAIT read also where the cache ends */
+			if ((size_t)n < want &&
+			    (got == (size_t)before.st_size || !was_nowait))
+				break;
+			if (was_nowait && (size_t)n < want)
+				small_ahead_start(ra);
+		}
+		if (fstat(fd, &after) != 0) {
+			err = errno;
+			goto error;
+		}
+		if (got == (size_t)before.st_size &&
+		    same_version(&before, &after))
+			break;
+	}
+	close(fd);
+	fd = -1;
+	if (tries == READ_RETRIES) {
+		err = EAGAIN; /* it kept changing while it was read */
+		goto error;
+	}
+	fill_version(&after, &v);
+	wh_blake3(dst, got, hash);
+	if (q->have && !memcmp(q->hash, hash, WH_HASH_LEN)) {
+		n = wh_small_reply_ent_encode(WH_SMALL_SAME, &v, hash, 0,
+					      resp->data + base,
+					      WH_SMALL_ENT_MAX_HDR);
+		resp->len = base + (size_t)n;
+		return 0;
+	}
+	n = wh_small_reply_ent_encode(WH_SMALL_DATA, &v, hash, 0,
+				      resp->data + base, WH_SMALL_ENT_MAX_HDR);
+	/* the header is WH_SMALL_ENT_MAX_HDR bytes exactly for DATA */
+	resp->len = base + (size_t)n + got;
+	return 0;
+error:
+	if (fd >= 0)
+		close(fd);
+	if (wh_buf_reserve(resp, WH_SMALL_ENT_MAX_HDR) < 0)
+		return -ENOMEM;
+	n = wh_small_reply_ent_encode(WH_SMALL_ERROR, &v, hash, err,
+				      resp->data + base, WH_SMALL_ENT_MAX_HDR);
+	resp->len = base + (size_t)n;
+	return 0;
+}
+
+/* do_get_small - several small files whole, each with its version and
+ * hash, in one reply of at most WH_MAX_REPLY_FRAME bytes */
+static int do_get_small(struct wh_share *sh, uint32_t req_id,
+			const struct wh_msg_get_small *g, struct wh_buf *resp)
+{
+	struct wh_small_req q[WH_MAX_SMALL_FILES];
+	struct stat st[WH_MAX_SMALL_FILES];
+	int fds[WH_MAX_SMALL_FILES];
+	struct small_ahead ra;
+	size_t base = resp->len, pos = 0, body, n = 0;
+	int rv;
+
+	while (n < WH_MAX_SMALL_FILES &&
+	       (rv = wh_small_req_next(g, &pos, &q[n])) == 1)
+		n++;
+	if (n != g->count) /* the decoder checked every entry already */
+		return wh_error_append(resp, req_id, EPROTO,
+				       "malformed request");
+	/* every file open first, so that their reads can be started
+	 * together (struct small_ahead) */
+	for (size_t i = 0; i < n; i++) {
+		char p[WH_MAX_PATH + 1];
+
+		copy_path(p, q[i].path.p, q[i].path.len);
+		fds[i] = open_small(sh, p, &st[i]);
+	}
+	ra.fds = fds;
+	ra.st = st;
+	ra.n = n;
+	ra.done = n < 2;
+	rv = wh_buf_reserve(resp, WH_SMALL_REPLY_HDR_LEN);
+	for (size_t i = 0; rv < 0 && i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	if (rv < 0)
+		return rv;
+	resp->len += WH_SMALL_REPLY_HDR_LEN;
+	body = resp->len;
+	for (size_t i = 0; i < n; i++) {
+		size_t used = resp->len - body;
+
+		if (rv < 0) { /* out of memory: the rest only closed */
+			if (fds[i] >= 0)
+				close(fds[i]);
+			continue;
+		}
+		/* room kept for an ERROR entry for every file */
+		ra.next = i + 1;
+		rv = small_one(&q[i], fds[i], st[i], SMALL_BUDGET - used, &ra,
+			       resp);
+	}
+	if (rv < 0) {
+		resp->len = base;
+		return rv;
+	}
+	wh_small_reply_hdr_encode(req_id, g->count, resp->len - body,
+				  resp->data + base, WH_SMALL_REPLY_HDR_LEN);
+	return 0;
+}
+
 static int do_readdir(struct wh_share *sh, uint32_t req_id,
 		      const struct wh_msg_readdir *rd, struct wh_buf *resp)
 {
@@ -878,6 +1126,8 @@ int wh_share_serve(struct wh_share *sh, const uint8_t *req, size_t len,
 	case WH_MSG_MANIFEST_STREAM:
 		return do_manifest_stream(sh, req_id, &m.u.manifest_stream,
 					  resp);
+	case WH_MSG_GET_SMALL:
+		return do_get_small(sh, req_id, &m.u.get_small, resp);
 	default:
 		rv = wh_error_append(resp, req_id, EPROTO,
 				 "not a request message");
@@ -897,6 +1147,7 @@ int wh_share_open(const char *dir, struct wh_share **pshare)
 		return -ENOMEM;
 	pthread_mutex_init(&sh->lock, NULL);
 	sh->ifd = -1;
+	sh->proc_fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	sh->root_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (sh->root_fd < 0) {
 		int err = -errno;
@@ -928,6 +1179,8 @@ void wh_share_close(struct wh_share *sh)
 		close(sh->ifd);
 	if (sh->root_fd >= 0)
 		close(sh->root_fd);
+	if (sh->proc_fd >= 0)
+		close(sh->proc_fd);
 	wh_mcache_close(sh->own_mc);
 	pthread_mutex_destroy(&sh->lock);
 	free(sh);

@@ -218,7 +218,8 @@ static void wr_version(struct wr *w, const struct wh_version *v)
 static bool type_known(uint16_t t)
 {
 	return (t >= WH_MSG_HELLO && t <= WH_MSG_INVAL) ||
-	       (t >= WH_MSG_ERROR && t <= WH_MSG_MANIFEST_PART);
+	       (t >= WH_MSG_ERROR && t <= WH_MSG_MANIFEST_PART) ||
+	       t == WH_MSG_GET_SMALL || t == WH_MSG_GET_SMALL_REPLY;
 }
 
 const char *wh_msg_type_name(uint16_t type)
@@ -248,6 +249,8 @@ const char *wh_msg_type_name(uint16_t type)
 	case WH_MSG_CHUNK_REPLY: return "CHUNK_REPLY";
 	case WH_MSG_MANIFEST_STREAM: return "MANIFEST_STREAM";
 	case WH_MSG_MANIFEST_PART: return "MANIFEST_PART";
+	case WH_MSG_GET_SMALL: return "GET_SMALL";
+	case WH_MSG_GET_SMALL_REPLY: return "GET_SMALL_REPLY";
 	}
 	return "UNKNOWN";
 }
@@ -283,6 +286,78 @@ static int walk_dirents(const struct wh_msg_readdir_reply *rr)
 	if (rv < 0 || n != rr->count)
 		return WH_ERR_PROTO;
 	return 0;
+}
+
+/* rd_small_req - one GET_SMALL entry (r->bad if it is malformed; an
+ * unsafe path sets |*bad_path|, the entry still consumed) */
+static void rd_small_req(struct rd *r, struct wh_small_req *e,
+			 bool *bad_path)
+{
+	rd_str(r, &e->path);
+	e->have = rd_bool(r);
+	if (e->have)
+		rd_bytes(r, e->hash, 32);
+	if (!r->bad && !wh_path_valid(e->path.p, e->path.len))
+		*bad_path = true;
+}
+
+static void rd_small_ent(struct rd *r, struct wh_small_ent *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->status = rd_u8(r);
+	switch (e->status) {
+	case WH_SMALL_DATA:
+	case WH_SMALL_SAME:
+		rd_version(r, &e->version);
+		rd_bytes(r, e->hash, 32);
+		if (e->status == WH_SMALL_SAME)
+			break;
+		{
+			uint32_t n = rd_u32(r);
+
+			if (r->bad || n != e->version.size ||
+			    n > WH_MAX_SMALL_FILE || r->left < n) {
+				r->bad = true;
+				break;
+			}
+			e->data = r->p;
+			r->p += n;
+			r->left -= n;
+		}
+		break;
+	case WH_SMALL_ERROR:
+		e->err = (int32_t)rd_u32(r);
+		if (e->err <= 0 || e->err >= 4096)
+			r->bad = true;
+		break;
+	default:
+		r->bad = true;
+	}
+}
+
+/* walk_small - check that exactly |count| well-formed entries fill
+ * |p|..|p|+|len|: WH_ERR_PROTO if not, WH_ERR_PATH if a request entry's
+ * path is unsafe */
+static int walk_small(bool request, uint16_t count, const uint8_t *p,
+		      size_t len)
+{
+	struct rd r = { p, len, false };
+	bool bad_path = false;
+
+	for (uint16_t i = 0; i < count && !r.bad; i++) {
+		if (request) {
+			struct wh_small_req e;
+
+			rd_small_req(&r, &e, &bad_path);
+		} else {
+			struct wh_small_ent e;
+
+			rd_small_ent(&r, &e);
+		}
+	}
+	if (r.bad || r.left != 0)
+		return WH_ERR_PROTO;
+	return bad_path ? WH_ERR_PATH : 0;
 }
 
 int wh_msg_decode(const uint8_t *buf, size_t len, size_t max_payload,
@@ -522,6 +597,30 @@ int wh_msg_decode(const uint8_t *buf, size_t len, size_t max_payload,
 		r.p += r.left;
 		r.left = 0;
 		break;
+	case WH_MSG_GET_SMALL:
+	case WH_MSG_GET_SMALL_REPLY: {
+		bool req = msg->hdr.type == WH_MSG_GET_SMALL;
+		uint16_t *count = req ? &msg->u.get_small.count
+				      : &msg->u.get_small_reply.count;
+		const uint8_t **ents = req ? &msg->u.get_small.entries
+					   : &msg->u.get_small_reply.entries;
+		size_t *elen = req ? &msg->u.get_small.entries_len
+				   : &msg->u.get_small_reply.entries_len;
+
+		*count = rd_u16(&r);
+		if (r.bad)
+			break;
+		if (*count == 0 || *count > WH_MAX_SMALL_FILES)
+			return WH_ERR_PROTO;
+		*ents = r.p;
+		*elen = r.left;
+		r.p += r.left;
+		r.left = 0;
+		rv = walk_small(req, *count, *ents, *elen);
+		if (rv < 0)
+			return rv;
+		break;
+	}
 	case WH_MSG_STATFS_REPLY: {
 		struct wh_msg_statfs_reply *s = &msg->u.statfs_reply;
 
@@ -728,6 +827,22 @@ ssize_t wh_msg_encode(const struct wh_msg *msg, uint8_t *buf, size_t cap)
 		wr_bytes(&w, msg->u.chunk_reply.data,
 			 msg->u.chunk_reply.data_len);
 		break;
+	case WH_MSG_GET_SMALL:
+		if (msg->u.get_small.count == 0 ||
+		    msg->u.get_small.count > WH_MAX_SMALL_FILES)
+			return WH_ERR_TOOBIG;
+		wr_u16(&w, msg->u.get_small.count);
+		wr_bytes(&w, msg->u.get_small.entries,
+			 msg->u.get_small.entries_len);
+		break;
+	case WH_MSG_GET_SMALL_REPLY:
+		if (msg->u.get_small_reply.count == 0 ||
+		    msg->u.get_small_reply.count > WH_MAX_SMALL_FILES)
+			return WH_ERR_TOOBIG;
+		wr_u16(&w, msg->u.get_small_reply.count);
+		wr_bytes(&w, msg->u.get_small_reply.entries,
+			 msg->u.get_small_reply.entries_len);
+		break;
 	case WH_MSG_STATFS_REPLY: {
 		const struct wh_msg_statfs_reply *s = &msg->u.statfs_reply;
 
@@ -895,6 +1010,111 @@ ssize_t wh_zreply_hdr_encode(const uint8_t *frame, size_t frame_len,
 	return (ssize_t)(WH_FRAME_HDR_LEN + fixed + 4);
 }
 
+ssize_t wh_small_req_encode(const char *path, size_t path_len,
+			    const uint8_t *hash, uint8_t *buf, size_t cap)
+{
+	struct wr w = { buf, cap, false };
+
+	if (path_len > WH_MAX_PATH)
+		return WH_ERR_TOOBIG;
+	wr_str(&w, path, path_len);
+	wr_u8(&w, hash ? 1 : 0);
+	if (hash)
+		wr_bytes(&w, hash, 32);
+	if (w.bad)
+		return WH_ERR_TOOBIG;
+	return (ssize_t)(cap - w.left);
+}
+
+int wh_small_req_next(const struct wh_msg_get_small *m, size_t *pos,
+		      struct wh_small_req *ent)
+{
+	struct rd r;
+	bool bad_path = false;
+
+	if (*pos > m->entries_len)
+		return WH_ERR_PROTO;
+	if (*pos == m->entries_len)
+		return 0;
+	r.p = m->entries + *pos;
+	r.left = m->entries_len - *pos;
+	r.bad = false;
+	rd_small_req(&r, ent, &bad_path);
+	if (r.bad)
+		return WH_ERR_PROTO;
+	if (bad_path)
+		return WH_ERR_PATH;
+	*pos = m->entries_len - r.left;
+	return 1;
+}
+
+ssize_t wh_small_reply_ent_encode(uint8_t status,
+				  const struct wh_version *v,
+				  const uint8_t *hash, int32_t err,
+				  uint8_t *buf, size_t cap)
+{
+	struct wr w = { buf, cap, false };
+
+	wr_u8(&w, status);
+	switch (status) {
+	case WH_SMALL_DATA:
+	case WH_SMALL_SAME:
+		if (status == WH_SMALL_DATA && v->size > WH_MAX_SMALL_FILE)
+			return WH_ERR_TOOBIG;
+		wr_version(&w, v);
+		wr_bytes(&w, hash, 32);
+		if (status == WH_SMALL_DATA)
+			wr_u32(&w, (uint32_t)v->size);
+		break;
+	case WH_SMALL_ERROR:
+		wr_u32(&w, (uint32_t)(err > 0 && err < 4096 ? err : EIO));
+		break;
+	default:
+		return WH_ERR_PROTO;
+	}
+	if (w.bad)
+		return WH_ERR_TOOBIG;
+	return (ssize_t)(cap - w.left);
+}
+
+ssize_t wh_small_reply_hdr_encode(uint32_t req_id, uint16_t count,
+				  size_t entries_len, uint8_t *buf,
+				  size_t cap)
+{
+	struct wr w = { buf, cap, false };
+
+	if (count == 0 || count > WH_MAX_SMALL_FILES ||
+	    entries_len > WH_MAX_REPLY_FRAME - 2)
+		return WH_ERR_TOOBIG;
+	wr_u32(&w, (uint32_t)(2 + entries_len));
+	wr_u16(&w, WH_MSG_GET_SMALL_REPLY);
+	wr_u16(&w, 0);
+	wr_u32(&w, req_id);
+	wr_u16(&w, count);
+	if (w.bad)
+		return WH_ERR_TOOBIG;
+	return WH_SMALL_REPLY_HDR_LEN;
+}
+
+int wh_small_next(const struct wh_msg_get_small_reply *m, size_t *pos,
+		  struct wh_small_ent *ent)
+{
+	struct rd r;
+
+	if (*pos > m->entries_len)
+		return WH_ERR_PROTO;
+	if (*pos == m->entries_len)
+		return 0;
+	r.p = m->entries + *pos;
+	r.left = m->entries_len - *pos;
+	r.bad = false;
+	rd_small_ent(&r, ent);
+	if (r.bad)
+		return WH_ERR_PROTO;
+	*pos = m->entries_len - r.left;
+	return 1;
+}
+
 /* the largest frame wh_msg_encode can produce for |msg| */
 static size_t encoded_bound(const struct wh_msg *msg)
 {
@@ -919,6 +1139,10 @@ static size_t encoded_bound(const struct wh_msg *msg)
 				   WH_MANIFEST_ENTRY_LEN;
 	case WH_MSG_CHUNK_REPLY:
 		return n + msg->u.chunk_reply.data_len;
+	case WH_MSG_GET_SMALL:
+		return n + msg->u.get_small.entries_len;
+	case WH_MSG_GET_SMALL_REPLY:
+		return n + msg->u.get_small_reply.entries_len;
 	default:
 		return n + 2 * WH_MAX_PATH + WH_MAX_NAME;
 	}

@@ -66,6 +66,10 @@
 /* frame header flags (0 unless a capability says otherwise) */
 #define WH_FLAG_ZSTD 0x0001 /* CHUNK_REPLY, READ_REPLY: u32 raw_len, then
 			     * a zstd frame of raw_len bytes as the data */
+#define WH_CAP_SMALL     (1ULL << 6) /* GET_SMALL: several small files,
+				      * whole, in one request */
+#define WH_MAX_SMALL_FILES 64    /* files in one GET_SMALL */
+#define WH_MAX_SMALL_FILE (256 * 1024) /* the largest file GET_SMALL sends */
 
 enum wh_msg_type {
 	/* control stream */
@@ -97,6 +101,9 @@ enum wh_msg_type {
 	/* with WH_CAP_MSTREAM */
 	WH_MSG_MANIFEST_STREAM = 33,
 	WH_MSG_MANIFEST_PART = 34,
+	/* with WH_CAP_SMALL */
+	WH_MSG_GET_SMALL = 40,
+	WH_MSG_GET_SMALL_REPLY = 41,
 };
 
 struct wh_frame_hdr {
@@ -285,6 +292,49 @@ struct wh_msg_chunk_reply {
 	uint32_t raw_len;   /* bytes of chunk data: data_len unless |zstd| */
 };
 
+/* GET_SMALL: u16 count (1..WH_MAX_SMALL_FILES), then |count| entries,
+ * each str path, bool have, and when |have| the 32-byte BLAKE3 of the
+ * copy the client already has.  Built with wh_small_req_encode(), read
+ * with wh_small_req_next(). */
+struct wh_msg_get_small {
+	uint16_t count;
+	const uint8_t *entries; /* encoded entries, |entries_len| bytes */
+	size_t entries_len;
+};
+
+struct wh_small_req {
+	struct wh_str path;
+	bool have;
+	uint8_t hash[32]; /* when |have| */
+};
+
+/* GET_SMALL_REPLY: u16 count (the request's), then one entry per
+ * requested file, in the request's order: u8 status, then
+ *   WH_SMALL_DATA  version, 32-byte BLAKE3, u32 length (= version.size,
+ *                  at most WH_MAX_SMALL_FILE), the file's bytes
+ *   WH_SMALL_SAME  version, 32-byte BLAKE3 (the client's hash matched)
+ *   WH_SMALL_ERROR i32 errno (1..4095)
+ * Read with wh_small_next(). */
+struct wh_msg_get_small_reply {
+	uint16_t count;
+	const uint8_t *entries;
+	size_t entries_len;
+};
+
+enum wh_small_status {
+	WH_SMALL_DATA = 0,
+	WH_SMALL_SAME = 1,
+	WH_SMALL_ERROR = 2,
+};
+
+struct wh_small_ent {
+	uint8_t status;           /* enum wh_small_status */
+	struct wh_version version; /* DATA, SAME */
+	uint8_t hash[32];         /* DATA, SAME */
+	int32_t err;              /* ERROR */
+	const uint8_t *data;      /* DATA: version.size bytes */
+};
+
 struct wh_msg_statfs_reply {
 	uint32_t bsize, frsize, namemax;
 	uint64_t blocks, bfree, bavail, files, ffree;
@@ -313,6 +363,8 @@ struct wh_msg {
 		struct wh_msg_chunk_reply chunk_reply;
 		struct wh_msg_manifest_stream manifest_stream;
 		struct wh_msg_manifest_part manifest_part;
+		struct wh_msg_get_small get_small;
+		struct wh_msg_get_small_reply get_small_reply;
 		/* AUTH_OK and STATFS have no payload */
 	} u;
 };
@@ -423,6 +475,42 @@ ssize_t wh_chunk_reply_hdr_encode(uint32_t req_id, const uint8_t hash[32],
 ssize_t wh_zreply_hdr_encode(const uint8_t *frame, size_t frame_len,
 			     uint32_t zlen, uint8_t *buf, size_t cap,
 			     size_t *pdata_off);
+
+/*
+ * GET_SMALL helpers.
+ *
+ * wh_small_req_encode - append one GET_SMALL entry (|path|, and |hash| or
+ * NULL when the client has no copy) to |buf| of |cap| bytes.  Returns the
+ * bytes written or WH_ERR_TOOBIG (no room, or the path is over
+ * WH_MAX_PATH).
+ * wh_small_req_next - decode the next entry of a GET_SMALL; |*pos| starts
+ * at 0.  Returns 1 with |*ent| filled (|path| points into the frame), 0 at
+ * the end, or WH_ERR_PROTO / WH_ERR_PATH for a malformed entry.
+ * wh_small_reply_ent_encode - write the status and fields of one reply
+ * entry (for DATA without the data, which the caller places right after:
+ * |v->size| bytes).  |v| and |hash| are unused for ERROR, |err| for the
+ * others.  Returns bytes written or WH_ERR_TOOBIG.
+ * wh_small_reply_hdr_encode - the frame header and count of a
+ * GET_SMALL_REPLY whose entries (|entries_len| bytes) the caller places
+ * right after; returns WH_SMALL_REPLY_HDR_LEN or WH_ERR_TOOBIG.
+ * wh_small_next - decode the next reply entry; like wh_small_req_next
+ * (|data| points into the frame).
+ */
+#define WH_SMALL_REPLY_HDR_LEN (WH_FRAME_HDR_LEN + 2)
+#define WH_SMALL_ENT_MAX_HDR (1 + WH_VERSION_WIRE_LEN + 32 + 4)
+ssize_t wh_small_req_encode(const char *path, size_t path_len,
+			    const uint8_t *hash, uint8_t *buf, size_t cap);
+int wh_small_req_next(const struct wh_msg_get_small *m, size_t *pos,
+		      struct wh_small_req *ent);
+ssize_t wh_small_reply_ent_encode(uint8_t status,
+				  const struct wh_version *v,
+				  const uint8_t *hash, int32_t err,
+				  uint8_t *buf, size_t cap);
+ssize_t wh_small_reply_hdr_encode(uint32_t req_id, uint16_t count,
+				  size_t entries_len, uint8_t *buf,
+				  size_t cap);
+int wh_small_next(const struct wh_msg_get_small_reply *m, size_t *pos,
+		  struct wh_small_ent *ent);
 
 /*
  * wh_path_valid - true if |p| (len bytes) is a safe relative path: empty

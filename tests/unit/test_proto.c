@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <string.h>
 
 #include "common/wh_err.h"
@@ -384,6 +385,110 @@ static void test_data_plane_roundtrip(void **state)
 	assert_memory_equal(d.u.chunk_reply.data, "data", 4);
 }
 
+static void test_get_small(void **state)
+{
+	uint8_t ents[1024], h[32];
+	struct wh_version v = { 5, { 1, 2 }, { 3, 4 } };
+	struct wh_small_req q;
+	struct wh_small_ent e;
+	struct wh_msg m, d;
+	size_t elen = 0, pos = 0;
+	ssize_t n;
+
+	(void)state;
+	memset(h, 0x33, sizeof(h));
+	n = wh_small_req_encode("a/b", 3, NULL, ents, sizeof(ents));
+	assert_int_equal(n, 2 + 3 + 1);
+	elen += (size_t)n;
+	n = wh_small_req_encode("c", 1, h, ents + elen, sizeof(ents) - elen);
+	assert_int_equal(n, 2 + 1 + 1 + 32);
+	elen += (size_t)n;
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_GET_SMALL;
+	m.u.get_small.count = 2;
+	m.u.get_small.entries = ents;
+	m.u.get_small.entries_len = elen;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REQ_FRAME, &d), 0);
+	assert_int_equal(d.u.get_small.count, 2);
+	assert_int_equal(wh_small_req_next(&d.u.get_small, &pos, &q), 1);
+	assert_true(q.path.len == 3 && !memcmp(q.path.p, "a/b", 3) && !q.have);
+	assert_int_equal(wh_small_req_next(&d.u.get_small, &pos, &q), 1);
+	assert_true(q.have && q.hash[0] == 0x33 && q.path.len == 1);
+	assert_int_equal(wh_small_req_next(&d.u.get_small, &pos, &q), 0);
+	check_truncations((size_t)n, WH_MAX_REQ_FRAME);
+	/* the count must match the entries, both ways */
+	m.u.get_small.count = 3;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REQ_FRAME, &d),
+			 WH_ERR_PROTO);
+	m.u.get_small.count = 1;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REQ_FRAME, &d),
+			 WH_ERR_PROTO);
+	/* an unsafe path anywhere: the request's path error */
+	elen = (size_t)wh_small_req_encode("ok", 2, NULL, ents, sizeof(ents));
+	elen += (size_t)wh_small_req_encode("../x", 4, NULL, ents + elen,
+					    sizeof(ents) - elen);
+	m.u.get_small.count = 2;
+	m.u.get_small.entries_len = elen;
+	n = encode(&m);
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REQ_FRAME, &d),
+			 WH_ERR_PATH);
+	/* no files, or too many */
+	m.u.get_small.count = 0;
+	assert_true(wh_msg_encode(&m, buf, sizeof(buf)) < 0);
+	m.u.get_small.count = WH_MAX_SMALL_FILES + 1;
+	assert_true(wh_msg_encode(&m, buf, sizeof(buf)) < 0);
+
+	/* the reply: DATA, SAME, ERROR */
+	elen = 0;
+	n = wh_small_reply_ent_encode(WH_SMALL_DATA, &v, h, 0, ents,
+				      sizeof(ents));
+	assert_int_equal(n, WH_SMALL_ENT_MAX_HDR);
+	memcpy(ents + n, "hello", 5);
+	elen = (size_t)n + 5;
+	n = wh_small_reply_ent_encode(WH_SMALL_SAME, &v, h, 0, ents + elen,
+				      sizeof(ents) - elen);
+	elen += (size_t)n;
+	n = wh_small_reply_ent_encode(WH_SMALL_ERROR, NULL, NULL, ENOENT,
+				      ents + elen, sizeof(ents) - elen);
+	assert_int_equal(n, 5);
+	elen += (size_t)n;
+	n = wh_small_reply_hdr_encode(9, 3, elen, buf, sizeof(buf));
+	assert_int_equal(n, WH_SMALL_REPLY_HDR_LEN);
+	memcpy(buf + n, ents, elen);
+	n += (ssize_t)elen;
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REPLY_FRAME, &d),
+			 0);
+	assert_true(d.hdr.type == WH_MSG_GET_SMALL_REPLY && d.hdr.req_id == 9 &&
+		    d.u.get_small_reply.count == 3);
+	pos = 0;
+	assert_int_equal(wh_small_next(&d.u.get_small_reply, &pos, &e), 1);
+	assert_true(e.status == WH_SMALL_DATA && e.version.size == 5 &&
+		    e.version.ctime.nsec == 4 && e.hash[0] == 0x33 &&
+		    !memcmp(e.data, "hello", 5));
+	assert_int_equal(wh_small_next(&d.u.get_small_reply, &pos, &e), 1);
+	assert_true(e.status == WH_SMALL_SAME && e.data == NULL);
+	assert_int_equal(wh_small_next(&d.u.get_small_reply, &pos, &e), 1);
+	assert_true(e.status == WH_SMALL_ERROR && e.err == ENOENT);
+	assert_int_equal(wh_small_next(&d.u.get_small_reply, &pos, &e), 0);
+	check_truncations((size_t)n, WH_MAX_REPLY_FRAME);
+	/* a DATA length other than the version's size */
+	buf[WH_SMALL_REPLY_HDR_LEN + 1] ^= 1; /* version.size high byte */
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REPLY_FRAME, &d),
+			 WH_ERR_PROTO);
+	buf[WH_SMALL_REPLY_HDR_LEN + 1] ^= 1;
+	/* an unknown status */
+	buf[WH_SMALL_REPLY_HDR_LEN] = 7;
+	assert_int_equal(wh_msg_decode(buf, (size_t)n, WH_MAX_REPLY_FRAME, &d),
+			 WH_ERR_PROTO);
+	/* DATA over the limit is refused by the encoder */
+	v.size = WH_MAX_SMALL_FILE + 1;
+	assert_true(wh_small_reply_ent_encode(WH_SMALL_DATA, &v, h, 0, ents,
+					      sizeof(ents)) < 0);
+}
+
 static void test_read_reply_header(void **state)
 {
 	struct wh_version v = { 10, { 1, 2 }, { 3, 4 } };
@@ -466,6 +571,7 @@ int main(void)
 		cmocka_unit_test(test_request_roundtrip),
 		cmocka_unit_test(test_reply_roundtrip),
 		cmocka_unit_test(test_data_plane_roundtrip),
+		cmocka_unit_test(test_get_small),
 		cmocka_unit_test(test_read_reply_header),
 		cmocka_unit_test(test_header_limits),
 		cmocka_unit_test(test_paths),

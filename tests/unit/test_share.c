@@ -350,6 +350,135 @@ static void test_getattr(void **state)
 	assert_int_equal(getattr("missing"), ENOENT);
 }
 
+/* get_small - one GET_SMALL of |n| paths (hashes[i] NULL: no copy);
+ * the reply's entries in |ents| */
+static void get_small(const char *const *paths, const uint8_t *const *hashes,
+		      size_t n, struct wh_small_ent *ents)
+{
+	uint8_t e[WH_MAX_REQ_FRAME];
+	struct wh_msg m;
+	size_t len = 0, pos = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		ssize_t w = wh_small_req_encode(paths[i], strlen(paths[i]),
+						hashes ? hashes[i] : NULL,
+						e + len, sizeof(e) - 2 - len);
+
+		assert_true(w > 0);
+		len += (size_t)w;
+	}
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_GET_SMALL;
+	m.hdr.req_id = 12;
+	m.u.get_small.count = (uint16_t)n;
+	m.u.get_small.entries = e;
+	m.u.get_small.entries_len = len;
+	assert_int_equal(serve(&m), 0);
+	assert_int_equal(reply.hdr.type, WH_MSG_GET_SMALL_REPLY);
+	assert_int_equal(reply.u.get_small_reply.count, n);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(wh_small_next(&reply.u.get_small_reply, &pos,
+					       &ents[i]), 1);
+}
+
+static void test_get_small(void **state)
+{
+	static const char *const paths[] = {
+		"hello", "many/e0001", "nope", "dir", "fifo", "null", "sock",
+		"uplink", "abs/passwd", "up/secret", "big", "edge",
+	};
+	static uint8_t big[WH_MAX_SMALL_FILE + 1];
+	const size_t n = sizeof(paths) / sizeof(paths[0]);
+	struct wh_small_ent ents[sizeof(paths) / sizeof(paths[0])];
+	const uint8_t *hashes[sizeof(paths) / sizeof(paths[0])] = { 0 };
+	uint8_t h[WH_HASH_LEN], wrong[WH_HASH_LEN];
+	struct wh_msg m;
+	struct stat st;
+	char p[1024];
+
+	(void)state;
+	fill_random(big, sizeof(big), 7);
+	put_file("big", big, sizeof(big));              /* one byte over */
+	put_file("edge", big, WH_MAX_SMALL_FILE);       /* at the limit */
+	get_small(paths, NULL, n, ents);
+	assert_int_equal(ents[0].status, WH_SMALL_DATA);
+	assert_true(ents[0].version.size == 11 &&
+		    !memcmp(ents[0].data, "hello world", 11));
+	wh_blake3("hello world", 11, h);
+	assert_memory_equal(ents[0].hash, h, WH_HASH_LEN);
+	snprintf(p, sizeof(p), "%s/hello", root);
+	assert_int_equal(stat(p, &st), 0);
+	assert_true(ents[0].version.mtime.sec == st.st_mtim.tv_sec &&
+		    ents[0].version.mtime.nsec ==
+			    (uint32_t)st.st_mtim.tv_nsec);
+	/* an empty file */
+	assert_true(ents[1].status == WH_SMALL_DATA &&
+		    ents[1].version.size == 0);
+	/* vanished, wrong types, special files, symlinks: per-file errors,
+	 * never the bytes of anything else */
+	assert_true(ents[2].status == WH_SMALL_ERROR && ents[2].err == ENOENT);
+	assert_true(ents[3].status == WH_SMALL_ERROR && ents[3].err == EISDIR);
+	for (int i = 4; i <= 6; i++)
+		assert_true(ents[i].status == WH_SMALL_ERROR &&
+			    ents[i].err == ENOENT);
+	assert_true(ents[7].status == WH_SMALL_ERROR && ents[7].err == EINVAL);
+	assert_true(ents[8].status == WH_SMALL_ERROR && ents[8].err == ELOOP);
+	assert_true(ents[9].status == WH_SMALL_ERROR && ents[9].err == ELOOP);
+	/* over the limit (it grew since it was listed) */
+	assert_true(ents[10].status == WH_SMALL_ERROR && ents[10].err == EFBIG);
+	assert_true(ents[11].status == WH_SMALL_DATA &&
+		    ents[11].version.size == WH_MAX_SMALL_FILE &&
+		    !memcmp(ents[11].data, big, WH_MAX_SMALL_FILE));
+	/* the client's copy: SAME when its hash matches, else the data */
+	memset(wrong, 0, sizeof(wrong));
+	hashes[0] = h;
+	hashes[1] = wrong;
+	get_small(paths, hashes, 2, ents);
+	assert_true(ents[0].status == WH_SMALL_SAME && ents[0].data == NULL);
+	assert_memory_equal(ents[0].hash, h, WH_HASH_LEN);
+	assert_true(ents[1].status == WH_SMALL_DATA);
+	/* 64 files of 256 KiB do not fit one reply: the rest get ENOBUFS */
+	{
+		const char *many[WH_MAX_SMALL_FILES];
+		static struct wh_small_ent e64[WH_MAX_SMALL_FILES];
+		size_t data = 0, nobufs = 0;
+
+		for (int i = 0; i < WH_MAX_SMALL_FILES; i++)
+			many[i] = "edge";
+		get_small(many, NULL, WH_MAX_SMALL_FILES, e64);
+		for (int i = 0; i < WH_MAX_SMALL_FILES; i++) {
+			if (e64[i].status == WH_SMALL_DATA)
+				data++;
+			else if (e64[i].status == WH_SMALL_ERROR &&
+				 e64[i].err == ENOBUFS)
+				nobufs++;
+		}
+		assert_true(data >= 15 && data + nobufs == WH_MAX_SMALL_FILES);
+		assert_true(resp.len <= WH_FRAME_HDR_LEN + WH_MAX_REPLY_FRAME);
+	}
+	/* an unsafe path anywhere refuses the whole request */
+	{
+		uint8_t e[64];
+		size_t len = 0;
+
+		len += (size_t)wh_small_req_encode("hello", 5, NULL, e, 64);
+		len += (size_t)wh_small_req_encode("../secret", 9, NULL,
+						   e + len, 64 - len);
+		memset(&m, 0, sizeof(m));
+		m.hdr.type = WH_MSG_GET_SMALL;
+		m.u.get_small.count = 2;
+		m.u.get_small.entries = e;
+		m.u.get_small.entries_len = len;
+		assert_int_equal(serve(&m), 0);
+		assert_true(reply.hdr.type == WH_MSG_ERROR &&
+			    reply.u.error.err == EINVAL);
+	}
+	snprintf(p, sizeof(p), "%s/big", root);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/edge", root);
+	unlink(p);
+}
+
 static void test_nothing_outside(void **state)
 {
 	(void)state;
@@ -582,6 +711,7 @@ int main(void)
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_watch),
 		cmocka_unit_test(test_streamed_manifest),
+		cmocka_unit_test(test_get_small),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
