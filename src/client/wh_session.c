@@ -34,6 +34,11 @@
 #define CTRL_MAX (64 * 1024)
 #define RETRY_MIN_MS 250
 #define RETRY_MAX_MS 1000
+/* A first connection that the peer refuses this many times in a row (on
+ * every transport tried: nothing listens on that port) fails at once
+ * instead of retrying until the connect timeout.  Once connected, a
+ * refusal (a restarting host) is retried as any other loss. */
+#define REFUSED_MAX 3
 #define RDV_TIMEOUT_MS 8000 /* one rendezvous, signal server and punch */
 
 enum sess_state {
@@ -95,6 +100,7 @@ struct wh_session {
 	bool streams_blocked;
 	uint64_t next_attempt;
 	unsigned retry_ms;
+	unsigned refused;     /* attempts in a row the peer refused */
 };
 
 /* ---------------------------------------------------------------- calls */
@@ -486,6 +492,21 @@ static void on_close(struct wh_net_conn *nc, int err, const char *reason,
 			 wh_strerror(err), *reason ? ": " : "", reason);
 	if (s->opts.no_reconnect && s->state != SS_FAILED)
 		set_failed(s, WH_ERR_CLOSED, "connection closed by the host");
+	s->refused = err == -ECONNREFUSED ? s->refused + 1 : 0;
+	if (!s->ever_ready && s->refused >= REFUSED_MAX &&
+	    s->state != SS_FAILED) {
+		char msg[512];
+
+		snprintf(msg, sizeof(msg),
+			 "%.200s refused the connection (tried %s): nothing "
+			 "listens on that port; is the host running, and is "
+			 "the address right?", s->peer,
+			 s->opts.transport == WH_NET_QUIC ? "QUIC over UDP"
+			 : s->opts.transport == WH_NET_TCP
+				 ? "TLS over TCP"
+				 : "QUIC over UDP and TLS over TCP");
+		set_failed(s, -ECONNREFUSED, msg);
+	}
 }
 
 static const struct wh_net_cbs session_cbs = {
