@@ -119,14 +119,17 @@ struct wh_fetch_file {
 	atomic_bool inval;
 };
 
-enum job_kind { J_CHUNK, J_BACKFILL, J_MANIFEST, J_MSTREAM, J_ASSEMBLE };
+enum job_kind { J_CHUNK, J_BACKFILL, J_MANIFEST, J_MSTREAM, J_ASSEMBLE,
+		J_SMALL };
 
 struct job {
 	struct job *next;
 	enum job_kind kind;
-	struct wh_fetch_file *ff; /* a reference */
-	struct wh_ram_ent *e;     /* J_CHUNK: a reference */
-	uint8_t *mem;             /* J_ASSEMBLE: the bytes (owned) */
+	struct wh_fetch_file *ff; /* a reference; NULL for J_SMALL */
+	struct wh_ram_ent *e;     /* J_CHUNK, J_SMALL: a reference */
+	uint8_t *mem;             /* J_ASSEMBLE: the bytes; J_SMALL: the
+				   * path, NUL-terminated (owned) */
+	struct wh_version v;      /* J_SMALL: the version wanted */
 	uint64_t off;
 	uint32_t len;
 	uint8_t hash[WH_HASH_LEN];
@@ -153,6 +156,8 @@ struct wh_fetch {
 	bool stop;                        /* protected by lock */
 	uint64_t last_read_ns;            /* protected by lock: the last
 					   * read */
+	uint64_t small_bytes;             /* protected by lock: bytes of
+					   * J_SMALL jobs queued or running */
 	pthread_t *thr;
 	int nthr;
 };
@@ -329,7 +334,7 @@ static void rg_copy(const struct rgn *rg, uint64_t a, uint64_t b,
 /* ff_unref - lock held */
 static void ff_unref(struct wh_fetch_file *ff)
 {
-	if (--ff->refs == 0) {
+	if (ff && --ff->refs == 0) {
 		man_unref(ff->man);
 		rg_reset(&ff->rg);
 		free(ff);
@@ -376,7 +381,7 @@ static void promote(struct wh_fetch *f, struct wh_ram_ent *e)
 	struct job *prev = NULL, *j;
 
 	for (j = f->qhead; j; prev = j, j = j->next)
-		if (j->kind == J_CHUNK && j->e == e)
+		if ((j->kind == J_CHUNK || j->kind == J_SMALL) && j->e == e)
 			break;
 	if (!j || !prev)
 		return;
@@ -933,6 +938,66 @@ static void run_mstream(struct wh_fetch *f, struct job *j, const char *path,
 			 "the rest with READ", path, have, wh_strerror(rv));
 }
 
+/* small_key - the RAM cache's key for the whole file |path| at |v|:
+ * a hash that no chunk's hash can equal (chunks are keyed by the hash of
+ * their bytes) */
+static void small_key(const char *path, size_t len,
+		      const struct wh_version *v, uint8_t key[WH_HASH_LEN])
+{
+	uint8_t buf[16 + 5 * 8 + WH_MAX_PATH];
+	uint64_t w[5] = { v->size, (uint64_t)v->mtime.sec, v->mtime.nsec,
+			  (uint64_t)v->ctime.sec, v->ctime.nsec };
+
+	memcpy(buf, "wormhole small\0\0", 16);
+	memcpy(buf + 16, w, sizeof(w));
+	memcpy(buf + 16 + sizeof(w), path, len);
+	wh_blake3(buf, 16 + sizeof(w) + len, key);
+}
+
+/*
+ * run_small - fetch the |n| small files of |js| whole into their RAM
+ * entries: one READ each (a batched request would take them all at once).
+ * A reply of another version, or short, fails the entry with -ESTALE: the
+ * reader then READs for itself and sees the change.
+ */
+static void run_small(struct wh_fetch *f, struct job **js, int n)
+{
+	for (int k = 0; k < n; k++) {
+		struct job *j = js[k];
+		struct wh_msg_read_reply *rr;
+		struct wh_msg m, r;
+		struct wh_buf resp;
+		int rv;
+
+		wh_buf_init(&resp);
+		memset(&m, 0, sizeof(m));
+		m.hdr.type = WH_MSG_READ;
+		m.u.read.path.p = (const char *)j->mem;
+		m.u.read.path.len = (uint16_t)j->len;
+		m.u.read.offset = 0;
+		m.u.read.length = (uint32_t)j->v.size;
+		rv = rpc(f, &m, WH_MSG_READ_REPLY, &resp, &r, f->o.timeout_ms);
+		rr = &r.u.read_reply;
+		if (rv == 0 && (!version_eq(&rr->version, &j->v) ||
+				rr->data_len != j->v.size))
+			rv = -ESTALE;
+		if (rv < 0) {
+			wh_debug("small file '%s': %s", (const char *)j->mem,
+				 wh_strerror(rv));
+			wh_ram_fail(f->ram, j->e, rv);
+			wh_buf_free(&resp);
+			continue;
+		}
+		/* the reply buffer becomes the entry: no copy */
+		wh_ram_fill(f->ram, j->e, resp.data, resp.cap, rr->data,
+			    rr->data_len);
+		pthread_mutex_lock(&f->lock);
+		f->st.small_fetched++;
+		f->st.small_bytes += rr->data_len;
+		pthread_mutex_unlock(&f->lock);
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct wh_fetch *f = arg;
@@ -974,11 +1039,18 @@ static void *worker_main(void *arg)
 			if (!f->bhead)
 				f->btail = NULL;
 		}
-		path_len = j->ff->path_len;
-		memcpy(path, j->ff->path, path_len + 1);
+		if (j->ff) {
+			path_len = j->ff->path_len;
+			memcpy(path, j->ff->path, path_len + 1);
+		} else {
+			path_len = j->len;
+			memcpy(path, j->mem, path_len + 1);
+		}
 		pthread_mutex_unlock(&f->lock);
 
-		if (j->kind == J_CHUNK)
+		if (j->kind == J_SMALL)
+			run_small(f, &j, 1);
+		else if (j->kind == J_CHUNK)
 			run_chunk(f, j, path, path_len);
 		else if (j->kind == J_BACKFILL)
 			run_backfill(f, j, path, path_len);
@@ -997,6 +1069,8 @@ static void *worker_main(void *arg)
 		j->mem = NULL;
 
 		pthread_mutex_lock(&f->lock);
+		if (j->kind == J_SMALL)
+			f->small_bytes -= j->v.size;
 		ff_unref(j->ff);
 		j->next = f->free_jobs;
 		f->free_jobs = j;
@@ -1440,6 +1514,107 @@ void wh_fetch_got_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 	pthread_mutex_unlock(&f->lock);
 }
 
+size_t wh_fetch_small(struct wh_fetch *f, const struct wh_fetch_small *v,
+		      size_t n)
+{
+	size_t queued = 0;
+
+	pthread_mutex_lock(&f->lock);
+	for (size_t i = 0; i < n && !f->stop; i++) {
+		uint8_t key[WH_HASH_LEN];
+		struct wh_ram_ent *e;
+		struct job *j;
+		char *p;
+		int rv;
+
+		if (v[i].v.size == 0 || v[i].v.size > WH_FETCH_SMALL_MAX ||
+		    v[i].len == 0 || v[i].len > WH_MAX_PATH)
+			continue;
+		if (f->small_bytes + v[i].v.size > f->o.window_max)
+			break; /* enough on its way: the rest READ for itself */
+		small_key(v[i].path, v[i].len, &v[i].v, key);
+		rv = wh_ram_acquire(f->ram, key, true, &e);
+		if (rv < 0)
+			break;
+		if (rv == 0) {
+			wh_ram_put(f->ram, e); /* there, or on its way */
+			continue;
+		}
+		j = job_new(f);
+		p = malloc(v[i].len + 1);
+		if (!j || !p) {
+			wh_ram_fail(f->ram, e, -ENOMEM);
+			wh_ram_put(f->ram, e);
+			free(p);
+			if (j) {
+				j->next = f->free_jobs;
+				f->free_jobs = j;
+			}
+			break;
+		}
+		memcpy(p, v[i].path, v[i].len);
+		p[v[i].len] = '\0';
+		j->kind = J_SMALL;
+		j->e = e;
+		j->mem = (uint8_t *)p;
+		j->len = (uint32_t)v[i].len;
+		j->v = v[i].v;
+		f->small_bytes += v[i].v.size;
+		f->st.small_queued++;
+		enqueue(f, j, false);
+		queued++;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return queued;
+}
+
+/*
+ * read_small - serve the read from the whole file fetched by
+ * wh_fetch_small, waiting for it if it is on its way.  1 with the bytes
+ * in |out|, 0 when it is not there (or its fetch failed): the caller
+ * READs.
+ */
+static int read_small(struct wh_fetch *f, struct wh_fetch_file *ff,
+		      const char *path, size_t len, uint64_t off, size_t size,
+		      struct wh_fetch_reply *out)
+{
+	uint8_t key[WH_HASH_LEN];
+	struct wh_ram_ent *e;
+	uint64_t end;
+
+	small_key(path, len, &ff->v, key);
+	if (wh_ram_acquire(f->ram, key, false, &e) != 0)
+		return 0;
+	if (!wh_ram_ready(f->ram, e)) {
+		pthread_mutex_lock(&f->lock);
+		promote(f, e); /* a reader waits for it: it goes first */
+		pthread_mutex_unlock(&f->lock);
+		if (wh_ram_wait(f->ram, e, wh_now_ns() +
+				(uint64_t)f->o.timeout_ms * WH_NS_PER_MS) < 0) {
+			wh_ram_put(f->ram, e);
+			return 0;
+		}
+	}
+	if (wh_ram_len(e) != ff->v.size) {
+		wh_ram_put(f->ram, e);
+		return 0;
+	}
+	end = off + size < ff->v.size ? off + size : ff->v.size;
+	if (off >= end) {
+		wh_ram_put(f->ram, e);
+	} else {
+		out->iov[0].iov_base = (void *)(wh_ram_data(e) + off);
+		out->iov[0].iov_len = (size_t)(end - off);
+		out->ents[0] = e;
+		out->n = 1;
+	}
+	pthread_mutex_lock(&f->lock);
+	f->st.reads_small++;
+	f->last_read_ns = wh_now_ns();
+	pthread_mutex_unlock(&f->lock);
+	return 1;
+}
+
 int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 		  const char *path, size_t len, uint64_t off, size_t size,
 		  struct wh_fetch_reply *out)
@@ -1456,6 +1631,9 @@ int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 	if (atomic_exchange(&ff->inval, false) || len > WH_MAX_PATH ||
 	    size == 0)
 		goto pass_unlocked;
+	if (ff->v.size > 0 && ff->v.size <= WH_FETCH_SMALL_MAX &&
+	    read_small(f, ff, path, len, off, size, out))
+		return 1;
 	pthread_mutex_lock(&f->lock);
 	if (ff->path_len != len || memcmp(ff->path, path, len) != 0) {
 		memcpy(ff->path, path, len);

@@ -66,6 +66,10 @@
 #define NOTIFIER_JOIN_S 3          /* wait for the notifier at exit */
 #define RAM_DEFAULT (128ULL << 20) /* RAM cache of chunks */
 #define STATS_XATTR "user.wormhole.stats" /* on the root: the counters */
+#define LISTINGS_KEPT 8            /* directories whose listing is kept
+				    * after closedir, for small files */
+#define SMALL_AHEAD_MIN 16         /* small files fetched ahead at first */
+#define SMALL_AHEAD_MAX 256        /* ... doubling up to this */
 #define WAKE_SIG SIGURG            /* interrupts the loop's wait; ignored by
 				    * default, so a stray one is harmless */
 
@@ -86,6 +90,9 @@ struct node {
 	bool attr_valid;       /* |attr| is current: no invalidation since */
 	bool cache_known;      /* |cache_version| is set */
 	struct wh_version cache_version; /* what the kernel's pages hold */
+	struct dir_handle *listing; /* a directory's last listing, kept
+				     * (one reference) while it is in
+				     * wh_fs.kept */
 };
 
 struct dir_entry {
@@ -94,13 +101,26 @@ struct dir_entry {
 	struct wh_attr attr;
 };
 
+/* An entry's place in a listing sorted by inode number. */
+struct dir_ord {
+	uint64_t ino;
+	size_t i; /* in dir_handle.ents */
+};
+
 /* An open directory: the whole listing, read at opendir (immutable but
- * for the list links). */
+ * for the list links and the small-file fields, under wh_fs.lock).  Kept
+ * after closedir on the directory's node (node.listing) for the
+ * small-file prefetch: readers like cp -r list a directory, close it,
+ * then open its files. */
 struct dir_handle {
 	struct dir_entry *ents;
 	size_t n;
 	uint64_t gen; /* wh_fs.gen when the listing was requested */
 	struct dir_handle *prev, *next; /* wh_fs.dirs, under wh_fs.lock */
+	unsigned int refs;  /* the open, node.listing; under wh_fs.lock */
+	struct dir_ord *ord; /* by inode number (cp's order); on demand */
+	size_t pf_upto;     /* small files queued up to ord[pf_upto] */
+	size_t pf_ahead;    /* how far ahead the next top-up reaches */
 };
 
 /* An open file (immutable but for the list links). */
@@ -168,6 +188,10 @@ struct wh_fs {
 	uint64_t gen;               /* protected by lock: invalidations */
 	struct neg_entry neg[NEG_MAX]; /* protected by lock: a FIFO ring */
 	size_t neg_head, neg_len;   /* protected by lock */
+	/* protected by lock: directories whose listing is kept (counted in
+	 * their refs), oldest first, a ring */
+	struct node *kept[LISTINGS_KEPT];
+	size_t kept_head, kept_len;
 
 	/* the notifier thread and its queue */
 	pthread_t notifier;
@@ -641,9 +665,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ASYNC_READ;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
-	/* plain readdir when nobody looks at attributes (ls without -l) */
-	if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO)
-		conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
+	/* always readdirplus: with "auto" the kernel sends plain READDIR
+	 * after the first page of a listing unless lookups came meanwhile,
+	 * and readers that list a whole directory before they look at it
+	 * (cp -r, tar, rsync) then LOOKUP every other name over the wire */
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	/* pages are dropped when the host says so (or the version at open
@@ -772,7 +798,159 @@ static void dir_handle_free(struct dir_handle *dh)
 	for (size_t i = 0; i < dh->n; i++)
 		free(dh->ents[i].name);
 	free(dh->ents);
+	free(dh->ord);
 	free(dh);
+}
+
+/* dir_unref - lock held (or no other thread left) */
+static void dir_unref(struct dir_handle *dh)
+{
+	if (dh && --dh->refs == 0)
+		dir_handle_free(dh);
+}
+
+/* keep_listing - |dh| is |d|'s newest listing: keep it after closedir,
+ * dropping the oldest kept one beyond LISTINGS_KEPT; lock held. */
+static void keep_listing(struct wh_fs *fs, struct node *d,
+			 struct dir_handle *dh)
+{
+	if (dh->n > WH_MAX_READDIR_ENTRIES * 64)
+		return; /* too big to keep for long */
+	dh->refs++;
+	if (d->listing) { /* in the ring already */
+		dir_unref(d->listing);
+		d->listing = dh;
+		return;
+	}
+	if (fs->kept_len == LISTINGS_KEPT) {
+		struct node *old = fs->kept[fs->kept_head];
+
+		fs->kept_head = (fs->kept_head + 1) % LISTINGS_KEPT;
+		fs->kept_len--;
+		dir_unref(old->listing);
+		old->listing = NULL;
+		old->refs--;
+		node_maybe_free(fs, old);
+	}
+	fs->kept[(fs->kept_head + fs->kept_len) % LISTINGS_KEPT] = d;
+	fs->kept_len++;
+	d->refs++;
+	d->listing = dh;
+}
+
+static int ord_cmp(const void *a, const void *b)
+{
+	const struct dir_ord *x = a, *y = b;
+
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/*
+ * small_batch - |n| (attributes |a|) is being opened: the small files of
+ * its directory to fetch ahead, if its listing is kept and current.  In
+ * inode order (cp -r's: coreutils sorts a directory by inode number
+ * before copying it), from the file after |n|'s place, a few at first and
+ * twice as many with each top-up as the reader keeps coming, so that one
+ * look at one file costs little.  The paths go into *pbuf; lock held.
+ * Returns the count in *pv (both to free).
+ */
+static size_t small_batch(struct wh_fs *fs, struct node *n,
+			  const struct wh_attr *a, struct wh_fetch_small **pv,
+			  char **pbuf)
+{
+	struct node *d = n->parent;
+	struct dir_handle *dh = d ? d->listing : NULL;
+	char dpath[WH_MAX_PATH + 1];
+	struct wh_fetch_small *v;
+	size_t lo, hi, k, to, cnt = 0, bytes = 0, pos = 0;
+	ssize_t dlen;
+	char *buf;
+
+	*pv = NULL;
+	*pbuf = NULL;
+	if (!dh || d->inval_gen > dh->gen || a->size > WH_FETCH_SMALL_MAX ||
+	    dh->n == 0)
+		return 0;
+	if (!dh->ord) {
+		dh->ord = malloc(dh->n * sizeof(*dh->ord));
+		if (!dh->ord)
+			return 0;
+		for (size_t i = 0; i < dh->n; i++) {
+			dh->ord[i].ino = dh->ents[i].attr.ino;
+			dh->ord[i].i = i;
+		}
+		qsort(dh->ord, dh->n, sizeof(*dh->ord), ord_cmp);
+		dh->pf_ahead = SMALL_AHEAD_MIN;
+	}
+	/* |n|'s place: the first entry with its inode number and name */
+	lo = 0;
+	hi = dh->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (dh->ord[mid].ino < a->ino)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (k = lo; k < dh->n && dh->ord[k].ino == a->ino; k++) {
+		const struct dir_entry *ent = &dh->ents[dh->ord[k].i];
+
+		if (ent->name_len == n->name_len &&
+		    memcmp(ent->name, n->name, n->name_len) == 0)
+			break;
+	}
+	if (k == dh->n || dh->ord[k].ino != a->ino)
+		return 0; /* not in this listing */
+	if (dh->pf_upto > k + 1 + dh->pf_ahead / 2)
+		return 0; /* far enough ahead */
+	if (dh->pf_upto > 0 && dh->pf_ahead < SMALL_AHEAD_MAX)
+		dh->pf_ahead *= 2;
+	if (dh->pf_upto < k + 1)
+		dh->pf_upto = k + 1;
+	to = k + 1 + dh->pf_ahead < dh->n ? k + 1 + dh->pf_ahead : dh->n;
+	if (dh->pf_upto >= to)
+		return 0;
+	dlen = node_path(fs, d, dpath);
+	if (dlen < 0)
+		return 0;
+	for (size_t i = dh->pf_upto; i < to; i++)
+		bytes += (size_t)dlen + 1 + dh->ents[dh->ord[i].i].name_len;
+	v = malloc((to - dh->pf_upto) * sizeof(*v));
+	buf = malloc(bytes ? bytes : 1);
+	if (!v || !buf) {
+		free(v);
+		free(buf);
+		return 0;
+	}
+	for (size_t i = dh->pf_upto; i < to; i++) {
+		const struct dir_entry *ent = &dh->ents[dh->ord[i].i];
+		struct node *c;
+		size_t plen = (size_t)dlen + (dlen ? 1 : 0) + ent->name_len;
+
+		if (!S_ISREG(ent->attr.mode) || ent->attr.size == 0 ||
+		    ent->attr.size > WH_FETCH_SMALL_MAX || plen > WH_MAX_PATH)
+			continue;
+		c = find_child(fs, d, ent->name, ent->name_len);
+		if (c && c->inval_gen > dh->gen)
+			continue; /* changed since the listing */
+		v[cnt].path = buf + pos;
+		memcpy(buf + pos, dpath, (size_t)dlen);
+		pos += (size_t)dlen;
+		if (dlen)
+			buf[pos++] = '/';
+		memcpy(buf + pos, ent->name, ent->name_len);
+		pos += ent->name_len;
+		v[cnt].len = plen;
+		version_of(&ent->attr, &v[cnt].v);
+		cnt++;
+	}
+	dh->pf_upto = to;
+	*pv = v;
+	*pbuf = buf;
+	return cnt;
 }
 
 /* handle lists: lock held */
@@ -921,6 +1099,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	dh->refs = 1;
 	len = path_of(fs, node_of(fs, ino), path, &dh->gen);
 	if (len < 0) {
 		dir_handle_free(dh);
@@ -937,13 +1116,14 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	fi->fh = (uint64_t)(uintptr_t)dh;
 	pthread_mutex_lock(&fs->lock);
 	dir_link(fs, dh);
+	keep_listing(fs, node_of(fs, ino), dh);
 	pthread_mutex_unlock(&fs->lock);
 	if (fuse_reply_open(req, fi) != 0) {
 		/* no releasedir will come */
 		pthread_mutex_lock(&fs->lock);
 		dir_unlink(fs, dh);
+		dir_unref(dh);
 		pthread_mutex_unlock(&fs->lock);
-		dir_handle_free(dh);
 	}
 }
 
@@ -1068,8 +1248,8 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 	(void)ino;
 	pthread_mutex_lock(&fs->lock);
 	dir_unlink(fs, dh);
+	dir_unref(dh);
 	pthread_mutex_unlock(&fs->lock);
-	dir_handle_free(dh);
 	fuse_reply_err(req, 0);
 }
 
@@ -1077,9 +1257,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct wh_fs *fs = fs_of(req);
 	struct node *n = node_of(fs, ino);
+	struct wh_fetch_small *small = NULL;
 	struct open_file *fh;
 	struct wh_version v;
 	struct wh_attr a;
+	char *small_buf = NULL;
+	size_t nsmall = 0;
 	bool valid, keep;
 	int err = 0;
 
@@ -1132,6 +1315,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	n->cache_version = v;
 	n->refs++;
 	file_link(fs, fh);
+	/* a small file of a directory just listed: its neighbours next */
+	if (valid && !keep)
+		nsmall = small_batch(fs, n, &a, &small, &small_buf);
 	pthread_mutex_unlock(&fs->lock);
 	fi->fh = (uint64_t)(uintptr_t)fh;
 	fi->keep_cache = keep;
@@ -1145,6 +1331,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		wh_fetch_close(fs->fetch, fh->ff);
 		free(fh);
 	}
+	/* after the reply: the opener need not wait for the queueing */
+	if (nsmall > 0)
+		wh_fetch_small(fs->fetch, small, nsmall);
+	free(small);
+	free(small_buf);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino,
@@ -1385,14 +1576,17 @@ static int stats_text(struct wh_fs *fs, char *buf, size_t size)
 			"\nram_hits %" PRIu64 "\nram_evictions %" PRIu64
 			"\nmanifest_parts %" PRIu64 "\nchunks_from_reads %"
 			PRIu64 "\nbytes_from_reads %" PRIu64
-			"\nfetch_busy %" PRIu64 "\n",
+			"\nfetch_busy %" PRIu64 "\nsmall_queued %" PRIu64
+			"\nsmall_fetched %" PRIu64 "\nsmall_bytes %" PRIu64
+			"\nreads_small %" PRIu64 "\n",
 			atomic_load(&fs->reads_direct),
 			atomic_load(&fs->bytes_direct), st.reads_chunked,
 			st.reads_ram, st.manifests, st.chunks_fetched,
 			st.bytes_fetched, st.chunks_from_store, st.chunks_bad,
 			st.store_corrupt, rs.bytes, rs.hits, rs.evictions,
 			st.mparts, st.chunks_from_reads, st.bytes_from_reads,
-			st.busy);
+			st.busy, st.small_queued, st.small_fetched,
+			st.small_bytes, st.reads_small);
 }
 
 /* op_getxattr - the root has one attribute: the data plane's counters
@@ -2194,6 +2388,15 @@ void wh_fs_del(struct wh_fs *fs)
 	}
 	while (fs->neg_len > 0)
 		neg_pop(fs);
+	while (fs->kept_len > 0) {
+		struct node *d = fs->kept[fs->kept_head];
+
+		fs->kept_head = (fs->kept_head + 1) % LISTINGS_KEPT;
+		fs->kept_len--;
+		dir_unref(d->listing);
+		d->listing = NULL;
+		d->refs--;
+	}
 	/* handles the kernel never released (the session ended on a
 	 * signal); the nodes they point to are freed below */
 	while (fs->files) {
@@ -2218,7 +2421,7 @@ void wh_fs_del(struct wh_fs *fs)
 		struct dir_handle *dh = fs->dirs;
 
 		fs->dirs = dh->next;
-		dir_handle_free(dh);
+		dir_unref(dh);
 	}
 	if (fs->buckets) {
 		size_t held = 0;
