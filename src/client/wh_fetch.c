@@ -995,6 +995,9 @@ static void run_small(struct wh_fetch *f, struct job **js, int n)
 		f->st.small_fetched++;
 		f->st.small_bytes += rr->data_len;
 		pthread_mutex_unlock(&f->lock);
+		if (f->o.small_done)
+			f->o.small_done(f->o.small_ctx, (const char *)j->mem,
+					j->len, &j->v, j->e);
 	}
 }
 

@@ -63,6 +63,12 @@ struct wh_fetch_opts {
 	 * host has WH_CAP_CHUNKS only */
 	uint64_t (*caps)(void *ctx);
 	void *caps_ctx;
+	/* optional: a small file of wh_fetch_small() is in RAM, entry |e|
+	 * (referenced for the call only: wh_ram_hold it to keep it).  Called
+	 * from a worker, without locks held; it must not block. */
+	void (*small_done)(void *ctx, const char *path, size_t len,
+			   const struct wh_version *v, struct wh_ram_ent *e);
+	void *small_ctx;
 };
 
 struct wh_fetch_stats {

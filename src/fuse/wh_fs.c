@@ -70,6 +70,8 @@
 				    * after closedir, for small files */
 #define SMALL_AHEAD_MIN 16         /* small files fetched ahead at first */
 #define SMALL_AHEAD_MAX 256        /* ... doubling up to this */
+#define STORE_QUEUE_BYTES (16u << 20) /* small files waiting to be put
+				       * in the kernel's page cache */
 #define WAKE_SIG SIGURG            /* interrupts the loop's wait; ignored by
 				    * default, so a stray one is harmless */
 
@@ -154,6 +156,15 @@ struct inval_item {
 	char str[];              /* INVAL_NAME: dir, NUL, name, NUL */
 };
 
+/* A small file fetched ahead, to put in the kernel's page cache. */
+struct store_item {
+	struct store_item *next;
+	struct wh_ram_ent *e; /* referenced */
+	struct wh_version v;
+	size_t path_len;
+	char path[]; /* NUL-terminated */
+};
+
 /* What inval_everything() tells the kernel, gathered under the lock. */
 struct kernel_name {
 	fuse_ino_t parent, ino; /* parent 0: no name (the root) */
@@ -201,6 +212,9 @@ struct wh_fs {
 	struct inval_item *qhead, *qtail; /* protected by qlock */
 	size_t qlen;                /* protected by qlock */
 	bool qall;                  /* protected by qlock */
+	struct store_item *shead, *stail; /* protected by qlock */
+	size_t sbytes;              /* protected by qlock */
+	atomic_ulong small_stored;  /* small files put in the page cache */
 	atomic_bool stop;           /* the notifier must return */
 
 	/* wh_fs_run */
@@ -1578,7 +1592,7 @@ static int stats_text(struct wh_fs *fs, char *buf, size_t size)
 			PRIu64 "\nbytes_from_reads %" PRIu64
 			"\nfetch_busy %" PRIu64 "\nsmall_queued %" PRIu64
 			"\nsmall_fetched %" PRIu64 "\nsmall_bytes %" PRIu64
-			"\nreads_small %" PRIu64 "\n",
+			"\nreads_small %" PRIu64 "\nsmall_stored %lu\n",
 			atomic_load(&fs->reads_direct),
 			atomic_load(&fs->bytes_direct), st.reads_chunked,
 			st.reads_ram, st.manifests, st.chunks_fetched,
@@ -1586,7 +1600,8 @@ static int stats_text(struct wh_fs *fs, char *buf, size_t size)
 			st.store_corrupt, rs.bytes, rs.hits, rs.evictions,
 			st.mparts, st.chunks_from_reads, st.bytes_from_reads,
 			st.busy, st.small_queued, st.small_fetched,
-			st.small_bytes, st.reads_small);
+			st.small_bytes, st.reads_small,
+			atomic_load(&fs->small_stored));
 }
 
 /* op_getxattr - the root has one attribute: the data plane's counters
@@ -2023,6 +2038,114 @@ static bool kick_loop(struct wh_fs *fs)
 	return running;
 }
 
+/*
+ * on_small_done - a small file fetched ahead is in RAM: queue it for the
+ * notifier, which puts it in the kernel's page cache (bounded: beyond
+ * STORE_QUEUE_BYTES it is left in RAM, where the reader's READ finds it).
+ */
+static void on_small_done(void *ctx, const char *path, size_t len,
+			  const struct wh_version *v, struct wh_ram_ent *e)
+{
+	struct wh_fs *fs = ctx;
+	struct store_item *it;
+	bool ok = false;
+
+	it = malloc(sizeof(*it) + len + 1);
+	if (!it)
+		return;
+	memcpy(it->path, path, len);
+	it->path[len] = '\0';
+	it->path_len = len;
+	it->v = *v;
+	it->e = e;
+	it->next = NULL;
+	pthread_mutex_lock(&fs->qlock);
+	if (fs->sbytes + v->size <= STORE_QUEUE_BYTES) {
+		wh_ram_hold(fs->ram, e);
+		fs->sbytes += v->size;
+		if (fs->stail)
+			fs->stail->next = it;
+		else
+			fs->shead = it;
+		fs->stail = it;
+		ok = true;
+	}
+	pthread_mutex_unlock(&fs->qlock);
+	if (ok)
+		wake_notifier(fs);
+	else
+		free(it);
+}
+
+/*
+ * do_store - put a small file fetched ahead in the kernel's page cache,
+ * so that its reader's open keeps the pages (keep_cache) and its reads
+ * never come here.  Only for a node the kernel knows, whose attributes
+ * are current and at the file's version; on the notifier thread, which
+ * also runs every invalidation, so none can come between the check and
+ * the store (one that comes after drops the pages again).
+ */
+static void do_store(struct wh_fs *fs, struct store_item *it)
+{
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(wh_ram_len(it->e));
+	char *slash = memrchr(it->path, '/', it->path_len);
+	const char *name = slash ? slash + 1 : it->path;
+	size_t nlen = it->path_len - (size_t)(name - it->path);
+	struct wh_version have;
+	struct node *d, *n = NULL;
+	uint64_t gen = 0;
+	int rv;
+
+	pthread_mutex_lock(&fs->lock);
+	if (slash)
+		*slash = '\0';
+	d = slash ? resolve_dir(fs, it->path) : &fs->root;
+	if (d)
+		n = find_child(fs, d, name, nlen);
+	if (n) {
+		version_of(&n->attr, &have);
+		if (n->nlookup == 0 || !n->attr_valid ||
+		    !S_ISREG(n->attr.mode) || !version_eq(&have, &it->v) ||
+		    (n->cache_known && version_eq(&n->cache_version, &it->v)))
+			n = NULL; /* unknown, changed, or opened already */
+	}
+	if (n) {
+		n->refs++;
+		gen = fs->gen;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (!n)
+		return;
+	rv = -EAGAIN;
+	if (kernel_ready(fs)) {
+		bv.buf[0].mem = (void *)wh_ram_data(it->e);
+		rv = fuse_lowlevel_notify_store(fs->se, ino_of(fs, n), 0, &bv,
+						0);
+	}
+	pthread_mutex_lock(&fs->lock);
+	if (rv == 0 && n->inval_gen <= gen && !n->cache_known) {
+		n->cache_known = true;
+		n->cache_version = it->v;
+		atomic_fetch_add_explicit(&fs->small_stored, 1,
+					  memory_order_relaxed);
+	}
+	n->refs--;
+	node_maybe_free(fs, n);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* free_stores - drop queued small files (the qlock not held) */
+static void free_stores(struct wh_fs *fs, struct store_item *it)
+{
+	while (it) {
+		struct store_item *next = it->next;
+
+		wh_ram_put(fs->ram, it->e);
+		free(it);
+		it = next;
+	}
+}
+
 static void *notifier_main(void *arg)
 {
 	struct wh_fs *fs = arg;
@@ -2030,6 +2153,7 @@ static void *notifier_main(void *arg)
 	while (!atomic_load(&fs->stop)) {
 		struct pollfd pfd = { .fd = fs->wake_fd, .events = POLLIN };
 		struct inval_item *list;
+		struct store_item *stores;
 		bool all, kicking = false;
 		uint64_t v;
 
@@ -2041,6 +2165,9 @@ static void *notifier_main(void *arg)
 		fs->qhead = fs->qtail = NULL;
 		fs->qlen = 0;
 		fs->qall = false;
+		stores = fs->shead;
+		fs->shead = fs->stail = NULL;
+		fs->sbytes = 0;
 		pthread_mutex_unlock(&fs->qlock);
 		if (all)
 			inval_everything(fs);
@@ -2055,7 +2182,12 @@ static void *notifier_main(void *arg)
 				tell_inode(fs, it->ino);
 		}
 		free_items(list);
-		if (list || all)
+		/* after the invalidations that came with them */
+		for (struct store_item *it = stores; it; it = it->next)
+			if (!atomic_load(&fs->stop))
+				do_store(fs, it);
+		free_stores(fs, stores);
+		if (list || all || stores)
 			continue; /* more may have come meanwhile */
 		if (poll(&pfd, 1, kicking ? KICK_MS : -1) > 0 &&
 		    read(fs->wake_fd, &v, sizeof(v)) < 0)
@@ -2108,6 +2240,8 @@ int wh_fs_new(struct wh_rpc *rpc, const struct wh_fs_opts *opts,
 			.workers = opts->fetch_workers,
 			.caps = opts->caps,
 			.caps_ctx = opts->caps_ctx,
+			.small_done = on_small_done,
+			.small_ctx = fs,
 		};
 		uint64_t ram = opts->ram_limit ? opts->ram_limit : RAM_DEFAULT;
 
@@ -2381,6 +2515,8 @@ void wh_fs_del(struct wh_fs *fs)
 		return;
 	}
 	free_items(fs->qhead);
+	free_stores(fs, fs->shead);
+	fs->shead = NULL;
 	if (fs->se) {
 		if (fs->mounted)
 			fuse_session_unmount(fs->se);
@@ -2416,6 +2552,9 @@ void wh_fs_del(struct wh_fs *fs)
 		wh_info("data plane: %s", buf);
 	}
 	wh_fetch_del(fs->fetch);
+	/* what the workers finished after the notifier stopped */
+	free_stores(fs, fs->shead);
+	fs->shead = NULL;
 	wh_ram_del(fs->ram);
 	while (fs->dirs) {
 		struct dir_handle *dh = fs->dirs;
