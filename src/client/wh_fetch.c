@@ -43,6 +43,8 @@
 #define RG_BLOCKS (RG_MAX / RG_BLOCK)
 #define RG_EXTS 64                 /* disjoint ranges received */
 #define RD_EXTS 64                 /* disjoint ranges READ in runs */
+#define SMALL_BATCH 16             /* small files one worker sends at
+				    * once */
 
 struct mchunk {
 	uint64_t off;
@@ -397,6 +399,9 @@ static void promote(struct wh_fetch *f, struct wh_ram_ent *e)
  * |resp|), -errno from the host's ERROR, WH_ERR_* from the transport, or
  * WH_ERR_PROTO for an unexpected reply.
  */
+static int reply_check(uint32_t req_id, uint16_t want,
+		       const struct wh_buf *resp, struct wh_msg *out);
+
 static int rpc(struct wh_fetch *f, struct wh_msg *m, uint16_t want,
 	       struct wh_buf *resp, struct wh_msg *out, int timeout_ms)
 {
@@ -411,8 +416,17 @@ static int rpc(struct wh_fetch *f, struct wh_msg *m, uint16_t want,
 	rv = wh_rpc_call(f->rpc, req, (size_t)n, resp, timeout_ms);
 	if (rv < 0)
 		return rv;
-	rv = wh_msg_decode(resp->data, resp->len, WH_MAX_REPLY_FRAME, out);
-	if (rv < 0 || out->hdr.req_id != m->hdr.req_id)
+	return reply_check(m->hdr.req_id, want, resp, out);
+}
+
+/* reply_check - decode the reply to request |req_id| into |out|; as
+ * rpc() */
+static int reply_check(uint32_t req_id, uint16_t want,
+		       const struct wh_buf *resp, struct wh_msg *out)
+{
+	int rv = wh_msg_decode(resp->data, resp->len, WH_MAX_REPLY_FRAME, out);
+
+	if (rv < 0 || out->hdr.req_id != req_id)
 		return WH_ERR_PROTO;
 	if (out->hdr.type == WH_MSG_ERROR) {
 		if (out->u.error.err < 1 || out->u.error.err > 4095)
@@ -956,27 +970,75 @@ static void small_key(const char *path, size_t len,
 
 /*
  * run_small - fetch the |n| small files of |js| whole into their RAM
- * entries: one READ each (a batched request would take them all at once).
- * A reply of another version, or short, fails the entry with -ESTALE: the
- * reader then READs for itself and sees the change.
+ * entries: one READ each, all in flight at once (a host that can answer
+ * several files in one request would take them in one).  A reply of
+ * another version, or short, fails the entry with -ESTALE: the reader
+ * then READs for itself and sees the change.
  */
 static void run_small(struct wh_fetch *f, struct job **js, int n)
 {
+	const size_t slot = WH_FRAME_HDR_LEN + WH_MAX_REQ_FRAME;
+	uint8_t *reqs = malloc((size_t)n * slot);
+	const uint8_t *rp[SMALL_BATCH];
+	struct wh_buf resps[SMALL_BATCH];
+	size_t lens[SMALL_BATCH];
+	uint32_t ids[SMALL_BATCH];
+	int errs[SMALL_BATCH];
+
 	for (int k = 0; k < n; k++) {
 		struct job *j = js[k];
-		struct wh_msg_read_reply *rr;
-		struct wh_msg m, r;
-		struct wh_buf resp;
-		int rv;
+		struct wh_msg m;
+		ssize_t len = -ENOMEM;
 
-		wh_buf_init(&resp);
 		memset(&m, 0, sizeof(m));
 		m.hdr.type = WH_MSG_READ;
+		m.hdr.req_id = ids[k] = atomic_fetch_add(&f->next_req, 1) + 1;
 		m.u.read.path.p = (const char *)j->mem;
 		m.u.read.path.len = (uint16_t)j->len;
 		m.u.read.offset = 0;
 		m.u.read.length = (uint32_t)j->v.size;
-		rv = rpc(f, &m, WH_MSG_READ_REPLY, &resp, &r, f->o.timeout_ms);
+		if (reqs)
+			len = wh_msg_encode(&m, reqs + (size_t)k * slot, slot);
+		/* one that cannot be sent goes to the end with nothing */
+		rp[k] = reqs ? reqs + (size_t)k * slot : NULL;
+		lens[k] = len < 0 ? 0 : (size_t)len;
+		wh_buf_init(&resps[k]);
+	}
+	if (reqs) {
+		/* the ones that could be encoded, packed (all, really: the
+		 * paths came checked) */
+		const uint8_t *sp[SMALL_BATCH];
+		struct wh_buf sr[SMALL_BATCH];
+		size_t sl[SMALL_BATCH];
+		int se[SMALL_BATCH], ns = 0;
+
+		for (int k = 0; k < n; k++) {
+			if (!lens[k])
+				continue;
+			sp[ns] = rp[k];
+			sl[ns] = lens[k];
+			sr[ns] = resps[k];
+			ns++;
+		}
+		wh_rpc_call_many(f->rpc, sp, sl, (size_t)ns, sr, se,
+				 f->o.timeout_ms);
+		for (int k = 0, i = 0; k < n; k++) {
+			if (!lens[k])
+				continue;
+			resps[k] = sr[i];
+			errs[k] = se[i];
+			i++;
+		}
+	}
+	for (int k = 0; k < n; k++) {
+		struct job *j = js[k];
+		struct wh_msg_read_reply *rr;
+		struct wh_msg r;
+		int rv = reqs && lens[k] ? errs[k] : -ENOMEM;
+
+		if (rv == 0)
+			rv = reply_check(ids[k], WH_MSG_READ_REPLY, &resps[k],
+					 &r);
 		rr = &r.u.read_reply;
 		if (rv == 0 && (!version_eq(&rr->version, &j->v) ||
 				rr->data_len != j->v.size))
@@ -985,12 +1047,12 @@ static void run_small(struct wh_fetch *f, struct job **js, int n)
 			wh_debug("small file '%s': %s", (const char *)j->mem,
 				 wh_strerror(rv));
 			wh_ram_fail(f->ram, j->e, rv);
-			wh_buf_free(&resp);
+			wh_buf_free(&resps[k]);
 			continue;
 		}
 		/* the reply buffer becomes the entry: no copy */
-		wh_ram_fill(f->ram, j->e, resp.data, resp.cap, rr->data,
-			    rr->data_len);
+		wh_ram_fill(f->ram, j->e, resps[k].data, resps[k].cap,
+			    rr->data, rr->data_len);
 		pthread_mutex_lock(&f->lock);
 		f->st.small_fetched++;
 		f->st.small_bytes += rr->data_len;
@@ -999,6 +1061,43 @@ static void run_small(struct wh_fetch *f, struct job **js, int n)
 			f->o.small_done(f->o.small_ctx, (const char *)j->mem,
 					j->len, &j->v, j->e);
 	}
+	free(reqs);
+}
+
+/*
+ * run_small_jobs - |j| and the small-file jobs queued right behind it, up
+ * to SMALL_BATCH, in one go; called without the lock, returns without
+ * it, the jobs done and freed.
+ */
+static void run_small_jobs(struct wh_fetch *f, struct job *j)
+{
+	struct job *js[SMALL_BATCH];
+	int n = 1;
+
+	js[0] = j;
+	pthread_mutex_lock(&f->lock);
+	while (n < SMALL_BATCH && f->qhead && f->qhead->kind == J_SMALL) {
+		js[n++] = f->qhead;
+		f->qhead = f->qhead->next;
+		if (!f->qhead)
+			f->qtail = NULL;
+	}
+	pthread_mutex_unlock(&f->lock);
+	run_small(f, js, n);
+	for (int k = 0; k < n; k++) {
+		wh_ram_put(f->ram, js[k]->e);
+		js[k]->e = NULL;
+		free(js[k]->mem);
+		js[k]->mem = NULL;
+	}
+	pthread_mutex_lock(&f->lock);
+	for (int k = 0; k < n; k++) {
+		f->small_bytes -= js[k]->v.size;
+		js[k]->next = f->free_jobs;
+		f->free_jobs = js[k];
+		f->busy--;
+	}
+	pthread_mutex_unlock(&f->lock);
 }
 
 static void *worker_main(void *arg)
@@ -1051,9 +1150,12 @@ static void *worker_main(void *arg)
 		}
 		pthread_mutex_unlock(&f->lock);
 
-		if (j->kind == J_SMALL)
-			run_small(f, &j, 1);
-		else if (j->kind == J_CHUNK)
+		if (j->kind == J_SMALL) {
+			run_small_jobs(f, j);
+			pthread_mutex_lock(&f->lock);
+			continue;
+		}
+		if (j->kind == J_CHUNK)
 			run_chunk(f, j, path, path_len);
 		else if (j->kind == J_BACKFILL)
 			run_backfill(f, j, path, path_len);
@@ -1072,8 +1174,6 @@ static void *worker_main(void *arg)
 		j->mem = NULL;
 
 		pthread_mutex_lock(&f->lock);
-		if (j->kind == J_SMALL)
-			f->small_bytes -= j->v.size;
 		ff_unref(j->ff);
 		j->next = f->free_jobs;
 		f->free_jobs = j;
