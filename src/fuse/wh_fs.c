@@ -68,6 +68,7 @@
 #define STATS_XATTR "user.wormhole.stats" /* on the root: the counters */
 #define LISTINGS_KEPT 8            /* directories whose listing is kept
 				    * after closedir, for small files */
+#define KEPT_ENTRIES_MAX 32768     /* entries in those listings, in all */
 #define SMALL_AHEAD_MIN 16         /* small files fetched ahead at first */
 #define SMALL_AHEAD_MAX 256        /* ... doubling up to this */
 #define STORE_QUEUE_BYTES (16u << 20) /* small files waiting to be put
@@ -200,9 +201,10 @@ struct wh_fs {
 	struct neg_entry neg[NEG_MAX]; /* protected by lock: a FIFO ring */
 	size_t neg_head, neg_len;   /* protected by lock */
 	/* protected by lock: directories whose listing is kept (counted in
-	 * their refs), oldest first, a ring */
+	 * their refs), oldest first */
 	struct node *kept[LISTINGS_KEPT];
-	size_t kept_head, kept_len;
+	size_t kept_len;
+	size_t kept_entries;        /* protected by lock: theirs, in all */
 
 	/* the notifier thread and its queue */
 	pthread_t notifier;
@@ -823,31 +825,45 @@ static void dir_unref(struct dir_handle *dh)
 		dir_handle_free(dh);
 }
 
+/* unkeep - stop keeping the listing of fs->kept[i]; lock held */
+static void unkeep(struct wh_fs *fs, size_t i)
+{
+	struct node *d = fs->kept[i];
+
+	memmove(&fs->kept[i], &fs->kept[i + 1],
+		(fs->kept_len - i - 1) * sizeof(fs->kept[0]));
+	fs->kept_len--;
+	fs->kept_entries -= d->listing->n;
+	dir_unref(d->listing);
+	d->listing = NULL;
+	d->refs--;
+	node_maybe_free(fs, d);
+}
+
 /* keep_listing - |dh| is |d|'s newest listing: keep it after closedir,
- * dropping the oldest kept one beyond LISTINGS_KEPT; lock held. */
+ * dropping the oldest kept ones beyond LISTINGS_KEPT listings or
+ * KEPT_ENTRIES_MAX entries; lock held. */
 static void keep_listing(struct wh_fs *fs, struct node *d,
 			 struct dir_handle *dh)
 {
-	if (dh->n > WH_MAX_READDIR_ENTRIES * 64)
-		return; /* too big to keep for long */
+	if (d->listing) {
+		for (size_t i = 0; i < fs->kept_len; i++)
+			if (fs->kept[i] == d) {
+				d->refs++; /* |d| is in use: not freed */
+				unkeep(fs, i);
+				d->refs--;
+				break;
+			}
+	}
+	if (dh->n > KEPT_ENTRIES_MAX)
+		return; /* too big to keep after closedir */
+	while (fs->kept_len > 0 &&
+	       (fs->kept_len == LISTINGS_KEPT ||
+		fs->kept_entries + dh->n > KEPT_ENTRIES_MAX))
+		unkeep(fs, 0);
 	dh->refs++;
-	if (d->listing) { /* in the ring already */
-		dir_unref(d->listing);
-		d->listing = dh;
-		return;
-	}
-	if (fs->kept_len == LISTINGS_KEPT) {
-		struct node *old = fs->kept[fs->kept_head];
-
-		fs->kept_head = (fs->kept_head + 1) % LISTINGS_KEPT;
-		fs->kept_len--;
-		dir_unref(old->listing);
-		old->listing = NULL;
-		old->refs--;
-		node_maybe_free(fs, old);
-	}
-	fs->kept[(fs->kept_head + fs->kept_len) % LISTINGS_KEPT] = d;
-	fs->kept_len++;
+	fs->kept_entries += dh->n;
+	fs->kept[fs->kept_len++] = d;
 	d->refs++;
 	d->listing = dh;
 }
@@ -2525,10 +2541,8 @@ void wh_fs_del(struct wh_fs *fs)
 	while (fs->neg_len > 0)
 		neg_pop(fs);
 	while (fs->kept_len > 0) {
-		struct node *d = fs->kept[fs->kept_head];
+		struct node *d = fs->kept[--fs->kept_len];
 
-		fs->kept_head = (fs->kept_head + 1) % LISTINGS_KEPT;
-		fs->kept_len--;
 		dir_unref(d->listing);
 		d->listing = NULL;
 		d->refs--;
