@@ -44,6 +44,8 @@
 #define RG_BLOCKS (RG_MAX / RG_BLOCK)
 #define RG_EXTS 64                 /* disjoint ranges received */
 #define RD_EXTS 64                 /* disjoint ranges READ in runs */
+#define SMALL_BATCH 16             /* small files one worker sends at
+				    * once */
 
 struct mchunk {
 	uint64_t off;
@@ -120,14 +122,17 @@ struct wh_fetch_file {
 	atomic_bool inval;
 };
 
-enum job_kind { J_CHUNK, J_BACKFILL, J_MANIFEST, J_MSTREAM, J_ASSEMBLE };
+enum job_kind { J_CHUNK, J_BACKFILL, J_MANIFEST, J_MSTREAM, J_ASSEMBLE,
+		J_SMALL };
 
 struct job {
 	struct job *next;
 	enum job_kind kind;
-	struct wh_fetch_file *ff; /* a reference */
-	struct wh_ram_ent *e;     /* J_CHUNK: a reference */
-	uint8_t *mem;             /* J_ASSEMBLE: the bytes (owned) */
+	struct wh_fetch_file *ff; /* a reference; NULL for J_SMALL */
+	struct wh_ram_ent *e;     /* J_CHUNK, J_SMALL: a reference */
+	uint8_t *mem;             /* J_ASSEMBLE: the bytes; J_SMALL: the
+				   * path, NUL-terminated (owned) */
+	struct wh_version v;      /* J_SMALL: the version wanted */
 	uint64_t off;
 	uint32_t len;
 	uint8_t hash[WH_HASH_LEN];
@@ -154,6 +159,8 @@ struct wh_fetch {
 	bool stop;                        /* protected by lock */
 	uint64_t last_read_ns;            /* protected by lock: the last
 					   * read */
+	uint64_t small_bytes;             /* protected by lock: bytes of
+					   * J_SMALL jobs queued or running */
 	pthread_t *thr;
 	int nthr;
 };
@@ -330,7 +337,7 @@ static void rg_copy(const struct rgn *rg, uint64_t a, uint64_t b,
 /* ff_unref - lock held */
 static void ff_unref(struct wh_fetch_file *ff)
 {
-	if (--ff->refs == 0) {
+	if (ff && --ff->refs == 0) {
 		man_unref(ff->man);
 		rg_reset(&ff->rg);
 		free(ff);
@@ -377,7 +384,7 @@ static void promote(struct wh_fetch *f, struct wh_ram_ent *e)
 	struct job *prev = NULL, *j;
 
 	for (j = f->qhead; j; prev = j, j = j->next)
-		if (j->kind == J_CHUNK && j->e == e)
+		if ((j->kind == J_CHUNK || j->kind == J_SMALL) && j->e == e)
 			break;
 	if (!j || !prev)
 		return;
@@ -393,6 +400,9 @@ static void promote(struct wh_fetch *f, struct wh_ram_ent *e)
  * |resp|), -errno from the host's ERROR, WH_ERR_* from the transport, or
  * WH_ERR_PROTO for an unexpected reply.
  */
+static int reply_check(uint32_t req_id, uint16_t want,
+		       const struct wh_buf *resp, struct wh_msg *out);
+
 static int rpc(struct wh_fetch *f, struct wh_msg *m, uint16_t want,
 	       struct wh_buf *resp, struct wh_msg *out, int timeout_ms)
 {
@@ -407,8 +417,17 @@ static int rpc(struct wh_fetch *f, struct wh_msg *m, uint16_t want,
 	rv = wh_rpc_call(f->rpc, req, (size_t)n, resp, timeout_ms);
 	if (rv < 0)
 		return rv;
-	rv = wh_msg_decode(resp->data, resp->len, WH_MAX_REPLY_FRAME, out);
-	if (rv < 0 || out->hdr.req_id != m->hdr.req_id)
+	return reply_check(m->hdr.req_id, want, resp, out);
+}
+
+/* reply_check - decode the reply to request |req_id| into |out|; as
+ * rpc() */
+static int reply_check(uint32_t req_id, uint16_t want,
+		       const struct wh_buf *resp, struct wh_msg *out)
+{
+	int rv = wh_msg_decode(resp->data, resp->len, WH_MAX_REPLY_FRAME, out);
+
+	if (rv < 0 || out->hdr.req_id != req_id)
 		return WH_ERR_PROTO;
 	if (out->hdr.type == WH_MSG_ERROR) {
 		if (out->u.error.err < 1 || out->u.error.err > 4095)
@@ -981,6 +1000,154 @@ static void run_mstream(struct wh_fetch *f, struct job *j, const char *path,
 			 "the rest with READ", path, have, wh_strerror(rv));
 }
 
+/* small_key - the RAM cache's key for the whole file |path| at |v|:
+ * a hash that no chunk's hash can equal (chunks are keyed by the hash of
+ * their bytes) */
+static void small_key(const char *path, size_t len,
+		      const struct wh_version *v, uint8_t key[WH_HASH_LEN])
+{
+	uint8_t buf[16 + 5 * 8 + WH_MAX_PATH];
+	uint64_t w[5] = { v->size, (uint64_t)v->mtime.sec, v->mtime.nsec,
+			  (uint64_t)v->ctime.sec, v->ctime.nsec };
+
+	memcpy(buf, "wormhole small\0\0", 16);
+	memcpy(buf + 16, w, sizeof(w));
+	memcpy(buf + 16 + sizeof(w), path, len);
+	wh_blake3(buf, 16 + sizeof(w) + len, key);
+}
+
+/*
+ * run_small - fetch the |n| small files of |js| whole into their RAM
+ * entries: one READ each, all in flight at once (a host that can answer
+ * several files in one request would take them in one).  A reply of
+ * another version, or short, fails the entry with -ESTALE: the reader
+ * then READs for itself and sees the change.
+ */
+static void run_small(struct wh_fetch *f, struct job **js, int n)
+{
+	const size_t slot = WH_FRAME_HDR_LEN + WH_MAX_REQ_FRAME;
+	uint8_t *reqs = malloc((size_t)n * slot);
+	const uint8_t *rp[SMALL_BATCH];
+	struct wh_buf resps[SMALL_BATCH];
+	size_t lens[SMALL_BATCH];
+	uint32_t ids[SMALL_BATCH];
+	int errs[SMALL_BATCH];
+
+	for (int k = 0; k < n; k++) {
+		struct job *j = js[k];
+		struct wh_msg m;
+		ssize_t len = -ENOMEM;
+
+		memset(&m, 0, sizeof(m));
+		m.hdr.type = WH_MSG_READ;
+		m.hdr.req_id = ids[k] = atomic_fetch_add(&f->next_req, 1) + 1;
+		m.u.read.path.p = (const char *)j->mem;
+		m.u.read.path.len = (uint16_t)j->len;
+		m.u.read.offset = 0;
+		m.u.read.length = (uint32_t)j->v.size;
+		if (reqs)
+			len = wh_msg_encode(&m, reqs + (size_t)k * slot, slot);
+		/* one that cannot be sent goes to the end with nothing */
+		rp[k] = reqs ? reqs + (size_t)k * slot : NULL;
+		lens[k] = len < 0 ? 0 : (size_t)len;
+		wh_buf_init(&resps[k]);
+	}
+	if (reqs) {
+		/* the ones that could be encoded, packed (all, really: the
+		 * paths came checked) */
+		const uint8_t *sp[SMALL_BATCH];
+		struct wh_buf sr[SMALL_BATCH];
+		size_t sl[SMALL_BATCH];
+		int se[SMALL_BATCH], ns = 0;
+
+		for (int k = 0; k < n; k++) {
+			if (!lens[k])
+				continue;
+			sp[ns] = rp[k];
+			sl[ns] = lens[k];
+			sr[ns] = resps[k];
+			ns++;
+		}
+		wh_rpc_call_many(f->rpc, sp, sl, (size_t)ns, sr, se,
+				 f->o.timeout_ms);
+		for (int k = 0, i = 0; k < n; k++) {
+			if (!lens[k])
+				continue;
+			resps[k] = sr[i];
+			errs[k] = se[i];
+			i++;
+		}
+	}
+	for (int k = 0; k < n; k++) {
+		struct job *j = js[k];
+		struct wh_msg_read_reply *rr;
+		struct wh_msg r;
+		int rv = reqs && lens[k] ? errs[k] : -ENOMEM;
+
+		if (rv == 0)
+			rv = reply_check(ids[k], WH_MSG_READ_REPLY, &resps[k],
+					 &r);
+		rr = &r.u.read_reply;
+		if (rv == 0 && (!version_eq(&rr->version, &j->v) ||
+				rr->data_len != j->v.size))
+			rv = -ESTALE;
+		if (rv < 0) {
+			wh_debug("small file '%s': %s", (const char *)j->mem,
+				 wh_strerror(rv));
+			wh_ram_fail(f->ram, j->e, rv);
+			wh_buf_free(&resps[k]);
+			continue;
+		}
+		/* the reply buffer becomes the entry: no copy */
+		wh_ram_fill(f->ram, j->e, resps[k].data, resps[k].cap,
+			    rr->data, rr->data_len);
+		pthread_mutex_lock(&f->lock);
+		f->st.small_fetched++;
+		f->st.small_bytes += rr->data_len;
+		pthread_mutex_unlock(&f->lock);
+		if (f->o.small_done)
+			f->o.small_done(f->o.small_ctx, (const char *)j->mem,
+					j->len, &j->v, j->e);
+	}
+	free(reqs);
+}
+
+/*
+ * run_small_jobs - |j| and the small-file jobs queued right behind it, up
+ * to SMALL_BATCH, in one go; called without the lock, returns without
+ * it, the jobs done and freed.
+ */
+static void run_small_jobs(struct wh_fetch *f, struct job *j)
+{
+	struct job *js[SMALL_BATCH];
+	int n = 1;
+
+	js[0] = j;
+	pthread_mutex_lock(&f->lock);
+	while (n < SMALL_BATCH && f->qhead && f->qhead->kind == J_SMALL) {
+		js[n++] = f->qhead;
+		f->qhead = f->qhead->next;
+		if (!f->qhead)
+			f->qtail = NULL;
+	}
+	pthread_mutex_unlock(&f->lock);
+	run_small(f, js, n);
+	for (int k = 0; k < n; k++) {
+		wh_ram_put(f->ram, js[k]->e);
+		js[k]->e = NULL;
+		free(js[k]->mem);
+		js[k]->mem = NULL;
+	}
+	pthread_mutex_lock(&f->lock);
+	for (int k = 0; k < n; k++) {
+		f->small_bytes -= js[k]->v.size;
+		js[k]->next = f->free_jobs;
+		f->free_jobs = js[k];
+		f->busy--;
+	}
+	pthread_mutex_unlock(&f->lock);
+}
+
 static void *worker_main(void *arg)
 {
 	struct wh_fetch *f = arg;
@@ -1022,10 +1189,20 @@ static void *worker_main(void *arg)
 			if (!f->bhead)
 				f->btail = NULL;
 		}
-		path_len = j->ff->path_len;
-		memcpy(path, j->ff->path, path_len + 1);
+		if (j->ff) {
+			path_len = j->ff->path_len;
+			memcpy(path, j->ff->path, path_len + 1);
+		} else {
+			path_len = j->len;
+			memcpy(path, j->mem, path_len + 1);
+		}
 		pthread_mutex_unlock(&f->lock);
 
+		if (j->kind == J_SMALL) {
+			run_small_jobs(f, j);
+			pthread_mutex_lock(&f->lock);
+			continue;
+		}
 		if (j->kind == J_CHUNK)
 			run_chunk(f, j, path, path_len);
 		else if (j->kind == J_BACKFILL)
@@ -1488,6 +1665,107 @@ void wh_fetch_got_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 	pthread_mutex_unlock(&f->lock);
 }
 
+size_t wh_fetch_small(struct wh_fetch *f, const struct wh_fetch_small *v,
+		      size_t n)
+{
+	size_t queued = 0;
+
+	pthread_mutex_lock(&f->lock);
+	for (size_t i = 0; i < n && !f->stop; i++) {
+		uint8_t key[WH_HASH_LEN];
+		struct wh_ram_ent *e;
+		struct job *j;
+		char *p;
+		int rv;
+
+		if (v[i].v.size == 0 || v[i].v.size > WH_FETCH_SMALL_MAX ||
+		    v[i].len == 0 || v[i].len > WH_MAX_PATH)
+			continue;
+		if (f->small_bytes + v[i].v.size > f->o.window_max)
+			break; /* enough on its way: the rest READ for itself */
+		small_key(v[i].path, v[i].len, &v[i].v, key);
+		rv = wh_ram_acquire(f->ram, key, true, &e);
+		if (rv < 0)
+			break;
+		if (rv == 0) {
+			wh_ram_put(f->ram, e); /* there, or on its way */
+			continue;
+		}
+		j = job_new(f);
+		p = malloc(v[i].len + 1);
+		if (!j || !p) {
+			wh_ram_fail(f->ram, e, -ENOMEM);
+			wh_ram_put(f->ram, e);
+			free(p);
+			if (j) {
+				j->next = f->free_jobs;
+				f->free_jobs = j;
+			}
+			break;
+		}
+		memcpy(p, v[i].path, v[i].len);
+		p[v[i].len] = '\0';
+		j->kind = J_SMALL;
+		j->e = e;
+		j->mem = (uint8_t *)p;
+		j->len = (uint32_t)v[i].len;
+		j->v = v[i].v;
+		f->small_bytes += v[i].v.size;
+		f->st.small_queued++;
+		enqueue(f, j, false);
+		queued++;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return queued;
+}
+
+/*
+ * read_small - serve the read from the whole file fetched by
+ * wh_fetch_small, waiting for it if it is on its way.  1 with the bytes
+ * in |out|, 0 when it is not there (or its fetch failed): the caller
+ * READs.
+ */
+static int read_small(struct wh_fetch *f, struct wh_fetch_file *ff,
+		      const char *path, size_t len, uint64_t off, size_t size,
+		      struct wh_fetch_reply *out)
+{
+	uint8_t key[WH_HASH_LEN];
+	struct wh_ram_ent *e;
+	uint64_t end;
+
+	small_key(path, len, &ff->v, key);
+	if (wh_ram_acquire(f->ram, key, false, &e) != 0)
+		return 0;
+	if (!wh_ram_ready(f->ram, e)) {
+		pthread_mutex_lock(&f->lock);
+		promote(f, e); /* a reader waits for it: it goes first */
+		pthread_mutex_unlock(&f->lock);
+		if (wh_ram_wait(f->ram, e, wh_now_ns() +
+				(uint64_t)f->o.timeout_ms * WH_NS_PER_MS) < 0) {
+			wh_ram_put(f->ram, e);
+			return 0;
+		}
+	}
+	if (wh_ram_len(e) != ff->v.size) {
+		wh_ram_put(f->ram, e);
+		return 0;
+	}
+	end = off + size < ff->v.size ? off + size : ff->v.size;
+	if (off >= end) {
+		wh_ram_put(f->ram, e);
+	} else {
+		out->iov[0].iov_base = (void *)(wh_ram_data(e) + off);
+		out->iov[0].iov_len = (size_t)(end - off);
+		out->ents[0] = e;
+		out->n = 1;
+	}
+	pthread_mutex_lock(&f->lock);
+	f->st.reads_small++;
+	f->last_read_ns = wh_now_ns();
+	pthread_mutex_unlock(&f->lock);
+	return 1;
+}
+
 int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 		  const char *path, size_t len, uint64_t off, size_t size,
 		  struct wh_fetch_reply *out)
@@ -1504,6 +1782,9 @@ int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 	if (atomic_exchange(&ff->inval, false) || len > WH_MAX_PATH ||
 	    size == 0)
 		goto pass_unlocked;
+	if (ff->v.size > 0 && ff->v.size <= WH_FETCH_SMALL_MAX &&
+	    read_small(f, ff, path, len, off, size, out))
+		return 1;
 	pthread_mutex_lock(&f->lock);
 	if (ff->path_len != len || memcmp(ff->path, path, len) != 0) {
 		memcpy(ff->path, path, len);

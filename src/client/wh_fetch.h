@@ -63,6 +63,12 @@ struct wh_fetch_opts {
 	 * host has WH_CAP_CHUNKS only */
 	uint64_t (*caps)(void *ctx);
 	void *caps_ctx;
+	/* optional: a small file of wh_fetch_small() is in RAM, entry |e|
+	 * (referenced for the call only: wh_ram_hold it to keep it).  Called
+	 * from a worker, without locks held; it must not block. */
+	void (*small_done)(void *ctx, const char *path, size_t len,
+			   const struct wh_version *v, struct wh_ram_ent *e);
+	void *small_ctx;
 };
 
 struct wh_fetch_stats {
@@ -80,6 +86,10 @@ struct wh_fetch_stats {
 	uint64_t bytes_from_reads;  /* their bytes */
 	uint64_t busy;              /* jobs queued or running now */
 	uint64_t bytes_wire;        /* CHUNK payload received (zstd or raw) */
+	uint64_t small_queued;      /* small files queued by wh_fetch_small */
+	uint64_t small_fetched;     /* of those, fetched whole into RAM */
+	uint64_t small_bytes;       /* their bytes */
+	uint64_t reads_small;       /* reads served from them */
 };
 
 /*
@@ -130,6 +140,32 @@ void wh_fetch_got_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 		       uint64_t off, const void *data, size_t len);
 /* wh_fetch_done - release what wh_fetch_read returned 1 with. */
 void wh_fetch_done(struct wh_fetch *f, struct wh_fetch_reply *out);
+
+/* Files at most this big are fetched whole by wh_fetch_small(). */
+#define WH_FETCH_SMALL_MAX (256u * 1024)
+
+/* A small file to fetch whole ahead of its reader. */
+struct wh_fetch_small {
+	const char *path; /* not NUL-terminated; borrowed for the call */
+	size_t len;
+	struct wh_version v; /* the version its reader will open */
+};
+
+/*
+ * wh_fetch_small - fetch the |n| files of |v| whole, in the background,
+ * several requests in flight (the workers), into the RAM cache under a
+ * key made of the path and the version, so that a later open at that
+ * version reads them without a round trip (wh_fetch_read).  Empty files,
+ * files over WH_FETCH_SMALL_MAX and files already in RAM or on their way
+ * are skipped; so are the rest once |window_max| bytes of small files are
+ * queued or in flight (bounded memory).  A reply of another version than
+ * the one asked for is dropped (the reader then sends its own READ, which
+ * sees the change).  Today each file is one READ of its whole length;
+ * the batching of a host that can answer several files per request would
+ * go in run_small().  Returns how many files were queued.
+ */
+size_t wh_fetch_small(struct wh_fetch *f, const struct wh_fetch_small *v,
+		      size_t n);
 
 void wh_fetch_get_stats(struct wh_fetch *f, struct wh_fetch_stats *st);
 

@@ -20,6 +20,11 @@
 struct wh_rpc_ops {
 	int (*call)(void *ctx, const uint8_t *req, size_t req_len,
 		    struct wh_buf *resp, int timeout_ms);
+	/* optional: |n| calls sent together, all in flight at once; errs[i]
+	 * is what call() would have returned for reqs[i] */
+	void (*call_many)(void *ctx, const uint8_t *const *reqs,
+			  const size_t *lens, size_t n, struct wh_buf *resps,
+			  int *errs, int timeout_ms);
 };
 
 struct wh_rpc {
@@ -32,6 +37,24 @@ static inline int wh_rpc_call(struct wh_rpc *rpc, const uint8_t *req,
 			      int timeout_ms)
 {
 	return rpc->ops->call(rpc->ctx, req, req_len, resp, timeout_ms);
+}
+
+/* wh_rpc_call_many - |n| calls in flight at once where the transport can,
+ * one after the other where it cannot. */
+static inline void wh_rpc_call_many(struct wh_rpc *rpc,
+				    const uint8_t *const *reqs,
+				    const size_t *lens, size_t n,
+				    struct wh_buf *resps, int *errs,
+				    int timeout_ms)
+{
+	if (rpc->ops->call_many) {
+		rpc->ops->call_many(rpc->ctx, reqs, lens, n, resps, errs,
+				    timeout_ms);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		errs[i] = rpc->ops->call(rpc->ctx, reqs[i], lens[i],
+					 &resps[i], timeout_ms);
 }
 
 #endif /* WH_RPC_H */

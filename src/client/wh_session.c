@@ -793,8 +793,106 @@ static int rpc_call(void *ctx, const uint8_t *req, size_t req_len,
 	return wh_session_call(ctx, req, req_len, resp, timeout_ms);
 }
 
+#define MANY_MAX 64 /* calls queued by one call_many */
+
+/*
+ * rpc_call_many - like |n| wh_session_call()s from as many threads: all
+ * queued at once with one wake-up of the network thread, then waited for
+ * in order (the later ones are usually done by then: no sleep each).
+ */
+static void rpc_call_many(void *ctx, const uint8_t *const *reqs,
+			  const size_t *lens, size_t n, struct wh_buf *resps,
+			  int *errs, int timeout_ms)
+{
+	struct wh_session *s = ctx;
+	struct call *cs[MANY_MAX];
+	pthread_condattr_t attr;
+	struct timespec ts;
+	size_t k = 0;
+
+	for (; n > MANY_MAX; n -= MANY_MAX, reqs += MANY_MAX,
+	     lens += MANY_MAX, resps += MANY_MAX, errs += MANY_MAX)
+		rpc_call_many(ctx, reqs, lens, MANY_MAX, resps, errs,
+			      timeout_ms);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	for (size_t i = 0; i < n; i++) {
+		struct call *c = calloc(1, sizeof(*c));
+
+		cs[i] = c;
+		errs[i] = -ENOMEM;
+		if (!c)
+			continue;
+		c->req = malloc(lens[i] ? lens[i] : 1);
+		if (!c->req) {
+			free(c);
+			cs[i] = NULL;
+			continue;
+		}
+		memcpy(c->req, reqs[i], lens[i]);
+		c->req_len = lens[i];
+		c->refs = 2;
+		c->resp = resps[i];
+		wh_buf_init(&resps[i]);
+		wh_buf_reset(&c->resp);
+		pthread_cond_init(&c->cv, &attr);
+	}
+	pthread_condattr_destroy(&attr);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&s->lock);
+	if (s->state == SS_FAILED) {
+		for (size_t i = 0; i < n; i++) {
+			if (!cs[i])
+				continue;
+			errs[i] = s->fail_err ? s->fail_err : WH_ERR_CLOSED;
+			cs[i]->refs = 1;
+			call_unref(cs[i]);
+		}
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (cs[i])
+			pend_push_back(s, cs[i]);
+	wake(s);
+	for (k = 0; k < n; k++) {
+		struct call *c = cs[k];
+
+		if (!c)
+			continue;
+		while (!c->done) {
+			if (pthread_cond_timedwait(&c->cv, &s->lock, &ts) ==
+			    ETIMEDOUT && !c->done) {
+				c->abandoned = true;
+				break;
+			}
+		}
+		if (!c->done) {
+			errs[k] = WH_ERR_TIMEOUT;
+		} else {
+			errs[k] = c->err;
+			if (c->err == 0) {
+				struct wh_buf tmp = resps[k];
+
+				resps[k] = c->resp;
+				c->resp = tmp;
+				wh_buf_reset(&c->resp);
+			}
+		}
+		call_unref(c);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
 static const struct wh_rpc_ops session_rpc_ops = {
 	.call = rpc_call,
+	.call_many = rpc_call_many,
 };
 
 uint64_t wh_session_caps(struct wh_session *s)

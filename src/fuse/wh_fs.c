@@ -67,6 +67,13 @@
 #define NOTIFIER_JOIN_S 3          /* wait for the notifier at exit */
 #define RAM_DEFAULT (128ULL << 20) /* RAM cache of chunks */
 #define STATS_XATTR "user.wormhole.stats" /* on the root: the counters */
+#define LISTINGS_KEPT 8            /* directories whose listing is kept
+				    * after closedir, for small files */
+#define KEPT_ENTRIES_MAX 32768     /* entries in those listings, in all */
+#define SMALL_AHEAD_MIN 16         /* small files fetched ahead at first */
+#define SMALL_AHEAD_MAX 256        /* ... doubling up to this */
+#define STORE_QUEUE_BYTES (16u << 20) /* small files waiting to be put
+				       * in the kernel's page cache */
 #define WAKE_SIG SIGURG            /* interrupts the loop's wait; ignored by
 				    * default, so a stray one is harmless */
 
@@ -87,6 +94,9 @@ struct node {
 	bool attr_valid;       /* |attr| is current: no invalidation since */
 	bool cache_known;      /* |cache_version| is set */
 	struct wh_version cache_version; /* what the kernel's pages hold */
+	struct dir_handle *listing; /* a directory's last listing, kept
+				     * (one reference) while it is in
+				     * wh_fs.kept */
 };
 
 struct dir_entry {
@@ -95,13 +105,26 @@ struct dir_entry {
 	struct wh_attr attr;
 };
 
+/* An entry's place in a listing sorted by inode number. */
+struct dir_ord {
+	uint64_t ino;
+	size_t i; /* in dir_handle.ents */
+};
+
 /* An open directory: the whole listing, read at opendir (immutable but
- * for the list links). */
+ * for the list links and the small-file fields, under wh_fs.lock).  Kept
+ * after closedir on the directory's node (node.listing) for the
+ * small-file prefetch: readers like cp -r list a directory, close it,
+ * then open its files. */
 struct dir_handle {
 	struct dir_entry *ents;
 	size_t n;
 	uint64_t gen; /* wh_fs.gen when the listing was requested */
 	struct dir_handle *prev, *next; /* wh_fs.dirs, under wh_fs.lock */
+	unsigned int refs;  /* the open, node.listing; under wh_fs.lock */
+	struct dir_ord *ord; /* by inode number (cp's order); on demand */
+	size_t pf_upto;     /* small files queued up to ord[pf_upto] */
+	size_t pf_ahead;    /* how far ahead the next top-up reaches */
 };
 
 /* An open file (immutable but for the list links). */
@@ -133,6 +156,15 @@ struct inval_item {
 	fuse_ino_t ino;          /* INVAL_INODE */
 	size_t dir_len, name_len; /* INVAL_NAME */
 	char str[];              /* INVAL_NAME: dir, NUL, name, NUL */
+};
+
+/* A small file fetched ahead, to put in the kernel's page cache. */
+struct store_item {
+	struct store_item *next;
+	struct wh_ram_ent *e; /* referenced */
+	struct wh_version v;
+	size_t path_len;
+	char path[]; /* NUL-terminated */
 };
 
 /* What inval_everything() tells the kernel, gathered under the lock. */
@@ -169,6 +201,11 @@ struct wh_fs {
 	uint64_t gen;               /* protected by lock: invalidations */
 	struct neg_entry neg[NEG_MAX]; /* protected by lock: a FIFO ring */
 	size_t neg_head, neg_len;   /* protected by lock */
+	/* protected by lock: directories whose listing is kept (counted in
+	 * their refs), oldest first */
+	struct node *kept[LISTINGS_KEPT];
+	size_t kept_len;
+	size_t kept_entries;        /* protected by lock: theirs, in all */
 
 	/* the notifier thread and its queue */
 	pthread_t notifier;
@@ -178,6 +215,9 @@ struct wh_fs {
 	struct inval_item *qhead, *qtail; /* protected by qlock */
 	size_t qlen;                /* protected by qlock */
 	bool qall;                  /* protected by qlock */
+	struct store_item *shead, *stail; /* protected by qlock */
+	size_t sbytes;              /* protected by qlock */
+	atomic_ulong small_stored;  /* small files put in the page cache */
 	atomic_bool stop;           /* the notifier must return */
 
 	/* wh_fs_run */
@@ -642,9 +682,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ASYNC_READ;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
-	/* plain readdir when nobody looks at attributes (ls without -l) */
-	if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO)
-		conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
+	/* always readdirplus: with "auto" the kernel sends plain READDIR
+	 * after the first page of a listing unless lookups came meanwhile,
+	 * and readers that list a whole directory before they look at it
+	 * (cp -r, tar, rsync) then LOOKUP every other name over the wire */
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	/* pages are dropped when the host says so (or the version at open
@@ -773,7 +815,173 @@ static void dir_handle_free(struct dir_handle *dh)
 	for (size_t i = 0; i < dh->n; i++)
 		free(dh->ents[i].name);
 	free(dh->ents);
+	free(dh->ord);
 	free(dh);
+}
+
+/* dir_unref - lock held (or no other thread left) */
+static void dir_unref(struct dir_handle *dh)
+{
+	if (dh && --dh->refs == 0)
+		dir_handle_free(dh);
+}
+
+/* unkeep - stop keeping the listing of fs->kept[i]; lock held */
+static void unkeep(struct wh_fs *fs, size_t i)
+{
+	struct node *d = fs->kept[i];
+
+	memmove(&fs->kept[i], &fs->kept[i + 1],
+		(fs->kept_len - i - 1) * sizeof(fs->kept[0]));
+	fs->kept_len--;
+	fs->kept_entries -= d->listing->n;
+	dir_unref(d->listing);
+	d->listing = NULL;
+	d->refs--;
+	node_maybe_free(fs, d);
+}
+
+/* keep_listing - |dh| is |d|'s newest listing: keep it after closedir,
+ * dropping the oldest kept ones beyond LISTINGS_KEPT listings or
+ * KEPT_ENTRIES_MAX entries; lock held. */
+static void keep_listing(struct wh_fs *fs, struct node *d,
+			 struct dir_handle *dh)
+{
+	if (d->listing) {
+		for (size_t i = 0; i < fs->kept_len; i++)
+			if (fs->kept[i] == d) {
+				d->refs++; /* |d| is in use: not freed */
+				unkeep(fs, i);
+				d->refs--;
+				break;
+			}
+	}
+	if (dh->n > KEPT_ENTRIES_MAX)
+		return; /* too big to keep after closedir */
+	while (fs->kept_len > 0 &&
+	       (fs->kept_len == LISTINGS_KEPT ||
+		fs->kept_entries + dh->n > KEPT_ENTRIES_MAX))
+		unkeep(fs, 0);
+	dh->refs++;
+	fs->kept_entries += dh->n;
+	fs->kept[fs->kept_len++] = d;
+	d->refs++;
+	d->listing = dh;
+}
+
+static int ord_cmp(const void *a, const void *b)
+{
+	const struct dir_ord *x = a, *y = b;
+
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/*
+ * small_batch - |n| (attributes |a|) is being opened: the small files of
+ * its directory to fetch ahead, if its listing is kept and current.  In
+ * inode order (cp -r's: coreutils sorts a directory by inode number
+ * before copying it), from the file after |n|'s place, a few at first and
+ * twice as many with each top-up as the reader keeps coming, so that one
+ * look at one file costs little.  The paths go into *pbuf; lock held.
+ * Returns the count in *pv (both to free).
+ */
+static size_t small_batch(struct wh_fs *fs, struct node *n,
+			  const struct wh_attr *a, struct wh_fetch_small **pv,
+			  char **pbuf)
+{
+	struct node *d = n->parent;
+	struct dir_handle *dh = d ? d->listing : NULL;
+	char dpath[WH_MAX_PATH + 1];
+	struct wh_fetch_small *v;
+	size_t lo, hi, k, to, cnt = 0, bytes = 0, pos = 0;
+	ssize_t dlen;
+	char *buf;
+
+	*pv = NULL;
+	*pbuf = NULL;
+	if (!dh || d->inval_gen > dh->gen || a->size > WH_FETCH_SMALL_MAX ||
+	    dh->n == 0)
+		return 0;
+	if (!dh->ord) {
+		dh->ord = malloc(dh->n * sizeof(*dh->ord));
+		if (!dh->ord)
+			return 0;
+		for (size_t i = 0; i < dh->n; i++) {
+			dh->ord[i].ino = dh->ents[i].attr.ino;
+			dh->ord[i].i = i;
+		}
+		qsort(dh->ord, dh->n, sizeof(*dh->ord), ord_cmp);
+		dh->pf_ahead = SMALL_AHEAD_MIN;
+	}
+	/* |n|'s place: the first entry with its inode number and name */
+	lo = 0;
+	hi = dh->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (dh->ord[mid].ino < a->ino)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (k = lo; k < dh->n && dh->ord[k].ino == a->ino; k++) {
+		const struct dir_entry *ent = &dh->ents[dh->ord[k].i];
+
+		if (ent->name_len == n->name_len &&
+		    memcmp(ent->name, n->name, n->name_len) == 0)
+			break;
+	}
+	if (k == dh->n || dh->ord[k].ino != a->ino)
+		return 0; /* not in this listing */
+	if (dh->pf_upto > k + 1 + dh->pf_ahead / 2)
+		return 0; /* far enough ahead */
+	if (dh->pf_upto > 0 && dh->pf_ahead < SMALL_AHEAD_MAX)
+		dh->pf_ahead *= 2;
+	if (dh->pf_upto < k + 1)
+		dh->pf_upto = k + 1;
+	to = k + 1 + dh->pf_ahead < dh->n ? k + 1 + dh->pf_ahead : dh->n;
+	if (dh->pf_upto >= to)
+		return 0;
+	dlen = node_path(fs, d, dpath);
+	if (dlen < 0)
+		return 0;
+	for (size_t i = dh->pf_upto; i < to; i++)
+		bytes += (size_t)dlen + 1 + dh->ents[dh->ord[i].i].name_len;
+	v = malloc((to - dh->pf_upto) * sizeof(*v));
+	buf = malloc(bytes ? bytes : 1);
+	if (!v || !buf) {
+		free(v);
+		free(buf);
+		return 0;
+	}
+	for (size_t i = dh->pf_upto; i < to; i++) {
+		const struct dir_entry *ent = &dh->ents[dh->ord[i].i];
+		struct node *c;
+		size_t plen = (size_t)dlen + (dlen ? 1 : 0) + ent->name_len;
+
+		if (!S_ISREG(ent->attr.mode) || ent->attr.size == 0 ||
+		    ent->attr.size > WH_FETCH_SMALL_MAX || plen > WH_MAX_PATH)
+			continue;
+		c = find_child(fs, d, ent->name, ent->name_len);
+		if (c && c->inval_gen > dh->gen)
+			continue; /* changed since the listing */
+		v[cnt].path = buf + pos;
+		memcpy(buf + pos, dpath, (size_t)dlen);
+		pos += (size_t)dlen;
+		if (dlen)
+			buf[pos++] = '/';
+		memcpy(buf + pos, ent->name, ent->name_len);
+		pos += ent->name_len;
+		v[cnt].len = plen;
+		version_of(&ent->attr, &v[cnt].v);
+		cnt++;
+	}
+	dh->pf_upto = to;
+	*pv = v;
+	*pbuf = buf;
+	return cnt;
 }
 
 /* handle lists: lock held */
@@ -922,6 +1130,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	dh->refs = 1;
 	len = path_of(fs, node_of(fs, ino), path, &dh->gen);
 	if (len < 0) {
 		dir_handle_free(dh);
@@ -938,13 +1147,14 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	fi->fh = (uint64_t)(uintptr_t)dh;
 	pthread_mutex_lock(&fs->lock);
 	dir_link(fs, dh);
+	keep_listing(fs, node_of(fs, ino), dh);
 	pthread_mutex_unlock(&fs->lock);
 	if (fuse_reply_open(req, fi) != 0) {
 		/* no releasedir will come */
 		pthread_mutex_lock(&fs->lock);
 		dir_unlink(fs, dh);
+		dir_unref(dh);
 		pthread_mutex_unlock(&fs->lock);
-		dir_handle_free(dh);
 	}
 }
 
@@ -1069,8 +1279,8 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 	(void)ino;
 	pthread_mutex_lock(&fs->lock);
 	dir_unlink(fs, dh);
+	dir_unref(dh);
 	pthread_mutex_unlock(&fs->lock);
-	dir_handle_free(dh);
 	fuse_reply_err(req, 0);
 }
 
@@ -1078,9 +1288,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct wh_fs *fs = fs_of(req);
 	struct node *n = node_of(fs, ino);
+	struct wh_fetch_small *small = NULL;
 	struct open_file *fh;
 	struct wh_version v;
 	struct wh_attr a;
+	char *small_buf = NULL;
+	size_t nsmall = 0;
 	bool valid, keep;
 	int err = 0;
 
@@ -1133,6 +1346,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	n->cache_version = v;
 	n->refs++;
 	file_link(fs, fh);
+	/* a small file of a directory just listed: its neighbours next */
+	if (valid && !keep)
+		nsmall = small_batch(fs, n, &a, &small, &small_buf);
 	pthread_mutex_unlock(&fs->lock);
 	fi->fh = (uint64_t)(uintptr_t)fh;
 	fi->keep_cache = keep;
@@ -1146,6 +1362,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		wh_fetch_close(fs->fetch, fh->ff);
 		free(fh);
 	}
+	/* after the reply: the opener need not wait for the queueing */
+	if (nsmall > 0)
+		wh_fetch_small(fs->fetch, small, nsmall);
+	free(small);
+	free(small_buf);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino,
@@ -1417,14 +1638,20 @@ static int stats_text(struct wh_fs *fs, char *buf, size_t size)
 			"\nram_hits %" PRIu64 "\nram_evictions %" PRIu64
 			"\nmanifest_parts %" PRIu64 "\nchunks_from_reads %"
 			PRIu64 "\nbytes_from_reads %" PRIu64
-			"\nfetch_busy %" PRIu64 "\nbytes_wire %" PRIu64 "\n",
+			"\nfetch_busy %" PRIu64 "\nbytes_wire %" PRIu64
+			"\nsmall_queued %" PRIu64
+			"\nsmall_fetched %" PRIu64 "\nsmall_bytes %" PRIu64
+			"\nreads_small %" PRIu64 "\nsmall_stored %lu\n",
 			atomic_load(&fs->reads_direct),
 			atomic_load(&fs->bytes_direct), st.reads_chunked,
 			st.reads_ram, st.manifests, st.chunks_fetched,
 			st.bytes_fetched, st.chunks_from_store, st.chunks_bad,
 			st.store_corrupt, rs.bytes, rs.hits, rs.evictions,
 			st.mparts, st.chunks_from_reads, st.bytes_from_reads,
-			st.busy, st.bytes_wire);
+			st.busy, st.bytes_wire,
+			st.small_queued, st.small_fetched,
+			st.small_bytes, st.reads_small,
+			atomic_load(&fs->small_stored));
 }
 
 /* op_getxattr - the root has one attribute: the data plane's counters
@@ -1433,7 +1660,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
 	struct wh_fs *fs = fs_of(req);
-	char buf[1024];
+	char buf[2048];
 	int n;
 
 	if (ino != FUSE_ROOT_ID || strcmp(name, STATS_XATTR) != 0) {
@@ -1861,6 +2088,114 @@ static bool kick_loop(struct wh_fs *fs)
 	return running;
 }
 
+/*
+ * on_small_done - a small file fetched ahead is in RAM: queue it for the
+ * notifier, which puts it in the kernel's page cache (bounded: beyond
+ * STORE_QUEUE_BYTES it is left in RAM, where the reader's READ finds it).
+ */
+static void on_small_done(void *ctx, const char *path, size_t len,
+			  const struct wh_version *v, struct wh_ram_ent *e)
+{
+	struct wh_fs *fs = ctx;
+	struct store_item *it;
+	bool ok = false;
+
+	it = malloc(sizeof(*it) + len + 1);
+	if (!it)
+		return;
+	memcpy(it->path, path, len);
+	it->path[len] = '\0';
+	it->path_len = len;
+	it->v = *v;
+	it->e = e;
+	it->next = NULL;
+	pthread_mutex_lock(&fs->qlock);
+	if (fs->sbytes + v->size <= STORE_QUEUE_BYTES) {
+		wh_ram_hold(fs->ram, e);
+		fs->sbytes += v->size;
+		if (fs->stail)
+			fs->stail->next = it;
+		else
+			fs->shead = it;
+		fs->stail = it;
+		ok = true;
+	}
+	pthread_mutex_unlock(&fs->qlock);
+	if (ok)
+		wake_notifier(fs);
+	else
+		free(it);
+}
+
+/*
+ * do_store - put a small file fetched ahead in the kernel's page cache,
+ * so that its reader's open keeps the pages (keep_cache) and its reads
+ * never come here.  Only for a node the kernel knows, whose attributes
+ * are current and at the file's version; on the notifier thread, which
+ * also runs every invalidation, so none can come between the check and
+ * the store (one that comes after drops the pages again).
+ */
+static void do_store(struct wh_fs *fs, struct store_item *it)
+{
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(wh_ram_len(it->e));
+	char *slash = memrchr(it->path, '/', it->path_len);
+	const char *name = slash ? slash + 1 : it->path;
+	size_t nlen = it->path_len - (size_t)(name - it->path);
+	struct wh_version have;
+	struct node *d, *n = NULL;
+	uint64_t gen = 0;
+	int rv;
+
+	pthread_mutex_lock(&fs->lock);
+	if (slash)
+		*slash = '\0';
+	d = slash ? resolve_dir(fs, it->path) : &fs->root;
+	if (d)
+		n = find_child(fs, d, name, nlen);
+	if (n) {
+		version_of(&n->attr, &have);
+		if (n->nlookup == 0 || !n->attr_valid ||
+		    !S_ISREG(n->attr.mode) || !version_eq(&have, &it->v) ||
+		    (n->cache_known && version_eq(&n->cache_version, &it->v)))
+			n = NULL; /* unknown, changed, or opened already */
+	}
+	if (n) {
+		n->refs++;
+		gen = fs->gen;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (!n)
+		return;
+	rv = -EAGAIN;
+	if (kernel_ready(fs)) {
+		bv.buf[0].mem = (void *)wh_ram_data(it->e);
+		rv = fuse_lowlevel_notify_store(fs->se, ino_of(fs, n), 0, &bv,
+						0);
+	}
+	pthread_mutex_lock(&fs->lock);
+	if (rv == 0 && n->inval_gen <= gen && !n->cache_known) {
+		n->cache_known = true;
+		n->cache_version = it->v;
+		atomic_fetch_add_explicit(&fs->small_stored, 1,
+					  memory_order_relaxed);
+	}
+	n->refs--;
+	node_maybe_free(fs, n);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* free_stores - drop queued small files (the qlock not held) */
+static void free_stores(struct wh_fs *fs, struct store_item *it)
+{
+	while (it) {
+		struct store_item *next = it->next;
+
+		wh_ram_put(fs->ram, it->e);
+		free(it);
+		it = next;
+	}
+}
+
 static void *notifier_main(void *arg)
 {
 	struct wh_fs *fs = arg;
@@ -1868,6 +2203,7 @@ static void *notifier_main(void *arg)
 	while (!atomic_load(&fs->stop)) {
 		struct pollfd pfd = { .fd = fs->wake_fd, .events = POLLIN };
 		struct inval_item *list;
+		struct store_item *stores;
 		bool all, kicking = false;
 		uint64_t v;
 
@@ -1879,6 +2215,9 @@ static void *notifier_main(void *arg)
 		fs->qhead = fs->qtail = NULL;
 		fs->qlen = 0;
 		fs->qall = false;
+		stores = fs->shead;
+		fs->shead = fs->stail = NULL;
+		fs->sbytes = 0;
 		pthread_mutex_unlock(&fs->qlock);
 		if (all)
 			inval_everything(fs);
@@ -1893,7 +2232,12 @@ static void *notifier_main(void *arg)
 				tell_inode(fs, it->ino);
 		}
 		free_items(list);
-		if (list || all)
+		/* after the invalidations that came with them */
+		for (struct store_item *it = stores; it; it = it->next)
+			if (!atomic_load(&fs->stop))
+				do_store(fs, it);
+		free_stores(fs, stores);
+		if (list || all || stores)
 			continue; /* more may have come meanwhile */
 		if (poll(&pfd, 1, kicking ? KICK_MS : -1) > 0 &&
 		    read(fs->wake_fd, &v, sizeof(v)) < 0)
@@ -1946,6 +2290,8 @@ int wh_fs_new(struct wh_rpc *rpc, const struct wh_fs_opts *opts,
 			.workers = opts->fetch_workers,
 			.caps = opts->caps,
 			.caps_ctx = opts->caps_ctx,
+			.small_done = on_small_done,
+			.small_ctx = fs,
 		};
 		uint64_t ram = opts->ram_limit ? opts->ram_limit : RAM_DEFAULT;
 
@@ -2219,6 +2565,8 @@ void wh_fs_del(struct wh_fs *fs)
 		return;
 	}
 	free_items(fs->qhead);
+	free_stores(fs, fs->shead);
+	fs->shead = NULL;
 	if (fs->se) {
 		if (fs->mounted)
 			fuse_session_unmount(fs->se);
@@ -2226,6 +2574,13 @@ void wh_fs_del(struct wh_fs *fs)
 	}
 	while (fs->neg_len > 0)
 		neg_pop(fs);
+	while (fs->kept_len > 0) {
+		struct node *d = fs->kept[--fs->kept_len];
+
+		dir_unref(d->listing);
+		d->listing = NULL;
+		d->refs--;
+	}
 	/* handles the kernel never released (the session ended on a
 	 * signal); the nodes they point to are freed below */
 	while (fs->files) {
@@ -2236,7 +2591,7 @@ void wh_fs_del(struct wh_fs *fs)
 		free(fh);
 	}
 	if (fs->fetch) {
-		char buf[1024];
+		char buf[2048];
 
 		stats_text(fs, buf, sizeof(buf));
 		for (char *p = buf; *p; p++)
@@ -2245,12 +2600,15 @@ void wh_fs_del(struct wh_fs *fs)
 		wh_info("data plane: %s", buf);
 	}
 	wh_fetch_del(fs->fetch);
+	/* what the workers finished after the notifier stopped */
+	free_stores(fs, fs->shead);
+	fs->shead = NULL;
 	wh_ram_del(fs->ram);
 	while (fs->dirs) {
 		struct dir_handle *dh = fs->dirs;
 
 		fs->dirs = dh->next;
-		dir_handle_free(dh);
+		dir_unref(dh);
 	}
 	if (fs->buckets) {
 		size_t held = 0;

@@ -8,6 +8,8 @@
  * in parts and the chunks READ brought are stored from those bytes (the
  * file crosses the wire once); a part of another version gives -ESTALE;
  * hosts without MSTREAM, or without CHUNKS, never get those requests.
+ * Small files fetched ahead (wh_fetch_small) are read from RAM at their
+ * version and never at another.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -619,6 +621,112 @@ static void test_old_hosts(void **state)
 	}
 }
 
+static unsigned int small_done_calls;
+
+static void count_small(void *ctx, const char *path, size_t len,
+			const struct wh_version *v, struct wh_ram_ent *e)
+{
+	(void)ctx;
+	(void)path;
+	(void)len;
+	assert_int_equal(wh_ram_len(e), v->size);
+	small_done_calls++;
+}
+
+static void test_small_files(void **state)
+{
+	enum { N = 40, BIG = N - 1, EMPTY = N - 2, SKEW = 3 };
+	struct local l = { .caps = WH_CAP_CHUNKS };
+	struct wh_rpc rpc = { &local_ops, &l };
+	struct wh_fetch_opts o = { .timeout_ms = 5000,
+				   .small_done = count_small };
+	struct wh_fetch_small v[N];
+	char names[N][16], path[160];
+	static uint8_t data[N][WH_FETCH_SMALL_MAX + 1];
+	size_t sizes[N];
+	struct wh_fetch_stats st;
+	struct wh_ram *ram;
+	struct wh_fetch *f;
+
+	(void)state;
+	for (int i = 0; i < N; i++) {
+		struct stat sb;
+		FILE *fp;
+
+		sizes[i] = i == BIG ? WH_FETCH_SMALL_MAX + 1
+			   : i == EMPTY ? 0 : 100u + (size_t)i * 997u;
+		for (size_t k = 0; k < sizes[i]; k++)
+			data[i][k] = (uint8_t)(i * 31 + k);
+		snprintf(names[i], sizeof(names[i]), "s%02d", i);
+		snprintf(path, sizeof(path), "%s/%s", share_dir, names[i]);
+		fp = fopen(path, "wb");
+		assert_non_null(fp);
+		assert_int_equal(fwrite(data[i], 1, sizes[i], fp), sizes[i]);
+		fclose(fp);
+		assert_int_equal(stat(path, &sb), 0);
+		v[i].path = names[i];
+		v[i].len = strlen(names[i]);
+		v[i].v.size = (uint64_t)sb.st_size;
+		v[i].v.mtime.sec = sb.st_mtim.tv_sec;
+		v[i].v.mtime.nsec = (uint32_t)sb.st_mtim.tv_nsec;
+		v[i].v.ctime.sec = sb.st_ctim.tv_sec;
+		v[i].v.ctime.nsec = (uint32_t)sb.st_ctim.tv_nsec;
+	}
+	v[SKEW].v.mtime.nsec ^= 1; /* listed before a change */
+	assert_int_equal(wh_share_open(share_dir, &l.share), 0);
+	assert_int_equal(wh_ram_new(64 * MiB, &ram), 0);
+	assert_int_equal(wh_fetch_new(&rpc, NULL, ram, &o, &f), 0);
+	small_done_calls = 0;
+	assert_int_equal(wh_fetch_small(f, v, N), N - 2);
+	wait_idle(f);
+	/* asked again: only the one whose fetch failed goes again */
+	assert_int_equal(wh_fetch_small(f, v, N), 1);
+	wait_idle(f);
+	wh_fetch_get_stats(f, &st);
+	assert_int_equal(st.small_queued, N - 1);
+	assert_int_equal(st.small_fetched, N - 3);
+	assert_int_equal(small_done_calls, N - 3);
+	assert_int_equal(l.sent[WH_MSG_READ], N - 1);
+	for (int i = 0; i < N; i++) {
+		struct wh_fetch_file *ff;
+		struct wh_fetch_reply fr;
+		static uint8_t got[WH_FETCH_SMALL_MAX + 1];
+		int rv;
+
+		if (i == EMPTY)
+			continue;
+		assert_int_equal(wh_fetch_open(f, names[i], v[i].len, &v[i].v,
+					       &ff), 0);
+		rv = wh_fetch_read(f, ff, names[i], v[i].len, 0, 128 * 1024,
+				   &fr);
+		if (i == BIG || i == SKEW) {
+			/* not fetched, or not at this version: a READ */
+			assert_int_equal(rv, 0);
+		} else {
+			size_t want = sizes[i] < 128 * 1024 ? sizes[i]
+							    : 128 * 1024;
+
+			assert_int_equal(rv, 1);
+			assert_int_equal(gather(&fr, got), want);
+			assert_memory_equal(got, data[i], want);
+			wh_fetch_done(f, &fr);
+			/* past the end: nothing */
+			assert_int_equal(wh_fetch_read(f, ff, names[i],
+						       v[i].len, sizes[i],
+						       4096, &fr), 1);
+			assert_int_equal(fr.n, 0);
+		}
+		wh_fetch_close(f, ff);
+	}
+	wh_fetch_get_stats(f, &st);
+	assert_int_equal(st.reads_small, 2 * (N - 3));
+	/* no request went out for the reads */
+	assert_int_equal(l.sent[WH_MSG_READ], N - 1);
+	wh_fetch_del(f);
+	wh_ram_del(ram);
+	wh_share_close(l.share);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -629,6 +737,7 @@ int main(void)
 		cmocka_unit_test(test_mstream_cold),
 		cmocka_unit_test(test_mstream_other_version),
 		cmocka_unit_test(test_old_hosts),
+		cmocka_unit_test(test_small_files),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
