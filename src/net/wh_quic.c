@@ -1618,6 +1618,14 @@ static void ep_hold_check(struct wh_quic_ep *ep, bool got)
 		ep->hold_until = now + HOLD_MS * WH_NS_PER_MS;
 }
 
+uint64_t wh_quic_conn_srtt_ns(struct wh_quic_conn *c)
+{
+	ngtcp2_conn_stat st;
+
+	ngtcp2_conn_get_conn_stat(c->conn, &st);
+	return st.smoothed_rtt;
+}
+
 bool wh_quic_ep_holding(struct wh_quic_ep *ep)
 {
 	return ep->hold_until != 0;

@@ -157,6 +157,9 @@ void wh_quic_ep_flush(struct wh_quic_ep *ep);
  * its owner need not poll the socket until wh_quic_ep_timeout_ms() has
  * passed; wh_quic_ep_expire() then reads.  Reading earlier is harmless. */
 bool wh_quic_ep_holding(struct wh_quic_ep *ep);
+
+/* wh_quic_conn_srtt_ns - the connection's smoothed round-trip time. */
+uint64_t wh_quic_conn_srtt_ns(struct wh_quic_conn *c);
 /* wh_quic_ep_timeout_ms - milliseconds until the next timer, -1 if none. */
 int wh_quic_ep_timeout_ms(struct wh_quic_ep *ep);
 /* wh_quic_ep_nconns - live connections. */

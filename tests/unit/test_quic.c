@@ -284,7 +284,7 @@ static void test_handshake_and_exporter(void **state)
 static void test_big_stream(void **state)
 {
 	bool done = false, held = false;
-	uint64_t end;
+	uint64_t end, srtt_max = 0;
 
 	(void)state;
 	/* packets of a real MTU, as on a LAN, so that reads are many */
@@ -300,11 +300,20 @@ static void test_big_stream(void **state)
 		done = cli.replies == 1;
 		/* a bulk transfer on a short path never lets packets gather */
 		held |= wh_quic_ep_holding(cli.ep);
+		if (cli.conn) {
+			uint64_t r = wh_quic_conn_srtt_ns(cli.conn);
+
+			srtt_max = r > srtt_max ? r : srtt_max;
+		}
 	}
 	assert_int_equal(cli.replies, 1);
 	assert_int_equal(cli.bytes_back, BIG);
 	assert_false(cli.mismatch);
-	assert_false(held);
+	/* loopback is a short path unless the machine is so loaded (or the
+	 * build so slow) that the measured RTT reached the hold threshold:
+	 * then holding is what the design asks for */
+	if (srtt_max < 20 * WH_NS_PER_MS)
+		assert_false(held);
 	teardown_pair();
 }
 
