@@ -749,13 +749,7 @@ int wh_session_call(struct wh_session *s, const uint8_t *req, size_t len,
 	pthread_cond_init(&c->cv, &attr);
 	pthread_condattr_destroy(&attr);
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	wh_deadline_ms(&ts, timeout_ms);
 
 	pthread_mutex_lock(&s->lock);
 	if (s->state == SS_FAILED) {
@@ -838,13 +832,7 @@ static void rpc_call_many(void *ctx, const uint8_t *const *reqs,
 		pthread_cond_init(&c->cv, &attr);
 	}
 	pthread_condattr_destroy(&attr);
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	wh_deadline_ms(&ts, timeout_ms);
 	pthread_mutex_lock(&s->lock);
 	if (s->state == SS_FAILED) {
 		for (size_t i = 0; i < n; i++) {
@@ -1002,13 +990,7 @@ int wh_session_new(const struct wh_session_opts *opts, struct wh_session **ps,
 	}
 	s->thread_started = true;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += opts->connect_timeout_ms / 1000;
-	ts.tv_nsec += (long)(opts->connect_timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	wh_deadline_ms(&ts, opts->connect_timeout_ms);
 	pthread_mutex_lock(&s->lock);
 	while (s->state != SS_READY && s->state != SS_FAILED) {
 		if (pthread_cond_timedwait(&s->state_cv, &s->lock, &ts) ==

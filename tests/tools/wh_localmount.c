@@ -33,6 +33,7 @@
 #include "client/wh_rpc.h"
 #include "common/wh_err.h"
 #include "common/wh_log.h"
+#include "common/wh_time.h"
 #include "fuse/wh_fs.h"
 #include "host/wh_share.h"
 #include "store/wh_store.h"
@@ -156,13 +157,7 @@ static int local_call(void *ctx, const uint8_t *req, size_t req_len,
 		return -EAGAIN;
 	}
 	pthread_attr_destroy(&ta);
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	wh_deadline_ms(&ts, timeout_ms);
 	pthread_mutex_lock(&sv->lock);
 	while (!sv->done)
 		if (pthread_cond_timedwait(&sv->cv, &sv->lock, &ts) ==
