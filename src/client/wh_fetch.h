@@ -90,6 +90,9 @@ struct wh_fetch_stats {
 	uint64_t small_fetched;     /* of those, fetched whole into RAM */
 	uint64_t small_bytes;       /* their bytes */
 	uint64_t reads_small;       /* reads served from them */
+	uint64_t small_batches;     /* GET_SMALL requests answered for them */
+	uint64_t small_bad;         /* files in GET_SMALL replies that failed
+				     * verification (never cached) */
 };
 
 /*
