@@ -1021,8 +1021,8 @@ static void small_key(const char *path, size_t len,
 
 /*
  * run_small - fetch the |n| small files of |js| whole into their RAM
- * entries: one READ each, all in flight at once (a host that can answer
- * several files in one request would take them in one).  A reply of
+ * entries, from a host without WH_CAP_SMALL: one READ each, all in
+ * flight at once (with it, run_small_get).  A reply of
  * another version, or short, fails the entry with -ESTALE: the reader
  * then READs for itself and sees the change.
  */
