@@ -46,6 +46,9 @@
 #define RD_EXTS 64                 /* disjoint ranges READ in runs */
 #define SMALL_BATCH 16             /* small files one worker sends at
 				    * once */
+#define SMALL_GET_FILES WH_MAX_SMALL_FILES /* small files in one GET_SMALL */
+#define SMALL_GET_BYTES (1u << 20)  /* bytes of them in one GET_SMALL */
+#define SMALL_ENT_REQ (2 + 1)       /* a GET_SMALL entry less its path */
 
 struct mchunk {
 	uint64_t off;
@@ -1018,8 +1021,8 @@ static void small_key(const char *path, size_t len,
 
 /*
  * run_small - fetch the |n| small files of |js| whole into their RAM
- * entries: one READ each, all in flight at once (a host that can answer
- * several files in one request would take them in one).  A reply of
+ * entries, from a host without WH_CAP_SMALL: one READ each, all in
+ * flight at once (with it, run_small_get).  A reply of
  * another version, or short, fails the entry with -ESTALE: the reader
  * then READs for itself and sees the change.
  */
@@ -1112,26 +1115,153 @@ static void run_small(struct wh_fetch *f, struct job **js, int n)
 	free(reqs);
 }
 
+/* small_put - the bytes of small file |j|, |data|, into its RAM entry (a
+ * copy: the reply holds other files too); false when out of memory */
+static bool small_put(struct wh_fetch *f, struct job *j, const uint8_t *data)
+{
+	size_t len = (size_t)j->v.size, cap;
+	uint8_t *mem = wh_ram_alloc(f->ram, len, &cap);
+
+	if (!mem)
+		return false;
+	memcpy(mem, data, len);
+	wh_ram_fill(f->ram, j->e, mem, cap, mem, len);
+	return true;
+}
+
+/* small_verified - the bytes of DATA entry |ent| hash to its hash */
+static bool small_verified(const struct wh_small_ent *ent)
+{
+	uint8_t h[WH_HASH_LEN];
+
+	wh_blake3(ent->data, (size_t)ent->version.size, h);
+	return memcmp(h, ent->hash, WH_HASH_LEN) == 0;
+}
+
+/*
+ * run_small_get - fetch the |n| small files of |js| whole in one GET_SMALL
+ * (the host offers WH_CAP_SMALL).  A DATA entry fills its RAM entry when
+ * it is at the listed version and its bytes hash to the hash it came
+ * with; one with a bad hash is counted (small_bad) and never cached.
+ * Anything else (another version, SAME, ERROR, a failed request) fails
+ * the entry: the reader then READs for itself.
+ */
+static void run_small_get(struct wh_fetch *f, struct job **js, int n)
+{
+	uint8_t ents[WH_MAX_REQ_FRAME];
+	struct wh_msg m, r;
+	struct wh_buf resp;
+	size_t elen = 0, pos = 0;
+	uint64_t fetched = 0, bytes = 0, bad = 0;
+	bool answered;
+	int sent, rv;
+
+	for (sent = 0; sent < n; sent++) {
+		ssize_t w = wh_small_req_encode((const char *)js[sent]->mem,
+						js[sent]->len, NULL,
+						ents + elen,
+						sizeof(ents) - 2 - elen);
+
+		if (w < 0)
+			break; /* run_small_jobs kept them within a frame */
+		elen += (size_t)w;
+	}
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_GET_SMALL;
+	m.u.get_small.count = (uint16_t)sent;
+	m.u.get_small.entries = ents;
+	m.u.get_small.entries_len = elen;
+	wh_buf_init(&resp);
+	rv = sent > 0 ? rpc(f, &m, WH_MSG_GET_SMALL_REPLY, &resp, &r,
+			    f->o.timeout_ms)
+		      : -ENOBUFS;
+	if (rv == 0 && r.u.get_small_reply.count != sent)
+		rv = WH_ERR_PROTO;
+	answered = rv == 0;
+	if (rv < 0)
+		wh_debug("GET_SMALL of %d files: %s", sent, wh_strerror(rv));
+	for (int k = 0; k < n; k++) {
+		struct job *j = js[k];
+		struct wh_small_ent ent;
+		int err = rv < 0 ? rv : -ENOBUFS;
+
+		if (rv == 0 && k < sent) {
+			int dr = wh_small_next(&r.u.get_small_reply, &pos,
+					       &ent);
+
+			if (dr != 1)
+				err = rv = WH_ERR_PROTO; /* and the rest */
+			else if (ent.status == WH_SMALL_ERROR)
+				err = -ent.err;
+			else if (ent.status != WH_SMALL_DATA ||
+				 !version_eq(&ent.version, &j->v))
+				err = -ESTALE; /* SAME: no hash was sent */
+			else if (!small_verified(&ent)) {
+				wh_warn("small file '%s' failed verification",
+					(const char *)j->mem);
+				bad++;
+				err = -EIO;
+			} else {
+				err = small_put(f, j, ent.data) ? 0 : -ENOMEM;
+			}
+		}
+		if (err < 0) {
+			if (rv == 0)
+				wh_debug("small file '%s': %s",
+					 (const char *)j->mem,
+					 wh_strerror(err));
+			wh_ram_fail(f->ram, j->e, err);
+			continue;
+		}
+		fetched++;
+		bytes += j->v.size;
+		if (f->o.small_done)
+			f->o.small_done(f->o.small_ctx, (const char *)j->mem,
+					j->len, &j->v, j->e);
+	}
+	wh_buf_free(&resp);
+	pthread_mutex_lock(&f->lock);
+	if (answered)
+		f->st.small_batches++;
+	f->st.small_fetched += fetched;
+	f->st.small_bytes += bytes;
+	f->st.small_bad += bad;
+	pthread_mutex_unlock(&f->lock);
+}
+
 /*
  * run_small_jobs - |j| and the small-file jobs queued right behind it, up
- * to SMALL_BATCH, in one go; called without the lock, returns without
- * it, the jobs done and freed.
+ * to SMALL_BATCH (READs), or with GET_SMALL up to SMALL_GET_FILES,
+ * SMALL_GET_BYTES and a request frame, in one go; called without the
+ * lock, returns without it, the jobs done and freed.
  */
 static void run_small_jobs(struct wh_fetch *f, struct job *j)
 {
-	struct job *js[SMALL_BATCH];
-	int n = 1;
+	struct job *js[SMALL_GET_FILES];
+	bool get = host_caps(f) & WH_CAP_SMALL;
+	int n = 1, lim = get ? SMALL_GET_FILES : SMALL_BATCH;
+	uint64_t bytes = j->v.size;
+	size_t req = 2 + SMALL_ENT_REQ + j->len;
 
 	js[0] = j;
 	pthread_mutex_lock(&f->lock);
-	while (n < SMALL_BATCH && f->qhead && f->qhead->kind == J_SMALL) {
+	while (n < lim && f->qhead && f->qhead->kind == J_SMALL) {
+		if (get && (bytes + f->qhead->v.size > SMALL_GET_BYTES ||
+			    req + SMALL_ENT_REQ + f->qhead->len >
+				    WH_MAX_REQ_FRAME))
+			break;
+		bytes += f->qhead->v.size;
+		req += SMALL_ENT_REQ + f->qhead->len;
 		js[n++] = f->qhead;
 		f->qhead = f->qhead->next;
 		if (!f->qhead)
 			f->qtail = NULL;
 	}
 	pthread_mutex_unlock(&f->lock);
-	run_small(f, js, n);
+	if (get)
+		run_small_get(f, js, n);
+	else
+		run_small(f, js, n);
 	for (int k = 0; k < n; k++) {
 		wh_ram_put(f->ram, js[k]->e);
 		js[k]->e = NULL;

@@ -90,6 +90,9 @@ struct wh_fetch_stats {
 	uint64_t small_fetched;     /* of those, fetched whole into RAM */
 	uint64_t small_bytes;       /* their bytes */
 	uint64_t reads_small;       /* reads served from them */
+	uint64_t small_batches;     /* GET_SMALL requests answered for them */
+	uint64_t small_bad;         /* files in GET_SMALL replies that failed
+				     * verification (never cached) */
 };
 
 /*
@@ -160,9 +163,10 @@ struct wh_fetch_small {
  * are skipped; so are the rest once |window_max| bytes of small files are
  * queued or in flight (bounded memory).  A reply of another version than
  * the one asked for is dropped (the reader then sends its own READ, which
- * sees the change).  Today each file is one READ of its whole length;
- * the batching of a host that can answer several files per request would
- * go in run_small().  Returns how many files were queued.
+ * sees the change).  With a host that offers WH_CAP_SMALL they go
+ * several to a GET_SMALL, each checked against its hash (one that fails
+ * is never cached); otherwise each file is one READ of its whole length.
+ * Returns how many files were queued.
  */
 size_t wh_fetch_small(struct wh_fetch *f, const struct wh_fetch_small *v,
 		      size_t n);

@@ -1641,7 +1641,8 @@ static int stats_text(struct wh_fs *fs, char *buf, size_t size)
 			"\nfetch_busy %" PRIu64 "\nbytes_wire %" PRIu64
 			"\nsmall_queued %" PRIu64
 			"\nsmall_fetched %" PRIu64 "\nsmall_bytes %" PRIu64
-			"\nreads_small %" PRIu64 "\nsmall_stored %lu\n",
+			"\nreads_small %" PRIu64 "\nsmall_stored %lu"
+			"\nsmall_batches %" PRIu64 "\nsmall_bad %" PRIu64 "\n",
 			atomic_load(&fs->reads_direct),
 			atomic_load(&fs->bytes_direct), st.reads_chunked,
 			st.reads_ram, st.manifests, st.chunks_fetched,
@@ -1651,7 +1652,8 @@ static int stats_text(struct wh_fs *fs, char *buf, size_t size)
 			st.busy, st.bytes_wire,
 			st.small_queued, st.small_fetched,
 			st.small_bytes, st.reads_small,
-			atomic_load(&fs->small_stored));
+			atomic_load(&fs->small_stored), st.small_batches,
+			st.small_bad);
 }
 
 /* op_getxattr - the root has one attribute: the data plane's counters

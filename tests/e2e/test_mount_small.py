@@ -56,9 +56,15 @@ def same_tree(a, b):
                for d in c.common_dirs)
 
 
-def test_cp_r_of_small_files(tmp_path, hosts, mkmnt):
+@pytest.mark.parametrize("get_small", [True, False],
+                         ids=["get_small", "old_host_reads"])
+def test_cp_r_of_small_files(tmp_path, hosts, mkmnt, get_small):
+    """With a host that offers GET_SMALL the files fetched ahead come
+    several to a request (small_batches counts them); a host without it
+    gets one READ per file, and the copy is the same."""
     src = make_share(str(tmp_path))
-    h = hosts(src)
+    h = hosts(src) if get_small else \
+        hosts(src, wrap=("env", "WH_HOST_NO_SMALL=1"))
     mnt = mkmnt()
     m = Mount(h, mnt)
     try:
@@ -74,6 +80,12 @@ def test_cp_r_of_small_files(tmp_path, hosts, mkmnt):
         assert st["small_fetched"] >= files // 2
         assert st["small_stored"] + st["reads_small"] >= files // 2
         assert st["reads_direct"] < files // 2
+        assert st["small_bad"] == 0
+        if get_small:
+            # several files to a request, not one request per file
+            assert 0 < st["small_batches"] <= st["small_fetched"] // 2
+        else:
+            assert st["small_batches"] == 0
         # the file bigger than what is fetched whole was not
         assert st["small_bytes"] < sum(
             os.path.getsize(os.path.join(dp, f))

@@ -9,7 +9,9 @@
  * file crosses the wire once); a part of another version gives -ESTALE;
  * hosts without MSTREAM, or without CHUNKS, never get those requests.
  * Small files fetched ahead (wh_fetch_small) are read from RAM at their
- * version and never at another.
+ * version and never at another, whether they came with READs or, from a
+ * host with SMALL, several to a GET_SMALL; one whose bytes do not match
+ * its hash is never cached.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -42,6 +44,8 @@ struct local {
 	bool dead;       /* never answer: every call times out */
 	uint64_t caps;   /* what this host agreed to */
 	bool skew_parts; /* MANIFEST_PARTs claim another file version */
+	uint64_t corrupt_size; /* GET_SMALL_REPLY: a DATA entry of this size
+				* gets a byte flipped */
 	unsigned int sent[64]; /* requests by type */
 	unsigned int refused;  /* requests the caps do not allow */
 };
@@ -68,6 +72,22 @@ static void skew(struct wh_buf *resp)
 	wh_buf_free(&out);
 }
 
+/* corrupt - flip the last byte of the DATA entry of |size| bytes in the
+ * GET_SMALL_REPLY in |resp| (its hash then does not match) */
+static void corrupt(struct wh_buf *resp, uint64_t size)
+{
+	struct wh_small_ent ent;
+	struct wh_msg r;
+	size_t pos = 0;
+
+	if (wh_msg_decode(resp->data, resp->len, WH_MAX_REPLY_FRAME, &r) < 0 ||
+	    r.hdr.type != WH_MSG_GET_SMALL_REPLY)
+		return;
+	while (wh_small_next(&r.u.get_small_reply, &pos, &ent) == 1)
+		if (ent.status == WH_SMALL_DATA && ent.version.size == size)
+			((uint8_t *)ent.data)[size - 1] ^= 1;
+}
+
 static int local_call(void *ctx, const uint8_t *req, size_t len,
 		      struct wh_buf *resp, int timeout_ms)
 {
@@ -92,7 +112,9 @@ static int local_call(void *ctx, const uint8_t *req, size_t len,
 		      m.hdr.type == WH_MSG_CHUNK) &&
 		     !(l->caps & WH_CAP_CHUNKS)) ||
 		    (m.hdr.type == WH_MSG_MANIFEST_STREAM &&
-		     !(l->caps & WH_CAP_MSTREAM))) {
+		     !(l->caps & WH_CAP_MSTREAM)) ||
+		    (m.hdr.type == WH_MSG_GET_SMALL &&
+		     !(l->caps & WH_CAP_SMALL))) {
 			/* what an old host says to a type it does not know */
 			__atomic_add_fetch(&l->refused, 1, __ATOMIC_RELAXED);
 			wh_buf_reset(resp);
@@ -103,6 +125,8 @@ static int local_call(void *ctx, const uint8_t *req, size_t len,
 		rv = wh_share_serve(l->share, req, len, resp);
 		if (rv == 0 && l->skew_parts)
 			skew(resp);
+		if (rv == 0 && l->corrupt_size)
+			corrupt(resp, l->corrupt_size);
 		return rv;
 	}
 }
@@ -633,13 +657,17 @@ static void count_small(void *ctx, const char *path, size_t len,
 	small_done_calls++;
 }
 
-static void test_small_files(void **state)
+/* small_files - with a host of |caps|; |bad|: one file's bytes come
+ * corrupted in GET_SMALL replies */
+static void small_files(uint64_t caps, bool bad)
 {
-	enum { N = 40, BIG = N - 1, EMPTY = N - 2, SKEW = 3 };
-	struct local l = { .caps = WH_CAP_CHUNKS };
+	enum { N = 40, BIG = N - 1, EMPTY = N - 2, SKEW = 3, BAD = 5 };
+	struct local l = { .caps = caps };
+	bool get = caps & WH_CAP_SMALL;
+	unsigned int failed = bad ? 2 : 1; /* fetches that fail */
 	struct wh_rpc rpc = { &local_ops, &l };
-	struct wh_fetch_opts o = { .timeout_ms = 5000,
-				   .small_done = count_small };
+	struct wh_fetch_opts o = { .timeout_ms = 5000, .caps = local_caps,
+				   .caps_ctx = &l, .small_done = count_small };
 	struct wh_fetch_small v[N];
 	char names[N][16], path[160];
 	static uint8_t data[N][WH_FETCH_SMALL_MAX + 1];
@@ -648,7 +676,6 @@ static void test_small_files(void **state)
 	struct wh_ram *ram;
 	struct wh_fetch *f;
 
-	(void)state;
 	for (int i = 0; i < N; i++) {
 		struct stat sb;
 		FILE *fp;
@@ -673,20 +700,34 @@ static void test_small_files(void **state)
 		v[i].v.ctime.nsec = (uint32_t)sb.st_ctim.tv_nsec;
 	}
 	v[SKEW].v.mtime.nsec ^= 1; /* listed before a change */
+	if (bad)
+		l.corrupt_size = sizes[BAD];
 	assert_int_equal(wh_share_open(share_dir, &l.share), 0);
 	assert_int_equal(wh_ram_new(64 * MiB, &ram), 0);
 	assert_int_equal(wh_fetch_new(&rpc, NULL, ram, &o, &f), 0);
 	small_done_calls = 0;
 	assert_int_equal(wh_fetch_small(f, v, N), N - 2);
 	wait_idle(f);
-	/* asked again: only the one whose fetch failed goes again */
-	assert_int_equal(wh_fetch_small(f, v, N), 1);
+	/* asked again: only the ones whose fetch failed go again */
+	assert_int_equal(wh_fetch_small(f, v, N), failed);
 	wait_idle(f);
 	wh_fetch_get_stats(f, &st);
-	assert_int_equal(st.small_queued, N - 1);
-	assert_int_equal(st.small_fetched, N - 3);
-	assert_int_equal(small_done_calls, N - 3);
-	assert_int_equal(l.sent[WH_MSG_READ], N - 1);
+	assert_int_equal(st.small_queued, N - 2 + failed);
+	assert_int_equal(st.small_fetched, N - 2 - failed);
+	assert_int_equal(small_done_calls, N - 2 - failed);
+	assert_int_equal(st.small_bad, bad ? 2 : 0);
+	if (get) {
+		/* several files to a request, and no READ */
+		assert_int_equal(l.sent[WH_MSG_READ], 0);
+		assert_int_equal(st.small_batches, l.sent[WH_MSG_GET_SMALL]);
+		assert_true(st.small_batches > 0 &&
+			    st.small_batches < st.small_fetched);
+	} else {
+		assert_int_equal(l.sent[WH_MSG_READ], N - 2 + failed);
+		assert_int_equal(l.sent[WH_MSG_GET_SMALL], 0);
+		assert_int_equal(st.small_batches, 0);
+	}
+	assert_int_equal(l.refused, 0);
 	for (int i = 0; i < N; i++) {
 		struct wh_fetch_file *ff;
 		struct wh_fetch_reply fr;
@@ -699,8 +740,9 @@ static void test_small_files(void **state)
 					       &ff), 0);
 		rv = wh_fetch_read(f, ff, names[i], v[i].len, 0, 128 * 1024,
 				   &fr);
-		if (i == BIG || i == SKEW) {
-			/* not fetched, or not at this version: a READ */
+		if (i == BIG || i == SKEW || (bad && i == BAD)) {
+			/* not fetched, not at this version, or corrupt: a
+			 * READ */
 			assert_int_equal(rv, 0);
 		} else {
 			size_t want = sizes[i] < 128 * 1024 ? sizes[i]
@@ -719,12 +761,30 @@ static void test_small_files(void **state)
 		wh_fetch_close(f, ff);
 	}
 	wh_fetch_get_stats(f, &st);
-	assert_int_equal(st.reads_small, 2 * (N - 3));
+	assert_int_equal(st.reads_small, 2 * (N - 2 - failed));
 	/* no request went out for the reads */
-	assert_int_equal(l.sent[WH_MSG_READ], N - 1);
+	assert_int_equal(l.sent[WH_MSG_READ], get ? 0 : N - 2 + failed);
 	wh_fetch_del(f);
 	wh_ram_del(ram);
 	wh_share_close(l.share);
+}
+
+static void test_small_files(void **state)
+{
+	(void)state;
+	small_files(WH_CAP_CHUNKS, false);
+}
+
+static void test_small_files_get_small(void **state)
+{
+	(void)state;
+	small_files(WH_CAP_CHUNKS | WH_CAP_SMALL, false);
+}
+
+static void test_small_files_corrupt(void **state)
+{
+	(void)state;
+	small_files(WH_CAP_CHUNKS | WH_CAP_SMALL, true);
 }
 
 int main(void)
@@ -738,6 +798,8 @@ int main(void)
 		cmocka_unit_test(test_mstream_other_version),
 		cmocka_unit_test(test_old_hosts),
 		cmocka_unit_test(test_small_files),
+		cmocka_unit_test(test_small_files_get_small),
+		cmocka_unit_test(test_small_files_corrupt),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
