@@ -1,4 +1,5 @@
 /* wormhole.c - entry point: dispatch to a subcommand from one table. */
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,6 +182,12 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return WH_EXIT_USAGE;
 	}
+	/* One malloc arena for every thread, set before any thread starts.
+	 * glibc gives threads arenas of their own, each keeping the buffers
+	 * its thread freed: a mount that had copied 256 MiB held 183 MB of
+	 * RSS, 44 MB more than with one arena (139 MB, of which 128 MB is its
+	 * RAM cache).  Buffers are pooled, so the one lock is rarely taken. */
+	mallopt(M_ARENA_MAX, 1);
 	cmd = argv[1];
 	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h"))
 		return help_main(argc - 1, argv + 1);
