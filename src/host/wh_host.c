@@ -696,7 +696,7 @@ static void cb_close(struct wh_net_conn *nc, int err, const char *reason,
 			wh_strerror(err), *reason ? ": " : "", reason,
 			(unsigned long long)hc->requests,
 			(unsigned long long)hc->bytes_out);
-	if (hc->caps & WH_CAP_ZSTD)
+	if ((hc->caps & WH_CAP_ZSTD) && hc->zpacked > 0)
 		wh_info("client #%u: zstd saved %llu bytes in %llu replies "
 			"(delivery rate %.1f MB/s)", hc->id,
 			(unsigned long long)hc->zsaved,
