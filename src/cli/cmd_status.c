@@ -1,6 +1,8 @@
-/* cmd_status.c - `wormhole status`: list the wormhole mounts. */
+/* cmd_status.c - `wormhole status`: list the wormhole mounts, each with
+ * its host and how it is connected. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/xattr.h>
 
 #include "cli/cli.h"
 
@@ -20,6 +22,52 @@ static void unescape_octal(char *s)
 		}
 	}
 	*w = '\0';
+}
+
+/* link_field - the value of line "name value" of |text| into |out|. */
+static void link_field(const char *text, const char *name, char *out,
+		       size_t size)
+{
+	size_t len = strlen(name);
+	const char *p = text;
+
+	snprintf(out, size, "?");
+	while (p && *p) {
+		const char *eol = strchr(p, '\n');
+		size_t n = eol ? (size_t)(eol - p) : strlen(p);
+
+		if (n > len && strncmp(p, name, len) == 0 && p[len] == ' ') {
+			snprintf(out, size, "%.*s", (int)(n - len - 1),
+				 p + len + 1);
+			return;
+		}
+		p = eol ? eol + 1 : NULL;
+	}
+}
+
+/* print_mount - "MNT<TAB>peer ADDR, over QUIC" (or connecting, ...); the
+ * path alone when the mount cannot say (an older daemon, or a dead one). */
+static void print_mount(const char *mnt)
+{
+	char text[512], peer[256], transport[16], state[32];
+	ssize_t n = getxattr(mnt, "user.wormhole.link", text,
+			     sizeof(text) - 1);
+
+	if (n <= 0) {
+		printf("%s\n", mnt);
+		return;
+	}
+	text[n] = '\0';
+	link_field(text, "peer", peer, sizeof(peer));
+	link_field(text, "transport", transport, sizeof(transport));
+	link_field(text, "state", state, sizeof(state));
+	if (strcmp(state, "connected") == 0)
+		printf("%s\t%s, over %s\n", mnt, peer,
+		       strcmp(transport, "quic") == 0  ? "QUIC"
+		       : strcmp(transport, "tcp") == 0 ? "TLS over TCP"
+						       : transport);
+	else
+		printf("%s\t%s, %s\n", mnt, peer, state);
 }
 
 int cmd_status_main(int argc, char **argv)
@@ -51,7 +99,7 @@ int cmd_status_main(int argc, char **argv)
 		if (!mnt)
 			continue;
 		unescape_octal(mnt);
-		printf("%s\n", mnt);
+		print_mount(mnt);
 		n++;
 	}
 	fclose(f);

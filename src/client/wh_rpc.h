@@ -12,6 +12,7 @@
 #ifndef WH_RPC_H
 #define WH_RPC_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,10 @@ struct wh_rpc_ops {
 	void (*call_many)(void *ctx, const uint8_t *const *reqs,
 			  const size_t *lens, size_t n, struct wh_buf *resps,
 			  int *errs, int timeout_ms);
+	/* optional: describe the link in |buf| (|size| bytes) as lines of
+	 * "name value" (peer, transport, state); returns the length, or a
+	 * negative error */
+	int (*describe)(void *ctx, char *buf, size_t size);
 };
 
 struct wh_rpc {
@@ -55,6 +60,15 @@ static inline void wh_rpc_call_many(struct wh_rpc *rpc,
 	for (size_t i = 0; i < n; i++)
 		errs[i] = rpc->ops->call(rpc->ctx, reqs[i], lens[i],
 					 &resps[i], timeout_ms);
+}
+
+/* wh_rpc_describe - the link's description (see describe above), or
+ * -ENOTSUP when the transport has none. */
+static inline int wh_rpc_describe(struct wh_rpc *rpc, char *buf, size_t size)
+{
+	if (!rpc->ops->describe)
+		return -ENOTSUP;
+	return rpc->ops->describe(rpc->ctx, buf, size);
 }
 
 #endif /* WH_RPC_H */

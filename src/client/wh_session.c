@@ -878,9 +878,35 @@ static void rpc_call_many(void *ctx, const uint8_t *const *reqs,
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* rpc_describe - "peer", "transport" (quic, tcp, or none while there
+ * is no connection) and "state" lines, for `wormhole status`. */
+static int rpc_describe(void *ctx, char *buf, size_t size)
+{
+	struct wh_session *s = ctx;
+	enum wh_net_transport t;
+	const char *state;
+	int n;
+
+	pthread_mutex_lock(&s->lock);
+	t = s->state == SS_READY ? s->transport : WH_NET_AUTO;
+	state = s->state == SS_READY	? "connected"
+		: s->state == SS_FAILED ? "failed"
+					: "connecting";
+	n = snprintf(buf, size, "peer %s\ntransport %s\nstate %s\n", s->peer,
+		     t == WH_NET_QUIC ? "quic"
+		     : t == WH_NET_TCP ? "tcp"
+				       : "none",
+		     state);
+	pthread_mutex_unlock(&s->lock);
+	if (n < 0 || (size_t)n >= size)
+		return -ENOBUFS;
+	return n;
+}
+
 static const struct wh_rpc_ops session_rpc_ops = {
 	.call = rpc_call,
 	.call_many = rpc_call_many,
+	.describe = rpc_describe,
 };
 
 uint64_t wh_session_caps(struct wh_session *s)

@@ -67,6 +67,7 @@
 #define NOTIFIER_JOIN_S 3          /* wait for the notifier at exit */
 #define RAM_DEFAULT (128ULL << 20) /* RAM cache of chunks */
 #define STATS_XATTR "user.wormhole.stats" /* on the root: the counters */
+#define LINK_XATTR "user.wormhole.link" /* on the root: peer, transport */
 #define LISTINGS_KEPT 8            /* directories whose listing is kept
 				    * after closedir, for small files */
 #define KEPT_ENTRIES_MAX 32768     /* entries in those listings, in all */
@@ -1656,8 +1657,9 @@ static int stats_text(struct wh_fs *fs, char *buf, size_t size)
 			st.small_bad);
 }
 
-/* op_getxattr - the root has one attribute: the data plane's counters
- * (for scripts and tests: `getfattr -n user.wormhole.stats MNT`). */
+/* op_getxattr - the root has two attributes: the data plane's counters
+ * (for scripts and tests: `getfattr -n user.wormhole.stats MNT`) and the
+ * link (peer, transport, state: what `wormhole status` shows). */
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
@@ -1665,11 +1667,18 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	char buf[2048];
 	int n;
 
-	if (ino != FUSE_ROOT_ID || strcmp(name, STATS_XATTR) != 0) {
+	if (ino == FUSE_ROOT_ID && strcmp(name, LINK_XATTR) == 0) {
+		n = wh_rpc_describe(fs->rpc, buf, sizeof(buf));
+		if (n < 0) {
+			fuse_reply_err(req, -n);
+			return;
+		}
+	} else if (ino != FUSE_ROOT_ID || strcmp(name, STATS_XATTR) != 0) {
 		fuse_reply_err(req, ino == FUSE_ROOT_ID ? ENODATA : ENOTSUP);
 		return;
+	} else {
+		n = stats_text(fs, buf, sizeof(buf));
 	}
-	n = stats_text(fs, buf, sizeof(buf));
 	if (size == 0)
 		fuse_reply_xattr(req, (size_t)n);
 	else if (size < (size_t)n)

@@ -57,7 +57,16 @@ def test_daemonized_mount_and_unmount(small_share, hosts, mkmnt):
         with open(os.path.join(mnt, "hello.txt")) as f:
             assert f.read() == "hello\n"
         st = subprocess.run([WH_BIN, "status"], capture_output=True, text=True)
-        assert mnt in st.stdout.splitlines()
+        lines = [l for l in st.stdout.splitlines() if l.split("\t")[0] == mnt]
+        assert lines == ["%s\t%s, over QUIC" % (mnt, h.addr)], st.stdout
+        # the same facts, for scripts
+        link = subprocess.run(["getfattr", "--only-values", "-n",
+                               "user.wormhole.link", mnt],
+                              capture_output=True, text=True)
+        assert link.returncode == 0, link.stderr
+        assert link.stdout.splitlines() == ["peer " + h.addr,
+                                            "transport quic",
+                                            "state connected"]
     finally:
         r = subprocess.run([WH_BIN, "unmount", mnt], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -110,6 +110,9 @@ def test_host_changes_show_over_tcp(small_share, hosts, mounts, mkmnt):
     h = hosts(small_share)
     mnt = mkmnt()
     mounts(h, mnt, extra=["--transport", "tcp"])
+    st = subprocess.run([WH_BIN, "status"], capture_output=True, text=True)
+    assert "%s\t%s, over TLS over TCP" % (mnt, h.addr) in \
+        st.stdout.splitlines(), st.stdout
     dst = os.path.join(mnt, "hello.txt")
     with open(dst, "rb") as f:
         assert f.read() == b"hello\n"    # now cached by the kernel
