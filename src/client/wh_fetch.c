@@ -78,6 +78,11 @@ struct man {
 	struct mchunk *c;
 };
 
+/* A byte range [a, b); kept in sorted, disjoint arrays (ext_add). */
+struct ext {
+	uint64_t a, b;
+};
+
 /* The bytes of a sequential run that came with READ, kept until the
  * manifest says which chunks they make up. */
 struct rgn {
@@ -85,7 +90,7 @@ struct rgn {
 	bool spent;                 /* the run went past what was kept */
 	uint64_t base;              /* the run's start */
 	uint8_t *blk[RG_BLOCKS];    /* RG_BLOCK bytes each, on demand */
-	struct { uint64_t a, b; } ext[RG_EXTS]; /* sorted, disjoint */
+	struct ext ext[RG_EXTS];    /* sorted, disjoint */
 	int next;
 };
 
@@ -117,7 +122,7 @@ struct wh_fetch_file {
 	/* protected by lock: what sequential runs got with READ, for the
 	 * backfill once the manifest is complete (a run the kernel's
 	 * reordered reads cut in two has its own backfill lost otherwise) */
-	struct { uint64_t a, b; } rd[RD_EXTS];
+	struct ext rd[RD_EXTS];
 	int nrd;
 	bool pass_seq;               /* protected by lock: the last read left
 				      * to the caller was sequential */
@@ -192,6 +197,37 @@ static void man_unref(struct man *m)
 }
 
 /* rg_reset - drop the READ bytes kept; lock held */
+/* ext_add - merge [a, b) into the sorted, disjoint ranges v[0..*n) (room
+ * for |cap|): ranges it overlaps or touches become one.  Returns false,
+ * changing nothing, when it needs a new slot and there is none. */
+static bool ext_add(struct ext *v, int *n, int cap, uint64_t a, uint64_t b)
+{
+	int i, k;
+
+	for (i = 0; i < *n && v[i].b < a; i++)
+		;
+	if (i == *n || v[i].a > b) {
+		if (*n == cap)
+			return false;
+		memmove(&v[i + 1], &v[i], (size_t)(*n - i) * sizeof(v[0]));
+		v[i].a = a;
+		v[i].b = b;
+		(*n)++;
+		return true;
+	}
+	/* overlaps or touches v[i]: merge it and what follows */
+	if (a < v[i].a)
+		v[i].a = a;
+	if (b > v[i].b)
+		v[i].b = b;
+	for (k = i + 1; k < *n && v[k].a <= v[i].b; k++)
+		if (v[k].b > v[i].b)
+			v[i].b = v[k].b;
+	memmove(&v[i + 1], &v[k], (size_t)(*n - k) * sizeof(v[0]));
+	*n -= k - i - 1;
+	return true;
+}
+
 static void rg_reset(struct rgn *rg)
 {
 	for (unsigned int i = 0; i < RG_BLOCKS; i++) {
@@ -238,7 +274,7 @@ static void rg_add(struct rgn *rg, uint64_t off, const uint8_t *data,
 		   size_t len)
 {
 	uint64_t a = off, b = off + len, lim = rg->base + RG_MAX;
-	int i, k;
+	int i;
 
 	if (a < rg->base) {
 		data += rg->base - a;
@@ -271,54 +307,14 @@ static void rg_add(struct rgn *rg, uint64_t off, const uint8_t *data,
 		memcpy(rg->blk[bi] + bo, data + (p - a), n);
 		p += n;
 	}
-	if (i == rg->next || rg->ext[i].a > b) {
-		memmove(&rg->ext[i + 1], &rg->ext[i],
-			(size_t)(rg->next - i) * sizeof(rg->ext[0]));
-		rg->ext[i].a = a;
-		rg->ext[i].b = b;
-		rg->next++;
-		return;
-	}
-	/* overlaps or touches ext[i]: merge it and what follows */
-	if (a < rg->ext[i].a)
-		rg->ext[i].a = a;
-	if (b > rg->ext[i].b)
-		rg->ext[i].b = b;
-	for (k = i + 1; k < rg->next && rg->ext[k].a <= rg->ext[i].b; k++)
-		if (rg->ext[k].b > rg->ext[i].b)
-			rg->ext[i].b = rg->ext[k].b;
-	memmove(&rg->ext[i + 1], &rg->ext[k],
-		(size_t)(rg->next - k) * sizeof(rg->ext[0]));
-	rg->next -= k - i - 1;
+	(void)ext_add(rg->ext, &rg->next, RG_EXTS, a, b); /* room checked */
 }
 
 /* rd_add - note that a run READ [a, b); lock held */
 static void rd_add(struct wh_fetch_file *ff, uint64_t a, uint64_t b)
 {
-	int i, k;
-
-	for (i = 0; i < ff->nrd && ff->rd[i].b < a; i++)
-		;
-	if (i == ff->nrd || ff->rd[i].a > b) {
-		if (ff->nrd == RD_EXTS)
-			return; /* too scattered: not backfilled */
-		memmove(&ff->rd[i + 1], &ff->rd[i],
-			(size_t)(ff->nrd - i) * sizeof(ff->rd[0]));
-		ff->rd[i].a = a;
-		ff->rd[i].b = b;
-		ff->nrd++;
-		return;
-	}
-	if (a < ff->rd[i].a)
-		ff->rd[i].a = a;
-	if (b > ff->rd[i].b)
-		ff->rd[i].b = b;
-	for (k = i + 1; k < ff->nrd && ff->rd[k].a <= ff->rd[i].b; k++)
-		if (ff->rd[k].b > ff->rd[i].b)
-			ff->rd[i].b = ff->rd[k].b;
-	memmove(&ff->rd[i + 1], &ff->rd[k],
-		(size_t)(ff->nrd - k) * sizeof(ff->rd[0]));
-	ff->nrd -= k - i - 1;
+	/* a run too scattered to note is not backfilled */
+	(void)ext_add(ff->rd, &ff->nrd, RD_EXTS, a, b);
 }
 
 /* rg_copy - the bytes of [a, b), which rg_has(); lock held */
