@@ -907,18 +907,31 @@ ssize_t wh_dirent_encode(const char *name, size_t name_len,
 	return (ssize_t)(cap - w.left);
 }
 
+/* rd_entry_at - point |r| at the entry at |pos| of |len| bytes of
+ * entries: 1, or 0 at the end, or WH_ERR_PROTO past it (the cursor of the
+ * wh_*_next iterators). */
+static int rd_entry_at(struct rd *r, const uint8_t *entries, size_t len,
+		       size_t pos)
+{
+	if (pos > len)
+		return WH_ERR_PROTO;
+	if (pos == len)
+		return 0;
+	r->p = entries + pos;
+	r->left = len - pos;
+	r->bad = false;
+	return 1;
+}
+
 int wh_dirent_next(const struct wh_msg_readdir_reply *rr, size_t *pos,
 		   struct wh_dirent *ent)
 {
 	struct rd r;
+	int rv;
 
-	if (*pos > rr->entries_len)
-		return WH_ERR_PROTO;
-	if (*pos == rr->entries_len)
-		return 0;
-	r.p = rr->entries + *pos;
-	r.left = rr->entries_len - *pos;
-	r.bad = false;
+	rv = rd_entry_at(&r, rr->entries, rr->entries_len, *pos);
+	if (rv <= 0)
+		return rv;
 	rd_str(&r, &ent->name);
 	rd_attr(&r, &ent->attr);
 	if (r.bad || !wh_name_valid(ent->name.p, ent->name.len))
@@ -1030,15 +1043,12 @@ int wh_small_req_next(const struct wh_msg_get_small *m, size_t *pos,
 		      struct wh_small_req *ent)
 {
 	struct rd r;
+	int rv;
 	bool bad_path = false;
 
-	if (*pos > m->entries_len)
-		return WH_ERR_PROTO;
-	if (*pos == m->entries_len)
-		return 0;
-	r.p = m->entries + *pos;
-	r.left = m->entries_len - *pos;
-	r.bad = false;
+	rv = rd_entry_at(&r, m->entries, m->entries_len, *pos);
+	if (rv <= 0)
+		return rv;
 	rd_small_req(&r, ent, &bad_path);
 	if (r.bad)
 		return WH_ERR_PROTO;
@@ -1100,14 +1110,11 @@ int wh_small_next(const struct wh_msg_get_small_reply *m, size_t *pos,
 		  struct wh_small_ent *ent)
 {
 	struct rd r;
+	int rv;
 
-	if (*pos > m->entries_len)
-		return WH_ERR_PROTO;
-	if (*pos == m->entries_len)
-		return 0;
-	r.p = m->entries + *pos;
-	r.left = m->entries_len - *pos;
-	r.bad = false;
+	rv = rd_entry_at(&r, m->entries, m->entries_len, *pos);
+	if (rv <= 0)
+		return rv;
 	rd_small_ent(&r, ent);
 	if (r.bad)
 		return WH_ERR_PROTO;
