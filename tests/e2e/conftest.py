@@ -3,6 +3,7 @@ FUSE mounts, always cleaned up.  Run as root with Debian's pytest:
 
     WH_BIN=build/wormhole WH_TOOLS_DIR=build/tests /usr/bin/python3 -m pytest tests/e2e
 """
+import json
 import os
 import random
 import shutil
@@ -20,6 +21,18 @@ WH_BIN = os.environ.get("WH_BIN", os.path.join(ROOT, "build", "wormhole"))
 TOOLS = os.environ.get("WH_TOOLS_DIR", os.path.join(ROOT, "build", "tests"))
 
 MiB = 1024 * 1024
+
+
+def get(h, remote, local, cache, *extra, check=True):
+    """`wormhole get` from host |h| with --json: its JSON summary, or with
+    check=False the CompletedProcess."""
+    r = subprocess.run([WH_BIN, "get", h.code, remote, local, "--peer", h.addr,
+                        "--cache-dir", cache, "--json", *extra],
+                       capture_output=True, text=True, timeout=120)
+    if check:
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+    return r
 
 
 def wait_for(pred, timeout, step=0.02):

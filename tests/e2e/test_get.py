@@ -8,17 +8,7 @@ import time
 
 import pytest
 
-from conftest import WH_BIN, MiB, wait_for
-
-
-def get(h, remote, local, cache, *extra, check=True):
-    r = subprocess.run([WH_BIN, "get", h.code, remote, local, "--peer", h.addr,
-                        "--cache-dir", cache, "--json", *extra],
-                       capture_output=True, text=True, timeout=120)
-    if check:
-        assert r.returncode == 0, r.stderr
-        return json.loads(r.stdout)
-    return r
+from conftest import WH_BIN, MiB, get, wait_for
 
 
 @pytest.fixture

@@ -1,28 +1,17 @@
 """`wormhole get` of many small files: several to a request (GET_SMALL),
 and the per-file path with a host that does not offer it."""
-import json
 import os
 import re
 import subprocess
 import threading
 import time
 
-from conftest import WH_BIN, MiB, wait_for
+from conftest import WH_BIN, MiB, get, wait_for
 
 SMALL_MAX = 256 * 1024
 # the modes a destination file must get whatever the umask and the order
 # of writes (write clears set-id bits)
 MODES = {"m666": 0o666, "m444": 0o444, "m4755": 0o4755, "m2711": 0o2711, "m600": 0o600}
-
-
-def get(h, remote, local, cache, *extra, check=True):
-    r = subprocess.run([WH_BIN, "get", h.code, remote, local, "--peer", h.addr,
-                        "--cache-dir", cache, "--json", *extra],
-                       capture_output=True, text=True, timeout=120)
-    if check:
-        assert r.returncode == 0, r.stderr
-        return json.loads(r.stdout)
-    return r
 
 
 def same_tree(a, b):
