@@ -269,6 +269,47 @@ static bool scan(const uint8_t *d, size_t from, size_t to, uint64_t abs0,
 	return true;
 }
 
+/*
+ * fill - top up |buf| (|bufsz| bytes, the first |*have| of them the file's
+ * bytes from |off|) with what follows, up to |limit|, in two reads in
+ * flight when the backend allows it; sets |*eof| once the file or the
+ * limit ends.  Nothing to do when |*eof| or the buffer is full.  0 or
+ * -errno.
+ */
+static int fill(struct wh_io *io, int fd, uint8_t *buf, size_t bufsz,
+		size_t *have, uint64_t off, uint64_t limit, bool *eof)
+{
+	uint64_t left = limit - (off + *have);
+	size_t want = bufsz - *have, half;
+	ssize_t n1 = 0, n2 = 0;
+
+	if (*eof || *have >= bufsz)
+		return 0;
+	if (left < want)
+		want = (size_t)left;
+	half = want / 2;
+	if (want > 0)
+		wh_io_pread2(io, fd, buf + *have, half, off + *have,
+			     buf + *have + half, want - half,
+			     off + *have + half, &n1, &n2);
+	if (n1 < 0 || n2 < 0)
+		return n1 < 0 ? (int)n1 : (int)n2;
+	/* ask the kernel for what comes next meanwhile, so that a cold disk
+	 * reads while we hash */
+	if (want > 0 && (size_t)n2 == want - half)
+		posix_fadvise(fd, (off_t)(off + *have + want), (off_t)bufsz,
+			      POSIX_FADV_WILLNEED);
+	if ((size_t)n1 < half) {
+		/* end of file inside the first half */
+		*have += (size_t)n1;
+		*eof = true;
+	} else {
+		*have += half + (size_t)n2;
+		*eof = (size_t)n2 < want - half || off + *have == limit;
+	}
+	return 0;
+}
+
 /* the second thread's work, one piece at a time */
 enum { PW_NONE, PW_SCAN, PW_HASH, PW_QUIT };
 
@@ -427,35 +468,9 @@ static int chunk_fd_par(int fd, uint64_t limit, wh_chunk_cb cb, void *ud,
 		struct cands cs = { 0 };
 		bool scanning;
 
-		if (!eof && have < bufsz) {
-			uint64_t left = limit - (off + have);
-			size_t want = bufsz - have, h;
-			ssize_t n1, n2;
-
-			if (left < want)
-				want = (size_t)left;
-			h = want / 2;
-			n1 = n2 = 0;
-			if (want > 0)
-				wh_io_pread2(io, fd, buf + have, h, off + have,
-					     buf + have + h, want - h,
-					     off + have + h, &n1, &n2);
-			if (n1 < 0 || n2 < 0) {
-				rv = n1 < 0 ? (int)n1 : (int)n2;
-				goto out;
-			}
-			if (!eof && want > 0 && (size_t)n2 == want - h)
-				posix_fadvise(fd, (off_t)(off + have + want),
-					      (off_t)bufsz, POSIX_FADV_WILLNEED);
-			if ((size_t)n1 < h) {
-				have += (size_t)n1;
-				eof = true;
-			} else {
-				have += h + (size_t)n2;
-				eof = (size_t)n2 < want - h ||
-				      off + have == limit;
-			}
-		}
+		rv = fill(io, fd, buf, bufsz, &have, off, limit, &eof);
+		if (rv < 0)
+			goto out;
 		/* the second half of the new bytes to the other thread; a
 		 * short tail is not worth it */
 		mid = old + (have - old) / 2;
@@ -689,40 +704,9 @@ int wh_chunk_fd(int fd, uint64_t limit, wh_chunk_cb cb, void *ud,
 	while (!eof || have > 0) {
 		size_t pos = 0;
 
-		if (!eof && have < bufsz) {
-			/* two reads in flight when the backend allows it */
-			uint64_t left = limit - (off + have);
-			size_t want = bufsz - have, half;
-			ssize_t n1, n2;
-
-			if (left < want)
-				want = (size_t)left;
-			half = want / 2;
-			n1 = n2 = 0;
-			if (want > 0)
-				wh_io_pread2(io, fd, buf + have, half,
-					     off + have, buf + have + half,
-					     want - half, off + have + half,
-					     &n1, &n2);
-			if (n1 < 0 || n2 < 0) {
-				rv = n1 < 0 ? (int)n1 : (int)n2;
-				goto out;
-			}
-			/* ask the kernel for what comes next meanwhile, so
-			 * that a cold disk reads while we hash */
-			if (!eof && want > 0 && (size_t)n2 == want - half)
-				posix_fadvise(fd, (off_t)(off + have + want),
-					      (off_t)bufsz, POSIX_FADV_WILLNEED);
-			if ((size_t)n1 < half) {
-				/* end of file inside the first half */
-				have += (size_t)n1;
-				eof = true;
-			} else {
-				have += half + (size_t)n2;
-				eof = (size_t)n2 < want - half ||
-				      off + have == limit;
-			}
-		}
+		rv = fill(io, fd, buf, bufsz, &have, off, limit, &eof);
+		if (rv < 0)
+			goto out;
 		for (;;) {
 			size_t cut = wh_cdc_cut(buf + pos, have - pos, eof);
 			struct wh_chunk c;
