@@ -104,16 +104,12 @@ int cmd_get_main(int argc, char **argv)
 						       "'%s' (1-64)", optarg);
 			break;
 		case 'T':
-			if (wh_net_transport_parse(optarg, &transport) < 0)
-				return cli_usage_error("get", "bad --transport "
-						       "'%s': expected auto, "
-						       "quic or tcp", optarg);
+			if (cli_parse_transport("get", optarg, &transport))
+				return WH_EXIT_USAGE;
 			break;
 		case 't':
-			if (!cli_parse_int(optarg, 100, 600000, &timeout_ms))
-				return cli_usage_error("get", "bad "
-						       "--timeout-ms '%s'",
-						       optarg);
+			if (cli_parse_timeout_ms("get", optarg, &timeout_ms))
+				return WH_EXIT_USAGE;
 			break;
 		case 'v':
 			wh_log_set_level(WH_LOG_DEBUG);

@@ -158,16 +158,12 @@ int cmd_mount_main(int argc, char **argv)
 			foreground = true;
 			break;
 		case 'T':
-			if (wh_net_transport_parse(optarg, &transport) < 0)
-				return cli_usage_error("mount", "bad --transport "
-						       "'%s': expected auto, "
-						       "quic or tcp", optarg);
+			if (cli_parse_transport("mount", optarg, &transport))
+				return WH_EXIT_USAGE;
 			break;
 		case 't':
-			if (!cli_parse_int(optarg, 100, 600000, &timeout_ms))
-				return cli_usage_error("mount", "bad "
-						       "--timeout-ms '%s'",
-						       optarg);
+			if (cli_parse_timeout_ms("mount", optarg, &timeout_ms))
+				return WH_EXIT_USAGE;
 			break;
 		case 'L':
 			logfile = optarg;

@@ -119,6 +119,22 @@ int cli_parse_code(const char *cmd, const char *in, char *out)
 			       "symbols like 7KJM-XBCD-QRST-VWYZ", in);
 }
 
+int cli_parse_transport(const char *cmd, const char *in,
+			enum wh_net_transport *t)
+{
+	if (wh_net_transport_parse(in, t) == 0)
+		return 0;
+	return cli_usage_error(cmd, "bad --transport '%s': expected auto, "
+			       "quic or tcp", in);
+}
+
+int cli_parse_timeout_ms(const char *cmd, const char *in, long *ms)
+{
+	if (cli_parse_int(in, 100, 600000, ms))
+		return 0;
+	return cli_usage_error(cmd, "bad --timeout-ms '%s'", in);
+}
+
 const char *cli_signal_server(const char *opt, char *buf, size_t size)
 {
 	const char *env = getenv("WORMHOLE_SIGNAL"), *xdg, *home;
