@@ -25,12 +25,17 @@ TOOLS = os.environ.get("WH_TOOLS_DIR", os.path.join(ROOT, "build", "tests"))
 MiB = 1024 * 1024
 
 
-def get(h, remote, local, cache, *extra, check=True):
-    """`wormhole get` from host |h| with --json: its JSON summary, or with
+def get(h, remote, local, cache, *extra, check=True, addr=None, wrap=(),
+        env=None, timeout=120):
+    """`wormhole get` from host |h| (at |addr| if given, else its own) with
+    --json, run behind the command prefix |wrap| (e.g. Netns.wrap) with the
+    variables in |env| added to the environment: its JSON summary, or with
     check=False the CompletedProcess."""
-    r = subprocess.run([WH_BIN, "get", h.code, remote, local, "--peer", h.addr,
-                        "--cache-dir", cache, "--json", *extra],
-                       capture_output=True, text=True, timeout=120)
+    e = dict(os.environ, **env) if env else None
+    r = subprocess.run([*wrap, WH_BIN, "get", h.code, remote, local,
+                        "--peer", addr or h.addr, "--cache-dir", cache,
+                        "--json", *extra],
+                       capture_output=True, text=True, timeout=timeout, env=e)
     if check:
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
