@@ -3,6 +3,7 @@ FUSE mounts, always cleaned up.  Run as root with Debian's pytest:
 
     WH_BIN=build/wormhole WH_TOOLS_DIR=build/tests /usr/bin/python3 -m pytest tests/e2e
 """
+import hashlib
 import itertools
 import json
 import os
@@ -40,6 +41,25 @@ def get(h, remote, local, cache, *extra, check=True, addr=None, wrap=(),
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
     return r
+
+
+def same_tree(a, b, *exclude):
+    """Whether the trees |a| and |b| hold the same (symbolic links
+    compared as links), but for the names in |exclude|."""
+    x = [arg for name in exclude for arg in ("-x", name)]
+    r = subprocess.run(["diff", "-r", "--no-dereference", *x, a, b],
+                       capture_output=True)
+    return r.returncode == 0
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
 
 
 def wait_for(pred, timeout, step=0.02):

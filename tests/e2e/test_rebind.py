@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import Host, Mount, MiB, Netns
+from conftest import Host, Mount, MiB, Netns, sha256
 
 
 class Routed(Netns):
@@ -66,17 +66,6 @@ table ip whnat {
 @pytest.fixture
 def routed(netns):
     return netns(Routed, "nft", "tc", "conntrack")
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
-
 
 class Reader(threading.Thread):
     """Reads a file in 64 KiB pieces, noting when each arrived."""

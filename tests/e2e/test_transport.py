@@ -6,7 +6,6 @@ The network tests build two network namespaces joined by a veth pair
 (created and removed here, unique names).  Processes enter a namespace
 with `nsenter --net`, which keeps the shared mount namespace, so a FUSE
 mount made inside is visible to this test."""
-import hashlib
 import os
 import random
 import subprocess
@@ -16,26 +15,7 @@ import time
 import pytest
 
 from conftest import (TOOLS, WH_BIN, Host, Mount, MiB, Netns, free_udp_port,
-                      get, wait_for)
-
-
-def same_tree(a, b, *exclude):
-    x = [arg for name in exclude for arg in ("-x", name)]
-    r = subprocess.run(["diff", "-r", "--no-dereference", *x, a, b],
-                       capture_output=True)
-    return r.returncode == 0
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
-
-
+                      get, same_tree, sha256, wait_for)
 # ------------------------------------------------ core operations over TCP
 
 @pytest.mark.parametrize("transport", ["tcp", "quic"])
