@@ -90,6 +90,15 @@ size_t wh_cdc_cut_ref(const uint8_t *data, size_t len, bool eof)
  */
 #define LANE_BLK 4096
 #define LANES 4
+/* one gear step of the four lanes h0..h3 at |j| of the block at |p| (of
+ * first_hit and scan) */
+#define GEAR_STEP(j)                                                  \
+	do {                                                          \
+		h0 = (h0 << 1) + gear[p[(j)]];                        \
+		h1 = (h1 << 1) + gear[p[(j) + LANE_BLK]];             \
+		h2 = (h2 << 1) + gear[p[(j) + 2 * LANE_BLK]];         \
+		h3 = (h3 << 1) + gear[p[(j) + 3 * LANE_BLK]];         \
+	} while (0)
 
 /* first_hit1 - the first i in [from, to) with !(h(i) & mask), else |to|;
  * from >= 64. */
@@ -116,13 +125,6 @@ static size_t first_hit(const uint8_t *d, size_t from, size_t to,
 		uint64_t h0 = 0, h1 = 0, h2 = 0, h3 = 0;
 		size_t j;
 
-#define GEAR_STEP(j)                                                  \
-	do {                                                          \
-		h0 = (h0 << 1) + gear[p[(j)]];                        \
-		h1 = (h1 << 1) + gear[p[(j) + LANE_BLK]];             \
-		h2 = (h2 << 1) + gear[p[(j) + 2 * LANE_BLK]];         \
-		h3 = (h3 << 1) + gear[p[(j) + 3 * LANE_BLK]];         \
-	} while (0)
 		for (long w = -64; w < 0; w++)
 			GEAR_STEP(w);
 		for (j = 0; j < LANE_BLK; j++) {
@@ -132,7 +134,6 @@ static size_t first_hit(const uint8_t *d, size_t from, size_t to,
 					     0))
 				break;
 		}
-#undef GEAR_STEP
 		if (j < LANE_BLK)
 			return first_hit1(d, from, from + LANES * LANE_BLK,
 					  mask);
@@ -226,13 +227,6 @@ static bool scan(const uint8_t *d, size_t from, size_t to, uint64_t abs0,
 		const uint8_t *p = d + from;
 		uint64_t h0 = 0, h1 = 0, h2 = 0, h3 = 0;
 
-#define GEAR_STEP(j)                                                  \
-	do {                                                          \
-		h0 = (h0 << 1) + gear[p[(j)]];                        \
-		h1 = (h1 << 1) + gear[p[(j) + LANE_BLK]];             \
-		h2 = (h2 << 1) + gear[p[(j) + 2 * LANE_BLK]];         \
-		h3 = (h3 << 1) + gear[p[(j) + 3 * LANE_BLK]];         \
-	} while (0)
 		for (long w = -64; w < 0; w++)
 			GEAR_STEP(w);
 		for (size_t j = 0; j < LANE_BLK; j++) {
