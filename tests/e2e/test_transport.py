@@ -220,17 +220,11 @@ def netpair(netns):
 
 
 @pytest.fixture
-def nshosts():
+def nshosts(hosts):
     """Hosts inside a pair's host namespace, on its veth address."""
-    made = []
-
     def make(pair, share, **kw):
-        h = Host(share, ip=pair.haddr, wrap=pair.wrap("h"), **kw)
-        made.append(h)
-        return h
-    yield make
-    for h in made:
-        h.close()
+        return hosts(share, ip=pair.haddr, wrap=pair.wrap("h"), **kw)
+    return make
 
 
 def small_tree(workdir):
