@@ -90,6 +90,15 @@ size_t wh_cdc_cut_ref(const uint8_t *data, size_t len, bool eof)
  */
 #define LANE_BLK 4096
 #define LANES 4
+/* one gear step of the four lanes h0..h3 at |j| of the block at |p| (of
+ * first_hit and scan) */
+#define GEAR_STEP(j)                                                  \
+	do {                                                          \
+		h0 = (h0 << 1) + gear[p[(j)]];                        \
+		h1 = (h1 << 1) + gear[p[(j) + LANE_BLK]];             \
+		h2 = (h2 << 1) + gear[p[(j) + 2 * LANE_BLK]];         \
+		h3 = (h3 << 1) + gear[p[(j) + 3 * LANE_BLK]];         \
+	} while (0)
 
 /* first_hit1 - the first i in [from, to) with !(h(i) & mask), else |to|;
  * from >= 64. */
@@ -116,13 +125,6 @@ static size_t first_hit(const uint8_t *d, size_t from, size_t to,
 		uint64_t h0 = 0, h1 = 0, h2 = 0, h3 = 0;
 		size_t j;
 
-#define GEAR_STEP(j)                                                  \
-	do {                                                          \
-		h0 = (h0 << 1) + gear[p[(j)]];                        \
-		h1 = (h1 << 1) + gear[p[(j) + LANE_BLK]];             \
-		h2 = (h2 << 1) + gear[p[(j) + 2 * LANE_BLK]];         \
-		h3 = (h3 << 1) + gear[p[(j) + 3 * LANE_BLK]];         \
-	} while (0)
 		for (long w = -64; w < 0; w++)
 			GEAR_STEP(w);
 		for (j = 0; j < LANE_BLK; j++) {
@@ -132,7 +134,6 @@ static size_t first_hit(const uint8_t *d, size_t from, size_t to,
 					     0))
 				break;
 		}
-#undef GEAR_STEP
 		if (j < LANE_BLK)
 			return first_hit1(d, from, from + LANES * LANE_BLK,
 					  mask);
@@ -226,13 +227,6 @@ static bool scan(const uint8_t *d, size_t from, size_t to, uint64_t abs0,
 		const uint8_t *p = d + from;
 		uint64_t h0 = 0, h1 = 0, h2 = 0, h3 = 0;
 
-#define GEAR_STEP(j)                                                  \
-	do {                                                          \
-		h0 = (h0 << 1) + gear[p[(j)]];                        \
-		h1 = (h1 << 1) + gear[p[(j) + LANE_BLK]];             \
-		h2 = (h2 << 1) + gear[p[(j) + 2 * LANE_BLK]];         \
-		h3 = (h3 << 1) + gear[p[(j) + 3 * LANE_BLK]];         \
-	} while (0)
 		for (long w = -64; w < 0; w++)
 			GEAR_STEP(w);
 		for (size_t j = 0; j < LANE_BLK; j++) {
@@ -267,6 +261,47 @@ static bool scan(const uint8_t *d, size_t from, size_t to, uint64_t abs0,
 	qsort(out, k, sizeof(*out), by_u64);
 	*n = k;
 	return true;
+}
+
+/*
+ * fill - top up |buf| (|bufsz| bytes, the first |*have| of them the file's
+ * bytes from |off|) with what follows, up to |limit|, in two reads in
+ * flight when the backend allows it; sets |*eof| once the file or the
+ * limit ends.  Nothing to do when |*eof| or the buffer is full.  0 or
+ * -errno.
+ */
+static int fill(struct wh_io *io, int fd, uint8_t *buf, size_t bufsz,
+		size_t *have, uint64_t off, uint64_t limit, bool *eof)
+{
+	uint64_t left = limit - (off + *have);
+	size_t want = bufsz - *have, half;
+	ssize_t n1 = 0, n2 = 0;
+
+	if (*eof || *have >= bufsz)
+		return 0;
+	if (left < want)
+		want = (size_t)left;
+	half = want / 2;
+	if (want > 0)
+		wh_io_pread2(io, fd, buf + *have, half, off + *have,
+			     buf + *have + half, want - half,
+			     off + *have + half, &n1, &n2);
+	if (n1 < 0 || n2 < 0)
+		return n1 < 0 ? (int)n1 : (int)n2;
+	/* ask the kernel for what comes next meanwhile, so that a cold disk
+	 * reads while we hash */
+	if (want > 0 && (size_t)n2 == want - half)
+		posix_fadvise(fd, (off_t)(off + *have + want), (off_t)bufsz,
+			      POSIX_FADV_WILLNEED);
+	if ((size_t)n1 < half) {
+		/* end of file inside the first half */
+		*have += (size_t)n1;
+		*eof = true;
+	} else {
+		*have += half + (size_t)n2;
+		*eof = (size_t)n2 < want - half || off + *have == limit;
+	}
+	return 0;
 }
 
 /* the second thread's work, one piece at a time */
@@ -427,35 +462,9 @@ static int chunk_fd_par(int fd, uint64_t limit, wh_chunk_cb cb, void *ud,
 		struct cands cs = { 0 };
 		bool scanning;
 
-		if (!eof && have < bufsz) {
-			uint64_t left = limit - (off + have);
-			size_t want = bufsz - have, h;
-			ssize_t n1, n2;
-
-			if (left < want)
-				want = (size_t)left;
-			h = want / 2;
-			n1 = n2 = 0;
-			if (want > 0)
-				wh_io_pread2(io, fd, buf + have, h, off + have,
-					     buf + have + h, want - h,
-					     off + have + h, &n1, &n2);
-			if (n1 < 0 || n2 < 0) {
-				rv = n1 < 0 ? (int)n1 : (int)n2;
-				goto out;
-			}
-			if (!eof && want > 0 && (size_t)n2 == want - h)
-				posix_fadvise(fd, (off_t)(off + have + want),
-					      (off_t)bufsz, POSIX_FADV_WILLNEED);
-			if ((size_t)n1 < h) {
-				have += (size_t)n1;
-				eof = true;
-			} else {
-				have += h + (size_t)n2;
-				eof = (size_t)n2 < want - h ||
-				      off + have == limit;
-			}
-		}
+		rv = fill(io, fd, buf, bufsz, &have, off, limit, &eof);
+		if (rv < 0)
+			goto out;
 		/* the second half of the new bytes to the other thread; a
 		 * short tail is not worth it */
 		mid = old + (have - old) / 2;
@@ -689,40 +698,9 @@ int wh_chunk_fd(int fd, uint64_t limit, wh_chunk_cb cb, void *ud,
 	while (!eof || have > 0) {
 		size_t pos = 0;
 
-		if (!eof && have < bufsz) {
-			/* two reads in flight when the backend allows it */
-			uint64_t left = limit - (off + have);
-			size_t want = bufsz - have, half;
-			ssize_t n1, n2;
-
-			if (left < want)
-				want = (size_t)left;
-			half = want / 2;
-			n1 = n2 = 0;
-			if (want > 0)
-				wh_io_pread2(io, fd, buf + have, half,
-					     off + have, buf + have + half,
-					     want - half, off + have + half,
-					     &n1, &n2);
-			if (n1 < 0 || n2 < 0) {
-				rv = n1 < 0 ? (int)n1 : (int)n2;
-				goto out;
-			}
-			/* ask the kernel for what comes next meanwhile, so
-			 * that a cold disk reads while we hash */
-			if (!eof && want > 0 && (size_t)n2 == want - half)
-				posix_fadvise(fd, (off_t)(off + have + want),
-					      (off_t)bufsz, POSIX_FADV_WILLNEED);
-			if ((size_t)n1 < half) {
-				/* end of file inside the first half */
-				have += (size_t)n1;
-				eof = true;
-			} else {
-				have += half + (size_t)n2;
-				eof = (size_t)n2 < want - half ||
-				      off + have == limit;
-			}
-		}
+		rv = fill(io, fd, buf, bufsz, &have, off, limit, &eof);
+		if (rv < 0)
+			goto out;
 		for (;;) {
 			size_t cut = wh_cdc_cut(buf + pos, have - pos, eof);
 			struct wh_chunk c;

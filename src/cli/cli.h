@@ -32,6 +32,20 @@ bool cli_parse_int(const char *s, long min, long max, long *out);
 /* cli_parse_code - the canonical join code of |in| into |out| (20 bytes):
  * 0, or the usage error printed and WH_EXIT_USAGE returned. */
 int cli_parse_code(const char *cmd, const char *in, char *out);
+/* cli_parse_transport - --transport's auto, quic or tcp into |*t|; and
+ * cli_parse_timeout_ms - --timeout-ms, 100 to 600000: 0, or the usage
+ * error printed and WH_EXIT_USAGE returned. */
+#include "net/wh_net.h"
+int cli_parse_transport(const char *cmd, const char *in,
+			enum wh_net_transport *t);
+int cli_parse_timeout_ms(const char *cmd, const char *in, long *ms);
+/* cli_connect - the session of get and mount: wh_session_new to |peer|,
+ * or through |signal|, by |transport|, with 10 s for the first
+ * connection. */
+struct wh_session;
+int cli_connect(const char *code, const char *peer, const char *signal,
+		enum wh_net_transport transport, struct wh_session **ps,
+		char *err, size_t errlen);
 /* cli_signal_server - the signal server's "ADDR:PORT": |opt| (--signal)
  * if given, else $WORMHOLE_SIGNAL, else the last "signal = ADDR:PORT"
  * line of $XDG_CONFIG_HOME/wormhole/config (~/.config/wormhole/config),

@@ -64,7 +64,6 @@ static int normalize(const char *in, char *out, size_t size)
 
 int cmd_get_main(int argc, char **argv)
 {
-	struct wh_session_opts so;
 	enum wh_net_transport transport = WH_NET_AUTO;
 	struct wh_session *sess = NULL;
 	struct wh_store *store = NULL;
@@ -104,16 +103,12 @@ int cmd_get_main(int argc, char **argv)
 						       "'%s' (1-64)", optarg);
 			break;
 		case 'T':
-			if (wh_net_transport_parse(optarg, &transport) < 0)
-				return cli_usage_error("get", "bad --transport "
-						       "'%s': expected auto, "
-						       "quic or tcp", optarg);
+			if (cli_parse_transport("get", optarg, &transport))
+				return WH_EXIT_USAGE;
 			break;
 		case 't':
-			if (!cli_parse_int(optarg, 100, 600000, &timeout_ms))
-				return cli_usage_error("get", "bad "
-						       "--timeout-ms '%s'",
-						       optarg);
+			if (cli_parse_timeout_ms("get", optarg, &timeout_ms))
+				return WH_EXIT_USAGE;
 			break;
 		case 'v':
 			wh_log_set_level(WH_LOG_DEBUG);
@@ -187,13 +182,8 @@ int cmd_get_main(int argc, char **argv)
 			free(mdir);
 		}
 	}
-	memset(&so, 0, sizeof(so));
-	so.code = code;
-	so.peer = peer;
-	so.signal = signal_srv;
-	so.connect_timeout_ms = 10000;
-	so.transport = transport;
-	rv = wh_session_new(&so, &sess, err, sizeof(err));
+	rv = cli_connect(code, peer, signal_srv, transport, &sess, err,
+			 sizeof(err));
 	if (rv < 0) {
 		cli_fail("get", "%s", err);
 		goto out;

@@ -113,7 +113,6 @@ static void daemon_stdio(const char *logfile)
 
 int cmd_mount_main(int argc, char **argv)
 {
-	struct wh_session_opts so;
 	enum wh_net_transport transport = WH_NET_AUTO;
 	struct wh_fs_opts fo;
 	struct wh_session *sess = NULL;
@@ -158,16 +157,12 @@ int cmd_mount_main(int argc, char **argv)
 			foreground = true;
 			break;
 		case 'T':
-			if (wh_net_transport_parse(optarg, &transport) < 0)
-				return cli_usage_error("mount", "bad --transport "
-						       "'%s': expected auto, "
-						       "quic or tcp", optarg);
+			if (cli_parse_transport("mount", optarg, &transport))
+				return WH_EXIT_USAGE;
 			break;
 		case 't':
-			if (!cli_parse_int(optarg, 100, 600000, &timeout_ms))
-				return cli_usage_error("mount", "bad "
-						       "--timeout-ms '%s'",
-						       optarg);
+			if (cli_parse_timeout_ms("mount", optarg, &timeout_ms))
+				return WH_EXIT_USAGE;
 			break;
 		case 'L':
 			logfile = optarg;
@@ -249,13 +244,8 @@ int cmd_mount_main(int argc, char **argv)
 	}
 	free(cache);
 
-	memset(&so, 0, sizeof(so));
-	so.code = code;
-	so.peer = peer;
-	so.signal = signal_srv;
-	so.connect_timeout_ms = 10000;
-	so.transport = transport;
-	rv = wh_session_new(&so, &sess, err, sizeof(err));
+	rv = cli_connect(code, peer, signal_srv, transport, &sess, err,
+			 sizeof(err));
 	if (rv < 0) {
 		snprintf(msg, sizeof(msg), "1%s", err);
 		report(fd, msg);

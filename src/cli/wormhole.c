@@ -7,6 +7,7 @@
 
 #include "auth/wh_code.h"
 #include "cli/cli.h"
+#include "client/wh_session.h"
 
 static int version_main(int argc, char **argv);
 static int help_main(int argc, char **argv);
@@ -117,6 +118,37 @@ int cli_parse_code(const char *cmd, const char *in, char *out)
 		return 0;
 	return cli_usage_error(cmd, "malformed join code '%s': expected 16 "
 			       "symbols like 7KJM-XBCD-QRST-VWYZ", in);
+}
+
+int cli_parse_transport(const char *cmd, const char *in,
+			enum wh_net_transport *t)
+{
+	if (wh_net_transport_parse(in, t) == 0)
+		return 0;
+	return cli_usage_error(cmd, "bad --transport '%s': expected auto, "
+			       "quic or tcp", in);
+}
+
+int cli_parse_timeout_ms(const char *cmd, const char *in, long *ms)
+{
+	if (cli_parse_int(in, 100, 600000, ms))
+		return 0;
+	return cli_usage_error(cmd, "bad --timeout-ms '%s'", in);
+}
+
+int cli_connect(const char *code, const char *peer, const char *signal,
+		enum wh_net_transport transport, struct wh_session **ps,
+		char *err, size_t errlen)
+{
+	struct wh_session_opts so = {
+		.code = code,
+		.peer = peer,
+		.signal = signal,
+		.connect_timeout_ms = 10000,
+		.transport = transport,
+	};
+
+	return wh_session_new(&so, ps, err, errlen);
 }
 
 const char *cli_signal_server(const char *opt, char *buf, size_t size)

@@ -279,6 +279,67 @@ static void drop_losers(struct wh_net_ep *ep)
 	ep->drop_q = ep->drop_t = false;
 }
 
+/* --------------------------------------------- transport callbacks
+ *
+ * What both transports' callbacks do once they have the connection:
+ * pass the event on while the connection is of |kind| (a stream event
+ * of the attempt that lost the race is dropped), bind a racing one to
+ * the transport whose handshake completes first.
+ */
+
+static void on_handshake(struct wh_net_conn *w, enum wh_net_transport kind)
+{
+	if (!w)
+		return;
+	if (w->kind == WH_NET_AUTO)
+		conn_bind(w, kind);
+	if (w->ep->cbs->on_handshake)
+		w->ep->cbs->on_handshake(w, w->ud);
+}
+
+static void on_stream_open(struct wh_net_conn *w, enum wh_net_transport kind,
+			   struct wh_net_stream *s)
+{
+	if (w && w->kind == kind && w->ep->cbs->on_stream_open)
+		w->ep->cbs->on_stream_open(w, s, w->ud);
+}
+
+static int on_stream_data(struct wh_net_conn *w, enum wh_net_transport kind,
+			  struct wh_net_stream *s, const uint8_t *data,
+			  size_t len, bool fin)
+{
+	if (!w || w->kind != kind)
+		return 0;
+	return w->ep->cbs->on_stream_data(w, s, data, len, fin, w->ud);
+}
+
+static void on_stream_close(struct wh_net_conn *w,
+			    enum wh_net_transport kind,
+			    struct wh_net_stream *s)
+{
+	if (w && w->kind == kind && w->ep->cbs->on_stream_close)
+		w->ep->cbs->on_stream_close(w, s, w->ud);
+}
+
+static void on_streams_available(struct wh_net_conn *w,
+				 enum wh_net_transport kind)
+{
+	if (w && w->kind == kind && w->ep->cbs->on_streams_available)
+		w->ep->cbs->on_streams_available(w, w->ud);
+}
+
+static void on_close(struct wh_net_conn *w, bool quic, int err,
+		     const char *reason)
+{
+	if (!w)
+		return;
+	if (w->kind == WH_NET_AUTO) {
+		attempt_failed(w, quic, err, reason);
+		return;
+	}
+	conn_gone(w, err, reason);
+}
+
 /* ------------------------------------------------------ QUIC callbacks */
 
 static void q_accept(struct wh_quic_conn *qc, void *ud)
@@ -299,67 +360,37 @@ static void q_accept(struct wh_quic_conn *qc, void *ud)
 
 static void q_handshake(struct wh_quic_conn *qc, void *ud)
 {
-	struct wh_net_conn *w = ud;
-
-	if (!w)
-		return;
-	if (w->kind == WH_NET_AUTO)
-		conn_bind(w, WH_NET_QUIC);
-	if (w->ep->cbs->on_handshake)
-		w->ep->cbs->on_handshake(w, w->ud);
+	on_handshake(ud, WH_NET_QUIC);
 }
 
 static void q_stream_open(struct wh_quic_conn *qc, struct wh_quic_stream *s,
 			  void *ud)
 {
-	struct wh_net_conn *w = ud;
-
-	if (w && w->kind == WH_NET_QUIC && w->ep->cbs->on_stream_open)
-		w->ep->cbs->on_stream_open(w, (struct wh_net_stream *)s,
-					   w->ud);
+	on_stream_open(ud, WH_NET_QUIC, (struct wh_net_stream *)s);
 }
 
 static int q_stream_data(struct wh_quic_conn *qc, struct wh_quic_stream *s,
 			 const uint8_t *data, size_t len, bool fin, void *ud)
 {
-	struct wh_net_conn *w = ud;
-
-	if (!w || w->kind != WH_NET_QUIC)
-		return 0;
-	return w->ep->cbs->on_stream_data(w, (struct wh_net_stream *)s, data,
-					  len, fin, w->ud);
+	return on_stream_data(ud, WH_NET_QUIC, (struct wh_net_stream *)s,
+			      data, len, fin);
 }
 
 static void q_stream_close(struct wh_quic_conn *qc, struct wh_quic_stream *s,
 			   void *ud)
 {
-	struct wh_net_conn *w = ud;
-
-	if (w && w->kind == WH_NET_QUIC && w->ep->cbs->on_stream_close)
-		w->ep->cbs->on_stream_close(w, (struct wh_net_stream *)s,
-					    w->ud);
+	on_stream_close(ud, WH_NET_QUIC, (struct wh_net_stream *)s);
 }
 
 static void q_streams_available(struct wh_quic_conn *qc, void *ud)
 {
-	struct wh_net_conn *w = ud;
-
-	if (w && w->kind == WH_NET_QUIC && w->ep->cbs->on_streams_available)
-		w->ep->cbs->on_streams_available(w, w->ud);
+	on_streams_available(ud, WH_NET_QUIC);
 }
 
 static void q_close(struct wh_quic_conn *qc, int err, const char *reason,
 		    void *ud)
 {
-	struct wh_net_conn *w = ud;
-
-	if (!w)
-		return;
-	if (w->kind == WH_NET_AUTO) {
-		attempt_failed(w, true, err, reason);
-		return;
-	}
-	conn_gone(w, err, reason);
+	on_close(ud, true, err, reason);
 }
 
 static const struct wh_quic_cbs q_cbs = {
@@ -392,67 +423,37 @@ static void t_accept(struct wh_tcp_conn *tc, void *ud)
 
 static void t_handshake(struct wh_tcp_conn *tc, void *ud)
 {
-	struct wh_net_conn *w = ud;
-
-	if (!w)
-		return;
-	if (w->kind == WH_NET_AUTO)
-		conn_bind(w, WH_NET_TCP);
-	if (w->ep->cbs->on_handshake)
-		w->ep->cbs->on_handshake(w, w->ud);
+	on_handshake(ud, WH_NET_TCP);
 }
 
 static void t_stream_open(struct wh_tcp_conn *tc, struct wh_tcp_stream *s,
 			  void *ud)
 {
-	struct wh_net_conn *w = ud;
-
-	if (w && w->kind == WH_NET_TCP && w->ep->cbs->on_stream_open)
-		w->ep->cbs->on_stream_open(w, (struct wh_net_stream *)s,
-					   w->ud);
+	on_stream_open(ud, WH_NET_TCP, (struct wh_net_stream *)s);
 }
 
 static int t_stream_data(struct wh_tcp_conn *tc, struct wh_tcp_stream *s,
 			 const uint8_t *data, size_t len, bool fin, void *ud)
 {
-	struct wh_net_conn *w = ud;
-
-	if (!w || w->kind != WH_NET_TCP)
-		return 0;
-	return w->ep->cbs->on_stream_data(w, (struct wh_net_stream *)s, data,
-					  len, fin, w->ud);
+	return on_stream_data(ud, WH_NET_TCP, (struct wh_net_stream *)s,
+			      data, len, fin);
 }
 
 static void t_stream_close(struct wh_tcp_conn *tc, struct wh_tcp_stream *s,
 			   void *ud)
 {
-	struct wh_net_conn *w = ud;
-
-	if (w && w->kind == WH_NET_TCP && w->ep->cbs->on_stream_close)
-		w->ep->cbs->on_stream_close(w, (struct wh_net_stream *)s,
-					    w->ud);
+	on_stream_close(ud, WH_NET_TCP, (struct wh_net_stream *)s);
 }
 
 static void t_streams_available(struct wh_tcp_conn *tc, void *ud)
 {
-	struct wh_net_conn *w = ud;
-
-	if (w && w->kind == WH_NET_TCP && w->ep->cbs->on_streams_available)
-		w->ep->cbs->on_streams_available(w, w->ud);
+	on_streams_available(ud, WH_NET_TCP);
 }
 
 static void t_close(struct wh_tcp_conn *tc, int err, const char *reason,
 		    void *ud)
 {
-	struct wh_net_conn *w = ud;
-
-	if (!w)
-		return;
-	if (w->kind == WH_NET_AUTO) {
-		attempt_failed(w, false, err, reason);
-		return;
-	}
-	conn_gone(w, err, reason);
+	on_close(ud, false, err, reason);
 }
 
 static const struct wh_tcp_cbs t_cbs = {

@@ -3,9 +3,12 @@ FUSE mounts, always cleaned up.  Run as root with Debian's pytest:
 
     WH_BIN=build/wormhole WH_TOOLS_DIR=build/tests /usr/bin/python3 -m pytest tests/e2e
 """
+import hashlib
+import itertools
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -23,16 +26,40 @@ TOOLS = os.environ.get("WH_TOOLS_DIR", os.path.join(ROOT, "build", "tests"))
 MiB = 1024 * 1024
 
 
-def get(h, remote, local, cache, *extra, check=True):
-    """`wormhole get` from host |h| with --json: its JSON summary, or with
+def get(h, remote, local, cache, *extra, check=True, addr=None, wrap=(),
+        env=None, timeout=120):
+    """`wormhole get` from host |h| (at |addr| if given, else its own) with
+    --json, run behind the command prefix |wrap| (e.g. Netns.wrap) with the
+    variables in |env| added to the environment: its JSON summary, or with
     check=False the CompletedProcess."""
-    r = subprocess.run([WH_BIN, "get", h.code, remote, local, "--peer", h.addr,
-                        "--cache-dir", cache, "--json", *extra],
-                       capture_output=True, text=True, timeout=120)
+    e = dict(os.environ, **env) if env else None
+    r = subprocess.run([*wrap, WH_BIN, "get", h.code, remote, local,
+                        "--peer", addr or h.addr, "--cache-dir", cache,
+                        "--json", *extra],
+                       capture_output=True, text=True, timeout=timeout, env=e)
     if check:
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
     return r
+
+
+def same_tree(a, b, *exclude):
+    """Whether the trees |a| and |b| hold the same (symbolic links
+    compared as links), but for the names in |exclude|."""
+    x = [arg for name in exclude for arg in ("-x", name)]
+    r = subprocess.run(["diff", "-r", "--no-dereference", *x, a, b],
+                       capture_output=True)
+    return r.returncode == 0
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
 
 
 def wait_for(pred, timeout, step=0.02):
@@ -180,6 +207,122 @@ class Mount:
             pass
         if self.cache:
             shutil.rmtree(self.cache, ignore_errors=True)
+
+
+def netns_skip_reason(*tools):
+    """Why network namespace tests cannot run here (root, `ip`, `nsenter`
+    and |tools| are needed), or None."""
+    if os.geteuid() != 0:
+        return "network namespace tests need root"
+    for tool in ("ip", "nsenter", *tools):
+        if not shutil.which(tool):
+            return ("network namespace tests need '%s' "
+                    "(scripts/deps.sh test)" % tool)
+    return None
+
+
+def sh(*cmd, check=True, input=None):
+    """Run |cmd| (30 s at most): the CompletedProcess; with check, a
+    failure raises CalledProcessError with its output."""
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
+                       input=input)
+    if check and r.returncode != 0:
+        raise subprocess.CalledProcessError(r.returncode, cmd, r.stdout,
+                                            r.stderr)
+    return r
+
+
+_netns_count = itertools.count()
+
+
+class Netns:
+    """Network namespaces, one per role in ROLES, each with its loopback
+    up, named "<PREFIX><tag>-<role>" with a tag unique to this run (the
+    pid, a counter and random bits), then build() makes the topology.
+    close() kills what still runs inside and removes them all; a failed
+    build removes what it made before it raises."""
+
+    PREFIX = "whn"
+    ROLES = ()
+
+    def __init__(self):
+        self.tag = "%s%x%x%s" % (self.PREFIX, os.getpid(),
+                                 next(_netns_count), secrets.token_hex(2))
+        self.ns = {r: "%s-%s" % (self.tag, r) for r in self.ROLES}
+        self.made = []
+        try:
+            for name in self.ns.values():
+                sh("ip", "netns", "add", name)
+                self.made.append(name)
+                sh("ip", "-n", name, "link", "set", "lo", "up")
+            self.build()
+        except Exception:
+            self.close()
+            raise
+
+    def build(self):
+        pass
+
+    def path(self, role):
+        return "/run/netns/" + self.ns[role]
+
+    def wrap(self, role):
+        """The command prefix that runs a program inside |role|."""
+        return ["nsenter", "--net=" + self.path(role), "--"]
+
+    def ip(self, role, *args):
+        return sh("ip", "-n", self.ns[role], *args)
+
+    def run(self, role, *args, check=True, input=None):
+        return sh(*self.wrap(role), *args, check=check, input=input)
+
+    def popen(self, role, args, **kw):
+        return subprocess.Popen(self.wrap(role) + list(args), **kw)
+
+    def veth(self, a, ifa, b, ifb):
+        """A veth pair: |ifa| in |a|, |ifb| in |b|."""
+        sh("ip", "link", "add", "name", ifa, "netns", self.ns[a], "type",
+           "veth", "peer", "name", ifb, "netns", self.ns[b])
+
+    def addr(self, role, ifname, cidr, gw=None):
+        """|cidr| on |ifname|, the link up, and a default route by |gw|."""
+        self.ip(role, "addr", "add", cidr, "dev", ifname)
+        self.ip(role, "link", "set", ifname, "up")
+        if gw:
+            self.ip(role, "route", "add", "default", "via", gw)
+
+    def close(self):
+        for name in reversed(self.made):
+            r = subprocess.run(["ip", "netns", "pids", name],
+                               capture_output=True, text=True)
+            for pid in r.stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        self.made = []
+
+
+@pytest.fixture
+def netns():
+    """Factory: netns(cls, *tools) builds a Netns subclass for this test,
+    removed at its end; the test is skipped where that cannot be done."""
+    made = []
+
+    def make(cls, *tools):
+        why = netns_skip_reason(*tools)
+        if why:
+            pytest.skip(why)
+        try:
+            n = cls()
+        except (subprocess.CalledProcessError, OSError) as e:
+            pytest.skip("cannot build network namespaces here: %s" % e)
+        made.append(n)
+        return n
+    yield make
+    for n in made:
+        n.close()
 
 
 @pytest.fixture

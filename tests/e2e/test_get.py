@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import WH_BIN, MiB, get, wait_for
+from conftest import WH_BIN, MiB, get, same_tree, wait_for
 
 
 @pytest.fixture
@@ -24,12 +24,6 @@ def share(workdir):
     open(os.path.join(s, "renders", "empty"), "w").close()
     os.symlink("shot042/take1.mov", os.path.join(s, "renders", "latest"))
     return s
-
-
-def same_tree(a, b):
-    r = subprocess.run(["diff", "-r", "--no-dereference", a, b], capture_output=True)
-    return r.returncode == 0
-
 
 def test_tree_and_metadata(share, hosts, workdir):
     h = hosts(share, extra=["--cache-dir", os.path.join(workdir, "hc")])

@@ -13,71 +13,32 @@ mount namespace, so a FUSE mount made inside is visible to this test."""
 import hashlib
 import os
 import random
-import shutil
-import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import Host, Mount, MiB
+from conftest import Host, Mount, MiB, Netns, sha256
 
 
-def _need():
-    if os.geteuid() != 0:
-        pytest.skip("network namespace tests need root")
-    for tool in ("ip", "nft", "nsenter", "tc", "conntrack"):
-        if not shutil.which(tool):
-            pytest.skip("network namespace tests need '%s' "
-                        "(scripts/deps.sh test)" % tool)
-
-
-def _run(*cmd, input=None):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
-                       input=input)
-    if r.returncode != 0:
-        raise subprocess.CalledProcessError(r.returncode, cmd, r.stdout,
-                                            r.stderr)
-    return r.stdout
-
-
-class Routed:
+class Routed(Netns):
     """client -- router (snat) -- host, in three namespaces."""
 
-    def __init__(self):
-        tag = "%d%04x" % (os.getpid() % 100000, random.getrandbits(16))
-        self.ns = {r: "whr%s%s" % (r, tag) for r in ("c", "r", "h")}
+    PREFIX = "whr"
+    ROLES = ("c", "r", "h")
+
+    def build(self):
         n = random.randrange(1, 250)
         self.caddr, self.rlan = "10.233.%d.2" % n, "10.233.%d.1" % n
         self.rwan, self.haddr = "10.234.%d.1" % n, "10.234.%d.2" % n
-        self.made = []
-        try:
-            self._build(tag)
-        except Exception:
-            self.close()
-            raise
-
-    def wrap(self, role):
-        return ["nsenter", "--net=/run/netns/" + self.ns[role]]
-
-    def run(self, role, *cmd, input=None):
-        return _run(*self.wrap(role), *cmd, input=input)
-
-    def _build(self, tag):
-        for ns in self.ns.values():
-            _run("ip", "netns", "add", ns)
-            self.made.append(ns)
-            _run("ip", "-n", ns, "link", "set", "lo", "up")
-        c, r, h = self.ns["c"], self.ns["r"], self.ns["h"]
-        _run("ip", "-n", c, "link", "add", "eth0", "type", "veth", "peer",
-             "name", "lan", "netns", r)
-        _run("ip", "-n", h, "link", "add", "eth0", "type", "veth", "peer",
-             "name", "wan", "netns", r)
-        for ns, dev, addr in ((c, "eth0", self.caddr), (r, "lan", self.rlan),
-                              (r, "wan", self.rwan), (h, "eth0", self.haddr)):
-            _run("ip", "-n", ns, "addr", "add", addr + "/24", "dev", dev)
-            _run("ip", "-n", ns, "link", "set", dev, "up")
-        _run("ip", "-n", c, "route", "add", "default", "via", self.rlan)
+        self.veth("c", "eth0", "r", "lan")
+        self.veth("h", "eth0", "r", "wan")
+        for role, dev, addr in (("c", "eth0", self.caddr),
+                                ("r", "lan", self.rlan),
+                                ("r", "wan", self.rwan),
+                                ("h", "eth0", self.haddr)):
+            self.addr(role, dev, addr + "/24")
+        self.ip("c", "route", "add", "default", "via", self.rlan)
         self.run("r", "sysctl", "-qw", "net.ipv4.ip_forward=1")
         self.snat(20000, 20999)
 
@@ -101,39 +62,10 @@ table ip whnat {
         self.snat(lo, hi)
         self.run("r", "conntrack", "-D", "-p", "udp")
 
-    def close(self):
-        for ns in reversed(self.made):
-            r = subprocess.run(["ip", "netns", "pids", ns],
-                               capture_output=True, text=True)
-            for pid in r.stdout.split():
-                try:
-                    os.kill(int(pid), 9)
-                except (OSError, ValueError):
-                    pass
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        self.made = []
-
 
 @pytest.fixture
-def routed():
-    _need()
-    try:
-        t = Routed()
-    except (subprocess.CalledProcessError, OSError) as e:
-        pytest.skip("cannot build network namespaces here: %s" % e)
-    yield t
-    t.close()
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
-
+def routed(netns):
+    return netns(Routed, "nft", "tc", "conntrack")
 
 class Reader(threading.Thread):
     """Reads a file in 64 KiB pieces, noting when each arrived."""
@@ -180,7 +112,7 @@ def slow(routed):
 
 def rx_bytes(routed):
     import json
-    out = routed.run("c", "ip", "-j", "-s", "link", "show", "eth0")
+    out = routed.run("c", "ip", "-j", "-s", "link", "show", "eth0").stdout
     return json.loads(out)[0]["stats64"]["rx"]["bytes"]
 
 

@@ -17,7 +17,6 @@ Topology (203.0.113.0/24 is the "internet", a bridge in the pub namespace):
 Processes run under `nsenter --net=...`, which keeps the mount namespace,
 so a FUSE mount made inside a namespace is visible to this test."""
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -26,7 +25,7 @@ import time
 
 import pytest
 
-from conftest import WH_BIN, unmount, wait_for
+from conftest import WH_BIN, Netns, netns_skip_reason, unmount, wait_for
 
 SIG_IP = "203.0.113.10"
 SIG_PORT = 7700
@@ -34,11 +33,9 @@ SIG = "%s:%d" % (SIG_IP, SIG_PORT)
 
 
 def _why_skip():
-    if os.geteuid() != 0:
-        return "network namespaces need root"
-    for tool in ("ip", "nft", "nsenter"):
-        if not shutil.which(tool):
-            return "%s is not installed (scripts/deps.sh test installs it)" % tool
+    why = netns_skip_reason("nft")
+    if why:
+        return why
     r = subprocess.run(["ip", "netns", "add", "whs-probe-%d" % os.getpid()],
                        capture_output=True, text=True)
     if r.returncode != 0:
@@ -49,13 +46,6 @@ def _why_skip():
 
 _skip = _why_skip()
 pytestmark = pytest.mark.skipif(_skip is not None, reason=_skip or "")
-
-
-def sh(*args, check=True, input=None):
-    r = subprocess.run(list(args), capture_output=True, text=True, input=input)
-    if check and r.returncode != 0:
-        raise RuntimeError("%s: %s" % (" ".join(args), r.stderr.strip()))
-    return r
 
 
 # A home router: masquerade out of "wan", and a stateful firewall that drops
@@ -86,50 +76,13 @@ table ip filter {
 """
 
 
-class Net:
+class Net(Netns):
     """The namespaces above, named uniquely for this run."""
 
+    PREFIX = "whs"
     ROLES = ("pub", "sig", "cp", "ra", "ha", "ca", "rb", "cb")
 
-    def __init__(self):
-        self.tag = "whs%s" % secrets.token_hex(3)
-        self.ns = {r: "%s-%s" % (self.tag, r) for r in self.ROLES}
-        self.made = []
-        try:
-            self._build()
-        except Exception:
-            self.destroy()
-            raise
-
-    def path(self, role):
-        return "/run/netns/" + self.ns[role]
-
-    def ip(self, role, *args):
-        return sh("ip", "-n", self.ns[role], *args)
-
-    def run(self, role, *args, check=True, input=None):
-        return sh("nsenter", "--net=" + self.path(role), "--", *args,
-                  check=check, input=input)
-
-    def popen(self, role, args, **kw):
-        return subprocess.Popen(["nsenter", "--net=" + self.path(role), "--"] +
-                                list(args), **kw)
-
-    def veth(self, a, ifa, b, ifb):
-        sh("ip", "link", "add", "name", ifa, "netns", self.ns[a], "type", "veth",
-           "peer", "name", ifb, "netns", self.ns[b])
-
-    def addr(self, role, ifname, cidr, gw=None):
-        self.ip(role, "addr", "add", cidr, "dev", ifname)
-        self.ip(role, "link", "set", ifname, "up")
-        if gw:
-            self.ip(role, "route", "add", "default", "via", gw)
-
-    def _build(self):
-        for r in self.ROLES:
-            sh("ip", "netns", "add", self.ns[r])
-            self.made.append(self.ns[r])
-            self.ip(r, "link", "set", "lo", "up")
+    def build(self):
         self.ip("pub", "link", "add", "br0", "type", "bridge")
         self.ip("pub", "link", "set", "br0", "up")
         for role, ifname in (("sig", "eth0"), ("cp", "eth0"), ("ra", "wan"),
@@ -157,19 +110,6 @@ class Net:
         for r in ("ra", "rb"):
             self.run(r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
             self.run(r, "nft", "-f", "-", input=ROUTER_NFT)
-
-    def destroy(self):
-        for name in self.made:
-            subprocess.run(["ip", "netns", "pids", name], capture_output=True)
-            r = subprocess.run(["ip", "netns", "pids", name],
-                               capture_output=True, text=True)
-            for pid in r.stdout.split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (OSError, ValueError):
-                    pass
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
-        self.made = []
 
 
 class Proc:
@@ -219,7 +159,7 @@ def net():
     try:
         yield n
     finally:
-        n.destroy()
+        n.close()
 
 
 @pytest.fixture
@@ -270,8 +210,7 @@ def start_host(net, procs, work, role="ha", extra=()):
 
 
 def get(net, role, code, remote, local, extra=(), env=None, timeout=60):
-    args = ["nsenter", "--net=" + net.path(role), "--", WH_BIN, "get", code,
-            remote, local] + list(extra)
+    args = net.wrap(role) + [WH_BIN, "get", code, remote, local] + list(extra)
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout,
                           env=env)
 
@@ -464,14 +403,12 @@ def test_unknown_and_expired_codes(net, procs, work):
 def test_doctor_checks_the_signal_server(net, procs, work):
     start_signal(net, procs, work)
     env = dict(os.environ, WORMHOLE_SIGNAL=SIG)
-    r = subprocess.run(["nsenter", "--net=" + net.path("cb"), "--", WH_BIN,
-                        "doctor"], capture_output=True, text=True, env=env,
-                       timeout=30)
+    r = subprocess.run(net.wrap("cb") + [WH_BIN, "doctor"],
+                       capture_output=True, text=True, env=env, timeout=30)
     assert "ok      the signal server %s answers" % SIG in r.stdout, r.stdout
     env["WORMHOLE_SIGNAL"] = SIG_IP + ":9"
-    r = subprocess.run(["nsenter", "--net=" + net.path("cb"), "--", WH_BIN,
-                        "doctor"], capture_output=True, text=True, env=env,
-                       timeout=30)
+    r = subprocess.run(net.wrap("cb") + [WH_BIN, "doctor"],
+                       capture_output=True, text=True, env=env, timeout=30)
     assert r.returncode == 1
     assert "PROBLEM the signal server %s:9 answers" % SIG_IP in r.stdout
 

@@ -2,22 +2,15 @@
 and the per-file path with a host that does not offer it."""
 import os
 import re
-import subprocess
 import threading
 import time
 
-from conftest import WH_BIN, MiB, get, wait_for
+from conftest import WH_BIN, MiB, get, same_tree, wait_for
 
 SMALL_MAX = 256 * 1024
 # the modes a destination file must get whatever the umask and the order
 # of writes (write clears set-id bits)
 MODES = {"m666": 0o666, "m444": 0o444, "m4755": 0o4755, "m2711": 0o2711, "m600": 0o600}
-
-
-def same_tree(a, b):
-    r = subprocess.run(["diff", "-r", "--no-dereference", a, b], capture_output=True)
-    return r.returncode == 0
-
 
 def make_tree(share):
     """Small files of many sizes (empty, one byte, at and just over the

@@ -6,43 +6,16 @@ The network tests build two network namespaces joined by a veth pair
 (created and removed here, unique names).  Processes enter a namespace
 with `nsenter --net`, which keeps the shared mount namespace, so a FUSE
 mount made inside is visible to this test."""
-import hashlib
 import os
 import random
-import shutil
 import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import TOOLS, WH_BIN, Host, Mount, MiB, free_udp_port, wait_for
-
-
-def get(h, remote, local, cache, *extra, addr=None, wrap=(), timeout=120):
-    return subprocess.run([*wrap, WH_BIN, "get", h.code, remote, local,
-                           "--peer", addr or h.addr, "--cache-dir", cache,
-                           *extra], capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def same_tree(a, b, *exclude):
-    x = [arg for name in exclude for arg in ("-x", name)]
-    r = subprocess.run(["diff", "-r", "--no-dereference", *x, a, b],
-                       capture_output=True)
-    return r.returncode == 0
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
-
-
+from conftest import (TOOLS, WH_BIN, Host, Mount, MiB, Netns, free_udp_port,
+                      get, same_tree, sha256, wait_for)
 # ------------------------------------------------ core operations over TCP
 
 @pytest.mark.parametrize("transport", ["tcp", "quic"])
@@ -63,7 +36,7 @@ def test_get_small_tree(transport, small_share, hosts, workdir):
     h = hosts(small_share)
     out = os.path.join(workdir, "out")
     r = get(h, "", out, os.path.join(workdir, "cache"), "--transport",
-            transport)
+            transport, check=False)
     assert r.returncode == 0, r.stderr
     assert same_tree(small_share, out)
 
@@ -159,7 +132,7 @@ def read_or_none(p):
 def test_bad_transport_is_a_usage_error(small_share, hosts, workdir):
     h = hosts(small_share)
     r = get(h, "", os.path.join(workdir, "out"), os.path.join(workdir, "c"),
-            "--transport", "carrier-pigeon")
+            "--transport", "carrier-pigeon", check=False)
     assert r.returncode == 2
     assert "--transport" in r.stderr
 
@@ -212,52 +185,24 @@ def test_tcp_garbage_closes_only_that_connection(small_share, hosts, mounts,
 
 # ------------------------------------------------------ network namespaces
 
-def _need_netns():
-    if os.geteuid() != 0:
-        pytest.skip("network namespace tests need root")
-    for tool in ("ip", "nft", "nsenter", "tc"):
-        if not shutil.which(tool):
-            pytest.skip("network namespace tests need '%s' "
-                        "(scripts/deps.sh test)" % tool)
-
-
-def _run(*cmd):
-    subprocess.run(cmd, check=True, capture_output=True, timeout=30)
-
-
-class NetPair:
+class NetPair(Netns):
     """Namespaces HOST and CLIENT joined by a veth pair on a /30."""
 
-    def __init__(self):
-        tag = "%d%04x" % (os.getpid() % 100000, random.getrandbits(16))
-        self.hns, self.cns = "whh" + tag, "whc" + tag
-        self.hveth, self.cveth = "whvh" + tag[-6:], "whvc" + tag[-6:]
+    PREFIX = "whp"
+    ROLES = ("h", "c")
+
+    def build(self):
+        self.hveth = "whvh" + self.tag[-6:]
+        self.cveth = "whvc" + self.tag[-6:]
         net = random.randrange(1, 250)
         self.haddr = "10.231.%d.1" % net
         self.caddr = "10.231.%d.2" % net
-        self.made = []
-        try:
-            for ns in (self.hns, self.cns):
-                _run("ip", "netns", "add", ns)
-                self.made.append(ns)
-                _run("ip", "-n", ns, "link", "set", "lo", "up")
-            _run("ip", "-n", self.hns, "link", "add", self.hveth, "type",
-                 "veth", "peer", "name", self.cveth, "netns", self.cns)
-            _run("ip", "-n", self.hns, "addr", "add", self.haddr + "/30",
-                 "dev", self.hveth)
-            _run("ip", "-n", self.cns, "addr", "add", self.caddr + "/30",
-                 "dev", self.cveth)
-            _run("ip", "-n", self.hns, "link", "set", self.hveth, "up")
-            _run("ip", "-n", self.cns, "link", "set", self.cveth, "up")
-        except Exception:
-            self.close()
-            raise
-
-    def wrap(self, ns):
-        return ["nsenter", "--net=/run/netns/" + ns]
+        self.veth("h", self.hveth, "c", self.cveth)
+        self.addr("h", self.hveth, self.haddr + "/30")
+        self.addr("c", self.cveth, self.caddr + "/30")
 
     def host_cmd(self, *cmd):
-        _run(*self.wrap(self.hns), *cmd)
+        self.run("h", *cmd)
 
     def block_udp(self, how="drop"):
         """Drop (or reject, with an ICMP error) UDP into the host."""
@@ -268,35 +213,18 @@ class NetPair:
         self.host_cmd("nft", "add", "rule", "inet", "whtest", "input",
                       "meta", "l4proto", "udp", rule)
 
-    def close(self):
-        for ns in reversed(self.made):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        self.made = []
+
+@pytest.fixture
+def netpair(netns):
+    return netns(NetPair, "nft", "tc")
 
 
 @pytest.fixture
-def netpair():
-    _need_netns()
-    try:
-        p = NetPair()
-    except (subprocess.CalledProcessError, OSError) as e:
-        pytest.skip("cannot build network namespaces here: %s" % e)
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def nshosts():
+def nshosts(hosts):
     """Hosts inside a pair's host namespace, on its veth address."""
-    made = []
-
     def make(pair, share, **kw):
-        h = Host(share, ip=pair.haddr, wrap=pair.wrap(pair.hns), **kw)
-        made.append(h)
-        return h
-    yield make
-    for h in made:
-        h.close()
+        return hosts(share, ip=pair.haddr, wrap=pair.wrap("h"), **kw)
+    return make
 
 
 def small_tree(workdir):
@@ -318,7 +246,7 @@ def test_udp_blocked_get_falls_back_to_tcp(how, netpair, nshosts, workdir):
     out = os.path.join(workdir, "out")
     t0 = time.monotonic()
     r = get(h, "", out, os.path.join(workdir, "cache"), "-v",
-            wrap=netpair.wrap(netpair.cns), timeout=60)
+            wrap=netpair.wrap("c"), timeout=60, check=False)
     took = time.monotonic() - t0
     assert r.returncode == 0, r.stderr
     assert "over TCP" in r.stderr
@@ -333,7 +261,7 @@ def test_udp_dropped_mount_falls_back_to_tcp(netpair, nshosts, workdir,
     netpair.block_udp("drop")
     mnt = mkmnt()
     t0 = time.monotonic()
-    m = Mount(h, mnt, extra=["-v"], wrap=netpair.wrap(netpair.cns))
+    m = Mount(h, mnt, extra=["-v"], wrap=netpair.wrap("c"))
     try:
         took = time.monotonic() - t0
         assert same_tree(share, mnt)
@@ -352,7 +280,7 @@ def test_udp_dropped_host_back_mount_reconnects(netpair, nshosts, workdir,
     h = nshosts(netpair, share, port=port)
     netpair.block_udp("drop")
     mnt = mkmnt()
-    m = Mount(h, mnt, extra=["-v"], wrap=netpair.wrap(netpair.cns))
+    m = Mount(h, mnt, extra=["-v"], wrap=netpair.wrap("c"))
     try:
         assert "over TCP" in m.stderr()
         h.kill()
@@ -393,7 +321,7 @@ def test_link_down_mid_read(transport, netpair, nshosts, workdir, mkmnt):
                      "200ms")
     mnt = mkmnt()
     m = Mount(h, mnt, extra=["--transport", transport, "--timeout-ms",
-                             "60000", "-v"], wrap=netpair.wrap(netpair.cns))
+                             "60000", "-v"], wrap=netpair.wrap("c"))
     try:
         result = {}
 

@@ -6,14 +6,13 @@ The host's automatic rule compresses only when the link is slow against
 the CPU, which loopback never is, so these tests force a level on the host
 with WORMHOLE_ZSTD=3 (the rule itself is unit-tested in test_zstd.c and
 measured in bench/)."""
-import json
 import os
 import random
 import subprocess
 
 import pytest
 
-from conftest import WH_BIN, MiB, Mount, wait_for
+from conftest import MiB, Mount, get
 
 WORDS = ("wormhole chunk stream host client manifest verified the of and "
          "a to in is that for it with as was on be by this").split()
@@ -27,16 +26,6 @@ def text(n, seed=1):
         out.append(line)
         size += len(line)
     return "".join(out).encode()[:n]
-
-
-def get(h, remote, local, cache, env=None):
-    e = dict(os.environ)
-    e.update(env or {})
-    r = subprocess.run([WH_BIN, "get", h.code, remote, local, "--peer", h.addr,
-                        "--cache-dir", cache, "--json"],
-                       capture_output=True, text=True, timeout=120, env=e)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
 
 
 def same(a, b):

@@ -36,7 +36,7 @@
 #define FILE_SIZE (24u * 1024 * 1024 + 777)
 #define MiB (1024u * 1024)
 
-static char dir[64], share_dir[80], store_dir[80];
+static char dir[64], share_dir[80];
 static uint8_t *content;
 
 struct local {
@@ -143,7 +143,6 @@ static int setup(void **state)
 	if (!mkdtemp(dir))
 		return -1;
 	snprintf(share_dir, sizeof(share_dir), "%s/share", dir);
-	snprintf(store_dir, sizeof(store_dir), "%s/store", dir);
 	mkdir(share_dir, 0700);
 	content = malloc(FILE_SIZE);
 	if (!content)
@@ -169,18 +168,79 @@ static int teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
-static void version_of_file(struct wh_version *v)
+static void version_of(const char *path, struct wh_version *v)
 {
-	char path[128];
 	struct stat st;
 
-	snprintf(path, sizeof(path), "%s/f.bin", share_dir);
 	assert_int_equal(stat(path, &st), 0);
 	v->size = (uint64_t)st.st_size;
 	v->mtime.sec = st.st_mtim.tv_sec;
 	v->mtime.nsec = (uint32_t)st.st_mtim.tv_nsec;
 	v->ctime.sec = st.st_ctim.tv_sec;
 	v->ctime.nsec = (uint32_t)st.st_ctim.tv_nsec;
+}
+
+/* A fetcher over the share, through the host |l| (set before fx_open),
+ * with a RAM cache, a chunk store when asked for, and f.bin's version. */
+struct fx {
+	struct local l;
+	struct wh_rpc rpc;
+	struct wh_store *store;
+	struct wh_ram *ram;
+	struct wh_fetch *f;
+	struct wh_version v;
+};
+
+/* fx_open - |o| (its caps_ctx, if any, &x->l); a chunk store in |sdir|
+ * under the test's directory, none when NULL */
+static void fx_open(struct fx *x, const struct wh_fetch_opts *o,
+		    const char *sdir)
+{
+	char path[128];
+
+	x->rpc = (struct wh_rpc){ &local_ops, &x->l };
+	x->store = NULL;
+	assert_int_equal(wh_share_open(share_dir, &x->l.share), 0);
+	if (sdir) {
+		snprintf(path, sizeof(path), "%s/%s", dir, sdir);
+		assert_int_equal(wh_store_open(path, 1ULL << 30, &x->store),
+				 0);
+	}
+	assert_int_equal(wh_ram_new(64 * MiB, &x->ram), 0);
+	assert_int_equal(wh_fetch_new(&x->rpc, x->store, x->ram, o, &x->f), 0);
+	snprintf(path, sizeof(path), "%s/f.bin", share_dir);
+	version_of(path, &x->v);
+}
+
+static void fx_close(struct fx *x)
+{
+	wh_fetch_del(x->f);
+	wh_ram_del(x->ram);
+	if (x->store)
+		wh_store_close(x->store);
+	wh_share_close(x->l.share);
+}
+
+/* stored_all - every chunk of f.bin is in |store|: their number */
+static size_t stored_all(struct wh_store *store)
+{
+	struct wh_manifest m;
+	char path[128];
+	size_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/f.bin", share_dir);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	wh_manifest_init(&m);
+	assert_int_equal(wh_manifest_build(fd, &m), 0);
+	close(fd);
+	for (size_t i = 0; i < m.n; i++)
+		assert_true(wh_store_has(store, m.chunks[i].hash,
+					 m.chunks[i].length));
+	n = m.n;
+	wh_manifest_free(&m);
+	return n;
 }
 
 /* gather - copy what a reply points at; the number of bytes */
@@ -235,29 +295,18 @@ static void read_all(struct wh_fetch *f, struct wh_fetch_file *ff,
 
 static void test_sequential_then_store(void **state)
 {
-	struct local l = { .caps = WH_CAP_CHUNKS };
-	struct wh_rpc rpc = { &local_ops, &l };
+	struct fx x = { .l = { .caps = WH_CAP_CHUNKS } };
 	struct wh_fetch_opts o = { .timeout_ms = 5000, .workers = 3 };
 	struct wh_fetch_stats st;
-	struct wh_manifest m;
-	struct wh_store *store;
-	struct wh_ram *ram;
 	struct wh_fetch *f;
 	struct wh_fetch_file *ff;
-	struct wh_version v;
 	struct wh_fetch_reply fr;
 	unsigned int chunked;
-	char path[128];
-	int fd;
 
 	(void)state;
-	assert_int_equal(wh_share_open(share_dir, &l.share), 0);
-	assert_int_equal(wh_store_open(store_dir, 1ULL << 30, &store), 0);
-	assert_int_equal(wh_ram_new(64 * MiB, &ram), 0);
-	assert_int_equal(wh_fetch_new(&rpc, store, ram, &o, &f), 0);
-	version_of_file(&v);
-
-	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &v, &ff), 0);
+	fx_open(&x, &o, "store");
+	f = x.f;
+	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &x.v, &ff), 0);
 	read_all(f, ff, &chunked);
 	assert_true(chunked > 0);
 	/* a read at the end of the file: no bytes */
@@ -272,24 +321,15 @@ static void test_sequential_then_store(void **state)
 	assert_int_equal(st.chunks_bad, 0);
 
 	/* the store holds every chunk of the file */
-	snprintf(path, sizeof(path), "%s/f.bin", share_dir);
-	fd = open(path, O_RDONLY);
-	assert_true(fd >= 0);
-	wh_manifest_init(&m);
-	assert_int_equal(wh_manifest_build(fd, &m), 0);
-	close(fd);
-	assert_int_equal(st.chunks_fetched, m.n);
-	for (size_t i = 0; i < m.n; i++)
-		assert_true(wh_store_has(store, m.chunks[i].hash,
-					 m.chunks[i].length));
-	wh_manifest_free(&m);
+	assert_int_equal(st.chunks_fetched, stored_all(x.store));
 	wh_fetch_del(f);
-	wh_ram_del(ram);
+	wh_ram_del(x.ram);
 
 	/* a new fetcher (a remount): everything from the store */
-	assert_int_equal(wh_ram_new(64 * MiB, &ram), 0);
-	assert_int_equal(wh_fetch_new(&rpc, store, ram, &o, &f), 0);
-	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &v, &ff), 0);
+	assert_int_equal(wh_ram_new(64 * MiB, &x.ram), 0);
+	assert_int_equal(wh_fetch_new(&x.rpc, x.store, x.ram, &o, &x.f), 0);
+	f = x.f;
+	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &x.v, &ff), 0);
 	read_all(f, ff, &chunked);
 	assert_true(chunked > 0);
 	wh_fetch_close(f, ff);
@@ -299,8 +339,8 @@ static void test_sequential_then_store(void **state)
 	assert_true(st.chunks_from_store > 0);
 
 	/* random reads: from RAM when there, else left to READ */
-	wh_ram_drop_all(ram);
-	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &v, &ff), 0);
+	wh_ram_drop_all(x.ram);
+	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &x.v, &ff), 0);
 	assert_int_equal(wh_fetch_read(f, ff, "f.bin", 5, 20 * MiB, 4096,
 				       &fr), 0);
 	assert_int_equal(wh_fetch_read(f, ff, "f.bin", 5, 3 * MiB, 4096,
@@ -333,37 +373,23 @@ static void test_sequential_then_store(void **state)
 	wh_fetch_close(f, ff);
 	wh_fetch_get_stats(f, &st);
 	assert_true(st.reads_ram >= 1);
-	wh_fetch_del(f);
-	wh_ram_del(ram);
-	wh_store_close(store);
-	wh_share_close(l.share);
+	fx_close(&x);
 }
 
 /* a run read all with READ, before the manifest came: the chunks follow
  * into the store all the same */
 static void test_backfill_after_the_fact(void **state)
 {
-	struct local l = { .caps = WH_CAP_CHUNKS };
-	struct wh_rpc rpc = { &local_ops, &l };
+	struct fx x = { .l = { .caps = WH_CAP_CHUNKS } };
 	struct wh_fetch_opts o = { .timeout_ms = 5000 };
 	struct wh_fetch_stats st;
-	struct wh_manifest m;
-	struct wh_store *store;
-	struct wh_ram *ram;
 	struct wh_fetch *f;
 	struct wh_fetch_file *ff;
-	struct wh_version v;
-	char path[128], sdir[100];
-	int fd;
 
 	(void)state;
-	snprintf(sdir, sizeof(sdir), "%s/store2", dir);
-	assert_int_equal(wh_share_open(share_dir, &l.share), 0);
-	assert_int_equal(wh_store_open(sdir, 1ULL << 30, &store), 0);
-	assert_int_equal(wh_ram_new(64 * MiB, &ram), 0);
-	assert_int_equal(wh_fetch_new(&rpc, store, ram, &o, &f), 0);
-	version_of_file(&v);
-	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &v, &ff), 0);
+	fx_open(&x, &o, "store2");
+	f = x.f;
+	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &x.v, &ff), 0);
 	for (uint64_t off = 0; off < FILE_SIZE; off += MiB) {
 		struct wh_fetch_reply fr;
 
@@ -374,41 +400,24 @@ static void test_backfill_after_the_fact(void **state)
 	wait_idle(f);
 	wh_fetch_get_stats(f, &st);
 	assert_int_equal(st.bytes_fetched, FILE_SIZE);
-	snprintf(path, sizeof(path), "%s/f.bin", share_dir);
-	fd = open(path, O_RDONLY);
-	assert_true(fd >= 0);
-	wh_manifest_init(&m);
-	assert_int_equal(wh_manifest_build(fd, &m), 0);
-	close(fd);
-	for (size_t i = 0; i < m.n; i++)
-		assert_true(wh_store_has(store, m.chunks[i].hash,
-					 m.chunks[i].length));
-	wh_manifest_free(&m);
-	wh_fetch_del(f);
-	wh_ram_del(ram);
-	wh_store_close(store);
-	wh_share_close(l.share);
+	stored_all(x.store);
+	fx_close(&x);
 }
 
 static void test_stale_version(void **state)
 {
-	struct local l = { .caps = WH_CAP_CHUNKS };
-	struct wh_rpc rpc = { &local_ops, &l };
+	struct fx x = { .l = { .caps = WH_CAP_CHUNKS } };
 	struct wh_fetch_opts o = { .timeout_ms = 5000 };
-	struct wh_ram *ram;
 	struct wh_fetch *f;
 	struct wh_fetch_file *ff;
-	struct wh_version v;
 	struct wh_fetch_reply fr;
 	int rv = 0;
 
 	(void)state;
-	assert_int_equal(wh_share_open(share_dir, &l.share), 0);
-	assert_int_equal(wh_ram_new(64 * MiB, &ram), 0);
-	assert_int_equal(wh_fetch_new(&rpc, NULL, ram, &o, &f), 0);
-	version_of_file(&v);
-	v.mtime.nsec ^= 1; /* what the file was before a change */
-	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &v, &ff), 0);
+	fx_open(&x, &o, NULL);
+	f = x.f;
+	x.v.mtime.nsec ^= 1; /* what the file was before a change */
+	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &x.v, &ff), 0);
 	for (uint64_t off = 0; off < FILE_SIZE && rv == 0; off += MiB) {
 		rv = wh_fetch_read(f, ff, "f.bin", 5, off, MiB, &fr);
 		if (rv == 0)
@@ -416,30 +425,23 @@ static void test_stale_version(void **state)
 	}
 	assert_int_equal(rv, -ESTALE);
 	wh_fetch_close(f, ff);
-	wh_fetch_del(f);
-	wh_ram_del(ram);
-	wh_share_close(l.share);
+	fx_close(&x);
 }
 
 static void test_dead_host(void **state)
 {
-	struct local l = { .caps = WH_CAP_CHUNKS };
-	struct wh_rpc rpc = { &local_ops, &l };
+	struct fx x = { .l = { .caps = WH_CAP_CHUNKS } };
 	struct wh_fetch_opts o = { .timeout_ms = 200, .workers = 2,
 				   .window_max = 2 * MiB };
-	struct wh_ram *ram;
 	struct wh_fetch *f;
 	struct wh_fetch_file *ff;
-	struct wh_version v;
 	struct wh_fetch_reply fr;
 	int rv = 0;
 
 	(void)state;
-	assert_int_equal(wh_share_open(share_dir, &l.share), 0);
-	assert_int_equal(wh_ram_new(64 * MiB, &ram), 0);
-	assert_int_equal(wh_fetch_new(&rpc, NULL, ram, &o, &f), 0);
-	version_of_file(&v);
-	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &v, &ff), 0);
+	fx_open(&x, &o, NULL);
+	f = x.f;
+	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &x.v, &ff), 0);
 	/* get into chunk mode, then the host goes silent */
 	for (uint64_t off = 0; off < 10 * MiB; off += MiB) {
 		rv = wh_fetch_read(f, ff, "f.bin", 5, off, MiB, &fr);
@@ -447,7 +449,7 @@ static void test_dead_host(void **state)
 			wh_fetch_done(f, &fr);
 		wait_idle(f);
 	}
-	l.dead = true;
+	x.l.dead = true;
 	rv = 0;
 	for (uint64_t off = 10 * MiB; off < FILE_SIZE && rv >= 0; off += MiB) {
 		rv = wh_fetch_read(f, ff, "f.bin", 5, off, MiB, &fr);
@@ -456,9 +458,7 @@ static void test_dead_host(void **state)
 	}
 	assert_true(rv < 0);
 	wh_fetch_close(f, ff);
-	wh_fetch_del(f);
-	wh_ram_del(ram);
-	wh_share_close(l.share);
+	fx_close(&x);
 }
 
 /*
@@ -510,38 +510,27 @@ static int read_streamed(struct wh_fetch *f, struct wh_fetch_file *ff,
  * their entries come, and the bytes READ brought are not fetched again */
 static void test_mstream_cold(void **state)
 {
-	struct local l = { .caps = WH_CAP_CHUNKS | WH_CAP_MSTREAM };
-	struct wh_rpc rpc = { &local_ops, &l };
+	struct fx x = { .l = { .caps = WH_CAP_CHUNKS | WH_CAP_MSTREAM } };
 	struct wh_fetch_opts o = { .timeout_ms = 5000, .caps = local_caps,
-				   .caps_ctx = &l };
+				   .caps_ctx = &x.l };
 	struct wh_fetch_stats st;
-	struct wh_manifest m;
-	struct wh_store *store;
-	struct wh_ram *ram;
 	struct wh_fetch *f;
 	struct wh_fetch_file *ff;
-	struct wh_version v;
 	unsigned int chunked, passed;
-	char path[128], sdir[100];
-	int fd;
 
 	(void)state;
-	snprintf(sdir, sizeof(sdir), "%s/store3", dir);
-	assert_int_equal(wh_share_open(share_dir, &l.share), 0);
-	assert_int_equal(wh_store_open(sdir, 1ULL << 30, &store), 0);
-	assert_int_equal(wh_ram_new(64 * MiB, &ram), 0);
-	assert_int_equal(wh_fetch_new(&rpc, store, ram, &o, &f), 0);
-	version_of_file(&v);
-	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &v, &ff), 0);
+	fx_open(&x, &o, "store3");
+	f = x.f;
+	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &x.v, &ff), 0);
 	assert_int_equal(read_streamed(f, ff, &chunked, &passed), 0);
 	assert_true(chunked > 0);
 	assert_true(passed > 0);
 	wh_fetch_close(f, ff);
 	wait_idle(f);
 	wh_fetch_get_stats(f, &st);
-	assert_int_equal(l.sent[WH_MSG_MANIFEST], 0);
-	assert_true(l.sent[WH_MSG_MANIFEST_STREAM] > 0);
-	assert_int_equal(l.refused, 0);
+	assert_int_equal(x.l.sent[WH_MSG_MANIFEST], 0);
+	assert_true(x.l.sent[WH_MSG_MANIFEST_STREAM] > 0);
+	assert_int_equal(x.l.refused, 0);
 	assert_true(st.mparts > 0);
 	assert_int_equal(st.manifests, 1);
 	assert_int_equal(st.chunks_bad, 0);
@@ -549,45 +538,28 @@ static void test_mstream_cold(void **state)
 	 * byte of the file came over the wire once */
 	assert_true(st.bytes_from_reads > 0);
 	assert_int_equal(st.bytes_fetched + st.bytes_from_reads, FILE_SIZE);
-	snprintf(path, sizeof(path), "%s/f.bin", share_dir);
-	fd = open(path, O_RDONLY);
-	assert_true(fd >= 0);
-	wh_manifest_init(&m);
-	assert_int_equal(wh_manifest_build(fd, &m), 0);
-	close(fd);
-	assert_int_equal(st.chunks_fetched + st.chunks_from_reads, m.n);
-	for (size_t i = 0; i < m.n; i++)
-		assert_true(wh_store_has(store, m.chunks[i].hash,
-					 m.chunks[i].length));
-	wh_manifest_free(&m);
-	wh_fetch_del(f);
-	wh_ram_del(ram);
-	wh_store_close(store);
-	wh_share_close(l.share);
+	assert_int_equal(st.chunks_fetched + st.chunks_from_reads,
+			 stored_all(x.store));
+	fx_close(&x);
 }
 
 /* parts of another version than the open's: -ESTALE, never a mix */
 static void test_mstream_other_version(void **state)
 {
-	struct local l = { .caps = WH_CAP_CHUNKS | WH_CAP_MSTREAM,
-			   .skew_parts = true };
-	struct wh_rpc rpc = { &local_ops, &l };
+	struct fx x = { .l = { .caps = WH_CAP_CHUNKS | WH_CAP_MSTREAM,
+			       .skew_parts = true } };
 	struct wh_fetch_opts o = { .timeout_ms = 5000, .caps = local_caps,
-				   .caps_ctx = &l };
+				   .caps_ctx = &x.l };
 	struct wh_fetch_stats st;
-	struct wh_ram *ram;
 	struct wh_fetch *f;
 	struct wh_fetch_file *ff;
-	struct wh_version v;
 	unsigned int chunked, passed;
 	int rv = 0;
 
 	(void)state;
-	assert_int_equal(wh_share_open(share_dir, &l.share), 0);
-	assert_int_equal(wh_ram_new(64 * MiB, &ram), 0);
-	assert_int_equal(wh_fetch_new(&rpc, NULL, ram, &o, &f), 0);
-	version_of_file(&v);
-	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &v, &ff), 0);
+	fx_open(&x, &o, NULL);
+	f = x.f;
+	assert_int_equal(wh_fetch_open(f, "f.bin", 5, &x.v, &ff), 0);
 	rv = read_streamed(f, ff, &chunked, &passed);
 	assert_int_equal(rv, -ESTALE);
 	assert_int_equal(chunked, 0);
@@ -596,52 +568,44 @@ static void test_mstream_other_version(void **state)
 	wh_fetch_get_stats(f, &st);
 	assert_int_equal(st.chunks_fetched, 0);
 	assert_int_equal(st.manifests, 0);
-	wh_fetch_del(f);
-	wh_ram_del(ram);
-	wh_share_close(l.share);
+	fx_close(&x);
 }
 
 /* a host without MSTREAM gets MANIFEST; one without CHUNKS only READ */
 static void test_old_hosts(void **state)
 {
 	struct wh_fetch_stats st;
-	struct wh_ram *ram;
-	struct wh_fetch *f;
 	struct wh_fetch_file *ff;
-	struct wh_version v;
 	unsigned int chunked, passed;
 
 	(void)state;
-	version_of_file(&v);
 	for (int k = 0; k < 2; k++) {
-		struct local l = { .caps = k == 0 ? WH_CAP_CHUNKS : 0 };
-		struct wh_rpc rpc = { &local_ops, &l };
+		struct fx x = { .l = { .caps = k == 0 ? WH_CAP_CHUNKS : 0 } };
+		struct local *l = &x.l;
 		struct wh_fetch_opts o = { .timeout_ms = 5000,
 					   .caps = local_caps,
-					   .caps_ctx = &l };
+					   .caps_ctx = &x.l };
+		struct wh_fetch *f;
 
-		assert_int_equal(wh_share_open(share_dir, &l.share), 0);
-		assert_int_equal(wh_ram_new(64 * MiB, &ram), 0);
-		assert_int_equal(wh_fetch_new(&rpc, NULL, ram, &o, &f), 0);
-		assert_int_equal(wh_fetch_open(f, "f.bin", 5, &v, &ff), 0);
+		fx_open(&x, &o, NULL);
+		f = x.f;
+		assert_int_equal(wh_fetch_open(f, "f.bin", 5, &x.v, &ff), 0);
 		assert_int_equal(read_streamed(f, ff, &chunked, &passed), 0);
 		wh_fetch_close(f, ff);
 		wait_idle(f);
 		wh_fetch_get_stats(f, &st);
-		assert_int_equal(l.refused, 0);
-		assert_int_equal(l.sent[WH_MSG_MANIFEST_STREAM], 0);
+		assert_int_equal(l->refused, 0);
+		assert_int_equal(l->sent[WH_MSG_MANIFEST_STREAM], 0);
 		if (k == 0) {
-			assert_true(l.sent[WH_MSG_MANIFEST] > 0);
+			assert_true(l->sent[WH_MSG_MANIFEST] > 0);
 			assert_int_equal(st.manifests, 1);
 		} else {
-			assert_int_equal(l.sent[WH_MSG_MANIFEST], 0);
-			assert_int_equal(l.sent[WH_MSG_CHUNK], 0);
+			assert_int_equal(l->sent[WH_MSG_MANIFEST], 0);
+			assert_int_equal(l->sent[WH_MSG_CHUNK], 0);
 			assert_int_equal(chunked, 0);
 			assert_int_equal(passed, (FILE_SIZE + MiB - 1) / MiB);
 		}
-		wh_fetch_del(f);
-		wh_ram_del(ram);
-		wh_share_close(l.share);
+		fx_close(&x);
 	}
 }
 
@@ -662,22 +626,20 @@ static void count_small(void *ctx, const char *path, size_t len,
 static void small_files(uint64_t caps, bool bad)
 {
 	enum { N = 40, BIG = N - 1, EMPTY = N - 2, SKEW = 3, BAD = 5 };
-	struct local l = { .caps = caps };
+	struct fx x = { .l = { .caps = caps } };
+	struct local *l = &x.l;
 	bool get = caps & WH_CAP_SMALL;
 	unsigned int failed = bad ? 2 : 1; /* fetches that fail */
-	struct wh_rpc rpc = { &local_ops, &l };
 	struct wh_fetch_opts o = { .timeout_ms = 5000, .caps = local_caps,
-				   .caps_ctx = &l, .small_done = count_small };
+				   .caps_ctx = &x.l, .small_done = count_small };
 	struct wh_fetch_small v[N];
 	char names[N][16], path[160];
 	static uint8_t data[N][WH_FETCH_SMALL_MAX + 1];
 	size_t sizes[N];
 	struct wh_fetch_stats st;
-	struct wh_ram *ram;
 	struct wh_fetch *f;
 
 	for (int i = 0; i < N; i++) {
-		struct stat sb;
 		FILE *fp;
 
 		sizes[i] = i == BIG ? WH_FETCH_SMALL_MAX + 1
@@ -690,21 +652,15 @@ static void small_files(uint64_t caps, bool bad)
 		assert_non_null(fp);
 		assert_int_equal(fwrite(data[i], 1, sizes[i], fp), sizes[i]);
 		fclose(fp);
-		assert_int_equal(stat(path, &sb), 0);
 		v[i].path = names[i];
 		v[i].len = strlen(names[i]);
-		v[i].v.size = (uint64_t)sb.st_size;
-		v[i].v.mtime.sec = sb.st_mtim.tv_sec;
-		v[i].v.mtime.nsec = (uint32_t)sb.st_mtim.tv_nsec;
-		v[i].v.ctime.sec = sb.st_ctim.tv_sec;
-		v[i].v.ctime.nsec = (uint32_t)sb.st_ctim.tv_nsec;
+		version_of(path, &v[i].v);
 	}
 	v[SKEW].v.mtime.nsec ^= 1; /* listed before a change */
 	if (bad)
-		l.corrupt_size = sizes[BAD];
-	assert_int_equal(wh_share_open(share_dir, &l.share), 0);
-	assert_int_equal(wh_ram_new(64 * MiB, &ram), 0);
-	assert_int_equal(wh_fetch_new(&rpc, NULL, ram, &o, &f), 0);
+		l->corrupt_size = sizes[BAD];
+	fx_open(&x, &o, NULL);
+	f = x.f;
 	small_done_calls = 0;
 	assert_int_equal(wh_fetch_small(f, v, N), N - 2);
 	wait_idle(f);
@@ -718,16 +674,16 @@ static void small_files(uint64_t caps, bool bad)
 	assert_int_equal(st.small_bad, bad ? 2 : 0);
 	if (get) {
 		/* several files to a request, and no READ */
-		assert_int_equal(l.sent[WH_MSG_READ], 0);
-		assert_int_equal(st.small_batches, l.sent[WH_MSG_GET_SMALL]);
+		assert_int_equal(l->sent[WH_MSG_READ], 0);
+		assert_int_equal(st.small_batches, l->sent[WH_MSG_GET_SMALL]);
 		assert_true(st.small_batches > 0 &&
 			    st.small_batches < st.small_fetched);
 	} else {
-		assert_int_equal(l.sent[WH_MSG_READ], N - 2 + failed);
-		assert_int_equal(l.sent[WH_MSG_GET_SMALL], 0);
+		assert_int_equal(l->sent[WH_MSG_READ], N - 2 + failed);
+		assert_int_equal(l->sent[WH_MSG_GET_SMALL], 0);
 		assert_int_equal(st.small_batches, 0);
 	}
-	assert_int_equal(l.refused, 0);
+	assert_int_equal(l->refused, 0);
 	for (int i = 0; i < N; i++) {
 		struct wh_fetch_file *ff;
 		struct wh_fetch_reply fr;
@@ -763,10 +719,8 @@ static void small_files(uint64_t caps, bool bad)
 	wh_fetch_get_stats(f, &st);
 	assert_int_equal(st.reads_small, 2 * (N - 2 - failed));
 	/* no request went out for the reads */
-	assert_int_equal(l.sent[WH_MSG_READ], get ? 0 : N - 2 + failed);
-	wh_fetch_del(f);
-	wh_ram_del(ram);
-	wh_share_close(l.share);
+	assert_int_equal(l->sent[WH_MSG_READ], get ? 0 : N - 2 + failed);
+	fx_close(&x);
 }
 
 static void test_small_files(void **state)

@@ -14,7 +14,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,17 +23,14 @@
 #include "common/wh_time.h"
 #include "net/wh_net.h"
 
+#include "net_pair.h"
+
 #define NSTREAMS 300
 #define BIG (3 * 1024 * 1024 + 17)
 #define HUGE (24 * 1024 * 1024)
 #define NSMALL 10
 
 /* A request is echoed back, except "GIVE" + u32 n: n pattern bytes. */
-struct srv_stream {
-	uint8_t *buf;
-	size_t len;
-};
-
 struct side {
 	struct wh_net_ep *ep;
 	struct wh_net_conn *conn;
@@ -81,18 +77,16 @@ static void s_open(struct wh_net_conn *c, struct wh_net_stream *s, void *ud)
 {
 	(void)ud;
 	srv.streams_opened++;
-	wh_net_stream_set_ud(c, s, calloc(1, sizeof(struct srv_stream)));
+	wh_net_stream_set_ud(c, s, calloc(1, sizeof(struct np_buf)));
 }
 
 static int s_data(struct wh_net_conn *c, struct wh_net_stream *s,
 		  const uint8_t *data, size_t len, bool fin, void *ud)
 {
-	struct srv_stream *ss = wh_net_stream_ud(c, s);
+	struct np_buf *ss = wh_net_stream_ud(c, s);
 
 	(void)ud;
-	ss->buf = realloc(ss->buf, ss->len + len + 1);
-	memcpy(ss->buf + ss->len, data, len);
-	ss->len += len;
+	np_buf_add(ss, data, len);
 	if (!fin)
 		return 0;
 	if (ss->len == 8 && memcmp(ss->buf, "GIVE", 4) == 0) {
@@ -114,7 +108,7 @@ static int s_data(struct wh_net_conn *c, struct wh_net_stream *s,
 static void s_sclose(struct wh_net_conn *c, struct wh_net_stream *s,
 		     void *ud)
 {
-	struct srv_stream *ss = wh_net_stream_ud(c, s);
+	struct np_buf *ss = wh_net_stream_ud(c, s);
 
 	(void)ud;
 	if (ss) {
@@ -207,35 +201,16 @@ static const struct wh_net_cbs client_cbs = {
 
 /* ---------------------------------------------------------- driver */
 
+/* one step of the client and, with n == 2, the server */
 static void drive(int n, int ms)
 {
-	struct side *sides[2] = { &cli, &srv };
-	struct pollfd pfd[2];
-	int timeout = ms;
-
-	for (int i = 0; i < n; i++) {
-		int t = wh_net_ep_timeout_ms(sides[i]->ep);
-
-		pfd[i].fd = wh_net_ep_fd(sides[i]->ep);
-		pfd[i].events = POLLIN;
-		if (t >= 0 && t < timeout)
-			timeout = t;
-	}
-	poll(pfd, (nfds_t)n, timeout);
-	for (int i = 0; i < n; i++) {
-		if (pfd[i].revents & POLLIN)
-			wh_net_ep_read(sides[i]->ep);
-		wh_net_ep_expire(sides[i]->ep);
-		wh_net_ep_flush(sides[i]->ep);
-	}
+	np_drive(&np_net, cli.ep, n == 2 ? srv.ep : NULL, ms);
 }
 
 static void run_until(bool *flag, int max_ms, bool drive_server)
 {
-	uint64_t end = wh_now_ns() + (uint64_t)max_ms * WH_NS_PER_MS;
-
-	while (!*flag && wh_now_ns() < end)
-		drive(drive_server ? 2 : 1, 20);
+	np_run_until(&np_net, cli.ep, drive_server ? srv.ep : NULL, flag,
+		     max_ms);
 }
 
 static void setup_pair_as(uint64_t idle_ms, enum wh_net_transport t)
@@ -247,9 +222,7 @@ static void setup_pair_as(uint64_t idle_ms, enum wh_net_transport t)
 
 	memset(&srv, 0, sizeof(srv));
 	memset(&cli, 0, sizeof(cli));
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	np_loopback(&a);
 	wh_quic_config_default(&cfg, true);
 	cfg.idle_timeout_ms = idle_ms;
 	assert_int_equal(wh_net_server_new((struct sockaddr *)&a, sizeof(a),
@@ -486,9 +459,7 @@ static void test_connect_refused(void **state)
 	(void)state;
 	memset(&cli, 0, sizeof(cli));
 	/* a port with nobody behind it (bound, then closed) */
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	np_loopback(&a);
 	fd = socket(AF_INET, SOCK_STREAM, 0);
 	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
 	getsockname(fd, (struct sockaddr *)&a, &len);
@@ -497,12 +468,7 @@ static void test_connect_refused(void **state)
 					   WH_NET_AUTO, NULL, &client_cbs,
 					   NULL, &cli.ep, &cli.conn),
 			 0);
-	{
-		uint64_t end = wh_now_ns() + 10 * WH_NS_PER_S;
-
-		while (!cli.closed && wh_now_ns() < end)
-			drive(1, 20);
-	}
+	run_until(&cli.closed, 10000, false);
 	/* QUIC hears ICMP port unreachable, TCP is refused: both fail fast
 	 * (well before QUIC's 5 s handshake timeout) */
 	assert_true(cli.closed);
@@ -518,14 +484,11 @@ static void test_udp_silent_tcp_refused(void **state)
 	struct sockaddr_in a;
 	struct wh_quic_config cfg;
 	socklen_t len = sizeof(a);
-	uint64_t end;
 	int ufd;
 
 	(void)state;
 	memset(&cli, 0, sizeof(cli));
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	np_loopback(&a);
 	/* a UDP socket that never reads: no ICMP, no answer; nobody listens
 	 * on TCP at that port */
 	ufd = socket(AF_INET, SOCK_DGRAM, 0);
@@ -537,9 +500,7 @@ static void test_udp_silent_tcp_refused(void **state)
 					   WH_NET_AUTO, &cfg, &client_cbs,
 					   NULL, &cli.ep, &cli.conn),
 			 0);
-	end = wh_now_ns() + 60 * WH_NS_PER_S;
-	while (!cli.closed && wh_now_ns() < end)
-		drive(1, 20);
+	run_until(&cli.closed, 60000, false);
 	assert_true(cli.closed);
 	assert_false(cli.handshake);
 	assert_int_equal(cli.close_err, -ECONNREFUSED);
@@ -580,9 +541,7 @@ int main(void)
 	};
 	int rv;
 
-	pattern = malloc(HUGE);
-	for (size_t i = 0; i < HUGE; i++)
-		pattern[i] = (uint8_t)(i * 7 + (i >> 12));
+	pattern = np_pattern(HUGE);
 	rv = cmocka_run_group_tests(tests, NULL, NULL);
 	free(pattern);
 	return rv;

@@ -13,8 +13,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -24,13 +22,10 @@
 #include "common/wh_time.h"
 #include "net/wh_quic.h"
 
+#include "net_pair.h"
+
 #define NSTREAMS 300
 #define BIG (3 * 1024 * 1024 + 17)
-
-struct echo_stream {
-	uint8_t *buf;
-	size_t len;
-};
 
 struct side {
 	struct wh_quic_ep *ep;
@@ -70,18 +65,16 @@ static void s_open(struct wh_quic_conn *c, struct wh_quic_stream *s, void *ud)
 {
 	(void)c;
 	(void)ud;
-	wh_quic_stream_set_ud(s, calloc(1, sizeof(struct echo_stream)));
+	wh_quic_stream_set_ud(s, calloc(1, sizeof(struct np_buf)));
 }
 
 static int s_data(struct wh_quic_conn *c, struct wh_quic_stream *s,
 		  const uint8_t *data, size_t len, bool fin, void *ud)
 {
-	struct echo_stream *es = wh_quic_stream_ud(s);
+	struct np_buf *es = wh_quic_stream_ud(s);
 
 	(void)ud;
-	es->buf = realloc(es->buf, es->len + len + 1);
-	memcpy(es->buf + es->len, data, len);
-	es->len += len;
+	np_buf_add(es, data, len);
 	if (fin) {
 		/* echo everything back, then FIN */
 		assert_int_equal(wh_quic_send(c, s, es->buf, es->len, true,
@@ -95,7 +88,7 @@ static int s_data(struct wh_quic_conn *c, struct wh_quic_stream *s,
 static void s_sclose(struct wh_quic_conn *c, struct wh_quic_stream *s,
 		     void *ud)
 {
-	struct echo_stream *es = wh_quic_stream_ud(s);
+	struct np_buf *es = wh_quic_stream_ud(s);
 
 	(void)c;
 	(void)ud;
@@ -190,35 +183,21 @@ static const struct wh_quic_cbs client_cbs = {
 
 /* ---------------------------------------------------------- driver */
 
-static void drive(struct side *sides[], int n, int ms)
+/* one step of both sides, or of |one| alone */
+static void drive_both(void)
 {
-	struct pollfd pfd[2];
-	int timeout = ms;
+	np_drive(&np_quic, cli.ep, srv.ep, 20);
+}
 
-	for (int i = 0; i < n; i++) {
-		int t = wh_quic_ep_timeout_ms(sides[i]->ep);
-
-		pfd[i].fd = wh_quic_ep_fd(sides[i]->ep);
-		pfd[i].events = POLLIN;
-		if (t >= 0 && t < timeout)
-			timeout = t;
-	}
-	poll(pfd, (nfds_t)n, timeout);
-	for (int i = 0; i < n; i++) {
-		if (pfd[i].revents & POLLIN)
-			wh_quic_ep_read(sides[i]->ep);
-		wh_quic_ep_expire(sides[i]->ep);
-		wh_quic_ep_flush(sides[i]->ep);
-	}
+static void drive_one(struct side *one)
+{
+	np_drive(&np_quic, one->ep, NULL, 20);
 }
 
 static void run_until(bool *flag, int max_ms, bool drive_server)
 {
-	struct side *both[2] = { &cli, &srv };
-	uint64_t end = wh_now_ns() + (uint64_t)max_ms * WH_NS_PER_MS;
-
-	while (!*flag && wh_now_ns() < end)
-		drive(both, drive_server ? 2 : 1, 20);
+	np_run_until(&np_quic, cli.ep, drive_server ? srv.ep : NULL, flag,
+		     max_ms);
 }
 
 static void setup_pair(uint64_t idle_ms)
@@ -230,9 +209,7 @@ static void setup_pair(uint64_t idle_ms)
 
 	memset(&srv, 0, sizeof(srv));
 	memset(&cli, 0, sizeof(cli));
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	np_loopback(&a);
 	wh_quic_config_default(&cfg, true);
 	cfg.idle_timeout_ms = idle_ms;
 	assert_int_equal(wh_quic_server_new((struct sockaddr *)&a, sizeof(a),
@@ -294,9 +271,7 @@ static void test_big_stream(void **state)
 	send_stream(BIG);
 	end = wh_now_ns() + 20 * WH_NS_PER_S;
 	while (!done && wh_now_ns() < end) {
-		struct side *both[2] = { &cli, &srv };
-
-		drive(both, 2, 20);
+		drive_both();
 		done = cli.replies == 1;
 		/* a bulk transfer on a short path never lets packets gather */
 		held |= wh_quic_ep_holding(cli.ep);
@@ -326,8 +301,6 @@ static void test_many_streams(void **state)
 	setup_pair(5000);
 	end = wh_now_ns() + 20 * WH_NS_PER_S;
 	while (cli.replies < NSTREAMS && wh_now_ns() < end) {
-		struct side *both[2] = { &cli, &srv };
-
 		/* open as many as the peer allows; the rest wait for credit */
 		while (opened < NSTREAMS) {
 			struct wh_quic_stream *s;
@@ -341,7 +314,7 @@ static void test_many_streams(void **state)
 			wh_quic_send(cli.conn, s, pattern, r->want, true, NULL);
 			opened++;
 		}
-		drive(both, 2, 20);
+		drive_both();
 	}
 	assert_int_equal(cli.replies, NSTREAMS);
 	assert_false(cli.mismatch);
@@ -382,19 +355,13 @@ static void test_silence_survived(void **state)
 	 * socket takes nothing in, it sends nothing): longer than the old
 	 * 6 s idle timeout, with data in flight */
 	end = wh_now_ns() + 7 * WH_NS_PER_S;
-	while (wh_now_ns() < end) {
-		struct side *one[1] = { &cli };
-
-		drive(one, 1, 20);
-	}
+	while (wh_now_ns() < end)
+		drive_one(&cli);
 	assert_int_equal(cli.bytes_back, 0);
 	assert_false(cli.closed);
 	end = wh_now_ns() + 20 * WH_NS_PER_S;
-	while (cli.replies < 1 && !cli.closed && wh_now_ns() < end) {
-		struct side *both[2] = { &cli, &srv };
-
-		drive(both, 2, 20);
-	}
+	while (cli.replies < 1 && !cli.closed && wh_now_ns() < end)
+		drive_both();
 	assert_false(cli.closed);
 	assert_false(srv.closed);
 	assert_int_equal(cli.replies, 1);
@@ -409,7 +376,6 @@ static void test_restarted_host_is_noticed(void **state)
 	socklen_t len;
 	struct wh_quic_config cfg;
 	uint8_t junk[2048];
-	uint64_t end;
 
 	(void)state;
 	setup_pair(30000);
@@ -425,12 +391,7 @@ static void test_restarted_host_is_noticed(void **state)
 	assert_int_equal(wh_quic_server_new((struct sockaddr *)&ss, len, &cfg,
 					    &server_cbs, NULL, &srv.ep),
 			 0);
-	end = wh_now_ns() + 25 * WH_NS_PER_S;
-	while (!cli.closed && wh_now_ns() < end) {
-		struct side *both[2] = { &cli, &srv };
-
-		drive(both, 2, 20);
-	}
+	run_until(&cli.closed, 25000, true);
 	/* told, not timed out: the idle timeout (30 s) has not passed */
 	assert_true(cli.closed);
 	assert_int_equal(cli.close_err, WH_ERR_CLOSED);
@@ -462,17 +423,12 @@ static void test_check_datagrams(void **state)
 	q[3] = 2;
 	assert_int_equal(send(fd, q, sizeof(q), 0), (ssize_t)sizeof(q));
 	q[3] = 1;
-	for (int i = 0; i < 10; i++) {
-		struct side *one[1] = { &srv };
-
-		drive(one, 1, 20);
-	}
+	for (int i = 0; i < 10; i++)
+		drive_one(&srv);
 	assert_true(recv(fd, a, sizeof(a), 0) < 0);
 	assert_int_equal(send(fd, q, sizeof(q), 0), (ssize_t)sizeof(q));
 	for (int i = 0; i < 50 && n < 0; i++) {
-		struct side *one[1] = { &srv };
-
-		drive(one, 1, 20);
+		drive_one(&srv);
 		n = recv(fd, a, sizeof(a), 0);
 	}
 	assert_int_equal(n, (ssize_t)sizeof(q));
@@ -502,9 +458,7 @@ static void test_client_cid_empty(void **state)
 	int fd;
 
 	(void)state;
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	np_loopback(&a);
 	fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
 	assert_true(fd >= 0);
 	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
@@ -516,9 +470,7 @@ static void test_client_cid_empty(void **state)
 	memset(&cli, 0, sizeof(cli));
 	cli.ep = ep;
 	for (int i = 0; i < 50 && n < 0; i++) {
-		struct side *one[1] = { &cli };
-
-		drive(one, 1, 20);
+		drive_one(&cli);
 		n = recv(fd, pkt, sizeof(pkt), 0);
 	}
 	/* long header: flags, version (4), DCID length and DCID, SCID length */
@@ -545,9 +497,7 @@ int main(void)
 	};
 	int rv;
 
-	pattern = malloc(BIG);
-	for (size_t i = 0; i < BIG; i++)
-		pattern[i] = (uint8_t)(i * 7 + (i >> 12));
+	pattern = np_pattern(BIG);
 	rv = cmocka_run_group_tests(tests, NULL, NULL);
 	free(pattern);
 	return rv;
