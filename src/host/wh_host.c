@@ -253,6 +253,9 @@ static void on_hello(struct hconn *hc, const struct wh_msg_hello *hello)
 	hc->caps = hello->caps & host_caps();
 	if (h->zh)
 		hc->caps |= hello->caps & WH_CAP_ZSTD;
+	/* compressed GET_SMALL replies: only with both of what it extends */
+	if ((hc->caps & WH_CAP_ZSTD) && (hc->caps & WH_CAP_SMALL))
+		hc->caps |= hello->caps & WH_CAP_ZSMALL;
 	m.u.hello_ack.caps = hc->caps;
 	memcpy(m.u.hello_ack.confirm, tag, sizeof(tag));
 	if (send_ctrl(hc, &m) == 0)
@@ -577,6 +580,7 @@ static int on_request_data(struct hconn *hc, struct wh_net_stream *s,
 		job->link.rate = wh_zrate_get(&hc->zrate);
 		job->link.net_busy = hc->host->net_busy;
 		job->link.hold = !wh_zrate_allow(&hc->zrate, wh_now_ns());
+		job->link.small = hc->caps & WH_CAP_ZSMALL;
 	}
 	hc->refs++;
 	hs->job = job;
