@@ -1575,6 +1575,8 @@ static int get_small(struct ctx *c, struct small_batch *b,
 		zwire = r.u.get_small_reply.data_len;
 		zraw = r.u.get_small_reply.raw_len;
 		rv = wh_zstd_small_unpack(resp, &r);
+		if (rv == WH_ERR_PROTO)
+			wh_warn("host sent a bad compressed GET_SMALL reply");
 	}
 	if (i == 0 || rv < 0 || r.u.get_small_reply.count != i) {
 		if (rv < 0)
