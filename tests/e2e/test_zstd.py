@@ -9,6 +9,7 @@ measured in bench/)."""
 import json
 import os
 import random
+import shutil
 import subprocess
 
 import pytest
@@ -241,3 +242,22 @@ def test_mount_counts_compressed_wire_bytes(text_tree, forced, hosts, mkmnt,
         m.close()
     h.stop()
     assert "zstd saved" in h.stderr()
+
+
+def test_small_files_from_host_without_zsmall(text_tree, hosts, workdir,
+                                              monkeypatch, share):
+    """A host that compresses chunks but predates compressed GET_SMALL
+    replies (no ZSMALL): small files come raw, big ones still compressed,
+    and all arrive intact."""
+    monkeypatch.setenv("WORMHOLE_ZSTD", "3")
+    monkeypatch.setenv("WH_HOST_NO_ZSMALL", "1")
+    h = hosts(text_tree)
+    shutil.copy(os.path.join(share, "log.txt"),
+                os.path.join(text_tree, "tree", "log.txt"))
+    dst = os.path.join(workdir, "got")
+    s = get(h, "tree", dst, os.path.join(workdir, "c"))
+    src = os.path.join(text_tree, "tree")
+    assert same_tree(src, dst)
+    small = tree_bytes(src) - 6 * MiB
+    # the 6 MiB log crosses compressed (< 1/3), the small files raw
+    assert small < s["wire_bytes"] < small + 2 * MiB, s
