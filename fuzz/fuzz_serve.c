@@ -94,7 +94,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (rv != 0 && rv != WH_ERR_PROTO)
 		abort();
 	if (rv == 0) {
-		struct wh_zlink link = { .rate = 1e6, .net_busy = 0 };
+		struct wh_zlink link = { .rate = 1e6, .net_busy = 0,
+					 .small = true };
 
 		wh_zhost_pack(zh, data, size, &resp, &link);
 	}
@@ -116,6 +117,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (m.hdr.type == WH_MSG_READ_REPLY &&
 	    memmem(m.u.read_reply.data, m.u.read_reply.data_len,
 		   "SECRET-OUTSIDE", 14))
+		abort();
+	/* GET_SMALL: compressed whole, it unpacks to a well-formed reply */
+	if (m.hdr.type == WH_MSG_GET_SMALL_REPLY &&
+	    (wh_zstd_small_unpack(&resp, &m) != 0 ||
+	     m.hdr.type != WH_MSG_GET_SMALL_REPLY ||
+	     memmem(m.u.get_small_reply.entries,
+		    m.u.get_small_reply.entries_len, "SECRET-OUTSIDE", 14)))
 		abort();
 	wh_buf_free(&resp);
 	/* keep inotify from filling up across millions of runs */

@@ -4,7 +4,9 @@
  * the payload.  Mode 0: the payload as a zstd frame that must decode to
  * exactly the declared length (at most WH_MAX_CHUNK) into a buffer of that
  * size; mode 1: the whole input as a reply frame, decoded and, when it
- * carries WH_FLAG_ZSTD, decompressed as wh_get does; mode 2: the payload
+ * carries WH_FLAG_ZSTD, decompressed as wh_get does (a GET_SMALL_REPLY
+ * through wh_zstd_small_unpack, whose result must be a well-formed raw
+ * reply that fits what it declared); mode 2: the payload
  * compressed, which must never expand and must decode back to itself.
  * A decode that succeeds must have written exactly the declared bytes.
  */
@@ -12,10 +14,47 @@
 #include <string.h>
 
 #include "chunk/wh_zstd.h"
+#include "common/wh_buf.h"
+#include "common/wh_err.h"
 #include "proto/wh_proto.h"
 
 static uint8_t out[WH_MAX_CHUNK + 1];
 static uint8_t back[WH_MAX_CHUNK];
+
+/* small_reply - a compressed GET_SMALL_REPLY (the frame at |p|, |n|
+ * bytes, decoded into |m|) unpacked as the clients do */
+static void small_reply(const uint8_t *p, size_t n, struct wh_msg *m)
+{
+	const uint32_t raw_len = m->u.get_small_reply.raw_len;
+	struct wh_small_ent e;
+	struct wh_buf b;
+	size_t pos = 0;
+	uint32_t count = 0;
+	int rv;
+
+	if (m->u.get_small_reply.data_len >= raw_len ||
+	    raw_len > WH_MAX_REPLY_FRAME)
+		abort(); /* the decoder lets no expansion by */
+	wh_buf_init(&b);
+	if (wh_buf_append(&b, p, n) != 0)
+		abort();
+	if (wh_msg_decode(b.data, b.len, WH_MAX_REPLY_FRAME, m) != 0)
+		abort(); /* (points into b now) */
+	rv = wh_zstd_small_unpack(&b, m);
+	if (rv != 0 && rv != WH_ERR_PROTO)
+		abort();
+	if (rv == 0) {
+		if (m->hdr.type != WH_MSG_GET_SMALL_REPLY ||
+		    m->u.get_small_reply.zstd ||
+		    b.len != WH_FRAME_HDR_LEN + (size_t)raw_len)
+			abort();
+		while (wh_small_next(&m->u.get_small_reply, &pos, &e) == 1)
+			count++;
+		if (count != m->u.get_small_reply.count || count == 0)
+			abort();
+	}
+	wh_buf_free(&b);
+}
 
 static void decode_into(uint32_t raw_len, const uint8_t *p, size_t n)
 {
@@ -60,6 +99,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 			decode_into(m.u.read_reply.raw_len, m.u.read_reply.data,
 				    m.u.read_reply.data_len);
+		} else if (m.hdr.type == WH_MSG_GET_SMALL_REPLY &&
+			   m.u.get_small_reply.zstd) {
+			small_reply(data + 5, size - 5, &m);
 		}
 		break;
 	case 2:

@@ -15,6 +15,7 @@
 #include "chunk/wh_zstd.h"
 #include "common/wh_err.h"
 #include "common/wh_time.h"
+#include "proto/wh_proto.h"
 
 #define WINDOW_LOG_MAX 23 /* 8 MiB: twice the largest chunk */
 
@@ -114,6 +115,54 @@ int wh_zstd_decompress(void *dst, size_t raw_len, const void *src,
 		return WH_ERR_PROTO;
 	}
 	return n == raw_len ? 0 : WH_ERR_PROTO;
+}
+
+int wh_zstd_small_unpack(struct wh_buf *resp, struct wh_msg *m)
+{
+	const struct wh_msg_get_small_reply *z = &m->u.get_small_reply;
+	struct wh_buf out;
+	struct wh_msg raw;
+	uint8_t *p;
+	int rv;
+
+	if (m->hdr.type != WH_MSG_GET_SMALL_REPLY || !z->zstd)
+		return 0;
+	if (z->raw_len > WH_MAX_REPLY_FRAME)
+		return WH_ERR_PROTO;
+	wh_buf_init(&out);
+	rv = wh_buf_reserve(&out, WH_FRAME_HDR_LEN + (size_t)z->raw_len);
+	if (rv < 0)
+		return rv;
+	/* the frame as it would have been sent raw */
+	p = out.data;
+	p[0] = (uint8_t)(z->raw_len >> 24);
+	p[1] = (uint8_t)(z->raw_len >> 16);
+	p[2] = (uint8_t)(z->raw_len >> 8);
+	p[3] = (uint8_t)z->raw_len;
+	p[4] = (uint8_t)(WH_MSG_GET_SMALL_REPLY >> 8);
+	p[5] = (uint8_t)WH_MSG_GET_SMALL_REPLY;
+	p[6] = p[7] = 0;
+	p[8] = (uint8_t)(m->hdr.req_id >> 24);
+	p[9] = (uint8_t)(m->hdr.req_id >> 16);
+	p[10] = (uint8_t)(m->hdr.req_id >> 8);
+	p[11] = (uint8_t)m->hdr.req_id;
+	rv = wh_zstd_decompress(p + WH_FRAME_HDR_LEN, z->raw_len, z->data,
+				z->data_len);
+	if (rv == 0) {
+		out.len = WH_FRAME_HDR_LEN + (size_t)z->raw_len;
+		if (wh_msg_decode(out.data, out.len, WH_MAX_REPLY_FRAME,
+				  &raw) < 0 ||
+		    raw.hdr.type != WH_MSG_GET_SMALL_REPLY)
+			rv = WH_ERR_PROTO;
+	}
+	if (rv < 0) {
+		wh_buf_free(&out);
+		return rv == -ENOMEM ? rv : WH_ERR_PROTO;
+	}
+	wh_buf_free(resp);
+	*resp = out;
+	*m = raw;
+	return 0;
 }
 
 double wh_zstd_sample_ratio(const void *p, size_t len, uint64_t *ns)

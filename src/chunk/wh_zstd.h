@@ -20,6 +20,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/wh_buf.h"
+
+struct wh_msg;
+
 #define WH_ZSTD_MIN_LEN 512     /* shorter payloads are always sent raw */
 #define WH_ZSTD_SAMPLE_LEN 4096 /* bytes in each of the three samples */
 #define WH_ZSTD_MAX_LEVEL 19
@@ -42,6 +46,17 @@ ssize_t wh_zstd_compress(void *dst, size_t cap, const void *src, size_t len,
  */
 int wh_zstd_decompress(void *dst, size_t raw_len, const void *src,
 		       size_t len);
+
+/*
+ * wh_zstd_small_unpack - if |m| (decoded from the frame in |resp|) is a
+ * GET_SMALL_REPLY in its zstd form (WH_CAP_ZSMALL), decode its payload
+ * into exactly its declared raw_len bytes (wh_zstd_decompress' bounds),
+ * replace |resp| by the raw frame and |m| by the decoding of it, which
+ * must be a well-formed GET_SMALL_REPLY.  Returns 0 (also when there was
+ * nothing to decode), WH_ERR_PROTO (a frame that decodes to anything
+ * else) or -ENOMEM; on failure |resp| and |m| are left as they were.
+ */
+int wh_zstd_small_unpack(struct wh_buf *resp, struct wh_msg *m);
 
 /*
  * wh_zstd_sample_ratio - an estimate of how well |len| bytes of |p|

@@ -1015,6 +1015,27 @@ static void small_key(const char *path, size_t len,
 	wh_blake3(buf, 16 + sizeof(w) + len, key);
 }
 
+/* unpack_small_read - the zstd READ_REPLY |rr| of small file |j| (of
+ * j->v.size bytes, checked) decoded into its RAM entry.  0, -ENOMEM or
+ * WH_ERR_PROTO. */
+static int unpack_small_read(struct wh_fetch *f, struct job *j,
+			     const struct wh_msg_read_reply *rr)
+{
+	size_t len = (size_t)j->v.size, cap;
+	uint8_t *mem = wh_ram_alloc(f->ram, len, &cap);
+	int rv;
+
+	if (!mem)
+		return -ENOMEM;
+	rv = wh_zstd_decompress(mem, len, rr->data, rr->data_len);
+	if (rv < 0) {
+		wh_ram_free(f->ram, mem, cap);
+		return rv;
+	}
+	wh_ram_fill(f->ram, j->e, mem, cap, mem, len);
+	return 0;
+}
+
 /*
  * run_small - fetch the |n| small files of |js| whole into their RAM
  * entries, from a host without WH_CAP_SMALL: one READ each, all in
@@ -1088,8 +1109,10 @@ static void run_small(struct wh_fetch *f, struct job **js, int n)
 					 &r);
 		rr = &r.u.read_reply;
 		if (rv == 0 && (!version_eq(&rr->version, &j->v) ||
-				rr->data_len != j->v.size))
+				rr->raw_len != j->v.size))
 			rv = -ESTALE;
+		if (rv == 0 && rr->zstd)
+			rv = unpack_small_read(f, j, rr);
 		if (rv < 0) {
 			wh_debug("small file '%s': %s", (const char *)j->mem,
 				 wh_strerror(rv));
@@ -1097,12 +1120,17 @@ static void run_small(struct wh_fetch *f, struct job **js, int n)
 			wh_buf_free(&resps[k]);
 			continue;
 		}
-		/* the reply buffer becomes the entry: no copy */
-		wh_ram_fill(f->ram, j->e, resps[k].data, resps[k].cap,
-			    rr->data, rr->data_len);
+		if (rr->zstd) {
+			wh_buf_free(&resps[k]); /* decoded into the entry */
+		} else {
+			/* the reply buffer becomes the entry: no copy */
+			wh_ram_fill(f->ram, j->e, resps[k].data, resps[k].cap,
+				    rr->data, rr->data_len);
+		}
 		pthread_mutex_lock(&f->lock);
 		f->st.small_fetched++;
-		f->st.small_bytes += rr->data_len;
+		f->st.small_bytes += rr->raw_len;
+		f->st.bytes_wire += rr->data_len;
 		pthread_mutex_unlock(&f->lock);
 		if (f->o.small_done)
 			f->o.small_done(f->o.small_ctx, (const char *)j->mem,
@@ -1148,8 +1176,8 @@ static void run_small_get(struct wh_fetch *f, struct job **js, int n)
 	struct wh_msg m, r;
 	struct wh_buf resp;
 	size_t elen = 0, pos = 0;
-	uint64_t fetched = 0, bytes = 0, bad = 0;
-	bool answered;
+	uint64_t fetched = 0, bytes = 0, bad = 0, wire = 0;
+	bool answered, zipped = false;
 	int sent, rv;
 
 	for (sent = 0; sent < n; sent++) {
@@ -1171,6 +1199,11 @@ static void run_small_get(struct wh_fetch *f, struct job **js, int n)
 	rv = sent > 0 ? rpc(f, &m, WH_MSG_GET_SMALL_REPLY, &resp, &r,
 			    f->o.timeout_ms)
 		      : -ENOBUFS;
+	if (rv == 0 && r.u.get_small_reply.zstd) {
+		zipped = true;
+		wire = r.u.get_small_reply.data_len; /* all of it, compressed */
+		rv = wh_zstd_small_unpack(&resp, &r);
+	}
 	if (rv == 0 && r.u.get_small_reply.count != sent)
 		rv = WH_ERR_PROTO;
 	answered = rv == 0;
@@ -1185,6 +1218,8 @@ static void run_small_get(struct wh_fetch *f, struct job **js, int n)
 			int dr = wh_small_next(&r.u.get_small_reply, &pos,
 					       &ent);
 
+			if (dr == 1 && ent.status == WH_SMALL_DATA && !zipped)
+				wire += ent.version.size; /* raw: the data */
 			if (dr != 1)
 				err = rv = WH_ERR_PROTO; /* and the rest */
 			else if (ent.status == WH_SMALL_ERROR)
@@ -1222,6 +1257,7 @@ static void run_small_get(struct wh_fetch *f, struct job **js, int n)
 	f->st.small_fetched += fetched;
 	f->st.small_bytes += bytes;
 	f->st.small_bad += bad;
+	f->st.bytes_wire += wire;
 	pthread_mutex_unlock(&f->lock);
 }
 
@@ -1764,6 +1800,13 @@ static bool rg_wants(struct wh_fetch *f, struct wh_fetch_file *ff,
 		return false;
 	}
 	return !wh_store_has(f->store, c->hash, c->len);
+}
+
+void wh_fetch_count_wire(struct wh_fetch *f, uint64_t n)
+{
+	pthread_mutex_lock(&f->lock);
+	f->st.bytes_wire += n;
+	pthread_mutex_unlock(&f->lock);
 }
 
 void wh_fetch_got_read(struct wh_fetch *f, struct wh_fetch_file *ff,

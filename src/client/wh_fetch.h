@@ -85,7 +85,9 @@ struct wh_fetch_stats {
 	uint64_t chunks_from_reads; /* chunks stored from READ replies */
 	uint64_t bytes_from_reads;  /* their bytes */
 	uint64_t busy;              /* jobs queued or running now */
-	uint64_t bytes_wire;        /* CHUNK payload received (zstd or raw) */
+	uint64_t bytes_wire;        /* file data received: CHUNK, READ and
+				     * GET_SMALL replies, as sent (the zstd
+				     * frame of a compressed one) */
 	uint64_t small_queued;      /* small files queued by wh_fetch_small */
 	uint64_t small_fetched;     /* of those, fetched whole into RAM */
 	uint64_t small_bytes;       /* their bytes */
@@ -134,6 +136,11 @@ struct wh_fetch_reply {
 int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 		  const char *path, size_t len, uint64_t off, size_t size,
 		  struct wh_fetch_reply *out);
+/* wh_fetch_count_wire - the caller's own READ reply carried |n| bytes of
+ * data on the wire (its zstd frame when compressed): counted in
+ * bytes_wire. */
+void wh_fetch_count_wire(struct wh_fetch *f, uint64_t n);
+
 /*
  * wh_fetch_got_read - the caller's READ of |off| got |len| bytes at |data|
  * at the open's version (it checked the reply's version).  The fetcher may

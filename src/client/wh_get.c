@@ -1546,6 +1546,7 @@ static int get_small(struct ctx *c, struct small_batch *b,
 	struct wh_msg m, r;
 	struct wh_small_ent ent;
 	size_t elen = 0, pos = 0, i;
+	uint64_t zwire = 0, zraw = 0, written = 0;
 	int rv = 0, dr = 0;
 
 	for (i = 0; i < b->n; i++) {
@@ -1570,6 +1571,13 @@ static int get_small(struct ctx *c, struct small_batch *b,
 	m.u.get_small.entries_len = elen;
 	if (i > 0)
 		rv = rpc(c, &m, WH_MSG_GET_SMALL_REPLY, resp, &r);
+	if (i > 0 && rv == 0 && r.u.get_small_reply.zstd) {
+		zwire = r.u.get_small_reply.data_len;
+		zraw = r.u.get_small_reply.raw_len;
+		rv = wh_zstd_small_unpack(resp, &r);
+		if (rv == WH_ERR_PROTO)
+			wh_warn("host sent a bad compressed GET_SMALL reply");
+	}
 	if (i == 0 || rv < 0 || r.u.get_small_reply.count != i) {
 		if (rv < 0)
 			wh_debug("GET_SMALL failed (%s): one file at a time",
@@ -1590,6 +1598,7 @@ static int get_small(struct ctx *c, struct small_batch *b,
 				rv = small_write(c, e, &ent);
 				if (rv < 0)
 					return rv;
+				written += ent.version.size;
 				done = true;
 			} else {
 				wh_warn("'%s' failed verification; fetching it "
@@ -1611,6 +1620,17 @@ static int get_small(struct ctx *c, struct small_batch *b,
 			if (rv < 0)
 				return rv;
 		}
+	}
+	if (zraw && written) {
+		/* the files came compressed: count their share of the zstd
+		 * frame on the wire, not their size (small_write did) */
+		uint64_t share = (uint64_t)((double)written * (double)zwire /
+					    (double)zraw);
+
+		pthread_mutex_lock(&c->lock);
+		c->st->wire_bytes -= written - (share < written ? share
+							       : written);
+		pthread_mutex_unlock(&c->lock);
 	}
 	draw(c, false);
 	return 0;

@@ -215,7 +215,8 @@ static void on_handshake(struct wh_net_conn *nc, void *ud)
 		m.u.hello.min_version = WH_PROTO_MIN_VERSION;
 		m.u.hello.max_version = WH_PROTO_VERSION;
 		m.u.hello.caps = CLIENT_CAPS |
-				 (wh_zstd_enabled() ? WH_CAP_ZSTD : 0);
+				 (wh_zstd_enabled() ? WH_CAP_ZSTD | WH_CAP_ZSMALL
+						    : 0);
 		rv = send_frame(s, s->ctrl, &m);
 	}
 	if (rv < 0) {

@@ -1494,6 +1494,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (err)
 			break;
 		rr = &r.u.read_reply;
+		wh_fetch_count_wire(fs->fetch, rr->data_len);
 		if (rr->zstd && unpack_read(rr, want, &zb) < 0) {
 			wh_warn("host sent a bad compressed read of '%s'",
 				path);

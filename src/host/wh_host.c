@@ -185,13 +185,17 @@ static void count_failure(struct hconn *hc, const char *why)
 /* ------------------------------------------------------ authentication */
 
 /* host_caps - what this host offers; WH_HOST_NO_SMALL in the environment
- * withholds GET_SMALL, so that tests can play a host that predates it */
+ * withholds GET_SMALL, WH_HOST_NO_ZSMALL compressed GET_SMALL replies, so
+ * that tests can play a host that predates them (ZSTD and ZSMALL are
+ * added when compression is on, see on_hello) */
 static uint64_t host_caps(void)
 {
-	uint64_t caps = HOST_CAPS;
+	uint64_t caps = HOST_CAPS | WH_CAP_ZSMALL;
 
 	if (getenv("WH_HOST_NO_SMALL"))
 		caps &= ~WH_CAP_SMALL;
+	if (getenv("WH_HOST_NO_ZSMALL"))
+		caps &= ~WH_CAP_ZSMALL;
 	return caps;
 }
 
@@ -250,9 +254,12 @@ static void on_hello(struct hconn *hc, const struct wh_msg_hello *hello)
 	m.hdr.req_id = 0;
 	m.hdr.flags = 0;
 	m.u.hello_ack.version = version;
-	hc->caps = hello->caps & host_caps();
+	hc->caps = hello->caps & host_caps() & ~WH_CAP_ZSMALL;
 	if (h->zh)
 		hc->caps |= hello->caps & WH_CAP_ZSTD;
+	/* compressed GET_SMALL replies: only with both of what it extends */
+	if ((hc->caps & WH_CAP_ZSTD) && (hc->caps & WH_CAP_SMALL))
+		hc->caps |= hello->caps & host_caps() & WH_CAP_ZSMALL;
 	m.u.hello_ack.caps = hc->caps;
 	memcpy(m.u.hello_ack.confirm, tag, sizeof(tag));
 	if (send_ctrl(hc, &m) == 0)
@@ -577,6 +584,7 @@ static int on_request_data(struct hconn *hc, struct wh_net_stream *s,
 		job->link.rate = wh_zrate_get(&hc->zrate);
 		job->link.net_busy = hc->host->net_busy;
 		job->link.hold = !wh_zrate_allow(&hc->zrate, wh_now_ns());
+		job->link.small = hc->caps & WH_CAP_ZSMALL;
 	}
 	hc->refs++;
 	hs->job = job;

@@ -202,6 +202,20 @@ static void measured(struct wh_zhost *z, int level, size_t raw, size_t zlen,
 	pthread_mutex_unlock(&z->lock);
 }
 
+/* all_skip_names - every file of the GET_SMALL |g| has the name of an
+ * already compressed format */
+static bool all_skip_names(const struct wh_msg_get_small *g)
+{
+	struct wh_small_req e;
+	size_t pos = 0;
+	int rv;
+
+	while ((rv = wh_small_req_next(g, &pos, &e)) == 1)
+		if (!wh_zstd_skip_name(e.path.p, e.path.len))
+			return false;
+	return rv == 0;
+}
+
 size_t wh_zhost_pack(struct wh_zhost *z, const uint8_t *req, size_t len,
 		     struct wh_buf *resp, const struct wh_zlink *link)
 {
@@ -218,12 +232,17 @@ size_t wh_zhost_pack(struct wh_zhost *z, const uint8_t *req, size_t len,
 
 	if (!z || wh_msg_decode(req, len, WH_MAX_REQ_FRAME, &m) < 0)
 		return 0;
-	if (m.hdr.type == WH_MSG_CHUNK)
+	if (m.hdr.type == WH_MSG_CHUNK) {
 		path = m.u.chunk.path;
-	else if (m.hdr.type == WH_MSG_READ)
+	} else if (m.hdr.type == WH_MSG_READ) {
 		path = m.u.read.path;
-	else
+	} else if (m.hdr.type == WH_MSG_GET_SMALL && link->small &&
+		 !all_skip_names(&m.u.get_small)) {
+		path.p = ""; /* no one name decides */
+		path.len = 0;
+	} else {
 		return 0;
+	}
 	if (wh_msg_decode(resp->data, resp->len, WH_MAX_REPLY_FRAME, &r) < 0)
 		return 0;
 	if (r.hdr.type == WH_MSG_CHUNK_REPLY && !r.u.chunk_reply.zstd) {
@@ -233,6 +252,11 @@ size_t wh_zhost_pack(struct wh_zhost *z, const uint8_t *req, size_t len,
 	} else if (r.hdr.type == WH_MSG_READ_REPLY && !r.u.read_reply.zstd) {
 		data = r.u.read_reply.data;
 		raw = r.u.read_reply.data_len;
+	} else if (r.hdr.type == WH_MSG_GET_SMALL_REPLY &&
+		   m.hdr.type == WH_MSG_GET_SMALL && !r.u.get_small_reply.zstd) {
+		/* the whole payload: the files and their entries */
+		data = resp->data + WH_FRAME_HDR_LEN;
+		raw = resp->len - WH_FRAME_HDR_LEN;
 	} else {
 		return 0; /* an ERROR */
 	}

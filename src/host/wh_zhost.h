@@ -56,12 +56,17 @@ struct wh_zlink {
 			  * the CPU lately (0..1) */
 	bool hold;       /* raw for now: the rate is being measured, or
 			  * compressing did not pay here (wh_zrate_allow) */
+	bool small;      /* the client takes zstd GET_SMALL replies
+			  * (WH_CAP_ZSMALL) */
 };
 
 /*
  * wh_zhost_pack - |resp| holds the reply frame to request |req| (|len|
- * bytes); if it is a CHUNK_REPLY or READ_REPLY worth compressing for the
- * path |link|, replace it by its zstd form.  Leaves |resp| as it was
+ * bytes); if it is a CHUNK_REPLY, READ_REPLY or (with |link->small|)
+ * GET_SMALL_REPLY worth compressing for the path |link|, replace it by its
+ * zstd form.  A GET_SMALL_REPLY is compressed whole (entries and files
+ * together, one zstd frame), under the same rule, unless every file it
+ * was asked for has the name of a compressed format.  Leaves |resp| as it was
  * otherwise (including on any failure).  Returns the bytes saved (0 if
  * sent raw).  Thread-safe.
  */

@@ -607,6 +607,27 @@ int wh_msg_decode(const uint8_t *buf, size_t len, size_t max_payload,
 		size_t *elen = req ? &msg->u.get_small.entries_len
 				   : &msg->u.get_small_reply.entries_len;
 
+		if (!req && (msg->hdr.flags & WH_FLAG_ZSTD)) {
+			struct wh_msg_get_small_reply *z =
+				&msg->u.get_small_reply;
+
+			/* the payload, count and entries, as one zstd
+			 * frame: checked once the caller decoded it */
+			z->zstd = true;
+			z->raw_len = rd_u32(&r);
+			if (r.bad)
+				break;
+			if (z->raw_len > WH_MAX_REPLY_FRAME)
+				return WH_ERR_TOOBIG;
+			if (z->raw_len < 2 || r.left == 0 ||
+			    r.left >= z->raw_len)
+				return WH_ERR_PROTO; /* empty, not smaller */
+			z->data = r.p;
+			z->data_len = (uint32_t)r.left;
+			r.p += r.left;
+			r.left = 0;
+			break;
+		}
 		*count = rd_u16(&r);
 		if (r.bad)
 			break;
@@ -836,6 +857,19 @@ ssize_t wh_msg_encode(const struct wh_msg *msg, uint8_t *buf, size_t cap)
 			 msg->u.get_small.entries_len);
 		break;
 	case WH_MSG_GET_SMALL_REPLY:
+		if (msg->u.get_small_reply.zstd) {
+			const struct wh_msg_get_small_reply *z =
+				&msg->u.get_small_reply;
+
+			if (z->raw_len > WH_MAX_REPLY_FRAME ||
+			    z->raw_len < 2 || z->data_len == 0 ||
+			    z->data_len >= z->raw_len)
+				return WH_ERR_TOOBIG;
+			flags = WH_FLAG_ZSTD;
+			wr_u32(&w, z->raw_len);
+			wr_bytes(&w, z->data, z->data_len);
+			break;
+		}
 		if (msg->u.get_small_reply.count == 0 ||
 		    msg->u.get_small_reply.count > WH_MAX_SMALL_FILES)
 			return WH_ERR_TOOBIG;
@@ -1004,6 +1038,8 @@ ssize_t wh_zreply_hdr_encode(const uint8_t *frame, size_t frame_len,
 		fixed = 32;
 	else if (hdr.type == WH_MSG_READ_REPLY)
 		fixed = WH_VERSION_WIRE_LEN + 1;
+	else if (hdr.type == WH_MSG_GET_SMALL_REPLY)
+		fixed = 0; /* the whole payload, count included */
 	else
 		return WH_ERR_PROTO;
 	if (hdr.length < fixed)
@@ -1149,7 +1185,8 @@ static size_t encoded_bound(const struct wh_msg *msg)
 	case WH_MSG_GET_SMALL:
 		return n + msg->u.get_small.entries_len;
 	case WH_MSG_GET_SMALL_REPLY:
-		return n + msg->u.get_small_reply.entries_len;
+		return n + msg->u.get_small_reply.entries_len +
+		       msg->u.get_small_reply.data_len;
 	default:
 		return n + 2 * WH_MAX_PATH + WH_MAX_NAME;
 	}

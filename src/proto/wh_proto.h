@@ -68,6 +68,9 @@
 			     * a zstd frame of raw_len bytes as the data */
 #define WH_CAP_SMALL     (1ULL << 6) /* GET_SMALL: several small files,
 				      * whole, in one request */
+#define WH_CAP_ZSMALL    (1ULL << 7) /* GET_SMALL_REPLY may carry a zstd
+				      * payload (WH_FLAG_ZSTD); agreed only
+				      * with ZSTD and SMALL */
 #define WH_MAX_SMALL_FILES 64    /* files in one GET_SMALL */
 #define WH_MAX_SMALL_FILE (256 * 1024) /* the largest file GET_SMALL sends */
 
@@ -314,11 +317,19 @@ struct wh_small_req {
  *                  at most WH_MAX_SMALL_FILE), the file's bytes
  *   WH_SMALL_SAME  version, 32-byte BLAKE3 (the client's hash matched)
  *   WH_SMALL_ERROR i32 errno (1..4095)
- * Read with wh_small_next(). */
+ * Read with wh_small_next().
+ * WH_FLAG_ZSTD (with WH_CAP_ZSMALL): u32 raw_len, then a zstd frame that
+ * decodes to raw_len bytes (at most WH_MAX_REPLY_FRAME): the payload above,
+ * count included; |count| and |entries| are then 0 and NULL until the
+ * caller decodes it (wh_zstd_small_unpack). */
 struct wh_msg_get_small_reply {
 	uint16_t count;
 	const uint8_t *entries;
 	size_t entries_len;
+	bool zstd;          /* |data| is a zstd frame of the payload */
+	uint32_t raw_len;   /* bytes of the decoded payload */
+	const uint8_t *data;
+	uint32_t data_len;
 };
 
 enum wh_small_status {
@@ -461,10 +472,11 @@ ssize_t wh_chunk_reply_hdr_encode(uint32_t req_id, const uint8_t hash[32],
 				  uint32_t data_len, uint8_t *buf, size_t cap);
 
 /*
- * wh_zreply_hdr_encode - the header of a zstd form of the CHUNK_REPLY or
- * READ_REPLY frame at |frame| (|frame_len| bytes, raw data, as built by
- * the encoders above), for a zstd payload of |zlen| bytes: the frame
- * header with WH_FLAG_ZSTD and the new length, the same fixed fields,
+ * wh_zreply_hdr_encode - the header of a zstd form of the CHUNK_REPLY,
+ * READ_REPLY or GET_SMALL_REPLY frame at |frame| (|frame_len| bytes, raw
+ * data, as built by the encoders above), for a zstd payload of |zlen|
+ * bytes: the frame header with WH_FLAG_ZSTD and the new length, the same
+ * fixed fields (none for GET_SMALL_REPLY: its whole payload is the data),
  * then u32 raw_len (the raw frame's data length).  Writes it at |buf|
  * (|cap| bytes, at least WH_ZREPLY_HDR_MAX; not overlapping |frame|);
  * *pdata_off gets where the data starts in |frame|.  Returns the header

@@ -8,6 +8,7 @@ with WORMHOLE_ZSTD=3 (the rule itself is unit-tested in test_zstd.c and
 measured in bench/)."""
 import os
 import random
+import shutil
 import subprocess
 
 import pytest
@@ -137,3 +138,115 @@ def test_mount_reads_compressed(share, forced, hosts, mkmnt, workdir):
         m.close()
     h.stop()
     assert "zstd saved" in h.stderr()
+
+
+@pytest.fixture
+def text_tree(workdir):
+    """A tree of small text files (GET_SMALL sends them whole): 120 files
+    of 1-20 KiB in three directories, and a few under compressed names."""
+    s = os.path.join(workdir, "tshare")
+    rnd = random.Random(9)
+    for d in range(3):
+        dd = os.path.join(s, "tree", "d%d" % d)
+        os.makedirs(dd)
+        for i in range(40):
+            with open(os.path.join(dd, "f%02d.txt" % i), "wb") as f:
+                f.write(text(rnd.randrange(1024, 20 * 1024), seed=100 * d + i))
+    return s
+
+
+def tree_bytes(top):
+    n = 0
+    for d, _, files in os.walk(top):
+        n += sum(os.path.getsize(os.path.join(d, f)) for f in files)
+    return n
+
+
+def same_tree(a, b):
+    r = subprocess.run(["diff", "-r", a, b], capture_output=True, text=True)
+    return r.returncode == 0
+
+
+@pytest.mark.parametrize("off", [None, "client", "host"])
+def test_small_files_compressed(text_tree, hosts, workdir, monkeypatch, off):
+    """GET_SMALL replies of text cross compressed (fewer wire bytes, the
+    same files); WORMHOLE_ZSTD=off on either side keeps them raw."""
+    monkeypatch.setenv("WORMHOLE_ZSTD", "off" if off == "host" else "3")
+    h = hosts(text_tree)
+    env = {"WORMHOLE_ZSTD": "off"} if off == "client" else {}
+    dst = os.path.join(workdir, "got")
+    s = get(h, "tree", dst, os.path.join(workdir, "c"), env=env)
+    src = os.path.join(text_tree, "tree")
+    assert same_tree(src, dst)
+    total = tree_bytes(src)
+    assert s["bytes"] == total and s["files"] == 120, s
+    if off:
+        assert s["wire_bytes"] == total, s
+    else:
+        # word salad compresses about 3:1
+        assert 0 < s["wire_bytes"] < total // 2, s
+    h.stop()
+    assert ("zstd saved" in h.stderr()) == (off is None)
+
+
+def test_mount_counts_read_wire_bytes(text_tree, hosts, mkmnt, workdir,
+                                      monkeypatch):
+    """user.wormhole.stats bytes_wire counts every reply's data as it
+    crossed: READs of the reader's own and the small files fetched ahead
+    too, not only chunks; raw, that is exactly the bytes received."""
+    monkeypatch.setenv("WORMHOLE_ZSTD", "off")
+    h = hosts(text_tree)
+    mnt = mkmnt()
+    m = Mount(h, mnt)
+    try:
+        subprocess.run(["cp", "-r", os.path.join(mnt, "tree"),
+                        os.path.join(workdir, "cp")], check=True)
+        assert same_tree(os.path.join(text_tree, "tree"),
+                         os.path.join(workdir, "cp"))
+        st = stats(mnt)
+        assert st["reads_direct"] + st["small_fetched"] > 0, st
+        assert st["bytes_wire"] == (st["bytes_direct"] + st["bytes_fetched"] +
+                                    st["small_bytes"]) > 0, st
+    finally:
+        m.close()
+
+
+def test_mount_counts_compressed_wire_bytes(text_tree, forced, hosts, mkmnt,
+                                            workdir):
+    """Compressed replies count their zstd frames: fewer wire bytes than
+    file bytes, for READs and small files fetched ahead alike."""
+    h = hosts(text_tree)
+    mnt = mkmnt()
+    m = Mount(h, mnt)
+    try:
+        subprocess.run(["cp", "-r", os.path.join(mnt, "tree"),
+                        os.path.join(workdir, "cp")], check=True)
+        assert same_tree(os.path.join(text_tree, "tree"),
+                         os.path.join(workdir, "cp"))
+        st = stats(mnt)
+        got = st["bytes_direct"] + st["bytes_fetched"] + st["small_bytes"]
+        assert got > 0 and 0 < st["bytes_wire"] < got // 2, st
+        assert st["small_bad"] == 0 and st["chunks_bad"] == 0, st
+    finally:
+        m.close()
+    h.stop()
+    assert "zstd saved" in h.stderr()
+
+
+def test_small_files_from_host_without_zsmall(text_tree, hosts, workdir,
+                                              monkeypatch, share):
+    """A host that compresses chunks but predates compressed GET_SMALL
+    replies (no ZSMALL): small files come raw, big ones still compressed,
+    and all arrive intact."""
+    monkeypatch.setenv("WORMHOLE_ZSTD", "3")
+    monkeypatch.setenv("WH_HOST_NO_ZSMALL", "1")
+    h = hosts(text_tree)
+    shutil.copy(os.path.join(share, "log.txt"),
+                os.path.join(text_tree, "tree", "log.txt"))
+    dst = os.path.join(workdir, "got")
+    s = get(h, "tree", dst, os.path.join(workdir, "c"))
+    src = os.path.join(text_tree, "tree")
+    assert same_tree(src, dst)
+    small = tree_bytes(src) - 6 * MiB
+    # the 6 MiB log crosses compressed (< 1/3), the small files raw
+    assert small < s["wire_bytes"] < small + 2 * MiB, s

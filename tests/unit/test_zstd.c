@@ -320,6 +320,141 @@ static void test_pack(void **state)
 	free(back);
 }
 
+/* a GET_SMALL for |n| files named |names| and its raw reply: DATA entries
+ * of |len| bytes each from |data| + i * len */
+static void small_pair(const char *const *names, int n, const uint8_t *data,
+		       uint32_t len, struct wh_buf *req, struct wh_buf *resp)
+{
+	uint8_t ents[WH_MAX_REQ_FRAME];
+	struct wh_version v = { .size = len };
+	uint8_t hash[32] = { 0 };
+	struct wh_msg m;
+	size_t elen = 0;
+	ssize_t w;
+
+	for (int i = 0; i < n; i++) {
+		w = wh_small_req_encode(names[i], strlen(names[i]), NULL,
+					ents + elen, sizeof(ents) - elen);
+		assert_true(w > 0);
+		elen += (size_t)w;
+	}
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_GET_SMALL;
+	m.hdr.req_id = 9;
+	m.u.get_small.count = (uint16_t)n;
+	m.u.get_small.entries = ents;
+	m.u.get_small.entries_len = elen;
+	assert_int_equal(wh_msg_append(req, &m), 0);
+	assert_int_equal(wh_buf_reserve(resp, WH_SMALL_REPLY_HDR_LEN +
+					      (size_t)n * (WH_SMALL_ENT_MAX_HDR + len)),
+			 0);
+	resp->len = WH_SMALL_REPLY_HDR_LEN;
+	for (int i = 0; i < n; i++) {
+		w = wh_small_reply_ent_encode(WH_SMALL_DATA, &v, hash, 0,
+					      resp->data + resp->len,
+					      WH_SMALL_ENT_MAX_HDR);
+		assert_true(w > 0);
+		resp->len += (size_t)w;
+		memcpy(resp->data + resp->len, data + (size_t)i * len, len);
+		resp->len += len;
+	}
+	assert_int_equal(wh_small_reply_hdr_encode(9, (uint16_t)n,
+						   resp->len -
+							   WH_SMALL_REPLY_HDR_LEN,
+						   resp->data,
+						   WH_SMALL_REPLY_HDR_LEN),
+			 WH_SMALL_REPLY_HDR_LEN);
+}
+
+/* GET_SMALL replies (WH_CAP_ZSMALL): compressed whole under the same
+ * rule, unpacked to exactly the raw frame; raw without the capability,
+ * for compressed formats' names and for random data; a lying length is
+ * refused and leaves the reply as it was */
+static void test_pack_small(void **state)
+{
+	static const char *const text[] = { "a.txt", "b.txt", "d/c.log" };
+	static const char *const zst[] = { "a.zst", "b.jpg", "c.mp4" };
+	const uint32_t len = 20000;
+	uint8_t *p = malloc(3 * len);
+	struct wh_zlink slow = { .rate = 12.5e6, .net_busy = 0.1,
+				 .small = true };
+	struct wh_zlink nocap = { .rate = 12.5e6, .net_busy = 0.1 };
+	struct wh_buf req, resp, orig;
+	struct wh_small_ent e;
+	struct wh_zhost *z;
+	struct wh_msg r;
+	size_t saved, pos = 0;
+
+	(void)state;
+	unsetenv("WORMHOLE_ZSTD");
+	assert_int_equal(wh_zhost_new(&z), 0);
+	fill_text(p, 3 * len);
+	wh_buf_init(&req);
+	wh_buf_init(&resp);
+	wh_buf_init(&orig);
+	small_pair(text, 3, p, len, &req, &resp);
+	assert_int_equal(wh_buf_append(&orig, resp.data, resp.len), 0);
+	saved = wh_zhost_pack(z, req.data, req.len, &resp, &slow);
+	assert_true(saved > orig.len / 2);
+	assert_int_equal(resp.data[7], WH_FLAG_ZSTD);
+	assert_int_equal(resp.len, orig.len - saved + 4);
+	assert_int_equal(wh_msg_decode(resp.data, resp.len, WH_MAX_REPLY_FRAME,
+				       &r), 0);
+	assert_true(r.u.get_small_reply.zstd);
+	assert_int_equal(r.u.get_small_reply.count, 0);
+	assert_int_equal(r.u.get_small_reply.raw_len,
+			 orig.len - WH_FRAME_HDR_LEN);
+	/* a lying length: refused, the reply untouched */
+	r.u.get_small_reply.raw_len--;
+	assert_int_equal(wh_zstd_small_unpack(&resp, &r), WH_ERR_PROTO);
+	assert_true(r.u.get_small_reply.zstd);
+	r.u.get_small_reply.raw_len++;
+	assert_int_equal(wh_zstd_small_unpack(&resp, &r), 0);
+	assert_int_equal(resp.len, orig.len);
+	assert_memory_equal(resp.data, orig.data, orig.len);
+	assert_int_equal(r.u.get_small_reply.count, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(wh_small_next(&r.u.get_small_reply, &pos, &e),
+				 1);
+		assert_int_equal(e.version.size, len);
+		assert_memory_equal(e.data, p + (size_t)i * len, len);
+	}
+	/* a raw reply: nothing to do */
+	assert_int_equal(wh_zstd_small_unpack(&resp, &r), 0);
+	assert_int_equal(resp.len, orig.len);
+	wh_buf_free(&resp);
+	wh_buf_init(&resp);
+	/* no ZSMALL: raw */
+	assert_int_equal(wh_buf_append(&resp, orig.data, orig.len), 0);
+	assert_int_equal(wh_zhost_pack(z, req.data, req.len, &resp, &nocap), 0);
+	assert_int_equal(resp.len, orig.len);
+	wh_buf_free(&req);
+	wh_buf_free(&resp);
+	wh_buf_free(&orig);
+	/* every name a compressed format's: raw */
+	wh_buf_init(&req);
+	wh_buf_init(&resp);
+	small_pair(zst, 3, p, len, &req, &resp);
+	saved = resp.len;
+	assert_int_equal(wh_zhost_pack(z, req.data, req.len, &resp, &slow), 0);
+	assert_int_equal(resp.len, saved);
+	wh_buf_free(&req);
+	wh_buf_free(&resp);
+	/* random bytes: raw */
+	fill_random(p, 3 * len);
+	wh_buf_init(&req);
+	wh_buf_init(&resp);
+	small_pair(text, 3, p, len, &req, &resp);
+	saved = resp.len;
+	assert_int_equal(wh_zhost_pack(z, req.data, req.len, &resp, &slow), 0);
+	assert_int_equal(resp.len, saved);
+	assert_int_equal(resp.data[7], 0);
+	wh_buf_free(&req);
+	wh_buf_free(&resp);
+	wh_zhost_del(z);
+	free(p);
+}
+
 /* the decoder refuses compressed replies that expand or lie */
 static void test_wire(void **state)
 {
@@ -460,6 +595,7 @@ int main(void)
 		cmocka_unit_test(test_corrupt),
 		cmocka_unit_test(test_sample_and_names),
 		cmocka_unit_test(test_pack),
+		cmocka_unit_test(test_pack_small),
 		cmocka_unit_test(test_wire),
 		cmocka_unit_test(test_rate),
 	};

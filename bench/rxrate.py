@@ -1,0 +1,101 @@
+"""The client's receive rate second by second, shared by bench/run and
+bench/run-transport: a sampler of an interface's rx bytes in a namespace,
+and what the series says against a link's rate (the ramp-up, and whether
+the copy holds a given share of the link from a given second on)."""
+import ctypes
+import os
+import threading
+import time
+
+CLONE_NEWNET = 0x40000000
+
+
+class RxSampler:
+    """Bytes received on an interface in a namespace, sampled every 0.1 s
+    from a thread that joined the namespace (/proc/thread-self/net/dev).
+    The counter is the Ethernet frame bytes the interface received (no
+    preamble, no FCS): what the link emulator serialises at its rate."""
+
+    def __init__(self, ns, ifname, period=0.1):
+        self.ns, self.ifname, self.period = ns, ifname, period
+        self.samples = []
+        self.stop = threading.Event()
+        self.th = threading.Thread(target=self._run, daemon=True)
+        self.t0 = None
+
+    def _rx(self):
+        with open("/proc/thread-self/net/dev") as f:
+            for line in f:
+                name, _, rest = line.partition(":")
+                if name.strip() == self.ifname:
+                    return int(rest.split()[0])
+        return 0
+
+    def _run(self):
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open("/run/netns/" + self.ns, os.O_RDONLY)
+        try:
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                return
+        finally:
+            os.close(fd)
+        while True:
+            self.samples.append((time.monotonic(), self._rx()))
+            if self.stop.wait(self.period):
+                self.samples.append((time.monotonic(), self._rx()))
+                return
+
+    def __enter__(self):
+        self.t0 = time.monotonic()
+        self.th.start()
+        return self
+
+    def __exit__(self, *a):
+        self.stop.set()
+        self.th.join()
+
+    def received(self):
+        return self.samples[-1][1] - self.samples[0][1] if self.samples else 0
+
+    def windows(self):
+        """MB/s (10^6 bytes) received in each whole second since the start;
+        the partial second at the end is left out."""
+        out, k = [], 1
+        s = self.samples
+        if not s:
+            return out
+        prev = s[0]
+        for t, b in s:
+            if t - self.t0 >= k:
+                out.append((b - prev[1]) / (t - prev[0]) / 1e6)
+                prev = (t, b)
+                k += 1
+        return out
+
+
+def link_percent(windows, rate_mbit):
+    """Each second's receive rate as a percentage of a link of rate_mbit
+    (the frame bytes it can carry: rate_mbit / 8 MB/s)."""
+    cap = rate_mbit / 8.0
+    return [w / cap * 100 for w in windows]
+
+
+def held_from(pct, share=95.0):
+    """The first second N from which every whole second of the copy ran at
+    share % of the link or more: second N + 1 (the window from N to N + 1
+    s) and all later ones.  The last whole second is left out when there
+    are more than two (it may hold the close of the copy rather than the
+    steady rate).  None if no second from some point on stays at share:
+    the copy never held it, or it ended before a whole second passed."""
+    body = pct[:-1] if len(pct) > 2 else pct
+    n = len(body)
+    while n > 0 and body[n - 1] >= share:
+        n -= 1
+    return n if n < len(body) else None
+
+
+def verdict(pct, share=95.0, within=5):
+    """(N, yes/no): whether the copy reached share % of the link within
+    `within` seconds of its start and held it to the end."""
+    n = held_from(pct, share)
+    return n, ("yes" if n is not None and n <= within else "no")
