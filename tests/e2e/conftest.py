@@ -6,6 +6,7 @@ FUSE mounts, always cleaned up.  Run as root with Debian's pytest:
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -50,6 +51,75 @@ def free_udp_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+# ----------------------------------------------------- network namespaces
+#
+# Every namespace a test makes is named "wh<kind>-<pid>-<hex>", <pid> being
+# the pytest process that made it.  A run killed mid-way (no fixture
+# teardown) leaves its namespaces behind; the next session removes those
+# whose maker is gone, and never one whose maker still runs (another
+# checkout's suite on the same machine, say).
+
+NETNS_RE = re.compile(r"^wh[a-z0-9]*-([0-9]+)-[0-9a-f]+$")
+
+
+def netns_name(kind):
+    """A fresh namespace name of the scheme above, for this process."""
+    return "wh%s-%d-%04x" % (kind, os.getpid(), random.getrandbits(16))
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _ours(pid):
+    """Whether process |pid| is one of the suite's binaries."""
+    try:
+        exe = os.readlink("/proc/%d/exe" % pid)
+    except OSError:
+        return False
+    exe = exe.removesuffix(" (deleted)")
+    return (exe == os.path.realpath(WH_BIN) or
+            os.path.dirname(exe) == os.path.realpath(TOOLS))
+
+
+def remove_stale_netns(run_dir="/run/netns"):
+    """Delete the namespaces of the scheme above whose maker is dead (and
+    kill what of the suite's binaries still runs in them).  Returns the names
+    removed."""
+    try:
+        names = os.listdir(run_dir)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        m = NETNS_RE.match(name)
+        if not m or _pid_alive(int(m.group(1))):
+            continue
+        r = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
+                           text=True)
+        for pid in r.stdout.split():
+            if pid.isdigit() and _ours(int(pid)):
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except OSError:
+                    pass
+        r = subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        if r.returncode == 0:
+            removed.append(name)
+    return removed
+
+
+def pytest_sessionstart(session):
+    if os.geteuid() == 0 and shutil.which("ip"):
+        remove_stale_netns()
 
 
 class Host:

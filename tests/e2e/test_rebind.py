@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import Host, Mount, MiB
+from conftest import Host, Mount, MiB, netns_name
 
 
 def _need():
@@ -45,14 +45,13 @@ class Routed:
     """client -- router (snat) -- host, in three namespaces."""
 
     def __init__(self):
-        tag = "%d%04x" % (os.getpid() % 100000, random.getrandbits(16))
-        self.ns = {r: "whr%s%s" % (r, tag) for r in ("c", "r", "h")}
+        self.ns = {r: netns_name("r" + r) for r in ("c", "r", "h")}
         n = random.randrange(1, 250)
         self.caddr, self.rlan = "10.233.%d.2" % n, "10.233.%d.1" % n
         self.rwan, self.haddr = "10.234.%d.1" % n, "10.234.%d.2" % n
         self.made = []
         try:
-            self._build(tag)
+            self._build()
         except Exception:
             self.close()
             raise
@@ -63,7 +62,7 @@ class Routed:
     def run(self, role, *cmd, input=None):
         return _run(*self.wrap(role), *cmd, input=input)
 
-    def _build(self, tag):
+    def _build(self):
         for ns in self.ns.values():
             _run("ip", "netns", "add", ns)
             self.made.append(ns)

@@ -4,7 +4,9 @@ import os
 import shutil
 import subprocess
 
-from conftest import ROOT, wait_for
+import pytest
+
+from conftest import ROOT, netns_name, remove_stale_netns, wait_for
 
 
 def _fake(path):
@@ -35,3 +37,30 @@ def test_kill_leftovers_spares_other_build_dirs(workdir):
             if p.poll() is None:
                 p.kill()
             p.wait()
+
+
+def test_stale_namespaces_removed_live_ones_kept():
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        pytest.skip("network namespaces need root and ip")
+    p = subprocess.Popen(["true"])
+    p.wait()
+    dead = p.pid  # its maker is gone: what a killed run leaves
+    stale = "whtest-%d-beef" % dead
+    foreign = "wh-smallfix-%d" % dead  # not the suite's naming scheme
+    live = netns_name("test")  # this process made it and is running
+    made = []
+    try:
+        for ns in (stale, foreign, live):
+            r = subprocess.run(["ip", "netns", "add", ns], capture_output=True,
+                               text=True)
+            if r.returncode != 0:
+                pytest.skip("cannot create a network namespace: " + r.stderr)
+            made.append(ns)
+        removed = remove_stale_netns()
+        left = os.listdir("/run/netns")
+        assert stale in removed and stale not in left
+        assert live in left and live not in removed
+        assert foreign in left
+    finally:
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)

@@ -17,7 +17,6 @@ Topology (203.0.113.0/24 is the "internet", a bridge in the pub namespace):
 Processes run under `nsenter --net=...`, which keeps the mount namespace,
 so a FUSE mount made inside a namespace is visible to this test."""
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -26,7 +25,7 @@ import time
 
 import pytest
 
-from conftest import WH_BIN, unmount, wait_for
+from conftest import WH_BIN, netns_name, unmount, wait_for
 
 SIG_IP = "203.0.113.10"
 SIG_PORT = 7700
@@ -39,11 +38,12 @@ def _why_skip():
     for tool in ("ip", "nft", "nsenter"):
         if not shutil.which(tool):
             return "%s is not installed (scripts/deps.sh test installs it)" % tool
-    r = subprocess.run(["ip", "netns", "add", "whs-probe-%d" % os.getpid()],
+    probe = netns_name("sprobe")
+    r = subprocess.run(["ip", "netns", "add", probe],
                        capture_output=True, text=True)
     if r.returncode != 0:
         return "cannot create a network namespace: " + r.stderr.strip()
-    subprocess.run(["ip", "netns", "del", "whs-probe-%d" % os.getpid()])
+    subprocess.run(["ip", "netns", "del", probe])
     return None
 
 
@@ -92,8 +92,7 @@ class Net:
     ROLES = ("pub", "sig", "cp", "ra", "ha", "ca", "rb", "cb")
 
     def __init__(self):
-        self.tag = "whs%s" % secrets.token_hex(3)
-        self.ns = {r: "%s-%s" % (self.tag, r) for r in self.ROLES}
+        self.ns = {r: netns_name("s" + r) for r in self.ROLES}
         self.made = []
         try:
             self._build()

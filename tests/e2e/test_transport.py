@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from conftest import TOOLS, WH_BIN, Host, Mount, MiB, free_udp_port, wait_for
+from conftest import (TOOLS, WH_BIN, Host, Mount, MiB, free_udp_port,
+                      netns_name, wait_for)
 
 
 def get(h, remote, local, cache, *extra, addr=None, wrap=(), timeout=120):
@@ -229,9 +230,8 @@ class NetPair:
     """Namespaces HOST and CLIENT joined by a veth pair on a /30."""
 
     def __init__(self):
-        tag = "%d%04x" % (os.getpid() % 100000, random.getrandbits(16))
-        self.hns, self.cns = "whh" + tag, "whc" + tag
-        self.hveth, self.cveth = "whvh" + tag[-6:], "whvc" + tag[-6:]
+        self.hns, self.cns = netns_name("h"), netns_name("c")
+        self.hveth, self.cveth = "whvh" + self.hns[-4:], "whvc" + self.hns[-4:]
         net = random.randrange(1, 250)
         self.haddr = "10.231.%d.1" % net
         self.caddr = "10.231.%d.2" % net
