@@ -122,6 +122,85 @@ def pytest_sessionstart(session):
         remove_stale_netns()
 
 
+# ------------------------------------------- diagnostics of a failed test
+#
+# Every daemon a test starts is tracked here, so that when a test fails its
+# report ends with each one's exit status and the tail of its log: a flake
+# seen once under load can then be read, not guessed at.
+
+LOG_TAIL_LINES = 40
+_tracked = []     # [Tracked], oldest first
+_test_epoch = [0]  # bumped as each test starts
+
+
+class Tracked:
+    def __init__(self, label, proc, logpath):
+        self.label, self.proc, self.logpath = label, proc, logpath
+        self.closed_in = None  # the epoch of the test that closed it
+        self.tail = None       # the log's tail, kept when the log goes
+        _tracked.append(self)
+
+    def read_tail(self):
+        if self.tail is not None:
+            return self.tail
+        try:
+            with open(self.logpath, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 64 * 1024))
+                lines = f.read().decode(errors="replace").splitlines()
+        except OSError as e:
+            return "(log unreadable: %s)" % e
+        return "\n".join(lines[-LOG_TAIL_LINES:]) or "(empty)"
+
+    def closing(self):
+        """Call before the log is removed."""
+        self.tail = self.read_tail()
+        self.closed_in = _test_epoch[0]
+
+    def status(self):
+        rc = self.proc.poll()
+        if rc is None:
+            return "still running (pid %d)" % self.proc.pid
+        if rc < 0:
+            try:
+                name = signal.Signals(-rc).name
+            except ValueError:
+                name = "signal %d" % -rc
+            return "killed by %s" % name
+        return "exited with status %d" % rc
+
+    def describe(self):
+        return "%s: %s\n--- last %d lines of its log ---\n%s" % (
+            self.label, self.status(), LOG_TAIL_LINES, self.read_tail())
+
+
+def track(label, proc, logpath):
+    """Report |proc| (and the tail of |logpath|) if the current test fails."""
+    return Tracked(label, proc, logpath)
+
+
+def daemons_report():
+    """The tracked daemons that concern the current test: still open, or
+    closed by it."""
+    now = _test_epoch[0]
+    _tracked[:] = [t for t in _tracked if t.closed_in in (None, now)]
+    return "\n\n".join(t.describe() for t in _tracked)
+
+
+def pytest_runtest_setup(item):
+    _test_epoch[0] += 1
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed:
+        text = daemons_report()
+        if text:
+            rep.sections.append(("wormhole processes (%s)" % rep.when, text))
+
+
 class Host:
     """A `wormhole host` process; stdout gives the code and the port."""
 
@@ -138,6 +217,7 @@ class Host:
         args += list(extra)
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
                                      stderr=self.log, text=True)
+        self.tracked = track("host %s" % share, self.proc, self.log.name)
         self.code = None
         self.port = None
         end = time.monotonic() + 10
@@ -177,6 +257,7 @@ class Host:
 
     def close(self):
         self.stop()
+        self.tracked.closing()
         try:
             os.unlink(self.log.name)
         except OSError:
@@ -222,6 +303,7 @@ class Mount:
             args += ["--cache-dir", self.cache]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                      stderr=self.log)
+        self.tracked = track("mount %s" % mnt, self.proc, self.log.name)
         if wait and not wait_for(lambda: os.path.ismount(mnt) or
                                  self.proc.poll() is not None, 20):
             self.close()
@@ -244,6 +326,7 @@ class Mount:
                 self.proc.kill()
                 self.proc.wait()
         unmount(self.mnt)
+        self.tracked.closing()
         try:
             os.unlink(self.log.name)
         except OSError:

@@ -3,10 +3,12 @@ run must be what that run made, nothing else of the same checkout."""
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
-from conftest import ROOT, netns_name, remove_stale_netns, wait_for
+from conftest import (LOG_TAIL_LINES, ROOT, netns_name, remove_stale_netns,
+                      wait_for)
 
 
 def _fake(path):
@@ -64,3 +66,38 @@ def test_stale_namespaces_removed_live_ones_kept():
     finally:
         for ns in made:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+FAILING = '''
+import signal
+from conftest import wait_for
+
+def test_host_dies(hosts, tmp_path):
+    h = hosts(str(tmp_path), extra=["-v"])
+    assert wait_for(lambda: "info: sharing" in h.stderr(), 10)
+    h.proc.send_signal(signal.SIGKILL)
+    h.proc.wait()
+    assert False, "the test fails"
+
+def test_passes(hosts, tmp_path):
+    hosts(str(tmp_path))
+'''
+
+
+def test_failed_test_reports_its_daemons(tmp_path):
+    """A failing e2e test's report names each daemon's exit status and ends
+    with its log's tail; a passing one prints nothing of the kind."""
+    (tmp_path / "test_inner.py").write_text(FAILING)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "conftest",
+                        "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+                        str(tmp_path / "test_inner.py")],
+                       capture_output=True, text=True, timeout=120, env=env,
+                       cwd=str(tmp_path))
+    out = r.stdout
+    assert "1 failed, 1 passed" in out, out[-3000:]
+    assert "wormhole processes (call)" in out, out[-3000:]
+    assert "killed by SIGKILL" in out, out[-3000:]
+    assert "last %d lines of its log" % LOG_TAIL_LINES in out, out[-3000:]
+    assert "info: sharing " in out, out[-3000:]  # a line of the host's log
+    assert out.count("wormhole processes (") == 1, out[-3000:]

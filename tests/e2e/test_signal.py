@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from conftest import WH_BIN, netns_name, unmount, wait_for
+from conftest import WH_BIN, netns_name, track, unmount, wait_for
 
 SIG_IP = "203.0.113.10"
 SIG_PORT = 7700
@@ -179,6 +179,8 @@ class Proc:
                                                delete=False)
         self.proc = net.popen(role, [WH_BIN] + list(args), stdout=subprocess.PIPE,
                               stderr=self.log, text=True, env=env)
+        self.tracked = track("%s in %s" % (args[0], role), self.proc,
+                             self.log.name)
         self.out = {}
         end = time.monotonic() + 10
         for key in lines:
@@ -228,6 +230,7 @@ def procs():
     def stop_all():
         for p in reversed(made):
             p.stop()
+            p.tracked.closing()
             try:
                 os.unlink(p.log.name)
             except OSError:
