@@ -1760,6 +1760,7 @@ static int copy_local(const char *from, const char *to)
 	bool plain = false;
 	int in, out, rv = 0;
 
+	memset(&st, 0, sizeof(st));
 	in = open(from, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (in < 0)
 		return -errno;
