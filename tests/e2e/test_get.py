@@ -402,3 +402,41 @@ def test_hard_links_kept(workdir, hosts):
             # the linked bytes crossed the wire once
             assert st["wire_bytes"] < 3 * MiB + 4096, st
     assert not [n for n in os.listdir(dst) if n.endswith(".wh-link")]
+
+
+def test_hard_link_across_file_systems_copied(workdir, hosts):
+    """Where the destination cannot hold the link (its two names on two
+    file systems), the second name gets a copy, with the mode and mtime."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    s = os.path.join(workdir, "share")
+    os.makedirs(os.path.join(s, "tree", "sub"))
+    a = os.path.join(s, "tree", "a")
+    with open(a, "wb") as f:
+        f.write(os.urandom(2 * MiB + 7))
+    os.chmod(a, 0o640)
+    os.link(a, os.path.join(s, "tree", "sub", "b"))
+    out = os.path.join(workdir, "out")
+    sub = os.path.join(out, "tree", "sub")
+    os.makedirs(sub)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", sub],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs: " + r.stderr)
+    try:
+        h = hosts(s)
+        st = get(h, "tree", out, os.path.join(workdir, "cc"))
+        assert same_tree(os.path.join(s, "tree"), os.path.join(out, "tree"))
+        x = os.stat(os.path.join(out, "tree", "a"))
+        y = os.stat(os.path.join(sub, "b"))
+        assert x.st_dev != y.st_dev
+        assert stat_same(x, y)
+        assert st["files"] == 2 and st["hardlinks"] == 1, st
+        assert sorted(os.listdir(sub)) == ["b"]
+    finally:
+        subprocess.run(["umount", "-l", sub], capture_output=True)
+
+
+def stat_same(x, y):
+    return (x.st_mode == y.st_mode and x.st_size == y.st_size and
+            x.st_mtime_ns == y.st_mtime_ns)
