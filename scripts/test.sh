@@ -39,8 +39,8 @@ cleanup() {
 			m=$(printf '%b' "$m")
 			case "$m" in "$logdir"/*) fusermount3 -u -z "$m" 2>/dev/null ;; esac
 		done
-	pkill -f "$ROOT/build[^ ]*/wormhole" 2>/dev/null || true
-	pkill -f "$ROOT/build[^ ]*/tests/wh_" 2>/dev/null || true
+	# only the build directories of this run: not build-bench/ and the like
+	"$ROOT"/scripts/kill-leftovers.sh "$ROOT/build" "$ROOT/build-asan" "$ROOT/build-fuzz"
 }
 trap cleanup EXIT
 

@@ -27,6 +27,8 @@ struct entry {
 	char *rpath, *lpath;
 	struct wh_attr attr;
 	size_t parent; /* its directory's entry; SIZE_MAX for the top */
+	size_t link_to; /* the file this one is a hard link of, SIZE_MAX if
+			 * none: it is linked, not copied */
 	bool made;     /* a directory this get created (so it was empty) */
 };
 
@@ -146,6 +148,7 @@ static int add_entry(struct ctx *c, char *rpath, char *lpath,
 	c->ents[c->nents].lpath = lpath;
 	c->ents[c->nents].attr = *a;
 	c->ents[c->nents].parent = SIZE_MAX;
+	c->ents[c->nents].link_to = SIZE_MAX;
 	c->ents[c->nents].made = false;
 	c->nents++;
 	if (S_ISREG(a->mode))
@@ -1357,7 +1360,7 @@ static size_t take_batch(struct ctx *c, struct small_batch *b)
 		struct entry *e = &c->ents[c->next_ent];
 		size_t plen;
 
-		if (S_ISDIR(e->attr.mode)) {
+		if (S_ISDIR(e->attr.mode) || e->link_to != SIZE_MAX) {
 			c->next_ent++;
 			continue;
 		}
@@ -1662,8 +1665,8 @@ static void *file_worker(void *arg)
 		pthread_mutex_unlock(&c->lock);
 		if (n)
 			rv = get_small(c, b, &resp, buf);
-		else if (!e)
-			;	/* only directories were left */
+		else if (!e || e->link_to != SIZE_MAX)
+			;	/* only directories were left, or a hard link */
 		else if (S_ISREG(e->attr.mode))
 			rv = get_file(c, e);
 		else if (S_ISLNK(e->attr.mode))
@@ -1682,6 +1685,205 @@ static void *file_worker(void *arg)
 	return NULL;
 }
 
+/* ---------------------------------------------------------- hard links */
+
+/*
+ * Regular files that are hard links of one another on the host become one
+ * file and hard links to it at the destination: the first of them in the
+ * walk is copied, the others are linked to it once every file is in place.
+ * The listing tells them by their attributes: a link count above one, the
+ * same inode number and the same version (size, mtime, ctime).  The
+ * version guards against a share that spans two file systems, where one
+ * inode number may name two files.  Where the destination cannot hold a
+ * hard link (EPERM, EXDEV, EMLINK...), the file is copied from its first
+ * name instead.
+ */
+static int link_key_cmp(const struct entry *a, const struct entry *b)
+{
+	const struct wh_attr *x = &a->attr, *y = &b->attr;
+
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	if (x->size != y->size)
+		return x->size < y->size ? -1 : 1;
+	if (x->mtime.sec != y->mtime.sec)
+		return x->mtime.sec < y->mtime.sec ? -1 : 1;
+	if (x->mtime.nsec != y->mtime.nsec)
+		return x->mtime.nsec < y->mtime.nsec ? -1 : 1;
+	if (x->ctime.sec != y->ctime.sec)
+		return x->ctime.sec < y->ctime.sec ? -1 : 1;
+	if (x->ctime.nsec != y->ctime.nsec)
+		return x->ctime.nsec < y->ctime.nsec ? -1 : 1;
+	return 0;
+}
+
+/* link_cmp - by link key, then by place in the walk */
+static int link_cmp(const void *pa, const void *pb)
+{
+	const struct entry *a = *(const struct entry *const *)pa;
+	const struct entry *b = *(const struct entry *const *)pb;
+	int k = link_key_cmp(a, b);
+
+	if (k)
+		return k;
+	return a < b ? -1 : a > b;
+}
+
+static bool link_candidate(const struct entry *e)
+{
+	return S_ISREG(e->attr.mode) && e->attr.nlink > 1 && e->attr.ino != 0;
+}
+
+/* find_links - set link_to of every file that is a hard link of an
+ * earlier one in the walk */
+static int find_links(struct ctx *c)
+{
+	struct entry **v;
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->nents; i++)
+		if (link_candidate(&c->ents[i]))
+			n++;
+	if (n < 2)
+		return 0;
+	v = malloc(n * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	n = 0;
+	for (size_t i = 0; i < c->nents; i++)
+		if (link_candidate(&c->ents[i]))
+			v[n++] = &c->ents[i];
+	qsort(v, n, sizeof(*v), link_cmp);
+	for (size_t i = 1, first = 0; i < n; i++) {
+		if (link_key_cmp(v[first], v[i]) != 0) {
+			first = i;
+			continue;
+		}
+		v[i]->link_to = (size_t)(v[first] - c->ents);
+		c->total_bytes -= v[i]->attr.size;
+	}
+	free(v);
+	return 0;
+}
+
+static bool no_hard_link_here(int err)
+{
+	return err == EPERM || err == EXDEV || err == EMLINK ||
+	       err == EOPNOTSUPP || err == ENOSYS;
+}
+
+/* copy_local - |from|'s bytes, mode and times into a new file |to| */
+static int copy_local(const char *from, const char *to)
+{
+	struct stat st;
+	struct timespec t[2];
+	bool plain = false;
+	int in, out, rv = 0;
+
+	memset(&st, 0, sizeof(st));
+	in = open(from, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (in < 0)
+		return -errno;
+	out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+		   0600);
+	if (out < 0) {
+		rv = -errno;
+		close(in);
+		return rv;
+	}
+	if (fstat(in, &st) != 0)
+		rv = -errno;
+	while (rv == 0) {
+		ssize_t k;
+
+		if (!plain) {
+			k = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
+			if (k < 0 && (errno == EXDEV || errno == EINVAL ||
+				      errno == ENOSYS || errno == EOPNOTSUPP)) {
+				plain = true;
+				continue;
+			}
+		} else {
+			char buf[65536];
+			ssize_t w = 0;
+
+			k = read(in, buf, sizeof(buf));
+			while (k > 0 && w < k) {
+				ssize_t d = write(out, buf + w,
+						  (size_t)(k - w));
+
+				if (d < 0 && errno != EINTR) {
+					k = -1;
+					break;
+				}
+				w += d > 0 ? d : 0;
+			}
+		}
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			rv = -errno;
+		if (k <= 0)
+			break;
+	}
+	t[0] = st.st_atim;
+	t[1] = st.st_mtim;
+	if (rv == 0 && (fchmod(out, st.st_mode & 07777) != 0 ||
+			futimens(out, t) != 0))
+		rv = -errno;
+	if (close(out) != 0 && rv == 0)
+		rv = -errno;
+	close(in);
+	return rv;
+}
+
+/* make_link - |e| as a hard link of the file it was found to be one of */
+static int make_link(struct ctx *c, const struct entry *e)
+{
+	const struct entry *first = &c->ents[e->link_to];
+	struct stat a, b;
+	char tmp[4200];
+	int rv = 0;
+
+	if (stat(first->lpath, &a) == 0 && lstat(e->lpath, &b) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+		goto done; /* an earlier get linked them */
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.wh-link", e->lpath) >=
+	    sizeof(tmp)) {
+		rv = -ENAMETOOLONG;
+		goto out;
+	}
+	unlink(tmp);
+	if (link(first->lpath, tmp) != 0)
+		rv = no_hard_link_here(errno) ? copy_local(first->lpath, tmp)
+					      : -errno;
+	if (rv == 0 && rename(tmp, e->lpath) != 0)
+		rv = -errno;
+out:
+	if (rv < 0) {
+		unlink(tmp);
+		fail(c, "cannot create '%s' (a hard link of '%s'): %s",
+		     e->lpath, first->lpath, wh_strerror(rv));
+		return rv;
+	}
+done:
+	c->st->files++;
+	c->st->hardlinks++;
+	return 0;
+}
+
+static int make_links(struct ctx *c)
+{
+	for (size_t i = 0; i < c->nents; i++)
+		if (c->ents[i].link_to != SIZE_MAX) {
+			int rv = make_link(c, &c->ents[i]);
+
+			if (rv < 0)
+				return rv;
+		}
+	return 0;
+}
+
 /* copy_entries - files and links, several at once: a small file costs a
  * few round trips, which would otherwise be paid one file at a time */
 static int copy_entries(struct ctx *c)
@@ -1691,8 +1893,9 @@ static int copy_entries(struct ctx *c)
 	int nth = 0;
 
 	for (size_t i = 0; i < c->nents; i++)
-		if (S_ISREG(c->ents[i].attr.mode) ||
-		    S_ISLNK(c->ents[i].attr.mode))
+		if ((S_ISREG(c->ents[i].attr.mode) ||
+		     S_ISLNK(c->ents[i].attr.mode)) &&
+		    c->ents[i].link_to == SIZE_MAX)
 			nfiles++;
 	/* --parallel bounds the files in flight too (1: one at a time) */
 	for (size_t i = 1; i < FILE_WORKERS && i < nfiles &&
@@ -1772,6 +1975,11 @@ int wh_get_run(struct wh_session *s, struct wh_store *store,
 			     wh_strerror(rv));
 		goto out;
 	}
+	rv = find_links(&c);
+	if (rv < 0) {
+		fail(&c, "out of memory");
+		goto out;
+	}
 	/* directories first (parents before children), then contents */
 	for (size_t i = 0; i < c.nents && rv == 0; i++) {
 		struct entry *e = &c.ents[i];
@@ -1788,6 +1996,8 @@ int wh_get_run(struct wh_session *s, struct wh_store *store,
 	}
 	if (rv == 0)
 		rv = copy_entries(&c);
+	if (rv == 0)
+		rv = make_links(&c);
 	/* directory modes and times last: writing inside changes mtime */
 	for (size_t i = c.nents; i-- > 0 && rv == 0;) {
 		struct entry *e = &c.ents[i];

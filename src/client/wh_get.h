@@ -17,7 +17,9 @@
  * changes on the host meanwhile is started again, at most three times in
  * all.  A file is written under a temporary name next to its destination
  * and renamed into place only when complete, with the host's mode and
- * mtime.
+ * mtime.  Files that are hard links of one another on the host (by the
+ * listing's inode number, link count and version) are copied once and
+ * hard-linked at the destination.
  */
 #ifndef WH_GET_H
 #define WH_GET_H
@@ -47,6 +49,8 @@ struct wh_get_opts {
 struct wh_get_stats {
 	uint64_t files, bytes, wire_bytes, chunks, chunks_fetched;
 	uint64_t chunks_from_store, chunks_from_dest;
+	uint64_t hardlinks; /* files made as a hard link of another (counted
+			     * in |files| too) */
 	unsigned inflight_max; /* the most chunk requests that were in flight */
 	double seconds;
 };

@@ -683,6 +683,21 @@ static void cb_stream_close(struct wh_net_conn *nc, struct wh_net_stream *s,
 	}
 }
 
+/* cb_path_change - the client moved (its NAT rebound, it changed
+ * networks) and kept its connection: say where it is now, by its number,
+ * since every later line names it by the new address */
+static void cb_path_change(struct wh_net_conn *nc, const char *old,
+			   const char *now, void *ud)
+{
+	struct hconn *hc = ud;
+
+	(void)nc;
+	if (hc)
+		wh_info("client #%u (%s) is now at %s", hc->id, old, now);
+	else
+		wh_info("quic: peer %s is now at %s", old, now);
+}
+
 static void cb_close(struct wh_net_conn *nc, int err, const char *reason,
 		     void *ud)
 {
@@ -722,6 +737,7 @@ static const struct wh_net_cbs host_cbs = {
 	.on_stream_data = cb_stream_data,
 	.on_stream_close = cb_stream_close,
 	.on_close = cb_close,
+	.on_path_change = cb_path_change,
 };
 
 /* ------------------------------------------------------- invalidations */

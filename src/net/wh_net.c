@@ -387,6 +387,18 @@ static void q_streams_available(struct wh_quic_conn *qc, void *ud)
 	on_streams_available(ud, WH_NET_QUIC);
 }
 
+static void q_path_change(struct wh_quic_conn *qc, const char *old,
+			  const char *now, void *ud)
+{
+	struct wh_net_conn *w = ud;
+
+	(void)qc;
+	if (w && w->kind == WH_NET_QUIC && w->ep->cbs->on_path_change)
+		w->ep->cbs->on_path_change(w, old, now, w->ud);
+	else
+		wh_info("quic: peer %s is now at %s", old, now);
+}
+
 static void q_close(struct wh_quic_conn *qc, int err, const char *reason,
 		    void *ud)
 {
@@ -401,6 +413,7 @@ static const struct wh_quic_cbs q_cbs = {
 	.on_stream_close = q_stream_close,
 	.on_streams_available = q_streams_available,
 	.on_close = q_close,
+	.on_path_change = q_path_change,
 };
 
 /* ------------------------------------------------------- TCP callbacks */

@@ -56,6 +56,10 @@ struct wh_net_cbs {
 	void (*on_streams_available)(struct wh_net_conn *c, void *ud);
 	void (*on_close)(struct wh_net_conn *c, int err, const char *reason,
 			 void *ud);
+	/* The peer answers at a new address (QUIC connection migration);
+	 * optional, see wh_quic_cbs. */
+	void (*on_path_change)(struct wh_net_conn *c, const char *old,
+			       const char *now, void *ud);
 };
 
 /* wh_net_transport_parse - "auto", "quic" or "tcp".  0 or -EINVAL. */

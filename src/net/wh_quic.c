@@ -699,7 +699,7 @@ static int cb_path_validation(ngtcp2_conn *conn, uint32_t flags,
 			      void *user_data)
 {
 	struct wh_quic_conn *c = user_data;
-	char now[WH_ADDRSTRLEN];
+	char now[WH_ADDRSTRLEN], old[WH_ADDRSTRLEN];
 
 	(void)conn;
 	(void)flags;
@@ -714,10 +714,14 @@ static int cb_path_validation(ngtcp2_conn *conn, uint32_t flags,
 		return 0;
 	/* the peer's address changed (NAT rebinding, a new network): ngtcp2
 	 * has checked that it answers there; packets go where it says */
-	wh_info("quic: peer %s is now at %s", c->peer, now);
+	snprintf(old, sizeof(old), "%s", c->peer);
 	memcpy(&c->remote, path->remote.addr, path->remote.addrlen);
 	c->remotelen = (socklen_t)path->remote.addrlen;
 	snprintf(c->peer, sizeof(c->peer), "%s", now);
+	if (c->ep->cbs->on_path_change)
+		c->ep->cbs->on_path_change(c, old, now, c->ud);
+	else
+		wh_info("quic: peer %s is now at %s", old, now);
 	return 0;
 }
 

@@ -65,6 +65,12 @@ struct wh_quic_cbs {
 	 * is the peer's close reason when it gave one, else "". */
 	void (*on_close)(struct wh_quic_conn *c, int err, const char *reason,
 			 void *ud);
+	/* A server's peer answers at a new address now (NAT rebinding, a
+	 * new network), |old| and |now| as wh_addr_str gives them; packets
+	 * go there from now on.  Optional: without it the endpoint logs the
+	 * change itself. */
+	void (*on_path_change)(struct wh_quic_conn *c, const char *old,
+			       const char *now, void *ud);
 };
 
 struct wh_quic_config {

@@ -13,6 +13,7 @@
  * reading and discarding so the kernel does not reset what we last wrote.
  */
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -128,9 +129,25 @@ static void conn_write(struct wh_tcp_conn *c);
 
 /* ------------------------------------------------------------- sockets */
 
-static void tune_socket(int fd)
+/* The most time between two retransmissions of one segment (Linux 6.15 and
+ * later; the kernel's default is 120 s).  TCP doubles the wait after each
+ * lost retransmission, so after an outage of 8 s the next try came up to
+ * 6 s after the path was back; capped at 1 s, it comes within a second,
+ * at the cost of one segment a second while the path is down.  The
+ * kernel's limit of retransmissions (tcp_retries2) would then end a
+ * connection after some 13 s of outage instead of minutes: TCP_USER_TIMEOUT
+ * sets that limit to the idle timeout instead, as QUIC has it. */
+#ifndef TCP_RTO_MAX_MS
+#define TCP_RTO_MAX_MS 44
+#endif
+#define RTO_MAX_MS 1000
+
+void wh_tcp_tune_socket(int fd, uint64_t idle_timeout_ms)
 {
-	int one = 1, size = SOCK_BUF;
+	int one = 1, size = SOCK_BUF, rto_max = RTO_MAX_MS;
+	unsigned user_timeout = idle_timeout_ms > UINT_MAX
+					? UINT_MAX
+					: (unsigned)idle_timeout_ms;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	/* BBR where the kernel has it; the default congestion control else */
@@ -139,6 +156,12 @@ static void tune_socket(int fd)
 	 * capped at rmem_max and would switch autotuning off for less) */
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size));
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size));
+	/* older kernels refuse it (ENOPROTOOPT): then the default backoff */
+	setsockopt(fd, IPPROTO_TCP, TCP_RTO_MAX_MS, &rto_max,
+		   sizeof(rto_max));
+	if (user_timeout)
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
+			   sizeof(user_timeout));
 }
 
 bool wh_tcp_bbr_available(void)
@@ -973,7 +996,7 @@ static void ep_accept(struct wh_tcp_ep *ep)
 			close(fd);
 			continue;
 		}
-		tune_socket(fd);
+		wh_tcp_tune_socket(fd, ep->cfg.idle_timeout_ms);
 		c = conn_alloc(ep, fd, (struct sockaddr *)&ss);
 		if (!c) {
 			close(fd);
@@ -1094,7 +1117,7 @@ int wh_tcp_client_new(const struct sockaddr *addr, socklen_t addrlen,
 		rv = -errno;
 		goto fail;
 	}
-	tune_socket(fd);
+	wh_tcp_tune_socket(fd, ep->cfg.idle_timeout_ms);
 	if (connect(fd, addr, addrlen) != 0 && errno != EINPROGRESS) {
 		rv = -errno;
 		close(fd);

@@ -103,6 +103,13 @@ int wh_tcp_send(struct wh_tcp_conn *c, struct wh_tcp_stream *s, void *data,
 void wh_tcp_stream_reset(struct wh_tcp_conn *c, struct wh_tcp_stream *s,
 			 uint64_t app_err);
 
+/* wh_tcp_tune_socket - the options every connection's socket gets: no
+ * Nagle, BBR where available, large buffers, retransmissions at most a
+ * second apart (Linux 6.15+), so a path back from an outage is used within
+ * a second, and unacknowledged data given up on after |idle_timeout_ms|
+ * (TCP_USER_TIMEOUT; 0: the kernel's default). */
+void wh_tcp_tune_socket(int fd, uint64_t idle_timeout_ms);
+
 /* wh_tcp_bbr_available - whether a TCP socket accepts the "bbr"
  * congestion control here (for `wormhole doctor`). */
 bool wh_tcp_bbr_available(void);

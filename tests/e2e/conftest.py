@@ -9,6 +9,7 @@ import json
 import os
 import random
 import secrets
+import re
 import shutil
 import signal
 import socket
@@ -79,6 +80,154 @@ def free_udp_port():
     return port
 
 
+# ----------------------------------------------------- network namespaces
+#
+# Every namespace a test makes is named "wh<kind>-<pid>-<hex>", <pid> being
+# the pytest process that made it.  A run killed mid-way (no fixture
+# teardown) leaves its namespaces behind; the next session removes those
+# whose maker is gone, and never one whose maker still runs (another
+# checkout's suite on the same machine, say).
+
+NETNS_RE = re.compile(r"^wh[a-z0-9]*-([0-9]+)-[0-9a-f]+$")
+
+
+def netns_name(kind):
+    """A fresh namespace name of the scheme above, for this process."""
+    return "wh%s-%d-%04x" % (kind, os.getpid(), random.getrandbits(16))
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _ours(pid):
+    """Whether process |pid| is one of the suite's binaries."""
+    try:
+        exe = os.readlink("/proc/%d/exe" % pid)
+    except OSError:
+        return False
+    exe = exe.removesuffix(" (deleted)")
+    return (exe == os.path.realpath(WH_BIN) or
+            os.path.dirname(exe) == os.path.realpath(TOOLS))
+
+
+def remove_stale_netns(run_dir="/run/netns"):
+    """Delete the namespaces of the scheme above whose maker is dead (and
+    kill what of the suite's binaries still runs in them).  Returns the names
+    removed."""
+    try:
+        names = os.listdir(run_dir)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        m = NETNS_RE.match(name)
+        if not m or _pid_alive(int(m.group(1))):
+            continue
+        r = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
+                           text=True)
+        for pid in r.stdout.split():
+            if pid.isdigit() and _ours(int(pid)):
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except OSError:
+                    pass
+        r = subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        if r.returncode == 0:
+            removed.append(name)
+    return removed
+
+
+def pytest_sessionstart(session):
+    if os.geteuid() == 0 and shutil.which("ip"):
+        remove_stale_netns()
+
+
+# ------------------------------------------- diagnostics of a failed test
+#
+# Every daemon a test starts is tracked here, so that when a test fails its
+# report ends with each one's exit status and the tail of its log: a flake
+# seen once under load can then be read, not guessed at.
+
+LOG_TAIL_LINES = 40
+_tracked = []     # [Tracked], oldest first
+_test_epoch = [0]  # bumped as each test starts
+
+
+class Tracked:
+    def __init__(self, label, proc, logpath):
+        self.label, self.proc, self.logpath = label, proc, logpath
+        self.closed_in = None  # the epoch of the test that closed it
+        self.tail = None       # the log's tail, kept when the log goes
+        _tracked.append(self)
+
+    def read_tail(self):
+        if self.tail is not None:
+            return self.tail
+        try:
+            with open(self.logpath, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 64 * 1024))
+                lines = f.read().decode(errors="replace").splitlines()
+        except OSError as e:
+            return "(log unreadable: %s)" % e
+        return "\n".join(lines[-LOG_TAIL_LINES:]) or "(empty)"
+
+    def closing(self):
+        """Call before the log is removed."""
+        self.tail = self.read_tail()
+        self.closed_in = _test_epoch[0]
+
+    def status(self):
+        rc = self.proc.poll()
+        if rc is None:
+            return "still running (pid %d)" % self.proc.pid
+        if rc < 0:
+            try:
+                name = signal.Signals(-rc).name
+            except ValueError:
+                name = "signal %d" % -rc
+            return "killed by %s" % name
+        return "exited with status %d" % rc
+
+    def describe(self):
+        return "%s: %s\n--- last %d lines of its log ---\n%s" % (
+            self.label, self.status(), LOG_TAIL_LINES, self.read_tail())
+
+
+def track(label, proc, logpath):
+    """Report |proc| (and the tail of |logpath|) if the current test fails."""
+    return Tracked(label, proc, logpath)
+
+
+def daemons_report():
+    """The tracked daemons that concern the current test: still open, or
+    closed by it."""
+    now = _test_epoch[0]
+    _tracked[:] = [t for t in _tracked if t.closed_in in (None, now)]
+    return "\n\n".join(t.describe() for t in _tracked)
+
+
+def pytest_runtest_setup(item):
+    _test_epoch[0] += 1
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed:
+        text = daemons_report()
+        if text:
+            rep.sections.append(("wormhole processes (%s)" % rep.when, text))
+
+
 class Host:
     """A `wormhole host` process; stdout gives the code and the port."""
 
@@ -95,6 +244,7 @@ class Host:
         args += list(extra)
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
                                      stderr=self.log, text=True)
+        self.tracked = track("host %s" % share, self.proc, self.log.name)
         self.code = None
         self.port = None
         end = time.monotonic() + 10
@@ -134,6 +284,7 @@ class Host:
 
     def close(self):
         self.stop()
+        self.tracked.closing()
         try:
             os.unlink(self.log.name)
         except OSError:
@@ -179,6 +330,7 @@ class Mount:
             args += ["--cache-dir", self.cache]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                      stderr=self.log)
+        self.tracked = track("mount %s" % mnt, self.proc, self.log.name)
         if wait and not wait_for(lambda: os.path.ismount(mnt) or
                                  self.proc.poll() is not None, 20):
             self.close()
@@ -201,6 +353,7 @@ class Mount:
                 self.proc.kill()
                 self.proc.wait()
         unmount(self.mnt)
+        self.tracked.closing()
         try:
             os.unlink(self.log.name)
         except OSError:
@@ -237,8 +390,9 @@ _netns_count = itertools.count()
 
 class Netns:
     """Network namespaces, one per role in ROLES, each with its loopback
-    up, named "<PREFIX><tag>-<role>" with a tag unique to this run (the
-    pid, a counter and random bits), then build() makes the topology.
+    up, named by netns_name() from PREFIX and the role (the maker's pid
+    and random bits), then build() makes the topology; |tag| is a short
+    string unique to this object (a counter and random bits).
     close() kills what still runs inside and removes them all; a failed
     build removes what it made before it raises."""
 
@@ -246,9 +400,9 @@ class Netns:
     ROLES = ()
 
     def __init__(self):
-        self.tag = "%s%x%x%s" % (self.PREFIX, os.getpid(),
-                                 next(_netns_count), secrets.token_hex(2))
-        self.ns = {r: "%s-%s" % (self.tag, r) for r in self.ROLES}
+        # the scheme of netns_name(), so a killed run's are found again
+        self.tag = "%x%s" % (next(_netns_count), secrets.token_hex(2))
+        self.ns = {r: netns_name(self.PREFIX[2:] + r) for r in self.ROLES}
         self.made = []
         try:
             for name in self.ns.values():

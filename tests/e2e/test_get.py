@@ -354,3 +354,83 @@ def test_tree_of_many_small_files(workdir, hosts):
     # again: nothing crosses the wire
     s = get(h, "", out, os.path.join(workdir, "cc"))
     assert s["chunks_fetched"] == 0 and same_tree(share, out)
+
+
+def test_hard_links_kept(workdir, hosts):
+    """Files that are hard links of one another on the host are one file
+    and its links at the destination, small and chunked ones alike; a file
+    with the same bytes but its own inode stays its own file."""
+    s = os.path.join(workdir, "share")
+    os.makedirs(os.path.join(s, "tree", "sub"))
+    big = os.path.join(s, "tree", "big")
+    with open(big, "wb") as f:
+        f.write(os.urandom(3 * MiB))
+    os.link(big, os.path.join(s, "tree", "big-again"))
+    os.link(big, os.path.join(s, "tree", "sub", "big-too"))
+    small = os.path.join(s, "tree", "small")
+    with open(small, "w") as f:
+        f.write("small and linked\n")
+    os.link(small, os.path.join(s, "tree", "sub", "small-link"))
+    with open(os.path.join(s, "tree", "small-copy"), "w") as f:
+        f.write("small and linked\n")
+    # linked to a file outside the copied tree: a file of its own there
+    os.link(small, os.path.join(s, "outside"))
+    h = hosts(s)
+    out = os.path.join(workdir, "out")
+    os.mkdir(out)
+    cache = os.path.join(workdir, "cc")
+    for attempt in range(2):  # the second get finds them linked already
+        st = get(h, "tree", out, cache)
+        dst = os.path.join(out, "tree")
+        assert same_tree(os.path.join(s, "tree"), dst)
+        ino = {n: os.stat(os.path.join(dst, n)).st_ino for n in
+               ("big", "big-again", "sub/big-too", "small", "sub/small-link",
+                "small-copy")}
+        assert ino["big"] == ino["big-again"] == ino["sub/big-too"], ino
+        assert os.stat(os.path.join(dst, "big")).st_nlink == 3
+        assert ino["small"] == ino["sub/small-link"], ino
+        assert os.stat(os.path.join(dst, "small")).st_nlink == 2
+        assert ino["small-copy"] not in (ino["small"], ino["big"])
+        assert st["files"] == 6 and st["hardlinks"] == 3, st
+        if attempt == 0:
+            # the linked bytes crossed the wire once
+            assert st["wire_bytes"] < 3 * MiB + 4096, st
+    assert not [n for n in os.listdir(dst) if n.endswith(".wh-link")]
+
+
+def test_hard_link_across_file_systems_copied(workdir, hosts):
+    """Where the destination cannot hold the link (its two names on two
+    file systems), the second name gets a copy, with the mode and mtime."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    s = os.path.join(workdir, "share")
+    os.makedirs(os.path.join(s, "tree", "sub"))
+    a = os.path.join(s, "tree", "a")
+    with open(a, "wb") as f:
+        f.write(os.urandom(2 * MiB + 7))
+    os.chmod(a, 0o640)
+    os.link(a, os.path.join(s, "tree", "sub", "b"))
+    out = os.path.join(workdir, "out")
+    sub = os.path.join(out, "tree", "sub")
+    os.makedirs(sub)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", sub],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs: " + r.stderr)
+    try:
+        h = hosts(s)
+        st = get(h, "tree", out, os.path.join(workdir, "cc"))
+        assert same_tree(os.path.join(s, "tree"), os.path.join(out, "tree"))
+        x = os.stat(os.path.join(out, "tree", "a"))
+        y = os.stat(os.path.join(sub, "b"))
+        assert x.st_dev != y.st_dev
+        assert stat_same(x, y)
+        assert st["files"] == 2 and st["hardlinks"] == 1, st
+        assert sorted(os.listdir(sub)) == ["b"]
+    finally:
+        subprocess.run(["umount", "-l", sub], capture_output=True)
+
+
+def stat_same(x, y):
+    return (x.st_mode == y.st_mode and x.st_size == y.st_size and
+            x.st_mtime_ns == y.st_mtime_ns)

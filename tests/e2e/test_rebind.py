@@ -13,12 +13,13 @@ mount namespace, so a FUSE mount made inside is visible to this test."""
 import hashlib
 import os
 import random
+import re
 import threading
 import time
 
 import pytest
 
-from conftest import Host, Mount, MiB, Netns, sha256
+from conftest import Host, Mount, MiB, Netns, sha256, wait_for
 
 
 class Routed(Netns):
@@ -153,11 +154,20 @@ def test_nat_rebinding_keeps_the_session(routed, workdir, mkmnt):
         assert rd.err is None, rd.err
         assert rd.sha == want
         log = h.stderr()
-        # the same connection, followed to the new address
-        assert "is now at %s:4" % routed.rwan in log, log[-3000:]
+        # the same connection, followed to the new address, named by the
+        # client's number
+        wan = re.escape(routed.rwan)
+        assert re.search(r"client #1 \(%s:2\d+\) is now at %s:4\d+" %
+                         (wan, wan), log), log[-3000:]
         assert authenticated(h) == 1, log[-3000:]
         assert "reconnect" not in m.stderr(), m.stderr()[-3000:]
         first = rd.first_after(t_rebind)
+        m.close()
+        m = None
+        # and every later line about it names the new address
+        assert wait_for(lambda: "disconnected" in h.stderr(), 10)
+        assert re.search(r"client #1 \(%s:4\d+\) disconnected" % wan,
+                         h.stderr()), h.stderr()[-3000:]
         print("\nNAT rebinding mid-read: data again %.2f s after the new "
               "mapping" % ((first - t_rebind) if first else -1))
     finally:

@@ -25,7 +25,8 @@ import time
 
 import pytest
 
-from conftest import WH_BIN, Netns, netns_skip_reason, unmount, wait_for
+from conftest import (WH_BIN, Netns, netns_name, netns_skip_reason, track,
+                      unmount, wait_for)
 
 SIG_IP = "203.0.113.10"
 SIG_PORT = 7700
@@ -36,11 +37,12 @@ def _why_skip():
     why = netns_skip_reason("nft")
     if why:
         return why
-    r = subprocess.run(["ip", "netns", "add", "whs-probe-%d" % os.getpid()],
+    probe = netns_name("sprobe")
+    r = subprocess.run(["ip", "netns", "add", probe],
                        capture_output=True, text=True)
     if r.returncode != 0:
         return "cannot create a network namespace: " + r.stderr.strip()
-    subprocess.run(["ip", "netns", "del", "whs-probe-%d" % os.getpid()])
+    subprocess.run(["ip", "netns", "del", probe])
     return None
 
 
@@ -120,6 +122,8 @@ class Proc:
                                                delete=False)
         self.proc = net.popen(role, [WH_BIN] + list(args), stdout=subprocess.PIPE,
                               stderr=self.log, text=True, env=env)
+        self.tracked = track("%s in %s" % (args[0], role), self.proc,
+                             self.log.name)
         self.out = {}
         end = time.monotonic() + 10
         for key in lines:
@@ -169,6 +173,7 @@ def procs():
     def stop_all():
         for p in reversed(made):
             p.stop()
+            p.tracked.closing()
             try:
                 os.unlink(p.log.name)
             except OSError:

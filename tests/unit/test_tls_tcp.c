@@ -12,6 +12,8 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -393,6 +395,35 @@ static void test_server_survives(void **state)
 	assert_int_equal(protocol_errors, before);
 }
 
+/* every connection's socket sends at once, gives up on unacknowledged data
+ * after the idle timeout, and retransmits at most a second apart where the
+ * kernel lets it choose (TCP_RTO_MAX_MS, Linux 6.15) */
+static void test_socket_tuning(void **state)
+{
+#ifndef TCP_RTO_MAX_MS
+#define TCP_RTO_MAX_MS 44
+#endif
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), v = 0;
+	socklen_t len = sizeof(v);
+
+	(void)state;
+	assert_true(fd >= 0);
+	wh_tcp_tune_socket(fd, 30000);
+	assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len), 0);
+	assert_int_not_equal(v, 0);
+	len = sizeof(v);
+	assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, &len),
+			 0);
+	assert_int_equal(v, 30000);
+	len = sizeof(v);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_RTO_MAX_MS, &v, &len) != 0) {
+		close(fd);
+		skip(); /* an older kernel: its default backoff */
+	}
+	assert_int_equal(v, 1000);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -406,6 +437,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_skipped_ping_answered),
 		cmocka_unit_test(test_pings_not_read),
 		cmocka_unit_test(test_server_survives),
+		cmocka_unit_test(test_socket_tuning),
 	};
 
 	signal(SIGPIPE, SIG_IGN); /* writes to a connection the host closed */

@@ -1,0 +1,103 @@
+"""The test suite's own housekeeping: what scripts/test.sh cleans up after a
+run must be what that run made, nothing else of the same checkout."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import (LOG_TAIL_LINES, ROOT, netns_name, remove_stale_netns,
+                      wait_for)
+
+
+def _fake(path):
+    """A long sleeper whose executable is |path|."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    shutil.copy(shutil.which("sleep"), path)
+    return subprocess.Popen([path, "600"])
+
+
+def test_kill_leftovers_spares_other_build_dirs(workdir):
+    root = os.path.join(workdir, "checkout")
+    ours = _fake(os.path.join(root, "build", "wormhole"))
+    tool = _fake(os.path.join(root, "build", "tests", "wh_tool"))
+    bench = _fake(os.path.join(root, "build-bench", "wormhole"))
+    other = _fake(os.path.join(root, "build-asan2", "tests", "wh_tool"))
+    try:
+        r = subprocess.run([os.path.join(ROOT, "scripts", "kill-leftovers.sh"),
+                            os.path.join(root, "build"),
+                            os.path.join(root, "build-asan")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert wait_for(lambda: ours.poll() is not None and
+                        tool.poll() is not None, 10)
+        assert bench.poll() is None, "a benchmark's binary was killed"
+        assert other.poll() is None, "another build directory's tool was killed"
+    finally:
+        for p in (ours, tool, bench, other):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+def test_stale_namespaces_removed_live_ones_kept():
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        pytest.skip("network namespaces need root and ip")
+    p = subprocess.Popen(["true"])
+    p.wait()
+    dead = p.pid  # its maker is gone: what a killed run leaves
+    stale = "whtest-%d-beef" % dead
+    foreign = "wh-smallfix-%d" % dead  # not the suite's naming scheme
+    live = netns_name("test")  # this process made it and is running
+    made = []
+    try:
+        for ns in (stale, foreign, live):
+            r = subprocess.run(["ip", "netns", "add", ns], capture_output=True,
+                               text=True)
+            if r.returncode != 0:
+                pytest.skip("cannot create a network namespace: " + r.stderr)
+            made.append(ns)
+        removed = remove_stale_netns()
+        left = os.listdir("/run/netns")
+        assert stale in removed and stale not in left
+        assert live in left and live not in removed
+        assert foreign in left
+    finally:
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+FAILING = '''
+import signal
+from conftest import wait_for
+
+def test_host_dies(hosts, tmp_path):
+    h = hosts(str(tmp_path), extra=["-v"])
+    assert wait_for(lambda: "info: sharing" in h.stderr(), 10)
+    h.proc.send_signal(signal.SIGKILL)
+    h.proc.wait()
+    assert False, "the test fails"
+
+def test_passes(hosts, tmp_path):
+    hosts(str(tmp_path))
+'''
+
+
+def test_failed_test_reports_its_daemons(tmp_path):
+    """A failing e2e test's report names each daemon's exit status and ends
+    with its log's tail; a passing one prints nothing of the kind."""
+    (tmp_path / "test_inner.py").write_text(FAILING)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "conftest",
+                        "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+                        str(tmp_path / "test_inner.py")],
+                       capture_output=True, text=True, timeout=120, env=env,
+                       cwd=str(tmp_path))
+    out = r.stdout
+    assert "1 failed, 1 passed" in out, out[-3000:]
+    assert "wormhole processes (call)" in out, out[-3000:]
+    assert "killed by SIGKILL" in out, out[-3000:]
+    assert "last %d lines of its log" % LOG_TAIL_LINES in out, out[-3000:]
+    assert "info: sharing " in out, out[-3000:]  # a line of the host's log
+    assert out.count("wormhole processes (") == 1, out[-3000:]
