@@ -531,7 +531,8 @@ static int cb_handshake_completed(ngtcp2_conn *conn, void *user_data)
 	(void)conn;
 	c->handshake_done = true;
 	c->next_probe_ns = wh_now_ns() + QUIET_MS * WH_NS_PER_MS;
-	wh_debug("quic: handshake completed with %s", c->peer);
+	wh_debug("quic: handshake completed with %s, %s", c->peer,
+		 gnutls_cipher_get_name(gnutls_cipher_get(c->tls)));
 	if (c->ep->cbs->on_handshake)
 		c->ep->cbs->on_handshake(c, c->ud);
 	return 0;
@@ -1457,7 +1458,11 @@ static void conn_write(struct wh_quic_conn *c)
 			send_batch(ep, &bps.path, buf, off, gso);
 			off = nseg = gso = 0;
 		}
-		if (sent >= quantum)
+		/* no packet past the quantum: BBR's is 64 KiB on a fast
+		 * path, 45 full packets, the most one GSO batch holds
+		 * (TXBUF_LEN); one more would go out alone in a second
+		 * sendmsg and wake the peer for a single packet */
+		if (sent + mtu > quantum)
 			break;
 		n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, buf + off,
 					      mtu, &ndata, flags, sid, vecs, nv,
