@@ -60,6 +60,17 @@
 /* largest packet to a peer on this host: one fills the send buffer */
 #define LOCAL_PAYLOAD_MAX (TXBUF_LEN - 1024)
 #define MAX_VECS 16
+/*
+ * Send quanta per write.  ngtcp2's BBR sets a quantum of 1 ms of data
+ * at the pacing rate (at most 64 KiB) and its pacing timer says when the
+ * next may go; our timers have millisecond resolution (epoll_wait,
+ * wh_quic_ep_timeout_ms rounds up), so a paced wake comes 1-2 ms after
+ * the one before, and one quantum per wake would send at half the pacing
+ * rate or less, and wake both sides twice as often as needed.  Two per
+ * write: a burst of 2 ms at the pacing rate (25 KiB at 100 Mbit/s, two
+ * GSO batches on a LAN).
+ */
+#define QUANTA_PER_WRITE 2
 #define MAX_CONN_CIDS 8
 
 /*
@@ -1431,7 +1442,7 @@ static void conn_write(struct wh_quic_conn *c)
 	mtu = ngtcp2_conn_get_max_tx_udp_payload_size(c->conn);
 	if (mtu == 0 || mtu > 65527)
 		mtu = 1452;
-	quantum = ngtcp2_conn_get_send_quantum(c->conn);
+	quantum = ngtcp2_conn_get_send_quantum(c->conn) * QUANTA_PER_WRITE;
 	if (quantum < mtu)
 		quantum = mtu;
 
@@ -1458,10 +1469,10 @@ static void conn_write(struct wh_quic_conn *c)
 			send_batch(ep, &bps.path, buf, off, gso);
 			off = nseg = gso = 0;
 		}
-		/* no packet past the quantum: BBR's is 64 KiB on a fast
+		/* no packet past the quanta: BBR's is 64 KiB on a fast
 		 * path, 45 full packets, the most one GSO batch holds
-		 * (TXBUF_LEN); one more would go out alone in a second
-		 * sendmsg and wake the peer for a single packet */
+		 * (TXBUF_LEN); one more would go out alone in a sendmsg of
+		 * its own and wake the peer for a single packet */
 		if (sent + mtu > quantum)
 			break;
 		n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, buf + off,
