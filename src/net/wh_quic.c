@@ -60,6 +60,20 @@
 /* largest packet to a peer on this host: one fills the send buffer */
 #define LOCAL_PAYLOAD_MAX (TXBUF_LEN - 1024)
 #define MAX_VECS 16
+/*
+ * Bytes per write.  ngtcp2's BBR sets a send quantum of one minimum RTT
+ * of data at the pacing rate (at least 10 packets, at most 64 KiB), and
+ * its pacing asks for the next write that long after.  Our timers have
+ * millisecond resolution (epoll_wait; wh_quic_ep_timeout_ms rounds up),
+ * so on a LAN, where the RTT is some 100 us, the host slept until the
+ * client's next acknowledgement woke it, sent one quantum and slept
+ * again: both sides woke once a quantum.  Where a quantum is less than
+ * 1 ms at the pacing rate, the soonest our timer comes back, a write
+ * sends WRITE_QUANTA of them (the congestion window still bounds it).
+ * On a long path the quantum (64 KiB at 100 Mbit/s and 50 ms) is more
+ * than a millisecond's worth and nothing changes.
+ */
+#define WRITE_QUANTA 2
 #define MAX_CONN_CIDS 8
 
 /*
@@ -531,7 +545,8 @@ static int cb_handshake_completed(ngtcp2_conn *conn, void *user_data)
 	(void)conn;
 	c->handshake_done = true;
 	c->next_probe_ns = wh_now_ns() + QUIET_MS * WH_NS_PER_MS;
-	wh_debug("quic: handshake completed with %s", c->peer);
+	wh_debug("quic: handshake completed with %s, %s", c->peer,
+		 gnutls_cipher_get_name(gnutls_cipher_get(c->tls)));
 	if (c->ep->cbs->on_handshake)
 		c->ep->cbs->on_handshake(c, c->ud);
 	return 0;
@@ -1424,7 +1439,8 @@ static void conn_write(struct wh_quic_conn *c)
 	ngtcp2_pkt_info pi;
 	ngtcp2_vec vecs[MAX_VECS];
 	uint64_t ts = wh_now_ns();
-	size_t mtu, quantum, off = 0, gso = 0, nseg = 0, sent = 0;
+	size_t mtu, quantum, tick, off = 0, gso = 0, nseg = 0, sent = 0;
+	ngtcp2_conn_stat st;
 	uint8_t *buf = ep->txbuf;
 
 	if (c->dead)
@@ -1434,7 +1450,12 @@ static void conn_write(struct wh_quic_conn *c)
 	mtu = ngtcp2_conn_get_max_tx_udp_payload_size(c->conn);
 	if (mtu == 0 || mtu > 65527)
 		mtu = 1452;
-	quantum = ngtcp2_conn_get_send_quantum(c->conn);
+	ngtcp2_conn_get_conn_stat(c->conn, &st);
+	quantum = st.send_quantum;
+	tick = st.pacing_rate > 0 ? (size_t)(st.pacing_rate * WH_NS_PER_MS)
+				  : 0;
+	if (tick > quantum)
+		quantum *= WRITE_QUANTA;
 	if (quantum < mtu)
 		quantum = mtu;
 
@@ -1461,7 +1482,11 @@ static void conn_write(struct wh_quic_conn *c)
 			send_batch(ep, &bps.path, buf, off, gso);
 			off = nseg = gso = 0;
 		}
-		if (sent >= quantum)
+		/* no packet past the budget: BBR's quantum is 64 KiB on a fast
+		 * path, 45 full packets, the most one GSO batch holds
+		 * (TXBUF_LEN); one more would go out alone in a sendmsg of
+		 * its own and wake the peer for a single packet */
+		if (sent + mtu > quantum)
 			break;
 		n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, buf + off,
 					      mtu, &ndata, flags, sid, vecs, nv,
