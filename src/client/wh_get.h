@@ -47,6 +47,8 @@ struct wh_get_opts {
 struct wh_get_stats {
 	uint64_t files, bytes, wire_bytes, chunks, chunks_fetched;
 	uint64_t chunks_from_store, chunks_from_dest;
+	uint64_t chunks_in_place; /* found in the partial file a killed or
+				   * disconnected get left, where they go */
 	unsigned inflight_max; /* the most chunk requests that were in flight */
 	double seconds;
 };
