@@ -63,6 +63,7 @@ struct ref {
 };
 
 #define REF_MAX (sizeof(struct ref) + 2 * REF_PATH_MAX)
+#define REF_COST 4096 /* the least a reference counts against the limit */
 
 int wh_store_open(const char *dir, uint64_t limit, struct wh_store **ps)
 {
@@ -395,13 +396,16 @@ static void evict(struct wh_store *s)
 				cap = ncap;
 			}
 			items[n].path = strdup(p);
-			/* a reference: what it takes on the disk */
-			items[n].size = strstr(e->d_name, ".ref")
-						? (off_t)st.st_blocks * 512
-						: st.st_size;
+			/* a reference: what it takes on the disk, a block
+			 * at least (its inode, when the data is inline) */
+			items[n].size = st.st_size;
+			if (strstr(e->d_name, ".ref"))
+				items[n].size = st.st_blocks * 512 > REF_COST
+							? st.st_blocks * 512
+							: REF_COST;
 			items[n].used = st.st_mtim;
 			if (items[n].path) {
-				total += (uint64_t)st.st_size;
+				total += (uint64_t)items[n].size;
 				n++;
 			}
 		}

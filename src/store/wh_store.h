@@ -17,8 +17,8 @@
  * regular file of that identity, and its bytes are then verified like a
  * stored chunk's; a reference whose file changed or vanished is deleted.
  * So a get keeps each chunk's bytes once, in its destination.  A
- * reference counts its disk blocks against the limit, not the chunk's
- * length.
+ * reference counts its disk blocks (one 4 KiB block at least) against
+ * the limit, not the chunk's length.
  * Thread-safe.
  */
 #ifndef WH_STORE_H
