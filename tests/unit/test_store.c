@@ -253,7 +253,6 @@ static void test_refs_evicted(void **state)
 	for (int i = 0; i < 64; i++)
 		if (wh_store_get(s, h[i], out, sizeof(out)) == 0)
 			kept++;
-
 	assert_true(kept > 8 && kept <= 16);
 	assert_int_equal(wh_store_corrupt(s), 0);
 	wh_store_close(s);
