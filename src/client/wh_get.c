@@ -438,9 +438,10 @@ struct job {
 	bool sparse; /* leave chunks of zeros as holes */
 	bool reused; /* the partial file of an earlier run, kept */
 	struct stat fst; /* of fd, once sized */
-	/* with both: the store keeps references to the chunks written into
-	 * fd, not their bytes (wh_store_put_ref) */
-	char *abs, *abs_tmp; /* the destination and its temporary name */
+	/* the destination and its temporary name, absolute: the store keeps
+	 * references to the chunks written into fd under these names, not
+	 * their bytes (NULL: it keeps their bytes) */
+	char *abs, *abs_tmp;
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
 	/* protected by lock; only the feeding thread writes chunks/todo */
