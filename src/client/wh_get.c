@@ -1337,7 +1337,10 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 			fail(c, "no space left on the device writing '%s'",
 			     e->lpath);
 		else
-			fail(c, "fetching '%s': %s", e->rpath, wh_strerror(rv));
+			fail(c, "fetching '%s': %s%s", e->rpath, wh_strerror(rv),
+			     resumable(rv) ? " (the partial copy is kept: "
+					     "the same get resumes it)"
+					   : "");
 		goto out;
 	}
 	rv = set_meta(fd, e, &j.version);
