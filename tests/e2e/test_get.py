@@ -150,6 +150,36 @@ def test_killed_get_resumes(workdir, hosts):
     assert data == [] and len(refs) == s["chunks"]
 
 
+def test_lost_host_keeps_the_partial_copy(workdir, hosts):
+    """A get whose host goes away fails, keeps its partial file under the
+    temporary name, and the next get (from a host started again) resumes
+    in it."""
+    share = os.path.join(workdir, "s")
+    os.mkdir(share)
+    with open(os.path.join(share, "big"), "wb") as f:
+        f.write(os.urandom(128 * MiB))
+    h = hosts(share)
+    cache = os.path.join(workdir, "cc")
+    dst = os.path.join(workdir, "big")
+    p = subprocess.Popen([WH_BIN, "get", h.code, "big", dst, "--peer", h.addr,
+                          "--cache-dir", cache, "--parallel", "1",
+                          "--timeout-ms", "2000"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: len(store_entries(cache)[1]) >= 3 or p.poll() is not None,
+                    60, 0.002)
+    h.kill()
+    _, err = p.communicate(timeout=120)
+    if p.returncode == 0:
+        pytest.skip("the get finished before the host was stopped")
+    assert p.returncode == 1 and "partial copy is kept" in err, err
+    assert not os.path.exists(dst)
+    assert os.path.exists(os.path.join(workdir, ".big.wh-partial"))
+    s = get(hosts(share), "big", dst, cache)
+    assert open(dst, "rb").read() == open(os.path.join(share, "big"), "rb").read()
+    assert s["chunks_resumed"] >= 3 and s["chunks_fetched"] < s["chunks"], s
+    assert not os.path.exists(os.path.join(workdir, ".big.wh-partial"))
+
+
 def test_corrupt_chunk_in_store_is_refetched(share, hosts, workdir):
     h = hosts(share)
     cache = os.path.join(workdir, "cc")
