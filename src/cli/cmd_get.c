@@ -206,6 +206,7 @@ int cmd_get_main(int argc, char **argv)
 		       "\"chunks_from_store\": %llu, "
 		       "\"chunks_from_destination\": %llu, "
 		       "\"hardlinks\": %llu, "
+		       "\"chunks_resumed\": %llu, "
 		       "\"corrupt_chunks_discarded\": %lu, "
 		       "\"chunks_in_flight_max\": %u, "
 		       "\"seconds\": %.3f}\n",
@@ -217,6 +218,7 @@ int cmd_get_main(int argc, char **argv)
 		       (unsigned long long)st.chunks_from_store,
 		       (unsigned long long)st.chunks_from_dest,
 		       (unsigned long long)st.hardlinks,
+		       (unsigned long long)st.chunks_in_place,
 		       wh_store_corrupt(store), st.inflight_max, st.seconds);
 	else
 		wh_info("got %llu files, %llu bytes (%llu chunks, %llu over "

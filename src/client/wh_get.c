@@ -390,14 +390,18 @@ static bool all_zero(const uint8_t *p, size_t n)
 }
 
 /* write_chunk - |len| bytes at |off| of |fd|; a sparse file keeps its
- * holes where the data is all zeros.  0 or -errno.  Plain pwrite, not
- * wh_io: io_uring hands a buffered write on ext4 to a worker thread, and
- * those thread switches cost a get about 8% of its CPU (a 512 MiB get,
- * WH_IO=posix against io_uring, median of four). */
-static int write_chunk(int fd, bool sparse, const uint8_t *data, size_t len,
-		       uint64_t off)
+ * holes where the data is all zeros (made holes again with |punch|: a
+ * partial file from an earlier run may have other bytes there).  0 or
+ * -errno.  Plain pwrite, not wh_io: io_uring hands a buffered write on
+ * ext4 to a worker thread, and those thread switches cost a get about 8%
+ * of its CPU (a 512 MiB get, WH_IO=posix against io_uring, median of
+ * four). */
+static int write_chunk(int fd, bool sparse, bool punch, const uint8_t *data,
+		       size_t len, uint64_t off)
 {
-	if (sparse && all_zero(data, len))
+	if (sparse && all_zero(data, len) &&
+	    (!punch || fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				 (off_t)off, (off_t)len) == 0))
 		return 0;
 	while (len > 0) {
 		ssize_t n = pwrite(fd, data, len, (off_t)off);
@@ -435,6 +439,12 @@ struct job {
 	struct wh_version version;
 	int fd;
 	bool sparse; /* leave chunks of zeros as holes */
+	bool reused; /* the partial file of an earlier run, kept */
+	struct stat fst; /* of fd, once sized */
+	/* the destination and its temporary name, absolute: the store keeps
+	 * references to the chunks written into fd under these names, not
+	 * their bytes (NULL: it keeps their bytes) */
+	char *abs, *abs_tmp;
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
 	/* protected by lock; only the feeding thread writes chunks/todo */
@@ -453,7 +463,7 @@ struct job {
 	struct oldidx *old;
 	size_t nold;
 	int oldfd;
-	uint64_t from_store, from_dest;
+	uint64_t from_store, from_dest, in_place;
 };
 
 static void job_fail(struct job *j, int rv)
@@ -543,6 +553,40 @@ static const uint8_t *chunk_data(const struct wh_msg_chunk_reply *cr,
 	return zbuf->data;
 }
 
+/* keep_warn - say once that the store cannot keep chunks (the copy goes
+ * on without them) */
+static void keep_warn(struct job *j, int rv)
+{
+	struct ctx *c = j->c;
+
+	if (rv >= 0)
+		return;
+	pthread_mutex_lock(&c->lock);
+	if (!c->store_full_warned) {
+		c->store_full_warned = true;
+		wh_warn("cannot keep chunks in the store: %s",
+			wh_strerror(rv));
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/*
+ * keep - chunk |ch| (|data|) is now in the partial file: the store keeps a
+ * reference to it there (its bytes only when the destination has no
+ * absolute name to refer to).  A file smaller than a minimum chunk is
+ * kept by its destination alone: a store entry would double its cost.
+ */
+static int keep(struct job *j, const struct wh_chunk *ch, const uint8_t *data)
+{
+	if (j->version.size < WH_CDC_MIN)
+		return 0;
+	if (j->abs)
+		return wh_store_put_ref(j->c->store, ch->hash, ch->length,
+					j->abs, j->abs_tmp, &j->fst,
+					ch->offset);
+	return wh_store_put(j->c->store, ch->hash, data, ch->length);
+}
+
 static void *fetcher(void *arg)
 {
 	struct job *j = arg;
@@ -600,29 +644,20 @@ static void *fetcher(void *arg)
 			rv = WH_ERR_PROTO;
 		}
 		if (rv == 0)
-			rv = write_chunk(j->fd, j->sparse, data, ch.length,
-					 ch.offset);
+			rv = write_chunk(j->fd, j->sparse, j->reused, data,
+					 ch.length, ch.offset);
 		if (rv < 0) {
 			window_leave(c, resp, 0, t0);
 			job_fail(j, rv);
 			break;
 		}
-		/* a file smaller than a minimum chunk is kept by its
-		 * destination alone: a store file would double its cost */
-		rv = j->version.size < WH_CDC_MIN
-			     ? 0
-			     : wh_store_put(c->store, ch.hash, data,
-					    ch.length);
+		rv = keep(j, &ch, data);
 		window_leave(c, resp, ch.length, t0);
 		pthread_mutex_lock(&c->lock);
 		c->st->chunks_fetched++;
 		c->st->wire_bytes += r.u.chunk_reply.data_len;
-		if (rv < 0 && !c->store_full_warned) {
-			c->store_full_warned = true;
-			wh_warn("cannot keep chunks in the store: %s",
-				wh_strerror(rv));
-		}
 		pthread_mutex_unlock(&c->lock);
+		keep_warn(j, rv);
 		add_done(c, ch.length);
 		draw(c, false);
 	}
@@ -742,7 +777,9 @@ static int feed(struct job *j, const struct wh_chunk *ch)
 {
 	struct ctx *c = j->c;
 	struct oldidx *o;
+	struct wh_store_loc loc = {0, 0, 0};
 	uint8_t h[WH_HASH_LEN];
+	uint64_t from_dest = j->from_dest;
 	bool have = false;
 	size_t idx;
 	int rv;
@@ -758,7 +795,16 @@ static int feed(struct job *j, const struct wh_chunk *ch)
 	pthread_mutex_unlock(&j->lock);
 	/* files under a minimum chunk never go to the store */
 	if (j->version.size >= WH_CDC_MIN &&
-	    wh_store_get(c->store, ch->hash, j->buf, ch->length) == 0) {
+	    wh_store_get_at(c->store, ch->hash, j->buf, ch->length, &loc) ==
+		    0) {
+		/* already in place: the partial file an earlier run left */
+		if (loc.ino == (uint64_t)j->fst.st_ino &&
+		    loc.dev == (uint64_t)j->fst.st_dev &&
+		    loc.offset == ch->offset) {
+			j->in_place++;
+			add_done(c, ch->length);
+			return 0;
+		}
 		have = true;
 		j->from_store++;
 	} else if (j->old &&
@@ -774,11 +820,17 @@ static int feed(struct job *j, const struct wh_chunk *ch)
 		}
 	}
 	if (have) {
-		rv = write_chunk(j->fd, j->sparse, j->buf, ch->length,
-				 ch->offset);
-		if (rv == 0)
-			add_done(c, ch->length);
-		return rv;
+		rv = write_chunk(j->fd, j->sparse, j->reused, j->buf,
+				 ch->length, ch->offset);
+		if (rv < 0)
+			return rv;
+		add_done(c, ch->length);
+		/* the old destination goes when this file replaces it, and
+		 * a store entry may name a file that does: refer to this
+		 * copy (a stored chunk's bytes stay where they are) */
+		if (loc.ino != 0 || j->from_dest > from_dest)
+			keep_warn(j, keep(j, ch, j->buf));
+		return 0;
 	}
 	/* a chunk that repeats in the file (runs of zeros, say) crosses
 	 * the wire once */
@@ -824,8 +876,8 @@ static void finish_dups(struct job *j)
 
 		if (wh_store_get(j->c->store, ch->hash, j->buf, ch->length) ==
 			    0 &&
-		    write_chunk(j->fd, j->sparse, j->buf, ch->length,
-				ch->offset) == 0) {
+		    write_chunk(j->fd, j->sparse, j->reused, j->buf,
+				ch->length, ch->offset) == 0) {
 			j->from_store++;
 			add_done(j->c, ch->length);
 		} else if (queue(j, j->dups[k]) < 0) { /* store full: fetch */
@@ -1056,6 +1108,84 @@ static int set_meta(int fd, const struct entry *e, const struct wh_version *v)
 	return 0;
 }
 
+/* partial_name - the temporary name of |e|'s destination */
+static void partial_name(const struct entry *e, char *buf, size_t size)
+{
+	const char *slash = strrchr(e->lpath, '/');
+
+	if (slash)
+		snprintf(buf, size, "%.*s/.%s.wh-partial",
+			 (int)(slash - e->lpath), e->lpath, slash + 1);
+	else
+		snprintf(buf, size, ".%s.wh-partial", e->lpath);
+}
+
+/* open_partial - |tmp| for writing: the regular file an earlier run left
+ * (|*reused|; its chunks the store refers to are checked before use), or
+ * a new one.  An fd or -errno. */
+static int open_partial(const char *tmp, bool *reused)
+{
+	struct stat st;
+	int fd;
+
+	*reused = false;
+	if (lstat(tmp, &st) == 0) {
+		if (S_ISREG(st.st_mode)) {
+			fd = open(tmp, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+			if (fd >= 0 && fstat(fd, &st) == 0 &&
+			    S_ISREG(st.st_mode)) {
+				*reused = true;
+				return fd;
+			}
+			if (fd >= 0)
+				close(fd);
+		}
+		unlink(tmp);
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		  0600);
+	return fd < 0 ? -errno : fd;
+}
+
+/* abs_names - |lpath| and its temporary name |tmp| as absolute paths, for
+ * store references; both NULL if the directory has none */
+static void abs_names(const char *lpath, const char *tmp, char **pabs,
+		      char **pabs_tmp)
+{
+	const char *slash = strrchr(lpath, '/');
+	char *dir, *d;
+
+	*pabs = *pabs_tmp = NULL;
+	if (slash == lpath)
+		dir = strdup("/");
+	else if (slash)
+		dir = strndup(lpath, (size_t)(slash - lpath));
+	else
+		dir = strdup(".");
+	d = dir ? realpath(dir, NULL) : NULL;
+	free(dir);
+	if (!d)
+		return;
+	if (asprintf(pabs, "%s/%s", strcmp(d, "/") ? d : "",
+		     slash ? slash + 1 : lpath) < 0)
+		*pabs = NULL;
+	if (asprintf(pabs_tmp, "%s/%s", strcmp(d, "/") ? d : "",
+		     strrchr(tmp, '/') ? strrchr(tmp, '/') + 1 : tmp) < 0)
+		*pabs_tmp = NULL;
+	free(d);
+	if (!*pabs || !*pabs_tmp) {
+		free(*pabs);
+		free(*pabs_tmp);
+		*pabs = *pabs_tmp = NULL;
+	}
+}
+
+/* resumable - a file that failed with |rv| keeps its partial file */
+static bool resumable(int rv)
+{
+	return rv == -ESTALE || rv == WH_ERR_TIMEOUT || rv == WH_ERR_CLOSED;
+}
+
 /* get_file_once - one attempt at one file; -ESTALE when it changed on the
  * host meanwhile (the caller may start again), other errors reported */
 static int get_file_once(struct ctx *c, const struct entry *e)
@@ -1067,7 +1197,6 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 	struct wh_msg r;
 	size_t nall = 0;
 	char tmp[4200];
-	const char *slash;
 	bool streamed = wh_session_caps(c->s) & WH_CAP_MSTREAM;
 	int fd = -1, rv;
 
@@ -1153,30 +1282,19 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 		if (orv == 0)
 			j.old = old_index(&oldman, &j.nold);
 	}
-	slash = strrchr(e->lpath, '/');
-	if (slash)
-		snprintf(tmp, sizeof(tmp), "%.*s/.%s.wh-partial",
-			 (int)(slash - e->lpath), e->lpath, slash + 1);
-	else
-		snprintf(tmp, sizeof(tmp), ".%s.wh-partial", e->lpath);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	partial_name(e, tmp, sizeof(tmp));
+	fd = open_partial(tmp, &j.reused);
 	if (fd < 0) {
-		rv = -errno;
-		fail(c, "cannot create '%s': %s", tmp, strerror(errno));
+		rv = fd;
+		fail(c, "cannot create '%s': %s", tmp, strerror(-rv));
 		goto out;
 	}
 	j.fd = fd;
 	/* preallocate, unless the host's file is sparse: then keep its holes
 	 * (chunks of zeros are not written) */
 	j.sparse = e->attr.blocks * 512 < e->attr.size;
-	if (j.sparse) {
-		if (ftruncate(fd, (off_t)j.version.size) != 0) {
-			rv = -errno;
-			fail(c, "cannot size '%s': %s", tmp, strerror(errno));
-			goto out;
-		}
-	} else if (j.version.size >= WH_CDC_MIN &&
-		   posix_fallocate(fd, 0, (off_t)j.version.size) == ENOSPC) {
+	if (!j.sparse && j.version.size >= WH_CDC_MIN &&
+	    posix_fallocate(fd, 0, (off_t)j.version.size) == ENOSPC) {
 		/* (a file under a minimum chunk is one write: nothing to
 		 * reserve ahead) */
 		rv = -ENOSPC;
@@ -1184,6 +1302,16 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 		     e->lpath, (unsigned long long)j.version.size);
 		goto out;
 	}
+	/* its final size from the start (a kept one may be another
+	 * version's): the identity store references record */
+	if (ftruncate(fd, (off_t)j.version.size) != 0 ||
+	    fstat(fd, &j.fst) != 0) {
+		rv = -errno;
+		fail(c, "cannot size '%s': %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (j.version.size >= WH_CDC_MIN)
+		abs_names(e->lpath, tmp, &j.abs, &j.abs_tmp);
 	j.buf = malloc(j.version.size < WH_MAX_CHUNK ? j.version.size + 1
 						     : WH_MAX_CHUNK);
 	if (!j.buf) {
@@ -1212,7 +1340,10 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 			fail(c, "no space left on the device writing '%s'",
 			     e->lpath);
 		else
-			fail(c, "fetching '%s': %s", e->rpath, wh_strerror(rv));
+			fail(c, "fetching '%s': %s%s", e->rpath, wh_strerror(rv),
+			     resumable(rv) ? " (the partial copy is kept: "
+					     "the same get resumes it)"
+					   : "");
 		goto out;
 	}
 	rv = set_meta(fd, e, &j.version);
@@ -1233,6 +1364,7 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 	c->st->chunks += j.nchunks;
 	c->st->chunks_from_store += j.from_store;
 	c->st->chunks_from_dest += j.from_dest;
+	c->st->chunks_in_place += j.in_place;
 	pthread_mutex_unlock(&c->lock);
 	rv = 0;
 out:
@@ -1242,15 +1374,19 @@ out:
 	}
 	if (fd >= 0)
 		close(fd);
-	if (rv < 0 && tmp[0])
-		unlink(tmp); /* nothing half-written under any name; the
-			      * fetched chunks stay in the store */
+	/* nothing half-written under any name, unless the host is gone
+	 * (or the file changed there: get_file decides): the next run
+	 * resumes from it, as after a kill */
+	if (rv < 0 && tmp[0] && !resumable(rv))
+		unlink(tmp);
 	if (j.oldfd >= 0)
 		close(j.oldfd);
 	wh_manifest_free(&oldman);
 	wh_buf_free(&resp);
 	pthread_mutex_destroy(&j.lock);
 	pthread_cond_destroy(&j.cv);
+	free(j.abs);
+	free(j.abs_tmp);
 	free(j.old);
 	free(j.buf);
 	free(j.todo);
@@ -1262,7 +1398,7 @@ out:
 }
 
 /* get_file - one file; started again when it changes on the host during
- * the copy (the chunks already fetched come from the store) */
+ * the copy (the chunks already fetched are found in its partial file) */
 static int get_file(struct ctx *c, const struct entry *e)
 {
 	int rv = -ESTALE;
@@ -1274,9 +1410,14 @@ static int get_file(struct ctx *c, const struct entry *e)
 				e->rpath);
 		rv = get_file_once(c, e);
 	}
-	if (rv == -ESTALE)
+	if (rv == -ESTALE) {
+		char tmp[4200];
+
+		partial_name(e, tmp, sizeof(tmp));
+		unlink(tmp);
 		fail(c, "'%s' changed on the host during the copy: run the "
 			"get again", e->rpath);
+	}
 	return rv;
 }
 

@@ -6,9 +6,12 @@
  * their BLAKE3 hashes).  A chunk is taken, in this order, from the local
  * chunk store (any earlier session, any file), from the file already at
  * the destination (an older version of it), or from the host; chunks from
- * the host are verified, written to the destination and kept in the store,
- * so an interrupted get resumes where it stopped (files smaller than a
- * minimum chunk skip the store: the destination is their copy).  Several
+ * the host are verified and written to the destination once: the store
+ * keeps a reference to them there (wh_store_put_ref), not a second copy.
+ * A killed or disconnected get leaves its partial file, and the next run
+ * resumes in it: each chunk the store says is there is verified at its
+ * offset and left in place (files smaller than a minimum chunk skip the
+ * store: the destination is their copy).  Several
  * chunks are in flight at once (a window sized from the measured delivery
  * rate and round trip, at most |parallel| for all files together), and
  * several files: up to eight, at most |parallel|.  With a host that
@@ -51,6 +54,8 @@ struct wh_get_stats {
 	uint64_t chunks_from_store, chunks_from_dest;
 	uint64_t hardlinks; /* files made as a hard link of another (counted
 			     * in |files| too) */
+	uint64_t chunks_in_place; /* found in the partial file a killed or
+				   * disconnected get left, where they go */
 	unsigned inflight_max; /* the most chunk requests that were in flight */
 	double seconds;
 };

@@ -8,6 +8,17 @@
  * it is fetched again and never used.  The store is bounded: when it grows
  * past its limit, the least recently used chunks (by mtime, refreshed on
  * every use) are evicted.  The directory itself is the persistent index.
+ *
+ * An entry may also be a reference (chunks/ab/abcd....ref) to a byte range
+ * of a file outside the store, one that `wormhole get` wrote: its absolute
+ * path (and a second name the file may have instead, its temporary one),
+ * the offset, and the file's identity (device, inode, size) when the chunk
+ * was written.  A reference is used only if one of the names opens a
+ * regular file of that identity, and its bytes are then verified like a
+ * stored chunk's; a reference whose file changed or vanished is deleted.
+ * So a get keeps each chunk's bytes once, in its destination.  A
+ * reference counts its disk blocks (one 4 KiB block at least) against
+ * the limit, not the chunk's length.
  * Thread-safe.
  */
 #ifndef WH_STORE_H
@@ -18,6 +29,8 @@
 #include <stdint.h>
 
 #include "chunk/wh_chunk.h"
+
+struct stat;
 
 struct wh_store;
 
@@ -34,8 +47,27 @@ void wh_store_close(struct wh_store *s);
 int wh_store_get(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		 uint8_t *buf, size_t len);
 
-/* wh_store_has - the store holds a chunk named |hash| of |len| bytes (not
- * verified: wh_store_get verifies). */
+/* where wh_store_get_at found a chunk: a stored one (dev = ino = 0), or
+ * |offset| of the file (dev, ino) a reference named */
+struct wh_store_loc {
+	uint64_t dev, ino, offset;
+};
+
+/* wh_store_get_at - wh_store_get, and where the bytes came from in |loc| */
+int wh_store_get_at(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
+		    uint8_t *buf, size_t len, struct wh_store_loc *loc);
+
+/*
+ * wh_store_put_ref - chunk |hash| of |len| bytes is at |offset| of the
+ * regular file |st| describes, named |path| or else |alt| (NULL: none);
+ * both absolute.  Replaces an earlier reference for |hash|.  0 or -errno.
+ */
+int wh_store_put_ref(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
+		     size_t len, const char *path, const char *alt,
+		     const struct stat *st, uint64_t offset);
+
+/* wh_store_has - the store holds a chunk named |hash| of |len| bytes, or a
+ * reference to one (not verified: wh_store_get verifies). */
 bool wh_store_has(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		  size_t len);
 

@@ -95,6 +95,17 @@ def test_one_byte_insertion(share, hosts, workdir):
     assert s["chunks_fetched"] <= 2
 
 
+def store_entries(cache):
+    """The store's chunks (their bytes) and references (to files' bytes)."""
+    data, refs = [], []
+    for d, _, files in os.walk(os.path.join(cache, "chunks")):
+        for f in files:
+            if f.endswith(".tmp"):
+                continue
+            (refs if f.endswith(".ref") else data).append(os.path.join(d, f))
+    return data, refs
+
+
 def test_killed_get_resumes(workdir, hosts):
     share = os.path.join(workdir, "s")
     os.mkdir(share)
@@ -103,42 +114,97 @@ def test_killed_get_resumes(workdir, hosts):
     h = hosts(share)
     cache = os.path.join(workdir, "cc")
     dst = os.path.join(workdir, "big")
+    partial = os.path.join(workdir, ".big.wh-partial")
     p = subprocess.Popen([WH_BIN, "get", h.code, "big", dst, "--peer", h.addr,
                           "--cache-dir", cache, "--parallel", "1"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def stored():
-        n = 0
-        for d, _, files in os.walk(os.path.join(cache, "chunks")):
-            n += sum(1 for f in files if not f.endswith(".tmp"))
-        return n
-    assert wait_for(lambda: stored() >= 3 or p.poll() is not None, 60, 0.002)
+    # each chunk written into the partial file is noted in the store
+    assert wait_for(lambda: len(store_entries(cache)[1]) >= 3 or p.poll() is not None,
+                    60, 0.002)
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert not os.path.exists(dst), "the get finished before it was killed"
+    assert os.path.exists(partial)   # kept, under its temporary name only
+    # a scribble over the first chunk there: checked, not trusted
+    with open(partial, "r+b") as f:
+        f.seek(10)
+        b = f.read(1)
+        f.seek(10)
+        f.write(bytes([b[0] ^ 0xff]))
     s = get(h, "big", dst, cache)
     assert open(dst, "rb").read() == open(os.path.join(share, "big"), "rb").read()
-    assert s["chunks_from_store"] >= 3
-    assert s["chunks_fetched"] < s["chunks"]
+    assert not os.path.exists(partial)
+    assert s["chunks_resumed"] >= 2, s
+    assert s["corrupt_chunks_discarded"] == 1, s
+    assert 0 < s["chunks_fetched"] < s["chunks"], s
+    assert s["chunks_fetched"] + s["chunks_resumed"] == s["chunks"], s
+    # the bytes were written once, into the destination: the store holds
+    # references to them, no copy
+    data, refs = store_entries(cache)
+    assert data == [] and len(refs) == s["chunks"]
+
+
+def test_lost_host_keeps_the_partial_copy(workdir, hosts):
+    """A get whose host goes away fails, keeps its partial file under the
+    temporary name, and the next get (from a host started again) resumes
+    in it."""
+    share = os.path.join(workdir, "s")
+    os.mkdir(share)
+    with open(os.path.join(share, "big"), "wb") as f:
+        f.write(os.urandom(128 * MiB))
+    h = hosts(share)
+    cache = os.path.join(workdir, "cc")
+    dst = os.path.join(workdir, "big")
+    p = subprocess.Popen([WH_BIN, "get", h.code, "big", dst, "--peer", h.addr,
+                          "--cache-dir", cache, "--parallel", "1",
+                          "--timeout-ms", "2000"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: len(store_entries(cache)[1]) >= 3 or p.poll() is not None,
+                    60, 0.002)
+    h.kill()
+    _, err = p.communicate(timeout=120)
+    if p.returncode == 0:
+        pytest.skip("the get finished before the host was stopped")
+    assert p.returncode == 1 and "partial copy is kept" in err, err
+    assert not os.path.exists(dst)
+    assert os.path.exists(os.path.join(workdir, ".big.wh-partial"))
+    s = get(hosts(share), "big", dst, cache)
+    assert open(dst, "rb").read() == open(os.path.join(share, "big"), "rb").read()
+    assert s["chunks_resumed"] >= 3 and s["chunks_fetched"] < s["chunks"], s
+    assert not os.path.exists(os.path.join(workdir, ".big.wh-partial"))
 
 
 def test_corrupt_chunk_in_store_is_refetched(share, hosts, workdir):
     h = hosts(share)
     cache = os.path.join(workdir, "cc")
-    get(h, "renders/shot042/take1.mov", os.path.join(workdir, "a"), cache)
-    victims = []
-    for d, _, files in os.walk(os.path.join(cache, "chunks")):
-        victims += [os.path.join(d, f) for f in files]
-    with open(victims[0], "r+b") as f:
-        f.seek(100)
-        b = f.read(1)
-        f.seek(100)
-        f.write(bytes([b[0] ^ 0xff]))
+    src = os.path.join(share, "renders", "shot042", "take1.mov")
+    want = open(src, "rb").read()
+    a = os.path.join(workdir, "a")
+    first = get(h, "renders/shot042/take1.mov", a, cache)
+    # an earlier get's file supplies the chunks of another
+    s = get(h, "renders/shot042/take1.mov", os.path.join(workdir, "b0"), cache)
+    assert s["chunks_fetched"] == 0 and s["chunks_from_store"] == first["chunks"]
+    # the store refers to the bytes of a and b0: change one byte of each
+    for victim in (a, os.path.join(workdir, "b0")):
+        with open(victim, "r+b") as f:
+            f.seek(100)
+            b = f.read(1)
+            f.seek(100)
+            f.write(bytes([b[0] ^ 0xff]))
     s = get(h, "renders/shot042/take1.mov", os.path.join(workdir, "b"), cache)
     assert s["corrupt_chunks_discarded"] == 1
     assert s["chunks_fetched"] == 1
-    assert open(os.path.join(workdir, "b"), "rb").read() == \
-        open(os.path.join(share, "renders", "shot042", "take1.mov"), "rb").read()
+    assert open(os.path.join(workdir, "b"), "rb").read() == want
+    # files that are gone or replaced are not referred to: their chunks
+    # come from what is left, or the wire
+    for f in (a, os.path.join(workdir, "b0"), os.path.join(workdir, "b")):
+        os.unlink(f)
+    with open(a, "wb") as f:
+        f.write(want)   # the same bytes, but another file
+    s = get(h, "renders/shot042/take1.mov", os.path.join(workdir, "c"), cache)
+    assert s["corrupt_chunks_discarded"] == 0
+    assert s["chunks_fetched"] == s["chunks"]
+    assert open(os.path.join(workdir, "c"), "rb").read() == want
 
 
 def test_full_disk(share, hosts, workdir):
