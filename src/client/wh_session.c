@@ -419,7 +419,14 @@ static int on_stream_data(struct wh_net_conn *nc, struct wh_net_stream *st,
 		if (rv == 0 &&
 		    c->resp.len != WH_FRAME_HDR_LEN + (size_t)hdr.length)
 			rv = WH_ERR_PROTO;
-		call_finish(c, rv < 0 ? WH_ERR_PROTO : 0);
+		/* the caller is woken after the unlock, so that it does not
+		 * wake only to wait for the lock we hold; the stream's
+		 * reference keeps |c| alive until on_stream_close */
+		c->done = true;
+		c->err = rv < 0 ? WH_ERR_PROTO : 0;
+		pthread_mutex_unlock(&s->lock);
+		pthread_cond_signal(&c->cv);
+		return 0;
 	}
 	rv = 0;
 out:
@@ -758,7 +765,11 @@ int wh_session_call(struct wh_session *s, const uint8_t *req, size_t len,
 		goto out;
 	}
 	pend_push_back(s, c);
+	/* woken outside the lock: else the network thread wakes only to
+	 * wait for it */
+	pthread_mutex_unlock(&s->lock);
 	wake(s);
+	pthread_mutex_lock(&s->lock);
 	while (!c->done) {
 		if (pthread_cond_timedwait(&c->cv, &s->lock, &ts) ==
 		    ETIMEDOUT && !c->done) {
@@ -848,7 +859,9 @@ static void rpc_call_many(void *ctx, const uint8_t *const *reqs,
 	for (size_t i = 0; i < n; i++)
 		if (cs[i])
 			pend_push_back(s, cs[i]);
+	pthread_mutex_unlock(&s->lock);
 	wake(s);
+	pthread_mutex_lock(&s->lock);
 	for (k = 0; k < n; k++) {
 		struct call *c = cs[k];
 

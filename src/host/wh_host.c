@@ -412,8 +412,9 @@ static void pool_submit(struct pool *p, struct job *j)
 	else
 		p->todo_head = j;
 	p->todo_tail = j;
-	pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->lock);
+	/* after the unlock: a worker woken under it would only wait for it */
+	pthread_cond_signal(&p->cv);
 }
 
 static void pool_stop(struct pool *p)
