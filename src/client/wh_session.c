@@ -40,6 +40,16 @@
  * refusal (a restarting host) is retried as any other loss. */
 #define REFUSED_MAX 3
 #define RDV_TIMEOUT_MS 8000 /* one rendezvous, signal server and punch */
+/*
+ * An idle client holds back what a reply made it owe (its acknowledgement)
+ * for up to ACK_HOLD_MS, so that the next request carries it.  ngtcp2
+ * acknowledges after an eighth of the RTT, at once on a LAN: one READ
+ * after another cost a packet more each way (the acknowledgement, and the
+ * host's wake-up to read it).  Only with no request stream open (a bulk
+ * transfer keeps its acknowledgements flowing), over QUIC, and never for
+ * longer than ACK_HOLD_MS in a row: well within the 25 ms the peer allows.
+ */
+#define ACK_HOLD_MS 1
 
 enum sess_state {
 	SS_CONNECTING,
@@ -98,6 +108,7 @@ struct wh_session {
 	struct wh_pake pake;
 	bool conn_dead;
 	bool streams_blocked;
+	unsigned streams_open; /* request streams */
 	uint64_t next_attempt;
 	unsigned retry_ms;
 	unsigned refused;     /* attempts in a row the peer refused */
@@ -445,6 +456,8 @@ static void on_stream_close(struct wh_net_conn *nc, struct wh_net_stream *st,
 		s->ctrl = NULL;
 		return;
 	}
+	if (s->streams_open > 0)
+		s->streams_open--;
 	if (!c)
 		return;
 	wh_net_stream_set_ud(nc, st, NULL);
@@ -538,6 +551,7 @@ static void conn_teardown(struct wh_session *s)
 	s->nc = NULL;
 	s->ctrl = NULL;
 	s->conn_dead = false;
+	s->streams_open = 0;
 	wh_buf_reset(&s->ctrl_rx);
 	wh_pake_wipe(&s->pake);
 }
@@ -616,15 +630,17 @@ static void conn_start(struct wh_session *s)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* dispatch - put pending calls on streams (network thread). */
-static void dispatch(struct wh_session *s)
+/* dispatch - put pending calls on streams (network thread); returns how
+ * many were sent. */
+static int dispatch(struct wh_session *s)
 {
 	struct call *c;
+	int sent = 0;
 
 	pthread_mutex_lock(&s->lock);
 	if (s->state != SS_READY || !s->nc) {
 		pthread_mutex_unlock(&s->lock);
-		return;
+		return 0;
 	}
 	while (!s->streams_blocked && (c = pend_pop(s))) {
 		struct wh_net_stream *st;
@@ -636,6 +652,8 @@ static void dispatch(struct wh_session *s)
 			continue;
 		}
 		rv = wh_net_open_stream(s->nc, c, &st);
+		if (rv == 0)
+			s->streams_open++; /* less again in on_stream_close */
 		if (rv == -EAGAIN) {
 			s->streams_blocked = true;
 			pend_push_front(s, c);
@@ -655,20 +673,38 @@ static void dispatch(struct wh_session *s)
 		}
 		memcpy(copy, c->req, c->req_len);
 		c->in_flight = true;
+		sent++;
 		wh_net_send(s->nc, st, copy, c->req_len, true, free);
 	}
 	pthread_mutex_unlock(&s->lock);
+	return sent;
+}
+
+/* ack_hold - whether this turn's flush may wait (see ACK_HOLD_MS): packets
+ * came in, nothing went out, no request is open. */
+static bool ack_hold(struct wh_session *s, bool got, int sent)
+{
+	bool ready;
+
+	if (!got || sent > 0 || s->streams_open > 0 || s->conn_dead)
+		return false;
+	pthread_mutex_lock(&s->lock);
+	ready = s->state == SS_READY && s->transport == WH_NET_QUIC &&
+		!s->pend_head;
+	pthread_mutex_unlock(&s->lock);
+	return ready;
 }
 
 static void *session_thread(void *arg)
 {
 	struct wh_session *s = arg;
 	struct epoll_event evs[4];
+	uint64_t held = 0; /* when the flush held back began, or 0 */
 
 	for (;;) {
-		int timeout, n;
+		int timeout, n, sent = 0;
 		uint64_t now;
-		bool stop, failed;
+		bool stop, failed, got = false;
 
 		pthread_mutex_lock(&s->lock);
 		stop = s->stop;
@@ -683,9 +719,11 @@ static void *session_thread(void *arg)
 			if (s->retry_ms < RETRY_MAX_MS)
 				s->retry_ms *= 2;
 		}
-		if (s->ep)
+		if (s->ep && !held)
 			wh_net_ep_flush(s->ep);
 		timeout = s->ep ? wh_net_ep_timeout_ms(s->ep) : -1;
+		if (held)
+			timeout = ACK_HOLD_MS; /* then flush, whatever is due */
 		if (!s->ep && !failed) {
 			int t = (int)((s->next_attempt > now
 					       ? s->next_attempt - now
@@ -703,14 +741,24 @@ static void *session_thread(void *arg)
 				(void)!read(s->wakefd, &v, sizeof(v));
 			} else if (s->ep) {
 				wh_net_ep_read(s->ep);
+				got = true;
 			}
 		}
-		if (s->ep)
-			wh_net_ep_expire(s->ep);
 		if (s->ep && !s->conn_dead)
-			dispatch(s);
-		if (s->ep && !s->conn_dead)
-			wh_net_ep_flush(s->ep);
+			sent = dispatch(s);
+		now = wh_now_ns();
+		if (s->ep && n > 0 && ack_hold(s, got, sent) &&
+		    (!held || now - held < ACK_HOLD_MS * WH_NS_PER_MS)) {
+			/* the timers too: the acknowledgement's is due at once */
+			if (!held)
+				held = now;
+		} else {
+			held = 0;
+			if (s->ep)
+				wh_net_ep_expire(s->ep);
+			if (s->ep && !s->conn_dead)
+				wh_net_ep_flush(s->ep);
+		}
 		if (s->ep && s->conn_dead)
 			conn_teardown(s);
 	}
