@@ -3,8 +3,11 @@
  * multiplex requests over streams, reconnect.
  *
  * Locking: s->lock guards the pending queue, every struct call, the state
- * and the handlers.  The network endpoint is touched only by the network
- * thread.  Callers block on their call's condition variable.
+ * and the handlers.  s->ep_lock guards the network endpoint and the fields
+ * marked "network thread": the network thread holds it except while it
+ * sleeps in epoll_wait, and a caller that finds it free puts its request on
+ * the wire itself (kick()).  Lock order: ep_lock, then lock.  Callers
+ * block on their call's condition variable.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -82,6 +85,7 @@ struct wh_session {
 
 	pthread_t thread;
 	bool thread_started;
+	pthread_mutex_t ep_lock;
 	pthread_mutex_t lock;
 	pthread_cond_t state_cv;
 	int wakefd, epfd;
@@ -100,7 +104,8 @@ struct wh_session {
 	wh_session_reconnect_cb on_reconnect;
 	void *handler_ud;
 
-	/* network thread only */
+	/* network thread (or whoever holds ep_lock) */
+	uint64_t sleep_until; /* when its epoll_wait returns at the latest */
 	struct wh_net_ep *ep;
 	struct wh_net_conn *nc;
 	struct wh_net_stream *ctrl;
@@ -701,6 +706,7 @@ static void *session_thread(void *arg)
 	struct epoll_event evs[4];
 	uint64_t held = 0; /* when the flush held back began, or 0 */
 
+	pthread_mutex_lock(&s->ep_lock);
 	for (;;) {
 		int timeout, n, sent = 0;
 		uint64_t now;
@@ -733,7 +739,12 @@ static void *session_thread(void *arg)
 			if (timeout < 0 || t < timeout)
 				timeout = t;
 		}
+		s->sleep_until = timeout < 0 ? UINT64_MAX
+					     : wh_now_ns() + (uint64_t)timeout *
+								 WH_NS_PER_MS;
+		pthread_mutex_unlock(&s->ep_lock);
 		n = epoll_wait(s->epfd, evs, 4, timeout);
+		pthread_mutex_lock(&s->ep_lock);
 		for (int i = 0; i < n; i++) {
 			if (evs[i].data.u32 == 0) {
 				uint64_t v;
@@ -763,6 +774,7 @@ static void *session_thread(void *arg)
 			conn_teardown(s);
 	}
 	conn_teardown(s);
+	pthread_mutex_unlock(&s->ep_lock);
 	return NULL;
 }
 
@@ -771,6 +783,43 @@ static void wake(struct wh_session *s)
 	uint64_t one = 1;
 
 	(void)!write(s->wakefd, &one, sizeof(one));
+}
+
+/*
+ * kick - get the calls just queued on the wire (s->lock not held).  When
+ * the network thread sleeps, the caller sends them itself: no hand-off
+ * before the request leaves.  The network thread is woken only when it
+ * must do something sooner than it planned to (a retransmission timer
+ * for the new request earlier than its wake-up, a dead connection), or
+ * when it is busy, or the calls could not go out (it sends them then).
+ */
+static void kick(struct wh_session *s)
+{
+	bool need = true;
+
+	if (pthread_mutex_trylock(&s->ep_lock) == 0) {
+		if (s->ep && !s->conn_dead && dispatch(s) > 0) {
+			int t;
+
+			wh_net_ep_flush(s->ep);
+			/* 0 right after a send is the pacer's next slot: the
+			 * network thread's next turn serves it */
+			t = wh_net_ep_timeout_ms(s->ep);
+			if (t == 0)
+				t = 1;
+			need = s->conn_dead || s->streams_blocked ||
+			       (t > 0 && wh_now_ns() + (uint64_t)t *
+							WH_NS_PER_MS <
+					 s->sleep_until);
+			/* and anything still queued: the network thread */
+			pthread_mutex_lock(&s->lock);
+			need = need || s->pend_head;
+			pthread_mutex_unlock(&s->lock);
+		}
+		pthread_mutex_unlock(&s->ep_lock);
+	}
+	if (need)
+		wake(s);
 }
 
 /* ----------------------------------------------------------------- API */
@@ -813,10 +862,10 @@ int wh_session_call(struct wh_session *s, const uint8_t *req, size_t len,
 		goto out;
 	}
 	pend_push_back(s, c);
-	/* woken outside the lock: else the network thread wakes only to
-	 * wait for it */
+	/* outside the lock: the network thread would wake only to wait for
+	 * it, and the lock order is ep_lock first */
 	pthread_mutex_unlock(&s->lock);
-	wake(s);
+	kick(s);
 	pthread_mutex_lock(&s->lock);
 	while (!c->done) {
 		if (pthread_cond_timedwait(&c->cv, &s->lock, &ts) ==
@@ -908,7 +957,7 @@ static void rpc_call_many(void *ctx, const uint8_t *const *reqs,
 		if (cs[i])
 			pend_push_back(s, cs[i]);
 	pthread_mutex_unlock(&s->lock);
-	wake(s);
+	kick(s);
 	pthread_mutex_lock(&s->lock);
 	for (k = 0; k < n; k++) {
 		struct call *c = cs[k];
@@ -1027,6 +1076,7 @@ int wh_session_new(const struct wh_session_opts *opts, struct wh_session **ps,
 	s->opts.peer = s->peer;
 	s->retry_ms = RETRY_MIN_MS;
 	wh_buf_init(&s->ctrl_rx);
+	pthread_mutex_init(&s->ep_lock, NULL);
 	pthread_mutex_init(&s->lock, NULL);
 	{
 		pthread_condattr_t attr;
@@ -1140,6 +1190,7 @@ void wh_session_del(struct wh_session *s)
 		close(s->epfd);
 	pthread_cond_destroy(&s->state_cv);
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->ep_lock);
 	sodium_memzero(s->code, sizeof(s->code));
 	free(s);
 }
