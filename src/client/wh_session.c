@@ -899,7 +899,7 @@ static int rpc_call(void *ctx, const uint8_t *req, size_t req_len,
 
 /*
  * rpc_call_many - like |n| wh_session_call()s from as many threads: all
- * queued at once with one wake-up of the network thread, then waited for
+ * queued at once and sent together (one kick()), then waited for
  * in order (the later ones are usually done by then: no sleep each).
  */
 static void rpc_call_many(void *ctx, const uint8_t *const *reqs,
