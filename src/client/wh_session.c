@@ -3,8 +3,11 @@
  * multiplex requests over streams, reconnect.
  *
  * Locking: s->lock guards the pending queue, every struct call, the state
- * and the handlers.  The network endpoint is touched only by the network
- * thread.  Callers block on their call's condition variable.
+ * and the handlers.  s->ep_lock guards the network endpoint and the fields
+ * marked "network thread": the network thread holds it except while it
+ * sleeps in epoll_wait, and a caller that finds it free puts its request on
+ * the wire itself (kick()).  Lock order: ep_lock, then lock.  Callers
+ * block on their call's condition variable.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -40,6 +43,16 @@
  * refusal (a restarting host) is retried as any other loss. */
 #define REFUSED_MAX 3
 #define RDV_TIMEOUT_MS 8000 /* one rendezvous, signal server and punch */
+/*
+ * An idle client holds back what a reply made it owe (its acknowledgement)
+ * for up to ACK_HOLD_MS, so that the next request carries it.  ngtcp2
+ * acknowledges after an eighth of the RTT, at once on a LAN: one READ
+ * after another cost a packet more each way (the acknowledgement, and the
+ * host's wake-up to read it).  Only with no request stream open (a bulk
+ * transfer keeps its acknowledgements flowing), over QUIC, and never for
+ * longer than ACK_HOLD_MS in a row: well within the 25 ms the peer allows.
+ */
+#define ACK_HOLD_MS 1
 
 enum sess_state {
 	SS_CONNECTING,
@@ -72,6 +85,7 @@ struct wh_session {
 
 	pthread_t thread;
 	bool thread_started;
+	pthread_mutex_t ep_lock;
 	pthread_mutex_t lock;
 	pthread_cond_t state_cv;
 	int wakefd, epfd;
@@ -90,7 +104,8 @@ struct wh_session {
 	wh_session_reconnect_cb on_reconnect;
 	void *handler_ud;
 
-	/* network thread only */
+	/* network thread (or whoever holds ep_lock) */
+	uint64_t sleep_until; /* when its epoll_wait returns at the latest */
 	struct wh_net_ep *ep;
 	struct wh_net_conn *nc;
 	struct wh_net_stream *ctrl;
@@ -98,6 +113,7 @@ struct wh_session {
 	struct wh_pake pake;
 	bool conn_dead;
 	bool streams_blocked;
+	unsigned streams_open; /* request streams */
 	uint64_t next_attempt;
 	unsigned retry_ms;
 	unsigned refused;     /* attempts in a row the peer refused */
@@ -420,7 +436,14 @@ static int on_stream_data(struct wh_net_conn *nc, struct wh_net_stream *st,
 		if (rv == 0 &&
 		    c->resp.len != WH_FRAME_HDR_LEN + (size_t)hdr.length)
 			rv = WH_ERR_PROTO;
-		call_finish(c, rv < 0 ? WH_ERR_PROTO : 0);
+		/* the caller is woken after the unlock, so that it does not
+		 * wake only to wait for the lock we hold; the stream's
+		 * reference keeps |c| alive until on_stream_close */
+		c->done = true;
+		c->err = rv < 0 ? WH_ERR_PROTO : 0;
+		pthread_mutex_unlock(&s->lock);
+		pthread_cond_signal(&c->cv);
+		return 0;
 	}
 	rv = 0;
 out:
@@ -439,6 +462,8 @@ static void on_stream_close(struct wh_net_conn *nc, struct wh_net_stream *st,
 		s->ctrl = NULL;
 		return;
 	}
+	if (s->streams_open > 0)
+		s->streams_open--;
 	if (!c)
 		return;
 	wh_net_stream_set_ud(nc, st, NULL);
@@ -532,6 +557,7 @@ static void conn_teardown(struct wh_session *s)
 	s->nc = NULL;
 	s->ctrl = NULL;
 	s->conn_dead = false;
+	s->streams_open = 0;
 	wh_buf_reset(&s->ctrl_rx);
 	wh_pake_wipe(&s->pake);
 }
@@ -610,15 +636,17 @@ static void conn_start(struct wh_session *s)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* dispatch - put pending calls on streams (network thread). */
-static void dispatch(struct wh_session *s)
+/* dispatch - put pending calls on streams (network thread); returns how
+ * many were sent. */
+static int dispatch(struct wh_session *s)
 {
 	struct call *c;
+	int sent = 0;
 
 	pthread_mutex_lock(&s->lock);
 	if (s->state != SS_READY || !s->nc) {
 		pthread_mutex_unlock(&s->lock);
-		return;
+		return 0;
 	}
 	while (!s->streams_blocked && (c = pend_pop(s))) {
 		struct wh_net_stream *st;
@@ -630,6 +658,8 @@ static void dispatch(struct wh_session *s)
 			continue;
 		}
 		rv = wh_net_open_stream(s->nc, c, &st);
+		if (rv == 0)
+			s->streams_open++; /* less again in on_stream_close */
 		if (rv == -EAGAIN) {
 			s->streams_blocked = true;
 			pend_push_front(s, c);
@@ -649,20 +679,39 @@ static void dispatch(struct wh_session *s)
 		}
 		memcpy(copy, c->req, c->req_len);
 		c->in_flight = true;
+		sent++;
 		wh_net_send(s->nc, st, copy, c->req_len, true, free);
 	}
 	pthread_mutex_unlock(&s->lock);
+	return sent;
+}
+
+/* ack_hold - whether this turn's flush may wait (see ACK_HOLD_MS): packets
+ * came in, nothing went out, no request is open. */
+static bool ack_hold(struct wh_session *s, bool got, int sent)
+{
+	bool ready;
+
+	if (!got || sent > 0 || s->streams_open > 0 || s->conn_dead)
+		return false;
+	pthread_mutex_lock(&s->lock);
+	ready = s->state == SS_READY && s->transport == WH_NET_QUIC &&
+		!s->pend_head;
+	pthread_mutex_unlock(&s->lock);
+	return ready;
 }
 
 static void *session_thread(void *arg)
 {
 	struct wh_session *s = arg;
 	struct epoll_event evs[4];
+	uint64_t held = 0; /* when the flush held back began, or 0 */
 
+	pthread_mutex_lock(&s->ep_lock);
 	for (;;) {
-		int timeout, n;
+		int timeout, n, sent = 0;
 		uint64_t now;
-		bool stop, failed;
+		bool stop, failed, got = false;
 
 		pthread_mutex_lock(&s->lock);
 		stop = s->stop;
@@ -677,9 +726,11 @@ static void *session_thread(void *arg)
 			if (s->retry_ms < RETRY_MAX_MS)
 				s->retry_ms *= 2;
 		}
-		if (s->ep)
+		if (s->ep && !held)
 			wh_net_ep_flush(s->ep);
 		timeout = s->ep ? wh_net_ep_timeout_ms(s->ep) : -1;
+		if (held)
+			timeout = ACK_HOLD_MS; /* then flush, whatever is due */
 		if (!s->ep && !failed) {
 			int t = (int)((s->next_attempt > now
 					       ? s->next_attempt - now
@@ -689,7 +740,12 @@ static void *session_thread(void *arg)
 			if (timeout < 0 || t < timeout)
 				timeout = t;
 		}
+		s->sleep_until = timeout < 0 ? UINT64_MAX
+					     : wh_now_ns() + (uint64_t)timeout *
+								 WH_NS_PER_MS;
+		pthread_mutex_unlock(&s->ep_lock);
 		n = epoll_wait(s->epfd, evs, 4, timeout);
+		pthread_mutex_lock(&s->ep_lock);
 		for (int i = 0; i < n; i++) {
 			if (evs[i].data.u32 == 0) {
 				uint64_t v;
@@ -697,18 +753,29 @@ static void *session_thread(void *arg)
 				(void)!read(s->wakefd, &v, sizeof(v));
 			} else if (s->ep) {
 				wh_net_ep_read(s->ep);
+				got = true;
 			}
 		}
-		if (s->ep)
-			wh_net_ep_expire(s->ep);
 		if (s->ep && !s->conn_dead)
-			dispatch(s);
-		if (s->ep && !s->conn_dead)
-			wh_net_ep_flush(s->ep);
+			sent = dispatch(s);
+		now = wh_now_ns();
+		if (s->ep && n > 0 && ack_hold(s, got, sent) &&
+		    (!held || now - held < ACK_HOLD_MS * WH_NS_PER_MS)) {
+			/* the timers too: the acknowledgement's is due at once */
+			if (!held)
+				held = now;
+		} else {
+			held = 0;
+			if (s->ep)
+				wh_net_ep_expire(s->ep);
+			if (s->ep && !s->conn_dead)
+				wh_net_ep_flush(s->ep);
+		}
 		if (s->ep && s->conn_dead)
 			conn_teardown(s);
 	}
 	conn_teardown(s);
+	pthread_mutex_unlock(&s->ep_lock);
 	return NULL;
 }
 
@@ -717,6 +784,43 @@ static void wake(struct wh_session *s)
 	uint64_t one = 1;
 
 	(void)!write(s->wakefd, &one, sizeof(one));
+}
+
+/*
+ * kick - get the calls just queued on the wire (s->lock not held).  When
+ * the network thread sleeps, the caller sends them itself: no hand-off
+ * before the request leaves.  The network thread is woken only when it
+ * must do something sooner than it planned to (a retransmission timer
+ * for the new request earlier than its wake-up, a dead connection), or
+ * when it is busy, or the calls could not go out (it sends them then).
+ */
+static void kick(struct wh_session *s)
+{
+	bool need = true;
+
+	if (pthread_mutex_trylock(&s->ep_lock) == 0) {
+		if (s->ep && !s->conn_dead && dispatch(s) > 0) {
+			int t;
+
+			wh_net_ep_flush(s->ep);
+			/* 0 right after a send is the pacer's next slot: the
+			 * network thread's next turn serves it */
+			t = wh_net_ep_timeout_ms(s->ep);
+			if (t == 0)
+				t = 1;
+			need = s->conn_dead || s->streams_blocked ||
+			       (t > 0 && wh_now_ns() + (uint64_t)t *
+							WH_NS_PER_MS <
+					 s->sleep_until);
+			/* and anything still queued: the network thread */
+			pthread_mutex_lock(&s->lock);
+			need = need || s->pend_head;
+			pthread_mutex_unlock(&s->lock);
+		}
+		pthread_mutex_unlock(&s->ep_lock);
+	}
+	if (need)
+		wake(s);
 }
 
 /* ----------------------------------------------------------------- API */
@@ -759,7 +863,11 @@ int wh_session_call(struct wh_session *s, const uint8_t *req, size_t len,
 		goto out;
 	}
 	pend_push_back(s, c);
-	wake(s);
+	/* outside the lock: the network thread would wake only to wait for
+	 * it, and the lock order is ep_lock first */
+	pthread_mutex_unlock(&s->lock);
+	kick(s);
+	pthread_mutex_lock(&s->lock);
 	while (!c->done) {
 		if (pthread_cond_timedwait(&c->cv, &s->lock, &ts) ==
 		    ETIMEDOUT && !c->done) {
@@ -792,7 +900,7 @@ static int rpc_call(void *ctx, const uint8_t *req, size_t req_len,
 
 /*
  * rpc_call_many - like |n| wh_session_call()s from as many threads: all
- * queued at once with one wake-up of the network thread, then waited for
+ * queued at once and sent together (one kick()), then waited for
  * in order (the later ones are usually done by then: no sleep each).
  */
 static void rpc_call_many(void *ctx, const uint8_t *const *reqs,
@@ -849,7 +957,9 @@ static void rpc_call_many(void *ctx, const uint8_t *const *reqs,
 	for (size_t i = 0; i < n; i++)
 		if (cs[i])
 			pend_push_back(s, cs[i]);
-	wake(s);
+	pthread_mutex_unlock(&s->lock);
+	kick(s);
+	pthread_mutex_lock(&s->lock);
 	for (k = 0; k < n; k++) {
 		struct call *c = cs[k];
 
@@ -967,6 +1077,7 @@ int wh_session_new(const struct wh_session_opts *opts, struct wh_session **ps,
 	s->opts.peer = s->peer;
 	s->retry_ms = RETRY_MIN_MS;
 	wh_buf_init(&s->ctrl_rx);
+	pthread_mutex_init(&s->ep_lock, NULL);
 	pthread_mutex_init(&s->lock, NULL);
 	{
 		pthread_condattr_t attr;
@@ -1080,6 +1191,7 @@ void wh_session_del(struct wh_session *s)
 		close(s->epfd);
 	pthread_cond_destroy(&s->state_cv);
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->ep_lock);
 	sodium_memzero(s->code, sizeof(s->code));
 	free(s);
 }

@@ -99,6 +99,7 @@ struct job {
 	size_t len;
 	struct wh_buf resp;
 	int rv;
+	int fd;              /* a READ's file, opened already, or -1 */
 	struct wh_zhost *zh; /* compress the reply (WH_CAP_ZSTD), or NULL */
 	struct wh_zlink link; /* the path, when the job was handed out */
 	size_t zsaved;       /* bytes compression saved on the reply */
@@ -354,6 +355,8 @@ static void hconn_unref(struct hconn *hc)
 
 static void job_free(struct job *j)
 {
+	if (j->fd >= 0)
+		close(j->fd);
 	free(j->req);
 	wh_buf_free(&j->resp);
 	free(j);
@@ -380,7 +383,9 @@ static void *worker_main(void *arg)
 			p->todo_tail = NULL;
 		pthread_mutex_unlock(&p->lock);
 
-		j->rv = wh_share_serve(p->share, j->req, j->len, &j->resp);
+		j->rv = wh_share_serve_fd(p->share, j->req, j->len, j->fd,
+					  &j->resp);
+		j->fd = -1; /* closed by wh_share_serve_fd */
 		if (j->rv == 0 && j->zh)
 			j->zsaved = wh_zhost_pack(j->zh, j->req, j->len,
 						  &j->resp, &j->link);
@@ -419,8 +424,9 @@ static void pool_submit(struct pool *p, struct job *j)
 	else
 		p->todo_head = j;
 	p->todo_tail = j;
-	pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->lock);
+	/* after the unlock: a worker woken under it would only wait for it */
+	pthread_cond_signal(&p->cv);
 }
 
 static void pool_stop(struct pool *p)
@@ -451,6 +457,8 @@ static void pool_stop(struct pool *p)
 	pthread_cond_destroy(&p->cv);
 }
 
+static void job_finish(struct job *j);
+
 /* pool_collect - send the replies the workers finished (loop thread). */
 static void pool_collect(struct pool *p)
 {
@@ -463,45 +471,51 @@ static void pool_collect(struct pool *p)
 	p->done = NULL;
 	pthread_mutex_unlock(&p->lock);
 	while ((j = list)) {
-		struct hconn *hc = j->hc;
-
 		list = j->next;
-		if (j->hs && hc->nc && !wh_net_conn_closing(hc->nc)) {
-			j->hs->job = NULL;
-			if (j->rv == -ENOMEM) {
-				wh_net_conn_close(hc->nc, APP_ERR_SHUTDOWN,
-						   "out of memory");
-			} else {
-				hc->requests++;
-				hc->bytes_out += j->resp.len;
-				hc->zsaved += j->zsaved;
-				hc->zpacked += j->zsaved > 0;
-				if (j->resp.len > 0) {
-					j->hs->reply_len = j->resp.len;
-					j->hs->reply_file = j->resp.len +
-							    j->zsaved;
-					wh_zrate_sent(&hc->zrate, j->resp.len,
-						      j->hs->reply_file,
-						      wh_now_ns());
-					send_buf(hc->nc, j->stream, &j->resp,
-						 true);
-				}
-				if (j->rv == WH_ERR_PROTO) {
-					wh_warn("client #%u (%s): malformed "
-						"request: closing its "
-						"connection", hc->id,
-						wh_net_conn_peer(hc->nc));
-					wh_net_conn_close(hc->nc,
-							   APP_ERR_PROTO,
-							   "malformed request");
-				}
-			}
-		} else if (j->hs) {
-			j->hs->job = NULL;
-		}
-		hconn_unref(hc);
-		job_free(j);
+		job_finish(j);
 	}
+}
+
+/* job_finish - send the reply of a job served (loop thread), free it. */
+static void job_finish(struct job *j)
+{
+	struct hconn *hc = j->hc;
+
+	if (j->hs && hc->nc && !wh_net_conn_closing(hc->nc)) {
+		j->hs->job = NULL;
+		if (j->rv == -ENOMEM) {
+			wh_net_conn_close(hc->nc, APP_ERR_SHUTDOWN,
+					   "out of memory");
+		} else {
+			hc->requests++;
+			hc->bytes_out += j->resp.len;
+			hc->zsaved += j->zsaved;
+			hc->zpacked += j->zsaved > 0;
+			if (j->resp.len > 0) {
+				j->hs->reply_len = j->resp.len;
+				j->hs->reply_file = j->resp.len +
+						    j->zsaved;
+				wh_zrate_sent(&hc->zrate, j->resp.len,
+					      j->hs->reply_file,
+					      wh_now_ns());
+				send_buf(hc->nc, j->stream, &j->resp,
+					 true);
+			}
+			if (j->rv == WH_ERR_PROTO) {
+				wh_warn("client #%u (%s): malformed "
+					"request: closing its "
+					"connection", hc->id,
+					wh_net_conn_peer(hc->nc));
+				wh_net_conn_close(hc->nc,
+						   APP_ERR_PROTO,
+						   "malformed request");
+			}
+		}
+	} else if (j->hs) {
+		j->hs->job = NULL;
+	}
+	hconn_unref(hc);
+	job_free(j);
 }
 
 /* ------------------------------------------------------------ requests */
@@ -579,6 +593,7 @@ static int on_request_data(struct hconn *hc, struct wh_net_stream *s,
 	job->hc = hc;
 	job->stream = s;
 	job->hs = hs;
+	job->fd = -1;
 	if (hc->caps & WH_CAP_ZSTD) {
 		job->zh = hc->host->zh;
 		job->link.rate = wh_zrate_get(&hc->zrate);
@@ -589,6 +604,23 @@ static int on_request_data(struct hconn *hc, struct wh_net_stream *s,
 	hc->refs++;
 	hs->job = job;
 	hs->answered = true;
+	/* a small READ from the page cache: answered here, in this turn of
+	 * the loop (the acknowledgement of the request rides with the reply)
+	 * instead of two thread hand-offs later; else to a worker, with the
+	 * file opened already */
+	rv = wh_share_read_nowait(hc->host->share, job->req, job->len,
+				  &job->resp, &job->fd);
+	if (rv == 1) {
+		job->rv = 0;
+		if (job->zh)
+			job->zsaved = wh_zhost_pack(job->zh, job->req,
+						    job->len, &job->resp,
+						    &job->link);
+		job_finish(job);
+		return 0;
+	}
+	if (rv < 0)
+		job->resp.len = 0;
 	pool_submit(&hc->host->pool, job);
 	return 0;
 }

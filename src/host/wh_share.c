@@ -76,7 +76,14 @@ static void copy_path(char *dst, const char *p, size_t len)
 	dst[len] = '\0';
 }
 
-static int resolve(struct wh_share *sh, const char *path)
+#ifndef RESOLVE_CACHED
+#define RESOLVE_CACHED 0x20 /* Linux 5.12 */
+#endif
+
+/* resolve_how - an O_PATH descriptor for |path|; with |cached|, only from
+ * the dentry cache: -EAGAIN when the lookup would need the disk (and
+ * -EINVAL from a kernel older than RESOLVE_CACHED). */
+static int resolve_how(struct wh_share *sh, const char *path, bool cached)
 {
 	struct open_how how;
 	long fd;
@@ -84,11 +91,16 @@ static int resolve(struct wh_share *sh, const char *path)
 	memset(&how, 0, sizeof(how));
 	how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
 	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-		      RESOLVE_NO_MAGICLINKS;
+		      RESOLVE_NO_MAGICLINKS | (cached ? RESOLVE_CACHED : 0);
 	do {
 		fd = syscall(SYS_openat2, sh->root_fd, path, &how, sizeof(how));
-	} while (fd < 0 && errno == EAGAIN);
+	} while (fd < 0 && errno == EAGAIN && !cached);
 	return fd < 0 ? -errno : (int)fd;
+}
+
+static int resolve(struct wh_share *sh, const char *path)
+{
+	return resolve_how(sh, path, false);
 }
 
 static bool visible(const struct stat *st)
@@ -437,13 +449,13 @@ static int do_statfs(struct wh_share *sh, uint32_t req_id,
 /* open_regular - a read fd for a regular file at |p|, opened only after an
  * O_PATH descriptor proved it is one (opening a fifo or a device could
  * block or have side effects). */
-static int open_regular(struct wh_share *sh, const char *p)
+static int open_regular(struct wh_share *sh, const char *p, bool cached)
 {
 	char proc[64];
 	struct stat st;
 	int fd, rfd;
 
-	fd = resolve(sh, p);
+	fd = resolve_how(sh, p, cached);
 	if (fd < 0)
 		return fd;
 	if (fstat(fd, &st) != 0) {
@@ -471,24 +483,23 @@ out:
 	return rfd;
 }
 
-static int do_read(struct wh_share *sh, uint32_t req_id,
-		   const struct wh_msg_read *r, struct wh_buf *resp)
+/*
+ * read_fill - append the READ_REPLY for |r| read from |fd| (open on the
+ * file) to |resp|: 0, also when the reply is an ERROR, or -ENOMEM.  With
+ * |nowait| the bytes come only from the page cache (preadv2 RWF_NOWAIT):
+ * 1, |resp| as it was, when some of them are not there.
+ */
+static int read_fill(int fd, uint32_t req_id, const struct wh_msg_read *r,
+		     struct wh_buf *resp, bool nowait)
 {
-	char p[WH_MAX_PATH + 1];
 	struct stat before, after;
 	struct wh_version v;
 	size_t base = resp->len, got = 0;
-	int fd, rv, tries;
+	int rv, tries;
 
-	copy_path(p, r->path.p, r->path.len);
-	fd = open_regular(sh, p);
-	if (fd < 0)
-		return wh_error_append(resp, req_id, -fd, "");
 	rv = wh_buf_reserve(resp, WH_READ_REPLY_HDR_LEN + r->length);
-	if (rv < 0) {
-		close(fd);
+	if (rv < 0)
 		return rv;
-	}
 	for (tries = 0; tries < READ_RETRIES; tries++) {
 		uint8_t *dst = resp->data + base + WH_READ_REPLY_HDR_LEN;
 
@@ -496,12 +507,22 @@ static int do_read(struct wh_share *sh, uint32_t req_id,
 			goto fail_errno;
 		got = 0;
 		if (r->offset <= (uint64_t)INT64_MAX - r->length) {
-			ssize_t n = wh_io_pread(wh_io_thread(), fd, dst,
-						r->length, r->offset);
+			ssize_t n;
 
-			if (n < 0) {
-				errno = (int)-n;
-				goto fail_errno;
+			if (nowait) {
+				struct iovec iov = { dst, r->length };
+
+				n = preadv2(fd, &iov, 1, (off_t)r->offset,
+					    RWF_NOWAIT);
+				if (n < 0)
+					return 1; /* EAGAIN, EOPNOTSUPP... */
+			} else {
+				n = wh_io_pread(wh_io_thread(), fd, dst,
+						r->length, r->offset);
+				if (n < 0) {
+					errno = (int)-n;
+					goto fail_errno;
+				}
 			}
 			got = (size_t)n;
 		}
@@ -509,11 +530,16 @@ static int do_read(struct wh_share *sh, uint32_t req_id,
 			goto fail_errno;
 		if (same_version(&before, &after))
 			break;
+		if (nowait)
+			return 1; /* changing: the worker retries */
 	}
-	close(fd);
 	if (tries == READ_RETRIES)
 		return wh_error_append(resp, req_id, EAGAIN,
 				   "the file keeps changing");
+	/* a short read from the cache before the end: the rest is not in it */
+	if (nowait && got < r->length &&
+	    r->offset + got < (uint64_t)after.st_size)
+		return 1;
 	fill_version(&after, &v);
 	wh_read_reply_hdr_encode(req_id, &v,
 				 r->offset + got >= (uint64_t)after.st_size,
@@ -522,9 +548,51 @@ static int do_read(struct wh_share *sh, uint32_t req_id,
 	resp->len = base + WH_READ_REPLY_HDR_LEN + got;
 	return 0;
 fail_errno:
-	rv = errno;
+	return wh_error_append(resp, req_id, errno, "");
+}
+
+/* do_read - READ of |r|, from |fd| when it is >= 0 (open on the file,
+ * closed here), else opening the file. */
+static int do_read(struct wh_share *sh, uint32_t req_id,
+		   const struct wh_msg_read *r, int fd, struct wh_buf *resp)
+{
+	char p[WH_MAX_PATH + 1];
+	int rv;
+
+	if (fd < 0) {
+		copy_path(p, r->path.p, r->path.len);
+		fd = open_regular(sh, p, false);
+		if (fd < 0)
+			return wh_error_append(resp, req_id, -fd, "");
+	}
+	rv = read_fill(fd, req_id, r, resp, false);
 	close(fd);
-	return wh_error_append(resp, req_id, rv, "");
+	return rv;
+}
+
+int wh_share_read_nowait(struct wh_share *sh, const uint8_t *req,
+			 size_t len, struct wh_buf *resp, int *pfd)
+{
+	char p[WH_MAX_PATH + 1];
+	struct wh_msg m;
+	int fd, rv;
+
+	*pfd = -1;
+	if (wh_msg_decode(req, len, WH_MAX_REQ_FRAME, &m) < 0 ||
+	    m.hdr.type != WH_MSG_READ ||
+	    m.u.read.length > WH_SHARE_NOWAIT_MAX)
+		return 0;
+	copy_path(p, m.u.read.path.p, m.u.read.path.len);
+	fd = open_regular(sh, p, true);
+	if (fd < 0)
+		return 0; /* not cached, or an error: the worker answers */
+	rv = read_fill(fd, m.hdr.req_id, &m.u.read, resp, true);
+	if (rv == 1) {
+		*pfd = fd;
+		return 0;
+	}
+	close(fd);
+	return rv < 0 ? rv : 1;
 }
 
 static int do_manifest(struct wh_share *sh, uint32_t req_id,
@@ -539,7 +607,7 @@ static int do_manifest(struct wh_share *sh, uint32_t req_id,
 	int fd, rv;
 
 	copy_path(p, mr->path.p, mr->path.len);
-	fd = open_regular(sh, p);
+	fd = open_regular(sh, p, false);
 	if (fd < 0)
 		return wh_error_append(resp, req_id, -fd, "");
 	wh_manifest_init(&man);
@@ -617,7 +685,7 @@ static int do_manifest_stream(struct wh_share *sh, uint32_t req_id,
 	if (!mc)
 		return wh_error_append(resp, req_id, ENOMEM, "");
 	copy_path(p, ms->path.p, ms->path.len);
-	fd = open_regular(sh, p);
+	fd = open_regular(sh, p, false);
 	if (fd < 0)
 		return wh_error_append(resp, req_id, -fd, "");
 	rv = fstat(fd, &st) != 0 ? -errno : wh_mcache_stream(mc, fd, &st, &j);
@@ -702,7 +770,7 @@ static int do_chunk(struct wh_share *sh, uint32_t req_id,
 	int fd, rv;
 
 	copy_path(p, c->path.p, c->path.len);
-	fd = open_regular(sh, p);
+	fd = open_regular(sh, p, false);
 	if (fd < 0)
 		return wh_error_append(resp, req_id, -fd, "");
 	if (fstat(fd, &before) != 0 || !version_matches(&before, &c->version) ||
@@ -1089,10 +1157,23 @@ static int do_readdir(struct wh_share *sh, uint32_t req_id,
 int wh_share_serve(struct wh_share *sh, const uint8_t *req, size_t len,
 		   struct wh_buf *resp)
 {
+	return wh_share_serve_fd(sh, req, len, -1, resp);
+}
+
+int wh_share_serve_fd(struct wh_share *sh, const uint8_t *req, size_t len,
+		      int fd, struct wh_buf *resp)
+{
 	struct wh_frame_hdr hdr;
 	struct wh_msg m;
 	uint32_t req_id = 0;
 	int rv;
+
+	if (fd >= 0) {
+		rv = wh_msg_decode(req, len, WH_MAX_REQ_FRAME, &m);
+		if (rv == 0 && m.hdr.type == WH_MSG_READ)
+			return do_read(sh, m.hdr.req_id, &m.u.read, fd, resp);
+		close(fd); /* not what wh_share_read_nowait opened it for */
+	}
 
 	if (wh_frame_hdr_decode(req, len, WH_MAX_REQ_FRAME, &hdr) == 0)
 		req_id = hdr.req_id;
@@ -1113,7 +1194,7 @@ int wh_share_serve(struct wh_share *sh, const uint8_t *req, size_t len,
 	case WH_MSG_READDIR:
 		return do_readdir(sh, req_id, &m.u.readdir, resp);
 	case WH_MSG_READ:
-		return do_read(sh, req_id, &m.u.read, resp);
+		return do_read(sh, req_id, &m.u.read, -1, resp);
 	case WH_MSG_READLINK:
 		return do_readlink(sh, req_id, m.u.path.path.p,
 				   m.u.path.path.len, resp);

@@ -53,6 +53,28 @@ void wh_share_set_mcache(struct wh_share *share, struct wh_mcache *mc);
 int wh_share_serve(struct wh_share *share, const uint8_t *req, size_t len,
 		   struct wh_buf *resp);
 
+/* READs at most this long may be answered by wh_share_read_nowait */
+#define WH_SHARE_NOWAIT_MAX (16 * 1024)
+
+/*
+ * wh_share_read_nowait - answer a small READ at once if that cannot block:
+ * the path in the dentry cache (openat2 RESOLVE_CACHED) and the bytes in
+ * the page cache (preadv2 RWF_NOWAIT), so that the network thread can
+ * answer it instead of handing it to a worker.
+ * Returns 1 with the READ_REPLY appended to |resp|; 0 when it would block
+ * or is not a READ of at most WH_SHARE_NOWAIT_MAX bytes (then |resp| is
+ * unchanged; pass the request to wh_share_serve_fd() with *|fd|, which is
+ * the file opened already, or -1); or -ENOMEM.  Errors of any kind (a
+ * missing file, say) are left to wh_share_serve_fd().
+ */
+int wh_share_read_nowait(struct wh_share *share, const uint8_t *req,
+			 size_t len, struct wh_buf *resp, int *fd);
+
+/* wh_share_serve_fd - wh_share_serve(), with the file of a READ already
+ * open as |fd| (from wh_share_read_nowait; closed here), or -1. */
+int wh_share_serve_fd(struct wh_share *share, const uint8_t *req, size_t len,
+		      int fd, struct wh_buf *resp);
+
 /*
  * Change watching (inotify).  Directories are watched once a client has
  * looked them up or listed them (wh_share_serve does this by itself), so
