@@ -19,7 +19,16 @@
  * race between a reply in flight and a change on the host.  The kernel
  * keeps a file's pages across opens while the file's version (size, mtime,
  * ctime) is the one its pages were read at; a READ reply of another version
- * than the open's fails with EIO, so nobody gets a silent mix.
+ * than the one the read is served at fails with EIO, so nobody gets a
+ * silent mix.
+ *
+ * Opens.  When the kernel can do without, OPEN is declined (ENOSYS: the
+ * kernel then opens and closes regular files without asking, keeping their
+ * pages) and what an open held lives on the node: the version its reads
+ * are served at (that of the attributes last given with its name, by
+ * LOOKUP or READDIRPLUS, where every open begins), and the fetcher's read
+ * state (struct rstate).  Otherwise each open carries them (struct
+ * open_file).
  *
  * Kernel notifications run on a dedicated thread (the notifier): calling
  * into the kernel from a request handler, or from the thread that serves the
@@ -687,6 +696,14 @@ static struct node *make_entry_locked(struct wh_fs *fs, struct node *dir,
 		n->attr = *a;
 		n->attr_valid = true;
 		rd_seen(fs, n, a);
+	} else if (atomic_load_explicit(&fs->no_open, memory_order_relaxed) &&
+		   S_ISREG(a->mode)) {
+		/* a reply that raced a change: the next read asks the host
+		 * for the version */
+		if (n->rs)
+			rs_detach(fs, n->rs);
+		n->rd_known = false;
+		n->rd_changed = false;
 	}
 	fill_entry(fs, n, a, fresh, e);
 	return n;
