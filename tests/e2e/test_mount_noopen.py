@@ -75,12 +75,21 @@ def test_reads_right_and_opens_counted(share, mount, mode):
     for name in names:
         assert read(os.path.join(mount, name)) == \
             read(os.path.join(share, name)), name
-    before = stats(mount)
-    for name in names:
-        assert read(os.path.join(mount, name)) == \
-            read(os.path.join(share, name)), name
-    after = stats(mount)
-    assert reads(after) == reads(before), "pages were not kept across opens"
+    # every file again (33 reads at least) if the pages were dropped at
+    # open; a few may come back when the machine is short of memory, all
+    # when something drops the caches (benchmarks do): three tries
+    again = []
+    for _ in range(3):
+        before = stats(mount)
+        for name in names:
+            assert read(os.path.join(mount, name)) == \
+                read(os.path.join(share, name)), name
+        after = stats(mount)
+        again.append(reads(after) - reads(before))
+        if again[-1] < len(names) // 4:
+            break
+    assert again[-1] < len(names) // 4, \
+        ("pages were not kept across opens", again)
     if mode == "no_open":
         assert after["no_open"] == 1
         assert after["opens"] == 1
