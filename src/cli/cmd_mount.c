@@ -262,6 +262,8 @@ int cmd_mount_main(int argc, char **argv)
 	fo.fetch_workers = (int)parallel;
 	fo.caps = session_caps;
 	fo.caps_ctx = sess;
+	/* for tests and comparisons: the mode of kernels without no-open */
+	fo.open_each = getenv("WH_MOUNT_OPEN_EACH") != NULL;
 	rv = wh_fs_new(&rpc, &fo, &fs);
 	if (rv == 0) {
 		wh_session_set_handlers(sess, fs_inval, fs_reconnect, fs);

@@ -108,8 +108,9 @@ int wh_fetch_new(struct wh_rpc *rpc, struct wh_store *store,
  * the timeout) and free; no file may still be open.  NULL is fine. */
 void wh_fetch_del(struct wh_fetch *f);
 
-/* wh_fetch_open - state for one open of the file at |path| (|len| bytes)
- * at version |v|.  0 or -ENOMEM. */
+/* wh_fetch_open - state for one reader of the file at |path| (|len|
+ * bytes) at version |v|: an open, or without opens a node's read state
+ * (src/fuse).  0 or -ENOMEM. */
 int wh_fetch_open(struct wh_fetch *f, const char *path, size_t len,
 		  const struct wh_version *v, struct wh_fetch_file **pff);
 /* wh_fetch_close - the open ended; NULL is fine. */

@@ -19,7 +19,16 @@
  * race between a reply in flight and a change on the host.  The kernel
  * keeps a file's pages across opens while the file's version (size, mtime,
  * ctime) is the one its pages were read at; a READ reply of another version
- * than the open's fails with EIO, so nobody gets a silent mix.
+ * than the one the read is served at fails with EIO, so nobody gets a
+ * silent mix.
+ *
+ * Opens.  When the kernel can do without, OPEN is declined (ENOSYS: the
+ * kernel then opens and closes regular files without asking, keeping their
+ * pages) and what an open held lives on the node: the version its reads
+ * are served at (that of the attributes last given with its name, by
+ * LOOKUP or READDIRPLUS, where every open begins), and the fetcher's read
+ * state (struct rstate).  Otherwise each open carries them (struct
+ * open_file).
  *
  * Kernel notifications run on a dedicated thread (the notifier): calling
  * into the kernel from a request handler, or from the thread that serves the
@@ -75,6 +84,7 @@
 #define SMALL_AHEAD_MAX 256        /* ... doubling up to this */
 #define STORE_QUEUE_BYTES (16u << 20) /* small files waiting to be put
 				       * in the kernel's page cache */
+#define RSTATE_MAX 32              /* idle read states kept (no-open) */
 #define WAKE_SIG SIGURG            /* interrupts the loop's wait; ignored by
 				    * default, so a stray one is harmless */
 
@@ -98,6 +108,26 @@ struct node {
 	struct dir_handle *listing; /* a directory's last listing, kept
 				     * (one reference) while it is in
 				     * wh_fs.kept */
+	/* no-open mode: what an open file holds otherwise */
+	bool rd_known;              /* |rd_version| is set */
+	bool rd_changed;            /* a read saw another version: reads
+				     * fail until the name is looked up */
+	struct wh_version rd_version; /* the version reads are served at */
+	struct rstate *rs;          /* the read state, or NULL */
+};
+
+/* The read state of a node in no-open mode (under wh_fs.lock): the
+ * fetcher's state for sequential reads at the node's rd_version.  Kept for
+ * the nodes read last (at most RSTATE_MAX idle ones), dropped at the end
+ * of the file (where a reader closes), when the version changes and when
+ * the node goes. */
+struct rstate {
+	struct node *node;          /* NULL once detached from it */
+	struct wh_fetch_file *ff;
+	struct wh_version v;        /* the version |ff| reads at */
+	unsigned int users;         /* reads using it now */
+	struct rstate *prev, *next; /* wh_fs.rs_head, newest first, while
+				     * attached */
 };
 
 struct dir_entry {
@@ -189,6 +219,8 @@ struct wh_fs {
 	unsigned int dev_major, dev_minor;
 	atomic_bool live;           /* a request after INIT was seen */
 	atomic_uint next_req;       /* request ids */
+	atomic_bool no_open;        /* OPEN is declined (no-open mode) */
+	atomic_ulong opens;         /* OPEN requests that came */
 
 	/* the node table */
 	pthread_mutex_t lock;
@@ -196,6 +228,9 @@ struct wh_fs {
 	 * (a signal ends the session without RELEASE) */
 	struct open_file *files;    /* protected by lock */
 	struct dir_handle *dirs;    /* protected by lock */
+	/* protected by lock: the attached read states, newest first */
+	struct rstate *rs_head, *rs_tail;
+	size_t rs_len;
 	struct node root;           /* protected by lock */
 	struct node **buckets;      /* protected by lock */
 	size_t nbuckets, nnodes;    /* protected by lock */
@@ -232,6 +267,7 @@ _Static_assert(sizeof(fuse_ino_t) >= sizeof(uintptr_t),
 	       "fuse_ino_t must hold a pointer");
 
 static void queue_inode(struct wh_fs *fs, fuse_ino_t ino);
+static void rs_detach(struct wh_fs *fs, struct rstate *rs);
 
 /* ------------------------------------------------------------ node table */
 
@@ -342,6 +378,8 @@ static void node_maybe_free(struct wh_fs *fs, struct node *n)
 			pp = &(*pp)->hnext;
 		if (*pp)
 			*pp = n->hnext;
+		if (n->rs)
+			rs_detach(fs, n->rs);
 		fs->nnodes--;
 		free(n->name);
 		free(n);
@@ -507,6 +545,83 @@ static bool version_eq(const struct wh_version *a, const struct wh_version *b)
 	       a->ctime.nsec == b->ctime.nsec;
 }
 
+/* ------------------------------------------------ read states (no-open) */
+
+/* rs_free_unused - free |rs| once it is detached and no read uses it; lock
+ * held. */
+static void rs_free_unused(struct wh_fs *fs, struct rstate *rs)
+{
+	if (rs->node || rs->users > 0)
+		return;
+	wh_fetch_close(fs->fetch, rs->ff);
+	free(rs);
+}
+
+/* rs_detach - |rs| is no longer its node's (freed once its reads are
+ * done); lock held. */
+static void rs_detach(struct wh_fs *fs, struct rstate *rs)
+{
+	if (rs->prev)
+		rs->prev->next = rs->next;
+	else
+		fs->rs_head = rs->next;
+	if (rs->next)
+		rs->next->prev = rs->prev;
+	else
+		fs->rs_tail = rs->prev;
+	rs->prev = rs->next = NULL;
+	fs->rs_len--;
+	rs->node->rs = NULL;
+	rs->node = NULL;
+	rs_free_unused(fs, rs);
+}
+
+/* rs_trim - keep at most RSTATE_MAX read states, dropping the idle ones
+ * read longest ago; lock held. */
+static void rs_trim(struct wh_fs *fs)
+{
+	struct rstate *rs = fs->rs_tail;
+
+	while (fs->rs_len > RSTATE_MAX && rs) {
+		struct rstate *prev = rs->prev;
+
+		if (rs->users == 0)
+			rs_detach(fs, rs);
+		rs = prev;
+	}
+}
+
+/*
+ * rd_seen - the kernel is given |n|'s fresh attributes |a| with its name
+ * (LOOKUP, READDIRPLUS): that is where an open begins in no-open mode, so
+ * the reads of |n| are served at their version from now on.  A change
+ * clears the mark a read that saw it left, drops the read state of the
+ * old version, and the kernel's pages if they hold another version (the
+ * kernel drops them by itself when it sees a new size or mtime, as it
+ * does with auto_inval_data; this covers a change of ctime alone).  Lock
+ * held.
+ */
+static void rd_seen(struct wh_fs *fs, struct node *n, const struct wh_attr *a)
+{
+	struct wh_version v;
+
+	if (!atomic_load_explicit(&fs->no_open, memory_order_relaxed) ||
+	    !S_ISREG(a->mode))
+		return;
+	version_of(a, &v);
+	if (n->rd_known && !n->rd_changed && version_eq(&n->rd_version, &v))
+		return;
+	if (n->rs)
+		rs_detach(fs, n->rs);
+	if (n->cache_known && !version_eq(&n->cache_version, &v)) {
+		n->cache_known = false;
+		queue_inode(fs, ino_of(fs, n));
+	}
+	n->rd_known = true;
+	n->rd_version = v;
+	n->rd_changed = false;
+}
+
 /* fetch_attr - GETATTR for |n|; caches the result unless an invalidation
  * came while it was in flight (*fresh tells which).  0 or an errno. */
 static int fetch_attr(struct wh_fs *fs, struct node *n, struct wh_attr *out,
@@ -580,6 +695,15 @@ static struct node *make_entry_locked(struct wh_fs *fs, struct node *dir,
 	if (fresh) {
 		n->attr = *a;
 		n->attr_valid = true;
+		rd_seen(fs, n, a);
+	} else if (atomic_load_explicit(&fs->no_open, memory_order_relaxed) &&
+		   S_ISREG(a->mode)) {
+		/* a reply that raced a change: the next read asks the host
+		 * for the version */
+		if (n->rs)
+			rs_detach(fs, n->rs);
+		n->rd_known = false;
+		n->rd_changed = false;
 	}
 	fill_entry(fs, n, a, fresh, e);
 	return n;
@@ -675,7 +799,10 @@ static struct wh_fs *fs_of(fuse_req_t req)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct wh_fs *fs = userdata;
+	bool no_open = !fs->opts.open_each &&
+		       (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT);
+
 	/* 1 MiB requests: the kernel raises max_pages to match */
 	conn->max_write = WH_MAX_READ;
 	conn->max_readahead = WH_MAX_READ;
@@ -691,8 +818,15 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	/* pages are dropped when the host says so (or the version at open
-	 * differs), not whenever the kernel sees a new mtime */
-	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	 * differs), not whenever the kernel sees a new mtime; without opens
+	 * the kernel keeps them across opens, and dropping them when it sees
+	 * a new mtime or size is what the check at open did */
+	if (no_open && (conn->capable & FUSE_CAP_AUTO_INVAL_DATA))
+		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+	else
+		conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	/* OPEN is declined from the first one on (op_open) */
+	atomic_store(&fs->no_open, no_open);
 	conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
 			FUSE_CAP_SPLICE_MOVE | FUSE_CAP_WRITEBACK_CACHE);
 	conn->time_gran = 1;
@@ -1298,8 +1432,16 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	bool valid, keep;
 	int err = 0;
 
+	atomic_fetch_add_explicit(&fs->opens, 1, memory_order_relaxed);
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
 		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (atomic_load_explicit(&fs->no_open, memory_order_relaxed)) {
+		/* the kernel takes ENOSYS as success and sends no OPEN or
+		 * RELEASE of a file again; its reads come with fh 0 and are
+		 * served at the node's version (rs_get) */
+		fuse_reply_err(req, ENOSYS);
 		return;
 	}
 	pthread_mutex_lock(&fs->lock);
@@ -1425,35 +1567,196 @@ static int unpack_read(struct wh_msg_read_reply *rr, size_t want,
 	return 0;
 }
 
-static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		    struct fuse_file_info *fi)
+/* What one read works with: an open file's, or in no-open mode the node's
+ * read state (held for the read). */
+struct reader {
+	struct node *node;
+	struct wh_fetch_file *ff;
+	struct wh_version v;      /* the version the read is served at */
+	struct open_file *fh;     /* or NULL: */
+	struct rstate *rs;
+};
+
+/*
+ * rs_get - the read state for a read of |n| in no-open mode, held for the
+ * read (rs_put).  The first read of |n| at a version also queues its
+ * neighbours, if it is a small file of a directory just listed (*pv,
+ * *pbuf and *pn, as small_batch: to fetch once the read is answered).
+ * 0 or an errno: EIO once a read saw the file change under its readers.
+ */
+static int rs_get(struct wh_fs *fs, struct node *n, struct reader *r,
+		  struct wh_fetch_small **pv, char **pbuf, size_t *pn)
 {
-	struct wh_fs *fs = fs_of(req);
-	struct open_file *fh = (struct open_file *)(uintptr_t)fi->fh;
+	struct rstate *rs;
+	struct wh_attr a;
+	bool fresh;
+	int err;
+
+	*pv = NULL;
+	*pbuf = NULL;
+	*pn = 0;
+	pthread_mutex_lock(&fs->lock);
+	if (!n->rd_known && !n->rd_changed) {
+		/* given to the kernel without a version we could trust (a
+		 * reply that raced a change): the host's current one */
+		pthread_mutex_unlock(&fs->lock);
+		err = fetch_attr(fs, n, &a, &fresh);
+		if (err)
+			return err;
+		if (!S_ISREG(a.mode))
+			return EIO;
+		pthread_mutex_lock(&fs->lock);
+		if (!n->rd_known && !n->rd_changed) {
+			n->rd_known = true;
+			version_of(&a, &n->rd_version);
+		}
+	}
+	if (n->rd_changed) {
+		pthread_mutex_unlock(&fs->lock);
+		return EIO;
+	}
+	rs = n->rs;
+	if (!rs) {
+		char path[WH_MAX_PATH + 1];
+		ssize_t plen = node_path(fs, n, path);
+		bool first;
+
+		rs = calloc(1, sizeof(*rs));
+		err = !rs ? ENOMEM : plen < 0 ? ENAMETOOLONG :
+		      -wh_fetch_open(fs->fetch, path, (size_t)plen,
+				     &n->rd_version, &rs->ff);
+		if (err) {
+			pthread_mutex_unlock(&fs->lock);
+			free(rs);
+			return err;
+		}
+		rs->node = n;
+		rs->v = n->rd_version;
+		n->rs = rs;
+		rs->next = fs->rs_head;
+		if (fs->rs_head)
+			fs->rs_head->prev = rs;
+		else
+			fs->rs_tail = rs;
+		fs->rs_head = rs;
+		fs->rs_len++;
+		/* the kernel's pages fill at this version now; if they did
+		 * not hold it, this is where the open used to queue the
+		 * neighbours */
+		first = !n->cache_known ||
+			!version_eq(&n->cache_version, &rs->v);
+		n->cache_known = true;
+		n->cache_version = rs->v;
+		if (first && n->attr_valid) {
+			struct wh_version av;
+
+			version_of(&n->attr, &av);
+			if (version_eq(&av, &rs->v)) {
+				a = n->attr;
+				*pn = small_batch(fs, n, &a, pv, pbuf);
+			}
+		}
+	} else if (rs != fs->rs_head) {
+		rs->prev->next = rs->next;
+		if (rs->next)
+			rs->next->prev = rs->prev;
+		else
+			fs->rs_tail = rs->prev;
+		rs->prev = NULL;
+		rs->next = fs->rs_head;
+		fs->rs_head->prev = rs;
+		fs->rs_head = rs;
+	}
+	rs->users++;
+	n->refs++;
+	rs_trim(fs);
+	pthread_mutex_unlock(&fs->lock);
+	r->node = n;
+	r->ff = rs->ff;
+	r->v = rs->v;
+	r->fh = NULL;
+	r->rs = rs;
+	return 0;
+}
+
+/* rs_put - the read with |r| is done; |at_end|: it reached the end of the
+ * file, where readers close, so the state goes (the fetcher's close: the
+ * backfill of what came with READ). */
+static void rs_put(struct wh_fs *fs, struct reader *r, bool at_end)
+{
+	struct rstate *rs = r->rs;
+
+	pthread_mutex_lock(&fs->lock);
+	rs->users--;
+	if (at_end && rs->node)
+		rs_detach(fs, rs);
+	else
+		rs_free_unused(fs, rs);
+	r->node->refs--;
+	node_maybe_free(fs, r->node);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/*
+ * reader_changed - a read showed a version other than the one it is
+ * served at: the cached attributes and pages are stale, and this read and
+ * every later one of the same readers fail.  For an open file that is its
+ * own flag; without opens it is the node's, until the kernel looks the
+ * name up again, so the name is expired as a change notice from the host
+ * would (from the notifier, never from a request handler): the next open
+ * looks it up and reads the new version.
+ */
+static void reader_changed(struct wh_fs *fs, struct reader *r,
+			   fuse_ino_t ino, const char *path)
+{
+	char dir[WH_MAX_PATH + 1];
+	struct node *n = r->node;
+	ssize_t dlen = -1;
+
+	if (r->fh) {
+		file_changed(fs, r->fh, ino, path);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	if (r->rs->node != n || n->rd_changed) {
+		/* told already, or looked up again since */
+		pthread_mutex_unlock(&fs->lock);
+		return;
+	}
+	n->rd_changed = true;
+	mark_stale(fs, n);
+	n->cache_known = false;
+	rs_detach(fs, r->rs);
+	dlen = node_path(fs, n->parent, dir);
+	pthread_mutex_unlock(&fs->lock);
+	wh_info("'%s' changed on the host while read: EIO", path);
+	if (dlen >= 0)
+		wh_fs_inval(fs, dir, (size_t)dlen, n->name, n->name_len);
+	else
+		queue_inode(fs, ino);
+}
+
+/* do_read - serve one read with |r|.  True when it reached the end of the
+ * file. */
+static bool do_read(struct wh_fs *fs, fuse_req_t req, fuse_ino_t ino,
+		    size_t size, off_t off, struct reader *r)
+{
 	char path[WH_MAX_PATH + 1];
 	struct wh_fetch_reply fr;
 	struct wh_buf resp, zb;
 	uint8_t *out = NULL;
+	bool at_end = (uint64_t)off + size >= r->v.size;
 	size_t got = 0;
 	ssize_t len;
 	int err = 0;
 
-	if (off < 0) {
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	/* once changed, always changed: no old bytes after new ones */
-	if (atomic_load(&fh->changed)) {
-		fuse_reply_err(req, EIO);
-		return;
-	}
-	len = path_of(fs, fh->node, path, NULL);
+	len = path_of(fs, r->node, path, NULL);
 	if (len < 0) {
 		fuse_reply_err(req, ENAMETOOLONG);
-		return;
+		return false;
 	}
 	/* sequential reads, and chunks already in RAM: from whole chunks */
-	err = wh_fetch_read(fs->fetch, fh->ff, path, (size_t)len,
+	err = wh_fetch_read(fs->fetch, r->ff, path, (size_t)len,
 			    (uint64_t)off, size, &fr);
 	if (err > 0) {
 		if (fr.n == 0)
@@ -1461,15 +1764,15 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		else
 			fuse_reply_iov(req, fr.iov, fr.n);
 		wh_fetch_done(fs->fetch, &fr);
-		return;
+		return at_end;
 	}
 	if (err < 0) {
 		if (err == -ESTALE)
-			file_changed(fs, fh, ino, path);
+			reader_changed(fs, r, ino, path);
 		else
 			wh_debug("read of '%s': %s", path, wh_strerror(err));
 		fuse_reply_err(req, err == -ENOMEM ? ENOMEM : EIO);
-		return;
+		return false;
 	}
 	wh_buf_init(&resp);
 	wh_buf_init(&zb);
@@ -1477,7 +1780,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	 * larger (max_write), so this loop normally runs once */
 	while (got < size) {
 		struct wh_msg_read_reply *rr;
-		struct wh_msg m, r;
+		struct wh_msg m, rm;
 		size_t want = size - got;
 
 		if (want > WH_MAX_READ)
@@ -1490,10 +1793,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		m.u.read.length = (uint32_t)want;
 		atomic_fetch_add_explicit(&fs->reads_direct, 1,
 					  memory_order_relaxed);
-		err = call(fs, &m, WH_MSG_READ_REPLY, &resp, &r);
+		err = call(fs, &m, WH_MSG_READ_REPLY, &resp, &rm);
 		if (err)
 			break;
-		rr = &r.u.read_reply;
+		rr = &rm.u.read_reply;
 		wh_fetch_count_wire(fs->fetch, rr->data_len);
 		if (rr->zstd && unpack_read(rr, want, &zb) < 0) {
 			wh_warn("host sent a bad compressed read of '%s'",
@@ -1507,14 +1810,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			err = EIO;
 			break;
 		}
-		if (!version_eq(&fh->version, &rr->version)) {
-			file_changed(fs, fh, ino, path);
+		if (!version_eq(&r->v, &rr->version)) {
+			reader_changed(fs, r, ino, path);
 			err = EIO;
 			break;
 		}
 		atomic_fetch_add_explicit(&fs->bytes_direct, rr->data_len,
 					  memory_order_relaxed);
-		wh_fetch_got_read(fs->fetch, fh->ff, (uint64_t)off + got,
+		wh_fetch_got_read(fs->fetch, r->ff, (uint64_t)off + got,
 				  rr->data, rr->data_len);
 		if (got == 0 && !out && (rr->data_len == size || rr->eof)) {
 			/* the common case: one reply holds it all */
@@ -1522,7 +1825,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				       rr->data_len);
 			wh_buf_free(&resp);
 			wh_buf_free(&zb);
-			return;
+			return at_end || rr->eof;
 		}
 		if (!out) {
 			out = malloc(size);
@@ -1549,6 +1852,52 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(out);
 	wh_buf_free(&resp);
 	wh_buf_free(&zb);
+	return !err && at_end;
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct wh_fs *fs = fs_of(req);
+	struct open_file *fh = (struct open_file *)(uintptr_t)fi->fh;
+	struct wh_fetch_small *small = NULL;
+	char *small_buf = NULL;
+	size_t nsmall = 0;
+	struct reader r;
+	bool at_end;
+	int err;
+
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (fh) {
+		/* once changed, always changed: no old bytes after new ones */
+		if (atomic_load(&fh->changed)) {
+			fuse_reply_err(req, EIO);
+			return;
+		}
+		r.node = fh->node;
+		r.ff = fh->ff;
+		r.v = fh->version;
+		r.fh = fh;
+		r.rs = NULL;
+		do_read(fs, req, ino, size, off, &r);
+		return;
+	}
+	/* no-open mode: the kernel opened the file without asking */
+	err = rs_get(fs, node_of(fs, ino), &r, &small, &small_buf, &nsmall);
+	if (err) {
+		fuse_reply_err(req, err);
+		return;
+	}
+	at_end = do_read(fs, req, ino, size, off, &r);
+	rs_put(fs, &r, at_end);
+	/* after the reply: the reader need not wait for the queueing */
+	if (nsmall > 0)
+		wh_fetch_small(fs->fetch, small, nsmall);
+	free(small);
+	free(small_buf);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -1644,7 +1993,8 @@ static int stats_text(struct wh_fs *fs, char *buf, size_t size)
 			"\nsmall_queued %" PRIu64
 			"\nsmall_fetched %" PRIu64 "\nsmall_bytes %" PRIu64
 			"\nreads_small %" PRIu64 "\nsmall_stored %lu"
-			"\nsmall_batches %" PRIu64 "\nsmall_bad %" PRIu64 "\n",
+			"\nsmall_batches %" PRIu64 "\nsmall_bad %" PRIu64
+			"\nopens %lu\nno_open %d\n",
 			atomic_load(&fs->reads_direct),
 			atomic_load(&fs->bytes_direct), st.reads_chunked,
 			st.reads_ram, st.manifests, st.chunks_fetched,
@@ -1655,7 +2005,8 @@ static int stats_text(struct wh_fs *fs, char *buf, size_t size)
 			st.small_queued, st.small_fetched,
 			st.small_bytes, st.reads_small,
 			atomic_load(&fs->small_stored), st.small_batches,
-			st.small_bad);
+			st.small_bad, atomic_load(&fs->opens),
+			atomic_load(&fs->no_open) ? 1 : 0);
 }
 
 /* op_getxattr - the root has two attributes: the data plane's counters
@@ -1890,6 +2241,8 @@ static void inval_one(struct wh_fs *fs, const char *dir, const char *name,
 			     fh = fh->next)
 				if (fh->node == c)
 					wh_fetch_file_inval(fh->ff);
+			if (c->rs)
+				wh_fetch_file_inval(c->rs->ff);
 		}
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -1961,6 +2314,8 @@ static void inval_everything(struct wh_fs *fs)
 	}
 	for (struct open_file *fh = fs->files; fh; fh = fh->next)
 		wh_fetch_file_inval(fh->ff);
+	for (struct rstate *rs = fs->rs_head; rs; rs = rs->next)
+		wh_fetch_file_inval(rs->ff);
 	while (fs->neg_len > 0) {
 		struct neg_entry *ne = &fs->neg[fs->neg_head];
 
@@ -2170,6 +2525,10 @@ static void do_store(struct wh_fs *fs, struct store_item *it)
 		    !S_ISREG(n->attr.mode) || !version_eq(&have, &it->v) ||
 		    (n->cache_known && version_eq(&n->cache_version, &it->v)))
 			n = NULL; /* unknown, changed, or opened already */
+		else if (atomic_load(&fs->no_open) &&
+			 (!n->rd_known || n->rd_changed ||
+			  !version_eq(&n->rd_version, &it->v)))
+			n = NULL; /* its reads are served at another version */
 	}
 	if (n) {
 		n->refs++;
@@ -2602,6 +2961,8 @@ void wh_fs_del(struct wh_fs *fs)
 		wh_fetch_close(fs->fetch, fh->ff);
 		free(fh);
 	}
+	while (fs->rs_head)
+		rs_detach(fs, fs->rs_head);
 	if (fs->fetch) {
 		char buf[2048];
 

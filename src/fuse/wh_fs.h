@@ -7,8 +7,14 @@
  * a reconnect to a restarted host.  Attributes and entries are cached for a
  * long time because the host pushes invalidations (wh_fs_inval); the kernel
  * page cache is kept across opens while a file's version is unchanged.  A
- * read that sees a file version different from the one at open() fails
- * with EIO, so a reader never gets a silent mix of old and new bytes.
+ * read that sees a file version different from the one it is served at
+ * fails with EIO, so a reader never gets a silent mix of old and new bytes.
+ *
+ * Opens: when the kernel offers it, OPEN is declined (FUSE's no-open mode:
+ * the kernel then opens and closes files without asking), and the version
+ * a file's reads are served at lives on its node: it is the version the
+ * kernel was last given when it looked the name up (LOOKUP, READDIRPLUS).
+ * Otherwise (or with |open_each|) every open is answered and carries it.
  *
  * Reads go through the data plane (client/wh_fetch.h): a file read
  * sequentially is served from whole verified chunks, taken from RAM, the
@@ -41,6 +47,9 @@ struct wh_fs_opts {
 	 * host has WH_CAP_CHUNKS only */
 	uint64_t (*caps)(void *ctx);
 	void *caps_ctx;
+	/* answer every OPEN even when the kernel could do without (the
+	 * mode of kernels without no-open support) */
+	bool open_each;
 };
 
 /* wh_fs_new - a file system over |rpc| (borrowed: must outlive it). */
