@@ -79,6 +79,18 @@ int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 /* wh_store_corrupt - chunks found corrupt and deleted so far. */
 unsigned long wh_store_corrupt(struct wh_store *s);
 
+/* wh_store_apply_log - read |len| bytes of log records (as the file
+ * chunks.log holds them) into the index; the number of slots that were
+ * not records.  For tests and the fuzzer. */
+int wh_store_apply_log(struct wh_store *s, const uint8_t *buf, size_t len);
+
+/* wh_store_parse_name - a name file's |n| bytes, named |id|: the path and
+ * other name ("" if none, both malloc'd) and the file's dev, ino, size
+ * and birth time.
+ * 0 or -EINVAL (-ENOMEM). */
+int wh_store_parse_name(const uint8_t *buf, size_t n, const uint8_t id[16],
+			char **path, char **alt, uint64_t ident[4]);
+
 /* wh_store_default_dir - $XDG_CACHE_HOME/wormhole or ~/.cache/wormhole;
  * NULL if neither is known.  Caller frees. */
 char *wh_store_default_dir(void);
