@@ -293,6 +293,16 @@ int wh_store_apply_log(struct wh_store *s, const uint8_t *buf, size_t len)
 	return bad;
 }
 
+void wh_store_seal_record(uint8_t rec[128])
+{
+	struct rec r;
+
+	memcpy(&r, rec, sizeof(r));
+	r.magic = LOG_MAGIC;
+	r.sum = rec_sum(&r);
+	memcpy(rec, &r, sizeof(r));
+}
+
 static void index_reset(struct wh_store *s)
 {
 	free(s->ents);

@@ -84,6 +84,10 @@ unsigned long wh_store_corrupt(struct wh_store *s);
  * not records.  For tests and the fuzzer. */
 int wh_store_apply_log(struct wh_store *s, const uint8_t *buf, size_t len);
 
+/* wh_store_seal_record - give the 128 bytes of a log record its magic and
+ * a checksum that holds (the fuzzer's, to reach past the checksum). */
+void wh_store_seal_record(uint8_t rec[128]);
+
 /* wh_store_parse_name - a name file's |n| bytes, named |id|: the path and
  * other name ("" if none, both malloc'd) and the file's dev, ino, size
  * and birth time.
