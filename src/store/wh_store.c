@@ -315,15 +315,17 @@ static void index_reset(struct wh_store *s)
 }
 
 /* read_new - apply the slots past read_off, under a shared lock (a writer
- * holds an exclusive one while it writes); with s->lock held */
-static void read_new(struct wh_store *s, uint64_t size)
+ * holds an exclusive one while it writes) unless the caller holds the
+ * exclusive one (|locked|); with s->lock held */
+static void read_new(struct wh_store *s, uint64_t size, bool locked)
 {
 	static const size_t BLK = 64 * REC_SIZE;
 	uint8_t buf[64 * REC_SIZE];
 
 	if (size / REC_SIZE * REC_SIZE <= s->read_off)
 		return;
-	flock(s->fd, LOCK_SH);
+	if (!locked)
+		flock(s->fd, LOCK_SH);
 	for (;;) {
 		ssize_t got = pread(s->fd, buf, BLK, (off_t)s->read_off);
 		size_t whole;
@@ -344,7 +346,8 @@ static void read_new(struct wh_store *s, uint64_t size)
 		}
 		s->read_off += whole;
 	}
-	flock(s->fd, LOCK_UN);
+	if (!locked)
+		flock(s->fd, LOCK_UN);
 }
 
 static int log_open(struct wh_store *s)
@@ -372,7 +375,7 @@ static void catch_up(struct wh_store *s)
 		if (log_open(s) < 0 || fstat(s->fd, &st) != 0)
 			return;
 	}
-	read_new(s, (uint64_t)st.st_size);
+	read_new(s, (uint64_t)st.st_size, false);
 }
 
 static void rec_fill(struct rec *r, const struct ent *e, uint8_t type)
@@ -394,32 +397,35 @@ static void rec_fill(struct rec *r, const struct ent *e, uint8_t type)
 	r->sum = rec_sum(r);
 }
 
-/* write_at_end - |n| records after the last whole slot; the caller holds
+/* write_at - |n| records at |*at| (then past them); the caller holds
  * s->lock and the exclusive flock on s->fd, which is the current log */
-static int write_at_end(struct wh_store *s, const struct rec *r, size_t n)
+static int write_at(struct wh_store *s, const struct rec *r, size_t n,
+		    uint64_t *at)
 {
-	struct stat st;
-	uint64_t at;
 	size_t len = n * REC_SIZE, done = 0;
 
-	if (fstat(s->fd, &st) != 0)
-		return -errno;
-	at = ((uint64_t)st.st_size + REC_SIZE - 1) / REC_SIZE * REC_SIZE;
 	while (done < len) {
 		ssize_t w = pwrite(s->fd, (const uint8_t *)r + done, len - done,
-				   (off_t)(at + done));
+				   (off_t)(*at + done));
 
 		if (w < 0 && errno == EINTR)
 			continue;
-		if (w <= 0)
+		if (w <= 0) {
+			/* a torn slot, if any, skipped: the next record
+			 * goes at a boundary */
+			*at = (*at + done + REC_SIZE - 1) / REC_SIZE * REC_SIZE;
 			return w < 0 ? -errno : -EIO;
+		}
 		done += (size_t)w;
 	}
+	*at += len;
 	return 0;
 }
 
-/* lock_log - the exclusive flock on the current log; with s->lock held */
-static int lock_log(struct wh_store *s)
+/* lock_log - the exclusive flock on the current log, every record in it
+ * read; in |*end| where the next record goes (a torn last slot, if any,
+ * skipped).  With s->lock held. */
+static int lock_log(struct wh_store *s, uint64_t *end)
 {
 	for (int tries = 0; tries < 8; tries++) {
 		struct stat st;
@@ -430,8 +436,12 @@ static int lock_log(struct wh_store *s)
 			flock(s->fd, LOCK_UN);
 			return -errno;
 		}
-		if (st.st_nlink > 0)
+		if (st.st_nlink > 0) {
+			read_new(s, (uint64_t)st.st_size, true);
+			*end = ((uint64_t)st.st_size + REC_SIZE - 1) /
+			       REC_SIZE * REC_SIZE;
 			return 0;
+		}
 		flock(s->fd, LOCK_UN);
 		if (log_open(s) < 0)
 			return -EIO;
@@ -439,19 +449,36 @@ static int lock_log(struct wh_store *s)
 	return -EAGAIN;
 }
 
-/* append - one record, then read it (and any others new) into the index;
- * with s->lock held */
+/* log_end - the records up to |end| are known (those written under the
+ * lock were applied as written; a torn slot counts as a bad one) */
+static void log_end(struct wh_store *s, uint64_t end)
+{
+	if (end > s->read_off) {
+		s->bad += (unsigned long)((end - s->read_off + REC_SIZE - 1) /
+					  REC_SIZE);
+		s->read_off = end;
+	}
+}
+
+/* append - one record, into the log and the index; with s->lock held.
+ * Costs an flock, an fstat and a pwrite (and the records others wrote
+ * since, if any). */
 static int append(struct wh_store *s, const struct ent *e, uint8_t type)
 {
 	struct rec r;
-	int rv = lock_log(s);
+	uint64_t at;
+	int rv = lock_log(s, &at);
 
 	if (rv < 0)
 		return rv;
 	rec_fill(&r, e, type);
-	rv = write_at_end(s, &r, 1);
+	log_end(s, at);
+	rv = write_at(s, &r, 1, &at);
+	if (rv == 0) {
+		apply(s, &r);
+		s->read_off = at;
+	}
 	flock(s->fd, LOCK_UN);
-	catch_up(s);
 	return rv;
 }
 
@@ -1178,14 +1205,14 @@ static void evict(struct wh_store *s)
 {
 	struct rec del[64];
 	size_t nd = 0;
-	struct stat st;
+	uint64_t at;
 
 	pthread_mutex_lock(&s->lock);
-	if (lock_log(s) < 0) {
+	if (lock_log(s, &at) < 0) {
 		pthread_mutex_unlock(&s->lock);
 		return;
 	}
-	catch_up(s);
+	log_end(s, at);
 	while (s->cursor < s->n && (!s->ents[s->cursor].live ||
 				    s->total + (uint64_t)s->live * REC_SIZE >
 					    s->limit)) {
@@ -1204,14 +1231,14 @@ static void evict(struct wh_store *s)
 		s->total -= cost(e);
 		rec_fill(&del[nd++], e, R_DEL);
 		if (nd == 64) {
-			write_at_end(s, del, nd);
+			write_at(s, del, nd, &at);
 			nd = 0;
 		}
 	}
 	if (nd)
-		write_at_end(s, del, nd);
-	if (fstat(s->fd, &st) == 0 &&
-	    (uint64_t)st.st_size / REC_SIZE > 2 * (uint64_t)s->live + 1024)
+		write_at(s, del, nd, &at);
+	s->read_off = at; /* what the DELs say is done */
+	if (at / REC_SIZE > 2 * (uint64_t)s->live + 1024)
 		compact(s);
 	flock(s->fd, LOCK_UN);
 	pthread_mutex_unlock(&s->lock);
