@@ -4,6 +4,7 @@
  * a crash or a leak, and hands out no byte it has not verified. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,21 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char dir[64];
+
+static int rm_one(const char *path, const struct stat *st, int flag,
+		  struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* the store's directory goes when the fuzzer ends */
+static void rm_dir(void)
+{
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 static void put_file(const char *path, const uint8_t *b, size_t n)
 {
@@ -42,6 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		snprintf(dir, sizeof(dir), "/tmp/wh-fuzz-store-%d",
 			 (int)getpid());
 		mkdir(dir, 0700);
+		atexit(rm_dir);
 	}
 	if (size < 1)
 		return 0;
