@@ -1,12 +1,16 @@
-/* wh_store.c - content-addressed chunks on disk, verified on every read. */
+/* wh_store.c - content-addressed chunks on disk, verified on every read,
+ * found through an append-only log of fixed-size checksummed records. */
 #include <dirent.h>
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/wh_fsutil.h"
@@ -14,12 +18,86 @@
 #include "io/wh_io.h"
 #include "store/wh_store.h"
 
+/*
+ * The log, <cache>/chunks.log: records of REC_SIZE bytes at multiples of
+ * REC_SIZE, native byte order (the store is this machine's), each with a
+ * checksum over the rest.  A DATA record says chunks/ab/<hash> holds the
+ * chunk (it is appended before the file is written, so a crash leaves at
+ * worst a record without its file), a REF record that the chunk is at
+ * |offset| of a file named by the name file |name| (chunk-names/<hex>),
+ * a DEL record that an earlier DATA or REF of that key is gone.  A later
+ * record of a key supersedes an earlier one; the log's order is the LRU
+ * order (a used entry in the older half is appended again).  Writers
+ * append under an exclusive flock(2) at the next multiple of REC_SIZE,
+ * so a torn record (a crash, a full disk) is one bad slot, skipped;
+ * readers read new slots under a shared one.  When the log holds more
+ * than twice its live records it is rewritten and renamed over; a process
+ * holding the old one sees it unlinked (st_nlink 0) and reads the new one.
+ * Nothing read is trusted: a record whose checksum, magic, type or length
+ * is wrong is skipped, and a store whose log had such a record is scanned
+ * once for chunk files the log lost.
+ */
+#define LOG_MAGIC 0x314c4857u /* "WHL1" */
+#define REC_SIZE 128
+#define NAME_MAGIC "WHNAM01\n"
+#define NAME_PATH_MAX 4095
+#define REF_COST 4096 /* the least an entry counts against the limit */
+#define NAME_GRACE 3600 /* an unreferenced name file kept this long (s) */
+#define NONE UINT32_MAX
+#define NCAND 8
+#define NNAMES 16
+
+enum { R_DATA = 1, R_REF = 2, R_DEL = 3 };
+
+struct rec {
+	uint32_t magic;
+	uint8_t type, deltype, pad0[2];
+	uint32_t len, pad1;
+	uint8_t hash[WH_HASH_LEN];
+	uint64_t offset, dev, ino, size;
+	uint8_t name[16];
+	uint8_t pad2[24];
+	uint64_t sum;
+};
+_Static_assert(sizeof(struct rec) == REC_SIZE, "a record is 128 bytes");
+
+struct ent {
+	uint8_t hash[WH_HASH_LEN];
+	uint8_t name[16];
+	uint64_t offset, dev, ino, size;
+	uint32_t len, next; /* next: an older entry of the same hash */
+	uint8_t type;
+	bool live;
+};
+
+/* a parsed name file, kept: its content is named by its hash */
+struct name {
+	uint8_t id[16];
+	bool used;
+	uint64_t btime;
+	char *path, *alt;
+};
+
 struct wh_store {
-	char *dir; /* .../chunks */
+	char *dir;  /* .../chunks */
+	char *logp; /* .../chunks.log */
+	char *names; /* .../chunk-names */
 	uint64_t limit;
-	pthread_mutex_t lock;
-	unsigned long corrupt; /* protected by lock */
-	unsigned long seq;     /* protected by lock */
+	pthread_mutex_t lock; /* everything below */
+	unsigned long corrupt, seq, bad;
+	int fd;               /* the log */
+	uint64_t read_off;    /* the log read up to here */
+	struct ent *ents;     /* in log order */
+	uint32_t n, cap, cursor; /* cursor: no live entry before it */
+	uint32_t *tab;        /* newest entry per hash, open addressing */
+	uint32_t tabsize, tabused, live;
+	uint64_t total; /* the live entries' cost */
+	struct name nm[NNAMES];
+	unsigned nm_next;
+	/* the file of the last reference written, and its name file */
+	char *last_path, *last_alt;
+	uint64_t last_dev, last_ino, last_size;
+	uint8_t last_name[16];
 };
 
 char *wh_store_default_dir(void)
@@ -27,6 +105,30 @@ char *wh_store_default_dir(void)
 	return wh_cache_home(NULL);
 }
 
+static uint64_t rec_sum(const struct rec *r)
+{
+	const uint8_t *p = (const uint8_t *)r;
+	uint64_t h = 0x9e3779b97f4a7c15ull, w;
+
+	for (size_t i = 0; i < offsetof(struct rec, sum); i += 8) {
+		memcpy(&w, p + i, 8);
+		h ^= w;
+		h *= 0xff51afd7ed558ccdull;
+		h ^= h >> 29;
+	}
+	return h;
+}
+
+static void hex_n(const uint8_t *b, size_t n, char *out)
+{
+	static const char d[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = d[b[i] >> 4];
+		out[2 * i + 1] = d[b[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
 
 static void chunk_path(struct wh_store *s, const uint8_t *hash, char *buf,
 		       size_t size)
@@ -37,189 +139,676 @@ static void chunk_path(struct wh_store *s, const uint8_t *hash, char *buf,
 	snprintf(buf, size, "%s/%.2s/%s", s->dir, hex, hex);
 }
 
-static void ref_path(struct wh_store *s, const uint8_t *hash, char *buf,
-		     size_t size)
+static void name_path(struct wh_store *s, const uint8_t *id, char *buf,
+		      size_t size)
 {
-	char hex[65];
+	char hex[33];
 
-	wh_hash_hex(hash, hex);
-	snprintf(buf, size, "%s/%.2s/%s.ref", s->dir, hex, hex);
+	hex_n(id, 16, hex);
+	snprintf(buf, size, "%s/%s", s->names, hex);
 }
 
-/*
- * A reference on disk: this header, then the path and the other name
- * (plen and alen bytes, no NULs).  Native byte order: the store is this
- * machine's.  Read as untrusted all the same; one that does not parse is
- * deleted.
- */
-#define REF_MAGIC "WHREF01\n"
-#define REF_PATH_MAX 4095
+static uint64_t cost(const struct ent *e)
+{
+	if (e->type == R_DATA)
+		return ((uint64_t)e->len + REF_COST - 1) / REF_COST * REF_COST;
+	return REF_COST;
+}
 
-struct ref {
-	char magic[8];
-	uint64_t offset, dev, ino, size; /* the file when it was written */
-	uint32_t len;                    /* of the chunk */
-	uint16_t plen, alen;
-};
+static uint32_t slot0(const struct wh_store *s, const uint8_t *hash)
+{
+	uint64_t k;
 
-#define REF_MAX (sizeof(struct ref) + 2 * REF_PATH_MAX)
-#define REF_COST 4096 /* the least a reference counts against the limit */
+	memcpy(&k, hash, 8);
+	return (uint32_t)(k & (s->tabsize - 1));
+}
+
+/* tab_find - the slot of |hash| in the table, or the empty one it takes */
+static uint32_t tab_find(const struct wh_store *s, const uint8_t *hash)
+{
+	uint32_t i = slot0(s, hash);
+
+	while (s->tab[i] != NONE &&
+	       memcmp(s->ents[s->tab[i]].hash, hash, WH_HASH_LEN) != 0)
+		i = (i + 1) & (s->tabsize - 1);
+	return i;
+}
+
+static int tab_grow(struct wh_store *s)
+{
+	uint32_t size = s->tabsize ? s->tabsize * 2 : 1024;
+	uint32_t *old = s->tab, oldsize = s->tabsize;
+
+	s->tab = malloc((size_t)size * sizeof(*s->tab));
+	if (!s->tab) {
+		s->tab = old;
+		return -ENOMEM;
+	}
+	memset(s->tab, 0xff, (size_t)size * sizeof(*s->tab));
+	s->tabsize = size;
+	for (uint32_t i = 0; i < oldsize; i++)
+		if (old[i] != NONE)
+			s->tab[tab_find(s, s->ents[old[i]].hash)] = old[i];
+	free(old);
+	return 0;
+}
+
+static bool same_key(const struct ent *e, uint8_t type, const uint8_t *name,
+		     uint64_t offset)
+{
+	return e->type == type &&
+	       (type == R_DATA ||
+		(e->offset == offset && memcmp(e->name, name, 16) == 0));
+}
+
+/* kill_key - the live entry of this key (if any) is no longer */
+static void kill_key(struct wh_store *s, uint32_t head, uint8_t type,
+		     const uint8_t *name, uint64_t offset)
+{
+	for (uint32_t i = head; i != NONE; i = s->ents[i].next) {
+		struct ent *e = &s->ents[i];
+
+		if (e->live && same_key(e, type, name, offset)) {
+			e->live = false;
+			s->live--;
+			s->total -= cost(e);
+			return;
+		}
+	}
+}
+
+/* rec_ok - a record that parses (checked, never trusted further) */
+static bool rec_ok(const struct rec *r)
+{
+	if (r->magic != LOG_MAGIC || r->sum != rec_sum(r))
+		return false;
+	if (r->type == R_DEL)
+		return r->deltype == R_DATA || r->deltype == R_REF;
+	if (r->type != R_DATA && r->type != R_REF)
+		return false;
+	return r->len > 0 && r->len <= WH_CDC_MAX;
+}
+
+/* apply - one slot of the log; false if it is not a record */
+static bool apply(struct wh_store *s, const struct rec *r)
+{
+	uint32_t t, i;
+	struct ent *e;
+
+	if (!rec_ok(r))
+		return false;
+	if ((s->tabused + 1) * 2 > s->tabsize && tab_grow(s) < 0)
+		return true; /* out of memory: forgotten, not wrong */
+	t = tab_find(s, r->hash);
+	if (r->type == R_DEL) {
+		if (s->tab[t] != NONE)
+			kill_key(s, s->tab[t], r->deltype, r->name, r->offset);
+		return true;
+	}
+	if (s->n == s->cap) {
+		uint32_t ncap = s->cap ? s->cap * 2 : 1024;
+		struct ent *ne = realloc(s->ents, (size_t)ncap * sizeof(*ne));
+
+		if (!ne)
+			return true;
+		s->ents = ne;
+		s->cap = ncap;
+	}
+	if (s->tab[t] != NONE)
+		kill_key(s, s->tab[t], r->type, r->name, r->offset);
+	i = s->n++;
+	e = &s->ents[i];
+	memcpy(e->hash, r->hash, WH_HASH_LEN);
+	memcpy(e->name, r->name, 16);
+	e->offset = r->offset;
+	e->dev = r->dev;
+	e->ino = r->ino;
+	e->size = r->size;
+	e->len = r->len;
+	e->type = r->type;
+	e->live = true;
+	e->next = s->tab[t];
+	if (s->tab[t] == NONE)
+		s->tabused++;
+	s->tab[t] = i;
+	s->live++;
+	s->total += cost(e);
+	return true;
+}
+
+int wh_store_apply_log(struct wh_store *s, const uint8_t *buf, size_t len)
+{
+	int bad = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (size_t off = 0; off + REC_SIZE <= len; off += REC_SIZE) {
+		struct rec r;
+
+		memcpy(&r, buf + off, REC_SIZE);
+		if (!apply(s, &r))
+			bad++;
+	}
+	s->bad += (unsigned long)bad;
+	pthread_mutex_unlock(&s->lock);
+	return bad;
+}
+
+void wh_store_seal_record(uint8_t rec[128])
+{
+	struct rec r;
+
+	memcpy(&r, rec, sizeof(r));
+	r.magic = LOG_MAGIC;
+	r.sum = rec_sum(&r);
+	memcpy(rec, &r, sizeof(r));
+}
+
+static void index_reset(struct wh_store *s)
+{
+	free(s->ents);
+	free(s->tab);
+	s->ents = NULL;
+	s->tab = NULL;
+	s->n = s->cap = s->cursor = s->tabsize = s->tabused = s->live = 0;
+	s->total = 0;
+	s->read_off = 0;
+}
+
+/* read_new - apply the slots past read_off, under a shared lock (a writer
+ * holds an exclusive one while it writes) unless the caller holds the
+ * exclusive one (|locked|); with s->lock held */
+static void read_new(struct wh_store *s, uint64_t size, bool locked)
+{
+	static const size_t BLK = 64 * REC_SIZE;
+	uint8_t buf[64 * REC_SIZE];
+
+	if (size / REC_SIZE * REC_SIZE <= s->read_off)
+		return;
+	if (!locked)
+		flock(s->fd, LOCK_SH);
+	for (;;) {
+		ssize_t got = pread(s->fd, buf, BLK, (off_t)s->read_off);
+		size_t whole;
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			break;
+		whole = (size_t)got / REC_SIZE * REC_SIZE;
+		if (whole == 0)
+			break; /* a record still being written, or torn */
+		for (size_t off = 0; off < whole; off += REC_SIZE) {
+			struct rec r;
+
+			memcpy(&r, buf + off, REC_SIZE);
+			if (!apply(s, &r))
+				s->bad++;
+		}
+		s->read_off += whole;
+	}
+	if (!locked)
+		flock(s->fd, LOCK_UN);
+}
+
+static int log_open(struct wh_store *s)
+{
+	int fd = open(s->logp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return -errno;
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = fd;
+	index_reset(s);
+	return 0;
+}
+
+/* catch_up - the index knows every record in the log; with s->lock held.
+ * One fstat when nothing is new. */
+static void catch_up(struct wh_store *s)
+{
+	struct stat st;
+
+	if (fstat(s->fd, &st) != 0)
+		return;
+	if (st.st_nlink == 0) { /* rewritten: read the new one */
+		if (log_open(s) < 0 || fstat(s->fd, &st) != 0)
+			return;
+	}
+	read_new(s, (uint64_t)st.st_size, false);
+}
+
+static void rec_fill(struct rec *r, const struct ent *e, uint8_t type)
+{
+	memset(r, 0, sizeof(*r));
+	r->magic = LOG_MAGIC;
+	r->type = type;
+	memcpy(r->hash, e->hash, WH_HASH_LEN);
+	memcpy(r->name, e->name, 16);
+	r->offset = e->offset;
+	r->dev = e->dev;
+	r->ino = e->ino;
+	r->size = e->size;
+	r->len = e->len;
+	if (type == R_DEL) {
+		r->deltype = e->type;
+		r->len = 0;
+	}
+	r->sum = rec_sum(r);
+}
+
+/* write_at - |n| records at |*at| (then past them); the caller holds
+ * s->lock and the exclusive flock on s->fd, which is the current log */
+static int write_at(struct wh_store *s, const struct rec *r, size_t n,
+		    uint64_t *at)
+{
+	size_t len = n * REC_SIZE, done = 0;
+
+	while (done < len) {
+		ssize_t w = pwrite(s->fd, (const uint8_t *)r + done, len - done,
+				   (off_t)(*at + done));
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			/* a torn slot, if any, skipped: the next record
+			 * goes at a boundary */
+			*at = (*at + done + REC_SIZE - 1) / REC_SIZE * REC_SIZE;
+			return w < 0 ? -errno : -EIO;
+		}
+		done += (size_t)w;
+	}
+	*at += len;
+	return 0;
+}
+
+/* lock_log - the exclusive flock on the current log, every record in it
+ * read; in |*end| where the next record goes (a torn last slot, if any,
+ * skipped).  With s->lock held. */
+static int lock_log(struct wh_store *s, uint64_t *end)
+{
+	for (int tries = 0; tries < 8; tries++) {
+		struct stat st;
+
+		if (flock(s->fd, LOCK_EX) != 0)
+			return -errno;
+		if (fstat(s->fd, &st) != 0) {
+			flock(s->fd, LOCK_UN);
+			return -errno;
+		}
+		if (st.st_nlink > 0) {
+			read_new(s, (uint64_t)st.st_size, true);
+			*end = ((uint64_t)st.st_size + REC_SIZE - 1) /
+			       REC_SIZE * REC_SIZE;
+			return 0;
+		}
+		flock(s->fd, LOCK_UN);
+		if (log_open(s) < 0)
+			return -EIO;
+	}
+	return -EAGAIN;
+}
+
+/* log_end - the records up to |end| are known (those written under the
+ * lock were applied as written; a torn slot counts as a bad one) */
+static void log_end(struct wh_store *s, uint64_t end)
+{
+	if (end > s->read_off) {
+		s->bad += (unsigned long)((end - s->read_off + REC_SIZE - 1) /
+					  REC_SIZE);
+		s->read_off = end;
+	}
+}
+
+/* append - one record, into the log and the index; with s->lock held.
+ * Costs an flock, an fstat and a pwrite (and the records others wrote
+ * since, if any). */
+static int append(struct wh_store *s, const struct ent *e, uint8_t type)
+{
+	struct rec r;
+	uint64_t at;
+	int rv = lock_log(s, &at);
+
+	if (rv < 0)
+		return rv;
+	rec_fill(&r, e, type);
+	log_end(s, at);
+	rv = write_at(s, &r, 1, &at);
+	if (rv == 0) {
+		apply(s, &r);
+		s->read_off = at;
+	}
+	flock(s->fd, LOCK_UN);
+	return rv;
+}
+
+static void scan_files(struct wh_store *s);
 
 int wh_store_open(const char *dir, uint64_t limit, struct wh_store **ps)
 {
 	struct wh_store *s = calloc(1, sizeof(*s));
 	char buf[4096];
+	struct stat st;
+	bool fresh;
 	int rv;
 
 	if (!s)
 		return -ENOMEM;
+	s->fd = -1;
 	snprintf(buf, sizeof(buf), "%s/chunks", dir);
 	rv = wh_mkdirs(buf);
+	if (rv == 0)
+		s->dir = strdup(buf);
+	snprintf(buf, sizeof(buf), "%s/chunk-names", dir);
+	if (rv == 0)
+		rv = wh_mkdirs(buf);
+	if (rv == 0)
+		s->names = strdup(buf);
+	snprintf(buf, sizeof(buf), "%s/chunks.log", dir);
+	s->logp = strdup(buf);
+	if (rv == 0 && (!s->dir || !s->names || !s->logp))
+		rv = -ENOMEM;
+	fresh = stat(buf, &st) != 0;
+	if (rv == 0)
+		rv = log_open(s);
 	if (rv < 0) {
+		free(s->dir);
+		free(s->names);
+		free(s->logp);
 		free(s);
 		return rv;
 	}
-	s->dir = strdup(buf);
-	if (!s->dir) {
-		free(s);
-		return -ENOMEM;
-	}
 	s->limit = limit;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_lock(&s->lock);
+	catch_up(s);
+	pthread_mutex_unlock(&s->lock);
+	/* a store of the older layout (no log), or a log that lost records:
+	 * find the chunk files it does not name */
+	if (fresh || s->bad)
+		scan_files(s);
 	*ps = s;
 	return 0;
 }
 
-static void count_corrupt(struct wh_store *s)
+static void name_free(struct name *n)
 {
-	pthread_mutex_lock(&s->lock);
-	s->corrupt++;
-	pthread_mutex_unlock(&s->lock);
+	free(n->path);
+	free(n->alt);
+	memset(n, 0, sizeof(*n));
 }
 
-/* ref_open - the file a reference |r| (names in |names|) describes, open
- * for reading, or -1: no name opens a regular file of its identity */
-static int ref_open(const struct ref *r, const char *names)
+/* name_id - what names a file's names and identity */
+static void name_id(const char *path, const char *alt,
+		    const uint64_t ident[4], uint8_t id[16])
 {
-	char p[REF_PATH_MAX + 1];
-	const char *name[2] = {names, names + r->plen};
-	size_t nlen[2] = {r->plen, r->alen};
+	size_t plen = strlen(path), alen = alt ? strlen(alt) : 0;
+	uint8_t *b = malloc(plen + alen + 34), h[WH_HASH_LEN];
 
+	if (!b) {
+		memset(id, 0, 16);
+		return;
+	}
+	memcpy(b, ident, 32);
+	memcpy(b + 32, path, plen + 1);
+	if (alen)
+		memcpy(b + 33 + plen, alt, alen);
+	b[33 + plen + alen] = '\0';
+	wh_blake3(b, plen + alen + 34, h);
+	free(b);
+	memcpy(id, h, 16);
+}
+
+/*
+ * A name file: magic, then dev, ino, size and birth time (u64: ns, 0 if
+ * the file system keeps none; it tells a file from a later one that got
+ * the same inode number), plen, alen (u16), the
+ * path and the other name (no NULs).  It is named by name_id of what it
+ * holds, so one that does not parse or does not hash to its name is
+ * ignored (and deleted).
+ */
+int wh_store_parse_name(const uint8_t *buf, size_t n, const uint8_t id[16],
+			char **path, char **alt, uint64_t ident[4])
+{
+	uint16_t plen, alen;
+	uint8_t got[16];
+	size_t hdr = 8 + 32 + 4;
+
+	if (n < hdr || memcmp(buf, NAME_MAGIC, 8) != 0)
+		return -EINVAL;
+	memcpy(ident, buf + 8, 32);
+	memcpy(&plen, buf + 40, 2);
+	memcpy(&alen, buf + 42, 2);
+	if (plen == 0 || plen > NAME_PATH_MAX || alen > NAME_PATH_MAX ||
+	    n != hdr + plen + alen || buf[hdr] != '/' ||
+	    (alen && buf[hdr + plen] != '/') ||
+	    memchr(buf + hdr, '\0', (size_t)plen + alen))
+		return -EINVAL;
+	*path = strndup((const char *)buf + hdr, plen);
+	*alt = strndup((const char *)buf + hdr + plen, alen);
+	if (!*path || !*alt) {
+		free(*path);
+		free(*alt);
+		return -ENOMEM;
+	}
+	name_id(*path, alen ? *alt : NULL, ident, got);
+	if (memcmp(got, id, 16) != 0) {
+		free(*path);
+		free(*alt);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* name_get - the names of |id| into |p| and |a| (a may be ""); false if
+ * the name file is gone or bad.  Without s->lock. */
+static bool name_get(struct wh_store *s, const uint8_t *id, char *p,
+		     char *a, uint64_t *btime)
+{
+	uint8_t buf[44 + 2 * NAME_PATH_MAX + 1];
+	char np[4200], *path, *alt;
+	uint64_t ident[4];
+	ssize_t got;
+	int fd;
+	struct name *slot;
+
+	pthread_mutex_lock(&s->lock);
+	for (int i = 0; i < NNAMES; i++)
+		if (s->nm[i].used && memcmp(s->nm[i].id, id, 16) == 0) {
+			strcpy(p, s->nm[i].path);
+			strcpy(a, s->nm[i].alt);
+			*btime = s->nm[i].btime;
+			pthread_mutex_unlock(&s->lock);
+			return true;
+		}
+	pthread_mutex_unlock(&s->lock);
+	name_path(s, id, np, sizeof(np));
+	fd = open(np, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	got = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (got < 0 || wh_store_parse_name(buf, (size_t)got, id, &path, &alt,
+					   ident) < 0) {
+		unlink(np);
+		return false;
+	}
+	strcpy(p, path);
+	strcpy(a, alt);
+	*btime = ident[3];
+	pthread_mutex_lock(&s->lock);
+	slot = &s->nm[s->nm_next++ % NNAMES];
+	name_free(slot);
+	memcpy(slot->id, id, 16);
+	slot->path = path;
+	slot->alt = alt;
+	slot->btime = ident[3];
+	slot->used = true;
+	pthread_mutex_unlock(&s->lock);
+	return true;
+}
+
+/* birth - the birth time (ns) of |path| (relative to |fd|), 0 if the file
+ * system keeps none */
+static uint64_t birth(int fd, const char *path)
+{
+	struct statx sx;
+
+	if (statx(fd, path, path[0] ? AT_SYMLINK_NOFOLLOW : AT_EMPTY_PATH,
+		  STATX_BTIME, &sx) != 0 ||
+	    !(sx.stx_mask & STATX_BTIME))
+		return 0;
+	return (uint64_t)sx.stx_btime.tv_sec * 1000000000u +
+	       sx.stx_btime.tv_nsec;
+}
+
+/* ref_open - the file reference |e| describes, open for reading, or -1:
+ * no name opens a regular file of its identity */
+static int ref_open(struct wh_store *s, const struct ent *e)
+{
+	static _Thread_local char name[2][NAME_PATH_MAX + 1];
+	uint64_t btime;
+
+	if (!name_get(s, e->name, name[0], name[1], &btime))
+		return -1;
 	for (int i = 0; i < 2; i++) {
 		struct stat st;
 		int fd;
 
-		if (nlen[i] == 0)
+		if (name[i][0] == '\0')
 			continue;
-		memcpy(p, name[i], nlen[i]);
-		p[nlen[i]] = '\0';
-		fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+		fd = open(name[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
+					   O_NONBLOCK);
 		if (fd < 0)
 			continue;
 		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-		    (uint64_t)st.st_dev == r->dev &&
-		    (uint64_t)st.st_ino == r->ino &&
-		    (uint64_t)st.st_size == r->size)
+		    (uint64_t)st.st_dev == e->dev &&
+		    (uint64_t)st.st_ino == e->ino &&
+		    (uint64_t)st.st_size == e->size && birth(fd, "") == btime)
 			return fd;
 		close(fd);
 	}
 	return -1;
 }
 
-/* ref_get - chunk |hash| through its reference, verified; -ENOENT if
- * there is none or it no longer holds (then it is deleted) */
-static int ref_get(struct wh_store *s, const uint8_t *hash, uint8_t *buf,
-		   size_t len, struct wh_store_loc *loc)
+/* try_ent - chunk |e| into |buf|, verified: 0, or -ENOENT (it no longer
+ * holds), or 1 (corrupt) */
+static int try_ent(struct wh_store *s, const struct ent *e, uint8_t *buf,
+		   size_t len)
 {
+	uint8_t h[WH_HASH_LEN];
 	char path[4200];
-	uint8_t rec[REF_MAX + 1], h[WH_HASH_LEN];
-	struct ref r;
-	ssize_t n;
-	int fd, dfd;
+	struct stat st;
+	int fd;
 
-	ref_path(s, hash, path, sizeof(path));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (e->type == R_DATA) {
+		chunk_path(s, e->hash, path, sizeof(path));
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -ENOENT;
+		if (fstat(fd, &st) != 0 || (size_t)st.st_size != len ||
+		    wh_io_pread(wh_io_thread(), fd, buf, len, 0) !=
+			    (ssize_t)len) {
+			close(fd);
+			unlink(path);
+			return 1;
+		}
+		close(fd);
+		wh_blake3(buf, len, h);
+		if (memcmp(h, e->hash, WH_HASH_LEN) != 0) {
+			unlink(path);
+			wh_warn("chunk store: %s was corrupt and is discarded",
+				path);
+			return 1;
+		}
+		return 0;
+	}
+	fd = ref_open(s, e);
 	if (fd < 0)
-		return -errno;
-	n = read(fd, rec, sizeof(rec));
-	if (n < (ssize_t)sizeof(r))
-		goto drop;
-	memcpy(&r, rec, sizeof(r));
-	if (memcmp(r.magic, REF_MAGIC, sizeof(r.magic)) != 0 ||
-	    r.plen == 0 || r.plen > REF_PATH_MAX || r.alen > REF_PATH_MAX ||
-	    (size_t)n != sizeof(r) + r.plen + r.alen ||
-	    memchr(rec + sizeof(r), '\0', (size_t)r.plen + r.alen))
-		goto drop;
-	if (r.len != len) { /* not the chunk asked for: leave it */
+		return -ENOENT;
+	if (e->offset > e->size || len > e->size - e->offset ||
+	    wh_io_pread(wh_io_thread(), fd, buf, len, (off_t)e->offset) !=
+		    (ssize_t)len) {
 		close(fd);
 		return -ENOENT;
 	}
-	dfd = ref_open(&r, (const char *)rec + sizeof(r));
-	if (dfd < 0) {
-		wh_debug("chunk store: the file of %s changed or is gone",
-			 path);
-		goto drop;
-	}
-	if (r.offset > r.size || len > r.size - r.offset ||
-	    wh_io_pread(wh_io_thread(), dfd, buf, len, (off_t)r.offset) !=
-		    (ssize_t)len) {
-		close(dfd);
-		goto drop;
-	}
-	close(dfd);
-	wh_blake3(buf, len, h);
-	if (memcmp(h, hash, WH_HASH_LEN) != 0) {
-		count_corrupt(s);
-		wh_warn("chunk store: the bytes %s refers to changed; "
-			"it is discarded", path);
-		goto drop;
-	}
-	futimens(fd, NULL); /* recently used: evicted last */
 	close(fd);
-	if (loc) {
-		loc->dev = r.dev;
-		loc->ino = r.ino;
-		loc->offset = r.offset;
+	wh_blake3(buf, len, h);
+	if (memcmp(h, e->hash, WH_HASH_LEN) != 0) {
+		wh_warn("chunk store: the bytes a reference names changed; "
+			"it is discarded");
+		return 1;
 	}
 	return 0;
-drop:
-	close(fd);
-	unlink(path);
-	return -ENOENT;
+}
+
+/* candidates - the live entries of |hash| and |len|: a stored chunk
+ * first, then references newest first; with s->lock held */
+static int candidates(struct wh_store *s, const uint8_t *hash, size_t len,
+		      struct ent *c, uint32_t *idx)
+{
+	int n = 0;
+	uint32_t t;
+
+	if (!s->tabsize)
+		return 0;
+	t = tab_find(s, hash);
+	for (uint32_t i = s->tab[t]; i != NONE && n < NCAND;
+	     i = s->ents[i].next) {
+		const struct ent *e = &s->ents[i];
+
+		if (!e->live || e->len != len)
+			continue;
+		if (e->type == R_DATA && n > 0) {
+			c[n] = c[0];
+			idx[n] = idx[0];
+			c[0] = *e;
+			idx[0] = i;
+		} else {
+			c[n] = *e;
+			idx[n] = i;
+		}
+		n++;
+	}
+	return n;
 }
 
 int wh_store_get_at(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		    uint8_t *buf, size_t len, struct wh_store_loc *loc)
 {
-	char path[4200];
-	uint8_t h[WH_HASH_LEN];
-	struct stat st;
-	int fd;
+	struct ent c[NCAND];
+	uint32_t idx[NCAND];
+	int n;
 
-	chunk_path(s, hash, path, sizeof(path));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno != ENOENT)
-			return -errno;
-		return ref_get(s, hash, buf, len, loc);
+	pthread_mutex_lock(&s->lock);
+	catch_up(s);
+	n = candidates(s, hash, len, c, idx);
+	pthread_mutex_unlock(&s->lock);
+	for (int i = 0; i < n; i++) {
+		int rv = try_ent(s, &c[i], buf, len);
+
+		pthread_mutex_lock(&s->lock);
+		if (rv == 0) {
+			/* recently used: evicted last (appended again when
+			 * in the older half of the log's entries) */
+			if (idx[i] < s->n && s->ents[idx[i]].live &&
+			    idx[i] < s->cursor + (s->n - s->cursor) / 2)
+				append(s, &c[i], c[i].type);
+			pthread_mutex_unlock(&s->lock);
+			if (loc) {
+				loc->dev = c[i].type == R_REF ? c[i].dev : 0;
+				loc->ino = c[i].type == R_REF ? c[i].ino : 0;
+				loc->offset =
+					c[i].type == R_REF ? c[i].offset : 0;
+			}
+			return 0;
+		}
+		if (rv > 0)
+			s->corrupt++;
+		append(s, &c[i], R_DEL);
+		pthread_mutex_unlock(&s->lock);
 	}
-	if (fstat(fd, &st) != 0 || (size_t)st.st_size != len ||
-	    wh_io_pread(wh_io_thread(), fd, buf, len, 0) != (ssize_t)len)
-		goto corrupt;
-	wh_blake3(buf, len, h);
-	if (memcmp(h, hash, WH_HASH_LEN) != 0)
-		goto corrupt;
-	futimens(fd, NULL); /* recently used: evicted last */
-	close(fd);
-	if (loc)
-		memset(loc, 0, sizeof(*loc));
-	return 0;
-corrupt:
-	close(fd);
-	unlink(path);
-	count_corrupt(s);
-	wh_warn("chunk store: %s was corrupt and is discarded", path);
-	return ref_get(s, hash, buf, len, loc);
+	return -ENOENT;
 }
 
 int wh_store_get(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
@@ -231,15 +820,15 @@ int wh_store_get(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 bool wh_store_has(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		  size_t len)
 {
-	char path[4200];
-	struct stat st;
+	struct ent c[NCAND];
+	uint32_t idx[NCAND];
+	int n;
 
-	chunk_path(s, hash, path, sizeof(path));
-	if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
-	    (size_t)st.st_size == len)
-		return true;
-	ref_path(s, hash, path, sizeof(path));
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+	pthread_mutex_lock(&s->lock);
+	catch_up(s);
+	n = candidates(s, hash, len, c, idx);
+	pthread_mutex_unlock(&s->lock);
+	return n > 0;
 }
 
 /* write_entry - |len| bytes as the file |path|, through a temporary name
@@ -252,15 +841,18 @@ static int write_entry(struct wh_store *s, const char *path,
 	ssize_t n;
 	int fd, rv = 0;
 
-	snprintf(sub, sizeof(sub), "%s", path);
-	*strrchr(sub, '/') = '\0';
-	if (mkdir(sub, 0700) != 0 && errno != EEXIST)
-		return -errno;
 	pthread_mutex_lock(&s->lock);
 	seq = ++s->seq;
 	pthread_mutex_unlock(&s->lock);
 	snprintf(tmp, sizeof(tmp), "%s.%d.%lu.tmp", path, (int)getpid(), seq);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == ENOENT) {
+		snprintf(sub, sizeof(sub), "%s", path);
+		*strrchr(sub, '/') = '\0';
+		if (mkdir(sub, 0700) != 0 && errno != EEXIST)
+			return -errno;
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	}
 	if (fd < 0)
 		return -errno;
 	/* plain write: io_uring would hand it to a worker thread (see
@@ -286,41 +878,137 @@ static int write_entry(struct wh_store *s, const char *path,
 int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		 const uint8_t *data, size_t len)
 {
+	struct ent c[NCAND], e;
+	uint32_t idx[NCAND];
 	char path[4200];
+	int n, rv;
 
-	chunk_path(s, hash, path, sizeof(path));
-	if (access(path, F_OK) == 0)
+	if (len == 0 || len > WH_CDC_MAX)
+		return -EINVAL;
+	memset(&e, 0, sizeof(e));
+	memcpy(e.hash, hash, WH_HASH_LEN);
+	e.type = R_DATA;
+	e.len = (uint32_t)len;
+	pthread_mutex_lock(&s->lock);
+	catch_up(s);
+	n = candidates(s, hash, len, c, idx);
+	if (n > 0 && c[0].type == R_DATA) {
+		pthread_mutex_unlock(&s->lock);
 		return 0;
-	return write_entry(s, path, data, len);
+	}
+	/* the record first: a crash leaves a record without its file, never
+	 * a file the log does not name */
+	rv = append(s, &e, R_DATA);
+	pthread_mutex_unlock(&s->lock);
+	if (rv < 0)
+		return rv;
+	chunk_path(s, hash, path, sizeof(path));
+	rv = write_entry(s, path, data, len);
+	if (rv < 0) {
+		pthread_mutex_lock(&s->lock);
+		append(s, &e, R_DEL);
+		pthread_mutex_unlock(&s->lock);
+	}
+	return rv;
+}
+
+/* name_put - the name file for |id|, written if it is not there (and its
+ * time refreshed if it is: eviction keeps a recent one) */
+static int name_put(struct wh_store *s, const uint8_t *id, const char *path,
+		    const char *alt, const uint64_t v[4])
+{
+	size_t plen = strlen(path), alen = alt ? strlen(alt) : 0;
+	uint8_t buf[44 + 2 * NAME_PATH_MAX];
+	uint16_t l;
+	char np[4200];
+
+	name_path(s, id, np, sizeof(np));
+	if (utimensat(AT_FDCWD, np, NULL, 0) == 0)
+		return 0;
+	memcpy(buf, NAME_MAGIC, 8);
+	memcpy(buf + 8, v, 32);
+	l = (uint16_t)plen;
+	memcpy(buf + 40, &l, 2);
+	l = (uint16_t)alen;
+	memcpy(buf + 42, &l, 2);
+	memcpy(buf + 44, path, plen);
+	if (alen)
+		memcpy(buf + 44 + plen, alt, alen);
+	return write_entry(s, np, buf, 44 + plen + alen);
 }
 
 int wh_store_put_ref(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		     size_t len, const char *path, const char *alt,
 		     const struct stat *st, uint64_t offset)
 {
-	uint8_t rec[REF_MAX];
-	struct ref r;
-	char rp[4200];
 	size_t plen = strlen(path), alen = alt ? strlen(alt) : 0;
+	struct ent c[NCAND], e;
+	uint32_t idx[NCAND];
+	bool known;
+	int n, rv;
 
-	if (plen == 0 || plen > REF_PATH_MAX || alen > REF_PATH_MAX ||
-	    path[0] != '/' || (alt && alt[0] != '/') || len > UINT32_MAX)
+	if (plen == 0 || plen > NAME_PATH_MAX || alen > NAME_PATH_MAX ||
+	    path[0] != '/' || (alt && alt[0] != '/') || len == 0 ||
+	    len > WH_CDC_MAX)
 		return -EINVAL;
-	memset(&r, 0, sizeof(r));
-	memcpy(r.magic, REF_MAGIC, sizeof(r.magic));
-	r.offset = offset;
-	r.dev = (uint64_t)st->st_dev;
-	r.ino = (uint64_t)st->st_ino;
-	r.size = (uint64_t)st->st_size;
-	r.len = (uint32_t)len;
-	r.plen = (uint16_t)plen;
-	r.alen = (uint16_t)alen;
-	memcpy(rec, &r, sizeof(r));
-	memcpy(rec + sizeof(r), path, plen);
-	if (alen)
-		memcpy(rec + sizeof(r) + plen, alt, alen);
-	ref_path(s, hash, rp, sizeof(rp));
-	return write_entry(s, rp, rec, sizeof(r) + plen + alen);
+	memset(&e, 0, sizeof(e));
+	memcpy(e.hash, hash, WH_HASH_LEN);
+	e.type = R_REF;
+	e.len = (uint32_t)len;
+	e.offset = offset;
+	e.dev = (uint64_t)st->st_dev;
+	e.ino = (uint64_t)st->st_ino;
+	e.size = (uint64_t)st->st_size;
+	/* the file named as in the last call: its name file is written */
+	pthread_mutex_lock(&s->lock);
+	known = s->last_path && s->last_dev == e.dev && s->last_ino == e.ino &&
+		s->last_size == e.size && strcmp(s->last_path, path) == 0 &&
+		strcmp(s->last_alt, alt ? alt : "") == 0;
+	if (known)
+		memcpy(e.name, s->last_name, 16);
+	pthread_mutex_unlock(&s->lock);
+	if (!known) {
+		uint64_t v[4] = {e.dev, e.ino, e.size, 0};
+		struct stat now;
+
+		/* which name it has now: the one whose inode it is */
+		if (stat(path, &now) == 0 && (uint64_t)now.st_ino == e.ino &&
+		    (uint64_t)now.st_dev == e.dev)
+			v[3] = birth(AT_FDCWD, path);
+		else if (alen)
+			v[3] = birth(AT_FDCWD, alt);
+		name_id(path, alen ? alt : NULL, v, e.name);
+		rv = name_put(s, e.name, path, alen ? alt : NULL, v);
+		if (rv < 0)
+			return rv;
+		pthread_mutex_lock(&s->lock);
+		free(s->last_path);
+		free(s->last_alt);
+		s->last_path = strdup(path);
+		s->last_alt = strdup(alt ? alt : "");
+		if (!s->last_alt) {
+			free(s->last_path);
+			s->last_path = NULL;
+		}
+		s->last_dev = e.dev;
+		s->last_ino = e.ino;
+		s->last_size = e.size;
+		memcpy(s->last_name, e.name, 16);
+		pthread_mutex_unlock(&s->lock);
+	}
+	pthread_mutex_lock(&s->lock);
+	catch_up(s);
+	n = candidates(s, hash, len, c, idx);
+	for (int i = 0; i < n; i++)
+		if (c[i].type == R_REF && same_key(&c[i], R_REF, e.name, offset) &&
+		    c[i].dev == e.dev && c[i].ino == e.ino &&
+		    c[i].size == e.size) {
+			pthread_mutex_unlock(&s->lock);
+			return 0; /* already there */
+		}
+	rv = append(s, &e, R_REF);
+	pthread_mutex_unlock(&s->lock);
+	return rv;
 }
 
 unsigned long wh_store_corrupt(struct wh_store *s)
@@ -333,29 +1021,41 @@ unsigned long wh_store_corrupt(struct wh_store *s)
 	return n;
 }
 
-struct item {
-	char *path;
-	off_t size;
-	struct timespec used;
-};
-
-static int by_age(const void *a, const void *b)
+static bool hex_parse(const char *h, uint8_t *out)
 {
-	const struct item *x = a, *y = b;
+	if (strlen(h) != 2 * WH_HASH_LEN)
+		return false;
+	for (int i = 0; i < 2 * WH_HASH_LEN; i++) {
+		int v = h[i] >= '0' && h[i] <= '9'   ? h[i] - '0'
+			: h[i] >= 'a' && h[i] <= 'f' ? h[i] - 'a' + 10
+						     : -1;
 
-	if (x->used.tv_sec != y->used.tv_sec)
-		return x->used.tv_sec < y->used.tv_sec ? -1 : 1;
-	if (x->used.tv_nsec != y->used.tv_nsec)
-		return x->used.tv_nsec < y->used.tv_nsec ? -1 : 1;
-	return 0;
+		if (v < 0)
+			return false;
+		if (i % 2 == 0)
+			out[i / 2] = (uint8_t)(v << 4);
+		else
+			out[i / 2] |= (uint8_t)v;
+	}
+	return true;
 }
 
-/* evict - delete the least recently used chunks until under the limit */
-static void evict(struct wh_store *s)
+/* has_data - a live DATA entry of |hash| and |len|; with s->lock held */
+static bool has_data(struct wh_store *s, const uint8_t *hash, uint32_t len)
 {
-	struct item *items = NULL;
-	size_t n = 0, cap = 0;
-	uint64_t total = 0;
+	struct ent c[NCAND];
+	uint32_t idx[NCAND];
+	int n = candidates(s, hash, len, c, idx);
+
+	return n > 0 && c[0].type == R_DATA;
+}
+
+/* scan_files - add a DATA record for each chunk file the log does not
+ * name, delete what crashes left (temporary files, references of the
+ * older layout).  Costs a walk of the store: only when the log is new or
+ * was found damaged. */
+static void scan_files(struct wh_store *s)
+{
 	DIR *top = opendir(s->dir);
 	struct dirent *d;
 
@@ -364,7 +1064,7 @@ static void evict(struct wh_store *s)
 	while ((d = readdir(top))) {
 		char sub[4200];
 		DIR *dd;
-		struct dirent *e;
+		struct dirent *f;
 
 		if (d->d_name[0] == '.' || strlen(d->d_name) != 2)
 			continue;
@@ -372,56 +1072,176 @@ static void evict(struct wh_store *s)
 		dd = opendir(sub);
 		if (!dd)
 			continue;
-		while ((e = readdir(dd))) {
+		while ((f = readdir(dd))) {
 			char p[4500];
 			struct stat st;
+			struct ent e;
 
-			if (e->d_name[0] == '.')
+			if (f->d_name[0] == '.')
 				continue;
-			snprintf(p, sizeof(p), "%s/%s", sub, e->d_name);
-			if (stat(p, &st) != 0)
-				continue;
-			if (strstr(e->d_name, ".tmp")) {
-				unlink(p); /* left by a crash */
+			snprintf(p, sizeof(p), "%s/%s", sub, f->d_name);
+			if (!hex_parse(f->d_name, e.hash)) {
+				if (strstr(f->d_name, ".tmp") ||
+				    strstr(f->d_name, ".ref"))
+					unlink(p);
 				continue;
 			}
-			if (n == cap) {
-				size_t ncap = cap ? cap * 2 : 1024;
-				struct item *ni =
-					realloc(items, ncap * sizeof(*ni));
-
-				if (!ni)
-					break;
-				items = ni;
-				cap = ncap;
+			if (stat(p, &st) != 0 || !S_ISREG(st.st_mode))
+				continue;
+			if (st.st_size <= 0 || st.st_size > WH_CDC_MAX) {
+				unlink(p);
+				continue;
 			}
-			items[n].path = strdup(p);
-			/* a reference: what it takes on the disk, a block
-			 * at least (its inode, when the data is inline) */
-			items[n].size = st.st_size;
-			if (strstr(e->d_name, ".ref"))
-				items[n].size = st.st_blocks * 512 > REF_COST
-							? st.st_blocks * 512
-							: REF_COST;
-			items[n].used = st.st_mtim;
-			if (items[n].path) {
-				total += (uint64_t)items[n].size;
-				n++;
-			}
+			memset(e.name, 0, sizeof(e.name));
+			e.offset = e.dev = e.ino = e.size = 0;
+			e.len = (uint32_t)st.st_size;
+			e.type = R_DATA;
+			pthread_mutex_lock(&s->lock);
+			if (!has_data(s, e.hash, e.len))
+				append(s, &e, R_DATA);
+			pthread_mutex_unlock(&s->lock);
 		}
 		closedir(dd);
 	}
 	closedir(top);
-	if (total > s->limit) {
-		qsort(items, n, sizeof(*items), by_age);
-		for (size_t i = 0; i < n && total > s->limit; i++) {
-			if (unlink(items[i].path) == 0)
-				total -= (uint64_t)items[i].size;
+}
+
+/* compact - rewrite the log with its live entries only, oldest first, and
+ * rename it over; with s->lock and the exclusive flock held.  Then delete
+ * name files no live reference names (and not written lately: a get may
+ * be about to name it). */
+static void compact(struct wh_store *s)
+{
+	char tmp[4300];
+	struct rec *buf;
+	size_t nb = 0, cap = 256;
+	int fd, rv = 0;
+	uint8_t (*ids)[16] = NULL;
+	size_t nids = 0;
+	DIR *dd;
+	struct dirent *d;
+
+	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", s->logp, (int)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	buf = malloc(cap * sizeof(*buf));
+	ids = malloc(((size_t)s->live + 1) * 16);
+	if (!buf || !ids)
+		rv = -ENOMEM;
+	for (uint32_t i = s->cursor; i < s->n && rv == 0; i++) {
+		const struct ent *e = &s->ents[i];
+
+		if (!e->live)
+			continue;
+		if (e->type == R_REF && nids < s->live)
+			memcpy(ids[nids++], e->name, 16);
+		rec_fill(&buf[nb++], e, e->type);
+		if (nb == cap || i + 1 == s->n) {
+			if (write(fd, buf, nb * REC_SIZE) !=
+			    (ssize_t)(nb * REC_SIZE))
+				rv = -EIO;
+			nb = 0;
 		}
 	}
-	for (size_t i = 0; i < n; i++)
-		free(items[i].path);
-	free(items);
+	if (rv == 0 && nb > 0 &&
+	    write(fd, buf, nb * REC_SIZE) != (ssize_t)(nb * REC_SIZE))
+		rv = -EIO;
+	free(buf);
+	if (rv == 0 && fdatasync(fd) != 0)
+		rv = -errno;
+	close(fd);
+	if (rv == 0 && rename(tmp, s->logp) != 0)
+		rv = -errno;
+	if (rv < 0) {
+		unlink(tmp);
+		free(ids);
+		return;
+	}
+	dd = opendir(s->names);
+	while (dd && (d = readdir(dd))) {
+		uint8_t id[16];
+		char p[4500];
+		struct stat st;
+		bool named = false;
+
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", s->names, d->d_name);
+		if (strstr(d->d_name, ".tmp")) {
+			if (stat(p, &st) == 0 &&
+			    st.st_mtime + NAME_GRACE < time(NULL))
+				unlink(p);
+			continue;
+		}
+		if (strlen(d->d_name) != 32)
+			continue;
+		for (int i = 0; i < 16; i++) {
+			unsigned v;
+
+			if (sscanf(d->d_name + 2 * i, "%2x", &v) != 1)
+				v = 0;
+			id[i] = (uint8_t)v;
+		}
+		for (size_t i = 0; i < nids && !named; i++)
+			named = memcmp(ids[i], id, 16) == 0;
+		if (!named && stat(p, &st) == 0 &&
+		    st.st_mtime + NAME_GRACE < time(NULL))
+			unlink(p);
+	}
+	if (dd)
+		closedir(dd);
+	free(ids);
+}
+
+/*
+ * evict - delete the least recently used entries (the log's oldest)
+ * until the store is under its limit, the log itself counted (as what
+ * its live records take: it is rewritten with only them); rewrite
+ * the log when more than half of it is dead.  Costs what the log grew
+ * by since it was read, and what it deletes.
+ */
+static void evict(struct wh_store *s)
+{
+	struct rec del[64];
+	size_t nd = 0;
+	uint64_t at;
+
+	pthread_mutex_lock(&s->lock);
+	if (lock_log(s, &at) < 0) {
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
+	log_end(s, at);
+	while (s->cursor < s->n && (!s->ents[s->cursor].live ||
+				    s->total + (uint64_t)s->live * REC_SIZE >
+					    s->limit)) {
+		struct ent *e = &s->ents[s->cursor++];
+
+		if (!e->live)
+			continue;
+		if (e->type == R_DATA) {
+			char p[4200];
+
+			chunk_path(s, e->hash, p, sizeof(p));
+			unlink(p);
+		}
+		e->live = false;
+		s->live--;
+		s->total -= cost(e);
+		rec_fill(&del[nd++], e, R_DEL);
+		if (nd == 64) {
+			write_at(s, del, nd, &at);
+			nd = 0;
+		}
+	}
+	if (nd)
+		write_at(s, del, nd, &at);
+	s->read_off = at; /* what the DELs say is done */
+	if (at / REC_SIZE > 2 * (uint64_t)s->live + 1024)
+		compact(s);
+	flock(s->fd, LOCK_UN);
+	pthread_mutex_unlock(&s->lock);
 }
 
 void wh_store_close(struct wh_store *s)
@@ -429,7 +1249,16 @@ void wh_store_close(struct wh_store *s)
 	if (!s)
 		return;
 	evict(s);
+	if (s->fd >= 0)
+		close(s->fd);
+	index_reset(s);
+	for (int i = 0; i < NNAMES; i++)
+		name_free(&s->nm[i]);
+	free(s->last_path);
+	free(s->last_alt);
 	free(s->dir);
+	free(s->names);
+	free(s->logp);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }

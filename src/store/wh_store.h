@@ -1,25 +1,26 @@
 /*
  * wh_store.h - the client's content-addressed chunk store.
  *
- * One file per chunk, named by its BLAKE3 hash (chunks/ab/abcd...), written
- * to a temporary name and renamed, so a crash leaves either the whole
- * chunk or nothing.  Every read is verified against the name: a chunk
- * whose bytes do not hash to its name is deleted and reported missing, so
- * it is fetched again and never used.  The store is bounded: when it grows
- * past its limit, the least recently used chunks (by mtime, refreshed on
- * every use) are evicted.  The directory itself is the persistent index.
+ * A stored chunk is a file named by its BLAKE3 hash (chunks/ab/abcd...),
+ * written to a temporary name and renamed, so a crash leaves either the
+ * whole chunk or nothing.  An entry may also be a reference to a byte
+ * range of a file outside the store, one that `wormhole get` wrote: its
+ * absolute path (and a second name the file may have instead, its
+ * temporary one), the offset, and the file's identity (device, inode,
+ * size, birth time) when the chunk was written.  A reference is used only
+ * if one of the names opens a regular file of that identity.  Every read
+ * is verified against the hash: bytes that do not hash to it are
+ * discarded and reported missing, so they are fetched again, never used.
+ * Every copy of a chunk may be referred to: one that no longer holds is
+ * dropped and the next tried.
  *
- * An entry may also be a reference (chunks/ab/abcd....ref) to a byte range
- * of a file outside the store, one that `wormhole get` wrote: its absolute
- * path (and a second name the file may have instead, its temporary one),
- * the offset, and the file's identity (device, inode, size) when the chunk
- * was written.  A reference is used only if one of the names opens a
- * regular file of that identity, and its bytes are then verified like a
- * stored chunk's; a reference whose file changed or vanished is deleted.
- * So a get keeps each chunk's bytes once, in its destination.  A
- * reference counts its disk blocks (one 4 KiB block at least) against
- * the limit, not the chunk's length.
- * Thread-safe.
+ * The entries are indexed by an append-only log (chunks.log) of 128-byte
+ * checksummed records, shared by every process using the directory: a
+ * record one appends, another reads at its next look-up.  The log's order
+ * is the LRU order.  The store is bounded: when a store is closed and
+ * the entries exceed the limit, the least recently used go, a reference
+ * counting one 4 KiB block, a stored chunk its blocks, and each live
+ * record its 128 bytes.  Thread-safe.
  */
 #ifndef WH_STORE_H
 #define WH_STORE_H
@@ -78,6 +79,22 @@ int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 
 /* wh_store_corrupt - chunks found corrupt and deleted so far. */
 unsigned long wh_store_corrupt(struct wh_store *s);
+
+/* wh_store_apply_log - read |len| bytes of log records (as the file
+ * chunks.log holds them) into the index; the number of slots that were
+ * not records.  For tests and the fuzzer. */
+int wh_store_apply_log(struct wh_store *s, const uint8_t *buf, size_t len);
+
+/* wh_store_seal_record - give the 128 bytes of a log record its magic and
+ * a checksum that holds (the fuzzer's, to reach past the checksum). */
+void wh_store_seal_record(uint8_t rec[128]);
+
+/* wh_store_parse_name - a name file's |n| bytes, named |id|: the path and
+ * other name ("" if none, both malloc'd) and the file's dev, ino, size
+ * and birth time.
+ * 0 or -EINVAL (-ENOMEM). */
+int wh_store_parse_name(const uint8_t *buf, size_t n, const uint8_t id[16],
+			char **path, char **alt, uint64_t ident[4]);
 
 /* wh_store_default_dir - $XDG_CACHE_HOME/wormhole or ~/.cache/wormhole;
  * NULL if neither is known.  Caller frees. */

@@ -1,6 +1,7 @@
 """`wormhole get`: verified, deduplicated, resumable bulk copies."""
 import json
 import os
+import struct
 import random
 import signal
 import subprocess
@@ -96,14 +97,29 @@ def test_one_byte_insertion(share, hosts, workdir):
 
 
 def store_entries(cache):
-    """The store's chunks (their bytes) and references (to files' bytes)."""
-    data, refs = [], []
+    """The store's chunks (their bytes) and live references (to files'
+    bytes), as its log (chunks.log: 128-byte records) names them."""
+    data = []
     for d, _, files in os.walk(os.path.join(cache, "chunks")):
-        for f in files:
-            if f.endswith(".tmp"):
-                continue
-            (refs if f.endswith(".ref") else data).append(os.path.join(d, f))
-    return data, refs
+        data += [os.path.join(d, f) for f in files if not f.endswith(".tmp")]
+    live = {}
+    try:
+        log = open(os.path.join(cache, "chunks.log"), "rb").read()
+    except FileNotFoundError:
+        log = b""
+    for i in range(0, len(log) - 127, 128):
+        r = log[i:i + 128]
+        magic, kind, deltype = struct.unpack_from("<IBB", r)
+        if magic != 0x314c4857:
+            continue
+        h, name, off = r[16:48], r[80:96], struct.unpack_from("<Q", r, 48)[0]
+        t = deltype if kind == 3 else kind
+        key = (h, t) if t == 1 else (h, t, name, off)
+        if kind == 3:
+            live.pop(key, None)
+        else:
+            live[key] = True
+    return data, [k for k in live if k[1] == 2]
 
 
 def test_killed_get_resumes(workdir, hosts):
@@ -192,7 +208,8 @@ def test_corrupt_chunk_in_store_is_refetched(share, hosts, workdir):
             f.seek(100)
             f.write(bytes([b[0] ^ 0xff]))
     s = get(h, "renders/shot042/take1.mov", os.path.join(workdir, "b"), cache)
-    assert s["corrupt_chunks_discarded"] == 1
+    # both copies of the first chunk are tried, and discarded
+    assert s["corrupt_chunks_discarded"] == 2
     assert s["chunks_fetched"] == 1
     assert open(os.path.join(workdir, "b"), "rb").read() == want
     # files that are gone or replaced are not referred to: their chunks

@@ -131,7 +131,6 @@ static void test_refs(void **state)
 	uint8_t data[70000], h[32], out[70000];
 	char f[128], tmp[128], refp[300], hex[65];
 	struct stat st;
-	FILE *fp;
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(data); i++)
@@ -141,7 +140,6 @@ static void test_refs(void **state)
 	snprintf(f, sizeof(f), "%s/dest", dir);
 	snprintf(tmp, sizeof(tmp), "%s/.dest.part", dir);
 	assert_int_equal(wh_store_open(dir, 1 << 20, &s), 0);
-	snprintf(refp, sizeof(refp), "%s/chunks/%.2s/%s.ref", dir, hex, hex);
 
 	/* written under its temporary name: found there, then under the
 	 * final one once renamed */
@@ -160,7 +158,7 @@ static void test_refs(void **state)
 	assert_int_equal(wh_store_get(s, h, out, sizeof(out)), 0);
 	/* another length is another chunk: not this one, and kept */
 	assert_int_equal(wh_store_get(s, h, out, sizeof(out) - 1), -ENOENT);
-	assert_int_equal(access(refp, F_OK), 0);
+	assert_true(wh_store_has(s, h, sizeof(data)));
 	/* relative names are refused */
 	assert_int_equal(wh_store_put_ref(s, h, sizeof(data), "dest", NULL,
 					  &st, 5000),
@@ -170,7 +168,7 @@ static void test_refs(void **state)
 	flip(f, 5000 + 1234);
 	assert_int_equal(wh_store_get(s, h, out, sizeof(out)), -ENOENT);
 	assert_int_equal(wh_store_corrupt(s), 1);
-	assert_int_equal(access(refp, F_OK), -1);
+	assert_false(wh_store_has(s, h, sizeof(data)));
 	assert_false(wh_store_has(s, h, sizeof(data)));
 
 	/* another file under the name (other size): not trusted, dropped */
@@ -181,7 +179,7 @@ static void test_refs(void **state)
 	assert_int_equal(wh_store_get(s, h, out, sizeof(out)), 0);
 	mkfile(f, data, sizeof(data), 5001, &st);
 	assert_int_equal(wh_store_get(s, h, out, sizeof(out)), -ENOENT);
-	assert_int_equal(access(refp, F_OK), -1);
+	assert_false(wh_store_has(s, h, sizeof(data)));
 	/* a file that is gone: dropped */
 	assert_int_equal(wh_store_put_ref(s, h, sizeof(data), f, NULL, &st,
 					  5001),
@@ -189,7 +187,7 @@ static void test_refs(void **state)
 	assert_int_equal(wh_store_get(s, h, out, sizeof(out)), 0);
 	unlink(f);
 	assert_int_equal(wh_store_get(s, h, out, sizeof(out)), -ENOENT);
-	assert_int_equal(access(refp, F_OK), -1);
+	assert_false(wh_store_has(s, h, sizeof(data)));
 	/* a reference past the end of its file, or one that does not
 	 * parse: dropped, never read */
 	mkfile(f, data, sizeof(data), 0, &st);
@@ -197,13 +195,7 @@ static void test_refs(void **state)
 					  10),
 			 0);
 	assert_int_equal(wh_store_get(s, h, out, sizeof(out)), -ENOENT);
-	assert_int_equal(access(refp, F_OK), -1);
-	fp = fopen(refp, "wb");
-	assert_non_null(fp);
-	fputs("WHREF01\nnot a reference", fp);
-	fclose(fp);
-	assert_int_equal(wh_store_get(s, h, out, sizeof(out)), -ENOENT);
-	assert_int_equal(access(refp, F_OK), -1);
+	assert_false(wh_store_has(s, h, sizeof(data)));
 	assert_int_equal(wh_store_corrupt(s), 1);
 
 	/* a stored chunk is preferred, and a corrupt one falls back on the
@@ -254,6 +246,200 @@ static void test_refs_evicted(void **state)
 		if (wh_store_get(s, h[i], out, sizeof(out)) == 0)
 			kept++;
 	assert_true(kept > 8 && kept <= 16);
+	assert_int_equal(wh_store_corrupt(s), 0);
+	wh_store_close(s);
+}
+
+/* logpath - the store's log */
+static void logpath(char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/chunks.log", dir);
+}
+
+static off_t fsize(const char *p)
+{
+	struct stat st;
+
+	assert_int_equal(stat(p, &st), 0);
+	return st.st_size;
+}
+
+/* a log cut short in a record (a crash or a full disk while writing),
+ * or a record torn in the middle: the slots that do not check are
+ * skipped, the others hold, and what is written next lands on a record
+ * boundary */
+static void test_log_torn(void **state)
+{
+	struct wh_store *s;
+	uint8_t data[8][3000], h[8][32], out[3000];
+	char lp[128];
+	int fd;
+
+	(void)state;
+	logpath(lp, sizeof(lp));
+	assert_int_equal(wh_store_open(dir, 1 << 20, &s), 0);
+	for (int i = 0; i < 8; i++) {
+		memset(data[i], 'a' + i, sizeof(data[i]));
+		wh_blake3(data[i], sizeof(data[i]), h[i]);
+		assert_int_equal(wh_store_put(s, h[i], data[i], 3000), 0);
+	}
+	wh_store_close(s);
+	assert_int_equal(fsize(lp), 8 * 128);
+	/* the last record cut in two, the third one's middle scribbled on */
+	assert_int_equal(truncate(lp, 7 * 128 + 50), 0);
+	fd = open(lp, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "garbage!", 8, 2 * 128 + 60), 8);
+	close(fd);
+	assert_int_equal(wh_store_open(dir, 1 << 20, &s), 0);
+	/* the files whose records were lost are found again (the store is
+	 * scanned when its log was damaged) and every chunk verifies */
+	for (int i = 0; i < 8; i++) {
+		assert_true(wh_store_has(s, h[i], 3000));
+		assert_int_equal(wh_store_get(s, h[i], out, 3000), 0);
+		assert_memory_equal(out, data[i], 3000);
+	}
+	assert_int_equal(wh_store_corrupt(s), 0);
+	wh_store_close(s);
+	assert_int_equal(fsize(lp) % 128, 0);
+	/* a log of nothing but garbage: never trusted, never a crash */
+	fd = open(lp, O_WRONLY | O_TRUNC);
+	assert_true(fd >= 0);
+	for (int i = 0; i < 100; i++) {
+		uint8_t junk[128];
+
+		for (size_t k = 0; k < sizeof(junk); k++)
+			junk[k] = (uint8_t)(i * 31 + k * 7);
+		assert_int_equal(write(fd, junk, sizeof(junk)), 128);
+	}
+	close(fd);
+	assert_int_equal(wh_store_open(dir, 1 << 20, &s), 0);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(wh_store_get(s, h[i], out, 3000), 0);
+	/* records of the right form that name what is not there */
+	assert_int_equal(wh_store_apply_log(s, (const uint8_t *)data, 3000),
+			 3000 / 128);
+	wh_store_close(s);
+}
+
+/* the least recently used go first: a chunk read since it was put
+ * outlives ones put after it; the limit holds, references counting a
+ * block each */
+static void test_eviction_order(void **state)
+{
+	struct wh_store *s;
+	static uint8_t data[20][8192];
+	uint8_t h[20][32], out[8192];
+	char lp[128];
+
+	(void)state;
+	logpath(lp, sizeof(lp));
+	/* 20 chunks of two blocks into 10 blocks and a half (the log's
+	 * 128-byte records count too): 5 are kept, the 4 put last and the
+	 * first, read after them */
+	assert_int_equal(wh_store_open(dir, 10 * 4096 + 2048, &s), 0);
+	for (int i = 0; i < 20; i++) {
+		memset(data[i], i + 1, sizeof(data[i]));
+		wh_blake3(data[i], sizeof(data[i]), h[i]);
+		assert_int_equal(wh_store_put(s, h[i], data[i], 8192), 0);
+	}
+	assert_int_equal(wh_store_get(s, h[0], out, 8192), 0);
+	wh_store_close(s);
+	assert_int_equal(wh_store_open(dir, 10 * 4096 + 2048, &s), 0);
+	assert_true(wh_store_has(s, h[0], 8192));
+	for (int i = 1; i < 16; i++)
+		assert_false(wh_store_has(s, h[i], 8192));
+	for (int i = 16; i < 20; i++)
+		assert_true(wh_store_has(s, h[i], 8192));
+	wh_store_close(s);
+	/* what was evicted is gone from the disk too */
+	{
+		char p[300], hex[65];
+		int files = 0;
+
+		for (int i = 0; i < 20; i++) {
+			wh_hash_hex(h[i], hex);
+			snprintf(p, sizeof(p), "%s/chunks/%.2s/%s", dir, hex,
+				 hex);
+			files += access(p, F_OK) == 0;
+		}
+		assert_int_equal(files, 5);
+	}
+}
+
+/* two stores on one directory (a mount and a get): one sees the other's
+ * entries as they are written, and after the other rewrote its log */
+static void test_two_processes_share_the_log(void **state)
+{
+	struct wh_store *a, *b;
+	static uint8_t all[4000 * 1000];
+	uint8_t h[4000][32], out[1000];
+	char f[128];
+	struct stat st;
+
+	(void)state;
+	snprintf(f, sizeof(f), "%s/dest", dir);
+	for (int i = 0; i < 4000; i++)
+		memset(all + i * 1000, i, 1000), all[i * 1000] = (uint8_t)(i >> 8);
+	mkfile(f, all, sizeof(all), 0, &st);
+	assert_int_equal(wh_store_open(dir, 1ull << 30, &a), 0);
+	assert_int_equal(wh_store_open(dir, 1ull << 30, &b), 0);
+	for (int i = 0; i < 4000; i++) {
+		wh_blake3(all + i * 1000, 1000, h[i]);
+		assert_int_equal(wh_store_put_ref(a, h[i], 1000, f, NULL, &st,
+						  (uint64_t)i * 1000),
+				 0);
+	}
+	assert_true(wh_store_has(b, h[17], 1000));
+	assert_int_equal(wh_store_get(b, h[3999], out, 1000), 0);
+	/* a's store shrinks to 100 blocks: its log is rewritten (most of
+	 * it is dead) and b reads the new one */
+	wh_store_close(a);
+	assert_int_equal(wh_store_open(dir, 100 * 4096, &a), 0);
+	wh_store_close(a);
+	assert_true(fsize(f) > 0);
+	assert_false(wh_store_has(b, h[0], 1000));
+	assert_int_equal(wh_store_get(b, h[3999], out, 1000), 0);
+	assert_memory_equal(out, all + 3999 * 1000, 1000);
+	wh_store_close(b);
+	{
+		char lp[128];
+
+		logpath(lp, sizeof(lp));
+		assert_true(fsize(lp) < 200 * 128);
+	}
+}
+
+/* the same chunk in two files: each is referred to, so deleting the
+ * newer still leaves the older */
+static void test_refs_to_two_copies(void **state)
+{
+	struct wh_store *s;
+	uint8_t data[5000], h[32], out[5000];
+	char f1[128], f2[128];
+	struct stat st1, st2;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 5 + 1);
+	wh_blake3(data, sizeof(data), h);
+	snprintf(f1, sizeof(f1), "%s/one", dir);
+	snprintf(f2, sizeof(f2), "%s/two", dir);
+	mkfile(f1, data, sizeof(data), 0, &st1);
+	mkfile(f2, data, sizeof(data), 100, &st2);
+	assert_int_equal(wh_store_open(dir, 1 << 20, &s), 0);
+	assert_int_equal(wh_store_put_ref(s, h, sizeof(data), f1, NULL, &st1,
+					  0), 0);
+	assert_int_equal(wh_store_put_ref(s, h, sizeof(data), f2, NULL, &st2,
+					  100), 0);
+	wh_store_close(s);
+	assert_int_equal(wh_store_open(dir, 1 << 20, &s), 0);
+	unlink(f2);
+	assert_int_equal(wh_store_get(s, h, out, sizeof(out)), 0);
+	assert_memory_equal(out, data, sizeof(data));
+	unlink(f1);
+	assert_int_equal(wh_store_get(s, h, out, sizeof(out)), -ENOENT);
+	assert_false(wh_store_has(s, h, sizeof(data)));
 	assert_int_equal(wh_store_corrupt(s), 0);
 	wh_store_close(s);
 }
@@ -311,6 +497,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_eviction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refs_evicted, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_log_torn, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_eviction_order, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_two_processes_share_the_log,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refs_to_two_copies, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_manifest_cache, setup,
 						teardown),
