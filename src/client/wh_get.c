@@ -794,6 +794,41 @@ static int queue(struct job *j, size_t idx)
 	return 0;
 }
 
+/*
+ * copy_known - chunk |ch| from the old destination (|o| there) when that
+ * file's identity is unchanged since its manifest was known (written or
+ * hashed by a get): copied unhashed, the identity checked again before
+ * the rename.  In the kernel where both sides are equally aligned (a
+ * reflink where the file system shares blocks), else through j->buf: an
+ * unaligned copy_file_range on ext4 costs twice the CPU of pread and
+ * pwrite.  1 if copied, 0 if it must be verified instead, or -errno.
+ */
+static int copy_known(struct job *j, const struct wh_chunk *ch,
+		      const struct oldidx *o)
+{
+	size_t bsz = j->version.size < WH_MAX_CHUNK ? j->version.size + 1
+						    : WH_MAX_CHUNK;
+	ssize_t n;
+
+	if ((o->offset ^ ch->offset) % 4096 == 0)
+		n = wh_io_copy(wh_io_thread(), j->oldfd, o->offset, j->fd,
+			       ch->offset, ch->length, j->buf, bsz);
+	else
+		n = copy_plain(j->oldfd, o->offset, j->fd, ch->offset,
+			       ch->length, j->buf);
+	if (n == -EIO) {
+		j->old_known = false; /* shorter than it was: verify all */
+		return 0;
+	}
+	if (n < 0)
+		return (int)n;
+	j->from_dest++;
+	j->copied++;
+	add_done(j->c, ch->length);
+	keep_warn(j, keep(j, ch, NULL));
+	return 1;
+}
+
 /* feed - one more chunk of the manifest, checked by the caller */
 static int feed(struct job *j, const struct wh_chunk *ch)
 {
@@ -815,6 +850,16 @@ static int feed(struct job *j, const struct wh_chunk *ch)
 	idx = j->nchunks;
 	j->chunks[j->nchunks++] = *ch;
 	pthread_mutex_unlock(&j->lock);
+	/* the old destination first when it needs no hashing (but for a
+	 * resumed partial file, whose chunks may be in place already) */
+	if (j->old_known && !j->reused && !j->sparse && j->abs &&
+	    (o = bsearch(ch->hash, j->old, j->nold, sizeof(*j->old),
+			 by_hash)) &&
+	    o->length == ch->length) {
+		rv = copy_known(j, ch, o);
+		if (rv != 0)
+			return rv < 0 ? rv : 0;
+	}
 	/* files under a minimum chunk never go to the store */
 	if (j->version.size >= WH_CDC_MIN &&
 	    wh_store_get_at(c->store, ch->hash, j->buf, ch->length, &loc) ==
@@ -833,40 +878,6 @@ static int feed(struct job *j, const struct wh_chunk *ch)
 		   (o = bsearch(ch->hash, j->old, j->nold, sizeof(*j->old),
 				by_hash)) &&
 		   o->length == ch->length) {
-		if (j->old_known && !j->sparse && j->abs) {
-			/* a file whose identity is unchanged since its
-			 * manifest was known (written or hashed by a get):
-			 * copied unhashed, the identity checked again at the
-			 * end; in the kernel where both sides are equally
-			 * aligned (a reflink where the file system shares
-			 * blocks), else through j->buf: an unaligned
-			 * copy_file_range on ext4 costs twice the CPU of
-			 * pread and pwrite */
-			size_t bsz = j->version.size < WH_MAX_CHUNK
-					     ? j->version.size + 1
-					     : WH_MAX_CHUNK;
-			ssize_t n;
-
-			if ((o->offset ^ ch->offset) % 4096 == 0)
-				n = wh_io_copy(wh_io_thread(), j->oldfd,
-					       o->offset, j->fd, ch->offset,
-					       ch->length, j->buf, bsz);
-			else
-				n = copy_plain(j->oldfd, o->offset, j->fd,
-					       ch->offset, ch->length, j->buf);
-
-			if (n == -EIO)
-				j->old_known = false; /* shorter: verify */
-			else if (n < 0)
-				return (int)n;
-			if (n >= 0) {
-				j->from_dest++;
-				j->copied++;
-				add_done(c, ch->length);
-				keep_warn(j, keep(j, ch, NULL));
-				return 0;
-			}
-		}
 		if (pread(j->oldfd, j->buf, ch->length, (off_t)o->offset) ==
 		    (ssize_t)ch->length) {
 			wh_blake3(j->buf, ch->length, h);
