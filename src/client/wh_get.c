@@ -798,8 +798,8 @@ static int queue(struct job *j, size_t idx)
  * copy_known - chunk |ch| from the old destination (|o| there) when that
  * file's identity is unchanged since its manifest was known (written or
  * hashed by a get): copied unhashed, the identity checked again before
- * the rename.  In the kernel where both sides are equally aligned (a
- * reflink where the file system shares blocks), else through j->buf: an
+ * the rename.  In the kernel where both sides are equally aligned (on
+ * NFS a copy on the server), else through j->buf: an
  * unaligned copy_file_range on ext4 costs twice the CPU of pread and
  * pwrite.  1 if copied, 0 if it must be verified instead, or -errno.
  */
