@@ -419,6 +419,22 @@ static int write_chunk(int fd, bool sparse, bool punch, const uint8_t *data,
 	return 0;
 }
 
+/* copy_plain - |len| bytes (at most a buffer's) from |in| at |ioff| to
+ * |out| at |ooff| through |buf|: len, -EIO if |in| is shorter, or -errno */
+static ssize_t copy_plain(int in, uint64_t ioff, int out, uint64_t ooff,
+			  size_t len, uint8_t *buf)
+{
+	ssize_t n = pread(in, buf, len, (off_t)ioff);
+	int rv;
+
+	if (n < 0)
+		return -errno;
+	if ((size_t)n < len)
+		return -EIO;
+	rv = write_chunk(out, false, false, buf, len, ooff);
+	return rv < 0 ? rv : (ssize_t)len;
+}
+
 #define MSTREAM_WAIT_MS 2000 /* how long the host may hold a manifest part */
 #define FILE_WORKERS 8       /* files in flight at once */
 #define FILE_ATTEMPTS 3      /* a file that changes on the host is started
@@ -463,7 +479,13 @@ struct job {
 	struct oldidx *old;
 	size_t nold;
 	int oldfd;
+	/* the old destination's manifest was known for its identity |ost|
+	 * (device, inode, size, mtime, ctime), not computed now: its chunks
+	 * are copied without being read here (below) */
+	bool old_known;
+	struct stat ost;
 	uint64_t from_store, from_dest, in_place;
+	uint64_t copied; /* of from_dest, copied without a hash */
 };
 
 static void job_fail(struct job *j, int rv)
@@ -772,6 +794,41 @@ static int queue(struct job *j, size_t idx)
 	return 0;
 }
 
+/*
+ * copy_known - chunk |ch| from the old destination (|o| there) when that
+ * file's identity is unchanged since its manifest was known (written or
+ * hashed by a get): copied unhashed, the identity checked again before
+ * the rename.  In the kernel where both sides are equally aligned (on
+ * NFS a copy on the server), else through j->buf: an
+ * unaligned copy_file_range on ext4 costs twice the CPU of pread and
+ * pwrite.  1 if copied, 0 if it must be verified instead, or -errno.
+ */
+static int copy_known(struct job *j, const struct wh_chunk *ch,
+		      const struct oldidx *o)
+{
+	size_t bsz = j->version.size < WH_MAX_CHUNK ? j->version.size + 1
+						    : WH_MAX_CHUNK;
+	ssize_t n;
+
+	if ((o->offset ^ ch->offset) % 4096 == 0)
+		n = wh_io_copy(wh_io_thread(), j->oldfd, o->offset, j->fd,
+			       ch->offset, ch->length, j->buf, bsz);
+	else
+		n = copy_plain(j->oldfd, o->offset, j->fd, ch->offset,
+			       ch->length, j->buf);
+	if (n == -EIO) {
+		j->old_known = false; /* shorter than it was: verify all */
+		return 0;
+	}
+	if (n < 0)
+		return (int)n;
+	j->from_dest++;
+	j->copied++;
+	add_done(j->c, ch->length);
+	keep_warn(j, keep(j, ch, NULL));
+	return 1;
+}
+
 /* feed - one more chunk of the manifest, checked by the caller */
 static int feed(struct job *j, const struct wh_chunk *ch)
 {
@@ -793,6 +850,16 @@ static int feed(struct job *j, const struct wh_chunk *ch)
 	idx = j->nchunks;
 	j->chunks[j->nchunks++] = *ch;
 	pthread_mutex_unlock(&j->lock);
+	/* the old destination first when it needs no hashing (but for a
+	 * resumed partial file, whose chunks may be in place already) */
+	if (j->old_known && !j->reused && !j->sparse && j->abs &&
+	    (o = bsearch(ch->hash, j->old, j->nold, sizeof(*j->old),
+			 by_hash)) &&
+	    o->length == ch->length) {
+		rv = copy_known(j, ch, o);
+		if (rv != 0)
+			return rv < 0 ? rv : 0;
+	}
 	/* files under a minimum chunk never go to the store */
 	if (j->version.size >= WH_CDC_MIN &&
 	    wh_store_get_at(c->store, ch->hash, j->buf, ch->length, &loc) ==
@@ -810,13 +877,14 @@ static int feed(struct job *j, const struct wh_chunk *ch)
 	} else if (j->old &&
 		   (o = bsearch(ch->hash, j->old, j->nold, sizeof(*j->old),
 				by_hash)) &&
-		   o->length == ch->length &&
-		   pread(j->oldfd, j->buf, ch->length, (off_t)o->offset) ==
-			   (ssize_t)ch->length) {
-		wh_blake3(j->buf, ch->length, h);
-		if (!memcmp(h, ch->hash, WH_HASH_LEN)) {
-			have = true;
-			j->from_dest++;
+		   o->length == ch->length) {
+		if (pread(j->oldfd, j->buf, ch->length, (off_t)o->offset) ==
+		    (ssize_t)ch->length) {
+			wh_blake3(j->buf, ch->length, h);
+			if (!memcmp(h, ch->hash, WH_HASH_LEN)) {
+				have = true;
+				j->from_dest++;
+			}
 		}
 	}
 	if (have) {
@@ -1094,6 +1162,31 @@ static void remember(struct ctx *c, int fd, const struct wh_chunk *chunks,
 	wh_mcache_put(c->o->mc, &st, &m);
 }
 
+/* verify_local - WH_GET_VERIFY_LOCAL=1: hash the chunks of the old
+ * destination even when its identity is the one its manifest was known
+ * for */
+static bool verify_local(void)
+{
+	const char *v = getenv("WH_GET_VERIFY_LOCAL");
+
+	return v && !strcmp(v, "1");
+}
+
+/* same_file - |fd| still has the identity |st|: device, inode, size,
+ * mtime and ctime (no write through the file system changes its bytes
+ * without moving ctime, which no call sets back) */
+static bool same_file(int fd, const struct stat *st)
+{
+	struct stat now;
+
+	return fstat(fd, &now) == 0 && now.st_dev == st->st_dev &&
+	       now.st_ino == st->st_ino && now.st_size == st->st_size &&
+	       now.st_mtim.tv_sec == st->st_mtim.tv_sec &&
+	       now.st_mtim.tv_nsec == st->st_mtim.tv_nsec &&
+	       now.st_ctim.tv_sec == st->st_ctim.tv_sec &&
+	       now.st_ctim.tv_nsec == st->st_ctim.tv_nsec;
+}
+
 /* set_meta - mode and times of |fd| to the host's */
 static int set_meta(int fd, const struct entry *e, const struct wh_version *v)
 {
@@ -1255,10 +1348,18 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 		struct stat ost;
 		int orv = -EINVAL;
 
-		if (fstat(j.oldfd, &ost) == 0 && S_ISREG(ost.st_mode))
+		bool reg = fstat(j.oldfd, &ost) == 0 && S_ISREG(ost.st_mode);
+
+		if (reg && c->o->mc && !verify_local() &&
+		    wh_mcache_lookup(c->o->mc, &ost, &oldman) == 0) {
+			orv = 0;
+			j.old_known = true;
+			j.ost = ost;
+		} else if (reg) {
 			orv = c->o->mc ? wh_mcache_get(c->o->mc, j.oldfd, &ost,
 						       &oldman)
 				       : wh_manifest_build(j.oldfd, &oldman);
+		}
 		if (orv == 0 && all && oldman.size == j.version.size &&
 		    same_chunks(&oldman, all, nall)) {
 			/* the same bytes already: at most the metadata
@@ -1346,6 +1447,12 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 					   : "");
 		goto out;
 	}
+	/* chunks copied from the old destination unread: it must still be
+	 * the file whose manifest was known, or they may be other bytes */
+	if (j.copied > 0 && !same_file(j.oldfd, &j.ost)) {
+		rv = -EAGAIN;
+		goto out;
+	}
 	rv = set_meta(fd, e, &j.version);
 	if (rv < 0) {
 		fail(c, "cannot finish '%s': %s", tmp, strerror(-rv));
@@ -1403,12 +1510,20 @@ static int get_file(struct ctx *c, const struct entry *e)
 {
 	int rv = -ESTALE;
 
-	for (int attempt = 0; attempt < FILE_ATTEMPTS && rv == -ESTALE;
+	for (int attempt = 0;
+	     attempt < FILE_ATTEMPTS && (rv == -ESTALE || rv == -EAGAIN);
 	     attempt++) {
-		if (attempt > 0)
+		if (attempt > 0 && rv == -ESTALE)
 			wh_info("'%s' changed on the host; copying it again",
 				e->rpath);
+		else if (attempt > 0)
+			wh_info("'%s' changed here during the copy; copying "
+				"it again", e->lpath);
 		rv = get_file_once(c, e);
+	}
+	if (rv == -EAGAIN) {
+		fail(c, "'%s' keeps changing during the copy", e->lpath);
+		return rv;
 	}
 	if (rv == -ESTALE) {
 		char tmp[4200];

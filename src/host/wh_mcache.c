@@ -676,6 +676,34 @@ int wh_mcache_get(struct wh_mcache *mc, int fd, const struct stat *st,
 	return rv;
 }
 
+int wh_mcache_lookup(struct wh_mcache *mc, const struct stat *st,
+		     struct wh_manifest *out)
+{
+	struct wh_manifest man;
+	struct key k;
+	int rv = 0;
+
+	key_of(st, &k);
+	pthread_mutex_lock(&mc->lock);
+	if (mem_get_locked(mc, &k, out, &rv)) {
+		pthread_mutex_unlock(&mc->lock);
+		return rv;
+	}
+	pthread_mutex_unlock(&mc->lock);
+	wh_manifest_init(&man);
+	if (!disk_get(mc, &k, &man)) {
+		wh_manifest_free(&man);
+		return -ENOENT;
+	}
+	pthread_mutex_lock(&mc->lock);
+	mc->hits++;
+	pthread_mutex_unlock(&mc->lock);
+	mem_put(mc, &k, &man);
+	rv = copy_manifest(&man, out);
+	wh_manifest_free(&man);
+	return rv;
+}
+
 int wh_mcache_put(struct wh_mcache *mc, const struct stat *st,
 		  const struct wh_manifest *m)
 {

@@ -37,6 +37,15 @@ int wh_mcache_get(struct wh_mcache *mc, int fd, const struct stat *st,
 		  struct wh_manifest *out);
 
 /*
+ * wh_mcache_lookup - like wh_mcache_get, but only a manifest already
+ * known (in memory or on disk) for exactly this identity |st| (device,
+ * inode, size, mtime and ctime): it never reads the file.  0, -ENOENT if
+ * not known, or another -errno.
+ */
+int wh_mcache_lookup(struct wh_mcache *mc, const struct stat *st,
+		     struct wh_manifest *out);
+
+/*
  * wh_mcache_put - remember that the file whose fstat() is |st| has
  * manifest |m| (a client that just wrote the file knows it).  0 or -errno.
  */

@@ -16,6 +16,7 @@
 static pthread_key_t key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int forced; /* 0 auto, 1 uring, 2 posix */
+static bool copy_plain; /* WH_IO_COPY=plain: no copy_file_range */
 
 /* posix_xfer - all |len| bytes at |off|, resuming short transfers; a
  * read stops early only at end of file.  Bytes or -errno. */
@@ -98,7 +99,14 @@ static void init_once(void)
 {
 	const char *e = getenv("WH_IO");
 
+	const char *c = getenv("WH_IO_COPY");
+
 	pthread_key_create(&key, thread_exit);
+	if (c && !strcmp(c, "plain"))
+		copy_plain = true;
+	else if (c && *c && strcmp(c, "kernel"))
+		wh_warn("WH_IO_COPY='%s' is neither 'kernel' nor 'plain': "
+			"copying in the kernel where it can", c);
 	if (e && !strcmp(e, "uring"))
 		forced = 1;
 	else if (e && !strcmp(e, "posix"))
@@ -160,4 +168,75 @@ void wh_io_pread2(struct wh_io *io, int fd, void *b1, size_t l1, uint64_t o1,
 		  void *b2, size_t l2, uint64_t o2, ssize_t *r1, ssize_t *r2)
 {
 	io->ops->pread2(io, fd, b1, l1, o1, b2, l2, o2, r1, r2);
+}
+
+bool wh_io_copy_in_kernel(void)
+{
+	pthread_once(&once, init_once);
+#ifdef __linux__
+	return !copy_plain;
+#else
+	return false;
+#endif
+}
+
+/* plain_copy - |len| bytes through |bounce|, the backend's reads and
+ * writes */
+static ssize_t plain_copy(struct wh_io *io, int in, uint64_t ioff, int out,
+			  uint64_t ooff, size_t len, void *bounce,
+			  size_t bsize)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		size_t want = len - done < bsize ? len - done : bsize;
+		ssize_t n = io->ops->pread(io, in, bounce, want, ioff + done);
+
+		if (n < 0)
+			return n;
+		if ((size_t)n < want)
+			return -EIO; /* the source ends inside the range */
+		n = io->ops->pwrite(io, out, bounce, want, ooff + done);
+		if (n < 0)
+			return n;
+		done += want;
+	}
+	return (ssize_t)len;
+}
+
+ssize_t wh_io_copy(struct wh_io *io, int in, uint64_t ioff, int out,
+		   uint64_t ooff, size_t len, void *bounce, size_t bsize)
+{
+	size_t done = 0;
+
+	if (bsize == 0)
+		return -EINVAL;
+#ifdef __linux__
+	/* io_uring has no operation for it: both backends make the system
+	 * call, and fall back to their own reads and writes */
+	while (wh_io_copy_in_kernel() && done < len) {
+		loff_t so = (loff_t)(ioff + done), oo = (loff_t)(ooff + done);
+		ssize_t n = copy_file_range(in, &so, out, &oo, len - done, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP ||
+			      errno == ENOSYS || errno == EINVAL ||
+			      errno == ETXTBSY || errno == EPERM))
+			break; /* the rest the plain way */
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO; /* the source ends inside the range */
+		done += (size_t)n;
+	}
+#endif
+	if (done < len) {
+		ssize_t n = plain_copy(io, in, ioff + done, out, ooff + done,
+				       len - done, bounce, bsize);
+
+		if (n < 0)
+			return n;
+	}
+	return (ssize_t)len;
 }

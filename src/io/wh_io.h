@@ -13,6 +13,7 @@
 #ifndef WH_IO_H
 #define WH_IO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -44,5 +45,22 @@ ssize_t wh_io_pwrite(struct wh_io *io, int fd, const void *buf, size_t len,
  */
 void wh_io_pread2(struct wh_io *io, int fd, void *b1, size_t l1, uint64_t o1,
 		  void *b2, size_t l2, uint64_t o2, ssize_t *r1, ssize_t *r2);
+
+/*
+ * wh_io_copy - copy |len| bytes of |in| at |ioff| to |out| at |ooff|.
+ * Inside the kernel (copy_file_range: no pass through user space, a
+ * reflink where the file system shares blocks) when it can; where it
+ * cannot (EXDEV, EOPNOTSUPP, ENOSYS, EINVAL: other file systems, old
+ * kernels, special files) through |bounce| (|bsize| bytes, at least one)
+ * with the backend's reads and writes.  WH_IO_COPY=plain forces the
+ * second way (for tests).  Returns len, -EIO if |in| ends inside the
+ * range, or -errno.
+ */
+ssize_t wh_io_copy(struct wh_io *io, int in, uint64_t ioff, int out,
+		   uint64_t ooff, size_t len, void *bounce, size_t bsize);
+
+/* wh_io_copy_in_kernel - whether wh_io_copy tries copy_file_range at all
+ * (false under WH_IO_COPY=plain or without the system call). */
+bool wh_io_copy_in_kernel(void);
 
 #endif /* WH_IO_H */

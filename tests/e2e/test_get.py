@@ -96,6 +96,66 @@ def test_one_byte_insertion(share, hosts, workdir):
     assert s["chunks_fetched"] <= 2
 
 
+@pytest.mark.parametrize("io,copy", [("uring", "kernel"), ("posix", "kernel"),
+                                     ("uring", "plain"), ("posix", "plain")])
+def test_known_destination_copied_unread(io, copy, share, hosts, workdir):
+    """A destination whose manifest the client remembers, unchanged since,
+    gives its chunks without being hashed again: in the kernel or through
+    reads and writes (WH_IO_COPY), on either I/O backend, aligned (10%
+    changed in place) or not (a byte inserted)."""
+    rng = random.Random(20261201)
+    src = os.path.join(share, "renders", "shot042", "take1.mov")
+    with open(src, "wb") as f:
+        f.write(rng.randbytes(24 * MiB))
+    h = hosts(share)
+    dst = os.path.join(workdir, "take1.mov")
+    cache = os.path.join(workdir, "c")
+    env = {"WH_IO": io, "WH_IO_COPY": copy}
+    get(h, "renders/shot042/take1.mov", dst, cache, env=env)
+    size = os.path.getsize(src)
+    with open(src, "r+b") as f:
+        f.seek(size // 2)
+        f.write(rng.randbytes(size // 10))
+    s = get(h, "renders/shot042/take1.mov", dst, cache, env=env)
+    assert open(dst, "rb").read() == open(src, "rb").read()
+    assert s["chunks_from_destination"] > s["chunks"] / 2, s
+    data = open(src, "rb").read()
+    with open(src, "wb") as f:
+        f.write(b"!" + data)
+    s = get(h, "renders/shot042/take1.mov", dst, cache, env=env)
+    assert open(dst, "rb").read() == b"!" + data
+    assert s["chunks_fetched"] <= 2, s
+    assert s["chunks_from_destination"] == s["chunks"] - s["chunks_fetched"], s
+
+
+def test_destination_edited_behind_the_clients_back(share, hosts, workdir):
+    """Bytes of the destination changed after the get that wrote it, its
+    size and mtime put back: the ctime moved, so the client does not take
+    its remembered manifest, hashes the file, and fetches the chunk that
+    differs instead of copying it."""
+    rng = random.Random(7)
+    src = os.path.join(share, "renders", "shot042", "take1.mov")
+    with open(src, "wb") as f:
+        f.write(rng.randbytes(24 * MiB))
+    h = hosts(share)
+    dst = os.path.join(workdir, "take1.mov")
+    cache = os.path.join(workdir, "c")
+    get(h, "renders/shot042/take1.mov", dst, cache)
+    st = os.stat(dst)
+    with open(dst, "r+b") as f:
+        f.seek(5 * MiB)
+        f.write(b"\xff" * 4096)
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(dst).st_size == st.st_size
+    # a new version on the host, the same bytes but for its last one
+    with open(src, "r+b") as f:
+        f.seek(-1, os.SEEK_END)
+        f.write(b"\x00")
+    s = get(h, "renders/shot042/take1.mov", dst, cache)
+    assert open(dst, "rb").read() == open(src, "rb").read()
+    assert s["chunks_fetched"] >= 2, s   # the edited chunk and the last
+
+
 def store_entries(cache):
     """The store's chunks (their bytes) and live references (to files'
     bytes), as its log (chunks.log: 128-byte records) names them."""

@@ -2,7 +2,9 @@
  * test_io.c - both disk I/O backends do the same thing: full reads and
  * writes at any offset, short reads only at end of file, two reads at
  * once, errors as -errno.  Each backend runs in its own child process,
- * since the choice is made once per process (WH_IO).
+ * since the choice is made once per process (WH_IO).  Copies between
+ * files go both ways too: in the kernel and, under WH_IO_COPY=plain,
+ * through a small bounce buffer.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +23,41 @@
 #include "io/wh_io.h"
 
 #define LEN (5 * 1024 * 1024 + 123)
+
+/* copies - wh_io_copy from |fd| (holding |a|, but "xyz" at 77) into a
+ * second file: unaligned ranges, a bounce buffer smaller than the range,
+ * a range past the source's end, a bad descriptor.  0 if all is well. */
+static int copies(struct wh_io *io, int fd, const uint8_t *a)
+{
+	char path[] = "/tmp/wh-io-copy-XXXXXX";
+	uint8_t bounce[4096], *d = malloc(LEN);
+	int out = mkstemp(path), rv = 0;
+
+	if (out < 0 || !d)
+		return 1;
+	unlink(path);
+	if (wh_io_copy(io, fd, 1, out, 0, LEN - 1, bounce, sizeof(bounce)) !=
+		    LEN - 1 ||
+	    wh_io_pread(io, out, d, LEN, 0) != LEN - 1 ||
+	    memcmp(d, a + 1, 76) || memcmp(d + 76, "xyz", 3) ||
+	    memcmp(d + 79, a + 80, LEN - 80))
+		rv = 2;
+	/* into the middle of what is there */
+	else if (wh_io_copy(io, fd, 3 << 20, out, 12345, 100000, bounce,
+			    sizeof(bounce)) != 100000 ||
+		 wh_io_pread(io, out, d, 100000, 12345) != 100000 ||
+		 memcmp(d, a + (3 << 20), 100000))
+		rv = 3;
+	else if (wh_io_copy(io, fd, LEN - 10, out, 0, 20, bounce,
+			    sizeof(bounce)) != -EIO)
+		rv = 4;
+	else if (wh_io_copy(io, -1, 0, out, 0, 20, bounce, sizeof(bounce)) !=
+		 -EBADF)
+		rv = 5;
+	close(out);
+	free(d);
+	return rv;
+}
 
 /* exercise - exit status 0 if the backend behaves; prints its name */
 static int exercise(void)
@@ -60,6 +97,8 @@ static int exercise(void)
 		return 17;
 	if (wh_io_pread(io, -1, b, 10, 0) != -EBADF)
 		return 18;
+	if (copies(io, fd, a) != 0)
+		return 19;
 	printf("%s\n", wh_io_name(io));
 	fflush(stdout);
 	close(fd);
@@ -69,7 +108,8 @@ static int exercise(void)
 	return 0;
 }
 
-static void run_backend(const char *which, const char *expect)
+static void run_backend(const char *which, const char *copy,
+			const char *expect)
 {
 	int pipefd[2], status;
 	char name[32] = "";
@@ -82,6 +122,7 @@ static void run_backend(const char *which, const char *expect)
 	if (pid == 0) {
 		dup2(pipefd[1], STDOUT_FILENO);
 		setenv("WH_IO", which, 1);
+		setenv("WH_IO_COPY", copy, 1);
 		_exit(exercise());
 	}
 	close(pipefd[1]);
@@ -100,14 +141,16 @@ static void run_backend(const char *which, const char *expect)
 static void test_posix(void **state)
 {
 	(void)state;
-	run_backend("posix", "posix");
+	run_backend("posix", "kernel", "posix");
+	run_backend("posix", "plain", "posix");
 }
 
 static void test_uring(void **state)
 {
 	(void)state;
 #ifdef HAVE_IO_URING
-	run_backend("uring", "io_uring");
+	run_backend("uring", "kernel", "io_uring");
+	run_backend("uring", "plain", "io_uring");
 #else
 	skip();
 #endif
