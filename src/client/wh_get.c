@@ -60,6 +60,7 @@ struct ctx {
 	int nfree;
 	int first_rv;           /* the first file that failed, under lock */
 	mode_t umask;           /* the process's, read once */
+	FILE *trace;            /* WH_GET_TRACE: a line per chunk, under lock */
 };
 
 static void fail(struct ctx *c, const char *fmt, ...)
@@ -510,11 +511,14 @@ static int job_err(struct job *j)
 /*
  * The window: the chunk requests of all files together wait here while
  * as many as the window allows are in flight.  The window follows the
- * measured delivery rate and the time a chunk takes from request to being
- * written (wh_window.h), between WINDOW_MIN and --parallel requests and
- * WINDOW_MAX_BYTES.  Each request in flight holds a reply buffer from a
- * pool (most recently used first), so buffers are allocated once, as many
- * as the window ever reached, and never per chunk.
+ * measured delivery rate and the time from a request to its whole reply
+ * (wh_window.h), between WINDOW_MIN and --parallel requests and
+ * WINDOW_MAX_BYTES.  A request leaves the window when its reply is in,
+ * so the next one goes out while this thread verifies and writes the
+ * chunk (that time is the client's, not the path's).  Each fetcher holds
+ * a reply buffer from a pool (most recently used first) from its request
+ * until the chunk is written, so buffers are allocated once, at most one
+ * per fetcher (--parallel), and never per chunk.
  */
 #define WINDOW_MIN 8
 #define WINDOW_MAX_BYTES (64u << 20)
@@ -534,13 +538,14 @@ static struct wh_buf *window_enter(struct ctx *c)
 	return b;
 }
 
-/* window_leave - |b| is free again; a chunk of |bytes| took since |t0|
- * (not sampled when |bytes| is 0: a failure says nothing of the path) */
-static void window_leave(struct ctx *c, struct wh_buf *b, uint64_t bytes,
-			 uint64_t t0)
+/* window_reply - the reply of a request sent at |t0| is in: its slot in
+ * the window opens now, before the chunk is verified and written (that
+ * is this thread's work, not the path's, and the next request should be
+ * on its way meanwhile); |bytes| 0 for a failure, which says nothing of
+ * the path and is not sampled */
+static void window_reply(struct ctx *c, uint64_t bytes, uint64_t t0)
 {
 	uint64_t now = wh_now_ns();
-
 	unsigned before;
 
 	pthread_mutex_lock(&c->lock);
@@ -548,7 +553,6 @@ static void window_leave(struct ctx *c, struct wh_buf *b, uint64_t bytes,
 	if (bytes)
 		wh_window_sample(&c->win, bytes, now - t0, now);
 	c->inflight--;
-	c->freeidx[c->nfree++] = (int)(b - c->bufs);
 	/* one slot opened, unless the window grew: wake one waiter, not
 	 * every fetcher of every file */
 	if (wh_window_get(&c->win) > before)
@@ -556,6 +560,46 @@ static void window_leave(struct ctx *c, struct wh_buf *b, uint64_t bytes,
 	else
 		pthread_cond_signal(&c->wcv);
 	pthread_mutex_unlock(&c->lock);
+}
+
+/* window_again - a request is sent again (its reply failed
+ * verification): in flight once more, without waiting for a slot */
+static void window_again(struct ctx *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->inflight++;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* window_free - reply buffer |b| is free again.  With |bytes|, a chunk
+ * of that many bytes, asked for at |t0| and whose reply came at
+ * |t_reply|, has been written: a line of the timeline (WH_GET_TRACE) */
+static void window_free(struct ctx *c, struct wh_buf *b, uint64_t bytes,
+			uint64_t t0, uint64_t t_reply)
+{
+	uint64_t now = wh_now_ns();
+
+	pthread_mutex_lock(&c->lock);
+	/* times in us since the start: the request, its whole reply, the
+	 * chunk written; its bytes; requests in flight and the window */
+	if (c->trace && bytes)
+		fprintf(c->trace, "%llu %llu %llu %llu %u %u\n",
+			(unsigned long long)((t0 - c->t0) / 1000),
+			(unsigned long long)((t_reply - c->t0) / 1000),
+			(unsigned long long)((now - c->t0) / 1000),
+			(unsigned long long)bytes, c->inflight,
+			wh_window_get(&c->win));
+	c->freeidx[c->nfree++] = (int)(b - c->bufs);
+	pthread_cond_signal(&c->wcv);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* window_leave - a request that failed before its reply: its slot and
+ * buffer back */
+static void window_leave(struct ctx *c, struct wh_buf *b, uint64_t t0)
+{
+	window_reply(c, 0, t0);
+	window_free(c, b, 0, 0, 0);
 }
 
 /* chunk_data - the |len| bytes of chunk reply |cr|: its data, or its zstd
@@ -620,7 +664,7 @@ static void *fetcher(void *arg)
 		uint8_t h[WH_HASH_LEN];
 		struct wh_buf *resp, *zbuf;
 		const uint8_t *data = NULL;
-		uint64_t t0;
+		uint64_t t0, t_reply = 0;
 		int rv = 0, tries;
 
 		pthread_mutex_lock(&j->lock);
@@ -638,11 +682,13 @@ static void *fetcher(void *arg)
 		/* room for the whole reply: the buffer grows once, if at all */
 		if (wh_buf_reserve(resp, WH_FRAME_HDR_LEN + WH_HASH_LEN +
 					 ch.length) < 0) {
-			window_leave(c, resp, 0, t0);
+			window_leave(c, resp, t0);
 			job_fail(j, -ENOMEM);
 			break;
 		}
 		for (tries = 0; tries < 3; tries++) {
+			if (tries > 0)
+				window_again(c);
 			memset(&m, 0, sizeof(m));
 			m.hdr.type = WH_MSG_CHUNK;
 			m.u.chunk.path.p = j->e->rpath;
@@ -652,6 +698,8 @@ static void *fetcher(void *arg)
 			m.u.chunk.length = ch.length;
 			memcpy(m.u.chunk.hash, ch.hash, WH_HASH_LEN);
 			rv = rpc(c, &m, WH_MSG_CHUNK_REPLY, resp, &r);
+			t_reply = wh_now_ns();
+			window_reply(c, rv < 0 ? 0 : ch.length, t0);
 			if (rv < 0)
 				break;
 			data = chunk_data(&r.u.chunk_reply, ch.length, zbuf);
@@ -669,12 +717,12 @@ static void *fetcher(void *arg)
 			rv = write_chunk(j->fd, j->sparse, j->reused, data,
 					 ch.length, ch.offset);
 		if (rv < 0) {
-			window_leave(c, resp, 0, t0);
+			window_free(c, resp, 0, 0, 0);
 			job_fail(j, rv);
 			break;
 		}
 		rv = keep(j, &ch, data);
-		window_leave(c, resp, ch.length, t0);
+		window_free(c, resp, ch.length, t0, t_reply);
 		pthread_mutex_lock(&c->lock);
 		c->st->chunks_fetched++;
 		c->st->wire_bytes += r.u.chunk_reply.data_len;
@@ -2191,6 +2239,8 @@ int wh_get_run(struct wh_session *s, struct wh_store *store,
 	pthread_cond_init(&c.wcv, NULL);
 	wh_window_init(&c.win, WINDOW_MIN, (unsigned)o->parallel,
 		       WINDOW_MAX_BYTES);
+	if (getenv("WH_GET_TRACE") && getenv("WH_GET_TRACE")[0])
+		c.trace = fopen(getenv("WH_GET_TRACE"), "we");
 	for (int i = WH_GET_MAX_PARALLEL; i-- > 0;) {
 		wh_buf_init(&c.bufs[i]);
 		wh_buf_init(&c.zbufs[i]);
@@ -2282,6 +2332,8 @@ out:
 		wh_buf_free(&c.bufs[i]);
 		wh_buf_free(&c.zbufs[i]);
 	}
+	if (c.trace)
+		fclose(c.trace);
 	pthread_cond_destroy(&c.wcv);
 	pthread_mutex_destroy(&c.lock);
 	st->seconds = (double)(wh_now_ns() - c.t0) / 1e9;

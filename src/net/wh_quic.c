@@ -160,6 +160,7 @@ struct wh_quic_stream {
 	size_t cur_off;          /* unsent position inside cur */
 	bool fin_queued, fin_sent;
 	bool in_sendq, blocked;
+	uint64_t unsent;         /* bytes queued, not yet given to ngtcp2 */
 	struct wh_quic_stream *prev, *next; /* every stream of the conn */
 	struct wh_quic_stream *sq_next;     /* send queue */
 };
@@ -174,7 +175,9 @@ struct wh_quic_conn {
 	socklen_t locallen, remotelen;
 	char peer[WH_ADDRSTRLEN];
 	struct wh_quic_stream *streams;
-	struct wh_quic_stream *sq_head, *sq_tail;
+	/* the send queue: small replies first, in order, then the large ones
+	 * in order (see sendq_push); sq_small is the last small one */
+	struct wh_quic_stream *sq_head, *sq_tail, *sq_small;
 	unsigned streams_closed; /* the peer's, credit not yet handed back */
 	ngtcp2_cid odcid; /* server: the client's first DCID */
 	bool handshake_done;
@@ -199,6 +202,7 @@ struct cid_entry {
 
 struct wh_quic_ep {
 	int fd;
+	FILE *wtrace;      /* WH_QUIC_WRITES: a line per write, for tuning */
 	bool server;
 	bool gso;          /* UDP_SEGMENT works */
 	bool wildcard;     /* bound to a wildcard address: use PKTINFO */
@@ -342,12 +346,39 @@ static void cidmap_remove_conn(struct wh_quic_ep *ep, struct wh_quic_conn *c)
 
 /* ------------------------------------------------------------- streams */
 
+/*
+ * The order streams are served in.  A stream with little to send (at most
+ * SMALL_SEND bytes when it joins the queue: a small READ's reply, a
+ * control frame) goes ahead of every large one, after the small ones
+ * before it; a large one joins the end.  The head of the queue is served
+ * until it has sent everything (or is blocked by flow control), so large
+ * replies go one after another, not a packet of each in turn: with eight
+ * 1 MiB chunks in flight, round robin finished all eight together at the
+ * end of the 8 MiB, and the client, which verifies, writes and asks for
+ * the next chunk only when one is complete, had nothing to do until then
+ * and then everything at once while the path went idle; in order, one
+ * completes every eighth of the time and its successor is asked for while
+ * the others are still coming.
+ */
+#define SMALL_SEND (64u * 1024)
+
 static void sendq_push(struct wh_quic_conn *c, struct wh_quic_stream *s)
 {
 	if (s->in_sendq || s->blocked)
 		return;
 	s->in_sendq = true;
 	s->sq_next = NULL;
+	if (s->unsent <= SMALL_SEND) {
+		struct wh_quic_stream **pp =
+			c->sq_small ? &c->sq_small->sq_next : &c->sq_head;
+
+		s->sq_next = *pp;
+		*pp = s;
+		if (c->sq_tail == c->sq_small)
+			c->sq_tail = s;
+		c->sq_small = s;
+		return;
+	}
 	if (c->sq_tail)
 		c->sq_tail->sq_next = s;
 	else
@@ -364,6 +395,8 @@ static void sendq_pop(struct wh_quic_conn *c)
 	c->sq_head = s->sq_next;
 	if (!c->sq_head)
 		c->sq_tail = NULL;
+	if (c->sq_small == s)
+		c->sq_small = NULL; /* the small ones come first */
 	s->sq_next = NULL;
 	s->in_sendq = false;
 }
@@ -382,6 +415,8 @@ static void sendq_remove(struct wh_quic_conn *c, struct wh_quic_stream *s)
 		*pp = s->sq_next;
 		if (c->sq_tail == s)
 			c->sq_tail = prev;
+		if (c->sq_small == s)
+			c->sq_small = prev;
 	}
 	s->sq_next = NULL;
 	s->in_sendq = false;
@@ -419,6 +454,7 @@ static void stream_free_segs(struct wh_quic_stream *s)
 	}
 	s->head = s->tail = s->cur = NULL;
 	s->cur_off = 0;
+	s->unsent = 0;
 }
 
 static void stream_del(struct wh_quic_conn *c, struct wh_quic_stream *s)
@@ -446,6 +482,7 @@ static void stream_close_notify(struct wh_quic_conn *c,
 /* stream_advance - |n| more bytes of |s| were handed to ngtcp2. */
 static void stream_advance(struct wh_quic_stream *s, size_t n)
 {
+	s->unsent = s->unsent > n ? s->unsent - n : 0;
 	while (n > 0 && s->cur) {
 		size_t left = s->cur->len - s->cur_off;
 
@@ -499,6 +536,7 @@ int wh_quic_send(struct wh_quic_conn *c, struct wh_quic_stream *s,
 		else
 			s->head = g;
 		s->tail = g;
+		s->unsent += len;
 		if (!s->cur) {
 			s->cur = g;
 			s->cur_off = 0;
@@ -1529,6 +1567,7 @@ static void conn_write(struct wh_quic_conn *c)
 			case NGTCP2_ERR_STREAM_NOT_FOUND:
 				sendq_pop(c);
 				s->cur = NULL;
+				s->unsent = 0;
 				s->fin_sent = true;
 				continue;
 			default:
@@ -1546,9 +1585,9 @@ static void conn_write(struct wh_quic_conn *c)
 			if ((flags & NGTCP2_WRITE_STREAM_FLAG_FIN) &&
 			    s->cur == NULL)
 				s->fin_sent = true;
-			sendq_pop(c);
-			if (stream_has_pending(s))
-				sendq_push(c, s); /* round robin */
+			/* the head goes on until it is done (sendq_push) */
+			if (!stream_has_pending(s) && c->sq_head == s)
+				sendq_pop(c);
 		}
 		if (n == 0)
 			break;
@@ -1576,6 +1615,22 @@ static void conn_write(struct wh_quic_conn *c)
 	if (off > 0)
 		send_batch(ep, &bps.path, buf, off, gso);
 	ngtcp2_conn_update_pkt_tx_time(c->conn, ts);
+	if (ep->wtrace && sent > 0) {
+		/* what ended the write: the budget (q), the congestion window
+		 * (c), pacing or flow control with data left (p), nothing more
+		 * to send (e); then the state after it */
+		ngtcp2_conn_get_conn_stat(c->conn, &st);
+		fprintf(ep->wtrace, "%llu %zu %c %llu %llu %llu %llu %llu\n",
+			(unsigned long long)(ts / 1000), sent,
+			sent + mtu > quantum ? 'q'
+			: st.bytes_in_flight + mtu > st.cwnd ? 'c'
+			: c->sq_head ? 'p' : 'e',
+			(unsigned long long)st.cwnd,
+			(unsigned long long)st.bytes_in_flight,
+			(unsigned long long)(st.smoothed_rtt / 1000),
+			(unsigned long long)(st.min_rtt / 1000),
+			(unsigned long long)(st.pacing_rate * 1e9));
+	}
 	if (c->close_requested) {
 		/* what was queued before the close went out above (a final
 		 * ERROR reply, say); now say goodbye */
@@ -1897,6 +1952,14 @@ static struct wh_quic_ep *ep_alloc(const struct wh_quic_config *cfg,
 	if (!ep)
 		return NULL;
 	ep->fd = -1;
+	if (getenv("WH_QUIC_WRITES") && getenv("WH_QUIC_WRITES")[0]) {
+		char p[4096];
+
+		/* one file per process: the prefix, a dot, the pid */
+		snprintf(p, sizeof(p), "%s.%d", getenv("WH_QUIC_WRITES"),
+			 (int)getpid());
+		ep->wtrace = fopen(p, "we");
+	}
 	if (cfg)
 		ep->cfg = *cfg;
 	else
@@ -2076,6 +2139,8 @@ void wh_quic_ep_del(struct wh_quic_ep *ep)
 		gnutls_certificate_free_credentials(ep->cred);
 	if (ep->fd >= 0)
 		close(ep->fd);
+	if (ep->wtrace)
+		fclose(ep->wtrace);
 	free(ep);
 }
 
