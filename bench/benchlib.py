@@ -66,12 +66,24 @@ def random_file(path, size):
             left -= n
 
 
+def loadavg():
+    """the 1, 5 and 15 minute load averages, as /proc/loadavg has them"""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+LOAD_AT_START = loadavg()  # when the benchmark started (this module's import)
+
+
 def machine():
+    """the machine, and how busy it was: others' work on a shared machine
+    moves every wall-clock figure, so a result says how loaded it was"""
     cpu = open("/proc/cpuinfo").read()
     model = [l.split(":", 1)[1].strip() for l in cpu.splitlines()
              if l.startswith("model name")][:1]
-    return "%d cores, %s, Linux %s" % (os.cpu_count(), model[0] if model else "?",
-                                      os.uname().release)
+    return "%d cores, %s, Linux %s; load average %s at the start, %s at the end" % (
+        os.cpu_count(), model[0] if model else "?", os.uname().release,
+        LOAD_AT_START, loadavg())
 
 
 class Lab:
