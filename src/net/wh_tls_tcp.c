@@ -67,6 +67,7 @@ struct wh_tcp_stream {
 	uint64_t recv_unacked;     /* consumed, credit not yet returned */
 	bool fin_queued, fin_sent, fin_recv, reset, closed;
 	bool in_sendq;
+	uint64_t unsent;           /* bytes queued, not yet in DATA frames */
 	struct wh_tcp_stream *prev, *next; /* every stream of the conn */
 	struct wh_tcp_stream *sq_next;     /* send queue */
 };
@@ -96,7 +97,9 @@ struct wh_tcp_conn {
 	uint32_t max_streams;
 	uint64_t send_credit, recv_left, recv_unacked;
 	struct wh_tcp_stream *streams;
-	struct wh_tcp_stream *sq_head, *sq_tail;
+	/* the send queue: small replies first, in order, then the large ones
+	 * in order (see sendq_push); sq_small is the last small one */
+	struct wh_tcp_stream *sq_head, *sq_tail, *sq_small;
 	uint64_t last_recv, last_ping, deadline, linger_until;
 	bool close_requested;
 	uint64_t close_err;
@@ -230,7 +233,23 @@ static void stream_free_segs(struct wh_tcp_stream *s)
 		free(g);
 	}
 	s->tail = NULL;
+	s->unsent = 0;
 }
+
+/*
+ * The order streams are served in.  A stream with little to send (at most
+ * SMALL_SEND bytes when it joins the queue: a small READ's reply) goes
+ * ahead of every large one, after the small ones before it; a large one
+ * joins the end.  The head of the queue is served until it has sent
+ * everything or is blocked on its own credit (then it leaves the queue
+ * until a CREDIT frame brings it back, and the next one goes on), so large
+ * replies go one after another, not a frame of each in turn: round robin
+ * finished a get's chunks in flight all together, at the end of the bytes
+ * of all of them, and the client, which verifies, writes and asks for the
+ * next chunk only when one is complete, idled and then had everything at
+ * once; in order one completes every eighth of the time.
+ */
+#define SMALL_SEND (64u * 1024)
 
 static void sendq_push(struct wh_tcp_conn *c, struct wh_tcp_stream *s)
 {
@@ -238,6 +257,17 @@ static void sendq_push(struct wh_tcp_conn *c, struct wh_tcp_stream *s)
 		return;
 	s->in_sendq = true;
 	s->sq_next = NULL;
+	if (s->unsent <= SMALL_SEND) {
+		struct wh_tcp_stream **pp =
+			c->sq_small ? &c->sq_small->sq_next : &c->sq_head;
+
+		s->sq_next = *pp;
+		*pp = s;
+		if (c->sq_tail == c->sq_small)
+			c->sq_tail = s;
+		c->sq_small = s;
+		return;
+	}
 	if (c->sq_tail)
 		c->sq_tail->sq_next = s;
 	else
@@ -253,6 +283,8 @@ static struct wh_tcp_stream *sendq_pop(struct wh_tcp_conn *c)
 		c->sq_head = s->sq_next;
 		if (!c->sq_head)
 			c->sq_tail = NULL;
+		if (c->sq_small == s)
+			c->sq_small = NULL; /* the small ones come first */
 		s->sq_next = NULL;
 		s->in_sendq = false;
 	}
@@ -273,6 +305,8 @@ static void sendq_remove(struct wh_tcp_conn *c, struct wh_tcp_stream *s)
 		*pp = s->sq_next;
 		if (c->sq_tail == s)
 			c->sq_tail = prev;
+		if (c->sq_small == s)
+			c->sq_small = prev;
 	}
 	s->in_sendq = false;
 	s->sq_next = NULL;
@@ -366,15 +400,16 @@ static void out_ping(struct wh_tcp_conn *c, const uint8_t *echo)
 	out_frame(c, &f);
 }
 
-/* fill_data - turn queued stream data into DATA frames, round-robin,
- * while the output buffer is low and credit lasts. */
+/* fill_data - turn queued stream data into DATA frames, the head of the
+ * send queue first (see sendq_push), while the output buffer is low and
+ * credit lasts. */
 static void fill_data(struct wh_tcp_conn *c)
 {
 	struct wh_tcp_stream *s;
 
 	if (c->state != TC_OPEN || !c->settings_recv)
 		return;
-	while (c->out.len - c->out_off < OUT_HIGH && (s = sendq_pop(c))) {
+	while (c->out.len - c->out_off < OUT_HIGH && (s = c->sq_head)) {
 		struct seg *g = s->head;
 		size_t n = 0;
 		uint8_t flags = 0;
@@ -389,15 +424,17 @@ static void fill_data(struct wh_tcp_conn *c)
 			if (n > c->send_credit)
 				n = (size_t)c->send_credit;
 			if (n == 0) {
-				/* blocked: a CREDIT frame requeues it; a
-				 * connection-level block keeps it queued */
-				if (c->send_credit == 0 && s->send_credit) {
-					sendq_push(c, s);
+				/* a connection-level block keeps it at the
+				 * head; blocked on its own credit, it waits
+				 * for a CREDIT frame to requeue it and the
+				 * next one goes on */
+				if (c->send_credit == 0 && s->send_credit)
 					break;
-				}
+				sendq_pop(c);
 				continue;
 			}
 		} else if (!s->fin_queued || s->fin_sent) {
+			sendq_pop(c);
 			continue;
 		}
 		if (g && n == g->len - g->off && !g->next && s->fin_queued)
@@ -415,6 +452,7 @@ static void fill_data(struct wh_tcp_conn *c)
 		c->out.len += WH_MUX_HDR_LEN + n;
 		s->send_credit -= n;
 		c->send_credit -= n;
+		s->unsent = s->unsent > n ? s->unsent - n : 0;
 		if (g) {
 			g->off += n;
 			if (g->off == g->len) {
@@ -427,12 +465,13 @@ static void fill_data(struct wh_tcp_conn *c)
 			}
 		}
 		if (flags & WH_MUX_FLAG_FIN) {
+			sendq_pop(c);
 			s->fin_sent = true;
 			stream_check_closed(c, s);
 			continue;
 		}
-		if (s->head || s->fin_queued)
-			sendq_push(c, s); /* to the back: the next one's turn */
+		if (!s->head && !s->fin_queued)
+			sendq_pop(c); /* all sent; the head goes on otherwise */
 	}
 }
 
@@ -1410,6 +1449,7 @@ int wh_tcp_send(struct wh_tcp_conn *c, struct wh_tcp_stream *s, void *data,
 		g->data = data;
 		g->len = len;
 		g->free_fn = free_fn;
+		s->unsent += len;
 		if (s->tail)
 			s->tail->next = g;
 		else

@@ -17,9 +17,9 @@
  * handshake is done AND the peer's SETTINGS frame has arrived (only then
  * are its limits known).  Only the client opens streams.  Flow control is
  * per stream and per connection, credit returned as soon as
- * on_stream_data returns; the sender serves streams round-robin, at most
- * one DATA frame (16 KiB) at a time, so one large reply cannot hold back
- * the others.  The client sends a PING every keepalive_ms; a connection
+ * on_stream_data returns; the sender serves its streams in order, each
+ * until it is done, a stream with at most 64 KiB to send ahead of the
+ * large ones, and skips a stream that waits for credit.  The client sends a PING every keepalive_ms; a connection
  * that receives nothing for idle_timeout_ms is gone (WH_ERR_TIMEOUT).
  *
  * The sockets get TCP_NODELAY, the "bbr" congestion control where the

@@ -3,7 +3,9 @@
  * client that breaks the multiplexing rules: each violation gets a CLOSE
  * frame with application error 1 and the connection ends, while the
  * server goes on serving; unknown frame types are skipped, a PING is
- * answered.  The server runs on its own thread; the client blocks.
+ * answered.  Replies are sent in order, small ones first, and a stream
+ * blocked on its credit does not hold back the others.  The server runs
+ * on its own thread; the client blocks.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -55,16 +57,26 @@ static void s_open(struct wh_tcp_conn *c, struct wh_tcp_stream *s, void *ud)
 	(void)ud;
 }
 
+/* s_data - "SEND" and a length (big-endian) with FIN asks for a reply of
+ * that many bytes, each the stream id's low byte; anything else keeps the
+ * stream open with no reply */
 static int s_data(struct wh_tcp_conn *c, struct wh_tcp_stream *s,
 		  const uint8_t *data, size_t len, bool fin, void *ud)
 {
-	(void)c;
-	(void)s;
-	(void)data;
-	(void)len;
-	(void)fin;
+	size_t n;
+	uint8_t *reply;
+
 	(void)ud;
-	return 0; /* keeps every stream open: no reply */
+	if (!fin || len != 8 || memcmp(data, "SEND", 4) != 0)
+		return 0;
+	n = (size_t)data[4] << 24 | (size_t)data[5] << 16 |
+	    (size_t)data[6] << 8 | data[7];
+	reply = malloc(n ? n : 1);
+	if (!reply)
+		return -1;
+	memset(reply, (int)(wh_tcp_stream_id(s) & 0xff), n);
+	wh_tcp_send(c, s, reply, n, true, free);
+	return 0;
 }
 
 static void s_close(struct wh_tcp_conn *c, int err, const char *reason,
@@ -197,12 +209,29 @@ static void raw_frame(struct raw *r, uint8_t type, uint8_t flags,
 	raw_send(r, buf, WH_MUX_HDR_LEN + (size_t)len);
 }
 
+static void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+/* raw_settings_window - SETTINGS letting the server send |stream_window|
+ * bytes per stream, 15 MiB in all */
+static void raw_settings_window(struct raw *r, uint32_t stream_window)
+{
+	uint8_t p[12];
+
+	put32(p, 0);
+	put32(p + 4, stream_window);
+	put32(p + 8, 0xf00000);
+	raw_frame(r, WH_MUX_SETTINGS, 0, 0, p, sizeof(p));
+}
+
 static void raw_settings(struct raw *r)
 {
-	static const uint8_t p[12] = { 0, 0, 0, 0, 0, 0x20, 0, 0,
-				       0, 0xf0, 0, 0 };
-
-	raw_frame(r, WH_MUX_SETTINGS, 0, 0, p, sizeof(p));
+	raw_settings_window(r, 0x200000);
 }
 
 /* raw_next - the next frame from the server: 1, 0 at the end. */
@@ -244,7 +273,7 @@ static long expect_close(struct raw *r)
 	return -1;
 }
 
-static void hello(struct raw *r)
+static void hello_window(struct raw *r, uint32_t stream_window)
 {
 	struct wh_mux_frame f;
 
@@ -252,7 +281,69 @@ static void hello(struct raw *r)
 	assert_int_equal(raw_next(r, &f), 1);
 	assert_int_equal(f.type, WH_MUX_SETTINGS);
 	assert_int_equal(f.max_streams, 128);
-	raw_settings(r);
+	raw_settings_window(r, stream_window);
+}
+
+static void hello(struct raw *r)
+{
+	hello_window(r, 0x200000);
+}
+
+/* put_request - a request for |n| bytes on |stream| into |p| (one frame) */
+static size_t put_request(uint8_t *p, uint32_t stream, uint32_t n)
+{
+	wh_mux_put_hdr(p, WH_MUX_DATA, WH_MUX_FLAG_FIN, 8, stream);
+	memcpy(p + WH_MUX_HDR_LEN, "SEND", 4);
+	put32(p + WH_MUX_HDR_LEN + 4, n);
+	return WH_MUX_HDR_LEN + 8;
+}
+
+/* The DATA frames received, as runs: a run is one stream's frames back to
+ * back, its bytes, and whether the last of them had FIN. */
+struct run {
+	uint32_t stream;
+	size_t bytes;
+	bool fin;
+};
+
+/* read_runs - DATA frames into runs[] until |fins| streams have ended or
+ * |limit| bytes came; returns the number of runs. */
+static size_t read_runs(struct raw *r, struct run *runs, size_t max,
+			int fins, size_t limit)
+{
+	struct wh_mux_frame f;
+	size_t nrun = 0, total = 0;
+
+	while (fins > 0 && total < limit) {
+		assert_int_equal(raw_next(r, &f), 1);
+		if (f.type != WH_MUX_DATA)
+			continue;
+		for (size_t i = 0; i < f.length; i++)
+			assert_int_equal(f.payload[i], f.stream & 0xff);
+		if (nrun == 0 || runs[nrun - 1].stream != f.stream ||
+		    runs[nrun - 1].fin) {
+			assert_true(nrun < max);
+			runs[nrun].stream = f.stream;
+			runs[nrun].bytes = 0;
+			runs[nrun].fin = false;
+			nrun++;
+		}
+		runs[nrun - 1].bytes += f.length;
+		total += f.length;
+		if (f.flags & WH_MUX_FLAG_FIN) {
+			runs[nrun - 1].fin = true;
+			fins--;
+		}
+	}
+	return nrun;
+}
+
+static void assert_run(const struct run *run, uint32_t stream, size_t bytes,
+		       bool fin)
+{
+	assert_int_equal(run->stream, stream);
+	assert_int_equal(run->bytes, bytes);
+	assert_int_equal(run->fin, fin);
 }
 
 /* ----------------------------------------------------------- tests */
@@ -379,6 +470,68 @@ static void test_pings_not_read(void **state)
 	raw_close(&r);
 }
 
+/* Two large replies and a small one asked for at once (one TLS record, so
+ * the server queues all three before it sends): the small one comes first
+ * although asked for last, then each large one whole, in the order asked,
+ * not a frame of each in turn. */
+static void test_replies_in_order(void **state)
+{
+	uint8_t req[3 * (WH_MUX_HDR_LEN + 8)];
+	struct run runs[8];
+	size_t len = 0, nrun;
+	struct raw r;
+
+	(void)state;
+	hello(&r);
+	len += put_request(req + len, 1, 300000);
+	len += put_request(req + len, 2, 200000);
+	len += put_request(req + len, 3, 40000);
+	raw_send(&r, req, len);
+	nrun = read_runs(&r, runs, 8, 3, SIZE_MAX);
+	assert_int_equal(nrun, 3);
+	assert_run(&runs[0], 3, 40000, true);
+	assert_run(&runs[1], 1, 300000, true);
+	assert_run(&runs[2], 2, 200000, true);
+	raw_close(&r);
+}
+
+/* A large reply blocked on its stream's credit does not hold back a small
+ * one; when credit comes together with another small request, the small
+ * reply goes ahead of the rest of the large one. */
+static void test_blocked_stream_skipped(void **state)
+{
+	uint8_t req[2 * (WH_MUX_HDR_LEN + 8)];
+	struct run runs[8];
+	size_t len, nrun;
+	struct raw r;
+
+	(void)state;
+	hello_window(&r, 65536);
+	len = put_request(req, 1, 200000);
+	raw_send(&r, req, len);
+	nrun = read_runs(&r, runs, 8, 1, 65536);
+	assert_int_equal(nrun, 1);
+	assert_run(&runs[0], 1, 65536, false); /* its window, then blocked */
+
+	len = put_request(req, 2, 30000);
+	raw_send(&r, req, len);
+	nrun = read_runs(&r, runs, 8, 1, SIZE_MAX);
+	assert_int_equal(nrun, 1);
+	assert_run(&runs[0], 2, 30000, true);
+
+	/* the rest of stream 1's credit, then a small request, one record */
+	wh_mux_put_hdr(req, WH_MUX_CREDIT, 0, 4, 1);
+	put32(req + WH_MUX_HDR_LEN, 200000 - 65536);
+	len = WH_MUX_HDR_LEN + 4;
+	len += put_request(req + len, 3, 20000);
+	raw_send(&r, req, len);
+	nrun = read_runs(&r, runs, 8, 2, SIZE_MAX);
+	assert_int_equal(nrun, 2);
+	assert_run(&runs[0], 3, 20000, true);
+	assert_run(&runs[1], 1, 200000 - 65536, true);
+	raw_close(&r);
+}
+
 static void test_server_survives(void **state)
 {
 	struct raw r;
@@ -436,6 +589,8 @@ int main(void)
 		cmocka_unit_test(test_zero_credit),
 		cmocka_unit_test(test_unknown_skipped_ping_answered),
 		cmocka_unit_test(test_pings_not_read),
+		cmocka_unit_test(test_replies_in_order),
+		cmocka_unit_test(test_blocked_stream_skipped),
 		cmocka_unit_test(test_server_survives),
 		cmocka_unit_test(test_socket_tuning),
 	};
