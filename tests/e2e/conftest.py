@@ -237,6 +237,23 @@ class Host:
         self.share = share
         self.log = tempfile.NamedTemporaryFile(prefix="wh-host-", suffix=".log",
                                                delete=False)
+        self.proc = self.tracked = None
+        try:
+            self._start(share, code, port, extra, ip, wrap)
+        except BaseException:
+            # the log's tail stays in the report; the file goes
+            if self.proc:
+                self.kill()
+            if self.tracked:
+                self.tracked.closing()
+            self.log.close()
+            try:
+                os.unlink(self.log.name)
+            except OSError:
+                pass
+            raise
+
+    def _start(self, share, code, port, extra, ip, wrap):
         args = [*wrap, WH_BIN, "host", share, "--listen", "%s:%d" % (ip, port),
                 "--no-signal"]
         if code:

@@ -4,11 +4,12 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
-from conftest import (LOG_TAIL_LINES, ROOT, netns_name, remove_stale_netns,
-                      wait_for)
+from conftest import (LOG_TAIL_LINES, ROOT, Host, netns_name,
+                      remove_stale_netns, wait_for)
 
 
 def _fake(path):
@@ -39,6 +40,26 @@ def test_kill_leftovers_spares_other_build_dirs(workdir):
             if p.poll() is None:
                 p.kill()
             p.wait()
+
+
+def test_host_that_fails_to_start_leaves_no_log(workdir, monkeypatch):
+    """A host that cannot start (its share does not exist) raises with its
+    log's text and removes the log file it made."""
+    tmp = os.path.join(workdir, "tmp")
+    os.makedirs(tmp)
+    monkeypatch.setattr(tempfile, "tempdir", tmp)  # where the logs go
+    with pytest.raises(RuntimeError, match="host did not start"):
+        Host(os.path.join(workdir, "no-such-share"))
+    assert os.listdir(tmp) == []
+    # the same directory keeps a live host's log until it is closed
+    share = os.path.join(workdir, "share")
+    os.makedirs(share)
+    h = Host(share)
+    try:
+        assert len(os.listdir(tmp)) == 1
+    finally:
+        h.close()
+    assert os.listdir(tmp) == []
 
 
 def test_stale_namespaces_removed_live_ones_kept():
