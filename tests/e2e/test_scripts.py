@@ -25,18 +25,28 @@ def test_kill_leftovers_spares_other_build_dirs(workdir):
     tool = _fake(os.path.join(root, "build", "tests", "wh_tool"))
     bench = _fake(os.path.join(root, "build-bench", "wormhole"))
     other = _fake(os.path.join(root, "build-asan2", "tests", "wh_tool"))
+    fuzzer = _fake(os.path.join(root, "build-fuzz", "fuzz", "fuzz_proto"))
+    # a fuzz target of a build directory not given
+    fuzz_other = _fake(os.path.join(root, "build-fuzz2", "fuzz", "fuzz_proto"))
+    # in a given directory but neither the program nor a test or fuzz target
+    stray = _fake(os.path.join(root, "build", "fuzz", "corpus_tool"))
     try:
         r = subprocess.run([os.path.join(ROOT, "scripts", "kill-leftovers.sh"),
                             os.path.join(root, "build"),
-                            os.path.join(root, "build-asan")],
+                            os.path.join(root, "build-asan"),
+                            os.path.join(root, "build-fuzz")],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         assert wait_for(lambda: ours.poll() is not None and
-                        tool.poll() is not None, 10)
+                        tool.poll() is not None and
+                        fuzzer.poll() is not None, 10)
         assert bench.poll() is None, "a benchmark's binary was killed"
         assert other.poll() is None, "another build directory's tool was killed"
+        assert fuzz_other.poll() is None, \
+            "another build directory's fuzz target was killed"
+        assert stray.poll() is None, "a program of no known kind was killed"
     finally:
-        for p in (ours, tool, bench, other):
+        for p in (ours, tool, bench, other, fuzzer, fuzz_other, stray):
             if p.poll() is None:
                 p.kill()
             p.wait()
