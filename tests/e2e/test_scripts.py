@@ -8,8 +8,9 @@ import tempfile
 
 import pytest
 
+import conftest
 from conftest import (LOG_TAIL_LINES, ROOT, Host, netns_name,
-                      remove_stale_netns, wait_for)
+                      remove_stale_netns, retry_if_caches_dropped, wait_for)
 
 
 def _fake(path):
@@ -70,6 +71,47 @@ def test_host_that_fails_to_start_leaves_no_log(workdir, monkeypatch):
     finally:
         h.close()
     assert os.listdir(tmp) == []
+
+
+def test_cache_check_retried_only_after_drops(monkeypatch):
+    """A failed page cache check is tried again only when the counters
+    moved (ten attempts at most) or cannot be read (three attempts, each
+    of which must fail for the test to fail); it passes only when an
+    attempt passes."""
+    monkeypatch.setattr(conftest, "wait_caches_quiet", lambda: None)
+
+    def run(counts, results):
+        it = iter(counts)
+        monkeypatch.setattr(conftest, "page_cache_losses", lambda: next(it))
+        calls = []
+
+        def attempt():
+            calls.append(1)
+            return results[len(calls) - 1], len(calls)
+        try:
+            return retry_if_caches_dropped(attempt, "check", settle=0), \
+                len(calls)
+        except pytest.fail.Exception as e:
+            return str(e), len(calls)
+
+    # nothing dropped pages: the first failure is final
+    out, n = run([5, 5], [False, True, True])
+    assert n == 1 and out.startswith("check: 1 ")
+    # dropped during the first: the second attempt passes
+    assert run([5, 6, 6], [False, True]) == (2, 2)
+    # dropped during each: ten attempts, then the failure
+    out, n = run(range(100), [False] * 20)
+    assert n == 10 and "check: 1 " in out and "; 10 " in out
+    # dropped during the first, not the second: fails at the second
+    out, n = run([1, 2, 3, 3], [False] * 4)
+    assert n == 2
+    # counters unreadable: three attempts
+    out, n = run([None] * 6, [False] * 4)
+    assert n == 3 and "unknown" in out
+    out, n = run([None, 1] + list(range(2, 20)), [False] * 20)
+    assert n == 3
+    # unreadable, then the third passes
+    assert run([None] * 6, [False, False, True]) == (3, 3)
 
 
 def test_stale_namespaces_removed_live_ones_kept():
