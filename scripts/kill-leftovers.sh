@@ -1,6 +1,7 @@
 #!/bin/bash
 # Kill the processes left behind by a test run: those whose executable is
-# DIR/wormhole or DIR/tests/wh_* for one of the build directories given.
+# DIR/wormhole, DIR/tests/wh_* or DIR/fuzz/fuzz_* (the libFuzzer targets
+# of a -DWH_FUZZ=ON build) for one of the build directories given.
 #
 #   scripts/kill-leftovers.sh DIR...
 #
@@ -20,7 +21,7 @@ for p in /proc/[0-9]*; do
 	exe=${exe% (deleted)}
 	for d in "${dirs[@]}"; do
 		case "$exe" in
-		"$d/wormhole" | "$d"/tests/wh_*)
+		"$d/wormhole" | "$d"/tests/wh_* | "$d"/fuzz/fuzz_*)
 			kill -9 "$pid" 2>/dev/null
 			break ;;
 		esac

@@ -72,6 +72,73 @@ def wait_for(pred, timeout, step=0.02):
     return pred()
 
 
+# the kernel's counts of page cache thrown away by others than the test:
+# `echo 1 (or 3) > /proc/sys/vm/drop_caches` (the benchmarks do) and file
+# pages reclaimed under memory pressure
+CACHE_LOSS_COUNTERS = ("drop_pagecache", "pgsteal_file")
+
+
+def page_cache_losses():
+    """The sum of CACHE_LOSS_COUNTERS in /proc/vmstat, or None when none of
+    them can be read."""
+    try:
+        with open("/proc/vmstat") as f:
+            stat = dict(line.split(None, 1) for line in f)
+        have = [int(stat[k]) for k in CACHE_LOSS_COUNTERS if k in stat]
+    except (OSError, ValueError):
+        return None
+    return sum(have) if have else None
+
+
+def wait_caches_quiet(quiet=1.0, limit=20.0):
+    """Wait (|limit| seconds at most) until no page cache was dropped or
+    reclaimed for |quiet| seconds, e.g. between two rounds of a benchmark
+    that drops the caches before each one."""
+    end = time.monotonic() + limit
+    last, since = page_cache_losses(), time.monotonic()
+    while time.monotonic() < end and time.monotonic() - since < quiet:
+        time.sleep(0.05)
+        now = page_cache_losses()
+        if now != last:
+            last, since = now, time.monotonic()
+
+
+def retry_if_caches_dropped(attempt, what, tries=3, dropped_tries=10,
+                            settle=1.0):
+    """For a check of the kernel's page cache that something else on the
+    machine spoils by dropping the caches (the benchmarks and
+    test_fs_local do, at times several times a second): run |attempt| (it
+    returns (ok, detail)) until it is ok and return that detail.  The
+    check passes only when an attempt passes.  A failed attempt is tried
+    again only when the kernel's counters show page cache was dropped or
+    reclaimed while it ran (|dropped_tries| attempts at most, each after
+    the drops paused), or when they cannot be read (|tries| attempts at
+    most, all of which must fail); when nothing dropped pages the first
+    failure is final.  The test fails with |what| and every attempt's
+    detail.  A drop is counted when it ends, so a failure waits |settle|
+    seconds before reading the counters again."""
+    seen = []
+    unknown = False
+    while True:
+        before = page_cache_losses()
+        ok, detail = attempt()
+        if ok:
+            return detail
+        time.sleep(settle)
+        after = page_cache_losses()
+        dropped = None if before is None or after is None else after - before
+        unknown = unknown or dropped is None
+        seen.append("%r (caches dropped or pages reclaimed meanwhile: %s)"
+                    % (detail, "unknown" if dropped is None else dropped))
+        if dropped == 0:
+            break  # nothing else dropped pages: the failure is ours
+        if len(seen) >= (tries if unknown else dropped_tries):
+            break
+        if dropped:
+            wait_caches_quiet()
+    pytest.fail("%s: %s" % (what, "; ".join(seen)))
+
+
 def free_udp_port():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
@@ -237,6 +304,23 @@ class Host:
         self.share = share
         self.log = tempfile.NamedTemporaryFile(prefix="wh-host-", suffix=".log",
                                                delete=False)
+        self.proc = self.tracked = None
+        try:
+            self._start(share, code, port, extra, ip, wrap)
+        except BaseException:
+            # the log's tail stays in the report; the file goes
+            if self.proc:
+                self.kill()
+            if self.tracked:
+                self.tracked.closing()
+            self.log.close()
+            try:
+                os.unlink(self.log.name)
+            except OSError:
+                pass
+            raise
+
+    def _start(self, share, code, port, extra, ip, wrap):
         args = [*wrap, WH_BIN, "host", share, "--listen", "%s:%d" % (ip, port),
                 "--no-signal"]
         if code:

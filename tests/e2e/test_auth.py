@@ -4,7 +4,7 @@ guessed."""
 import os
 import subprocess
 
-from conftest import WH_BIN, Mount
+from conftest import WH_BIN
 
 
 def mount_once(code, mnt, addr, timeout=30):

@@ -6,7 +6,7 @@ import subprocess
 import threading
 import time
 
-from conftest import WH_BIN, Host, Mount, free_udp_port, unmount, wait_for
+from conftest import Host, Mount, free_udp_port, unmount, wait_for
 
 
 def test_client_killed_mid_read(tree, hosts, mkmnt, mounts):

@@ -4,11 +4,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
-from conftest import (LOG_TAIL_LINES, ROOT, netns_name, remove_stale_netns,
-                      wait_for)
+import conftest
+from conftest import (LOG_TAIL_LINES, ROOT, Host, netns_name,
+                      remove_stale_netns, retry_if_caches_dropped, wait_for)
 
 
 def _fake(path):
@@ -24,21 +26,92 @@ def test_kill_leftovers_spares_other_build_dirs(workdir):
     tool = _fake(os.path.join(root, "build", "tests", "wh_tool"))
     bench = _fake(os.path.join(root, "build-bench", "wormhole"))
     other = _fake(os.path.join(root, "build-asan2", "tests", "wh_tool"))
+    fuzzer = _fake(os.path.join(root, "build-fuzz", "fuzz", "fuzz_proto"))
+    # a fuzz target of a build directory not given
+    fuzz_other = _fake(os.path.join(root, "build-fuzz2", "fuzz", "fuzz_proto"))
+    # in a given directory but neither the program nor a test or fuzz target
+    stray = _fake(os.path.join(root, "build", "fuzz", "corpus_tool"))
     try:
         r = subprocess.run([os.path.join(ROOT, "scripts", "kill-leftovers.sh"),
                             os.path.join(root, "build"),
-                            os.path.join(root, "build-asan")],
+                            os.path.join(root, "build-asan"),
+                            os.path.join(root, "build-fuzz")],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         assert wait_for(lambda: ours.poll() is not None and
-                        tool.poll() is not None, 10)
+                        tool.poll() is not None and
+                        fuzzer.poll() is not None, 10)
         assert bench.poll() is None, "a benchmark's binary was killed"
         assert other.poll() is None, "another build directory's tool was killed"
+        assert fuzz_other.poll() is None, \
+            "another build directory's fuzz target was killed"
+        assert stray.poll() is None, "a program of no known kind was killed"
     finally:
-        for p in (ours, tool, bench, other):
+        for p in (ours, tool, bench, other, fuzzer, fuzz_other, stray):
             if p.poll() is None:
                 p.kill()
             p.wait()
+
+
+def test_host_that_fails_to_start_leaves_no_log(workdir, monkeypatch):
+    """A host that cannot start (its share does not exist) raises with its
+    log's text and removes the log file it made."""
+    tmp = os.path.join(workdir, "tmp")
+    os.makedirs(tmp)
+    monkeypatch.setattr(tempfile, "tempdir", tmp)  # where the logs go
+    with pytest.raises(RuntimeError, match="host did not start"):
+        Host(os.path.join(workdir, "no-such-share"))
+    assert os.listdir(tmp) == []
+    # the same directory keeps a live host's log until it is closed
+    share = os.path.join(workdir, "share")
+    os.makedirs(share)
+    h = Host(share)
+    try:
+        assert len(os.listdir(tmp)) == 1
+    finally:
+        h.close()
+    assert os.listdir(tmp) == []
+
+
+def test_cache_check_retried_only_after_drops(monkeypatch):
+    """A failed page cache check is tried again only when the counters
+    moved (ten attempts at most) or cannot be read (three attempts, each
+    of which must fail for the test to fail); it passes only when an
+    attempt passes."""
+    monkeypatch.setattr(conftest, "wait_caches_quiet", lambda: None)
+
+    def run(counts, results):
+        it = iter(counts)
+        monkeypatch.setattr(conftest, "page_cache_losses", lambda: next(it))
+        calls = []
+
+        def attempt():
+            calls.append(1)
+            return results[len(calls) - 1], len(calls)
+        try:
+            return retry_if_caches_dropped(attempt, "check", settle=0), \
+                len(calls)
+        except pytest.fail.Exception as e:
+            return str(e), len(calls)
+
+    # nothing dropped pages: the first failure is final
+    out, n = run([5, 5], [False, True, True])
+    assert n == 1 and out.startswith("check: 1 ")
+    # dropped during the first: the second attempt passes
+    assert run([5, 6, 6], [False, True]) == (2, 2)
+    # dropped during each: ten attempts, then the failure
+    out, n = run(range(100), [False] * 20)
+    assert n == 10 and "check: 1 " in out and "; 10 " in out
+    # dropped during the first, not the second: fails at the second
+    out, n = run([1, 2, 3, 3], [False] * 4)
+    assert n == 2
+    # counters unreadable: three attempts
+    out, n = run([None] * 6, [False] * 4)
+    assert n == 3 and "unknown" in out
+    out, n = run([None, 1] + list(range(2, 20)), [False] * 20)
+    assert n == 3
+    # unreadable, then the third passes
+    assert run([None] * 6, [False, False, True]) == (3, 3)
 
 
 def test_stale_namespaces_removed_live_ones_kept():

@@ -5,7 +5,7 @@ import re
 import threading
 import time
 
-from conftest import WH_BIN, MiB, get, same_tree, wait_for
+from conftest import MiB, get, same_tree, wait_for
 
 SMALL_MAX = 256 * 1024
 # the modes a destination file must get whatever the umask and the order
