@@ -773,6 +773,20 @@ static int candidates(struct wh_store *s, const uint8_t *hash, size_t len,
 	return n;
 }
 
+/* lookup - candidates() after reading what other processes appended to
+ * the log; the lock is not held on return. */
+static int lookup(struct wh_store *s, const uint8_t *hash, size_t len,
+		  struct ent *c, uint32_t *idx)
+{
+	int n;
+
+	pthread_mutex_lock(&s->lock);
+	catch_up(s);
+	n = candidates(s, hash, len, c, idx);
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
 int wh_store_get_at(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		    uint8_t *buf, size_t len, struct wh_store_loc *loc)
 {
@@ -780,10 +794,7 @@ int wh_store_get_at(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 	uint32_t idx[NCAND];
 	int n;
 
-	pthread_mutex_lock(&s->lock);
-	catch_up(s);
-	n = candidates(s, hash, len, c, idx);
-	pthread_mutex_unlock(&s->lock);
+	n = lookup(s, hash, len, c, idx);
 	for (int i = 0; i < n; i++) {
 		int rv = try_ent(s, &c[i], buf, len);
 
@@ -824,10 +835,7 @@ bool wh_store_has(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 	uint32_t idx[NCAND];
 	int n;
 
-	pthread_mutex_lock(&s->lock);
-	catch_up(s);
-	n = candidates(s, hash, len, c, idx);
-	pthread_mutex_unlock(&s->lock);
+	n = lookup(s, hash, len, c, idx);
 	return n > 0;
 }
 
