@@ -157,6 +157,16 @@ int cmd_get_main(int argc, char **argv)
 	}
 	if (!local)
 		return cli_fail("get", "out of memory");
+	/* the copy is renamed over its destination: never over a device,
+	 * FIFO or socket (a get to /dev/null would replace the device) */
+	if (lstat(local, &lst) == 0 && !S_ISREG(lst.st_mode) &&
+	    !S_ISDIR(lst.st_mode) && !S_ISLNK(lst.st_mode)) {
+		cli_fail("get", "'%s' is a device, FIFO or socket, which a "
+			 "copy would replace: give a file or directory path",
+			 local);
+		free(local);
+		return WH_EXIT_USAGE;
+	}
 	cache = cache_dir ? strdup(cache_dir) : wh_store_default_dir();
 	if (!cache) {
 		free(local);

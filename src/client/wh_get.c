@@ -1390,8 +1390,10 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 		goto out;
 	}
 	/* the file already at the destination, if any: its manifest comes
-	 * from the local cache when it has not changed since it was known */
-	j.oldfd = open(e->lpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	 * from the local cache when it has not changed since it was known
+	 * (O_NONBLOCK: a FIFO there must not block the open) */
+	j.oldfd = open(e->lpath,
+		       O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (j.oldfd >= 0) {
 		struct stat ost;
 		int orv = -EINVAL;
@@ -1693,7 +1695,7 @@ static bool old_hash(const struct entry *e, uint8_t *buf,
 	ssize_t n;
 	int fd;
 
-	fd = open(e->lpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = open(e->lpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return false;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
@@ -1825,7 +1827,7 @@ static int small_same(struct ctx *c, const struct entry *e,
 	struct stat st;
 	int fd, rv;
 
-	fd = open(e->lpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = open(e->lpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return 0;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||

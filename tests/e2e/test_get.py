@@ -4,6 +4,7 @@ import os
 import struct
 import random
 import signal
+import stat
 import subprocess
 
 import pytest
@@ -315,6 +316,32 @@ def test_errors(share, hosts, workdir):
                         "--peer", h.addr], capture_output=True, text=True, timeout=60)
     if h.code != "AAAA-BBBB-CCCC-DDDD":
         assert r.returncode == 1 and "wrong join code" in r.stderr
+
+
+def test_device_fifo_or_socket_destination_refused(share, hosts, workdir):
+    """A get renames its copy over the destination: a device node (as
+    /dev/null would be), a FIFO or a socket named as the destination is
+    refused and left as it was; inside a copied tree a FIFO where a file
+    goes is replaced, without the get blocking on it."""
+    h = hosts(share)
+    cache = os.path.join(workdir, "cc")
+    src = "renders/notes.txt"
+    null = os.path.join(workdir, "null")
+    os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    fifo = os.path.join(workdir, "fifo")
+    os.mkfifo(fifo)
+    for node, kind in ((null, stat.S_ISCHR), (fifo, stat.S_ISFIFO)):
+        r = get(h, src, node, cache, check=False, timeout=30)
+        assert r.returncode == 2, r.stderr
+        assert "device, FIFO or socket" in r.stderr and node in r.stderr
+        assert kind(os.lstat(node).st_mode)
+    assert not [n for n in os.listdir(workdir) if n.endswith(".wh-partial")]
+    out = os.path.join(workdir, "out")
+    os.makedirs(os.path.join(out, "renders", "shot042"))
+    os.mkfifo(os.path.join(out, "renders", "notes.txt"))
+    os.mkfifo(os.path.join(out, "renders", "shot042", "take1.mov"))
+    get(h, "renders", out, cache, timeout=60)
+    assert same_tree(os.path.join(share, "renders"), os.path.join(out, "renders"))
 
 
 def test_host_hashes_a_file_once(share, workdir):
