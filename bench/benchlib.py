@@ -1,16 +1,57 @@
 """Shared pieces of the benchmarks: building, a private sshd, page cache
 control, timing.  Everything started here is stopped by cleanup()."""
+import atexit
 import os
+import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
+import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build-bench")
 # WH_BENCH_BIN: run another build (say, the one before a change) instead
 WH = os.environ.get("WH_BENCH_BIN") or os.path.join(BUILD, "wormhole")
+
+
+def _null_device():
+    """A path that discards what is written to it: /dev/null, unless that is
+    not the null device.  On the shared machine it was found a regular file
+    (removed, then created again by a `> /dev/null`), which keeps what is
+    written to it: a `cat FILE > /dev/null` left hundreds of MB in it, and
+    ssh, given UserKnownHostsFile=/dev/null, parsed all of it as known hosts
+    at each start (bench/README.md, "Why scp and rsync had two speeds").
+    Then a null device of our own, in a directory removed at exit."""
+    try:
+        st = os.stat("/dev/null")
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3):
+            return "/dev/null", None
+        note = "/dev/null is not the null device (a %s of %d bytes)" % (
+            "regular file" if stat.S_ISREG(st.st_mode) else "file", st.st_size)
+    except OSError as e:
+        note = "/dev/null: %s" % e
+    try:
+        d = tempfile.mkdtemp(prefix="wh-bench-null-")
+        atexit.register(shutil.rmtree, d, True)
+        p = os.path.join(d, "null")
+        os.mknod(p, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        os.chmod(p, 0o666)
+    except OSError as e:
+        sys.stderr.write("bench: %s, and no null device of our own (%s): figures "
+                         "that write to it are off\n" % (note, e))
+        return "/dev/null", note + "; used anyway"
+    sys.stderr.write("bench: %s; discarding into %s instead\n" % (note, p))
+    return p, note + "; the benchmarks used a null device of their own"
+
+
+# what the benchmarks discard into, and why not /dev/null if it is not;
+# subprocess.DEVNULL opens os.devnull, so it follows
+NULL, NULL_NOTE = _null_device()
+os.devnull = NULL
 
 
 def sh(*cmd, **kw):
@@ -81,9 +122,9 @@ def machine():
     cpu = open("/proc/cpuinfo").read()
     model = [l.split(":", 1)[1].strip() for l in cpu.splitlines()
              if l.startswith("model name")][:1]
-    return "%d cores, %s, Linux %s; load average %s at the start, %s at the end" % (
+    return "%d cores, %s, Linux %s; load average %s at the start, %s at the end%s" % (
         os.cpu_count(), model[0] if model else "?", os.uname().release,
-        LOAD_AT_START, loadavg())
+        LOAD_AT_START, loadavg(), "; " + NULL_NOTE if NULL_NOTE else "")
 
 
 class Lab:
@@ -105,6 +146,21 @@ class Lab:
         shutil.copy(os.path.join(d, "client.pub"), os.path.join(d, "authorized_keys"))
         self.ssh_port = port or free_port()
         self.ssh_addr = addr
+        # the client knows the host's key, as a user's known_hosts would;
+        # never /dev/null (see _null_device)
+        self.known_hosts = os.path.join(d, "known_hosts")
+        with open(os.path.join(d, "host.pub")) as f:
+            key = " ".join(f.read().split()[:2])
+        with open(self.known_hosts, "w") as f:
+            f.write("[%s]:%d %s\n" % (addr, self.ssh_port, key))
+        # ssh_wrap: ssh, then the CPU time it used appended to ssh_times
+        # (scp -S, rsync -e): the client's own share of scp's and rsync's CPU
+        self.ssh_times = os.path.join(d, "ssh-times")
+        self.ssh_wrap = os.path.join(d, "ssh-timed")
+        with open(self.ssh_wrap, "w") as f:
+            f.write('#!/bin/sh\n%s "$@"\nrc=$?\ntimes >> %s\nexit $rc\n' % (
+                shutil.which("ssh") or "ssh", self.ssh_times))
+        os.chmod(self.ssh_wrap, 0o755)
         cfg = os.path.join(d, "sshd_config")
         with open(cfg, "w") as f:
             f.write("Port %d\nListenAddress %s\nHostKey %s/host\n"
@@ -116,18 +172,59 @@ class Lab:
                                      stderr=subprocess.DEVNULL)
         self.procs.append(self.sshd)
         self.ssh_key = os.path.join(d, "client")
-        self.ssh_opts = ["-i", self.ssh_key, "-o", "StrictHostKeyChecking=no",
-                         "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-                         "-c", "aes128-gcm@openssh.com"]
+        self.ssh_opts = ["-i", self.ssh_key, "-o", "StrictHostKeyChecking=accept-new",
+                         "-o", "UserKnownHostsFile=" + self.known_hosts,
+                         "-o", "LogLevel=ERROR", "-c", "aes128-gcm@openssh.com"]
         time.sleep(0.5)
 
-    def ssh_cmd(self):
-        return "ssh -p %d %s" % (self.ssh_port, " ".join(self.ssh_opts))
+    def ssh_cmd(self, timed=False):
+        """the ssh command line for rsync -e; timed: through ssh_wrap"""
+        return "%s -p %d %s" % (self.ssh_wrap if timed else "ssh", self.ssh_port,
+                                " ".join(self.ssh_opts))
+
+    def sshfs_opts(self):
+        """sshfs's -o: the same key, known hosts and cipher as scp's"""
+        return ("IdentityFile=%s,StrictHostKeyChecking=accept-new,UserKnownHostsFile=%s,"
+                "Ciphers=aes128-gcm@openssh.com,port=%d" % (self.ssh_key, self.known_hosts,
+                                                           self.ssh_port))
+
+    def ssh_client_cpu(self):
+        """CPU seconds (user + system) of the ssh_wrap clients that ended
+        since the last call; None if none did"""
+        try:
+            with open(self.ssh_times) as f:
+                lines = f.read().splitlines()
+            os.unlink(self.ssh_times)
+        except FileNotFoundError:
+            return None
+        tot = 0.0
+        # `times`: the shell's own user and system time, then its children's
+        for line in lines[1::2]:
+            for m, s in re.findall(r"(\d+)m([\d.]+)s", line):
+                tot += int(m) * 60 + float(s)
+        return tot
+
+    def ssh_negotiated(self, prefix=()):
+        """what ssh -v says the client and the host agreed on (cipher, MAC,
+        compression), host to client, for the report's sanity line; and the
+        CPU seconds of that connection (ssh's start, key exchange included)"""
+        opts = list(self.ssh_opts)
+        i = opts.index("LogLevel=ERROR")
+        del opts[i - 1:i + 1]
+        import resource
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        r = subprocess.run([*prefix, "ssh", "-v", "-p", str(self.ssh_port), *opts,
+                            "root@" + self.ssh_addr, "true"],
+                           capture_output=True, text=True, timeout=60)
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
+        m = re.search(r"kex: server->client cipher: (\S+) MAC: (\S+) compression: (\S+)",
+                      r.stderr)
+        return ("cipher %s, MAC %s, compression %s" % m.groups() if m else
+                "not found in ssh -v (exit %d)" % r.returncode), start
 
     def sshfs(self, src, mnt, prefix=()):
-        sh(*prefix, "sshfs", "-o", "IdentityFile=%s,StrictHostKeyChecking=no,"
-           "UserKnownHostsFile=/dev/null,Ciphers=aes128-gcm@openssh.com,port=%d"
-           % (self.ssh_key, self.ssh_port), "root@%s:%s" % (self.ssh_addr, src), mnt)
+        sh(*prefix, "sshfs", "-o", self.sshfs_opts(), "root@%s:%s" % (self.ssh_addr, src), mnt)
         self.mounts.append(mnt)
 
     def wormhole_host(self, src, *extra, listen="127.0.0.1:0", prefix=()):
