@@ -98,7 +98,8 @@ class RxSampler:
         for cur in c:
             if cur[0] - self.t0 >= k:
                 dt = cur[0] - prev[0]
-                psi.append((cur[1] - prev[1]) / 1e4 / dt if dt > 0 else 0.0)
+                # the counter and the clock are read apart: cap at 100%
+                psi.append(min(100.0, (cur[1] - prev[1]) / 1e4 / dt) if dt > 0 else 0.0)
                 for n in self.pids:
                     waits[n].append((cur[2].get(n, 0) - prev[2].get(n, 0)) / 1e6)
                 prev = cur
