@@ -69,6 +69,11 @@ struct dir {
 	/* counters */
 	uint64_t rx, rx_bytes, tx, tx_bytes, drop_queue, drop_loss, drop_ring,
 		drop_big, send_err;
+	/* how late frames went out against their release time (the thread
+	 * woke late: a busy machine): more than 1 ms, more than 10 ms, and
+	 * the worst, so a run can tell the emulator's lateness from the
+	 * endpoints' */
+	uint64_t late_1ms, late_10ms, late_max_ns;
 	pthread_t th;
 };
 
@@ -290,6 +295,17 @@ static void transmit(struct dir *d, uint64_t t)
 		}
 		if (!n)
 			return;
+		for (int i = 0; i < n; i++) {
+			uint64_t rel = d->ring[(d->head + (uint32_t)i) % d->nslots].release;
+			uint64_t late = t > rel ? t - rel : 0;
+
+			if (late > 1000000u)
+				d->late_1ms++;
+			if (late > 10000000u)
+				d->late_10ms++;
+			if (late > d->late_max_ns)
+				d->late_max_ns = late;
+		}
 		sent = 0;
 		while (sent < n) {
 			int r = sendmmsg(d->out, mm + sent, (unsigned)(n - sent), 0);
@@ -370,12 +386,15 @@ static void print_dir(const struct dir *d, int last)
 {
 	printf("\"%s\": {\"rx\": %llu, \"rx_bytes\": %llu, \"tx\": %llu, "
 	       "\"tx_bytes\": %llu, \"drop_queue\": %llu, \"drop_loss\": %llu, "
-	       "\"drop_ring\": %llu, \"drop_oversize\": %llu, \"send_err\": %llu}%s",
+	       "\"drop_ring\": %llu, \"drop_oversize\": %llu, \"send_err\": %llu, "
+	       "\"late_1ms\": %llu, \"late_10ms\": %llu, \"late_max_us\": %llu}%s",
 	       d->name, (unsigned long long)d->rx, (unsigned long long)d->rx_bytes,
 	       (unsigned long long)d->tx, (unsigned long long)d->tx_bytes,
 	       (unsigned long long)d->drop_queue, (unsigned long long)d->drop_loss,
 	       (unsigned long long)d->drop_ring, (unsigned long long)d->drop_big,
-	       (unsigned long long)d->send_err, last ? "" : ", ");
+	       (unsigned long long)d->send_err, (unsigned long long)d->late_1ms,
+	       (unsigned long long)d->late_10ms,
+	       (unsigned long long)(d->late_max_ns / 1000), last ? "" : ", ");
 }
 
 static unsigned long long sock_drops(int fd)

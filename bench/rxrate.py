@@ -16,9 +16,15 @@ class RxSampler:
     The counter is the Ethernet frame bytes the interface received (no
     preamble, no FCS): what the link emulator serialises at its rate."""
 
-    def __init__(self, ns, ifname, period=0.1):
+    def __init__(self, ns, ifname, period=0.1, pids=None):
         self.ns, self.ifname, self.period = ns, ifname, period
         self.samples = []
+        # CPU starvation, sampled alongside: the machine's CPU pressure
+        # (PSI "some": time some runnable task waited for a CPU) and the
+        # run-queue wait of the processes in |pids| (a dict name -> list of
+        # pids, read at every sample, so a pid added later is followed)
+        self.pids = pids or {}
+        self.cpu = []
         self.stop = threading.Event()
         self.th = threading.Thread(target=self._run, daemon=True)
         self.t0 = None
@@ -40,10 +46,16 @@ class RxSampler:
         finally:
             os.close(fd)
         while True:
-            self.samples.append((time.monotonic(), self._rx()))
+            self._sample()
             if self.stop.wait(self.period):
-                self.samples.append((time.monotonic(), self._rx()))
+                self._sample()
                 return
+
+    def _sample(self):
+        t = time.monotonic()
+        self.samples.append((t, self._rx()))
+        self.cpu.append((t, cpu_pressure_us(),
+                         {k: sum(run_wait_ns(p) for p in v) for k, v in self.pids.items()}))
 
     def __enter__(self):
         self.t0 = time.monotonic()
@@ -71,6 +83,60 @@ class RxSampler:
                 prev = (t, b)
                 k += 1
         return out
+
+
+    def cpu_windows(self):
+        """Per whole second since the start (as windows()): the share of
+        the second in which some task on the machine waited for a CPU (%,
+        PSI), and for each name in |pids| the milliseconds its processes'
+        threads spent runnable but waiting (summed over threads)."""
+        psi, waits, k = [], {n: [] for n in self.pids}, 1
+        c = self.cpu
+        if not c:
+            return psi, waits
+        prev = c[0]
+        for cur in c:
+            if cur[0] - self.t0 >= k:
+                dt = cur[0] - prev[0]
+                # the counter and the clock are read apart: cap at 100%
+                psi.append(min(100.0, (cur[1] - prev[1]) / 1e4 / dt) if dt > 0 else 0.0)
+                for n in self.pids:
+                    waits[n].append((cur[2].get(n, 0) - prev[2].get(n, 0)) / 1e6)
+                prev = cur
+                k += 1
+        return psi, waits
+
+
+def cpu_pressure_us():
+    """The machine's total CPU pressure stall time, "some" (us), 0 if the
+    kernel has no PSI."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            for line in f:
+                if line.startswith("some"):
+                    return int(line.rsplit("total=", 1)[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def run_wait_ns(pid):
+    """Nanoseconds the threads of pid have spent runnable, waiting for a
+    CPU (/proc/PID/task/*/schedstat, second field); 0 once it is gone.
+    Threads that ended take their share with them, so compare over
+    stretches where the process keeps its threads."""
+    total = 0
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
 
 
 def link_percent(windows, rate_mbit):

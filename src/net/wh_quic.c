@@ -916,6 +916,13 @@ static void fill_settings(struct wh_quic_ep *ep, ngtcp2_settings *st,
 	}
 	st->initial_ts = wh_now_ns();
 	st->cc_algo = NGTCP2_CC_ALGO_BBR;
+	if (getenv("WH_QUIC_CC")) { /* tuning experiments */
+		const char *a = getenv("WH_QUIC_CC");
+		if (!strcmp(a, "bbr2"))
+			st->cc_algo = NGTCP2_CC_ALGO_BBR2;
+		else if (!strcmp(a, "cubic"))
+			st->cc_algo = NGTCP2_CC_ALGO_CUBIC;
+	}
 	st->max_window = 256ULL * 1024 * 1024;
 	st->max_stream_window = 64ULL * 1024 * 1024;
 	st->handshake_timeout = cfg->handshake_timeout_ms * NGTCP2_MILLISECONDS;
@@ -1620,7 +1627,7 @@ static void conn_write(struct wh_quic_conn *c)
 		 * (c), pacing or flow control with data left (p), nothing more
 		 * to send (e); then the state after it */
 		ngtcp2_conn_get_conn_stat(c->conn, &st);
-		fprintf(ep->wtrace, "%llu %zu %c %llu %llu %llu %llu %llu\n",
+		fprintf(ep->wtrace, "%llu %zu %c %llu %llu %llu %llu %llu %llu\n",
 			(unsigned long long)(ts / 1000), sent,
 			sent + mtu > quantum ? 'q'
 			: st.bytes_in_flight + mtu > st.cwnd ? 'c'
@@ -1629,7 +1636,8 @@ static void conn_write(struct wh_quic_conn *c)
 			(unsigned long long)st.bytes_in_flight,
 			(unsigned long long)(st.smoothed_rtt / 1000),
 			(unsigned long long)(st.min_rtt / 1000),
-			(unsigned long long)(st.pacing_rate * 1e9));
+			(unsigned long long)(st.pacing_rate * 1e9),
+			(unsigned long long)st.latest_rtt);
 	}
 	if (c->close_requested) {
 		/* what was queued before the close went out above (a final
