@@ -201,12 +201,14 @@ def tm(tree):
     the end must end the tool with status 0 (and, under ASan, no leak)."""
     share, outside = tree
     mnt = tempfile.mkdtemp(prefix="wh-fs-mnt-")
-    m = LocalMount(share, mnt)
+    m = None
     try:
+        m = LocalMount(share, mnt)
         yield share, outside, mnt
         m.check_clean_exit()
     finally:
-        m.cleanup()
+        if m:
+            m.cleanup()
         os.rmdir(mnt)
 
 
