@@ -73,9 +73,12 @@ def wait_for(pred, timeout, step=0.02):
 
 
 # the kernel's counts of page cache thrown away by others than the test:
-# `echo 1 (or 3) > /proc/sys/vm/drop_caches` (the benchmarks do) and file
-# pages reclaimed under memory pressure
-CACHE_LOSS_COUNTERS = ("drop_pagecache", "pgsteal_file")
+# `echo 1 (or 3) > /proc/sys/vm/drop_caches` (the benchmarks do), file
+# pages reclaimed under memory pressure, and `echo 2` (which frees idle
+# inodes and with them their pages: a FUSE file's as soon as its dentry
+# goes): counted as drop_slab when done, the pages as pginodesteal
+CACHE_LOSS_COUNTERS = ("drop_pagecache", "pgsteal_file", "drop_slab",
+                       "pginodesteal")
 
 
 def page_cache_losses():
@@ -106,8 +109,8 @@ def wait_caches_quiet(quiet=1.0, limit=20.0):
 def retry_if_caches_dropped(attempt, what, tries=3, dropped_tries=10,
                             settle=1.0):
     """For a check of the kernel's page cache that something else on the
-    machine spoils by dropping the caches (the benchmarks and
-    test_fs_local do, at times several times a second): run |attempt| (it
+    machine spoils by dropping the caches (the benchmarks do, at times
+    several times a second): run |attempt| (it
     returns (ok, detail)) until it is ok and return that detail.  The
     check passes only when an attempt passes.  A failed attempt is tried
     again only when the kernel's counters show page cache was dropped or
