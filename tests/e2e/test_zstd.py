@@ -300,3 +300,38 @@ def test_small_reply_wire_bytes_are_file_data(workdir, hosts, monkeypatch,
     assert abs(s["wire_bytes"] - data * frame // raw) <= 1, (s, frame, raw)
     assert s["wire_bytes"] < frame < data // 2, (s, frame, raw)
 
+
+def test_mount_small_reply_wire_bytes_are_file_data(workdir, hosts, mkmnt,
+                                                    forced):
+    """The mount's bytes_wire counts compressed GET_SMALL replies as `get
+    --json` does: the frames' share of the files' data, not their entry
+    headers (a raw reply counts the files' sizes)."""
+    share = os.path.join(workdir, "few")
+    os.makedirs(os.path.join(share, "d"))
+    rnd = random.Random(6)
+    for i in range(40):
+        with open(os.path.join(share, "d", "f%02d.txt" % i), "wb") as f:
+            f.write(text(rnd.randrange(2048, 6144), seed=50 + i))
+    h = hosts(share)
+    mnt = mkmnt()
+    m = Mount(h, mnt)
+    try:
+        subprocess.run(["cp", "-r", os.path.join(mnt, "d"),
+                        os.path.join(workdir, "cp")], check=True)
+        assert same_tree(os.path.join(share, "d"), os.path.join(workdir, "cp"))
+        st = stats(mnt)
+    finally:
+        m.close()
+    h.stop()
+    saved, _ = zstd_saved(h.stderr())
+    assert st["small_batches"] > 0 and st["small_bad"] == 0, st
+    assert st["chunks_fetched"] == 0, st
+    # what crossed: READ replies' data and GET_SMALL replies' payloads
+    # (headers and data; the mount sends no hashes, so every entry is a
+    # file's data), less what compression saved
+    headers = (SMALL_REPLY_COUNT_LEN * st["small_batches"] +
+               SMALL_DATA_ENT_HDR_LEN * st["small_fetched"])
+    frames = st["bytes_direct"] + headers + st["small_bytes"] - saved
+    # each reply's headers had a share of its frame, at most their size
+    assert frames - headers - st["small_batches"] <= st["bytes_wire"] < \
+        frames, (st, saved, frames, headers)
