@@ -452,12 +452,23 @@ class ForgettingCgroup:
     machine's caches (drop_caches) would do the same to every file system
     on the machine, everyone else's page cache included."""
 
+    PREFIX = "wh-fs-lookups-"
+
     def __init__(self):
         parent = memory_cgroup_dir()
         if parent is None:
             pytest.skip("no cgroup v1 memory controller to scope the "
                         "kernel's forgetting to this test")
-        self.dir = os.path.join(parent, "wh-fs-lookups-%d" % os.getpid())
+        # those of runs killed before they removed theirs first
+        for name in os.listdir(parent):
+            pid = name[len(self.PREFIX):]
+            if name.startswith(self.PREFIX) and pid.isdigit() and \
+                    not os.path.exists("/proc/" + pid):
+                try:
+                    os.rmdir(os.path.join(parent, name))
+                except OSError:
+                    pass
+        self.dir = os.path.join(parent, self.PREFIX + str(os.getpid()))
         try:
             os.mkdir(self.dir)
         except OSError as e:
