@@ -86,9 +86,62 @@ def cpu_seconds(pid):
         return 0.0
 
 
-def pids_of(pattern):
-    r = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
-    return [int(p) for p in r.stdout.split()]
+def _stat(pid):
+    """(ppid, utime+stime+cutime+cstime in ticks) of |pid|, or None"""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fl = f.read().rsplit(")", 1)[1].split()
+        return int(fl[1]), sum(int(x) for x in fl[11:15])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _all_stats():
+    out = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = _stat(int(d))
+            if st:
+                out[int(d)] = st
+    return out
+
+
+def tree_cpu_seconds(*pids):
+    """CPU seconds of |pids| and of their descendants (each counted once),
+    live ones and those reaped (a process's reaped children count in its
+    own stat): daemons with the sessions they fork, found by pid, never by
+    name (which would catch everyone else's on a shared machine)."""
+    stats = _all_stats()
+    kids = {}
+    for p, (ppid, _) in stats.items():
+        kids.setdefault(ppid, []).append(p)
+    total, todo, seen = 0, list(pids), set()
+    while todo:
+        p = todo.pop()
+        if p in seen or p not in stats:
+            continue
+        seen.add(p)
+        total += stats[p][1]
+        todo += kids.get(p, [])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def pids_with_args(*args):
+    """The processes whose command line has every one of |args| as an
+    argument of its own, e.g. a daemon by the unique mount point it was
+    given (it forked away, so its pid is not ours to know)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0")]
+        except OSError:
+            continue
+        if all(a in argv for a in args):
+            out.append(int(d))
+    return out
 
 
 def build():
@@ -132,6 +185,10 @@ class Lab:
 
     def __init__(self, keep=False):
         self.work = __import__("tempfile").mkdtemp(prefix="wh-bench-")
+        # a wormhole started without --cache-dir keeps its store here,
+        # gone with the work directory, not in the user's ~/.cache that
+        # other runs on the machine share
+        os.environ["XDG_CACHE_HOME"] = os.path.join(self.work, "xdg-cache")
         self.procs = []
         self.mounts = []
         self.keep = keep

@@ -1176,7 +1176,8 @@ static void run_small_get(struct wh_fetch *f, struct job **js, int n)
 	struct wh_msg m, r;
 	struct wh_buf resp;
 	size_t elen = 0, pos = 0;
-	uint64_t fetched = 0, bytes = 0, bad = 0, wire = 0;
+	uint64_t fetched = 0, bytes = 0, bad = 0, wire = 0, data = 0;
+	uint64_t zwire = 0, zraw = 0;
 	bool answered, zipped = false;
 	int sent, rv;
 
@@ -1201,8 +1202,11 @@ static void run_small_get(struct wh_fetch *f, struct job **js, int n)
 		      : -ENOBUFS;
 	if (rv == 0 && r.u.get_small_reply.zstd) {
 		zipped = true;
-		wire = r.u.get_small_reply.data_len; /* all of it, compressed */
+		zwire = r.u.get_small_reply.data_len;
+		zraw = r.u.get_small_reply.raw_len;
 		rv = wh_zstd_small_unpack(&resp, &r);
+		if (rv < 0)
+			wire = zwire; /* crossed, and nothing of it decoded */
 	}
 	if (rv == 0 && r.u.get_small_reply.count != sent)
 		rv = WH_ERR_PROTO;
@@ -1218,8 +1222,8 @@ static void run_small_get(struct wh_fetch *f, struct job **js, int n)
 			int dr = wh_small_next(&r.u.get_small_reply, &pos,
 					       &ent);
 
-			if (dr == 1 && ent.status == WH_SMALL_DATA && !zipped)
-				wire += ent.version.size; /* raw: the data */
+			if (dr == 1 && ent.status == WH_SMALL_DATA)
+				data += ent.version.size;
 			if (dr != 1)
 				err = rv = WH_ERR_PROTO; /* and the rest */
 			else if (ent.status == WH_SMALL_ERROR)
@@ -1251,6 +1255,13 @@ static void run_small_get(struct wh_fetch *f, struct job **js, int n)
 					j->len, &j->v, j->e);
 	}
 	wh_buf_free(&resp);
+	/* the files' data as it crossed, as `get --json` counts it: raw,
+	 * their sizes; compressed, the frame's share of it by size (the
+	 * entries' headers are protocol, in the frame or not) */
+	if (zipped && zraw)
+		wire += (uint64_t)((double)data * (double)zwire / (double)zraw);
+	else
+		wire += data;
 	pthread_mutex_lock(&f->lock);
 	if (answered)
 		f->st.small_batches++;

@@ -52,6 +52,7 @@ struct ctx {
 	int fetchers;           /* fetcher threads of all files, under lock */
 	struct wh_window win;   /* chunk requests allowed in flight, under lock */
 	unsigned inflight;      /* chunk requests in flight, under lock */
+	unsigned waiting;       /* fetchers waiting for a slot, under lock */
 	pthread_cond_t wcv;     /* the window opened, or a buffer came back */
 	struct wh_buf bufs[WH_GET_MAX_PARALLEL]; /* reply buffers: the pool */
 	struct wh_buf zbufs[WH_GET_MAX_PARALLEL]; /* where bufs[i]'s zstd
@@ -471,9 +472,9 @@ struct job {
 	bool fed; /* nothing more will be queued */
 	bool streaming; /* the manifest is still coming in parts */
 	int err;  /* the first failure, 0 if none */
-	/* the feeding thread's own */
-	pthread_t th[64];
+	pthread_t th[64]; /* the fetchers, under lock (they start more) */
 	int nth;
+	/* the feeding thread's own */
 	size_t *dups, ndups, dupcap;
 	size_t *seen, seencap, nseen; /* open addressing: chunk index + 1 */
 	uint8_t *buf;
@@ -528,8 +529,10 @@ static struct wh_buf *window_enter(struct ctx *c)
 	struct wh_buf *b;
 
 	pthread_mutex_lock(&c->lock);
+	c->waiting++;
 	while (c->inflight >= wh_window_get(&c->win) || c->nfree == 0)
 		pthread_cond_wait(&c->wcv, &c->lock);
+	c->waiting--;
 	c->inflight++;
 	if (c->inflight > c->st->inflight_max)
 		c->st->inflight_max = c->inflight;
@@ -542,11 +545,13 @@ static struct wh_buf *window_enter(struct ctx *c)
  * the window opens now, before the chunk is verified and written (that
  * is this thread's work, not the path's, and the next request should be
  * on its way meanwhile); |bytes| 0 for a failure, which says nothing of
- * the path and is not sampled */
-static void window_reply(struct ctx *c, uint64_t bytes, uint64_t t0)
+ * the path and is not sampled.  True if a slot is open that no fetcher
+ * waits for: one more fetcher would fill it. */
+static bool window_reply(struct ctx *c, uint64_t bytes, uint64_t t0)
 {
 	uint64_t now = wh_now_ns();
 	unsigned before;
+	bool unfilled;
 
 	pthread_mutex_lock(&c->lock);
 	before = wh_window_get(&c->win);
@@ -559,7 +564,9 @@ static void window_reply(struct ctx *c, uint64_t bytes, uint64_t t0)
 		pthread_cond_broadcast(&c->wcv);
 	else
 		pthread_cond_signal(&c->wcv);
+	unfilled = c->waiting == 0 && c->inflight < wh_window_get(&c->win);
 	pthread_mutex_unlock(&c->lock);
+	return unfilled;
 }
 
 /* window_again - a request is sent again (its reply failed
@@ -653,6 +660,8 @@ static int keep(struct job *j, const struct wh_chunk *ch, const uint8_t *data)
 	return wh_store_put(j->c->store, ch->hash, data, ch->length);
 }
 
+static void start_fetcher(struct job *j, bool wanted);
+
 static void *fetcher(void *arg)
 {
 	struct job *j = arg;
@@ -666,6 +675,7 @@ static void *fetcher(void *arg)
 		const uint8_t *data = NULL;
 		uint64_t t0, t_reply = 0;
 		int rv = 0, tries;
+		bool unfilled;
 
 		pthread_mutex_lock(&j->lock);
 		while (!j->err && j->next == j->ntodo && !j->fed)
@@ -699,9 +709,13 @@ static void *fetcher(void *arg)
 			memcpy(m.u.chunk.hash, ch.hash, WH_HASH_LEN);
 			rv = rpc(c, &m, WH_MSG_CHUNK_REPLY, resp, &r);
 			t_reply = wh_now_ns();
-			window_reply(c, rv < 0 ? 0 : ch.length, t0);
+			unfilled = window_reply(c, rv < 0 ? 0 : ch.length, t0);
 			if (rv < 0)
 				break;
+			/* the window grew past the fetchers (or they are all
+			 * busy writing): one more takes the slot meanwhile */
+			if (unfilled)
+				start_fetcher(j, true);
 			data = chunk_data(&r.u.chunk_reply, ch.length, zbuf);
 			if (data) {
 				wh_blake3(data, ch.length, h);
@@ -794,30 +808,50 @@ static int seen_add(struct job *j, size_t idx)
 	return 1;
 }
 
-/* start_fetcher - one more fetcher thread for |j|: up to --parallel for
- * all the files in flight together, and always one for a file that has
- * none (so that every file moves) */
-static void start_fetcher(struct job *j)
+/* start_fetcher - one more fetcher thread for |j| if it has chunks
+ * waiting: always one for a file that has none (so that every file
+ * moves), else while all the files' fetchers together are fewer than the
+ * window allows in flight, or, when |wanted| (a slot of the window is
+ * open and no fetcher waits for it), up to --parallel.  So they start as
+ * the window grows, not all at its first request.  Called by the feeding
+ * thread and by fetchers. */
+static void start_fetcher(struct job *j, bool wanted)
 {
 	struct ctx *c = j->c;
 	bool ok;
 
-	if (j->nth >= c->o->parallel || j->nth >= 64)
+	pthread_mutex_lock(&j->lock);
+	if (j->nth >= c->o->parallel || j->nth >= 64 || j->err ||
+	    j->next == j->ntodo) {
+		pthread_mutex_unlock(&j->lock);
 		return;
+	}
 	pthread_mutex_lock(&c->lock);
-	ok = j->nth == 0 || c->fetchers < c->o->parallel;
+	ok = j->nth == 0 ||
+	     (c->fetchers < c->o->parallel &&
+	      (wanted || (unsigned)c->fetchers < wh_window_get(&c->win)));
 	if (ok)
 		c->fetchers++;
 	pthread_mutex_unlock(&c->lock);
-	if (!ok)
-		return;
-	if (pthread_create(&j->th[j->nth], NULL, fetcher, j) == 0) {
+	if (ok && pthread_create(&j->th[j->nth], NULL, fetcher, j) == 0) {
 		j->nth++;
-	} else {
+	} else if (ok) {
 		pthread_mutex_lock(&c->lock);
 		c->fetchers--;
 		pthread_mutex_unlock(&c->lock);
 	}
+	pthread_mutex_unlock(&j->lock);
+}
+
+/* job_fetchers - how many fetcher threads |j| has */
+static int job_fetchers(struct job *j)
+{
+	int n;
+
+	pthread_mutex_lock(&j->lock);
+	n = j->nth;
+	pthread_mutex_unlock(&j->lock);
+	return n;
 }
 
 /* queue - hand chunk |idx| to the fetchers */
@@ -837,8 +871,8 @@ static int queue(struct job *j, size_t idx)
 	pthread_mutex_unlock(&j->lock);
 	/* the feeding thread fetches too once the manifest is in, so a file
 	 * of one chunk needs no thread of its own */
-	if ((pending > 1 || j->streaming) && j->nth < j->c->o->parallel)
-		start_fetcher(j);
+	if (pending > 1 || j->streaming)
+		start_fetcher(j, false);
 	return 0;
 }
 
@@ -966,17 +1000,29 @@ static int feed(struct job *j, const struct wh_chunk *ch)
 /* drain - no more chunks: wait for the fetchers (they draw progress) */
 static void drain(struct job *j)
 {
+	int n;
+
 	pthread_mutex_lock(&j->lock);
 	j->fed = true;
 	pthread_cond_broadcast(&j->cv);
 	pthread_mutex_unlock(&j->lock);
 	fetcher(j); /* help with what is left */
-	for (int i = 0; i < j->nth; i++)
-		pthread_join(j->th[i], NULL);
-	pthread_mutex_lock(&j->c->lock);
-	j->c->fetchers -= j->nth;
-	pthread_mutex_unlock(&j->c->lock);
+	/* a fetcher may start another before it ends: the one it started
+	 * is in th[] by then */
+	pthread_mutex_lock(&j->lock);
+	for (int i = 0; i < j->nth; i++) {
+		pthread_t t = j->th[i];
+
+		pthread_mutex_unlock(&j->lock);
+		pthread_join(t, NULL);
+		pthread_mutex_lock(&j->lock);
+	}
+	n = j->nth;
 	j->nth = 0;
+	pthread_mutex_unlock(&j->lock);
+	pthread_mutex_lock(&j->c->lock);
+	j->c->fetchers -= n;
+	pthread_mutex_unlock(&j->c->lock);
 }
 
 /* finish_dups - chunks repeated in the file, from the store now */
@@ -1525,7 +1571,7 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 	pthread_mutex_unlock(&c->lock);
 	rv = 0;
 out:
-	if (j.nth > 0) { /* an early exit with fetchers running */
+	if (job_fetchers(&j) > 0) { /* an early exit with fetchers running */
 		job_fail(&j, rv < 0 ? rv : -ECANCELED);
 		drain(&j);
 	}

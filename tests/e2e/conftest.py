@@ -73,9 +73,12 @@ def wait_for(pred, timeout, step=0.02):
 
 
 # the kernel's counts of page cache thrown away by others than the test:
-# `echo 1 (or 3) > /proc/sys/vm/drop_caches` (the benchmarks do) and file
-# pages reclaimed under memory pressure
-CACHE_LOSS_COUNTERS = ("drop_pagecache", "pgsteal_file")
+# `echo 1 (or 3) > /proc/sys/vm/drop_caches` (the benchmarks do), file
+# pages reclaimed under memory pressure, and `echo 2` (which frees idle
+# inodes and with them their pages: a FUSE file's as soon as its dentry
+# goes): counted as drop_slab when done, the pages as pginodesteal
+CACHE_LOSS_COUNTERS = ("drop_pagecache", "pgsteal_file", "drop_slab",
+                       "pginodesteal")
 
 
 def page_cache_losses():
@@ -106,8 +109,8 @@ def wait_caches_quiet(quiet=1.0, limit=20.0):
 def retry_if_caches_dropped(attempt, what, tries=3, dropped_tries=10,
                             settle=1.0):
     """For a check of the kernel's page cache that something else on the
-    machine spoils by dropping the caches (the benchmarks and
-    test_fs_local do, at times several times a second): run |attempt| (it
+    machine spoils by dropping the caches (the benchmarks do, at times
+    several times a second): run |attempt| (it
     returns (ok, detail)) until it is ok and return that detail.  The
     check passes only when an attempt passes.  A failed attempt is tried
     again only when the kernel's counters show page cache was dropped or
@@ -369,6 +372,7 @@ class Host:
     def close(self):
         self.stop()
         self.tracked.closing()
+        self.log.close()
         try:
             os.unlink(self.log.name)
         except OSError:
@@ -402,42 +406,51 @@ class Mount:
         else:
             code = host_or_code
         self.mnt = mnt
+        self.proc = self.tracked = self.cache = None
         self.log = tempfile.NamedTemporaryFile(prefix="wh-mount-", suffix=".log",
                                                delete=False)
-        args = [*wrap, WH_BIN, "mount", code, mnt, "--peer", addr,
+        try:
+            self._start(code, addr, extra, wait, wrap)
+        except BaseException:
+            # as Host: the log's tail stays in the report, no file stays
+            self.close()
+            raise
+
+    def _start(self, code, addr, extra, wait, wrap):
+        args = [*wrap, WH_BIN, "mount", code, self.mnt, "--peer", addr,
                 "--foreground"]
         args += list(extra)
         # a chunk store of its own unless the test shares one
-        self.cache = None
         if "--cache-dir" not in extra:
             self.cache = tempfile.mkdtemp(prefix="wh-cache-")
             args += ["--cache-dir", self.cache]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                      stderr=self.log)
-        self.tracked = track("mount %s" % mnt, self.proc, self.log.name)
-        if wait and not wait_for(lambda: os.path.ismount(mnt) or
+        self.tracked = track("mount %s" % self.mnt, self.proc, self.log.name)
+        if wait and not wait_for(lambda: os.path.ismount(self.mnt) or
                                  self.proc.poll() is not None, 20):
-            self.close()
             raise RuntimeError("mount did not come up: " + self.stderr())
-        if wait and not os.path.ismount(mnt):
-            err = self.stderr()
-            self.close()
-            raise RuntimeError("mount failed: " + err)
+        if wait and not os.path.ismount(self.mnt):
+            raise RuntimeError("mount failed: " + self.stderr())
 
     def stderr(self):
         with open(self.log.name, errors="replace") as f:
             return f.read()
 
     def close(self):
+        """Unmount, end the process, remove the log and the chunk store
+        made for it; safe after a failed start and when called twice."""
         unmount(self.mnt)
-        if self.proc.poll() is None:
+        if self.proc and self.proc.poll() is None:
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         unmount(self.mnt)
-        self.tracked.closing()
+        if self.tracked:
+            self.tracked.closing()
+        self.log.close()
         try:
             os.unlink(self.log.name)
         except OSError:

@@ -17,6 +17,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -33,7 +34,7 @@ DEPTH = 10
 MANY = 2000
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
-                                reason="needs root (FUSE, drop_caches)")
+                                reason="needs root (FUSE, cgroups)")
 
 
 def mounted(mnt):
@@ -201,12 +202,14 @@ def tm(tree):
     the end must end the tool with status 0 (and, under ASan, no leak)."""
     share, outside = tree
     mnt = tempfile.mkdtemp(prefix="wh-fs-mnt-")
-    m = LocalMount(share, mnt)
+    m = None
     try:
+        m = LocalMount(share, mnt)
         yield share, outside, mnt
         m.check_clean_exit()
     finally:
-        m.cleanup()
+        if m:
+            m.cleanup()
         os.rmdir(mnt)
 
 
@@ -422,29 +425,118 @@ def test_tar(tm):
 
 # ----------------------------------------------------------- lookup counts
 
+def memory_cgroup_dir():
+    """The directory of this process's memory cgroup (cgroup v1's memory
+    controller), or None."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            rel = [line.rstrip("\n").split(":", 2)[2] for line in f
+                   if "memory" in line.split(":", 2)[1].split(",")]
+        with open("/proc/self/mountinfo") as f:
+            roots = [line.split()[4] for line in f
+                     if " - cgroup " in line and
+                     "memory" in line.split(" - ")[1].split()[2].split(",")]
+    except (OSError, IndexError):
+        return None
+    if not rel or not roots:
+        return None
+    d = os.path.join(roots[0], rel[0].lstrip("/"))
+    return d if os.path.exists(os.path.join(d, "memory.force_empty")) else None
+
+
+class ForgettingCgroup:
+    """A memory cgroup of the test's own, below this process's: the
+    dentries and inodes the kernel makes for the lookups of a process run
+    in it are charged to it, and forget() reclaims them (and nothing of
+    anyone else's), so the kernel sends FORGET for each.  Dropping the
+    machine's caches (drop_caches) would do the same to every file system
+    on the machine, everyone else's page cache included."""
+
+    PREFIX = "wh-fs-lookups-"
+
+    def __init__(self):
+        parent = memory_cgroup_dir()
+        if parent is None:
+            pytest.skip("no cgroup v1 memory controller to scope the "
+                        "kernel's forgetting to this test")
+        # those of runs killed before they removed theirs first
+        for name in os.listdir(parent):
+            pid = name[len(self.PREFIX):]
+            if name.startswith(self.PREFIX) and pid.isdigit() and \
+                    not os.path.exists("/proc/" + pid):
+                try:
+                    os.rmdir(os.path.join(parent, name))
+                except OSError:
+                    pass
+        self.dir = os.path.join(parent, self.PREFIX + str(os.getpid()))
+        try:
+            os.mkdir(self.dir)
+        except OSError as e:
+            pytest.skip("cannot make a memory cgroup: %s" % e)
+
+    def run(self, *cmd):
+        """Run |cmd| inside the cgroup; it must succeed."""
+        def enter():
+            with open(os.path.join(self.dir, "cgroup.procs"), "w") as f:
+                f.write("0\n")
+        subprocess.run(cmd, preexec_fn=enter, check=True)
+
+    def forget(self):
+        """Reclaim what the cgroup holds (its processes have ended)."""
+        with open(os.path.join(self.dir, "memory.force_empty"), "w") as f:
+            f.write("0\n")
+
+    def close(self):
+        # the kernel moves what is left (its charges) to the parent
+        for _ in range(100):
+            try:
+                os.rmdir(self.dir)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.05)  # an exited child not yet gone from it
+        os.rmdir(self.dir)
+
+
+# every kind of lookup, as a process of its own: readdirplus, lookup of
+# each name, a read of some files and a negative lookup
+LOOKUPS = r"""
+import os, subprocess, sys
+mnt = sys.argv[1]
+for dirpath, dirnames, filenames in os.walk(mnt):
+    for n in dirnames + filenames:
+        os.lstat(os.path.join(dirpath, n))
+subprocess.run(["ls", "-lR", mnt], stdout=subprocess.DEVNULL, check=True)
+for rel in ("one", "random8", "many/entry 0007", "link-inside"):
+    with open(os.path.join(mnt, rel), "rb") as f:
+        f.read(4096)
+try:
+    os.lstat(os.path.join(mnt, "many", "absent"))
+    sys.exit("many/absent exists")
+except FileNotFoundError:
+    pass
+"""
+
+
 def test_lookup_counts_balance(tree, local_mounts):
     """After the kernel drops every cached inode, no node may still hold
-    lookups: readdirplus, lookup and forget all count alike."""
+    lookups: readdirplus, lookup and forget all count alike.  The lookups
+    are made in a memory cgroup of the test's own, so that the kernel is
+    made to forget this mount's inodes and no one else's."""
     share, _ = tree
-    m = local_mounts(share, "-v")
-    mnt = m.mnt
-    for _ in range(2):
-        for dirpath, dirnames, filenames in os.walk(mnt):
-            for n in dirnames + filenames:
-                os.lstat(os.path.join(dirpath, n))
-        subprocess.run(["ls", "-lR", mnt], stdout=subprocess.DEVNULL, check=True)
-        for rel in ("one", "random8", "many/entry 0007", "link-inside"):
-            with open(os.path.join(mnt, rel), "rb") as f:
-                f.read(4096)
-        with pytest.raises(FileNotFoundError):
-            os.lstat(os.path.join(mnt, "many", "absent"))
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("2\n")
-    time.sleep(1.0)  # let the workers take the FORGETs
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("2\n")
-    time.sleep(1.0)
-    err = m.check_clean_exit()
+    cg = ForgettingCgroup()
+    try:
+        m = local_mounts(share, "-v")
+        for _ in range(2):
+            cg.run(sys.executable, "-c", LOOKUPS, m.mnt)
+            cg.forget()
+        time.sleep(1.0)  # let the workers take the FORGETs
+        cg.forget()
+        time.sleep(0.2)
+        err = m.check_clean_exit()
+    finally:
+        cg.close()
     assert "kernel forgot" not in err, err[-3000:]
     line = [l for l in err.splitlines() if "file system freed" in l]
     assert line and "freed: 0 of" in line[-1], line

@@ -9,7 +9,7 @@ import tempfile
 import pytest
 
 import conftest
-from conftest import (LOG_TAIL_LINES, ROOT, Host, netns_name,
+from conftest import (LOG_TAIL_LINES, ROOT, Host, Mount, netns_name,
                       remove_stale_netns, retry_if_caches_dropped, wait_for)
 
 
@@ -68,6 +68,29 @@ def test_host_that_fails_to_start_leaves_no_log(workdir, monkeypatch):
     h = Host(share)
     try:
         assert len(os.listdir(tmp)) == 1
+    finally:
+        h.close()
+    assert os.listdir(tmp) == []
+
+
+def test_mount_that_fails_to_start_leaves_nothing(workdir, monkeypatch):
+    """A mount that fails (no mount point; no program to run) raises and
+    removes the log and the chunk store it made, as a failed Host does."""
+    tmp = os.path.join(workdir, "tmp")
+    os.makedirs(tmp)
+    monkeypatch.setattr(tempfile, "tempdir", tmp)  # logs and stores go here
+    share = os.path.join(workdir, "share")
+    os.makedirs(share)
+    h = Host(share)
+    try:
+        with pytest.raises(RuntimeError, match="mount failed"):
+            Mount(h, os.path.join(workdir, "no-such-mount-point"))
+        assert os.listdir(tmp) == [os.path.basename(h.log.name)]
+        monkeypatch.setattr(conftest, "WH_BIN",
+                            os.path.join(workdir, "no-such-program"))
+        with pytest.raises(FileNotFoundError):
+            Mount(h, os.path.join(workdir, "no-such-mount-point"))
+        assert os.listdir(tmp) == [os.path.basename(h.log.name)]
     finally:
         h.close()
     assert os.listdir(tmp) == []

@@ -120,6 +120,15 @@ class Proc:
     def __init__(self, net, role, args, env=None, lines=()):
         self.log = tempfile.NamedTemporaryFile(prefix="wh-sig-", suffix=".log",
                                                delete=False)
+        self.proc = self.tracked = None
+        try:
+            self._start(net, role, args, env, lines)
+        except BaseException:
+            # the procs fixture never saw it: remove the log here
+            self.close()
+            raise
+
+    def _start(self, net, role, args, env, lines):
         self.proc = net.popen(role, [WH_BIN] + list(args), stdout=subprocess.PIPE,
                               stderr=self.log, text=True, env=env)
         self.tracked = track("%s in %s" % (args[0], role), self.proc,
@@ -145,6 +154,8 @@ class Proc:
         return self.proc.poll() is None
 
     def stop(self, sig=signal.SIGTERM):
+        if self.proc is None:
+            return None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -155,6 +166,17 @@ class Proc:
         if self.proc.stdout:
             self.proc.stdout.close()
         return self.proc.returncode
+
+    def close(self):
+        """Stop it and remove its log (its tail stays for the report)."""
+        self.stop()
+        if self.tracked:
+            self.tracked.closing()
+        self.log.close()
+        try:
+            os.unlink(self.log.name)
+        except OSError:
+            pass
 
 
 @pytest.fixture(scope="module")
@@ -172,12 +194,7 @@ def procs():
 
     def stop_all():
         for p in reversed(made):
-            p.stop()
-            p.tracked.closing()
-            try:
-                os.unlink(p.log.name)
-            except OSError:
-                pass
+            p.close()
     yield made
     stop_all()
 

@@ -8,6 +8,7 @@ with WORMHOLE_ZSTD=3 (the rule itself is unit-tested in test_zstd.c and
 measured in bench/)."""
 import os
 import random
+import re
 import shutil
 import subprocess
 
@@ -252,3 +253,85 @@ def test_small_files_from_host_without_zsmall(text_tree, hosts, workdir,
     small = tree_bytes(src) - 6 * MiB
     # the 6 MiB log crosses compressed (< 1/3), the small files raw
     assert small < s["wire_bytes"] < small + 2 * MiB, s
+
+
+# the bytes of a GET_SMALL reply's payload that are not file data: its
+# count (u16), and for each file sent a status, version, hash and length
+SMALL_REPLY_COUNT_LEN = 2
+SMALL_DATA_ENT_HDR_LEN = 1 + 32 + 32 + 4
+
+
+def zstd_saved(host_log):
+    """(bytes saved, replies compressed) from the host's log."""
+    m = re.findall(r"zstd saved (\d+) bytes in (\d+) replies", host_log)
+    assert m, host_log[-2000:]
+    return tuple(sum(int(x[i]) for x in m) for i in (0, 1))
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_small_reply_wire_bytes_are_file_data(workdir, hosts, monkeypatch,
+                                              compressed):
+    """wire_bytes counts file data as it crossed, not the protocol around
+    it, whether a GET_SMALL reply came raw or compressed: raw, the files'
+    sizes (their entry headers not counted); compressed, the zstd frame's
+    share of the files' data, by size (the frame carries the headers too,
+    compressed with the data, and their share is not counted either)."""
+    monkeypatch.setenv("WORMHOLE_ZSTD", "3" if compressed else "off")
+    share = os.path.join(workdir, "few")
+    os.makedirs(share)
+    rnd = random.Random(5)
+    sizes = [rnd.randrange(2048, 6144) for _ in range(40)]
+    for i, n in enumerate(sizes):  # one GET_SMALL: 64 files at most
+        with open(os.path.join(share, "f%02d.txt" % i), "wb") as f:
+            f.write(text(n, seed=i))
+    h = hosts(share)
+    s = get(h, "", os.path.join(workdir, "got"), os.path.join(workdir, "c"))
+    data = sum(sizes)
+    assert s["bytes"] == data and s["chunks_fetched"] == len(sizes), s
+    h.stop()
+    if not compressed:
+        assert s["wire_bytes"] == data, s
+        assert "zstd saved" not in h.stderr()
+        return
+    saved, replies = zstd_saved(h.stderr())
+    assert replies == 1
+    raw = SMALL_REPLY_COUNT_LEN + len(sizes) * SMALL_DATA_ENT_HDR_LEN + data
+    frame = raw - saved
+    assert abs(s["wire_bytes"] - data * frame // raw) <= 1, (s, frame, raw)
+    assert s["wire_bytes"] < frame < data // 2, (s, frame, raw)
+
+
+def test_mount_small_reply_wire_bytes_are_file_data(workdir, hosts, mkmnt,
+                                                    forced):
+    """The mount's bytes_wire counts compressed GET_SMALL replies as `get
+    --json` does: the frames' share of the files' data, not their entry
+    headers (a raw reply counts the files' sizes)."""
+    share = os.path.join(workdir, "few")
+    os.makedirs(os.path.join(share, "d"))
+    rnd = random.Random(6)
+    for i in range(40):
+        with open(os.path.join(share, "d", "f%02d.txt" % i), "wb") as f:
+            f.write(text(rnd.randrange(2048, 6144), seed=50 + i))
+    h = hosts(share)
+    mnt = mkmnt()
+    m = Mount(h, mnt)
+    try:
+        subprocess.run(["cp", "-r", os.path.join(mnt, "d"),
+                        os.path.join(workdir, "cp")], check=True)
+        assert same_tree(os.path.join(share, "d"), os.path.join(workdir, "cp"))
+        st = stats(mnt)
+    finally:
+        m.close()
+    h.stop()
+    saved, _ = zstd_saved(h.stderr())
+    assert st["small_batches"] > 0 and st["small_bad"] == 0, st
+    assert st["chunks_fetched"] == 0, st
+    # what crossed: READ replies' data and GET_SMALL replies' payloads
+    # (headers and data; the mount sends no hashes, so every entry is a
+    # file's data), less what compression saved
+    headers = (SMALL_REPLY_COUNT_LEN * st["small_batches"] +
+               SMALL_DATA_ENT_HDR_LEN * st["small_fetched"])
+    frames = st["bytes_direct"] + headers + st["small_bytes"] - saved
+    # each reply's headers had a share of its frame, at most their size
+    assert frames - headers - st["small_batches"] <= st["bytes_wire"] < \
+        frames, (st, saved, frames, headers)
