@@ -74,15 +74,22 @@ static int help_main(int argc, char **argv)
 	return WH_EXIT_OK;
 }
 
+/* "wormhole CMD: MESSAGE" then |tail| on stderr */
+static void __attribute__((format(printf, 3, 0)))
+say(const char *cmd, const char *tail, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "wormhole %s: ", cmd);
+	vfprintf(stderr, fmt, ap);
+	fputs(tail, stderr);
+}
+
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "wormhole %s: ", cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say(cmd, " (see 'wormhole help')\n", fmt, ap);
 	va_end(ap);
-	fprintf(stderr, " (see 'wormhole help')\n");
 	return WH_EXIT_USAGE;
 }
 
@@ -90,11 +97,9 @@ int cli_fail(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "wormhole %s: ", cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say(cmd, "\n", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return WH_EXIT_FAIL;
 }
 

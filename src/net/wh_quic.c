@@ -30,6 +30,7 @@
 #include "common/wh_time.h"
 #include "net/wh_addr.h"
 #include "net/wh_quic.h"
+#include "net/wh_sendq.h"
 #include "net/wh_tls.h"
 #include "proto/wh_proto.h"
 
@@ -159,10 +160,10 @@ struct wh_quic_stream {
 	struct seg *cur;         /* first segment with unsent bytes */
 	size_t cur_off;          /* unsent position inside cur */
 	bool fin_queued, fin_sent;
-	bool in_sendq, blocked;
+	bool blocked;
 	uint64_t unsent;         /* bytes queued, not yet given to ngtcp2 */
 	struct wh_quic_stream *prev, *next; /* every stream of the conn */
-	struct wh_quic_stream *sq_next;     /* send queue */
+	struct wh_sendq_item sq;
 };
 
 struct wh_quic_conn {
@@ -175,9 +176,7 @@ struct wh_quic_conn {
 	socklen_t locallen, remotelen;
 	char peer[WH_ADDRSTRLEN];
 	struct wh_quic_stream *streams;
-	/* the send queue: small replies first, in order, then the large ones
-	 * in order (see sendq_push); sq_small is the last small one */
-	struct wh_quic_stream *sq_head, *sq_tail, *sq_small;
+	struct wh_sendq sq; /* the streams with something to send */
 	unsigned streams_closed; /* the peer's, credit not yet handed back */
 	ngtcp2_cid odcid; /* server: the client's first DCID */
 	bool handshake_done;
@@ -346,80 +345,30 @@ static void cidmap_remove_conn(struct wh_quic_ep *ep, struct wh_quic_conn *c)
 
 /* ------------------------------------------------------------- streams */
 
-/*
- * The order streams are served in.  A stream with little to send (at most
- * SMALL_SEND bytes when it joins the queue: a small READ's reply, a
- * control frame) goes ahead of every large one, after the small ones
- * before it; a large one joins the end.  The head of the queue is served
- * until it has sent everything (or is blocked by flow control), so large
- * replies go one after another, not a packet of each in turn: with eight
- * 1 MiB chunks in flight, round robin finished all eight together at the
- * end of the 8 MiB, and the client, which verifies, writes and asks for
- * the next chunk only when one is complete, had nothing to do until then
- * and then everything at once while the path went idle; in order, one
- * completes every eighth of the time and its successor is asked for while
- * the others are still coming.
- */
-#define SMALL_SEND (64u * 1024)
-
+/* The head of the send queue (net/wh_sendq.h) is served until it has
+ * sent everything or is blocked by flow control; a blocked stream stays
+ * out of the queue until cb_extend_max_stream_data brings it back. */
 static void sendq_push(struct wh_quic_conn *c, struct wh_quic_stream *s)
 {
-	if (s->in_sendq || s->blocked)
-		return;
-	s->in_sendq = true;
-	s->sq_next = NULL;
-	if (s->unsent <= SMALL_SEND) {
-		struct wh_quic_stream **pp =
-			c->sq_small ? &c->sq_small->sq_next : &c->sq_head;
+	if (!s->blocked)
+		wh_sendq_push(&c->sq, &s->sq, s->unsent);
+}
 
-		s->sq_next = *pp;
-		*pp = s;
-		if (c->sq_tail == c->sq_small)
-			c->sq_tail = s;
-		c->sq_small = s;
-		return;
-	}
-	if (c->sq_tail)
-		c->sq_tail->sq_next = s;
-	else
-		c->sq_head = s;
-	c->sq_tail = s;
+static struct wh_quic_stream *sendq_head(struct wh_quic_conn *c)
+{
+	struct wh_sendq_item *it = wh_sendq_head(&c->sq);
+
+	return it ? wh_sendq_entry(it, struct wh_quic_stream, sq) : NULL;
 }
 
 static void sendq_pop(struct wh_quic_conn *c)
 {
-	struct wh_quic_stream *s = c->sq_head;
-
-	if (!s)
-		return;
-	c->sq_head = s->sq_next;
-	if (!c->sq_head)
-		c->sq_tail = NULL;
-	if (c->sq_small == s)
-		c->sq_small = NULL; /* the small ones come first */
-	s->sq_next = NULL;
-	s->in_sendq = false;
+	wh_sendq_pop(&c->sq);
 }
 
 static void sendq_remove(struct wh_quic_conn *c, struct wh_quic_stream *s)
 {
-	struct wh_quic_stream **pp = &c->sq_head, *prev = NULL;
-
-	if (!s->in_sendq)
-		return;
-	while (*pp && *pp != s) {
-		prev = *pp;
-		pp = &(*pp)->sq_next;
-	}
-	if (*pp) {
-		*pp = s->sq_next;
-		if (c->sq_tail == s)
-			c->sq_tail = prev;
-		if (c->sq_small == s)
-			c->sq_small = prev;
-	}
-	s->sq_next = NULL;
-	s->in_sendq = false;
+	wh_sendq_remove(&c->sq, &s->sq);
 }
 
 static bool stream_has_pending(const struct wh_quic_stream *s)
@@ -1525,7 +1474,7 @@ static void conn_write(struct wh_quic_conn *c)
 		quantum = mtu;
 
 	for (;;) {
-		struct wh_quic_stream *s = c->sq_head;
+		struct wh_quic_stream *s = sendq_head(c);
 		ngtcp2_ssize n, ndata = -1;
 		uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
 		size_t nv = 0;
@@ -1534,7 +1483,7 @@ static void conn_write(struct wh_quic_conn *c)
 
 		while (s && s->blocked) {
 			sendq_pop(c);
-			s = c->sq_head;
+			s = sendq_head(c);
 		}
 		if (s) {
 			sid = s->id;
@@ -1593,7 +1542,7 @@ static void conn_write(struct wh_quic_conn *c)
 			    s->cur == NULL)
 				s->fin_sent = true;
 			/* the head goes on until it is done (sendq_push) */
-			if (!stream_has_pending(s) && c->sq_head == s)
+			if (!stream_has_pending(s) && sendq_head(c) == s)
 				sendq_pop(c);
 		}
 		if (n == 0)
@@ -1631,7 +1580,7 @@ static void conn_write(struct wh_quic_conn *c)
 			(unsigned long long)(ts / 1000), sent,
 			sent + mtu > quantum ? 'q'
 			: st.bytes_in_flight + mtu > st.cwnd ? 'c'
-			: c->sq_head ? 'p' : 'e',
+			: sendq_head(c) ? 'p' : 'e',
 			(unsigned long long)st.cwnd,
 			(unsigned long long)st.bytes_in_flight,
 			(unsigned long long)(st.smoothed_rtt / 1000),

@@ -31,6 +31,7 @@
 #include "common/wh_time.h"
 #include "net/wh_addr.h"
 #include "net/wh_mux.h"
+#include "net/wh_sendq.h"
 #include "net/wh_tls.h"
 #include "net/wh_tls_tcp.h"
 #include "proto/wh_proto.h"
@@ -66,10 +67,9 @@ struct wh_tcp_stream {
 	uint64_t recv_left;        /* bytes we let the peer send */
 	uint64_t recv_unacked;     /* consumed, credit not yet returned */
 	bool fin_queued, fin_sent, fin_recv, reset, closed;
-	bool in_sendq;
 	uint64_t unsent;           /* bytes queued, not yet in DATA frames */
 	struct wh_tcp_stream *prev, *next; /* every stream of the conn */
-	struct wh_tcp_stream *sq_next;     /* send queue */
+	struct wh_sendq_item sq;
 };
 
 struct wh_tcp_conn {
@@ -97,9 +97,7 @@ struct wh_tcp_conn {
 	uint32_t max_streams;
 	uint64_t send_credit, recv_left, recv_unacked;
 	struct wh_tcp_stream *streams;
-	/* the send queue: small replies first, in order, then the large ones
-	 * in order (see sendq_push); sq_small is the last small one */
-	struct wh_tcp_stream *sq_head, *sq_tail, *sq_small;
+	struct wh_sendq sq; /* the streams with something to send */
 	uint64_t last_recv, last_ping, deadline, linger_until;
 	bool close_requested;
 	uint64_t close_err;
@@ -236,86 +234,10 @@ static void stream_free_segs(struct wh_tcp_stream *s)
 	s->unsent = 0;
 }
 
-/*
- * The order streams are served in.  A stream with little to send (at most
- * SMALL_SEND bytes when it joins the queue: a small READ's reply) goes
- * ahead of every large one, after the small ones before it; a large one
- * joins the end.  The head of the queue is served until it has sent
- * everything or is blocked on its own credit (then it leaves the queue
- * until a CREDIT frame brings it back, and the next one goes on), so large
- * replies go one after another, not a frame of each in turn: round robin
- * finished a get's chunks in flight all together, at the end of the bytes
- * of all of them, and the client, which verifies, writes and asks for the
- * next chunk only when one is complete, idled and then had everything at
- * once; in order one completes every eighth of the time.
- */
-#define SMALL_SEND (64u * 1024)
-
-static void sendq_push(struct wh_tcp_conn *c, struct wh_tcp_stream *s)
-{
-	if (s->in_sendq)
-		return;
-	s->in_sendq = true;
-	s->sq_next = NULL;
-	if (s->unsent <= SMALL_SEND) {
-		struct wh_tcp_stream **pp =
-			c->sq_small ? &c->sq_small->sq_next : &c->sq_head;
-
-		s->sq_next = *pp;
-		*pp = s;
-		if (c->sq_tail == c->sq_small)
-			c->sq_tail = s;
-		c->sq_small = s;
-		return;
-	}
-	if (c->sq_tail)
-		c->sq_tail->sq_next = s;
-	else
-		c->sq_head = s;
-	c->sq_tail = s;
-}
-
-static struct wh_tcp_stream *sendq_pop(struct wh_tcp_conn *c)
-{
-	struct wh_tcp_stream *s = c->sq_head;
-
-	if (s) {
-		c->sq_head = s->sq_next;
-		if (!c->sq_head)
-			c->sq_tail = NULL;
-		if (c->sq_small == s)
-			c->sq_small = NULL; /* the small ones come first */
-		s->sq_next = NULL;
-		s->in_sendq = false;
-	}
-	return s;
-}
-
-static void sendq_remove(struct wh_tcp_conn *c, struct wh_tcp_stream *s)
-{
-	struct wh_tcp_stream **pp = &c->sq_head, *prev = NULL;
-
-	if (!s->in_sendq)
-		return;
-	while (*pp && *pp != s) {
-		prev = *pp;
-		pp = &(*pp)->sq_next;
-	}
-	if (*pp) {
-		*pp = s->sq_next;
-		if (c->sq_tail == s)
-			c->sq_tail = prev;
-		if (c->sq_small == s)
-			c->sq_small = prev;
-	}
-	s->in_sendq = false;
-	s->sq_next = NULL;
-}
-
 /* stream_del - tell the owner and free |s|. */
 static void stream_del(struct wh_tcp_conn *c, struct wh_tcp_stream *s)
 {
-	sendq_remove(c, s);
+	wh_sendq_remove(&c->sq, &s->sq);
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -401,20 +323,25 @@ static void out_ping(struct wh_tcp_conn *c, const uint8_t *echo)
 }
 
 /* fill_data - turn queued stream data into DATA frames, the head of the
- * send queue first (see sendq_push), while the output buffer is low and
- * credit lasts. */
+ * send queue (net/wh_sendq.h) first, while the output buffer is low and
+ * credit lasts.  The head is served until it has sent everything or is
+ * blocked on its own credit; then it leaves the queue until a CREDIT
+ * frame brings it back, and the next one goes on. */
 static void fill_data(struct wh_tcp_conn *c)
 {
 	struct wh_tcp_stream *s;
 
 	if (c->state != TC_OPEN || !c->settings_recv)
 		return;
-	while (c->out.len - c->out_off < OUT_HIGH && (s = c->sq_head)) {
-		struct seg *g = s->head;
+	while (c->out.len - c->out_off < OUT_HIGH && wh_sendq_head(&c->sq)) {
+		struct seg *g;
 		size_t n = 0;
 		uint8_t flags = 0;
 		uint8_t *p;
 
+		s = wh_sendq_entry(wh_sendq_head(&c->sq), struct wh_tcp_stream,
+				   sq);
+		g = s->head;
 		if (g) {
 			n = g->len - g->off;
 			if (n > WH_MUX_MAX_DATA)
@@ -430,11 +357,11 @@ static void fill_data(struct wh_tcp_conn *c)
 				 * next one goes on */
 				if (c->send_credit == 0 && s->send_credit)
 					break;
-				sendq_pop(c);
+				wh_sendq_pop(&c->sq);
 				continue;
 			}
 		} else if (!s->fin_queued || s->fin_sent) {
-			sendq_pop(c);
+			wh_sendq_pop(&c->sq);
 			continue;
 		}
 		if (g && n == g->len - g->off && !g->next && s->fin_queued)
@@ -465,13 +392,13 @@ static void fill_data(struct wh_tcp_conn *c)
 			}
 		}
 		if (flags & WH_MUX_FLAG_FIN) {
-			sendq_pop(c);
+			wh_sendq_pop(&c->sq);
 			s->fin_sent = true;
 			stream_check_closed(c, s);
 			continue;
 		}
 		if (!s->head && !s->fin_queued)
-			sendq_pop(c); /* all sent; the head goes on otherwise */
+			wh_sendq_pop(&c->sq); /* all sent; else the head goes on */
 	}
 }
 
@@ -831,7 +758,7 @@ static void handle_frame(struct wh_tcp_conn *c, const struct wh_mux_frame *f)
 		} else if ((s = stream_find(c, f->stream))) {
 			s->send_credit += f->value;
 			if (s->head || (s->fin_queued && !s->fin_sent))
-				sendq_push(c, s);
+				wh_sendq_push(&c->sq, &s->sq, s->unsent);
 		}
 		break;
 	case WH_MUX_STREAMS:
@@ -1461,7 +1388,7 @@ int wh_tcp_send(struct wh_tcp_conn *c, struct wh_tcp_stream *s, void *data,
 	if (fin)
 		s->fin_queued = true;
 	if (g || fin)
-		sendq_push(c, s);
+		wh_sendq_push(&c->sq, &s->sq, s->unsent);
 	return 0;
 }
 
@@ -1472,7 +1399,7 @@ void wh_tcp_stream_reset(struct wh_tcp_conn *c, struct wh_tcp_stream *s,
 		return;
 	s->reset = true;
 	stream_free_segs(s);
-	sendq_remove(c, s);
+	wh_sendq_remove(&c->sq, &s->sq);
 	if (c->state == TC_OPEN && !c->dead)
 		out_small(c, WH_MUX_RESET, s->id, (uint32_t)app_err);
 }

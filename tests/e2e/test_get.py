@@ -59,23 +59,39 @@ def test_identical_reget_sends_no_chunk(share, hosts, workdir):
     assert again["chunks_fetched"] == 0
 
 
-def test_ten_percent_change(share, hosts, workdir):
-    # seeded data: after an edit, content-defined boundaries fall back in
-    # step within a chunk or two most of the time, but for a few percent of
-    # random files only after many chunks, so random data would make the
-    # counts below flaky
-    rng = random.Random(20261201)
+def seeded_copy(share, hosts, workdir, seed, env=None):
+    """The share's big file rewritten with 24 MiB from random.Random(|seed|),
+    served, and got once (with |env|) into a destination that the client's
+    store, returned as cache, then knows.  Seeded, not random data: after an edit,
+    content-defined boundaries fall back in step within a chunk or two most
+    of the time, but for a few percent of random files only after many
+    chunks, which would make the tests' counts flaky.  Returns (rng, src,
+    host, dst, cache), rng where the file's bytes left it."""
+    rng = random.Random(seed)
     src = os.path.join(share, "renders", "shot042", "take1.mov")
     with open(src, "wb") as f:
         f.write(rng.randbytes(24 * MiB))
     h = hosts(share)
     dst = os.path.join(workdir, "take1.mov")
-    get(h, "renders/shot042/take1.mov", dst, os.path.join(workdir, "c1"))
-    assert open(dst, "rb").read() == open(src, "rb").read()
-    size = os.path.getsize(src)
-    with open(src, "r+b") as f:
+    cache = os.path.join(workdir, "c")
+    get(h, "renders/shot042/take1.mov", dst, cache, env=env)
+    return rng, src, h, dst, cache
+
+
+def change_a_tenth(path, rng):
+    """A tenth of |path| overwritten in place, from its middle on, with
+    bytes from |rng|; returns its size."""
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
         f.seek(size // 2)
         f.write(rng.randbytes(size // 10))
+    return size
+
+
+def test_ten_percent_change(share, hosts, workdir):
+    rng, src, h, dst, _ = seeded_copy(share, hosts, workdir, 20261201)
+    assert open(dst, "rb").read() == open(src, "rb").read()
+    size = change_a_tenth(src, rng)
     s = get(h, "renders/shot042/take1.mov", dst, os.path.join(workdir, "c2"))
     assert open(dst, "rb").read() == open(src, "rb").read()
     # about 10% changed: the chunks covering it, at most a few more
@@ -103,19 +119,10 @@ def test_known_destination_copied_unread(io, copy, share, hosts, workdir):
     gives its chunks without being hashed again: in the kernel or through
     reads and writes (WH_IO_COPY), on either I/O backend, aligned (10%
     changed in place) or not (a byte inserted)."""
-    rng = random.Random(20261201)
-    src = os.path.join(share, "renders", "shot042", "take1.mov")
-    with open(src, "wb") as f:
-        f.write(rng.randbytes(24 * MiB))
-    h = hosts(share)
-    dst = os.path.join(workdir, "take1.mov")
-    cache = os.path.join(workdir, "c")
     env = {"WH_IO": io, "WH_IO_COPY": copy}
-    get(h, "renders/shot042/take1.mov", dst, cache, env=env)
-    size = os.path.getsize(src)
-    with open(src, "r+b") as f:
-        f.seek(size // 2)
-        f.write(rng.randbytes(size // 10))
+    rng, src, h, dst, cache = seeded_copy(share, hosts, workdir, 20261201,
+                                          env=env)
+    change_a_tenth(src, rng)
     s = get(h, "renders/shot042/take1.mov", dst, cache, env=env)
     assert open(dst, "rb").read() == open(src, "rb").read()
     assert s["chunks_from_destination"] > s["chunks"] / 2, s
@@ -133,14 +140,7 @@ def test_destination_edited_behind_the_clients_back(share, hosts, workdir):
     size and mtime put back: the ctime moved, so the client does not take
     its remembered manifest, hashes the file, and fetches the chunk that
     differs instead of copying it."""
-    rng = random.Random(7)
-    src = os.path.join(share, "renders", "shot042", "take1.mov")
-    with open(src, "wb") as f:
-        f.write(rng.randbytes(24 * MiB))
-    h = hosts(share)
-    dst = os.path.join(workdir, "take1.mov")
-    cache = os.path.join(workdir, "c")
-    get(h, "renders/shot042/take1.mov", dst, cache)
+    _, src, h, dst, cache = seeded_copy(share, hosts, workdir, 7)
     st = os.stat(dst)
     with open(dst, "r+b") as f:
         f.seek(5 * MiB)

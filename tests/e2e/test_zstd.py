@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from conftest import MiB, Mount, get
+from conftest import MiB, Mount, get, same_tree
 
 WORDS = ("wormhole chunk stream host client manifest verified the of and "
          "a to in is that for it with as was on be by this").split()
@@ -165,11 +165,6 @@ def tree_bytes(top):
     return n
 
 
-def same_tree(a, b):
-    r = subprocess.run(["diff", "-r", a, b], capture_output=True, text=True)
-    return r.returncode == 0
-
-
 @pytest.mark.parametrize("off", [None, "client", "host"])
 def test_small_files_compressed(text_tree, hosts, workdir, monkeypatch, off):
     """GET_SMALL replies of text cross compressed (fewer wire bytes, the
@@ -192,6 +187,21 @@ def test_small_files_compressed(text_tree, hosts, workdir, monkeypatch, off):
     assert ("zstd saved" in h.stderr()) == (off is None)
 
 
+def cp_tree_from_mount(h, text_tree, mkmnt, workdir):
+    """`cp -r` the text tree out of a mount of |h|, check it arrived whole,
+    and return the mount's stats after it."""
+    mnt = mkmnt()
+    m = Mount(h, mnt)
+    try:
+        subprocess.run(["cp", "-r", os.path.join(mnt, "tree"),
+                        os.path.join(workdir, "cp")], check=True)
+        assert same_tree(os.path.join(text_tree, "tree"),
+                         os.path.join(workdir, "cp"))
+        return stats(mnt)
+    finally:
+        m.close()
+
+
 def test_mount_counts_read_wire_bytes(text_tree, hosts, mkmnt, workdir,
                                       monkeypatch):
     """user.wormhole.stats bytes_wire counts every reply's data as it
@@ -199,19 +209,10 @@ def test_mount_counts_read_wire_bytes(text_tree, hosts, mkmnt, workdir,
     too, not only chunks; raw, that is exactly the bytes received."""
     monkeypatch.setenv("WORMHOLE_ZSTD", "off")
     h = hosts(text_tree)
-    mnt = mkmnt()
-    m = Mount(h, mnt)
-    try:
-        subprocess.run(["cp", "-r", os.path.join(mnt, "tree"),
-                        os.path.join(workdir, "cp")], check=True)
-        assert same_tree(os.path.join(text_tree, "tree"),
-                         os.path.join(workdir, "cp"))
-        st = stats(mnt)
-        assert st["reads_direct"] + st["small_fetched"] > 0, st
-        assert st["bytes_wire"] == (st["bytes_direct"] + st["bytes_fetched"] +
-                                    st["small_bytes"]) > 0, st
-    finally:
-        m.close()
+    st = cp_tree_from_mount(h, text_tree, mkmnt, workdir)
+    assert st["reads_direct"] + st["small_fetched"] > 0, st
+    assert st["bytes_wire"] == (st["bytes_direct"] + st["bytes_fetched"] +
+                                st["small_bytes"]) > 0, st
 
 
 def test_mount_counts_compressed_wire_bytes(text_tree, forced, hosts, mkmnt,
@@ -219,19 +220,10 @@ def test_mount_counts_compressed_wire_bytes(text_tree, forced, hosts, mkmnt,
     """Compressed replies count their zstd frames: fewer wire bytes than
     file bytes, for READs and small files fetched ahead alike."""
     h = hosts(text_tree)
-    mnt = mkmnt()
-    m = Mount(h, mnt)
-    try:
-        subprocess.run(["cp", "-r", os.path.join(mnt, "tree"),
-                        os.path.join(workdir, "cp")], check=True)
-        assert same_tree(os.path.join(text_tree, "tree"),
-                         os.path.join(workdir, "cp"))
-        st = stats(mnt)
-        got = st["bytes_direct"] + st["bytes_fetched"] + st["small_bytes"]
-        assert got > 0 and 0 < st["bytes_wire"] < got // 2, st
-        assert st["small_bad"] == 0 and st["chunks_bad"] == 0, st
-    finally:
-        m.close()
+    st = cp_tree_from_mount(h, text_tree, mkmnt, workdir)
+    got = st["bytes_direct"] + st["bytes_fetched"] + st["small_bytes"]
+    assert got > 0 and 0 < st["bytes_wire"] < got // 2, st
+    assert st["small_bad"] == 0 and st["chunks_bad"] == 0, st
     h.stop()
     assert "zstd saved" in h.stderr()
 
