@@ -77,6 +77,10 @@ bool wh_store_has(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		 const uint8_t *data, size_t len);
 
+/* wh_store_evictions - how many times the store, past its limit (or with
+ * its log half dead), was evicted while open, for tests. */
+unsigned long wh_store_evictions(struct wh_store *s);
+
 /* wh_store_corrupt - chunks found corrupt and deleted so far. */
 unsigned long wh_store_corrupt(struct wh_store *s);
 
