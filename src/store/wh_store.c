@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1172,7 +1173,7 @@ int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 }
 
 /* name_put - the name file for |id|, written if it is not there (and its
- * time refreshed if it is: eviction keeps a recent one) */
+ * time refreshed if it is: a compaction's walk keeps a recent one) */
 static int name_put(struct wh_store *s, const uint8_t *id, const char *path,
 		    const char *alt, const uint64_t v[4])
 {
@@ -1535,6 +1536,10 @@ static bool evict_batch(struct wh_store *s, uint64_t target)
 			rec_fill(&r, &e, e.type);
 			if (write_at(s, &r, 1, &at) == 0)
 				apply(s, &r); /* the newest now */
+			if (s->ents[i].live) { /* it was not: stop here */
+				s->cursor = i;
+				break;
+			}
 			continue;
 		}
 		if (e.type == R_DATA) {
@@ -1623,7 +1628,15 @@ static void maybe_evict(struct wh_store *s)
 	    (!over(s, s->limit) && !log_dead(s)))
 		return;
 	if (!s->ev_started) {
-		if (pthread_create(&s->ev_thread, NULL, ev_main, s) != 0)
+		sigset_t all, old;
+		int rv;
+
+		/* it takes no signals: they belong to the caller's loop */
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		rv = pthread_create(&s->ev_thread, NULL, ev_main, s);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (rv != 0)
 			return; /* evicted at close */
 		s->ev_started = true;
 	}
