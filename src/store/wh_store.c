@@ -1139,7 +1139,8 @@ int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 	struct ent c[NCAND], e;
 	uint32_t idx[NCAND];
 	char path[4200];
-	int n, rv;
+	bool logged = false;
+	int n, rv, slot;
 
 	if (len == 0 || len > WH_CDC_MAX)
 		return -EINVAL;
@@ -1155,20 +1156,23 @@ int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		return 0;
 	}
 	/* the record first: a crash leaves a record without its file, never
-	 * a file the log does not name */
+	 * a file the log does not name; pinned until the file is written,
+	 * so that this process's eviction does not take the record first */
+	slot = pin(s, hash);
 	rv = append(s, &e, R_DATA);
 	if (rv == 0)
 		keep_up(s);
 	pthread_mutex_unlock(&s->lock);
-	if (rv < 0)
-		return rv;
-	chunk_path(s, hash, path, sizeof(path));
-	rv = write_entry(s, path, data, len);
-	if (rv < 0) {
-		pthread_mutex_lock(&s->lock);
-		append(s, &e, R_DEL);
-		pthread_mutex_unlock(&s->lock);
+	if (rv == 0) {
+		chunk_path(s, hash, path, sizeof(path));
+		rv = write_entry(s, path, data, len);
+		logged = true;
 	}
+	pthread_mutex_lock(&s->lock);
+	if (rv < 0 && logged)
+		append(s, &e, R_DEL);
+	unpin(s, slot);
+	pthread_mutex_unlock(&s->lock);
 	return rv;
 }
 
