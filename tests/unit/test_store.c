@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -442,6 +443,71 @@ static void test_evicted_while_open(void **state)
 	wh_store_close(s);
 }
 
+struct reader {
+	struct wh_store *s;
+	uint8_t (*h)[32];
+	int *upto, *stop; /* atomics */
+	int got, wrong;
+};
+
+/* a reader of the chunks put lately, while they are evicted */
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	uint8_t out[8192];
+	unsigned seed = 1;
+
+	while (!__atomic_load_n(r->stop, __ATOMIC_ACQUIRE)) {
+		int top = __atomic_load_n(r->upto, __ATOMIC_ACQUIRE), i;
+
+		if (top < 1)
+			continue;
+		i = top - 1 - (int)(rand_r(&seed) % (top < 40 ? top : 40));
+		if (wh_store_get(r->s, r->h[i], out, sizeof(out)) == 0) {
+			int v;
+
+			memcpy(&v, out, sizeof(v));
+			r->got++;
+			r->wrong += v != i;
+		}
+	}
+	return NULL;
+}
+
+/* readers and a writer on one store past its limit: every read is right
+ * or a miss, never another chunk's bytes nor a corrupt one */
+static void test_read_while_evicted(void **state)
+{
+	struct wh_store *s;
+	static uint8_t data[8192], h[600][32];
+	int upto = 0, stop = 0;
+	struct reader r[3];
+	pthread_t t[3];
+
+	(void)state;
+	assert_int_equal(wh_store_open(dir, 128 * 1024, &s), 0);
+	for (int i = 0; i < 3; i++) {
+		r[i] = (struct reader){s, h, &upto, &stop, 0, 0};
+		assert_int_equal(pthread_create(&t[i], NULL, reader_main, &r[i]),
+				 0);
+	}
+	for (int i = 0; i < 600; i++) {
+		memset(data, 0, sizeof(data));
+		memcpy(data, &i, sizeof(i));
+		wh_blake3(data, sizeof(data), h[i]);
+		assert_int_equal(wh_store_put(s, h[i], data, sizeof(data)), 0);
+		__atomic_store_n(&upto, i + 1, __ATOMIC_RELEASE);
+	}
+	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < 3; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(r[i].wrong, 0);
+		assert_true(r[i].got > 0);
+	}
+	assert_int_equal(wh_store_corrupt(s), 0);
+	wh_store_close(s);
+}
+
 /* a name file counts against the limit, and goes with the last
  * reference that names it (evicted, or found not to hold), so that
  * chunk-names/ stays bounded however many files gets wrote */
@@ -688,6 +754,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_eviction_order, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_evicted_while_open, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_read_while_evicted, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_name_files_bounded, setup,
 						teardown),
