@@ -442,6 +442,34 @@ static void index_reset(struct wh_store *s)
 	s->read_off = 0;
 }
 
+/* reserve - room for |n| records read into an empty index, so that the
+ * table is not rehashed as a whole log is read (a failure is no error:
+ * apply grows them as it goes) */
+static void reserve(struct wh_store *s, uint64_t n)
+{
+	uint32_t cap = 1024, size = 1024;
+	struct ent *ne;
+	uint32_t *nt;
+
+	if (n > (1u << 26))
+		n = 1u << 26;
+	while (cap < n)
+		cap *= 2;
+	while (size < 2 * n + 2)
+		size *= 2;
+	if (cap > s->cap && (ne = realloc(s->ents, (size_t)cap * sizeof(*ne)))) {
+		s->ents = ne;
+		s->cap = cap;
+	}
+	if (size > s->tabsize && s->tabused == 0 &&
+	    (nt = malloc((size_t)size * sizeof(*nt)))) {
+		memset(nt, 0xff, (size_t)size * sizeof(*nt));
+		free(s->tab);
+		s->tab = nt;
+		s->tabsize = size;
+	}
+}
+
 /* read_new - apply the slots past read_off, under a shared lock (a writer
  * holds an exclusive one while it writes) unless the caller holds the
  * exclusive one (|locked|); with s->lock held */
@@ -452,6 +480,8 @@ static void read_new(struct wh_store *s, uint64_t size, bool locked)
 
 	if (size / REC_SIZE * REC_SIZE <= s->read_off)
 		return;
+	if (s->n == 0)
+		reserve(s, size / REC_SIZE);
 	if (!locked)
 		flock(s->fd, LOCK_SH);
 	for (;;) {
