@@ -1551,7 +1551,7 @@ static bool evict_batch(struct wh_store *s, uint64_t target)
 	size_t nd = 0;
 	uint32_t end, done = 0;
 	uint64_t at;
-	bool more;
+	bool more, stuck = false;
 
 	if (lock_log(s, &at) < 0)
 		return false;
@@ -1572,6 +1572,7 @@ static bool evict_batch(struct wh_store *s, uint64_t target)
 				apply(s, &r); /* the newest now */
 			if (s->ents[i].live) { /* it was not: stop here */
 				s->cursor = i;
+				stuck = true; /* until the next run */
 				break;
 			}
 			continue;
@@ -1588,7 +1589,7 @@ static bool evict_batch(struct wh_store *s, uint64_t target)
 	if (nd)
 		write_at(s, del, nd, &at);
 	s->read_off = at; /* what the records say is done */
-	more = s->cursor < end && over(s, target);
+	more = !stuck && s->cursor < end && over(s, target);
 	if (!more) {
 		drop_names(s);
 		if (log_dead(s))
