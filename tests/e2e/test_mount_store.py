@@ -1,7 +1,8 @@
-"""The mount's chunk store keeps its limit while the mount runs: a mount
-that reads more than --cache-mb in one session is evicted as it goes (not
-only at unmount), what it reads is still right, and what was evicted is
-fetched again when read again."""
+"""The client's chunk store keeps its limit while it is open: a mount that
+reads more than --cache-mb in one session is evicted as it goes (not only
+at unmount), what it reads is still right, and what was evicted is
+fetched again when read again; and the name files of references go with
+them, however many gets ran."""
 import hashlib
 import os
 import random
@@ -11,9 +12,9 @@ import threading
 
 import pytest
 
-from conftest import MiB, wait_for
+from conftest import MiB, get, wait_for
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (FUSE)")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (FUSE)")
 
 LIMIT_MB = 8
 FILES = 5
@@ -59,6 +60,7 @@ def share():
     shutil.rmtree(d, ignore_errors=True)
 
 
+@needs_root
 def test_store_bounded_while_mounted(share, hosts, mounts, mkmnt):
     src, sums = share
     h = hosts(src)
@@ -100,3 +102,21 @@ def test_store_bounded_while_mounted(share, hosts, mounts, mkmnt):
         os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
     assert digest(os.path.join(mnt, name)) == sums[name]
     assert wait_for(lambda: disk_use(cache) <= limit + 1 * MiB, 20)
+
+
+def test_name_files_go_with_their_references(share, hosts, workdir):
+    """A file got, deleted and got again, many times over: each get names
+    a new destination file (a new inode) for the store's references; the
+    old ones are found not to hold and their name files go, so
+    chunk-names/ does not grow with the number of gets."""
+    src, sums = share
+    h = hosts(src)
+    cache = os.path.join(workdir, "cache")
+    dst = os.path.join(workdir, "out.bin")
+    name = sorted(sums)[0]
+    for _ in range(6):
+        get(h, name, dst, cache)
+        assert digest(dst) == sums[name]
+        os.unlink(dst)
+    names = os.listdir(os.path.join(cache, "chunk-names"))
+    assert len(names) <= 1, names
