@@ -20,12 +20,13 @@
 #include "host/wh_mcache.h"
 #include "store/wh_store.h"
 
-#define DEFAULT_STORE_LIMIT (10ULL << 30)
+#define DEFAULT_STORE_MB 10240 /* the chunk store's limit, MiB */
 
 static const struct option get_opts[] = {
 	{ "peer", required_argument, NULL, 'p' },
 	{ "signal", required_argument, NULL, 's' },
 	{ "cache-dir", required_argument, NULL, 'C' },
+	{ "cache-mb", required_argument, NULL, 'M' },
 	{ "json", no_argument, NULL, 'j' },
 	{ "parallel", required_argument, NULL, 'P' },
 	{ "timeout-ms", required_argument, NULL, 't' },
@@ -76,7 +77,7 @@ int cmd_get_main(int argc, char **argv)
 	char signal_buf[256];
 	const char *peer = NULL, *cache_dir = NULL, *base;
 	bool json = false;
-	long parallel = 32, timeout_ms = 15000;
+	long parallel = 32, timeout_ms = 15000, store_mb = DEFAULT_STORE_MB;
 	struct stat lst;
 	int c, rv;
 
@@ -92,6 +93,11 @@ int cmd_get_main(int argc, char **argv)
 			break;
 		case 'C':
 			cache_dir = optarg;
+			break;
+		case 'M':
+			if (!cli_parse_int(optarg, 1, 1L << 30, &store_mb))
+				return cli_usage_error("get", "bad --cache-mb "
+						       "'%s'", optarg);
 			break;
 		case 'j':
 			json = true;
@@ -116,7 +122,8 @@ int cmd_get_main(int argc, char **argv)
 		case 'h':
 			printf("usage: wormhole get CODE REMOTE_PATH "
 			       "[LOCAL_PATH] [--peer ADDR:PORT | --signal "
-			       "ADDR:PORT] [--cache-dir DIR] [--json] "
+			       "ADDR:PORT] [--cache-dir DIR] [--cache-mb N] "
+			       "[--json] "
 			       "[--parallel N] [--transport auto|quic|tcp]\n");
 			return WH_EXIT_OK;
 		default:
@@ -173,7 +180,7 @@ int cmd_get_main(int argc, char **argv)
 		return cli_fail("get", "no cache directory: set --cache-dir "
 				"or HOME");
 	}
-	rv = wh_store_open(cache, DEFAULT_STORE_LIMIT, &store);
+	rv = wh_store_open(cache, (uint64_t)store_mb << 20, &store);
 	if (rv < 0) {
 		cli_fail("get", "cannot use the cache directory '%s': %s",
 			 cache, wh_strerror(rv));

@@ -24,14 +24,16 @@
 #include "fuse/wh_fs.h"
 #include "store/wh_store.h"
 
-/* the chunk store is shared with `wormhole get` */
-#define STORE_LIMIT (10ULL << 30)
+/* the chunk store is shared with `wormhole get`: its limit (MiB) unless
+ * --cache-mb says */
+#define STORE_LIMIT_MB 10240
 
 static const struct option mount_opts[] = {
 	{ "peer", required_argument, NULL, 'p' },
 	{ "signal", required_argument, NULL, 's' },
 	{ "cache-dir", required_argument, NULL, 'C' },
 	{ "ram-cache-mb", required_argument, NULL, 'R' },
+	{ "cache-mb", required_argument, NULL, 'M' },
 	{ "parallel", required_argument, NULL, 'P' },
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "timeout-ms", required_argument, NULL, 't' },
@@ -127,6 +129,7 @@ int cmd_mount_main(int argc, char **argv)
 	const char *mnt;
 	bool foreground = false;
 	long timeout_ms = 8000, ram_mb = 128, parallel = 8;
+	long store_mb = STORE_LIMIT_MB;
 	char *cache = NULL;
 	int c, rv, fd = -1, pipefd[2];
 
@@ -153,6 +156,11 @@ int cmd_mount_main(int argc, char **argv)
 						       "--ram-cache-mb '%s'",
 						       optarg);
 			break;
+		case 'M':
+			if (!cli_parse_int(optarg, 1, 1L << 30, &store_mb))
+				return cli_usage_error("mount", "bad --cache-mb "
+						       "'%s'", optarg);
+			break;
 		case 'f':
 			foreground = true;
 			break;
@@ -173,7 +181,8 @@ int cmd_mount_main(int argc, char **argv)
 		case 'h':
 			printf("usage: wormhole mount CODE MOUNTPOINT [--peer "
 			       "ADDR:PORT | --signal ADDR:PORT] [--cache-dir DIR] "
-			       "[--ram-cache-mb N] [--parallel N] [--foreground] "
+			       "[--cache-mb N] [--ram-cache-mb N] [--parallel N] "
+			       "[--foreground] "
 			       "[--timeout-ms N] [--transport auto|quic|tcp] "
 			       "[--log FILE] [-v]\n");
 			return WH_EXIT_OK;
@@ -234,7 +243,7 @@ int cmd_mount_main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	/* here, not before the fork: the parent must not hold it */
-	rv = wh_store_open(cache, STORE_LIMIT, &store);
+	rv = wh_store_open(cache, (uint64_t)store_mb << 20, &store);
 	if (rv < 0) {
 		snprintf(msg, sizeof(msg), "1cannot open the chunk store in "
 			 "'%.400s': %s", cache, wh_strerror(rv));

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +48,10 @@
 #define NONE UINT32_MAX
 #define NCAND 8
 #define NNAMES 16
+#define NPIN 64 /* chunks being read at once, kept from eviction */
+#define NZERO 1024 /* name files whose last reference went, to delete */
+#define EVICT_BATCH 64 /* entries evicted per hold of the locks */
+#define EVICT_GAP_MS 50 /* between two runs of the eviction thread */
 
 enum { R_DATA = 1, R_REF = 2, R_DEL = 3 };
 
@@ -70,6 +76,13 @@ struct ent {
 	bool live;
 };
 
+/* the live references naming one name file */
+struct nref {
+	uint8_t id[16];
+	uint32_t refs;
+	bool used;
+};
+
 /* a parsed name file, kept: its content is named by its hash */
 struct name {
 	uint8_t id[16];
@@ -91,12 +104,33 @@ struct wh_store {
 	uint32_t n, cap, cursor; /* cursor: no live entry before it */
 	uint32_t *tab;        /* newest entry per hash, open addressing */
 	uint32_t tabsize, tabused, live;
-	uint64_t total; /* the live entries' cost */
+	uint64_t total; /* the live entries' cost, and their name files' */
+	struct nref *ntab; /* name file -> live references, open addressing */
+	uint32_t ntabsize, ntabused;
+	/* name files whose last live reference went: deleted at the next
+	 * eviction (under the exclusive flock) if still unreferenced */
+	uint8_t zero[NZERO][16];
+	uint32_t nzero;
+	bool zero_lost; /* the list overflowed: the next compaction scans */
+	/* chunks being read (wh_store_get_at between its look-up and its
+	 * read): eviction appends them again instead */
+	struct {
+		uint8_t hash[WH_HASH_LEN];
+		unsigned n;
+	} pin[NPIN];
+	unsigned npin;
+	/* eviction while the store is open: a thread started the first time
+	 * the store passes its limit (or its log wants compacting) */
+	pthread_t ev_thread;
+	pthread_cond_t ev_cond;
+	bool ev_started, ev_want, ev_stop, ev_busy;
+	uint64_t ev_last; /* when its last run ended (ms, monotonic) */
+	unsigned long evictions; /* runs of the eviction thread */
 	struct name nm[NNAMES];
 	unsigned nm_next;
 	/* the file of the last reference written, and its name file */
 	char *last_path, *last_alt;
-	uint64_t last_dev, last_ino, last_size;
+	uint64_t last_dev, last_ino, last_size, last_v[4];
 	uint8_t last_name[16];
 };
 
@@ -201,6 +235,101 @@ static bool same_key(const struct ent *e, uint8_t type, const uint8_t *name,
 		(e->offset == offset && memcmp(e->name, name, 16) == 0));
 }
 
+static uint32_t ntab_find(const struct wh_store *s, const uint8_t *id)
+{
+	uint64_t k;
+	uint32_t i;
+
+	memcpy(&k, id, 8);
+	i = (uint32_t)(k & (s->ntabsize - 1));
+	while (s->ntab[i].used && memcmp(s->ntab[i].id, id, 16) != 0)
+		i = (i + 1) & (s->ntabsize - 1);
+	return i;
+}
+
+static int ntab_grow(struct wh_store *s)
+{
+	uint32_t size = s->ntabsize ? s->ntabsize * 2 : 256;
+	struct nref *old = s->ntab;
+	uint32_t oldsize = s->ntabsize;
+
+	s->ntab = calloc(size, sizeof(*s->ntab));
+	if (!s->ntab) {
+		s->ntab = old;
+		return -ENOMEM;
+	}
+	s->ntabsize = size;
+	for (uint32_t i = 0; i < oldsize; i++)
+		if (old[i].used)
+			s->ntab[ntab_find(s, old[i].id)] = old[i];
+	free(old);
+	return 0;
+}
+
+/* name_refs - how many live references name the name file |id| */
+static uint32_t name_refs(const struct wh_store *s, const uint8_t *id)
+{
+	uint32_t i;
+
+	if (!s->ntabsize)
+		return 0;
+	i = ntab_find(s, id);
+	return s->ntab[i].used ? s->ntab[i].refs : 0;
+}
+
+/* name_ref - one more live reference (|d| > 0) or one fewer names |id|.
+ * A name file counts one block against the limit while it is named;
+ * one whose last reference went is noted for deletion. */
+static void name_ref(struct wh_store *s, const uint8_t *id, int d)
+{
+	uint32_t i;
+
+	if (d > 0 && (s->ntabused + 1) * 2 > s->ntabsize &&
+	    ntab_grow(s) < 0 && s->ntabused + 1 >= s->ntabsize)
+		return; /* out of memory: not counted */
+	if (!s->ntabsize)
+		return;
+	i = ntab_find(s, id);
+	if (d > 0) {
+		if (!s->ntab[i].used) {
+			memcpy(s->ntab[i].id, id, 16);
+			s->ntab[i].used = true;
+			s->ntabused++;
+		}
+		if (s->ntab[i].refs++ == 0)
+			s->total += REF_COST;
+		return;
+	}
+	if (!s->ntab[i].used || s->ntab[i].refs == 0)
+		return;
+	if (--s->ntab[i].refs > 0)
+		return;
+	s->total -= REF_COST;
+	if (s->nzero < NZERO)
+		memcpy(s->zero[s->nzero++], id, 16);
+	else
+		s->zero_lost = true;
+}
+
+/* ent_live, ent_dead - entry |e| becomes live, or is no longer */
+static void ent_live(struct wh_store *s, struct ent *e)
+{
+	e->live = true;
+	s->live++;
+	s->total += cost(e);
+	if (e->type == R_REF)
+		name_ref(s, e->name, 1);
+}
+
+static void ent_dead(struct wh_store *s, struct ent *e)
+{
+	e->live = false;
+	s->live--;
+	s->total -= cost(e);
+	if (e->type == R_REF)
+		name_ref(s, e->name, -1);
+}
+
 /* kill_key - the live entry of this key (if any) is no longer */
 static void kill_key(struct wh_store *s, uint32_t head, uint8_t type,
 		     const uint8_t *name, uint64_t offset)
@@ -209,9 +338,7 @@ static void kill_key(struct wh_store *s, uint32_t head, uint8_t type,
 		struct ent *e = &s->ents[i];
 
 		if (e->live && same_key(e, type, name, offset)) {
-			e->live = false;
-			s->live--;
-			s->total -= cost(e);
+			ent_dead(s, e);
 			return;
 		}
 	}
@@ -266,13 +393,11 @@ static bool apply(struct wh_store *s, const struct rec *r)
 	e->size = r->size;
 	e->len = r->len;
 	e->type = r->type;
-	e->live = true;
 	e->next = s->tab[t];
 	if (s->tab[t] == NONE)
 		s->tabused++;
 	s->tab[t] = i;
-	s->live++;
-	s->total += cost(e);
+	ent_live(s, e);
 	return true;
 }
 
@@ -307,11 +432,42 @@ static void index_reset(struct wh_store *s)
 {
 	free(s->ents);
 	free(s->tab);
+	free(s->ntab);
 	s->ents = NULL;
 	s->tab = NULL;
+	s->ntab = NULL;
+	s->ntabsize = s->ntabused = 0;
 	s->n = s->cap = s->cursor = s->tabsize = s->tabused = s->live = 0;
 	s->total = 0;
 	s->read_off = 0;
+}
+
+/* reserve - room for |n| records read into an empty index, so that the
+ * table is not rehashed as a whole log is read (a failure is no error:
+ * apply grows them as it goes) */
+static void reserve(struct wh_store *s, uint64_t n)
+{
+	uint32_t cap = 1024, size = 1024;
+	struct ent *ne;
+	uint32_t *nt;
+
+	if (n > (1u << 26))
+		n = 1u << 26;
+	while (cap < n)
+		cap *= 2;
+	while (size < 2 * n + 2)
+		size *= 2;
+	if (cap > s->cap && (ne = realloc(s->ents, (size_t)cap * sizeof(*ne)))) {
+		s->ents = ne;
+		s->cap = cap;
+	}
+	if (size > s->tabsize && s->tabused == 0 &&
+	    (nt = malloc((size_t)size * sizeof(*nt)))) {
+		memset(nt, 0xff, (size_t)size * sizeof(*nt));
+		free(s->tab);
+		s->tab = nt;
+		s->tabsize = size;
+	}
 }
 
 /* read_new - apply the slots past read_off, under a shared lock (a writer
@@ -324,6 +480,8 @@ static void read_new(struct wh_store *s, uint64_t size, bool locked)
 
 	if (size / REC_SIZE * REC_SIZE <= s->read_off)
 		return;
+	if (s->n == 0)
+		reserve(s, size / REC_SIZE);
 	if (!locked)
 		flock(s->fd, LOCK_SH);
 	for (;;) {
@@ -460,25 +618,52 @@ static void log_end(struct wh_store *s, uint64_t end)
 	}
 }
 
+/* append_locked - one record at |*at|, into the log and the index; with
+ * s->lock and the exclusive flock held (lock_log) */
+static int append_locked(struct wh_store *s, const struct ent *e,
+			 uint8_t type, uint64_t *at)
+{
+	struct rec r;
+	int rv;
+
+	rec_fill(&r, e, type);
+	log_end(s, *at);
+	rv = write_at(s, &r, 1, at);
+	if (rv == 0) {
+		apply(s, &r);
+		s->read_off = *at;
+	}
+	return rv;
+}
+
+static void maybe_evict(struct wh_store *s);
+static bool evict_batch(struct wh_store *s, uint64_t target);
+
+/* keep_up - a writer that finds the store past twice its limit (the
+ * eviction thread is behind) evicts a batch itself, so the store stays
+ * within twice its limit however the threads are scheduled; with s->lock
+ * held */
+static void keep_up(struct wh_store *s)
+{
+	if (s->limit < UINT64_MAX / 2 &&
+	    s->total + (uint64_t)s->live * REC_SIZE > 2 * s->limit)
+		evict_batch(s, s->limit);
+}
+
 /* append - one record, into the log and the index; with s->lock held.
  * Costs an flock, an fstat and a pwrite (and the records others wrote
  * since, if any). */
 static int append(struct wh_store *s, const struct ent *e, uint8_t type)
 {
-	struct rec r;
 	uint64_t at;
 	int rv = lock_log(s, &at);
 
 	if (rv < 0)
 		return rv;
-	rec_fill(&r, e, type);
-	log_end(s, at);
-	rv = write_at(s, &r, 1, &at);
-	if (rv == 0) {
-		apply(s, &r);
-		s->read_off = at;
-	}
+	rv = append_locked(s, e, type, &at);
 	flock(s->fd, LOCK_UN);
+	if (rv == 0)
+		maybe_evict(s);
 	return rv;
 }
 
@@ -520,6 +705,7 @@ int wh_store_open(const char *dir, uint64_t limit, struct wh_store **ps)
 	}
 	s->limit = limit;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->ev_cond, NULL);
 	pthread_mutex_lock(&s->lock);
 	catch_up(s);
 	pthread_mutex_unlock(&s->lock);
@@ -773,18 +959,104 @@ static int candidates(struct wh_store *s, const uint8_t *hash, size_t len,
 	return n;
 }
 
+/* pin, unpin - chunk |hash| is being read (with s->lock held): an
+ * eviction meeting it appends it again rather than deleting it.  -1 when
+ * every slot is taken (not pinned: a read that loses its chunk fetches it
+ * again). */
+static int pin(struct wh_store *s, const uint8_t *hash)
+{
+	int free_slot = -1;
+
+	for (int i = 0; i < NPIN; i++) {
+		if (s->pin[i].n == 0) {
+			if (free_slot < 0)
+				free_slot = i;
+		} else if (memcmp(s->pin[i].hash, hash, WH_HASH_LEN) == 0) {
+			s->pin[i].n++;
+			s->npin++;
+			return i;
+		}
+	}
+	if (free_slot >= 0) {
+		memcpy(s->pin[free_slot].hash, hash, WH_HASH_LEN);
+		s->pin[free_slot].n = 1;
+		s->npin++;
+	}
+	return free_slot;
+}
+
+static void unpin(struct wh_store *s, int slot)
+{
+	if (slot < 0)
+		return;
+	s->pin[slot].n--;
+	s->npin--;
+}
+
+static bool pinned(const struct wh_store *s, const uint8_t *hash)
+{
+	for (int i = 0; i < NPIN; i++)
+		if (s->pin[i].n &&
+		    memcmp(s->pin[i].hash, hash, WH_HASH_LEN) == 0)
+			return true;
+	return false;
+}
+
 /* lookup - candidates() after reading what other processes appended to
- * the log; the lock is not held on return. */
+ * the log, the chunk pinned in |*slot| if |slot| and there are some; the
+ * lock is not held on return. */
 static int lookup(struct wh_store *s, const uint8_t *hash, size_t len,
-		  struct ent *c, uint32_t *idx)
+		  struct ent *c, uint32_t *idx, int *slot)
 {
 	int n;
 
 	pthread_mutex_lock(&s->lock);
 	catch_up(s);
 	n = candidates(s, hash, len, c, idx);
+	if (slot)
+		*slot = n > 0 ? pin(s, hash) : -1;
 	pthread_mutex_unlock(&s->lock);
 	return n;
+}
+
+/*
+ * adopt - a chunk file of |hash| and |len| that the log does not name
+ * (one an older binary, which kept no log, wrote into a shared store) is
+ * entered in the log, so that it is used, counted and evicted.  False if
+ * there is none.  Costs a stat when there is none.
+ */
+static bool adopt(struct wh_store *s, const uint8_t *hash, size_t len)
+{
+	char path[4200];
+	struct stat st;
+	struct ent e, c[NCAND];
+	uint32_t idx[NCAND];
+	uint64_t at;
+	bool done = false;
+
+	chunk_path(s, hash, path, sizeof(path));
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size != len)
+		return false;
+	memset(&e, 0, sizeof(e));
+	memcpy(e.hash, hash, WH_HASH_LEN);
+	e.type = R_DATA;
+	e.len = (uint32_t)len;
+	pthread_mutex_lock(&s->lock);
+	if (lock_log(s, &at) == 0) {
+		int n = candidates(s, hash, len, c, idx);
+
+		/* again under the lock: an eviction may have just taken it */
+		if ((n > 0 && c[0].type == R_DATA) ||
+		    (stat(path, &st) == 0 && (uint64_t)st.st_size == len &&
+		     append_locked(s, &e, R_DATA, &at) == 0))
+			done = true;
+		flock(s->fd, LOCK_UN);
+		if (done)
+			maybe_evict(s);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return done;
 }
 
 int wh_store_get_at(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
@@ -792,9 +1064,11 @@ int wh_store_get_at(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 {
 	struct ent c[NCAND];
 	uint32_t idx[NCAND];
-	int n;
+	int n, slot;
 
-	n = lookup(s, hash, len, c, idx);
+	n = lookup(s, hash, len, c, idx, &slot);
+	if (n == 0 && len > 0 && len <= WH_CDC_MAX && adopt(s, hash, len))
+		n = lookup(s, hash, len, c, idx, &slot);
 	for (int i = 0; i < n; i++) {
 		int rv = try_ent(s, &c[i], buf, len);
 
@@ -805,6 +1079,7 @@ int wh_store_get_at(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 			if (idx[i] < s->n && s->ents[idx[i]].live &&
 			    idx[i] < s->cursor + (s->n - s->cursor) / 2)
 				append(s, &c[i], c[i].type);
+			unpin(s, slot);
 			pthread_mutex_unlock(&s->lock);
 			if (loc) {
 				loc->dev = c[i].type == R_REF ? c[i].dev : 0;
@@ -817,6 +1092,11 @@ int wh_store_get_at(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		if (rv > 0)
 			s->corrupt++;
 		append(s, &c[i], R_DEL);
+		pthread_mutex_unlock(&s->lock);
+	}
+	if (n > 0) {
+		pthread_mutex_lock(&s->lock);
+		unpin(s, slot);
 		pthread_mutex_unlock(&s->lock);
 	}
 	return -ENOENT;
@@ -835,7 +1115,9 @@ bool wh_store_has(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 	uint32_t idx[NCAND];
 	int n;
 
-	n = lookup(s, hash, len, c, idx);
+	n = lookup(s, hash, len, c, idx, NULL);
+	if (n == 0 && len > 0 && len <= WH_CDC_MAX)
+		return adopt(s, hash, len);
 	return n > 0;
 }
 
@@ -849,9 +1131,7 @@ static int write_entry(struct wh_store *s, const char *path,
 	ssize_t n;
 	int fd, rv = 0;
 
-	pthread_mutex_lock(&s->lock);
-	seq = ++s->seq;
-	pthread_mutex_unlock(&s->lock);
+	seq = __atomic_add_fetch(&s->seq, 1, __ATOMIC_RELAXED);
 	snprintf(tmp, sizeof(tmp), "%s.%d.%lu.tmp", path, (int)getpid(), seq);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0 && errno == ENOENT) {
@@ -889,7 +1169,8 @@ int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 	struct ent c[NCAND], e;
 	uint32_t idx[NCAND];
 	char path[4200];
-	int n, rv;
+	bool logged = false;
+	int n, rv, slot;
 
 	if (len == 0 || len > WH_CDC_MAX)
 		return -EINVAL;
@@ -905,23 +1186,28 @@ int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		return 0;
 	}
 	/* the record first: a crash leaves a record without its file, never
-	 * a file the log does not name */
+	 * a file the log does not name; pinned until the file is written,
+	 * so that this process's eviction does not take the record first */
+	slot = pin(s, hash);
 	rv = append(s, &e, R_DATA);
+	if (rv == 0)
+		keep_up(s);
 	pthread_mutex_unlock(&s->lock);
-	if (rv < 0)
-		return rv;
-	chunk_path(s, hash, path, sizeof(path));
-	rv = write_entry(s, path, data, len);
-	if (rv < 0) {
-		pthread_mutex_lock(&s->lock);
-		append(s, &e, R_DEL);
-		pthread_mutex_unlock(&s->lock);
+	if (rv == 0) {
+		chunk_path(s, hash, path, sizeof(path));
+		rv = write_entry(s, path, data, len);
+		logged = true;
 	}
+	pthread_mutex_lock(&s->lock);
+	if (rv < 0 && logged)
+		append(s, &e, R_DEL);
+	unpin(s, slot);
+	pthread_mutex_unlock(&s->lock);
 	return rv;
 }
 
 /* name_put - the name file for |id|, written if it is not there (and its
- * time refreshed if it is: eviction keeps a recent one) */
+ * time refreshed if it is: a compaction's walk keeps a recent one) */
 static int name_put(struct wh_store *s, const uint8_t *id, const char *path,
 		    const char *alt, const uint64_t v[4])
 {
@@ -952,6 +1238,7 @@ int wh_store_put_ref(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 	size_t plen = strlen(path), alen = alt ? strlen(alt) : 0;
 	struct ent c[NCAND], e;
 	uint32_t idx[NCAND];
+	uint64_t v[4], at;
 	bool known;
 	int n, rv;
 
@@ -967,18 +1254,23 @@ int wh_store_put_ref(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 	e.dev = (uint64_t)st->st_dev;
 	e.ino = (uint64_t)st->st_ino;
 	e.size = (uint64_t)st->st_size;
-	/* the file named as in the last call: its name file is written */
+	/* the file named as in the last call: its name is known */
 	pthread_mutex_lock(&s->lock);
 	known = s->last_path && s->last_dev == e.dev && s->last_ino == e.ino &&
 		s->last_size == e.size && strcmp(s->last_path, path) == 0 &&
 		strcmp(s->last_alt, alt ? alt : "") == 0;
-	if (known)
+	if (known) {
 		memcpy(e.name, s->last_name, 16);
+		memcpy(v, s->last_v, sizeof(v));
+	}
 	pthread_mutex_unlock(&s->lock);
 	if (!known) {
-		uint64_t v[4] = {e.dev, e.ino, e.size, 0};
 		struct stat now;
 
+		v[0] = e.dev;
+		v[1] = e.ino;
+		v[2] = e.size;
+		v[3] = 0;
 		/* which name it has now: the one whose inode it is */
 		if (stat(path, &now) == 0 && (uint64_t)now.st_ino == e.ino &&
 		    (uint64_t)now.st_dev == e.dev)
@@ -986,9 +1278,6 @@ int wh_store_put_ref(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		else if (alen)
 			v[3] = birth(AT_FDCWD, alt);
 		name_id(path, alen ? alt : NULL, v, e.name);
-		rv = name_put(s, e.name, path, alen ? alt : NULL, v);
-		if (rv < 0)
-			return rv;
 		pthread_mutex_lock(&s->lock);
 		free(s->last_path);
 		free(s->last_alt);
@@ -1001,6 +1290,7 @@ int wh_store_put_ref(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		s->last_dev = e.dev;
 		s->last_ino = e.ino;
 		s->last_size = e.size;
+		memcpy(s->last_v, v, sizeof(v));
 		memcpy(s->last_name, e.name, 16);
 		pthread_mutex_unlock(&s->lock);
 	}
@@ -1014,7 +1304,21 @@ int wh_store_put_ref(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 			pthread_mutex_unlock(&s->lock);
 			return 0; /* already there */
 		}
-	rv = append(s, &e, R_REF);
+	rv = lock_log(s, &at);
+	if (rv == 0) {
+		/* an eviction deletes a name file no live reference names,
+		 * under the exclusive lock: under it, one that none names yet
+		 * is made sure of, then named */
+		if (name_refs(s, e.name) == 0)
+			rv = name_put(s, e.name, path, alen ? alt : NULL, v);
+		if (rv == 0)
+			rv = append_locked(s, &e, R_REF, &at);
+		flock(s->fd, LOCK_UN);
+		if (rv == 0) {
+			maybe_evict(s);
+			keep_up(s);
+		}
+	}
 	pthread_mutex_unlock(&s->lock);
 	return rv;
 }
@@ -1114,38 +1418,90 @@ static void scan_files(struct wh_store *s)
 	closedir(top);
 }
 
+/* scan_names - delete the name files no live reference names (and not
+ * written lately: a binary of an earlier version names its file before
+ * the reference, outside the lock), and temporary ones a crash left; with
+ * s->lock and the exclusive flock held.  Costs a walk of chunk-names/:
+ * at compaction, or when the list of name files to delete overflowed. */
+static void scan_names(struct wh_store *s)
+{
+	DIR *dd = opendir(s->names);
+	struct dirent *d;
+	time_t now = time(NULL);
+
+	while (dd && (d = readdir(dd))) {
+		uint8_t id[16];
+		char p[4500];
+		struct stat st;
+		bool ok = true;
+
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", s->names, d->d_name);
+		if (strstr(d->d_name, ".tmp")) {
+			if (stat(p, &st) == 0 && st.st_mtime + NAME_GRACE < now)
+				unlink(p);
+			continue;
+		}
+		if (strlen(d->d_name) != 32)
+			continue;
+		for (int i = 0; i < 16 && ok; i++) {
+			unsigned v;
+
+			ok = sscanf(d->d_name + 2 * i, "%2x", &v) == 1;
+			id[i] = (uint8_t)v;
+		}
+		if (ok && name_refs(s, id) == 0 && stat(p, &st) == 0 &&
+		    st.st_mtime + NAME_GRACE < now)
+			unlink(p);
+	}
+	if (dd)
+		closedir(dd);
+	s->zero_lost = false;
+}
+
+/* drop_names - delete the name files whose last live reference went, if
+ * none names them again; with s->lock and the exclusive flock held, the
+ * log read to its end (wh_store_put_ref makes sure of its name file under
+ * that lock when no live reference names it) */
+static void drop_names(struct wh_store *s)
+{
+	for (uint32_t i = 0; i < s->nzero; i++)
+		if (name_refs(s, s->zero[i]) == 0) {
+			char np[4200];
+
+			name_path(s, s->zero[i], np, sizeof(np));
+			unlink(np);
+		}
+	s->nzero = 0;
+	if (s->zero_lost)
+		scan_names(s);
+}
+
 /* compact - rewrite the log with its live entries only, oldest first, and
  * rename it over; with s->lock and the exclusive flock held.  Then delete
- * name files no live reference names (and not written lately: a get may
- * be about to name it). */
+ * the name files no live reference names. */
 static void compact(struct wh_store *s)
 {
 	char tmp[4300];
 	struct rec *buf;
 	size_t nb = 0, cap = 256;
 	int fd, rv = 0;
-	uint8_t (*ids)[16] = NULL;
-	size_t nids = 0;
-	DIR *dd;
-	struct dirent *d;
 
 	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", s->logp, (int)getpid());
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return;
 	buf = malloc(cap * sizeof(*buf));
-	ids = malloc(((size_t)s->live + 1) * 16);
-	if (!buf || !ids)
+	if (!buf)
 		rv = -ENOMEM;
 	for (uint32_t i = s->cursor; i < s->n && rv == 0; i++) {
 		const struct ent *e = &s->ents[i];
 
 		if (!e->live)
 			continue;
-		if (e->type == R_REF && nids < s->live)
-			memcpy(ids[nids++], e->name, 16);
 		rec_fill(&buf[nb++], e, e->type);
-		if (nb == cap || i + 1 == s->n) {
+		if (nb == cap) {
 			if (write(fd, buf, nb * REC_SIZE) !=
 			    (ssize_t)(nb * REC_SIZE))
 				rv = -EIO;
@@ -1163,100 +1519,190 @@ static void compact(struct wh_store *s)
 		rv = -errno;
 	if (rv < 0) {
 		unlink(tmp);
-		free(ids);
 		return;
 	}
-	dd = opendir(s->names);
-	while (dd && (d = readdir(dd))) {
-		uint8_t id[16];
-		char p[4500];
-		struct stat st;
-		bool named = false;
+	scan_names(s);
+}
 
-		if (d->d_name[0] == '.')
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", s->names, d->d_name);
-		if (strstr(d->d_name, ".tmp")) {
-			if (stat(p, &st) == 0 &&
-			    st.st_mtime + NAME_GRACE < time(NULL))
-				unlink(p);
-			continue;
-		}
-		if (strlen(d->d_name) != 32)
-			continue;
-		for (int i = 0; i < 16; i++) {
-			unsigned v;
+/* over - the store holds more than |limit|, the log counted as what its
+ * live records take (it is rewritten with only them) */
+static bool over(const struct wh_store *s, uint64_t limit)
+{
+	return s->total + (uint64_t)s->live * REC_SIZE > limit;
+}
 
-			if (sscanf(d->d_name + 2 * i, "%2x", &v) != 1)
-				v = 0;
-			id[i] = (uint8_t)v;
-		}
-		for (size_t i = 0; i < nids && !named; i++)
-			named = memcmp(ids[i], id, 16) == 0;
-		if (!named && stat(p, &st) == 0 &&
-		    st.st_mtime + NAME_GRACE < time(NULL))
-			unlink(p);
-	}
-	if (dd)
-		closedir(dd);
-	free(ids);
+/* log_dead - more than half the log is dead records: compact it */
+static bool log_dead(const struct wh_store *s)
+{
+	return s->read_off / REC_SIZE > 2 * (uint64_t)s->live + 1024;
 }
 
 /*
- * evict - delete the least recently used entries (the log's oldest)
- * until the store is under its limit, the log itself counted (as what
- * its live records take: it is rewritten with only them); rewrite
- * the log when more than half of it is dead.  Costs what the log grew
- * by since it was read, and what it deletes.
+ * evict_batch - delete up to EVICT_BATCH of the least recently used
+ * entries (the log's oldest) while the store holds more than |target|;
+ * a chunk being read is appended again instead (it is in use).  When
+ * done, delete the name files no longer named and rewrite the log if
+ * more than half of it is dead.  With s->lock held; takes the exclusive
+ * flock for as long as it runs.  True if there is more to evict.
  */
-static void evict(struct wh_store *s)
+static bool evict_batch(struct wh_store *s, uint64_t target)
 {
-	struct rec del[64];
+	struct rec del[EVICT_BATCH];
 	size_t nd = 0;
+	uint32_t end, done = 0;
 	uint64_t at;
+	bool more, stuck = false;
 
-	pthread_mutex_lock(&s->lock);
-	if (lock_log(s, &at) < 0) {
-		pthread_mutex_unlock(&s->lock);
-		return;
-	}
+	if (lock_log(s, &at) < 0)
+		return false;
 	log_end(s, at);
-	while (s->cursor < s->n && (!s->ents[s->cursor].live ||
-				    s->total + (uint64_t)s->live * REC_SIZE >
-					    s->limit)) {
-		struct ent *e = &s->ents[s->cursor++];
+	end = s->n; /* what is appended again is not met twice */
+	while (s->cursor < end && done < EVICT_BATCH &&
+	       (!s->ents[s->cursor].live || over(s, target))) {
+		uint32_t i = s->cursor++;
+		struct ent e = s->ents[i];
+		struct rec r;
 
-		if (!e->live)
+		if (!e.live)
 			continue;
-		if (e->type == R_DATA) {
+		done++;
+		if (s->npin && pinned(s, e.hash)) {
+			rec_fill(&r, &e, e.type);
+			if (write_at(s, &r, 1, &at) == 0)
+				apply(s, &r); /* the newest now */
+			if (s->ents[i].live) { /* it was not: stop here */
+				s->cursor = i;
+				stuck = true; /* until the next run */
+				break;
+			}
+			continue;
+		}
+		if (e.type == R_DATA) {
 			char p[4200];
 
-			chunk_path(s, e->hash, p, sizeof(p));
+			chunk_path(s, e.hash, p, sizeof(p));
 			unlink(p);
 		}
-		e->live = false;
-		s->live--;
-		s->total -= cost(e);
-		rec_fill(&del[nd++], e, R_DEL);
-		if (nd == 64) {
-			write_at(s, del, nd, &at);
-			nd = 0;
-		}
+		ent_dead(s, &s->ents[i]);
+		rec_fill(&del[nd++], &e, R_DEL);
 	}
 	if (nd)
 		write_at(s, del, nd, &at);
-	s->read_off = at; /* what the DELs say is done */
-	if (at / REC_SIZE > 2 * (uint64_t)s->live + 1024)
-		compact(s);
+	s->read_off = at; /* what the records say is done */
+	more = !stuck && s->cursor < end && over(s, target);
+	if (!more) {
+		drop_names(s);
+		if (log_dead(s))
+			compact(s);
+	}
 	flock(s->fd, LOCK_UN);
+	return more;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * ev_main - the eviction thread: woken when the store passes its limit,
+ * it evicts down to 15/16 of it (so that it does not run for every chunk
+ * put), a batch per hold of the lock, so that look-ups and puts go on
+ * between batches.
+ */
+static void *ev_main(void *arg)
+{
+	struct wh_store *s = arg;
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		uint64_t target;
+
+		while (!s->ev_want && !s->ev_stop)
+			pthread_cond_wait(&s->ev_cond, &s->lock);
+		/* not more often than every EVICT_GAP_MS */
+		while (!s->ev_stop && s->ev_last &&
+		       now_ms() < s->ev_last + EVICT_GAP_MS) {
+			struct timespec ts;
+			uint64_t ns;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ns = (uint64_t)ts.tv_nsec + EVICT_GAP_MS * 1000000ull;
+			ts.tv_sec += (time_t)(ns / 1000000000u);
+			ts.tv_nsec = (long)(ns % 1000000000u);
+			pthread_cond_timedwait(&s->ev_cond, &s->lock, &ts);
+		}
+		if (s->ev_stop)
+			break;
+		s->ev_want = false;
+		s->ev_busy = true;
+		s->evictions++;
+		target = over(s, s->limit) ? s->limit - s->limit / 16
+					   : s->limit;
+		while (!s->ev_stop && evict_batch(s, target)) {
+			pthread_mutex_unlock(&s->lock);
+			sched_yield();
+			pthread_mutex_lock(&s->lock);
+		}
+		s->ev_last = now_ms();
+		s->ev_busy = false;
+	}
 	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+/* maybe_evict - wake the eviction thread (started the first time) if
+ * the store is past its limit or its log wants compacting (it runs at
+ * most every EVICT_GAP_MS); with s->lock held */
+static void maybe_evict(struct wh_store *s)
+{
+	if (s->ev_want || s->ev_busy || s->ev_stop ||
+	    (!over(s, s->limit) && !log_dead(s)))
+		return;
+	if (!s->ev_started) {
+		sigset_t all, old;
+		int rv;
+
+		/* it takes no signals: they belong to the caller's loop */
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		rv = pthread_create(&s->ev_thread, NULL, ev_main, s);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (rv != 0)
+			return; /* evicted at close */
+		s->ev_started = true;
+	}
+	s->ev_want = true;
+	pthread_cond_signal(&s->ev_cond);
+}
+
+unsigned long wh_store_evictions(struct wh_store *s)
+{
+	unsigned long n;
+
+	pthread_mutex_lock(&s->lock);
+	n = s->evictions;
+	pthread_mutex_unlock(&s->lock);
+	return n;
 }
 
 void wh_store_close(struct wh_store *s)
 {
 	if (!s)
 		return;
-	evict(s);
+	pthread_mutex_lock(&s->lock);
+	s->ev_stop = true;
+	pthread_cond_signal(&s->ev_cond);
+	pthread_mutex_unlock(&s->lock);
+	if (s->ev_started)
+		pthread_join(s->ev_thread, NULL);
+	pthread_mutex_lock(&s->lock);
+	while (evict_batch(s, s->limit))
+		;
+	pthread_mutex_unlock(&s->lock);
 	if (s->fd >= 0)
 		close(s->fd);
 	index_reset(s);
@@ -1267,6 +1713,7 @@ void wh_store_close(struct wh_store *s)
 	free(s->dir);
 	free(s->names);
 	free(s->logp);
+	pthread_cond_destroy(&s->ev_cond);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }

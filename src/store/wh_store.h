@@ -17,10 +17,15 @@
  * The entries are indexed by an append-only log (chunks.log) of 128-byte
  * checksummed records, shared by every process using the directory: a
  * record one appends, another reads at its next look-up.  The log's order
- * is the LRU order.  The store is bounded: when a store is closed and
- * the entries exceed the limit, the least recently used go, a reference
- * counting one 4 KiB block, a stored chunk its blocks, and each live
- * record its 128 bytes.  Thread-safe.
+ * is the LRU order.  The store is bounded: when the entries exceed the
+ * limit, the least recently used go, a reference counting one 4 KiB
+ * block, a name file one while a reference names it, a stored chunk its
+ * blocks, and each live record its 128 bytes.  That runs on a thread of
+ * the store's own while it is open (started the first time the store
+ * passes its limit; down to 15/16 of it, a batch at a time), and at
+ * close; a chunk being read is not evicted.  A chunk file the log does
+ * not name (an older binary's) is entered in it when asked for.
+ * Thread-safe.
  */
 #ifndef WH_STORE_H
 #define WH_STORE_H
@@ -38,7 +43,8 @@ struct wh_store;
 /* wh_store_open - a store in |dir| (created) holding at most |limit| bytes.
  * Returns 0 or -errno. */
 int wh_store_open(const char *dir, uint64_t limit, struct wh_store **ps);
-/* wh_store_close - evict down to the limit, then free; NULL is fine. */
+/* wh_store_close - stop the eviction thread, evict down to the limit,
+ * then free; NULL is fine. */
 void wh_store_close(struct wh_store *s);
 
 /*
@@ -76,6 +82,10 @@ bool wh_store_has(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
  * -ENOSPC when the disk is full (the caller goes on without storing). */
 int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		 const uint8_t *data, size_t len);
+
+/* wh_store_evictions - how many times the store, past its limit (or with
+ * its log half dead), was evicted while open, for tests. */
+unsigned long wh_store_evictions(struct wh_store *s);
 
 /* wh_store_corrupt - chunks found corrupt and deleted so far. */
 unsigned long wh_store_corrupt(struct wh_store *s);

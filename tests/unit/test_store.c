@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -323,48 +324,299 @@ static void test_log_torn(void **state)
 }
 
 /* the least recently used go first: a chunk read since it was put
- * outlives ones put after it; the limit holds, references counting a
- * block each */
+ * outlives ones put before and after it; the limit holds, references
+ * counting a block each */
 static void test_eviction_order(void **state)
 {
 	struct wh_store *s;
-	static uint8_t data[20][8192];
-	uint8_t h[20][32], out[8192];
-	char lp[128];
+	static uint8_t data[6][8192];
+	uint8_t h[6][32], out[8192];
+	char p[300], hex[65];
+	int files = 0;
 
 	(void)state;
-	logpath(lp, sizeof(lp));
-	/* 20 chunks of two blocks into 10 blocks and a half (the log's
-	 * 128-byte records count too): 5 are kept, the 4 put last and the
-	 * first, read after them */
+	/* 6 chunks of two blocks into 10 blocks and a half (the log's
+	 * 128-byte records count too): 5 fit.  The first is read after the
+	 * fourth is put; the 6th puts the store over its limit, and the
+	 * eviction (while open, down to 15/16 of the limit, or at close,
+	 * down to it) takes the second, perhaps the third, never the first */
 	assert_int_equal(wh_store_open(dir, 10 * 4096 + 2048, &s), 0);
-	for (int i = 0; i < 20; i++) {
+	for (int i = 0; i < 6; i++) {
 		memset(data[i], i + 1, sizeof(data[i]));
 		wh_blake3(data[i], sizeof(data[i]), h[i]);
 		assert_int_equal(wh_store_put(s, h[i], data[i], 8192), 0);
+		if (i == 3)
+			assert_int_equal(wh_store_get(s, h[0], out, 8192), 0);
 	}
-	assert_int_equal(wh_store_get(s, h[0], out, 8192), 0);
 	wh_store_close(s);
 	assert_int_equal(wh_store_open(dir, 10 * 4096 + 2048, &s), 0);
 	assert_true(wh_store_has(s, h[0], 8192));
-	for (int i = 1; i < 16; i++)
-		assert_false(wh_store_has(s, h[i], 8192));
-	for (int i = 16; i < 20; i++)
+	assert_false(wh_store_has(s, h[1], 8192));
+	for (int i = 3; i < 6; i++)
 		assert_true(wh_store_has(s, h[i], 8192));
 	wh_store_close(s);
 	/* what was evicted is gone from the disk too */
-	{
-		char p[300], hex[65];
-		int files = 0;
-
-		for (int i = 0; i < 20; i++) {
-			wh_hash_hex(h[i], hex);
-			snprintf(p, sizeof(p), "%s/chunks/%.2s/%s", dir, hex,
-				 hex);
-			files += access(p, F_OK) == 0;
-		}
-		assert_int_equal(files, 5);
+	for (int i = 0; i < 6; i++) {
+		wh_hash_hex(h[i], hex);
+		snprintf(p, sizeof(p), "%s/chunks/%.2s/%s", dir, hex, hex);
+		files += access(p, F_OK) == 0;
 	}
+	assert_true(files == 4 || files == 5);
+}
+
+/* du_dir - the bytes of the regular files under |d| (one level of
+ * subdirectories: chunks/ab/...) */
+static uint64_t du_dir(const char *d)
+{
+	char cmd[300];
+	FILE *f;
+	unsigned long long n = 0;
+
+	snprintf(cmd, sizeof(cmd),
+		 "find '%s' -type f -printf '%%s\\n' | awk '{s+=$1} END "
+		 "{print s+0}'",
+		 d);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%llu", &n), 1);
+	pclose(f);
+	return n;
+}
+
+/* files_in - how many files |d| holds */
+static int files_in(const char *d)
+{
+	char cmd[300];
+	FILE *f;
+	int n = -1;
+
+	snprintf(cmd, sizeof(cmd), "find '%s' -type f | wc -l", d);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%d", &n), 1);
+	pclose(f);
+	return n;
+}
+
+/* a store that is never closed (a mount) stays bounded: past its limit
+ * it is evicted while open, and what it holds still reads right */
+static void test_evicted_while_open(void **state)
+{
+	struct wh_store *s;
+	static uint8_t data[400][8192];
+	uint8_t h[400][32], out[8192];
+	char cd[128];
+	uint64_t limit = 256 * 1024, most = 0;
+	int kept = 0;
+
+	(void)state;
+	snprintf(cd, sizeof(cd), "%s/chunks", dir);
+	assert_int_equal(wh_store_open(dir, limit, &s), 0);
+	/* 3.2 MB of chunks into 256 KiB */
+	for (int i = 0; i < 400; i++) {
+		memset(data[i], 0, sizeof(data[i]));
+		memcpy(data[i], &i, sizeof(i));
+		wh_blake3(data[i], sizeof(data[i]), h[i]);
+		assert_int_equal(wh_store_put(s, h[i], data[i], 8192), 0);
+		if (i % 50 == 49) {
+			uint64_t du = du_dir(cd);
+
+			most = du > most ? du : most;
+		}
+	}
+	/* the eviction runs on its own thread: give it a moment */
+	for (int t = 0; t < 500 && du_dir(cd) > limit; t++)
+		usleep(10000);
+	assert_true(wh_store_evictions(s) > 0);
+	assert_true(du_dir(cd) <= limit);
+	/* nor past twice the limit on the way, however far behind the
+	 * eviction thread was: a put then evicts a batch itself */
+	assert_true(most <= 2 * limit);
+	for (int i = 0; i < 400; i++)
+		if (wh_store_get(s, h[i], out, sizeof(out)) == 0) {
+			assert_memory_equal(out, data[i], sizeof(out));
+			kept++;
+		}
+	assert_true(kept >= 16 && kept <= 32);
+	assert_true(wh_store_get(s, h[399], out, sizeof(out)) == 0);
+	assert_int_equal(wh_store_corrupt(s), 0);
+	wh_store_close(s);
+}
+
+struct reader {
+	struct wh_store *s;
+	uint8_t (*h)[32];
+	int *upto, *stop; /* atomics */
+	int got, wrong;
+};
+
+/* a reader of the chunks put lately, while they are evicted */
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	uint8_t out[8192];
+	unsigned seed = 1;
+
+	while (!__atomic_load_n(r->stop, __ATOMIC_ACQUIRE)) {
+		int top = __atomic_load_n(r->upto, __ATOMIC_ACQUIRE), i;
+
+		if (top < 1)
+			continue;
+		i = top - 1 - (int)(rand_r(&seed) % (top < 40 ? top : 40));
+		if (wh_store_get(r->s, r->h[i], out, sizeof(out)) == 0) {
+			int v;
+
+			memcpy(&v, out, sizeof(v));
+			r->got++;
+			r->wrong += v != i;
+		}
+	}
+	return NULL;
+}
+
+/* readers and a writer on one store past its limit: every read is right
+ * or a miss, never another chunk's bytes nor a corrupt one */
+static void test_read_while_evicted(void **state)
+{
+	struct wh_store *s;
+	static uint8_t data[8192], h[600][32];
+	int upto = 0, stop = 0;
+	struct reader r[3];
+	pthread_t t[3];
+
+	(void)state;
+	assert_int_equal(wh_store_open(dir, 128 * 1024, &s), 0);
+	for (int i = 0; i < 3; i++) {
+		r[i] = (struct reader){s, h, &upto, &stop, 0, 0};
+		assert_int_equal(pthread_create(&t[i], NULL, reader_main, &r[i]),
+				 0);
+	}
+	for (int i = 0; i < 600; i++) {
+		memset(data, 0, sizeof(data));
+		memcpy(data, &i, sizeof(i));
+		wh_blake3(data, sizeof(data), h[i]);
+		assert_int_equal(wh_store_put(s, h[i], data, sizeof(data)), 0);
+		__atomic_store_n(&upto, i + 1, __ATOMIC_RELEASE);
+	}
+	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < 3; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(r[i].wrong, 0);
+		assert_true(r[i].got > 0);
+	}
+	assert_int_equal(wh_store_corrupt(s), 0);
+	wh_store_close(s);
+}
+
+/* a name file counts against the limit, and goes with the last
+ * reference that names it (evicted, or found not to hold), so that
+ * chunk-names/ stays bounded however many files gets wrote */
+static void test_name_files_bounded(void **state)
+{
+	struct wh_store *s;
+	uint8_t data[1000], h[32], out[1000];
+	char f[128], nd[128];
+	struct stat st;
+	int kept = 0;
+
+	(void)state;
+	snprintf(nd, sizeof(nd), "%s/chunk-names", dir);
+	/* 200 files of a chunk each: a reference (a block), its name file
+	 * (a block) and its record each, into 16 blocks: 7 at most fit */
+	assert_int_equal(wh_store_open(dir, 16 * 4096, &s), 0);
+	for (int i = 0; i < 200; i++) {
+		snprintf(f, sizeof(f), "%s/dest%d", dir, i);
+		memset(data, i + 1, sizeof(data));
+		mkfile(f, data, sizeof(data), 0, &st);
+		wh_blake3(data, sizeof(data), h);
+		assert_int_equal(wh_store_put_ref(s, h, 1000, f, NULL, &st, 0),
+				 0);
+	}
+	for (int t = 0; t < 500 && files_in(nd) > 8; t++)
+		usleep(10000);
+	assert_true(files_in(nd) <= 8);
+	wh_store_close(s);
+	assert_true(files_in(nd) <= 7);
+	assert_int_equal(wh_store_open(dir, 16 * 4096, &s), 0);
+	for (int i = 0; i < 200; i++) {
+		memset(data, i + 1, sizeof(data));
+		wh_blake3(data, sizeof(data), h);
+		if (wh_store_get(s, h, out, sizeof(out)) == 0)
+			kept++;
+	}
+	assert_true(kept >= 5 && kept <= 7);
+	assert_int_equal(files_in(nd), kept);
+	/* the files go: their references are found not to hold, and their
+	 * name files go at the next eviction (here, the close) */
+	for (int i = 0; i < 200; i++) {
+		snprintf(f, sizeof(f), "%s/dest%d", dir, i);
+		unlink(f);
+		memset(data, i + 1, sizeof(data));
+		wh_blake3(data, sizeof(data), h);
+		assert_int_equal(wh_store_get(s, h, out, sizeof(out)), -ENOENT);
+	}
+	wh_store_close(s);
+	assert_int_equal(files_in(nd), 0);
+}
+
+/* chunk files the log does not name: a store of the older layout (one
+ * file per chunk and per reference, no log), or chunks an older binary
+ * put into a store the log indexes.  They are used, counted and evicted;
+ * the older layout's references are dropped */
+static void test_older_layout(void **state)
+{
+	struct wh_store *s;
+	static uint8_t data[8][8192];
+	uint8_t h[8][32], out[8192];
+	char p[300], sub[200], hex[65], cd[128];
+
+	(void)state;
+	snprintf(cd, sizeof(cd), "%s/chunks", dir);
+	for (int i = 0; i < 8; i++) {
+		memset(data[i], 0x30 + i, sizeof(data[i]));
+		wh_blake3(data[i], sizeof(data[i]), h[i]);
+	}
+	/* the older layout: two chunks and a reference, no log */
+	mkdir(cd, 0700);
+	for (int i = 0; i < 3; i++) {
+		struct stat st;
+
+		wh_hash_hex(h[i], hex);
+		snprintf(sub, sizeof(sub), "%s/%.2s", cd, hex);
+		mkdir(sub, 0700);
+		snprintf(p, sizeof(p), "%s/%s%s", sub, hex, i == 2 ? ".ref" : "");
+		mkfile(p, data[i], sizeof(data[i]), 0, &st);
+	}
+	assert_int_equal(wh_store_open(dir, 1 << 20, &s), 0);
+	assert_int_equal(wh_store_get(s, h[0], out, sizeof(out)), 0);
+	assert_memory_equal(out, data[0], sizeof(out));
+	assert_true(wh_store_has(s, h[1], 8192));
+	assert_false(wh_store_has(s, h[2], 8192));
+	assert_int_equal(access(p, F_OK), -1); /* the .ref went */
+	/* an older binary puts chunks into the store while it is open */
+	for (int i = 3; i < 8; i++) {
+		struct stat st;
+
+		wh_hash_hex(h[i], hex);
+		snprintf(sub, sizeof(sub), "%s/%.2s", cd, hex);
+		mkdir(sub, 0700);
+		snprintf(p, sizeof(p), "%s/%s", sub, hex);
+		mkfile(p, data[i], sizeof(data[i]), 0, &st);
+	}
+	for (int i = 3; i < 8; i++)
+		assert_true(wh_store_has(s, h[i], 8192));
+	assert_int_equal(wh_store_get(s, h[7], out, sizeof(out)), 0);
+	assert_memory_equal(out, data[7], sizeof(out));
+	wh_store_close(s);
+	/* they count against the limit: 3 of 7 fit in 7 blocks, the ones
+	 * named last */
+	assert_int_equal(wh_store_open(dir, 7 * 4096, &s), 0);
+	wh_store_close(s);
+	assert_int_equal(files_in(cd), 3);
+	assert_int_equal(wh_store_open(dir, 7 * 4096, &s), 0);
+	for (int i = 5; i < 8; i++)
+		assert_int_equal(wh_store_get(s, h[i], out, sizeof(out)), 0);
+	wh_store_close(s);
 }
 
 /* two stores on one directory (a mount and a get): one sees the other's
@@ -500,6 +752,14 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_log_torn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eviction_order, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_evicted_while_open, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_read_while_evicted, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_name_files_bounded, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_older_layout, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_two_processes_share_the_log,
 						setup, teardown),
