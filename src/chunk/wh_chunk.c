@@ -312,12 +312,14 @@ static int fill(struct wh_io *io, int fd, uint8_t *buf, size_t bufsz,
  * MAP_WIN bytes at a time, rather than copied out of the page cache by
  * read() (that copy was about a quarter of the host's CPU hashing a file
  * it had cached).  A file cut shorter meanwhile raises SIGBUS where the
- * mapping passes its new end: a handler, installed once for the process,
- * jumps back out of the scan on the thread that touched it (a SIGBUS
- * that is not ours goes to whatever handled it before), and the scan
- * ends with -EAGAIN, the error of a file that changed while it was
- * hashed.  WH_HASH_MMAP=0 reads instead (for comparisons); so does a file
- * that cannot be mapped.
+ * mapping passes its new end: a handler, installed for the process (and
+ * again if something replaced it), jumps back out of the scan on the
+ * thread that touched it (a SIGBUS that is not ours goes to whatever
+ * handled it before), and the scan ends with -EAGAIN, the error of a
+ * file that changed while it was hashed; -EIO if the file is as long as
+ * before (a read error is a SIGBUS too, through a mapping).
+ * WH_HASH_MMAP=0 reads instead (for comparisons); so does a file that
+ * cannot be mapped.
  */
 #define MAP_WIN (16u << 20)
 
@@ -722,7 +724,7 @@ static int par_rounds(struct parrun *r)
 		nplain = ncut;
 		if (scanning) {
 			if (!par_wait(p))
-				return -EAGAIN;
+				return -EFAULT;
 			cs.v = p->out;
 			cs.n = p->nout;
 			cs.dense = !p->ok;
@@ -762,7 +764,7 @@ static int par_rounds(struct parrun *r)
 				par_post(p, PW_HASH);
 			hash_chunks(buf, off, cut, nplain, k);
 			if (k < ncut && !par_wait(p))
-				return -EAGAIN;
+				return -EFAULT;
 		}
 		for (size_t i = 0; i < ncut; i++) {
 			rv = r->cb(r->ud, &cut[i]);
@@ -775,6 +777,18 @@ static int par_rounds(struct parrun *r)
 			break;
 	}
 	return 0;
+}
+
+/* fault_err - the error for a SIGBUS in the mapping of |s|: -EAGAIN if
+ * the file is shorter than the bytes mapped now (it changed), else -EIO
+ * (a read error, which is also a SIGBUS through a mapping) */
+static int fault_err(const struct src *s)
+{
+	struct stat st;
+
+	if (fstat(s->fd, &st) != 0)
+		return -errno;
+	return (uint64_t)st.st_size < s->moff + s->mlen ? -EAGAIN : -EIO;
 }
 
 /* chunk_fd_par - as wh_chunk_fd; 1 (nothing done yet) when no thread
@@ -816,13 +830,15 @@ static int chunk_fd_par(int fd, uint64_t limit, wh_chunk_cb cb, void *ud,
 			 * work in the same bytes */
 			bus_jmp = NULL;
 			par_wait(&r.p);
-			rv = -EAGAIN;
+			rv = fault_err(&r.src);
 			goto out;
 		}
 		bus_jmp = &jb;
 	}
 	rv = par_rounds(&r);
 	bus_jmp = NULL;
+	if (rv == -EFAULT) /* SIGBUS on the other thread */
+		rv = fault_err(&r.src);
 	if (rv == 0)
 		*psize = r.off;
 out:
