@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -486,11 +485,6 @@ struct job {
 	 * are copied without being read here (below) */
 	bool old_known;
 	struct stat ost;
-	/* that file mapped, for the chunks it gives at another alignment
-	 * (NULL before the first, or if it cannot be) */
-	const uint8_t *oldmap;
-	size_t oldmaplen;
-	bool oldmap_tried;
 	uint64_t from_store, from_dest, in_place;
 	uint64_t copied; /* of from_dest, copied without a hash */
 };
@@ -848,42 +842,14 @@ static int queue(struct job *j, size_t idx)
 	return 0;
 }
 
-/* write_mapped - |len| bytes at |ooff| of the old destination's mapping
- * to |out| at |off|: len, -EIO where the mapping passes the end of a file
- * cut shorter since (the kernel's copy faults: EFAULT, no signal), or
- * -errno */
-static ssize_t write_mapped(struct job *j, uint64_t ooff, int out,
-			    uint64_t off, size_t len)
-{
-	size_t done = 0;
-
-	if (ooff > j->oldmaplen || len > j->oldmaplen - ooff)
-		return -EIO;
-	while (done < len) {
-		ssize_t n = pwrite(out, j->oldmap + ooff + done, len - done,
-				   (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return errno == EFAULT ? -EIO : -errno;
-		if (n == 0)
-			return -EIO;
-		done += (size_t)n;
-	}
-	return (ssize_t)len;
-}
-
 /*
  * copy_known - chunk |ch| from the old destination (|o| there) when that
  * file's identity is unchanged since its manifest was known (written or
  * hashed by a get): copied unhashed, the identity checked again before
  * the rename.  In the kernel where both sides are equally aligned (on
- * NFS a copy on the server), else written from a mapping of the old file
- * (one copy, where pread and pwrite through j->buf made two; they remain
- * if it cannot be mapped): an unaligned copy_file_range on ext4 costs
- * twice the CPU of pread and pwrite.  1 if copied, 0 if it must be
- * verified instead, or -errno.
+ * NFS a copy on the server), else through j->buf: an
+ * unaligned copy_file_range on ext4 costs twice the CPU of pread and
+ * pwrite.  1 if copied, 0 if it must be verified instead, or -errno.
  */
 static int copy_known(struct job *j, const struct wh_chunk *ch,
 		      const struct oldidx *o)
@@ -892,27 +858,12 @@ static int copy_known(struct job *j, const struct wh_chunk *ch,
 						    : WH_MAX_CHUNK;
 	ssize_t n;
 
-	if ((o->offset ^ ch->offset) % 4096 == 0) {
+	if ((o->offset ^ ch->offset) % 4096 == 0)
 		n = wh_io_copy(wh_io_thread(), j->oldfd, o->offset, j->fd,
 			       ch->offset, ch->length, j->buf, bsz);
-	} else {
-		if (!j->oldmap_tried && j->ost.st_size > 0) {
-			void *m = mmap(NULL, (size_t)j->ost.st_size, PROT_READ,
-				       MAP_SHARED, j->oldfd, 0);
-
-			j->oldmap_tried = true;
-			if (m != MAP_FAILED) {
-				madvise(m, (size_t)j->ost.st_size,
-					MADV_SEQUENTIAL);
-				j->oldmap = m;
-				j->oldmaplen = (size_t)j->ost.st_size;
-			}
-		}
-		n = j->oldmap ? write_mapped(j, o->offset, j->fd, ch->offset,
-					     ch->length)
-			      : copy_plain(j->oldfd, o->offset, j->fd,
-					   ch->offset, ch->length, j->buf);
-	}
+	else
+		n = copy_plain(j->oldfd, o->offset, j->fd, ch->offset,
+			       ch->length, j->buf);
 	if (n == -EIO) {
 		j->old_known = false; /* shorter than it was: verify all */
 		return 0;
@@ -1604,8 +1555,6 @@ out:
 	 * resumes from it, as after a kill */
 	if (rv < 0 && tmp[0] && !resumable(rv))
 		unlink(tmp);
-	if (j.oldmap)
-		munmap((void *)j.oldmap, j.oldmaplen);
 	if (j.oldfd >= 0)
 		close(j.oldfd);
 	wh_manifest_free(&oldman);

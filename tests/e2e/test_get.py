@@ -162,8 +162,8 @@ def test_destination_changed_during_the_unhashed_copy(how, share, hosts,
     changed after its identity was taken and before its chunks are copied
     (the WH_GET_TEST_PAUSE hook holds the get there): bytes edited in
     place (its size and mtime put back), copied in the kernel at the same
-    offsets; or the file cut shorter, its chunks written from a mapping of
-    it at other offsets (a byte inserted on the host).  The identity
+    offsets; or the file cut shorter, its chunks read and written at other
+    offsets (a byte inserted on the host).  The identity
     checked again before the rename differs, the copy is started again,
     hashes the file this time and fetches what differs; the result is the
     host's bytes exactly."""
