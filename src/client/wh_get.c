@@ -1266,6 +1266,25 @@ static bool verify_local(void)
 	return v && !strcmp(v, "1");
 }
 
+/* test_pause - a test hook: with WH_GET_TEST_PAUSE=FILE, the copy of a
+ * file whose old destination is to be copied unhashed stops before its
+ * first chunk, creates FILE and waits (up to a minute) until it is gone,
+ * so that a test can change that destination meanwhile */
+static void test_pause(void)
+{
+	const char *f = getenv("WH_GET_TEST_PAUSE");
+	int fd;
+
+	if (!f || !*f)
+		return;
+	fd = open(f, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	close(fd);
+	for (int i = 0; i < 6000 && access(f, F_OK) == 0; i++)
+		usleep(10000);
+}
+
 /* same_file - |fd| still has the identity |st|: device, inode, size,
  * mtime and ctime (no write through the file system changes its bytes
  * without moving ctime, which no call sets back) */
@@ -1517,6 +1536,8 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 		goto out;
 	}
 	rv = 0;
+	if (j.old_known)
+		test_pause();
 	if (all) {
 		for (size_t i = 0; i < nall && rv == 0; i++)
 			rv = feed(&j, &all[i]);

@@ -156,6 +156,61 @@ def test_destination_edited_behind_the_clients_back(share, hosts, workdir):
     assert s["chunks_fetched"] >= 2, s   # the edited chunk and the last
 
 
+@pytest.mark.parametrize("how", ["edited", "cut shorter"])
+def test_destination_changed_during_the_unhashed_copy(how, share, hosts,
+                                                      workdir):
+    """The old destination, known and so copied without being hashed,
+    changed after its identity was taken and before its chunks are copied
+    (the WH_GET_TEST_PAUSE hook holds the get there): bytes edited in
+    place (its size and mtime put back), copied in the kernel at the same
+    offsets; or the file cut shorter, its chunks read and written at other
+    offsets (a byte inserted on the host).  The identity
+    checked again before the rename differs, the copy is started again,
+    hashes the file this time and fetches what differs; the result is the
+    host's bytes exactly."""
+    rng = random.Random(11)
+    src = os.path.join(share, "renders", "shot042", "take1.mov")
+    with open(src, "wb") as f:
+        f.write(rng.randbytes(24 * MiB))
+    h = hosts(share)
+    dst = os.path.join(workdir, "take1.mov")
+    cache = os.path.join(workdir, "c")
+    get(h, "renders/shot042/take1.mov", dst, cache)
+    if how == "edited":
+        with open(src, "r+b") as f:  # something to fetch
+            f.seek(-1, os.SEEK_END)
+            f.write(b"\x00")
+    else:
+        data = open(src, "rb").read()
+        with open(src, "wb") as f:
+            f.write(b"!" + data)
+    flag = os.path.join(workdir, "paused")
+    p = subprocess.Popen([WH_BIN, "get", h.code, "renders/shot042/take1.mov",
+                          dst, "--peer", h.addr, "--cache-dir", cache, "--json"],
+                         env=dict(os.environ, WH_GET_TEST_PAUSE=flag),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: os.path.exists(flag) or p.poll() is not None, 60)
+    assert p.poll() is None, p.communicate()
+    st = os.stat(dst)
+    if how == "edited":
+        with open(dst, "r+b") as f:  # in chunks the copy takes unhashed
+            for off in (1 * MiB, 9 * MiB, 17 * MiB):
+                f.seek(off)
+                f.write(b"\xff" * 4096)
+        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+    else:
+        os.truncate(dst, 10 * MiB)
+    os.unlink(flag)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert open(dst, "rb").read() == open(src, "rb").read()
+    s = json.loads(out)
+    if how == "edited":
+        assert s["chunks_fetched"] >= 4, s  # the three edited and the last
+    else:
+        assert s["chunks_fetched"] >= s["chunks"] / 2, s  # past 10 MiB
+
+
 def store_entries(cache):
     """The store's chunks (their bytes) and live references (to files'
     bytes), as its log (chunks.log: 128-byte records) names them."""

@@ -399,6 +399,70 @@ static void test_chunk_fd_two_threads(void **state)
 	close(fd);
 }
 
+/* the callback of test_chunk_fd_changed: the file changes under the scan
+ * once the first chunk is in (cut shorter, or grown by a MiB) */
+struct change {
+	int fd;
+	bool grow;
+	size_t n;
+};
+
+static int change_after_first(void *ud, const struct wh_chunk *c)
+{
+	struct change *ch = ud;
+	static uint8_t more[1 << 20];
+
+	(void)c;
+	if (ch->n++ == 0) {
+		if (ch->grow)
+			assert_int_equal(pwrite(ch->fd, more, sizeof(more),
+						40u << 20),
+					 (ssize_t)sizeof(more));
+		else
+			assert_int_equal(ftruncate(ch->fd, 1u << 20), 0);
+	}
+	return 0;
+}
+
+/* a big file cut shorter while it is hashed: read through its mapping,
+ * the bytes past its new end raise SIGBUS, which must end the scan with
+ * -EAGAIN (read(), the scan ends early); one that grows: the bytes it
+ * grew by are scanned too, as read() would */
+static void test_chunk_fd_changed(void **state)
+{
+	const size_t len = 40u << 20;
+	uint8_t *d = malloc(len);
+
+	(void)state;
+	assert_non_null(d);
+	fill_random(d, len, 5);
+	for (int t = 0; t < 4; t++) {
+		char path[] = "/tmp/wh-chg-XXXXXX";
+		int fd = mkstemp(path);
+		struct change ch = { .fd = fd, .grow = t >= 2 };
+		uint64_t size = 0;
+		int rv;
+
+		assert_true(fd >= 0);
+		unlink(path);
+		assert_int_equal(write(fd, d, len), (ssize_t)len);
+		if (t % 2)
+			setenv("WH_HASH_MMAP", "0", 1);
+		rv = wh_chunk_fd(fd, UINT64_MAX, change_after_first, &ch, &size);
+		unsetenv("WH_HASH_MMAP");
+		if (ch.grow) {
+			assert_int_equal(rv, 0);
+			assert_int_equal(size, len + (1u << 20));
+		} else if (t == 0) {
+			assert_int_equal(rv, -EAGAIN);
+		} else {
+			assert_true(rv == -EAGAIN || (rv == 0 && size < len));
+		}
+		close(fd);
+	}
+	free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -411,6 +475,7 @@ int main(void)
 		cmocka_unit_test(test_manifest),
 		cmocka_unit_test(test_chunk_fd_limit),
 		cmocka_unit_test(test_chunk_fd_two_threads),
+		cmocka_unit_test(test_chunk_fd_changed),
 	};
 	int rv;
 
