@@ -136,7 +136,7 @@ def _regular_files(paths):
     systems mounted inside them (a path given is entered even if it is a
     mount point: name a mount to make its files cold) or following links"""
     mounts = _mount_points()
-    for top in paths:
+    for top in map(os.path.abspath, paths):  # as mountinfo has them
         try:
             st = os.lstat(top)
         except OSError:
