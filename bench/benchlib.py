@@ -58,10 +58,194 @@ def sh(*cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
 
 
-def drop_caches():
-    os.sync()
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
+# --- making the benchmark's files cold
+#
+# "Cold" here means: none of the benchmark's own files' data is in the page
+# cache.  Each file is synced (so no dirty page stays), dropped with
+# posix_fadvise(POSIX_FADV_DONTNEED), and its residency then checked with
+# mincore(2); what stays (a page mapped by some process, or dirtied again
+# meanwhile) is counted and reported in the results' machine line.  Only
+# the files named are touched: writing to /proc/sys/vm/drop_caches instead
+# would throw away every other user's page cache, dentries and inodes on a
+# shared machine.  Directory entries and inodes stay cached (metadata is
+# warm).  DROP_ALL (a benchmark's opt-in --drop-all) adds the old
+# machine-wide drop for when cold metadata is the point.
+
+DROP_ALL = False
+# what make_cold() did over the run, for machine()
+COLD = {"calls": 0, "files": 0, "before": 0, "after": 0, "max_after": 0,
+        "unknown": 0, "drop_all": 0}
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_libc = None
+
+
+def _c():
+    """libc's mmap, munmap, mincore and syncfs through ctypes"""
+    global _libc
+    if _libc is None:
+        import ctypes
+        lc = ctypes.CDLL(None, use_errno=True)
+        lc.mmap.restype = ctypes.c_void_p
+        lc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                            ctypes.c_int, ctypes.c_int, ctypes.c_long]
+        lc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        lc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+        lc.syncfs.argtypes = [ctypes.c_int]
+        _libc = (ctypes, lc)
+    return _libc
+
+
+def resident_pages(fd, size):
+    """how many of the pages of the file open as |fd| (|size| bytes) are in
+    the page cache (mincore of a mapping that is never touched, so it
+    faults nothing in), or None if the file cannot be mapped"""
+    if size <= 0:
+        return 0
+    ctypes, lc = _c()
+    import mmap
+    addr = lc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    if addr is None or addr == ctypes.c_void_p(-1).value:
+        return None
+    try:
+        n = (size + _PAGE - 1) // _PAGE
+        vec = (ctypes.c_ubyte * n)()
+        if lc.mincore(addr, size, vec) != 0:
+            return None
+        return n - bytes(vec).count(0)
+    finally:
+        lc.munmap(addr, size)
+
+
+def _mount_points():
+    """the mount points this process sees (/proc/self/mountinfo), so that a
+    walk skips them without a stat (a wedged FUSE daemon would hang it)"""
+    out = set()
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                mp = line.split()[4]
+                out.add(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), mp))
+    except OSError:
+        pass
+    return out
+
+
+def _regular_files(paths):
+    """(path, size, st_dev) of the regular files of |paths|: files, and the
+    trees of directories, which are walked without entering the file
+    systems mounted inside them (a path given is entered even if it is a
+    mount point: name a mount to make its files cold) or following links"""
+    mounts = _mount_points()
+    for top in map(os.path.abspath, paths):  # as mountinfo has them
+        try:
+            st = os.lstat(top)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            yield top, st.st_size, st.st_dev
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            continue
+        todo = [top]
+        while todo:
+            d = todo.pop()
+            try:
+                it = os.scandir(d)
+            except OSError:
+                continue
+            with it:
+                for e in it:
+                    if e.path in mounts:
+                        continue
+                    try:
+                        if e.is_dir(follow_symlinks=False):
+                            todo.append(e.path)
+                        elif e.is_file(follow_symlinks=False):
+                            s = e.stat(follow_symlinks=False)
+                            yield e.path, s.st_size, s.st_dev
+                    except OSError:
+                        pass
+
+
+def _drop(path, size, sync):
+    """fadvise DONTNEED on one file (fsync first if |sync|): (pages resident
+    before, after; after None if unknown)"""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return 0, None
+    try:
+        before = resident_pages(fd, size) or 0
+        if sync:
+            os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        return before, resident_pages(fd, size)
+    except OSError:
+        return 0, None
+    finally:
+        os.close(fd)
+
+
+def make_cold(*paths, quiet=False):
+    """Evict the files of |paths| (files, or directory trees) from the page
+    cache, and only them: sync each file system they are on (syncfs), then
+    fadvise DONTNEED each file; a file with pages still resident is
+    fsynced and dropped again, once.  Returns (files, pages resident
+    before, pages resident after); the totals go to COLD for machine().
+    With DROP_ALL, also drops the whole machine's caches (opt-in)."""
+    files = list(_regular_files(paths))
+    ctypes, lc = _c()
+    for dev in {f[2] for f in files}:
+        p = next(f[0] for f in files if f[2] == dev)
+        try:
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            lc.syncfs(fd)
+        finally:
+            os.close(fd)
+    before = after = unknown = 0
+    for path, size, _ in files:
+        b, a = _drop(path, size, False)
+        if a:
+            _, a = _drop(path, size, True)  # dirtied again or mapped: once more
+        before += b
+        if a is None:
+            unknown += 1
+        else:
+            after += a
+    if DROP_ALL:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        COLD["drop_all"] += 1
+    COLD["calls"] += 1
+    COLD["files"] += len(files)
+    COLD["before"] += before
+    COLD["after"] += after
+    COLD["max_after"] = max(COLD["max_after"], after)
+    COLD["unknown"] += unknown
+    if after and not quiet:
+        sys.stderr.write("bench: %d pages of %d files still in the page cache after "
+                         "eviction\n" % (after, len(files)))
+    return len(files), before, after
+
+
+def cold_note():
+    """what make_cold() did, for the results' machine line"""
+    c = COLD
+    if not c["calls"]:
+        return ""
+    s = ("page cache: the benchmark's own files evicted %d times (fadvise DONTNEED, "
+         "%d files in all, %d pages of them were resident before), %d pages still "
+         "resident after (at most %d at once)" % (
+             c["calls"], c["files"], c["before"], c["after"], c["max_after"]))
+    if c["unknown"]:
+        s += ", residency unknown for %d files (not mappable)" % c["unknown"]
+    if c["drop_all"]:
+        s += "; --drop-all: the whole machine's caches dropped too, %d times" % c["drop_all"]
+    return s
 
 
 def parse_size(s):
@@ -175,9 +359,11 @@ def machine():
     cpu = open("/proc/cpuinfo").read()
     model = [l.split(":", 1)[1].strip() for l in cpu.splitlines()
              if l.startswith("model name")][:1]
-    return "%d cores, %s, Linux %s; load average %s at the start, %s at the end%s" % (
+    cold = cold_note()
+    return "%d cores, %s, Linux %s; load average %s at the start, %s at the end%s%s" % (
         os.cpu_count(), model[0] if model else "?", os.uname().release,
-        LOAD_AT_START, loadavg(), "; " + NULL_NOTE if NULL_NOTE else "")
+        LOAD_AT_START, loadavg(), "; " + NULL_NOTE if NULL_NOTE else "",
+        "; " + cold if cold else "")
 
 
 class Lab:
@@ -326,8 +512,9 @@ class Lab:
             shutil.rmtree(self.work, ignore_errors=True)
 
 
-def rand_reads(path, size, reads):
-    """reads random 4 KiB reads at 4 KiB-aligned offsets, O_DIRECT when the
+def rand_reads(path, size, reads, cold=None):
+    """|cold|: the paths evicted from the page cache first (None: |path|
+    alone; (): none, a warm run; give the host's source too).  Then reads random 4 KiB reads at 4 KiB-aligned offsets, O_DIRECT when the
     file system allows it (else fadvise DONTNEED before each): median and
     99th percentile latency in ms, and the mode used."""
     import mmap
@@ -336,7 +523,9 @@ def rand_reads(path, size, reads):
     rng = random.Random(7)
     blocks = size // 4096
     buf = mmap.mmap(-1, 4096)
-    drop_caches()
+    cold = (path,) if cold is None else cold
+    if cold:
+        make_cold(*cold)
     lat = []
     mode = "O_DIRECT"
     try:
@@ -366,3 +555,11 @@ def write_result(name, text):
     with open(out, "w") as f:
         f.write(text)
     return out
+
+
+if __name__ == "__main__":
+    # bench/benchlib.py cold PATH...: make_cold() for shell benchmarks
+    if len(sys.argv) < 3 or sys.argv[1] != "cold":
+        sys.exit("usage: bench/benchlib.py cold PATH...")
+    n, b, a = make_cold(*sys.argv[2:])
+    print("%d files, %d pages resident before, %d after" % (n, b, a))
