@@ -2,9 +2,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 
 #include "common/wh_err.h"
@@ -14,9 +12,6 @@
 #define NBUCKETS 4096         /* a power of two */
 #define POOL_MAX 8            /* spare blocks kept for reuse */
 #define POOL_BYTES (24u << 20) /* at most this much in them */
-#define HUGE (2u << 20)       /* a transparent huge page (x86-64, arm64
-			       * with 4 KiB pages) */
-#define HUGE_MIN (768u << 10) /* blocks this large are made of them */
 
 enum { ENT_PENDING, ENT_READY };
 
@@ -309,66 +304,15 @@ size_t wh_ram_len(const struct wh_ram_ent *e)
 	return e->len;
 }
 
-/* thp_madvise - transparent huge pages are on where asked for (the
- * kernel's "madvise" mode; "always" needs no asking, "never" gives none) */
-static bool thp_madvise(void)
-{
-	static int on = -1; /* benign race: every thread finds the same */
-	char buf[128];
-	FILE *fp;
-
-	if (on >= 0)
-		return on;
-	on = 0;
-	fp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
-	if (fp) {
-		if (fgets(buf, sizeof(buf), fp) && strstr(buf, "[madvise]"))
-			on = 1;
-		fclose(fp);
-	}
-	return on;
-}
-
-/*
- * block_new - a malloc'ed block of at least |len| bytes, its size in
- * *cap.  A large one is a whole number of huge pages, aligned, and asked
- * to be backed by them: a block's first use otherwise takes a page fault
- * for each of its 4 KiB pages (a fresh mount fills its RAM cache with
- * fresh memory: 6% of the mount's CPU in a 512 MiB copy, most of it on
- * the network thread, which writes the replies into the blocks).  The
- * round-up is counted in the cache's bytes (it holds the blocks' sizes).
- */
-static void *block_new(size_t len, size_t *cap)
-{
-	void *mem = NULL;
-
-	if (len >= HUGE_MIN && len <= SIZE_MAX - HUGE && thp_madvise()) {
-		size_t n = (len + HUGE - 1) / HUGE * HUGE;
-
-		if (posix_memalign(&mem, HUGE, n) == 0) {
-			(void)madvise(mem, n, MADV_HUGEPAGE);
-			*cap = n;
-			return mem;
-		}
-		return NULL;
-	}
-	mem = malloc(len ? len : 1);
-	*cap = len ? len : 1;
-	return mem;
-}
-
 void *wh_ram_alloc(struct wh_ram *r, size_t len, size_t *cap)
 {
 	void *mem = NULL;
 
 	pthread_mutex_lock(&r->lock);
 	for (size_t i = 0; i < r->npool; i++) {
-		/* a block at most twice the need (no hoarding 4 MiB blocks
-		 * for small chunks), or the huge pages block_new would
-		 * round it up to */
-		if (r->pool[i].cap >= len &&
-		    (r->pool[i].cap / 2 <= len ||
-		     (len >= HUGE_MIN && r->pool[i].cap <= len + HUGE))) {
+		/* a block at most twice the need: no hoarding 4 MiB blocks
+		 * for small chunks */
+		if (r->pool[i].cap >= len && r->pool[i].cap / 2 <= len) {
 			mem = r->pool[i].mem;
 			*cap = r->pool[i].cap;
 			r->pool_bytes -= *cap;
@@ -377,8 +321,10 @@ void *wh_ram_alloc(struct wh_ram *r, size_t len, size_t *cap)
 		}
 	}
 	pthread_mutex_unlock(&r->lock);
-	if (!mem)
-		mem = block_new(len, cap);
+	if (!mem) {
+		mem = malloc(len ? len : 1);
+		*cap = len ? len : 1;
+	}
 	return mem;
 }
 
