@@ -603,11 +603,11 @@ static void run_chunk(struct wh_fetch *f, struct job *j, const char *path,
 	}
 	/*
 	 * The reply lands in a block the size of the whole frame, from the
-	 * RAM cache's pool when an evicted entry left one: the network
-	 * thread copies the stream into it without growing it, and into
-	 * pages already mapped (a fresh 1 MiB block faults in its 256 pages
-	 * on the network thread, a twentieth of the mount's CPU in a long
-	 * copy).  A reply that does not fit (an ERROR, say) grows it.
+	 * RAM cache's pool when an evicted entry left one (its pages are
+	 * mapped already): the network thread copies the stream into it
+	 * without growing it, and the entry is the chunk's size, not the
+	 * next power of two.  A reply larger than that (a zstd frame that
+	 * did not shrink) grows it as before.
 	 */
 	wh_buf_init(&resp);
 	resp.data = wh_ram_alloc(f->ram, reply_room(j->len), &resp.cap);
