@@ -520,6 +520,21 @@ static void run_assemble(struct wh_fetch *f, struct job *j, const char *path)
 
 /* ---------------------------------------------------------------- jobs */
 
+/* reply_room - the bytes of a CHUNK_REPLY frame carrying |len| bytes (the
+ * zstd form's raw length included) */
+static size_t reply_room(uint32_t len)
+{
+	return WH_CHUNK_REPLY_HDR_LEN + 4 + (size_t)len;
+}
+
+/* reply_free - a reply buffer not kept as an entry, back to the pool */
+static void reply_free(struct wh_fetch *f, struct wh_buf *b)
+{
+	if (b->data)
+		wh_ram_free(f->ram, b->data, b->cap);
+	wh_buf_init(b);
+}
+
 /* unpack_chunk - a zstd chunk reply: decoded into a RAM cache block (at
  * most j->len bytes), verified, and made the entry, as run_chunk does with
  * raw data.  Frees |resp|.  0, -ENOMEM, or WH_ERR_PROTO when the payload
@@ -545,7 +560,7 @@ static int unpack_chunk(struct wh_fetch *f, struct job *j,
 		wh_ram_free(f->ram, mem, cap);
 		return rv;
 	}
-	wh_buf_free(resp);
+	reply_free(f, resp);
 	wh_ram_fill(f->ram, j->e, mem, cap, mem, j->len);
 	pthread_mutex_lock(&f->lock);
 	f->st.chunks_fetched++;
@@ -586,7 +601,18 @@ static void run_chunk(struct wh_fetch *f, struct job *j, const char *path,
 		}
 		wh_ram_free(f->ram, mem, cap);
 	}
+	/*
+	 * The reply lands in a block the size of the whole frame, from the
+	 * RAM cache's pool when an evicted entry left one (its pages are
+	 * mapped already): the network thread copies the stream into it
+	 * without growing it, and the entry is the chunk's size, not the
+	 * next power of two.  A reply larger than that (a zstd frame that
+	 * did not shrink) grows it as before.
+	 */
 	wh_buf_init(&resp);
+	resp.data = wh_ram_alloc(f->ram, reply_room(j->len), &resp.cap);
+	if (!resp.data)
+		resp.cap = 0;
 	for (int tries = 0; tries < 2; tries++) {
 		memset(&m, 0, sizeof(m));
 		m.hdr.type = WH_MSG_CHUNK;
@@ -621,7 +647,7 @@ static void run_chunk(struct wh_fetch *f, struct job *j, const char *path,
 		wh_debug("chunk at %" PRIu64 " of '%s': %s", j->off, path,
 			 wh_strerror(rv));
 		wh_ram_fail(f->ram, j->e, rv);
-		wh_buf_free(&resp);
+		reply_free(f, &resp);
 		return;
 	}
 	/* the reply buffer becomes the entry: no copy */
