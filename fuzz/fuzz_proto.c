@@ -1,6 +1,8 @@
 /*
- * fuzz_proto.c - every frame decoder on arbitrary bytes.  Anything that
- * decodes must re-encode to a frame that decodes to the same message.
+ * fuzz_proto.c - every frame decoder on arbitrary bytes, and the entry
+ * walkers over what they decode (READDIR_REPLY, GET_SMALL and its reply,
+ * MANIFEST_REPLY and MANIFEST_PART).  Anything that decodes must
+ * re-encode to a frame that decodes to the same message.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +53,38 @@ static void check(const uint8_t *data, size_t size, size_t max)
 		if (count != m.u.get_small_reply.count)
 			abort();
 	}
+	if (m.hdr.type == WH_MSG_MANIFEST_REPLY ||
+	    m.hdr.type == WH_MSG_MANIFEST_PART) {
+		/* every entry is read from inside the frame, and re-encodes
+		 * to its own bytes */
+		const bool part = m.hdr.type == WH_MSG_MANIFEST_PART;
+		const uint8_t *ents = part ? m.u.manifest_part.entries
+					   : m.u.manifest_reply.entries;
+		uint32_t count = part ? m.u.manifest_part.count
+				      : m.u.manifest_reply.count;
+		uint8_t hash[32], e[WH_MANIFEST_ENTRY_LEN];
+		uint64_t off;
+		uint32_t len;
+
+		if (count && (ents < data || ents + (size_t)count *
+						   WH_MANIFEST_ENTRY_LEN >
+					   data + size))
+			abort();
+		for (uint32_t i = 0; i < count; i++) {
+			if (part)
+				wh_manifest_part_entry(&m.u.manifest_part, i,
+						       &off, &len, hash);
+			else
+				wh_manifest_entry(&m.u.manifest_reply, i, &off,
+						  &len, hash);
+			wh_manifest_entry_encode(off, len, hash, e);
+			if (memcmp(e, ents + (size_t)i * WH_MANIFEST_ENTRY_LEN,
+				   sizeof(e)))
+				abort();
+		}
+	}
+	if (strcmp(wh_msg_type_name(m.hdr.type), "UNKNOWN") == 0)
+		abort(); /* decoded, so known */
 	n = wh_msg_encode(&m, out, sizeof(out));
 	if (n < 0)
 		abort();

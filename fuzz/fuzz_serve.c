@@ -4,6 +4,7 @@
  * reply frame, and never anything from outside the share.
  */
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,22 @@
 static struct wh_share *share;
 static struct wh_zhost *zh; /* replies also go through compression */
 static uint8_t unz[WH_MAX_CHUNK];
+static char base[] = "/tmp/wh-fuzz-serve-XXXXXX";
+
+static int rm_one(const char *path, const struct stat *st, int flag,
+		  struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* the share's directory goes when the fuzzer ends */
+static void rm_base(void)
+{
+	nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 static void ignore_change(void *ud, const char *dir, size_t dlen,
 			  const char *name, size_t nlen)
@@ -46,12 +63,13 @@ static void put(const char *path, const char *text)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	char base[] = "/tmp/wh-fuzz-serve-XXXXXX", p[256];
+	char p[256];
 
 	(void)argc;
 	(void)argv;
 	if (!mkdtemp(base))
 		abort();
+	atexit(rm_base);
 	snprintf(p, sizeof(p), "%s/outside-secret", base);
 	put(p, "SECRET-OUTSIDE");
 	snprintf(p, sizeof(p), "%s/s", base);

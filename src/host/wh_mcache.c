@@ -284,8 +284,11 @@ static bool disk_get(struct wh_mcache *mc, const struct key *k,
 		out->chunks[i].offset = get_le(e, 8);
 		out->chunks[i].length = (uint32_t)get_le(e + 8, 4);
 		memcpy(out->chunks[i].hash, e + 12, WH_HASH_LEN);
+		/* what the chunker makes: a longer chunk is one no CHUNK
+		 * request can fetch */
 		if (out->chunks[i].offset != out->size ||
-		    out->chunks[i].length == 0)
+		    out->chunks[i].length == 0 ||
+		    out->chunks[i].length > WH_CDC_MAX)
 			goto out;
 		out->size += out->chunks[i].length;
 	}
