@@ -797,9 +797,30 @@ static void hash_insert_locked(struct wh_mcache *mc, const struct key *k,
 	e->used = ++mc->hclock;
 }
 
-/* hashes_load_locked - the table there (allocated), with what the
- * directory has; false if it cannot be allocated */
-static bool hashes_load_locked(struct wh_mcache *mc)
+/* hash_free_insert_locked - |k| -> |hash| only into a free entry of its
+ * set, if it is not there already */
+static void hash_free_insert_locked(struct wh_mcache *mc, const struct key *k,
+				    const uint8_t *hash)
+{
+	struct hent *set = mc->hashes + hash_set(k) * HASH_WAYS;
+
+	for (int w = 0; w < HASH_WAYS; w++)
+		if (set[w].used && !memcmp(&set[w].key, k, sizeof(*k)))
+			return;
+	for (int w = 0; w < HASH_WAYS; w++) {
+		if (!set[w].used) {
+			set[w].key = *k;
+			memcpy(set[w].hash, hash, WH_HASH_LEN);
+			set[w].used = ++mc->hclock;
+			return;
+		}
+	}
+}
+
+/* hashes_read - the entries of the directory's file into the table: all
+ * of them, or with |merge| only into free entries (those this process
+ * has win) */
+static void hashes_read(struct wh_mcache *mc, bool merge)
 {
 	char path[4200];
 	struct stat st;
@@ -807,20 +828,10 @@ static bool hashes_load_locked(struct wh_mcache *mc)
 	size_t len, n;
 	int fd;
 
-	if (!mc->hashes) {
-		mc->hashes = calloc(WH_MCACHE_HASHES, sizeof(*mc->hashes));
-		if (!mc->hashes)
-			return false;
-	}
-	if (mc->hashes_loaded)
-		return true;
-	mc->hashes_loaded = true;
-	if (!mc->dir)
-		return true;
 	snprintf(path, sizeof(path), "%s/" HASH_FILE, mc->dir);
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
-		return true;
+		return;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
 	    st.st_size < 12 + WH_HASH_LEN ||
 	    (uint64_t)st.st_size > 12 + WH_HASH_LEN +
@@ -835,7 +846,7 @@ static bool hashes_load_locked(struct wh_mcache *mc)
 	if (memcmp(buf, HASH_MAGIC, 4) || n > WH_MCACHE_HASHES ||
 	    12 + n * HASH_ENT_LEN + WH_HASH_LEN != len ||
 	    memcmp(h, buf + len - WH_HASH_LEN, WH_HASH_LEN))
-		goto out; /* torn or foreign: started afresh */
+		goto out; /* torn or foreign: not believed */
 	for (size_t i = 0; i < n; i++) {
 		const uint8_t *e = buf + 12 + i * HASH_ENT_LEN;
 		struct key k;
@@ -845,45 +856,61 @@ static bool hashes_load_locked(struct wh_mcache *mc)
 		k.size = get_le(e + 16, 8);
 		k.mtime_ns = get_le(e + 24, 8);
 		k.ctime_ns = get_le(e + 32, 8);
-		hash_insert_locked(mc, &k, e + 40);
+		if (merge)
+			hash_free_insert_locked(mc, &k, e + 40);
+		else
+			hash_insert_locked(mc, &k, e + 40);
 	}
 out:
 	free(buf);
 	close(fd);
+}
+
+/* hashes_load_locked - the table there (allocated), with what the
+ * directory has; false if it cannot be allocated */
+static bool hashes_load_locked(struct wh_mcache *mc)
+{
+	if (!mc->hashes) {
+		mc->hashes = calloc(WH_MCACHE_HASHES, sizeof(*mc->hashes));
+		if (!mc->hashes)
+			return false;
+	}
+	if (!mc->hashes_loaded && mc->dir)
+		hashes_read(mc, false);
+	mc->hashes_loaded = true;
 	return true;
 }
 
-/* hashes_save - the table to the directory, if it has news (at close: no
- * other thread uses |mc|) */
+/* hashes_save - the table to the directory, if it has news, with what
+ * another process (a host and a get sharing the directory, two gets)
+ * saved there meanwhile in what room is left (at close: no other thread
+ * uses |mc|) */
 static void hashes_save(struct wh_mcache *mc)
 {
 	char path[4200], tmp[4300];
-	struct hent **order = NULL;
-	uint8_t *buf = NULL;
+	uint8_t *buf;
 	size_t n = 0, len;
 	int fd;
 
 	if (!mc->dir || !mc->hashes || !mc->hashes_dirty)
 		return;
-	order = malloc(WH_MCACHE_HASHES * sizeof(*order));
+	hashes_read(mc, true);
 	buf = malloc(12 + (size_t)WH_MCACHE_HASHES * HASH_ENT_LEN +
 		     WH_HASH_LEN);
-	if (!order || !buf)
-		goto out;
-	for (size_t i = 0; i < WH_MCACHE_HASHES; i++)
-		if (mc->hashes[i].used)
-			order[n++] = &mc->hashes[i];
+	if (!buf)
+		return;
+	/* set by set: read back, each entry lands in its own set again */
+	for (size_t i = 0; i < WH_MCACHE_HASHES; i++) {
+		uint8_t *e = buf + 12 + n * HASH_ENT_LEN;
+
+		if (!mc->hashes[i].used)
+			continue;
+		key_bytes(&mc->hashes[i].key, e);
+		memcpy(e + 40, mc->hashes[i].hash, WH_HASH_LEN);
+		n++;
+	}
 	memcpy(buf, HASH_MAGIC, 4);
 	put_le(buf + 4, n, 8);
-	/* in the order of the sets: read back, each lands in its own set
-	 * (least recently used first would be nicer; a set holds HASH_WAYS
-	 * and loses none of them either way) */
-	for (size_t i = 0; i < n; i++) {
-		uint8_t *e = buf + 12 + i * HASH_ENT_LEN;
-
-		key_bytes(&order[i]->key, e);
-		memcpy(e + 40, order[i]->hash, WH_HASH_LEN);
-	}
 	len = 12 + n * HASH_ENT_LEN;
 	wh_blake3(buf, len, buf + len);
 	len += WH_HASH_LEN;
@@ -901,8 +928,6 @@ static void hashes_save(struct wh_mcache *mc)
 				 mc->dir);
 		}
 	}
-out:
-	free(order);
 	free(buf);
 }
 

@@ -800,6 +800,23 @@ static void test_small_hashes(void **state)
 	assert_int_equal(wh_mcache_open(mdir, &mc), 0);
 	assert_false(wh_mcache_hash_get(mc, &st, got));
 	wh_mcache_close(mc);
+	/* two processes saving to one directory: both kept */
+	{
+		struct wh_mcache *a, *b;
+
+		assert_int_equal(wh_mcache_open(mdir, &a), 0);
+		assert_int_equal(wh_mcache_open(mdir, &b), 0);
+		other = st;
+		other.st_ino = 9;
+		wh_mcache_hash_put(a, &st, h);
+		wh_mcache_hash_put(b, &other, h);
+		wh_mcache_close(a);
+		wh_mcache_close(b);
+		assert_int_equal(wh_mcache_open(mdir, &mc), 0);
+		assert_true(wh_mcache_hash_get(mc, &st, got));
+		assert_true(wh_mcache_hash_get(mc, &other, got));
+		wh_mcache_close(mc);
+	}
 	/* just changed, or in the future: racy */
 	clock_gettime(CLOCK_REALTIME, &st.st_ctim);
 	assert_true(wh_mcache_racy(&st));
