@@ -1710,6 +1710,7 @@ struct small_batch {
 	struct entry *e[WH_MAX_SMALL_FILES];
 	bool have[WH_MAX_SMALL_FILES];
 	uint8_t hash[WH_MAX_SMALL_FILES][WH_HASH_LEN];
+	struct stat ost[WH_MAX_SMALL_FILES]; /* the destination's, if have */
 	size_t n;
 };
 
@@ -1752,10 +1753,24 @@ static size_t take_batch(struct ctx *c, struct small_batch *b)
 	return b->n;
 }
 
+/* same_identity - |a| and |b| are one version of one file: the manifest
+ * cache's key */
+static bool same_identity(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+	       a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
 /* old_hash - the BLAKE3 of the file at |e|'s destination, if it is a
- * regular file of the listed size (else it cannot be the same) */
-static bool old_hash(const struct entry *e, uint8_t *buf,
-		     uint8_t hash[WH_HASH_LEN])
+ * regular file of the listed size (else it cannot be the same), and its
+ * fstat() in |st|: from the manifest cache |mc| (may be NULL) when it knows
+ * that identity, else read (and then remembered there) */
+static bool old_hash(struct wh_mcache *mc, const struct entry *e,
+		     uint8_t *buf, uint8_t hash[WH_HASH_LEN], struct stat *pst)
 {
 	struct stat st;
 	size_t got = 0;
@@ -1770,6 +1785,11 @@ static bool old_hash(const struct entry *e, uint8_t *buf,
 		close(fd);
 		return false;
 	}
+	*pst = st;
+	if (mc && !verify_local() && wh_mcache_hash_get(mc, &st, hash)) {
+		close(fd);
+		return true;
+	}
 	while (got < e->attr.size) {
 		n = pread(fd, buf + got, e->attr.size - got, (off_t)got);
 		if (n < 0 && errno == EINTR)
@@ -1778,11 +1798,16 @@ static bool old_hash(const struct entry *e, uint8_t *buf,
 			break;
 		got += (size_t)n;
 	}
+	if (got == e->attr.size) {
+		wh_blake3(buf, got, hash);
+		/* what was read is the file as |st| only if no write came
+		 * between; and a write in the same tick keeps the identity */
+		if (mc && fstat(fd, &st) == 0 && same_identity(&st, pst) &&
+		    !wh_mcache_racy(&st))
+			wh_mcache_hash_put(mc, &st, hash);
+	}
 	close(fd);
-	if (got != e->attr.size)
-		return false;
-	wh_blake3(buf, got, hash);
-	return true;
+	return got == e->attr.size;
 }
 
 static void small_count(struct ctx *c, uint64_t size, bool fetched)
@@ -1831,6 +1856,7 @@ static int small_write(struct ctx *c, const struct entry *e,
 	 * fchmod less */
 	bool direct = !(mode & 06000) && (mode & S_IWUSR) &&
 		      (mode & c->umask) == 0;
+	struct stat st;
 	int fd, rv = 0;
 
 	if (slash)
@@ -1876,6 +1902,9 @@ static int small_write(struct ctx *c, const struct entry *e,
 		fail(c, "cannot rename '%s' to '%s': %s", tmp, e->lpath,
 		     strerror(errno));
 	}
+	/* its hash, as the file is now (a rename may change its ctime) */
+	if (rv == 0 && c->o->mc && fstat(fd, &st) == 0)
+		wh_mcache_hash_put(c->o->mc, &st, ent->hash);
 	close(fd);
 	if (rv < 0) {
 		unlink(tmp);
@@ -1885,11 +1914,12 @@ static int small_write(struct ctx *c, const struct entry *e,
 	return 0;
 }
 
-/* small_same - the destination of |e| already holds the host's bytes:
- * only its metadata may differ.  1 when done, 0 when the destination
- * changed meanwhile (the caller fetches the file), -errno (reported). */
+/* small_same - the destination of |e|, hashed as |ost|, already holds the
+ * host's bytes: only its metadata may differ.  1 when done, 0 when the
+ * destination changed meanwhile (the caller fetches the file), -errno
+ * (reported). */
 static int small_same(struct ctx *c, const struct entry *e,
-		      const struct wh_small_ent *ent)
+		      const struct wh_small_ent *ent, const struct stat *ost)
 {
 	struct stat st;
 	int fd, rv;
@@ -1898,11 +1928,14 @@ static int small_same(struct ctx *c, const struct entry *e,
 	if (fd < 0)
 		return 0;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-	    (uint64_t)st.st_size != ent->version.size) {
+	    (uint64_t)st.st_size != ent->version.size ||
+	    !same_identity(&st, ost)) {
 		close(fd);
 		return 0;
 	}
 	rv = set_meta(fd, e, &ent->version);
+	if (rv == 0 && c->o->mc && fstat(fd, &st) == 0)
+		wh_mcache_hash_put(c->o->mc, &st, ent->hash);
 	close(fd);
 	if (rv < 0) {
 		fail(c, "cannot update '%s': %s", e->lpath, strerror(-rv));
@@ -1932,7 +1965,8 @@ static int get_small(struct ctx *c, struct small_batch *b,
 
 		/* nothing old to look at in a directory this get made */
 		b->have[i] = !(e->parent != SIZE_MAX && c->ents[e->parent].made) &&
-			     old_hash(e, buf, b->hash[i]);
+			     old_hash(c->o->mc, e, buf, b->hash[i],
+				      &b->ost[i]);
 		w = wh_small_req_encode(b->e[i]->rpath, strlen(b->e[i]->rpath),
 					b->have[i] ? b->hash[i] : NULL,
 					ents + elen, sizeof(ents) - 2 - elen);
@@ -1983,7 +2017,7 @@ static int get_small(struct ctx *c, struct small_batch *b,
 		} else if (k < i && dr == 1 && ent.status == WH_SMALL_SAME &&
 			   b->have[k] &&
 			   !memcmp(ent.hash, b->hash[k], WH_HASH_LEN)) {
-			rv = small_same(c, e, &ent);
+			rv = small_same(c, e, &ent, &b->ost[k]);
 			if (rv < 0)
 				return rv;
 			done = rv == 1;

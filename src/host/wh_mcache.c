@@ -7,6 +7,11 @@
  * BLAKE3 of everything before it.  A file that does not check out is
  * ignored (and recomputed), so a torn or corrupted entry costs a rehash,
  * never a wrong manifest.
+ *
+ * The whole-file hashes of small files are kept in one file, "small.whs":
+ * "WHS1", u64 count, then per entry the 40-byte key and the 32-byte hash,
+ * then the BLAKE3 of everything before it; written to a temporary name
+ * and renamed, checked the same way when read.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +44,19 @@ struct entry {
 	uint64_t used; /* LRU clock */
 };
 
+/* the small-file hash table: HASH_WAYS entries per set */
+#define HASH_WAYS 4
+#define HASH_SETS (WH_MCACHE_HASHES / HASH_WAYS)
+#define HASH_FILE "small.whs"
+#define HASH_MAGIC "WHS1"
+#define HASH_ENT_LEN (40 + WH_HASH_LEN)
+
+struct hent {
+	struct key key;
+	uint8_t hash[WH_HASH_LEN];
+	uint64_t used; /* 0: empty */
+};
+
 struct wh_mjob {
 	struct wh_mcache *mc;
 	struct key key;
@@ -67,7 +85,14 @@ struct wh_mcache {
 	uint64_t seq;                  /* under lock */
 	bool stopping;                 /* protected by lock */
 	pthread_cond_t cv;             /* threads changed */
+	struct hent *hashes;           /* small-file hashes, under lock */
+	bool hashes_loaded;            /* read from dir (or tried), under lock */
+	bool hashes_dirty;             /* put since, under lock */
+	uint64_t hclock;               /* under lock */
+	unsigned long hhits, hmisses;  /* under lock */
 };
+
+static void hashes_save(struct wh_mcache *mc);
 
 static void key_of(const struct stat *st, struct key *k)
 {
@@ -142,6 +167,8 @@ void wh_mcache_close(struct wh_mcache *mc)
 		pthread_cond_wait(&mc->cv, &mc->lock);
 	pthread_mutex_unlock(&mc->lock);
 	pthread_cond_destroy(&mc->cv);
+	hashes_save(mc);
+	free(mc->hashes);
 	for (size_t i = 0; i < mc->nmem; i++)
 		wh_manifest_free(&mc->mem[i].m);
 	free(mc->dir);
@@ -718,4 +745,242 @@ int wh_mcache_put(struct wh_mcache *mc, const struct stat *st,
 	mem_put(mc, &k, m);
 	disk_put(mc, &k, m);
 	return 0;
+}
+
+/* ------------------------------------------------- small-file hashes */
+
+bool wh_mcache_racy(const struct stat *st)
+{
+	struct timespec now;
+	int64_t t, c, m;
+
+	if (clock_gettime(CLOCK_REALTIME, &now) != 0)
+		return true;
+	t = (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec;
+	c = (int64_t)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec;
+	m = (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+	return c > t - 1000000000LL || m > t;
+}
+
+static size_t hash_set(const struct key *k)
+{
+	uint64_t h = k->dev * 0x9e3779b97f4a7c15ULL;
+
+	h ^= k->ino + 0x632be59bd9b4e019ULL + (h << 6) + (h >> 2);
+	h ^= k->size + (h << 6) + (h >> 2);
+	h ^= k->mtime_ns + (h << 6) + (h >> 2);
+	h ^= k->ctime_ns + (h << 6) + (h >> 2);
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return (size_t)(h % HASH_SETS);
+}
+
+/* hash_insert_locked - |k| -> |hash| into the table (allocated); over the
+ * least recently used entry of its set when that is full */
+static void hash_insert_locked(struct wh_mcache *mc, const struct key *k,
+			       const uint8_t *hash)
+{
+	struct hent *set = mc->hashes + hash_set(k) * HASH_WAYS, *e = NULL;
+
+	for (int w = 0; w < HASH_WAYS && !e; w++)
+		if (set[w].used && !memcmp(&set[w].key, k, sizeof(*k)))
+			e = &set[w];
+	for (int w = 0; w < HASH_WAYS && !e; w++)
+		if (!set[w].used)
+			e = &set[w];
+	if (!e) {
+		e = &set[0];
+		for (int w = 1; w < HASH_WAYS; w++)
+			if (set[w].used < e->used)
+				e = &set[w];
+	}
+	e->key = *k;
+	memcpy(e->hash, hash, WH_HASH_LEN);
+	e->used = ++mc->hclock;
+}
+
+/* hash_free_insert_locked - |k| -> |hash| only into a free entry of its
+ * set, if it is not there already */
+static void hash_free_insert_locked(struct wh_mcache *mc, const struct key *k,
+				    const uint8_t *hash)
+{
+	struct hent *set = mc->hashes + hash_set(k) * HASH_WAYS;
+
+	for (int w = 0; w < HASH_WAYS; w++)
+		if (set[w].used && !memcmp(&set[w].key, k, sizeof(*k)))
+			return;
+	for (int w = 0; w < HASH_WAYS; w++) {
+		if (!set[w].used) {
+			set[w].key = *k;
+			memcpy(set[w].hash, hash, WH_HASH_LEN);
+			set[w].used = ++mc->hclock;
+			return;
+		}
+	}
+}
+
+/* hashes_read - the entries of the directory's file into the table: all
+ * of them, or with |merge| only into free entries (those this process
+ * has win) */
+static void hashes_read(struct wh_mcache *mc, bool merge)
+{
+	char path[4200];
+	struct stat st;
+	uint8_t *buf = NULL, h[WH_HASH_LEN];
+	size_t len, n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/" HASH_FILE, mc->dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    st.st_size < 12 + WH_HASH_LEN ||
+	    (uint64_t)st.st_size > 12 + WH_HASH_LEN +
+				   (uint64_t)WH_MCACHE_HASHES * HASH_ENT_LEN)
+		goto out;
+	len = (size_t)st.st_size;
+	buf = malloc(len);
+	if (!buf || pread(fd, buf, len, 0) != (ssize_t)len)
+		goto out;
+	n = (size_t)get_le(buf + 4, 8);
+	wh_blake3(buf, len - WH_HASH_LEN, h);
+	if (memcmp(buf, HASH_MAGIC, 4) || n > WH_MCACHE_HASHES ||
+	    12 + n * HASH_ENT_LEN + WH_HASH_LEN != len ||
+	    memcmp(h, buf + len - WH_HASH_LEN, WH_HASH_LEN))
+		goto out; /* torn or foreign: not believed */
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *e = buf + 12 + i * HASH_ENT_LEN;
+		struct key k;
+
+		k.dev = get_le(e, 8);
+		k.ino = get_le(e + 8, 8);
+		k.size = get_le(e + 16, 8);
+		k.mtime_ns = get_le(e + 24, 8);
+		k.ctime_ns = get_le(e + 32, 8);
+		if (merge)
+			hash_free_insert_locked(mc, &k, e + 40);
+		else
+			hash_insert_locked(mc, &k, e + 40);
+	}
+out:
+	free(buf);
+	close(fd);
+}
+
+/* hashes_load_locked - the table there (allocated), with what the
+ * directory has; false if it cannot be allocated */
+static bool hashes_load_locked(struct wh_mcache *mc)
+{
+	if (!mc->hashes) {
+		mc->hashes = calloc(WH_MCACHE_HASHES, sizeof(*mc->hashes));
+		if (!mc->hashes)
+			return false;
+	}
+	if (!mc->hashes_loaded && mc->dir)
+		hashes_read(mc, false);
+	mc->hashes_loaded = true;
+	return true;
+}
+
+/* hashes_save - the table to the directory, if it has news, with what
+ * another process (a host and a get sharing the directory, two gets)
+ * saved there meanwhile in what room is left (at close: no other thread
+ * uses |mc|) */
+static void hashes_save(struct wh_mcache *mc)
+{
+	char path[4200], tmp[4300];
+	uint8_t *buf;
+	size_t n = 0, len;
+	int fd;
+
+	if (!mc->dir || !mc->hashes || !mc->hashes_dirty)
+		return;
+	hashes_read(mc, true);
+	buf = malloc(12 + (size_t)WH_MCACHE_HASHES * HASH_ENT_LEN +
+		     WH_HASH_LEN);
+	if (!buf)
+		return;
+	/* set by set: read back, each entry lands in its own set again */
+	for (size_t i = 0; i < WH_MCACHE_HASHES; i++) {
+		uint8_t *e = buf + 12 + n * HASH_ENT_LEN;
+
+		if (!mc->hashes[i].used)
+			continue;
+		key_bytes(&mc->hashes[i].key, e);
+		memcpy(e + 40, mc->hashes[i].hash, WH_HASH_LEN);
+		n++;
+	}
+	memcpy(buf, HASH_MAGIC, 4);
+	put_le(buf + 4, n, 8);
+	len = 12 + n * HASH_ENT_LEN;
+	wh_blake3(buf, len, buf + len);
+	len += WH_HASH_LEN;
+	snprintf(path, sizeof(path), "%s/" HASH_FILE, mc->dir);
+	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+		  0600);
+	if (fd >= 0) {
+		bool ok = write(fd, buf, len) == (ssize_t)len;
+
+		close(fd);
+		if (!ok || rename(tmp, path) != 0) {
+			unlink(tmp);
+			wh_debug("cannot store small-file hashes in %s",
+				 mc->dir);
+		}
+	}
+	free(buf);
+}
+
+bool wh_mcache_hash_get(struct wh_mcache *mc, const struct stat *st,
+			uint8_t hash[WH_HASH_LEN])
+{
+	struct hent *set;
+	struct key k;
+	bool found = false;
+
+	key_of(st, &k);
+	pthread_mutex_lock(&mc->lock);
+	if (hashes_load_locked(mc)) {
+		set = mc->hashes + hash_set(&k) * HASH_WAYS;
+		for (int w = 0; w < HASH_WAYS && !found; w++) {
+			if (set[w].used &&
+			    !memcmp(&set[w].key, &k, sizeof(k))) {
+				memcpy(hash, set[w].hash, WH_HASH_LEN);
+				set[w].used = ++mc->hclock;
+				found = true;
+			}
+		}
+	}
+	if (found)
+		mc->hhits++;
+	else
+		mc->hmisses++;
+	pthread_mutex_unlock(&mc->lock);
+	return found;
+}
+
+void wh_mcache_hash_put(struct wh_mcache *mc, const struct stat *st,
+			const uint8_t hash[WH_HASH_LEN])
+{
+	struct key k;
+
+	key_of(st, &k);
+	pthread_mutex_lock(&mc->lock);
+	if (hashes_load_locked(mc)) {
+		hash_insert_locked(mc, &k, hash);
+		mc->hashes_dirty = true;
+	}
+	pthread_mutex_unlock(&mc->lock);
+}
+
+void wh_mcache_hash_stats(struct wh_mcache *mc, unsigned long *hits,
+			  unsigned long *misses)
+{
+	pthread_mutex_lock(&mc->lock);
+	*hits = mc->hhits;
+	*misses = mc->hmisses;
+	pthread_mutex_unlock(&mc->lock);
 }

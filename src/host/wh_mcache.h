@@ -14,6 +14,8 @@
 #ifndef WH_MCACHE_H
 #define WH_MCACHE_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <sys/stat.h>
 
 #include "chunk/wh_chunk.h"
@@ -79,6 +81,34 @@ int wh_mjob_wait(struct wh_mjob *j, size_t start, uint64_t deadline_ns,
 void wh_mjob_copy(struct wh_mjob *j, size_t start, size_t n,
 		  struct wh_chunk *out);
 void wh_mjob_put(struct wh_mjob *j);
+
+/*
+ * Whole-file hashes of small files (those GET_SMALL sends), by the same
+ * identity (device, inode, size, mtime, ctime): a fixed table of
+ * WH_MCACHE_HASHES entries (the least recently used of a few go when a new
+ * one comes), in memory, and for a cache with a directory saved there in
+ * one file when the cache is closed (read back when first needed), since
+ * a cache file per small file costs more than hashing it again.
+ *
+ * wh_mcache_hash_get - the BLAKE3 of the whole file whose fstat() is |st|,
+ * if known for exactly that identity: true, or false (nothing read).
+ * wh_mcache_hash_put - remember it.  A caller that hashed bytes it read
+ * itself should check wh_mcache_racy() first.
+ * wh_mcache_racy - whether |st| was changed so recently (within a second
+ * of now, or in the future) that a write in the same timestamp tick could
+ * still follow without changing its identity: such a file is not
+ * remembered.
+ */
+#define WH_MCACHE_HASHES 65536
+bool wh_mcache_hash_get(struct wh_mcache *mc, const struct stat *st,
+			uint8_t hash[WH_HASH_LEN]);
+void wh_mcache_hash_put(struct wh_mcache *mc, const struct stat *st,
+			const uint8_t hash[WH_HASH_LEN]);
+bool wh_mcache_racy(const struct stat *st);
+
+/* wh_mcache_hash_stats - small-file hashes served / missed. */
+void wh_mcache_hash_stats(struct wh_mcache *mc, unsigned long *hits,
+			  unsigned long *misses);
 
 /* wh_mcache_stats - how many manifests were computed / served cached. */
 void wh_mcache_stats(struct wh_mcache *mc, unsigned long *computed,

@@ -850,6 +850,7 @@ static int open_small(struct wh_share *sh, const char *p, struct stat *st)
 struct small_ahead {
 	const int *fds;
 	const struct stat *st;
+	const bool *skip; /* answered without a read */
 	size_t next, n; /* the files not read yet */
 	bool done;      /* started already, or not worth it */
 };
@@ -860,7 +861,7 @@ static void small_ahead_start(struct small_ahead *ra)
 		return;
 	ra->done = true;
 	for (size_t i = ra->next; i < ra->n; i++)
-		if (ra->fds[i] >= 0 && ra->st[i].st_size > 0 &&
+		if (ra->fds[i] >= 0 && !ra->skip[i] && ra->st[i].st_size > 0 &&
 		    ra->st[i].st_size <= WH_MAX_SMALL_FILE)
 			posix_fadvise(ra->fds[i], 0, ra->st[i].st_size,
 				      POSIX_FADV_WILLNEED);
@@ -872,10 +873,12 @@ static void small_ahead_start(struct small_ahead *ra)
  * in |budget| bytes of entries: the whole file read between two fstat()s
  * that agree (retried a few times), hashed; SAME without the data when the
  * client's copy has that hash.  A failure is an ERROR entry.  Closes |fd|;
- * returns 0, or -ENOMEM when |resp| cannot grow.
+ * returns 0, or -ENOMEM when |resp| cannot grow.  The hash of a file read
+ * goes to |mc|, unless the file changed too recently to be sure of it
+ * (wh_mcache_racy).
  */
-static int small_one(const struct wh_small_req *q, int fd,
-		     struct stat before, size_t budget,
+static int small_one(struct wh_mcache *mc, const struct wh_small_req *q,
+		     int fd, struct stat before, size_t budget,
 		     struct small_ahead *ra, struct wh_buf *resp)
 {
 	struct stat after;
@@ -963,6 +966,8 @@ static int small_one(const struct wh_small_req *q, int fd,
 	}
 	fill_version(&after, &v);
 	wh_blake3(dst, got, hash);
+	if (!wh_mcache_racy(&after))
+		wh_mcache_hash_put(mc, &after, hash);
 	if (q->have && !memcmp(q->hash, hash, WH_HASH_LEN)) {
 		n = wh_small_reply_ent_encode(WH_SMALL_SAME, &v, hash, 0,
 					      resp->data + base,
@@ -986,14 +991,51 @@ error:
 	return 0;
 }
 
+/* small_known - whether |mc| knows the whole-file hash of the identity
+ * |st| of the file open as |fd| (not an error), and it is the client's */
+static bool small_known(struct wh_mcache *mc, const struct wh_small_req *q,
+			int fd, const struct stat *st)
+{
+	uint8_t hash[WH_HASH_LEN];
+
+	return fd >= 0 && q->have && st->st_size <= WH_MAX_SMALL_FILE &&
+	       wh_mcache_hash_get(mc, st, hash) &&
+	       memcmp(q->hash, hash, WH_HASH_LEN) == 0;
+}
+
+/* small_same - a SAME entry for |q|'s file, known to have the client's
+ * hash as |st| (small_known), without reading it; closes |fd|.  0 or
+ * -ENOMEM. */
+static int small_same(const struct wh_small_req *q, int fd,
+		      const struct stat *st, struct wh_buf *resp)
+{
+	struct wh_version v;
+	ssize_t n;
+
+	close(fd);
+	if (wh_buf_reserve(resp, WH_SMALL_ENT_MAX_HDR) < 0)
+		return -ENOMEM;
+	memset(&v, 0, sizeof(v));
+	fill_version(st, &v);
+	n = wh_small_reply_ent_encode(WH_SMALL_SAME, &v, q->hash, 0,
+				      resp->data + resp->len,
+				      WH_SMALL_ENT_MAX_HDR);
+	resp->len += (size_t)n;
+	return 0;
+}
+
 /* do_get_small - several small files whole, each with its version and
- * hash, in one reply of at most WH_MAX_REPLY_FRAME bytes */
+ * hash, in one reply of at most WH_MAX_REPLY_FRAME bytes; those whose
+ * hash the manifest cache knows for the identity they have now, and the
+ * client has too, without reading them */
 static int do_get_small(struct wh_share *sh, uint32_t req_id,
 			const struct wh_msg_get_small *g, struct wh_buf *resp)
 {
 	struct wh_small_req q[WH_MAX_SMALL_FILES];
 	struct stat st[WH_MAX_SMALL_FILES];
 	int fds[WH_MAX_SMALL_FILES];
+	bool known[WH_MAX_SMALL_FILES];
+	struct wh_mcache *mc = sh->mc ? sh->mc : sh->own_mc;
 	struct small_ahead ra;
 	size_t base = resp->len, pos = 0, body, n = 0;
 	int rv;
@@ -1011,9 +1053,11 @@ static int do_get_small(struct wh_share *sh, uint32_t req_id,
 
 		copy_path(p, q[i].path.p, q[i].path.len);
 		fds[i] = open_small(sh, p, &st[i]);
+		known[i] = small_known(mc, &q[i], fds[i], &st[i]);
 	}
 	ra.fds = fds;
 	ra.st = st;
+	ra.skip = known;
 	ra.n = n;
 	ra.done = n < 2;
 	rv = wh_buf_reserve(resp, WH_SMALL_REPLY_HDR_LEN);
@@ -1034,8 +1078,11 @@ static int do_get_small(struct wh_share *sh, uint32_t req_id,
 		}
 		/* room kept for an ERROR entry for every file */
 		ra.next = i + 1;
-		rv = small_one(&q[i], fds[i], st[i], SMALL_BUDGET - used, &ra,
-			       resp);
+		if (known[i])
+			rv = small_same(&q[i], fds[i], &st[i], resp);
+		else
+			rv = small_one(mc, &q[i], fds[i], st[i], SMALL_BUDGET - used,
+			       &ra, resp);
 	}
 	if (rv < 0) {
 		resp->len = base;

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "chunk/wh_chunk.h"
@@ -741,6 +742,90 @@ static void test_manifest_cache(void **state)
 	close(fd);
 }
 
+static void test_small_hashes(void **state)
+{
+	char mdir[128], path[200];
+	struct wh_mcache *mc;
+	struct stat st, other;
+	uint8_t h[WH_HASH_LEN], got[WH_HASH_LEN];
+	unsigned long hits, misses;
+	FILE *f;
+
+	(void)state;
+	snprintf(mdir, sizeof(mdir), "%s/manifests", dir);
+	memset(&st, 0, sizeof(st));
+	st.st_dev = 7;
+	st.st_ino = 42;
+	st.st_size = 1000;
+	st.st_mtim.tv_sec = 1000;
+	st.st_ctim.tv_sec = 2000;
+	memset(h, 0xab, sizeof(h));
+	assert_int_equal(wh_mcache_open(mdir, &mc), 0);
+	assert_false(wh_mcache_hash_get(mc, &st, got));
+	wh_mcache_hash_put(mc, &st, h);
+	assert_true(wh_mcache_hash_get(mc, &st, got));
+	assert_memory_equal(got, h, sizeof(h));
+	/* any other identity: a ctime moved, an inode reused */
+	other = st;
+	other.st_ctim.tv_nsec = 1;
+	assert_false(wh_mcache_hash_get(mc, &other, got));
+	other = st;
+	other.st_ino = 43;
+	assert_false(wh_mcache_hash_get(mc, &other, got));
+	/* many more than fit: the table stays bounded, the newest stay */
+	for (uint64_t i = 0; i < 3 * WH_MCACHE_HASHES; i++) {
+		other = st;
+		other.st_ino = 1000 + i;
+		wh_mcache_hash_put(mc, &other, h);
+	}
+	assert_true(wh_mcache_hash_get(mc, &other, got));
+	wh_mcache_hash_put(mc, &st, h);
+	wh_mcache_close(mc);
+	/* saved at close, read back by the next one */
+	assert_int_equal(wh_mcache_open(mdir, &mc), 0);
+	assert_true(wh_mcache_hash_get(mc, &st, got));
+	assert_memory_equal(got, h, sizeof(h));
+	assert_true(wh_mcache_hash_get(mc, &other, got));
+	wh_mcache_hash_stats(mc, &hits, &misses);
+	assert_int_equal(hits, 2);
+	assert_int_equal(misses, 0);
+	wh_mcache_close(mc);
+	/* a damaged file is not believed */
+	snprintf(path, sizeof(path), "%s/small.whs", mdir);
+	f = fopen(path, "r+b");
+	assert_non_null(f);
+	fseek(f, 20, SEEK_SET);
+	fputc(0x55, f);
+	fclose(f);
+	assert_int_equal(wh_mcache_open(mdir, &mc), 0);
+	assert_false(wh_mcache_hash_get(mc, &st, got));
+	wh_mcache_close(mc);
+	/* two processes saving to one directory: both kept */
+	{
+		struct wh_mcache *a, *b;
+
+		assert_int_equal(wh_mcache_open(mdir, &a), 0);
+		assert_int_equal(wh_mcache_open(mdir, &b), 0);
+		other = st;
+		other.st_ino = 9;
+		wh_mcache_hash_put(a, &st, h);
+		wh_mcache_hash_put(b, &other, h);
+		wh_mcache_close(a);
+		wh_mcache_close(b);
+		assert_int_equal(wh_mcache_open(mdir, &mc), 0);
+		assert_true(wh_mcache_hash_get(mc, &st, got));
+		assert_true(wh_mcache_hash_get(mc, &other, got));
+		wh_mcache_close(mc);
+	}
+	/* just changed, or in the future: racy */
+	clock_gettime(CLOCK_REALTIME, &st.st_ctim);
+	assert_true(wh_mcache_racy(&st));
+	st.st_ctim.tv_sec -= 5;
+	assert_false(wh_mcache_racy(&st));
+	st.st_mtim.tv_sec = st.st_ctim.tv_sec + 3600;
+	assert_true(wh_mcache_racy(&st));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -764,6 +849,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_two_processes_share_the_log,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refs_to_two_copies, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_small_hashes, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_manifest_cache, setup,
 						teardown),
