@@ -321,6 +321,8 @@ static bool disk_get(struct wh_mcache *mc, const struct key *k,
 	}
 	ok = out->size == k->size;
 out:
+	if (!ok)
+		wh_manifest_free(out); /* nothing half read is handed on */
 	free(buf);
 	close(fd);
 	return ok;
