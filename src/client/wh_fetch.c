@@ -493,10 +493,18 @@ static void run_assemble(struct wh_fetch *f, struct job *j, const char *path)
 	struct wh_ram_ent *e;
 	int rv;
 
-	/* fetched meanwhile (or on its way): that copy goes to the store */
+	/*
+	 * Fetched meanwhile: that copy went to the store.  One on its way
+	 * may yet fail (a timeout, the host gone), and nobody would then
+	 * store the chunk: these bytes are, whatever becomes of it (the
+	 * store keeps one copy if both come).
+	 */
 	if (wh_ram_acquire(f->ram, j->hash, false, &e) == 0) {
+		bool ready = wh_ram_ready(f->ram, e);
+
 		wh_ram_put(f->ram, e);
-		return;
+		if (ready)
+			return;
 	}
 	if (wh_store_has(f->store, j->hash, j->len))
 		return;
@@ -666,21 +674,84 @@ static void run_chunk(struct wh_fetch *f, struct job *j, const char *path,
 	}
 }
 
+/* wait_other - wait for |e|, which another job produces, until it is
+ * ready or failed: 0 when ready, the error it failed with, 1 when
+ * |deadline_ns| came first (it is still on its way), -ECANCELED when the
+ * fetcher stops.  In slices, so that a stopping fetcher is not held up. */
+static int wait_other(struct wh_fetch *f, struct wh_ram_ent *e,
+		      const uint8_t *hash, uint64_t deadline_ns)
+{
+	for (;;) {
+		uint64_t now = wh_now_ns(), until = now + 100 * WH_NS_PER_MS;
+		struct wh_ram_ent *cur;
+		bool stop;
+		int rv;
+
+		if (until > deadline_ns)
+			until = deadline_ns;
+		if (now >= deadline_ns)
+			return 1;
+		rv = wh_ram_wait(f->ram, e, until);
+		if (rv != WH_ERR_TIMEOUT)
+			return rv;
+		/* the slice ended, or the fetch failed with a timeout: a
+		 * failed entry left the table */
+		if (wh_ram_acquire(f->ram, hash, false, &cur) < 0)
+			return WH_ERR_TIMEOUT;
+		wh_ram_put(f->ram, cur);
+		if (cur != e)
+			return WH_ERR_TIMEOUT;
+		pthread_mutex_lock(&f->lock);
+		stop = f->stop;
+		pthread_mutex_unlock(&f->lock);
+		if (stop)
+			return -ECANCELED;
+	}
+}
+
 /* run_backfill - keep in the store a chunk whose bytes the reader got
  * with READ before the manifest came, so that the next read of the file
  * finds all of it there.  Through the RAM cache like any chunk, so that
- * it is fetched once even if a reader wants it meanwhile. */
+ * it is fetched once even if a reader wants it meanwhile.  A fetch of it
+ * already on its way is waited for: if it fails (a timeout, a reader's
+ * fetch abandoned) the chunk is fetched here, else nobody would store
+ * it.  Backfill runs only when no other job is queued, so whoever
+ * produces that entry is running, not waiting behind this worker. */
 static void run_backfill(struct wh_fetch *f, struct job *j, const char *path,
 			 size_t path_len)
 {
-	if (!f->store || wh_store_has(f->store, j->hash, j->len))
+	uint64_t deadline = wh_now_ns() +
+			    (uint64_t)f->o.timeout_ms * WH_NS_PER_MS;
+
+	if (!f->store)
 		return;
-	if (wh_ram_acquire(f->ram, j->hash, true, &j->e) != 1) {
-		wh_ram_put(f->ram, j->e); /* there, or on its way */
+	for (int tries = 0; tries < 3; tries++) {
+		int rv;
+
+		if (wh_store_has(f->store, j->hash, j->len))
+			return;
+		rv = wh_ram_acquire(f->ram, j->hash, true, &j->e);
+		if (rv < 0) {
+			j->e = NULL;
+			return;
+		}
+		if (rv == 1) {
+			run_chunk(f, j, path, path_len); /* the worker drops
+							  * j->e */
+			return;
+		}
+		/* there (and stored by whoever fetched it), or on its way */
+		rv = wh_ram_ready(f->ram, j->e) ? 0
+						: wait_other(f, j->e, j->hash,
+							     deadline);
+		wh_ram_put(f->ram, j->e);
 		j->e = NULL;
-		return;
+		if (rv >= 0 || rv == -ECANCELED)
+			return; /* ready, or still on its way at the deadline */
+		wh_debug("backfill at %" PRIu64 " of '%s': the fetch it "
+			 "waited for failed (%s): fetching it", j->off, path,
+			 wh_strerror(rv));
 	}
-	run_chunk(f, j, path, path_len); /* the worker drops j->e */
 }
 
 /* check_manifest - the chunks tile [0, size) in order, each a valid

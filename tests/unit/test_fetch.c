@@ -543,6 +543,97 @@ static void test_mstream_cold(void **state)
 	fx_close(&x);
 }
 
+/* chunk0 - the hash and length of f.bin's first chunk */
+static void chunk0(uint8_t hash[WH_HASH_LEN], uint32_t *len)
+{
+	struct wh_manifest m;
+	char path[128];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/f.bin", share_dir);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	wh_manifest_init(&m);
+	assert_int_equal(wh_manifest_build(fd, &m), 0);
+	close(fd);
+	memcpy(hash, m.chunks[0].hash, WH_HASH_LEN);
+	*len = m.chunks[0].length;
+	wh_manifest_free(&m);
+}
+
+/* a fetch of the first chunk is on its way (the test holds its RAM entry
+ * pending) while READ brings the chunk whole; that fetch then fails: the
+ * READ bytes still go to the store, else it would end a chunk short */
+static void test_assemble_beside_a_failed_fetch(void **state)
+{
+	struct fx x = { .l = { .caps = WH_CAP_CHUNKS | WH_CAP_MSTREAM } };
+	struct wh_fetch_opts o = { .timeout_ms = 5000, .caps = local_caps,
+				   .caps_ctx = &x.l };
+	struct wh_fetch_stats st;
+	struct wh_fetch_file *ff;
+	struct wh_ram_ent *e;
+	unsigned int chunked, passed;
+	uint8_t h[WH_HASH_LEN];
+	uint32_t len;
+
+	(void)state;
+	chunk0(h, &len);
+	fx_open(&x, &o, "store5");
+	assert_int_equal(wh_ram_acquire(x.ram, h, true, &e), 1);
+	assert_int_equal(wh_fetch_open(x.f, "f.bin", 5, &x.v, &ff), 0);
+	assert_int_equal(read_streamed(x.f, ff, &chunked, &passed), 0);
+	wh_fetch_close(x.f, ff);
+	wait_idle(x.f);
+	wh_ram_fail(x.ram, e, WH_ERR_TIMEOUT);
+	wh_ram_put(x.ram, e);
+	wh_fetch_get_stats(x.f, &st);
+	assert_true(st.chunks_from_reads > 0);
+	stored_all(x.store);
+	/* and it came once: from the READ bytes */
+	assert_int_equal(st.bytes_fetched + st.bytes_from_reads, FILE_SIZE);
+	fx_close(&x);
+}
+
+/* the same for a chunk the backfill wants: it waits for the fetch on
+ * its way and, when that fails, fetches the chunk itself */
+static void test_backfill_beside_a_failed_fetch(void **state)
+{
+	struct fx x = { .l = { .caps = WH_CAP_CHUNKS } };
+	struct wh_fetch_opts o = { .timeout_ms = 5000 };
+	struct wh_ram_stats rs;
+	struct wh_fetch_file *ff;
+	struct wh_ram_ent *e;
+	uint8_t h[WH_HASH_LEN];
+	uint64_t hits;
+	uint32_t len;
+
+	(void)state;
+	chunk0(h, &len);
+	fx_open(&x, &o, "store6");
+	assert_int_equal(wh_ram_acquire(x.ram, h, true, &e), 1);
+	assert_int_equal(wh_fetch_open(x.f, "f.bin", 5, &x.v, &ff), 0);
+	for (uint64_t off = 0; off < FILE_SIZE; off += MiB) {
+		struct wh_fetch_reply fr;
+
+		if (wh_fetch_read(x.f, ff, "f.bin", 5, off, MiB, &fr) == 1)
+			wh_fetch_done(x.f, &fr);
+	}
+	wh_ram_get_stats(x.ram, &rs);
+	hits = rs.hits;
+	wh_fetch_close(x.f, ff);
+	/* the backfill, once the reads paused, finds the entry on its way
+	 * (if it ran before |hits| was taken, this waits the 2 s out) */
+	for (int i = 0; i < 200 && rs.hits == hits; i++) {
+		usleep(10000);
+		wh_ram_get_stats(x.ram, &rs);
+	}
+	wh_ram_fail(x.ram, e, WH_ERR_TIMEOUT);
+	wh_ram_put(x.ram, e);
+	wait_idle(x.f);
+	stored_all(x.store);
+	fx_close(&x);
+}
+
 /* parts of another version than the open's: -ESTALE, never a mix */
 static void test_mstream_other_version(void **state)
 {
@@ -750,6 +841,8 @@ int main(void)
 		cmocka_unit_test(test_dead_host),
 		cmocka_unit_test(test_mstream_cold),
 		cmocka_unit_test(test_mstream_other_version),
+		cmocka_unit_test(test_assemble_beside_a_failed_fetch),
+		cmocka_unit_test(test_backfill_beside_a_failed_fetch),
 		cmocka_unit_test(test_old_hosts),
 		cmocka_unit_test(test_small_files),
 		cmocka_unit_test(test_small_files_get_small),
