@@ -34,6 +34,7 @@
 #include "host/wh_share.h"
 #include "proto/wh_proto.h"
 #include "store/wh_ram.h"
+#include "fuzz_util.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -56,18 +57,9 @@ static size_t in_len, in_pos;
 static uint64_t caps;
 static bool read_changed; /* then file bytes cannot be checked */
 
-static int rm_one(const char *path, const struct stat *s, int flag,
-		  struct FTW *ftw)
-{
-	(void)s;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void rm_base(void)
 {
-	nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	fuzz_rm_tree(base);
 }
 
 static void put_file(const char *name, const uint8_t *b, size_t n,

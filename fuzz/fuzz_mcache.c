@@ -27,6 +27,7 @@
 
 #include "chunk/wh_chunk.h"
 #include "host/wh_mcache.h"
+#include "fuzz_util.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -42,29 +43,9 @@ static uint8_t own[MAX_FILE]; /* the file the cache wrote */
 static size_t own_len;
 static uint8_t buf[MAX_FILE + 128];
 
-static int rm_one(const char *path, const struct stat *s, int flag,
-		  struct FTW *ftw)
-{
-	(void)s;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void rm_base(void)
 {
-	nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void put_file(const char *path, const uint8_t *b, size_t n)
-{
-	int f = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-	if (f < 0)
-		abort();
-	if (n && write(f, b, n) != (ssize_t)n)
-		abort();
-	close(f);
+	fuzz_rm_tree(base);
 }
 
 static bool same(const struct wh_manifest *a, const struct wh_manifest *b)
@@ -116,7 +97,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	for (size_t i = 0; i < FILE_SIZE; i++)
 		content[i] = (uint8_t)((i * 2654435761u) >> 13);
 	snprintf(p, sizeof(p), "%s/f", base);
-	put_file(p, content, FILE_SIZE);
+	fuzz_put_file(p, content, FILE_SIZE);
 	free(content);
 	fd = open(p, O_RDONLY);
 	if (fd < 0 || fstat(fd, &st) != 0)
@@ -180,7 +161,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		n = size - 1;
 		memcpy(buf, data + 1, n);
 	}
-	put_file(cpath, buf, n);
+	fuzz_put_file(cpath, buf, n);
 	if (wh_mcache_open(cdir, &mc) != 0)
 		abort();
 	wh_manifest_init(&m);

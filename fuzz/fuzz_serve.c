@@ -17,25 +17,17 @@
 #include "host/wh_share.h"
 #include "host/wh_zhost.h"
 #include "proto/wh_proto.h"
+#include "fuzz_util.h"
 
 static struct wh_share *share;
 static struct wh_zhost *zh; /* replies also go through compression */
 static uint8_t unz[WH_MAX_CHUNK];
 static char base[] = "/tmp/wh-fuzz-serve-XXXXXX";
 
-static int rm_one(const char *path, const struct stat *st, int flag,
-		  struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 /* the share's directory goes when the fuzzer ends */
 static void rm_base(void)
 {
-	nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	fuzz_rm_tree(base);
 }
 
 static void ignore_change(void *ud, const char *dir, size_t dlen,

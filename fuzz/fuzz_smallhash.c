@@ -31,6 +31,7 @@
 
 #include "chunk/wh_chunk.h"
 #include "host/wh_mcache.h"
+#include "fuzz_util.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -58,18 +59,9 @@ static const struct ent mine = {
 	{ 0xa5, 1, 2, 3 },
 };
 
-static int rm_one(const char *path, const struct stat *s, int flag,
-		  struct FTW *ftw)
-{
-	(void)s;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void rm_base(void)
 {
-	nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	fuzz_rm_tree(base);
 }
 
 static uint64_t le(const uint8_t *p)
@@ -98,17 +90,6 @@ static void stat_of(const uint64_t k[5], struct stat *st)
 	st->st_mtim.tv_nsec = (long)(k[3] % 1000000000ULL);
 	st->st_ctim.tv_sec = (time_t)(k[4] / 1000000000ULL);
 	st->st_ctim.tv_nsec = (long)(k[4] % 1000000000ULL);
-}
-
-static void put_file(const char *path, const uint8_t *b, size_t n)
-{
-	int f = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-	if (f < 0)
-		abort();
-	if (n && write(f, b, n) != (ssize_t)n)
-		abort();
-	close(f);
 }
 
 static size_t get_file(const char *path, uint8_t *b, size_t cap)
@@ -321,7 +302,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	whole = ok && distinct_keys(ents, ne) <= WAYS;
 
 	/* 1: read when first asked, merged again at save */
-	put_file(hpath, buf, n);
+	fuzz_put_file(hpath, buf, n);
 	if (wh_mcache_open(cdir, &mc) != 0)
 		abort();
 	probes = ne < MAX_PROBES ? ne : MAX_PROBES;
@@ -372,7 +353,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (wh_mcache_hash_get(mc, &st, h))
 		abort();
 	wh_mcache_hash_put(mc, &st, mine.hash);
-	put_file(hpath, buf, n);
+	fuzz_put_file(hpath, buf, n);
 	wh_mcache_close(mc);
 	check_saved(ents, ok ? ne : 0);
 	reread();

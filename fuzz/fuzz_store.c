@@ -14,35 +14,16 @@
 
 #include "chunk/wh_chunk.h"
 #include "store/wh_store.h"
+#include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char dir[64];
 
-static int rm_one(const char *path, const struct stat *st, int flag,
-		  struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 /* the store's directory goes when the fuzzer ends */
 static void rm_dir(void)
 {
-	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void put_file(const char *path, const uint8_t *b, size_t n)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-	if (fd < 0)
-		abort();
-	if (n && write(fd, b, n) != (ssize_t)n)
-		abort();
-	close(fd);
+	fuzz_rm_tree(dir);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -82,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (size_t off = 0; off + 128 <= n; off += 128)
 			wh_store_seal_record(log + off);
 	snprintf(p, sizeof(p), "%s/chunks.log", dir);
-	put_file(p, log, n);
+	fuzz_put_file(p, log, n);
 	if (wh_store_open(dir, (uint64_t)(data[0] >> 2) * 4096, &s) != 0)
 		abort();
 	/* ask for what the records name, at what lengths they say */
@@ -115,7 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		snprintf(p, sizeof(p), "%s/dest%d", dir, i);
 		memset(out, 0x20 + i, 1000);
-		put_file(p, out, 1000);
+		fuzz_put_file(p, out, 1000);
 		if (stat(p, &st) != 0)
 			abort();
 		wh_blake3(out, 1000, h);
