@@ -276,6 +276,18 @@ def track(label, proc, logpath):
     return Tracked(label, proc, logpath)
 
 
+def drop_log(tracked, log):
+    """Close and remove a daemon's |log| file, its tail kept first by
+    |tracked| (if it was started) for the failure report."""
+    if tracked:
+        tracked.closing()
+    log.close()
+    try:
+        os.unlink(log.name)
+    except OSError:
+        pass
+
+
 def daemons_report():
     """The tracked daemons that concern the current test: still open, or
     closed by it."""
@@ -314,13 +326,7 @@ class Host:
             # the log's tail stays in the report; the file goes
             if self.proc:
                 self.kill()
-            if self.tracked:
-                self.tracked.closing()
-            self.log.close()
-            try:
-                os.unlink(self.log.name)
-            except OSError:
-                pass
+            drop_log(self.tracked, self.log)
             raise
 
     def _start(self, share, code, port, extra, ip, wrap):
@@ -371,12 +377,7 @@ class Host:
 
     def close(self):
         self.stop()
-        self.tracked.closing()
-        self.log.close()
-        try:
-            os.unlink(self.log.name)
-        except OSError:
-            pass
+        drop_log(self.tracked, self.log)
 
 
 def mounted(mnt):
@@ -448,13 +449,7 @@ class Mount:
                 self.proc.kill()
                 self.proc.wait()
         unmount(self.mnt)
-        if self.tracked:
-            self.tracked.closing()
-        self.log.close()
-        try:
-            os.unlink(self.log.name)
-        except OSError:
-            pass
+        drop_log(self.tracked, self.log)
         if self.cache:
             shutil.rmtree(self.cache, ignore_errors=True)
 

@@ -168,14 +168,7 @@ def test_destination_changed_during_the_unhashed_copy(how, share, hosts,
     checked again before the rename differs, the copy is started again,
     hashes the file this time and fetches what differs; the result is the
     host's bytes exactly."""
-    rng = random.Random(11)
-    src = os.path.join(share, "renders", "shot042", "take1.mov")
-    with open(src, "wb") as f:
-        f.write(rng.randbytes(24 * MiB))
-    h = hosts(share)
-    dst = os.path.join(workdir, "take1.mov")
-    cache = os.path.join(workdir, "c")
-    get(h, "renders/shot042/take1.mov", dst, cache)
+    _, src, h, dst, cache = seeded_copy(share, hosts, workdir, 11)
     if how == "edited":
         with open(src, "r+b") as f:  # something to fetch
             f.seek(-1, os.SEEK_END)

@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from conftest import MiB, get, wait_for
+from conftest import MiB, get, sha256, wait_for
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (FUSE)")
 
@@ -31,16 +31,6 @@ def disk_use(d):
             except FileNotFoundError:
                 pass  # evicted while we looked
     return total
-
-
-def digest(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(1 * MiB)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +71,7 @@ def test_store_bounded_while_mounted(share, hosts, mounts, mkmnt):
     t.start()
     try:
         for name in sorted(sums):
-            assert digest(os.path.join(mnt, name)) == sums[name], name
+            assert sha256(os.path.join(mnt, name)) == sums[name], name
     finally:
         done.set()
         t.join()
@@ -100,7 +90,7 @@ def test_store_bounded_while_mounted(share, hosts, mounts, mkmnt):
     name = sorted(sums)[0]
     with open(os.path.join(mnt, name), "rb") as f:
         os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-    assert digest(os.path.join(mnt, name)) == sums[name]
+    assert sha256(os.path.join(mnt, name)) == sums[name]
     assert wait_for(lambda: disk_use(cache) <= limit + 1 * MiB, 20)
 
 
@@ -116,7 +106,7 @@ def test_name_files_go_with_their_references(share, hosts, workdir):
     name = sorted(sums)[0]
     for _ in range(6):
         get(h, name, dst, cache)
-        assert digest(dst) == sums[name]
+        assert sha256(dst) == sums[name]
         os.unlink(dst)
     names = os.listdir(os.path.join(cache, "chunk-names"))
     assert len(names) <= 1, names

@@ -25,8 +25,8 @@ import time
 
 import pytest
 
-from conftest import (WH_BIN, Netns, netns_name, netns_skip_reason, track,
-                      unmount, wait_for)
+from conftest import (WH_BIN, Netns, drop_log, netns_name, netns_skip_reason,
+                      track, unmount, wait_for)
 
 SIG_IP = "203.0.113.10"
 SIG_PORT = 7700
@@ -170,13 +170,7 @@ class Proc:
     def close(self):
         """Stop it and remove its log (its tail stays for the report)."""
         self.stop()
-        if self.tracked:
-            self.tracked.closing()
-        self.log.close()
-        try:
-            os.unlink(self.log.name)
-        except OSError:
-            pass
+        drop_log(self.tracked, self.log)
 
 
 @pytest.fixture(scope="module")

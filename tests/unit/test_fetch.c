@@ -561,6 +561,22 @@ static void chunk0(uint8_t hash[WH_HASH_LEN], uint32_t *len)
 	wh_manifest_free(&m);
 }
 
+/* open_beside_pending - the fixture open on |store|, f.bin's first chunk
+ * held pending in the RAM cache as if a fetch of it were on its way (its
+ * entry in |e|), and f.bin open in |ff| */
+static void open_beside_pending(struct fx *x, struct wh_fetch_opts *o,
+				const char *store, struct wh_ram_ent **e,
+				struct wh_fetch_file **ff)
+{
+	uint8_t h[WH_HASH_LEN];
+	uint32_t len;
+
+	chunk0(h, &len);
+	fx_open(x, o, store);
+	assert_int_equal(wh_ram_acquire(x->ram, h, true, e), 1);
+	assert_int_equal(wh_fetch_open(x->f, "f.bin", 5, &x->v, ff), 0);
+}
+
 /* a fetch of the first chunk is on its way (the test holds its RAM entry
  * pending) while READ brings the chunk whole; that fetch then fails: the
  * READ bytes still go to the store, else it would end a chunk short */
@@ -573,14 +589,9 @@ static void test_assemble_beside_a_failed_fetch(void **state)
 	struct wh_fetch_file *ff;
 	struct wh_ram_ent *e;
 	unsigned int chunked, passed;
-	uint8_t h[WH_HASH_LEN];
-	uint32_t len;
 
 	(void)state;
-	chunk0(h, &len);
-	fx_open(&x, &o, "store5");
-	assert_int_equal(wh_ram_acquire(x.ram, h, true, &e), 1);
-	assert_int_equal(wh_fetch_open(x.f, "f.bin", 5, &x.v, &ff), 0);
+	open_beside_pending(&x, &o, "store5", &e, &ff);
 	assert_int_equal(read_streamed(x.f, ff, &chunked, &passed), 0);
 	wh_fetch_close(x.f, ff);
 	wait_idle(x.f);
@@ -603,15 +614,10 @@ static void test_backfill_beside_a_failed_fetch(void **state)
 	struct wh_ram_stats rs;
 	struct wh_fetch_file *ff;
 	struct wh_ram_ent *e;
-	uint8_t h[WH_HASH_LEN];
 	uint64_t hits;
-	uint32_t len;
 
 	(void)state;
-	chunk0(h, &len);
-	fx_open(&x, &o, "store6");
-	assert_int_equal(wh_ram_acquire(x.ram, h, true, &e), 1);
-	assert_int_equal(wh_fetch_open(x.f, "f.bin", 5, &x.v, &ff), 0);
+	open_beside_pending(&x, &o, "store6", &e, &ff);
 	for (uint64_t off = 0; off < FILE_SIZE; off += MiB) {
 		struct wh_fetch_reply fr;
 
