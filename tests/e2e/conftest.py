@@ -73,10 +73,11 @@ def wait_for(pred, timeout, step=0.02):
 
 
 # the kernel's counts of page cache thrown away by others than the test:
-# `echo 1 (or 3) > /proc/sys/vm/drop_caches` (the benchmarks do), file
-# pages reclaimed under memory pressure, and `echo 2` (which frees idle
-# inodes and with them their pages: a FUSE file's as soon as its dentry
-# goes): counted as drop_slab when done, the pages as pginodesteal
+# `echo 1 (or 3) > /proc/sys/vm/drop_caches` (bench/run-small --drop-all,
+# other users of the machine), file pages reclaimed under memory pressure,
+# and `echo 2` (which frees idle inodes and with them their pages: a FUSE
+# file's as soon as its dentry goes): counted as drop_slab when done, the
+# pages as pginodesteal
 CACHE_LOSS_COUNTERS = ("drop_pagecache", "pgsteal_file", "drop_slab",
                        "pginodesteal")
 
