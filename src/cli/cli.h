@@ -58,4 +58,38 @@ const char *cli_signal_server(const char *opt, char *buf, size_t size);
 int cli_client_route(const char *cmd, const char *peer, const char *opt,
 		     const char **signal, char *buf, size_t size);
 
+/* The options get and mount share: their getopt_long entries go first in
+ * each command's table (CLI_CLIENT_OPTIONS), and cli_client_opt() takes
+ * each option getopt_long returns. */
+#define CLI_CLIENT_OPTIONS                                              \
+	{ "peer", required_argument, NULL, 'p' },                       \
+	{ "signal", required_argument, NULL, 's' },                     \
+	{ "cache-dir", required_argument, NULL, 'C' },                  \
+	{ "cache-mb", required_argument, NULL, 'M' },                   \
+	{ "timeout-ms", required_argument, NULL, 't' },                 \
+	{ "transport", required_argument, NULL, 'T' },                  \
+	{ "verbose", no_argument, NULL, 'v' }
+#define CLI_CLIENT_SHORTOPTS "p:v"
+/* the chunk store is shared by get and mount: its limit (MiB) unless
+ * --cache-mb says */
+#define CLI_STORE_MB 10240
+
+struct cli_client_opts {
+	const char *peer;      /* --peer ADDR:PORT */
+	const char *signal;    /* --signal ADDR:PORT */
+	const char *cache_dir; /* --cache-dir DIR */
+	long store_mb;         /* --cache-mb N: the chunk store's limit */
+	long timeout_ms;       /* --timeout-ms N */
+	enum wh_net_transport transport;
+};
+/* cli_client_opts_init - the defaults: no peer, signal or cache dir,
+ * WH_NET_AUTO, a store of 10 GiB and a timeout of |timeout_ms|. */
+void cli_client_opts_init(struct cli_client_opts *o, long timeout_ms);
+/* cli_client_opt - option |c| with argument |arg| for command |cmd|
+ * into |o|: 1 if it was one of the shared options, 0 if it is the
+ * command's own, or -1 with the usage error printed (exit
+ * WH_EXIT_USAGE). */
+int cli_client_opt(const char *cmd, int c, const char *arg,
+		   struct cli_client_opts *o);
+
 #endif /* WH_CLI_H */

@@ -20,18 +20,10 @@
 #include "host/wh_mcache.h"
 #include "store/wh_store.h"
 
-#define DEFAULT_STORE_MB 10240 /* the chunk store's limit, MiB */
-
 static const struct option get_opts[] = {
-	{ "peer", required_argument, NULL, 'p' },
-	{ "signal", required_argument, NULL, 's' },
-	{ "cache-dir", required_argument, NULL, 'C' },
-	{ "cache-mb", required_argument, NULL, 'M' },
+	CLI_CLIENT_OPTIONS,
 	{ "json", no_argument, NULL, 'j' },
 	{ "parallel", required_argument, NULL, 'P' },
-	{ "timeout-ms", required_argument, NULL, 't' },
-	{ "transport", required_argument, NULL, 'T' },
-	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -65,7 +57,7 @@ static int normalize(const char *in, char *out, size_t size)
 
 int cmd_get_main(int argc, char **argv)
 {
-	enum wh_net_transport transport = WH_NET_AUTO;
+	struct cli_client_opts co;
 	struct wh_session *sess = NULL;
 	struct wh_store *store = NULL;
 	struct wh_mcache *mc = NULL;
@@ -73,32 +65,24 @@ int cmd_get_main(int argc, char **argv)
 	struct wh_get_stats st;
 	char code[WH_CODE_STRLEN + 1], remote[WH_MAX_PATH + 1], err[1024];
 	char *local = NULL, *cache = NULL;
-	const char *signal_opt = NULL, *signal_srv = NULL;
+	const char *signal_srv = NULL, *base;
 	char signal_buf[256];
-	const char *peer = NULL, *cache_dir = NULL, *base;
 	bool json = false;
-	long parallel = 32, timeout_ms = 15000, store_mb = DEFAULT_STORE_MB;
+	long parallel = 32;
 	struct stat lst;
 	int c, rv;
 
 	/* quiet unless asked: the summary (or --json) says what happened */
 	wh_log_set_level(WH_LOG_WARN);
-	while ((c = getopt_long(argc, argv, "p:vh", get_opts, NULL)) != -1) {
+	cli_client_opts_init(&co, 15000);
+	while ((c = getopt_long(argc, argv, CLI_CLIENT_SHORTOPTS "h", get_opts,
+				NULL)) != -1) {
+		rv = cli_client_opt("get", c, optarg, &co);
+		if (rv < 0)
+			return WH_EXIT_USAGE;
+		if (rv > 0)
+			continue;
 		switch (c) {
-		case 'p':
-			peer = optarg;
-			break;
-		case 's':
-			signal_opt = optarg;
-			break;
-		case 'C':
-			cache_dir = optarg;
-			break;
-		case 'M':
-			if (!cli_parse_int(optarg, 1, 1L << 30, &store_mb))
-				return cli_usage_error("get", "bad --cache-mb "
-						       "'%s'", optarg);
-			break;
 		case 'j':
 			json = true;
 			break;
@@ -107,17 +91,6 @@ int cmd_get_main(int argc, char **argv)
 					   &parallel))
 				return cli_usage_error("get", "bad --parallel "
 						       "'%s' (1-64)", optarg);
-			break;
-		case 'T':
-			if (cli_parse_transport("get", optarg, &transport))
-				return WH_EXIT_USAGE;
-			break;
-		case 't':
-			if (cli_parse_timeout_ms("get", optarg, &timeout_ms))
-				return WH_EXIT_USAGE;
-			break;
-		case 'v':
-			wh_log_set_level(WH_LOG_DEBUG);
 			break;
 		case 'h':
 			printf("usage: wormhole get CODE REMOTE_PATH "
@@ -138,7 +111,7 @@ int cmd_get_main(int argc, char **argv)
 	if (normalize(argv[optind + 1], remote, sizeof(remote)) < 0)
 		return cli_usage_error("get", "bad remote path '%s'",
 				       argv[optind + 1]);
-	if (cli_client_route("get", peer, signal_opt, &signal_srv,
+	if (cli_client_route("get", co.peer, co.signal, &signal_srv,
 			     signal_buf, sizeof(signal_buf)))
 		return WH_EXIT_USAGE;
 
@@ -174,13 +147,13 @@ int cmd_get_main(int argc, char **argv)
 		free(local);
 		return WH_EXIT_USAGE;
 	}
-	cache = cache_dir ? strdup(cache_dir) : wh_store_default_dir();
+	cache = co.cache_dir ? strdup(co.cache_dir) : wh_store_default_dir();
 	if (!cache) {
 		free(local);
 		return cli_fail("get", "no cache directory: set --cache-dir "
 				"or HOME");
 	}
-	rv = wh_store_open(cache, (uint64_t)store_mb << 20, &store);
+	rv = wh_store_open(cache, (uint64_t)co.store_mb << 20, &store);
 	if (rv < 0) {
 		cli_fail("get", "cannot use the cache directory '%s': %s",
 			 cache, wh_strerror(rv));
@@ -199,7 +172,7 @@ int cmd_get_main(int argc, char **argv)
 			free(mdir);
 		}
 	}
-	rv = cli_connect(code, peer, signal_srv, transport, &sess, err,
+	rv = cli_connect(code, co.peer, signal_srv, co.transport, &sess, err,
 			 sizeof(err));
 	if (rv < 0) {
 		cli_fail("get", "%s", err);
@@ -209,7 +182,7 @@ int cmd_get_main(int argc, char **argv)
 	go.remote = remote;
 	go.local = local;
 	go.parallel = (int)parallel;
-	go.timeout_ms = (int)timeout_ms;
+	go.timeout_ms = (int)co.timeout_ms;
 	go.progress = !json && isatty(STDERR_FILENO);
 	go.mc = mc;
 	rv = wh_get_run(sess, store, &go, &st, err, sizeof(err));

@@ -24,22 +24,12 @@
 #include "fuse/wh_fs.h"
 #include "store/wh_store.h"
 
-/* the chunk store is shared with `wormhole get`: its limit (MiB) unless
- * --cache-mb says */
-#define STORE_LIMIT_MB 10240
-
 static const struct option mount_opts[] = {
-	{ "peer", required_argument, NULL, 'p' },
-	{ "signal", required_argument, NULL, 's' },
-	{ "cache-dir", required_argument, NULL, 'C' },
+	CLI_CLIENT_OPTIONS,
 	{ "ram-cache-mb", required_argument, NULL, 'R' },
-	{ "cache-mb", required_argument, NULL, 'M' },
 	{ "parallel", required_argument, NULL, 'P' },
 	{ "foreground", no_argument, NULL, 'f' },
-	{ "timeout-ms", required_argument, NULL, 't' },
-	{ "transport", required_argument, NULL, 'T' },
 	{ "log", required_argument, NULL, 'L' },
-	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -115,7 +105,7 @@ static void daemon_stdio(const char *logfile)
 
 int cmd_mount_main(int argc, char **argv)
 {
-	enum wh_net_transport transport = WH_NET_AUTO;
+	struct cli_client_opts co;
 	struct wh_fs_opts fo;
 	struct wh_session *sess = NULL;
 	struct wh_fs *fs = NULL;
@@ -123,28 +113,23 @@ int cmd_mount_main(int argc, char **argv)
 	struct wh_rpc rpc;
 	struct stat st;
 	char code[WH_CODE_STRLEN + 1], err[512], msg[600];
-	const char *signal_opt = NULL, *signal_srv = NULL;
+	const char *signal_srv = NULL;
 	char signal_buf[256];
-	const char *peer = NULL, *logfile = NULL, *cache_dir = NULL;
-	const char *mnt;
+	const char *logfile = NULL, *mnt;
 	bool foreground = false;
-	long timeout_ms = 8000, ram_mb = 128, parallel = 8;
-	long store_mb = STORE_LIMIT_MB;
+	long ram_mb = 128, parallel = 8;
 	char *cache = NULL;
 	int c, rv, fd = -1, pipefd[2];
 
-	while ((c = getopt_long(argc, argv, "p:fvh", mount_opts, NULL)) !=
-	       -1) {
+	cli_client_opts_init(&co, 8000);
+	while ((c = getopt_long(argc, argv, CLI_CLIENT_SHORTOPTS "fh",
+				mount_opts, NULL)) != -1) {
+		rv = cli_client_opt("mount", c, optarg, &co);
+		if (rv < 0)
+			return WH_EXIT_USAGE;
+		if (rv > 0)
+			continue;
 		switch (c) {
-		case 'p':
-			peer = optarg;
-			break;
-		case 's':
-			signal_opt = optarg;
-			break;
-		case 'C':
-			cache_dir = optarg;
-			break;
 		case 'P':
 			if (!cli_parse_int(optarg, 1, 64, &parallel))
 				return cli_usage_error("mount", "bad --parallel "
@@ -156,27 +141,11 @@ int cmd_mount_main(int argc, char **argv)
 						       "--ram-cache-mb '%s'",
 						       optarg);
 			break;
-		case 'M':
-			if (!cli_parse_int(optarg, 1, 1L << 30, &store_mb))
-				return cli_usage_error("mount", "bad --cache-mb "
-						       "'%s'", optarg);
-			break;
 		case 'f':
 			foreground = true;
 			break;
-		case 'T':
-			if (cli_parse_transport("mount", optarg, &transport))
-				return WH_EXIT_USAGE;
-			break;
-		case 't':
-			if (cli_parse_timeout_ms("mount", optarg, &timeout_ms))
-				return WH_EXIT_USAGE;
-			break;
 		case 'L':
 			logfile = optarg;
-			break;
-		case 'v':
-			wh_log_set_level(WH_LOG_DEBUG);
 			break;
 		case 'h':
 			printf("usage: wormhole mount CODE MOUNTPOINT [--peer "
@@ -194,7 +163,7 @@ int cmd_mount_main(int argc, char **argv)
 		return cli_usage_error("mount", "expected a join code and a "
 				       "mount point");
 	if (cli_parse_code("mount", argv[optind], code) ||
-	    cli_client_route("mount", peer, signal_opt, &signal_srv,
+	    cli_client_route("mount", co.peer, co.signal, &signal_srv,
 			     signal_buf, sizeof(signal_buf)))
 		return WH_EXIT_USAGE;
 	mnt = argv[optind + 1];
@@ -209,11 +178,12 @@ int cmd_mount_main(int argc, char **argv)
 	if (!S_ISDIR(st.st_mode))
 		return cli_fail("mount", "mount point '%s' is not a directory",
 				mnt);
-	if (cache_dir && mkdir(cache_dir, 0700) != 0 && errno != EEXIST)
+	if (co.cache_dir && mkdir(co.cache_dir, 0700) != 0 && errno != EEXIST)
 		return cli_fail("mount", "cannot create cache dir '%s': %s",
-				cache_dir, strerror(errno));
+				co.cache_dir, strerror(errno));
 	/* absolute: the daemon changes to "/" */
-	cache = cache_dir ? realpath(cache_dir, NULL) : wh_store_default_dir();
+	cache = co.cache_dir ? realpath(co.cache_dir, NULL)
+			     : wh_store_default_dir();
 	if (!cache)
 		return cli_fail("mount", "no cache directory: set HOME or "
 				"XDG_CACHE_HOME, or pass --cache-dir DIR");
@@ -243,7 +213,7 @@ int cmd_mount_main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	/* here, not before the fork: the parent must not hold it */
-	rv = wh_store_open(cache, (uint64_t)store_mb << 20, &store);
+	rv = wh_store_open(cache, (uint64_t)co.store_mb << 20, &store);
 	if (rv < 0) {
 		snprintf(msg, sizeof(msg), "1cannot open the chunk store in "
 			 "'%.400s': %s", cache, wh_strerror(rv));
@@ -253,7 +223,7 @@ int cmd_mount_main(int argc, char **argv)
 	}
 	free(cache);
 
-	rv = cli_connect(code, peer, signal_srv, transport, &sess, err,
+	rv = cli_connect(code, co.peer, signal_srv, co.transport, &sess, err,
 			 sizeof(err));
 	if (rv < 0) {
 		snprintf(msg, sizeof(msg), "1%s", err);
@@ -263,7 +233,7 @@ int cmd_mount_main(int argc, char **argv)
 	}
 	wh_session_rpc(sess, &rpc);
 	memset(&fo, 0, sizeof(fo));
-	fo.timeout_ms = (int)timeout_ms;
+	fo.timeout_ms = (int)co.timeout_ms;
 	fo.attr_timeout = 60.0;
 	fo.entry_timeout = 60.0;
 	fo.store = store;
@@ -288,7 +258,7 @@ int cmd_mount_main(int argc, char **argv)
 		wh_store_close(store);
 		return WH_EXIT_FAIL;
 	}
-	wh_info("mounted %s on %s", peer ? peer : "the share", mnt);
+	wh_info("mounted %s on %s", co.peer ? co.peer : "the share", mnt);
 	if (!foreground) {
 		report(fd, "0");
 		if (chdir("/") != 0)

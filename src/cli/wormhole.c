@@ -8,6 +8,7 @@
 #include "auth/wh_code.h"
 #include "cli/cli.h"
 #include "client/wh_session.h"
+#include "common/wh_log.h"
 
 static int version_main(int argc, char **argv);
 static int help_main(int argc, char **argv);
@@ -209,6 +210,45 @@ int cli_client_route(const char *cmd, const char *peer, const char *opt,
 			       "or 'signal = ADDR:PORT' in "
 			       "~/.config/wormhole/config), or give the "
 			       "host's address with --peer ADDR:PORT");
+}
+
+void cli_client_opts_init(struct cli_client_opts *o, long timeout_ms)
+{
+	memset(o, 0, sizeof(*o));
+	o->store_mb = CLI_STORE_MB;
+	o->timeout_ms = timeout_ms;
+	o->transport = WH_NET_AUTO;
+}
+
+int cli_client_opt(const char *cmd, int c, const char *arg,
+		   struct cli_client_opts *o)
+{
+	switch (c) {
+	case 'p':
+		o->peer = arg;
+		return 1;
+	case 's':
+		o->signal = arg;
+		return 1;
+	case 'C':
+		o->cache_dir = arg;
+		return 1;
+	case 'M':
+		if (!cli_parse_int(arg, 1, 1L << 30, &o->store_mb)) {
+			cli_usage_error(cmd, "bad --cache-mb '%s'", arg);
+			return -1;
+		}
+		return 1;
+	case 't':
+		return cli_parse_timeout_ms(cmd, arg, &o->timeout_ms) ? -1 : 1;
+	case 'T':
+		return cli_parse_transport(cmd, arg, &o->transport) ? -1 : 1;
+	case 'v':
+		wh_log_set_level(WH_LOG_DEBUG);
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 int main(int argc, char **argv)
