@@ -63,6 +63,12 @@ def sha256(path):
             h.update(b)
 
 
+def mount_stats(mnt):
+    """the mount's counters: the root's "user.wormhole.stats" attribute"""
+    text = os.getxattr(mnt, "user.wormhole.stats").decode()
+    return {k: int(v) for k, v in (line.split() for line in text.splitlines())}
+
+
 def wait_for(pred, timeout, step=0.02):
     end = time.monotonic() + timeout
     while time.monotonic() < end:

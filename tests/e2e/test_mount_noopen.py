@@ -13,17 +13,12 @@ import time
 
 import pytest
 
-from conftest import MiB, Mount, retry_if_caches_dropped, wait_for
+from conftest import MiB, Mount, mount_stats, retry_if_caches_dropped, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (FUSE)")
 
 MODES = {"no_open": (), "open_each": ("env", "WH_MOUNT_OPEN_EACH=1")}
 NFILES = 30
-
-
-def stats(mnt):
-    text = os.getxattr(mnt, "user.wormhole.stats").decode()
-    return {k: int(v) for k, v in (line.split() for line in text.splitlines())}
 
 
 def reads(st):
@@ -81,11 +76,11 @@ def test_reads_right_and_opens_counted(share, mount, mode):
 
     def again():
         nonlocal after
-        before = stats(mount)
+        before = mount_stats(mount)
         for name in names:
             assert read(os.path.join(mount, name)) == \
                 read(os.path.join(share, name)), name
-        after = stats(mount)
+        after = mount_stats(mount)
         n = reads(after) - reads(before)
         return n < len(names) // 4, n
     after = None
@@ -105,7 +100,7 @@ def test_cp_r_same_tree_small_files_ahead(share, mount, workdir, mode):
     r = subprocess.run(["diff", "-r", os.path.join(share, "d"), out],
                        capture_output=True)
     assert r.returncode == 0, r.stdout[:2000]
-    st = stats(mount)
+    st = mount_stats(mount)
     # the first read of a file in the listed directory (the open, with
     # opens) queued its neighbours, which then never needed a READ
     assert st["small_fetched"] >= NFILES // 2
@@ -165,7 +160,7 @@ def test_change_while_reading_fails_then_new_open_reads_new(share, mount):
 def test_write_opens_give_erofs(share, mount, mode):
     dst = os.path.join(mount, "hello.txt")
     assert read(dst) == b"hello\n"       # a read-only open came first
-    opens = stats(mount)["opens"]
+    opens = mount_stats(mount)["opens"]
     r = subprocess.run(["sh", "-c", "echo x > '%s'" % dst],
                        capture_output=True)
     assert r.returncode != 0
@@ -181,6 +176,6 @@ def test_write_opens_give_erofs(share, mount, mode):
     if mode == "no_open":
         # the mount is read-only: the kernel refuses these itself, and
         # sends no OPEN for them either
-        assert stats(mount)["opens"] == opens
+        assert mount_stats(mount)["opens"] == opens
     assert read(dst) == b"hello\n"
     assert read(os.path.join(share, "hello.txt")) == b"hello\n"

@@ -13,17 +13,12 @@ import time
 
 import pytest
 
-from conftest import Mount, wait_for
+from conftest import Mount, mount_stats, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (FUSE)")
 
 DIRS = 3
 PER_DIR = 40
-
-
-def stats(mnt):
-    text = os.getxattr(mnt, "user.wormhole.stats").decode()
-    return {k: int(v) for k, v in (line.split() for line in text.splitlines())}
 
 
 def make_share(base):
@@ -73,7 +68,7 @@ def test_cp_r_of_small_files(tmp_path, hosts, mkmnt, get_small):
                        check=True)
         assert same_tree(os.path.join(src, "tree"), out)
         assert os.readlink(os.path.join(out, "d2", "link")) == "f01"
-        st = stats(mnt)
+        st = mount_stats(mnt)
         files = DIRS * PER_DIR
         # the neighbours of the first file opened in each directory were
         # fetched ahead and served without a READ of the reader's own
@@ -117,7 +112,7 @@ def test_small_file_changed_on_host_shows(tmp_path, hosts, mkmnt):
         out = str(tmp_path / "copy")
         subprocess.run(["cp", "-r", os.path.join(mnt, "tree", "d0"), out],
                        check=True)
-        assert stats(mnt)["small_fetched"] > 0
+        assert mount_stats(mnt)["small_fetched"] > 0
         # a file fetched ahead (now in the kernel's page cache or in
         # RAM), changed in place with the same size
         name = os.path.join("tree", "d0", "f30")

@@ -7,7 +7,6 @@ gives EIO (never a mix), and a dead host gives EIO within the timeout.
 The proofs are the mount's own counters, the root's "user.wormhole.stats"
 extended attribute, and the chunk store's files."""
 import errno
-import hashlib
 import os
 import random
 import shutil
@@ -17,16 +16,11 @@ import time
 
 import pytest
 
-from conftest import MiB, Host, Mount, wait_for
+from conftest import MiB, Host, Mount, mount_stats, sha256, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (FUSE)")
 
 BIG = 96 * MiB
-
-
-def stats(mnt):
-    text = os.getxattr(mnt, "user.wormhole.stats").decode()
-    return {k: int(v) for k, v in (line.split() for line in text.splitlines())}
 
 
 def store_chunks(cache):
@@ -39,16 +33,6 @@ def store_chunks(cache):
 def drop_pages(path):
     with open(path, "rb") as f:
         os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-
-
-def digest(path, block=1 * MiB):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(block)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
 
 
 @pytest.fixture(scope="module")
@@ -80,14 +64,14 @@ def test_sequential_read_fills_store_and_remount_fetches_nothing(
         share, cache, hosts, mkmnt):
     h = hosts(share)
     src = os.path.join(share, "big.bin")
-    want = digest(src)
+    want = sha256(src)
     mnt = mkmnt()
     m = Mount(h, mnt, extra=["--cache-dir", cache])
     try:
-        assert digest(os.path.join(mnt, "big.bin")) == want
+        assert sha256(os.path.join(mnt, "big.bin")) == want
         # the chunks read with READ before the manifest came follow
-        assert wait_for(lambda: stats(mnt)["fetch_busy"] == 0, 30)
-        st = stats(mnt)
+        assert wait_for(lambda: mount_stats(mnt)["fetch_busy"] == 0, 30)
+        st = mount_stats(mnt)
         assert st["manifests"] == 1
         assert st["chunks_fetched"] > 0
         assert st["chunks_bad"] == 0
@@ -110,11 +94,11 @@ def test_sequential_read_fills_store_and_remount_fetches_nothing(
         # the host knows the manifest now: the reads soon go by chunks
         # (unless a slow machine let a whole read go by first)
         for _ in range(3):
-            assert digest(os.path.join(mnt2, "big.bin")) == want
-            if stats(mnt2)["reads_chunked"] > 0:
+            assert sha256(os.path.join(mnt2, "big.bin")) == want
+            if mount_stats(mnt2)["reads_chunked"] > 0:
                 break
             drop_pages(os.path.join(mnt2, "big.bin"))
-        st2 = stats(mnt2)
+        st2 = mount_stats(mnt2)
         assert st2["reads_chunked"] > 0
         assert st2["chunks_fetched"] == 0
         assert st2["bytes_fetched"] == 0
@@ -137,7 +121,7 @@ def test_cold_file_crosses_the_wire_once(tmp_path, cache, hosts, mkmnt):
         for _ in range(size // MiB):
             f.write(rng.randbytes(MiB))
         f.write(rng.randbytes(size % MiB))
-    want = digest(str(src))
+    want = sha256(str(src))
     h = hosts(str(d))
     mnt = mkmnt()
     m = Mount(h, mnt, extra=["--cache-dir", cache])
@@ -149,11 +133,11 @@ def test_cold_file_crosses_the_wire_once(tmp_path, cache, hosts, mkmnt):
                 assert b == g.read(MiB)
                 if not b:
                     break
-        assert wait_for(lambda: stats(mnt)["fetch_busy"] == 0, 30)
-        st = stats(mnt)
+        assert wait_for(lambda: mount_stats(mnt)["fetch_busy"] == 0, 30)
+        st = mount_stats(mnt)
     finally:
         m.close()
-    assert digest(str(src)) == want
+    assert sha256(str(src)) == want
     assert st["manifest_parts"] >= 1
     assert st["manifests"] == 1
     assert st["chunks_bad"] == 0
@@ -175,7 +159,7 @@ def test_odd_sizes_and_small_files(share, hosts, mounts, mkmnt):
     mnt = mkmnt()
     mounts(h, mnt)
     for name in ("odd.bin", "small.txt"):
-        assert digest(os.path.join(mnt, name)) == digest(os.path.join(share, name))
+        assert sha256(os.path.join(mnt, name)) == sha256(os.path.join(share, name))
     # reads at and past the end of a chunked file
     with open(os.path.join(mnt, "odd.bin"), "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -189,12 +173,12 @@ def test_odd_sizes_and_small_files(share, hosts, mounts, mkmnt):
 def test_corrupt_chunk_in_store_is_fetched_again(share, cache, hosts, mkmnt):
     h = hosts(share)
     src = os.path.join(share, "big.bin")
-    want = digest(src)
+    want = sha256(src)
     mnt = mkmnt()
     m = Mount(h, mnt, extra=["--cache-dir", cache])
     try:
-        assert digest(os.path.join(mnt, "big.bin")) == want
-        assert wait_for(lambda: stats(mnt)["fetch_busy"] == 0, 30)
+        assert sha256(os.path.join(mnt, "big.bin")) == want
+        assert wait_for(lambda: mount_stats(mnt)["fetch_busy"] == 0, 30)
     finally:
         m.close()
     chunks = sorted(store_chunks(cache))
@@ -209,8 +193,8 @@ def test_corrupt_chunk_in_store_is_fetched_again(share, cache, hosts, mkmnt):
     mnt2 = mkmnt()
     m2 = Mount(h, mnt2, extra=["--cache-dir", cache])
     try:
-        assert digest(os.path.join(mnt2, "big.bin")) == want
-        st = stats(mnt2)
+        assert sha256(os.path.join(mnt2, "big.bin")) == want
+        st = mount_stats(mnt2)
         # the three were found corrupt, thrown away and fetched again
         # (unless the few first reads, before the manifest, covered one)
         assert 1 <= st["store_corrupt"] <= 3
@@ -242,14 +226,14 @@ def test_random_preads_match(share, hosts, mounts, mkmnt):
                 assert os.pread(f.fileno(), size, off) == \
                     os.pread(g.fileno(), size, off), (off, size)
         check(150)  # mostly READ requests (the kernel reads ahead)
-        before = stats(mnt)
+        before = mount_stats(mnt)
         assert before["reads_direct"] > 0
         # a sequential pass puts the chunks in RAM ...
         with open(os.path.join(mnt, "big.bin"), "rb") as s:
             while s.read(MiB):
                 pass
         check(150)  # ... and random reads are served from there
-        after = stats(mnt)
+        after = mount_stats(mnt)
         assert after["reads_ram"] > before["reads_ram"]
 
 
@@ -268,14 +252,14 @@ def test_change_on_host_during_sequential_read(share, hosts, mounts, mkmnt):
     with open(os.path.join(mnt, "f.bin"), "rb", buffering=0) as f:
         # READ until the manifest comes (the host hashes the file first),
         # then chunks
-        while stats(mnt)["reads_chunked"] == 0 and len(got) < 40 * MiB:
+        while mount_stats(mnt)["reads_chunked"] == 0 and len(got) < 40 * MiB:
             got += f.read(MiB)
             if len(got) >= 4 * MiB:
                 # a loaded host (ASan, a busy machine) may hash for longer
                 # than the READs take to go past 40 MiB: wait for it
-                wait_for(lambda: stats(mnt)["manifests"] > 0, 60, step=0.05)
+                wait_for(lambda: mount_stats(mnt)["manifests"] > 0, 60, step=0.05)
             time.sleep(0.05)
-        assert stats(mnt)["reads_chunked"] > 0
+        assert mount_stats(mnt)["reads_chunked"] > 0
         with open(src, "r+b") as g:
             g.write(new)
         time.sleep(0.3)  # the host's change notice

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from conftest import MiB, Mount, get, same_tree
+from conftest import MiB, Mount, get, mount_stats, same_tree
 
 WORDS = ("wormhole chunk stream host client manifest verified the of and "
          "a to in is that for it with as was on be by this").split()
@@ -107,13 +107,6 @@ def test_disabled(share, hosts, workdir, monkeypatch, side):
     assert "zstd saved" not in h.stderr()
 
 
-def stats(mnt):
-    r = subprocess.run(["getfattr", "--only-values", "-n", "user.wormhole.stats",
-                        mnt], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    return {k: int(v) for k, v in (l.split() for l in r.stdout.splitlines())}
-
-
 def test_mount_reads_compressed(share, forced, hosts, mkmnt, workdir):
     h = hosts(share)
     mnt = mkmnt()
@@ -126,7 +119,7 @@ def test_mount_reads_compressed(share, forced, hosts, mkmnt, workdir):
         dst = os.path.join(workdir, "copy.txt")
         subprocess.run(["cp", os.path.join(mnt, "log.txt"), dst], check=True)
         assert same(os.path.join(share, "log.txt"), dst)
-        st = stats(mnt)
+        st = mount_stats(mnt)
         if st["chunks_fetched"]:
             assert st["bytes_wire"] < st["bytes_fetched"] // 2, st
         assert st["chunks_bad"] == 0
@@ -197,7 +190,7 @@ def cp_tree_from_mount(h, text_tree, mkmnt, workdir):
                         os.path.join(workdir, "cp")], check=True)
         assert same_tree(os.path.join(text_tree, "tree"),
                          os.path.join(workdir, "cp"))
-        return stats(mnt)
+        return mount_stats(mnt)
     finally:
         m.close()
 
@@ -311,7 +304,7 @@ def test_mount_small_reply_wire_bytes_are_file_data(workdir, hosts, mkmnt,
         subprocess.run(["cp", "-r", os.path.join(mnt, "d"),
                         os.path.join(workdir, "cp")], check=True)
         assert same_tree(os.path.join(share, "d"), os.path.join(workdir, "cp"))
-        st = stats(mnt)
+        st = mount_stats(mnt)
     finally:
         m.close()
     h.stop()
