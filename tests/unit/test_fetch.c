@@ -44,6 +44,8 @@ struct local {
 	bool dead;       /* never answer: every call times out */
 	uint64_t caps;   /* what this host agreed to */
 	bool skew_parts; /* MANIFEST_PARTs claim another file version */
+	bool hold_manifest; /* MANIFEST and MANIFEST_STREAM wait while set
+			     * (a host that has hashed nothing yet) */
 	uint64_t corrupt_size; /* GET_SMALL_REPLY: a DATA entry of this size
 				* gets a byte flipped */
 	unsigned int sent[64]; /* requests by type */
@@ -121,6 +123,10 @@ static int local_call(void *ctx, const uint8_t *req, size_t len,
 			return wh_error_append(resp, m.hdr.req_id, EPROTO,
 					       "not a request message");
 		}
+		while ((m.hdr.type == WH_MSG_MANIFEST_STREAM ||
+			m.hdr.type == WH_MSG_MANIFEST) &&
+		       __atomic_load_n(&l->hold_manifest, __ATOMIC_ACQUIRE))
+			usleep(1000);
 		wh_buf_reset(resp);
 		rv = wh_share_serve(l->share, req, len, resp);
 		if (rv == 0 && l->skew_parts)
@@ -221,15 +227,16 @@ static void fx_close(struct fx *x)
 	wh_share_close(x->l.share);
 }
 
-/* stored_all - every chunk of f.bin is in |store|: their number */
-static size_t stored_all(struct wh_store *store)
+/* stored_file - every chunk of the share's |name| is in |store|: their
+ * number */
+static size_t stored_file(struct wh_store *store, const char *name)
 {
 	struct wh_manifest m;
 	char path[128];
 	size_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/f.bin", share_dir);
+	snprintf(path, sizeof(path), "%s/%s", share_dir, name);
 	fd = open(path, O_RDONLY);
 	assert_true(fd >= 0);
 	wh_manifest_init(&m);
@@ -241,6 +248,12 @@ static size_t stored_all(struct wh_store *store)
 	n = m.n;
 	wh_manifest_free(&m);
 	return n;
+}
+
+/* stored_all - every chunk of f.bin is in |store|: their number */
+static size_t stored_all(struct wh_store *store)
+{
+	return stored_file(store, "f.bin");
 }
 
 /* gather - copy what a reply points at; the number of bytes */
@@ -462,29 +475,32 @@ static void test_dead_host(void **state)
 }
 
 /*
- * read_streamed - read the file sequentially in 1 MiB reads, those left
- * to the caller "read" from |content| as a READ would and handed back with
- * wh_fetch_got_read; waits once, at 8 MiB, until the host has hashed the
- * file (as a host hashing faster than the reader reads would have).
- * 0 or the error of the read that failed.
+ * read_file - read the share's |name| (|size| bytes of |data|)
+ * sequentially in 1 MiB reads, those left to the caller "read" from |data|
+ * as a READ would and handed back with wh_fetch_got_read; with |wait|,
+ * waits once, at 8 MiB, until the host has hashed the file (as a host
+ * hashing faster than the reader reads would have).  0 or the error of
+ * the read that failed.  read_streamed: f.bin, waiting.
  */
-static int read_streamed(struct wh_fetch *f, struct wh_fetch_file *ff,
-			 unsigned int *chunked, unsigned int *passed)
+static int read_file(struct wh_fetch *f, struct wh_fetch_file *ff,
+		     const char *name, const uint8_t *data, uint64_t size,
+		     bool wait, unsigned int *chunked, unsigned int *passed)
 {
 	static uint8_t buf[MiB];
-	bool waited = false;
+	bool waited = !wait;
 
 	*chunked = *passed = 0;
-	for (uint64_t off = 0; off < FILE_SIZE; off += MiB) {
+	for (uint64_t off = 0; off < size; off += MiB) {
 		struct wh_fetch_reply fr;
-		size_t want = FILE_SIZE - off < MiB ? FILE_SIZE - off : MiB;
-		int rv = wh_fetch_read(f, ff, "f.bin", 5, off, MiB, &fr);
+		size_t want = size - off < MiB ? size - off : MiB;
+		int rv = wh_fetch_read(f, ff, name, strlen(name), off, MiB,
+				       &fr);
 
 		if (rv < 0)
 			return rv;
 		if (rv == 0) {
 			(*passed)++;
-			wh_fetch_got_read(f, ff, off, content + off, want);
+			wh_fetch_got_read(f, ff, off, data + off, want);
 			if (off >= 8 * MiB && !waited) {
 				struct wh_fetch_stats st;
 
@@ -500,10 +516,17 @@ static int read_streamed(struct wh_fetch *f, struct wh_fetch_file *ff,
 		}
 		(*chunked)++;
 		assert_int_equal(gather(&fr, buf), want);
-		assert_memory_equal(buf, content + off, want);
+		assert_memory_equal(buf, data + off, want);
 		wh_fetch_done(f, &fr);
 	}
 	return 0;
+}
+
+static int read_streamed(struct wh_fetch *f, struct wh_fetch_file *ff,
+			 unsigned int *chunked, unsigned int *passed)
+{
+	return read_file(f, ff, "f.bin", content, FILE_SIZE, true, chunked,
+			 passed);
 }
 
 /* a cold file with a host that streams the manifest: chunks as soon as
@@ -541,6 +564,61 @@ static void test_mstream_cold(void **state)
 	assert_int_equal(st.chunks_fetched + st.chunks_from_reads,
 			 stored_all(x.store));
 	fx_close(&x);
+}
+
+/* a host that hashes slower than the reader reads: the reader is far
+ * past the READ bytes the mount keeps (32 MiB) before the manifest's first
+ * part comes.  They are still made into chunks once it does, not fetched
+ * again (dropped, they would all cross the wire twice). */
+static void test_mstream_late(void **state)
+{
+	struct fx x = { .l = { .caps = WH_CAP_CHUNKS | WH_CAP_MSTREAM,
+			       .hold_manifest = true } };
+	struct wh_fetch_opts o = { .timeout_ms = 5000, .caps = local_caps,
+				   .caps_ctx = &x.l };
+	const uint64_t size = 44 * MiB + 999;
+	struct wh_fetch_stats st;
+	struct wh_fetch_file *ff;
+	struct wh_version v;
+	unsigned int chunked, passed;
+	uint8_t *data = malloc(size);
+	char path[128];
+	FILE *fp;
+
+	(void)state;
+	assert_non_null(data);
+	srand(17);
+	for (size_t i = 0; i < size; i++)
+		data[i] = (uint8_t)(rand() >> 7);
+	snprintf(path, sizeof(path), "%s/late.bin", share_dir);
+	fp = fopen(path, "wb");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(data, 1, size, fp), size);
+	assert_int_equal(fclose(fp), 0);
+	version_of(path, &v);
+	fx_open(&x, &o, "store-late");
+	assert_int_equal(wh_fetch_open(x.f, "late.bin", 8, &v, &ff), 0);
+	assert_int_equal(read_file(x.f, ff, "late.bin", data, size, false,
+				   &chunked, &passed), 0);
+	/* every read was a READ: the manifest never came meanwhile */
+	assert_int_equal(chunked, 0);
+	/* the manifest comes while the file is still open */
+	__atomic_store_n(&x.l.hold_manifest, false, __ATOMIC_RELEASE);
+	wait_idle(x.f);
+	wh_fetch_close(x.f, ff);
+	wait_idle(x.f);
+	wh_fetch_get_stats(x.f, &st);
+	assert_int_equal(st.manifests, 1);
+	assert_int_equal(st.chunks_bad, 0);
+	/* the first 32 MiB READ brought (less the chunk it ends within)
+	 * became chunks; the rest was fetched, once */
+	assert_true(st.bytes_from_reads >= 24 * MiB);
+	assert_int_equal(st.bytes_fetched + st.bytes_from_reads, size);
+	assert_int_equal(st.chunks_fetched + st.chunks_from_reads,
+			 stored_file(x.store, "late.bin"));
+	fx_close(&x);
+	unlink(path);
+	free(data);
 }
 
 /* chunk0 - the hash and length of f.bin's first chunk */
@@ -847,6 +925,7 @@ int main(void)
 		cmocka_unit_test(test_dead_host),
 		cmocka_unit_test(test_mstream_cold),
 		cmocka_unit_test(test_mstream_other_version),
+		cmocka_unit_test(test_mstream_late),
 		cmocka_unit_test(test_assemble_beside_a_failed_fetch),
 		cmocka_unit_test(test_backfill_beside_a_failed_fetch),
 		cmocka_unit_test(test_old_hosts),
