@@ -88,11 +88,19 @@ struct wh_mcache {
 	struct hent *hashes;           /* small-file hashes, under lock */
 	bool hashes_loaded;            /* read from dir (or tried), under lock */
 	bool hashes_dirty;             /* put since, under lock */
+	bool hashes_saving;            /* a thread saves them, under lock */
+	uint64_t hashes_saved_ns;      /* when last saved, under lock */
+	uint64_t hashes_every_ns;      /* how often to save them */
 	uint64_t hclock;               /* under lock */
 	unsigned long hhits, hmisses;  /* under lock */
 };
 
 static void hashes_save(struct wh_mcache *mc);
+
+/* small-file hashes learned are saved this often while the cache is open
+ * (and at close), so a process killed meanwhile loses at most this much;
+ * WH_MCACHE_SAVE_MS sets it (tests) */
+#define HASH_SAVE_MS 30000
 
 static void key_of(const struct stat *st, struct key *k)
 {
@@ -138,6 +146,15 @@ int wh_mcache_open(const char *dir, struct wh_mcache **pmc)
 		return -ENOMEM;
 	pthread_mutex_init(&mc->lock, NULL);
 	pthread_cond_init(&mc->cv, NULL);
+	{
+		const char *e = getenv("WH_MCACHE_SAVE_MS");
+		char *end;
+		unsigned long ms = e ? strtoul(e, &end, 10) : HASH_SAVE_MS;
+
+		if (e && (*end || end == e))
+			ms = HASH_SAVE_MS;
+		mc->hashes_every_ns = (uint64_t)ms * WH_NS_PER_MS;
+	}
 	if (dir) {
 		rv = wh_mkdirs(dir);
 		if (rv < 0) {
@@ -886,24 +903,24 @@ static bool hashes_load_locked(struct wh_mcache *mc)
 	return true;
 }
 
-/* hashes_save - the table to the directory, if it has news, with what
- * another process (a host and a get sharing the directory, two gets)
- * saved there meanwhile in what room is left (at close: no other thread
- * uses |mc|) */
-static void hashes_save(struct wh_mcache *mc)
+/* hashes_pack_locked - the table as the file's bytes (checksum
+ * included) into |*pbuf| (|*plen|), with what another process (a host
+ * and a get sharing the directory, two gets) saved there meanwhile in
+ * what room is left; the table is then clean.  false if it has no news
+ * or there is no memory. */
+static bool hashes_pack_locked(struct wh_mcache *mc, uint8_t **pbuf,
+			       size_t *plen)
 {
-	char path[4200], tmp[4300];
 	uint8_t *buf;
 	size_t n = 0, len;
-	int fd;
 
 	if (!mc->dir || !mc->hashes || !mc->hashes_dirty)
-		return;
+		return false;
 	hashes_read(mc, true);
 	buf = malloc(12 + (size_t)WH_MCACHE_HASHES * HASH_ENT_LEN +
 		     WH_HASH_LEN);
 	if (!buf)
-		return;
+		return false;
 	/* set by set: read back, each entry lands in its own set again */
 	for (size_t i = 0; i < WH_MCACHE_HASHES; i++) {
 		uint8_t *e = buf + 12 + n * HASH_ENT_LEN;
@@ -918,22 +935,49 @@ static void hashes_save(struct wh_mcache *mc)
 	put_le(buf + 4, n, 8);
 	len = 12 + n * HASH_ENT_LEN;
 	wh_blake3(buf, len, buf + len);
-	len += WH_HASH_LEN;
+	*pbuf = buf;
+	*plen = len + WH_HASH_LEN;
+	mc->hashes_dirty = false;
+	return true;
+}
+
+/* hashes_write - the packed table to the directory: written to a
+ * temporary name and renamed, so a reader sees the old file or the new
+ * one (one writer per process at a time: hashes_saving, or close) */
+static bool hashes_write(struct wh_mcache *mc, const uint8_t *buf,
+			 size_t len)
+{
+	char path[4200], tmp[4300];
+	bool ok = false;
+	int fd;
+
 	snprintf(path, sizeof(path), "%s/" HASH_FILE, mc->dir);
 	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
 		  0600);
 	if (fd >= 0) {
-		bool ok = write(fd, buf, len) == (ssize_t)len;
-
+		ok = write(fd, buf, len) == (ssize_t)len;
 		close(fd);
-		if (!ok || rename(tmp, path) != 0) {
+		ok = ok && rename(tmp, path) == 0;
+		if (!ok)
 			unlink(tmp);
-			wh_debug("cannot store small-file hashes in %s",
-				 mc->dir);
-		}
 	}
-	free(buf);
+	if (!ok)
+		wh_debug("cannot store small-file hashes in %s", mc->dir);
+	return ok;
+}
+
+/* hashes_save - the table to the directory if it has news (at close: no
+ * other thread uses |mc|) */
+static void hashes_save(struct wh_mcache *mc)
+{
+	uint8_t *buf;
+	size_t len;
+
+	if (hashes_pack_locked(mc, &buf, &len)) {
+		hashes_write(mc, buf, len);
+		free(buf);
+	}
 }
 
 bool wh_mcache_hash_get(struct wh_mcache *mc, const struct stat *st,
@@ -969,11 +1013,34 @@ void wh_mcache_hash_put(struct wh_mcache *mc, const struct stat *st,
 {
 	struct key k;
 
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	uint64_t now = wh_now_ns();
+
 	key_of(st, &k);
 	pthread_mutex_lock(&mc->lock);
 	if (hashes_load_locked(mc)) {
 		hash_insert_locked(mc, &k, hash);
 		mc->hashes_dirty = true;
+	}
+	if (!mc->hashes_saved_ns)
+		mc->hashes_saved_ns = now; /* the first put starts the clock */
+	/* now and then, so a process killed by a signal loses little; the
+	 * file is written outside the lock */
+	if (!mc->hashes_saving &&
+	    now - mc->hashes_saved_ns >= mc->hashes_every_ns &&
+	    hashes_pack_locked(mc, &buf, &len)) {
+		bool ok;
+
+		mc->hashes_saving = true;
+		pthread_mutex_unlock(&mc->lock);
+		ok = hashes_write(mc, buf, len);
+		free(buf);
+		pthread_mutex_lock(&mc->lock);
+		mc->hashes_saving = false;
+		if (!ok)
+			mc->hashes_dirty = true; /* again at close, or later */
+		mc->hashes_saved_ns = wh_now_ns();
 	}
 	pthread_mutex_unlock(&mc->lock);
 }

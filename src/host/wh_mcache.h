@@ -87,8 +87,9 @@ void wh_mjob_put(struct wh_mjob *j);
  * identity (device, inode, size, mtime, ctime): a fixed table of
  * WH_MCACHE_HASHES entries (the least recently used of a few go when a new
  * one comes), in memory, and for a cache with a directory saved there in
- * one file when the cache is closed (read back when first needed), since
- * a cache file per small file costs more than hashing it again.
+ * one file when the cache is closed and, while it is open, by the first
+ * put 30 s after the last save (read back when first needed), since a
+ * cache file per small file costs more than hashing it again.
  *
  * wh_mcache_hash_get - the BLAKE3 of the whole file whose fstat() is |st|,
  * if known for exactly that identity: true, or false (nothing read).

@@ -817,6 +817,30 @@ static void test_small_hashes(void **state)
 		assert_true(wh_mcache_hash_get(mc, &other, got));
 		wh_mcache_close(mc);
 	}
+	/* saved while open, not only at close: a process killed meanwhile
+	 * (here: one that has not closed its cache yet) loses little */
+	{
+		struct wh_mcache *a, *b2;
+
+		setenv("WH_MCACHE_SAVE_MS", "0", 1);
+		assert_int_equal(wh_mcache_open(mdir, &a), 0);
+		unsetenv("WH_MCACHE_SAVE_MS");
+		other = st;
+		other.st_ino = 77;
+		wh_mcache_hash_put(a, &other, h);
+		assert_int_equal(wh_mcache_open(mdir, &mc), 0);
+		assert_true(wh_mcache_hash_get(mc, &other, got));
+		wh_mcache_close(mc);
+		/* with the usual period, the first put saves nothing */
+		assert_int_equal(wh_mcache_open(mdir, &mc), 0);
+		other.st_ino = 78;
+		wh_mcache_hash_put(mc, &other, h);
+		assert_int_equal(wh_mcache_open(mdir, &b2), 0);
+		assert_false(wh_mcache_hash_get(b2, &other, got));
+		wh_mcache_close(b2);
+		wh_mcache_close(mc);
+		wh_mcache_close(a);
+	}
 	/* just changed, or in the future: racy */
 	clock_gettime(CLOCK_REALTIME, &st.st_ctim);
 	assert_true(wh_mcache_racy(&st));
