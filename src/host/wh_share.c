@@ -3,6 +3,8 @@
  * the decoder and resolved by the kernel beneath the share's root with
  * openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS),
  * so nothing outside the share can be reached and no symlink is followed.
+ * Where openat2 is missing (a kernel before 5.6, or a seccomp filter that
+ * refuses it) the same rules are applied one component at a time.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -56,6 +58,7 @@ struct wh_share {
 	int mwaiting;          /* MANIFEST_STREAMs waiting, atomic */
 	int proc_fd;           /* /proc/self/fd, for reopening O_PATH
 				* descriptors; -1 if unavailable */
+	int no_openat2;        /* openat2 refused: walk (atomic) */
 };
 
 /* MANIFEST_STREAMs that may wait at once: the others answer right away,
@@ -80,14 +83,69 @@ static void copy_path(char *dst, const char *p, size_t len)
 #define RESOLVE_CACHED 0x20 /* Linux 5.12 */
 #endif
 
+/* resolve_walk - resolve_how without openat2: |path| ("." or names
+ * joined by '/', as the decoder lets through) one component at a time
+ * from the root, each opened O_PATH | O_NOFOLLOW.  A symbolic link before
+ * the last component is ELOOP, as with RESOLVE_NO_SYMLINKS; as the last
+ * one it is the link itself; "." and ".." are refused (never followed:
+ * the decoder refuses them first). */
+static int resolve_walk(struct wh_share *sh, const char *path)
+{
+	const int base = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+	int fd = openat(sh->root_fd, ".", base | O_DIRECTORY);
+
+	if (fd < 0)
+		return -errno;
+	if (strcmp(path, ".") == 0)
+		return fd;
+	for (const char *p = path; *p;) {
+		char name[256];
+		size_t n = strcspn(p, "/");
+		struct stat st;
+		int next;
+
+		if (n == 0 || n >= sizeof(name) ||
+		    (n == 1 && p[0] == '.') ||
+		    (n == 2 && p[0] == '.' && p[1] == '.')) {
+			close(fd);
+			return -EINVAL;
+		}
+		memcpy(name, p, n);
+		name[n] = '\0';
+		p += n;
+		next = openat(fd, name, base);
+		close(fd);
+		if (next < 0)
+			return -errno;
+		fd = next;
+		if (*p == '\0')
+			break;
+		p++; /* the '/' */
+		if (fstat(fd, &st) != 0) {
+			int err = errno;
+
+			close(fd);
+			return -err;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			close(fd);
+			return S_ISLNK(st.st_mode) ? -ELOOP : -ENOTDIR;
+		}
+	}
+	return fd;
+}
+
 /* resolve_how - an O_PATH descriptor for |path|; with |cached|, only from
  * the dentry cache: -EAGAIN when the lookup would need the disk (and
- * -EINVAL from a kernel older than RESOLVE_CACHED). */
+ * -EINVAL from a kernel older than RESOLVE_CACHED; without openat2
+ * always -EAGAIN). */
 static int resolve_how(struct wh_share *sh, const char *path, bool cached)
 {
 	struct open_how how;
 	long fd;
 
+	if (__atomic_load_n(&sh->no_openat2, __ATOMIC_RELAXED))
+		return cached ? -EAGAIN : resolve_walk(sh, path);
 	memset(&how, 0, sizeof(how));
 	how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
 	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
@@ -95,6 +153,16 @@ static int resolve_how(struct wh_share *sh, const char *path, bool cached)
 	do {
 		fd = syscall(SYS_openat2, sh->root_fd, path, &how, sizeof(how));
 	} while (fd < 0 && errno == EAGAIN && !cached);
+	if (fd < 0 && (errno == ENOSYS || errno == EPERM)) {
+		/* EPERM: what seccomp filters of container runtimes older
+		 * than openat2 answer; openat2 itself never says it for an
+		 * O_PATH open */
+		if (!__atomic_exchange_n(&sh->no_openat2, 1, __ATOMIC_RELAXED))
+			wh_warn("openat2 is not available (%s): paths are "
+				"resolved one component at a time",
+				strerror(errno));
+		return cached ? -EAGAIN : resolve_walk(sh, path);
+	}
 	return fd < 0 ? -errno : (int)fd;
 }
 

@@ -2,6 +2,11 @@
  * test_share.c - the host's share: nothing outside the share is reachable,
  * symlinks are never followed, special files are invisible, listings page
  * without loss, reads honour every edge, and changes are reported.
+ *
+ * With --refuse-openat2 every test runs again under a seccomp filter that
+ * answers openat2 with EPERM (a container runtime older than it; a kernel
+ * before 5.6 says ENOSYS, which takes the same path): the share then
+ * resolves paths one component at a time, by the same rules.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,12 +16,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -699,7 +708,32 @@ static void test_watch(void **state)
 	assert_true(wait_change(&s, "dir|renamed"));
 }
 
-int main(void)
+/* refuse_openat2 - openat2 fails with EPERM in this process from now on
+ * (threads started later inherit the filter) */
+static void refuse_openat2(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+			 offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_openat2, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { sizeof(f) / sizeof(f[0]), f };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
+		perror("seccomp");
+		exit(1);
+	}
+	if (syscall(SYS_openat2, AT_FDCWD, ".", NULL, 0) != -1 ||
+	    errno != EPERM) {
+		fprintf(stderr, "the seccomp filter does not refuse openat2\n");
+		exit(1);
+	}
+}
+
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_getattr),
@@ -714,5 +748,7 @@ int main(void)
 		cmocka_unit_test(test_get_small),
 	};
 
+	if (argc > 1 && strcmp(argv[1], "--refuse-openat2") == 0)
+		refuse_openat2();
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
