@@ -64,17 +64,19 @@
 /*
  * Bytes per write.  ngtcp2's BBR sets a send quantum of one minimum RTT
  * of data at the pacing rate (at least 10 packets, at most 64 KiB), and
- * its pacing asks for the next write that long after: some 100-200 us on
- * a LAN.  The loops follow that to the microsecond (wh_epoll_wait_ns),
- * but a write of one quantum a wake on a LAN veth cost both sides half
- * as much CPU again and three times the syscalls (quanta of 15-45 KB,
- * each waking the peer: bench/README.md, "Timers in nanoseconds"), so
- * where a quantum is less than 1 ms at the pacing rate a write sends
- * WRITE_QUANTA of them (the congestion window still bounds it).  On a
- * long path the quantum (64 KiB at 100 Mbit/s and 50 ms) is more than a
- * millisecond's worth and nothing changes.
+ * its pacing asks for the next write that long after.  Our timers have
+ * millisecond resolution (epoll_wait; wh_quic_ep_timeout_ms rounds up),
+ * so on a LAN, where the RTT is some 100 us, the host slept until the
+ * client's next acknowledgement woke it, sent one quantum and slept
+ * again: both sides woke once a quantum.  Where a quantum is less than
+ * 1 ms at the pacing rate, the soonest our timer comes back, a write
+ * sends WRITE_QUANTA of them (the congestion window still bounds it).
+ * On a long path the quantum (64 KiB at 100 Mbit/s and 50 ms) is more
+ * than a millisecond's worth and nothing changes.
  */
+#ifndef WRITE_QUANTA
 #define WRITE_QUANTA 2
+#endif
 #define MAX_CONN_CIDS 8
 
 /*
