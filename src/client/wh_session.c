@@ -709,8 +709,7 @@ static void *session_thread(void *arg)
 
 	pthread_mutex_lock(&s->ep_lock);
 	for (;;) {
-		int64_t timeout;
-		int n, sent = 0;
+		int timeout, n, sent = 0;
 		uint64_t now;
 		bool stop, failed, got = false;
 
@@ -729,22 +728,23 @@ static void *session_thread(void *arg)
 		}
 		if (s->ep && !held)
 			wh_net_ep_flush(s->ep);
-		/* in ns: on a LAN the pacer's next write is some 100 us away */
-		timeout = s->ep ? wh_net_ep_timeout_ns(s->ep) : -1;
-		if (held) /* then flush, whatever is due */
-			timeout = (int64_t)ACK_HOLD_MS * (int64_t)WH_NS_PER_MS;
+		timeout = s->ep ? wh_net_ep_timeout_ms(s->ep) : -1;
+		if (held)
+			timeout = ACK_HOLD_MS; /* then flush, whatever is due */
 		if (!s->ep && !failed) {
-			int64_t t = s->next_attempt > now
-					    ? (int64_t)(s->next_attempt - now)
-					    : 0;
+			int t = (int)((s->next_attempt > now
+					       ? s->next_attempt - now
+					       : 0) /
+				      WH_NS_PER_MS) + 1;
 
 			if (timeout < 0 || t < timeout)
 				timeout = t;
 		}
 		s->sleep_until = timeout < 0 ? UINT64_MAX
-					     : wh_now_ns() + (uint64_t)timeout;
+					     : wh_now_ns() + (uint64_t)timeout *
+								 WH_NS_PER_MS;
 		pthread_mutex_unlock(&s->ep_lock);
-		n = wh_epoll_wait_ns(s->epfd, evs, 4, timeout);
+		n = epoll_wait(s->epfd, evs, 4, timeout);
 		pthread_mutex_lock(&s->ep_lock);
 		for (int i = 0; i < n; i++) {
 			if (evs[i].data.u32 == 0) {
@@ -800,16 +800,17 @@ static void kick(struct wh_session *s)
 
 	if (pthread_mutex_trylock(&s->ep_lock) == 0) {
 		if (s->ep && !s->conn_dead && dispatch(s) > 0) {
-			int64_t t;
+			int t;
 
 			wh_net_ep_flush(s->ep);
 			/* 0 right after a send is the pacer's next slot: the
 			 * network thread's next turn serves it */
-			t = wh_net_ep_timeout_ns(s->ep);
-			if (t >= 0 && t < (int64_t)WH_NS_PER_MS)
-				t = (int64_t)WH_NS_PER_MS;
+			t = wh_net_ep_timeout_ms(s->ep);
+			if (t == 0)
+				t = 1;
 			need = s->conn_dead || s->streams_blocked ||
-			       (t > 0 && wh_now_ns() + (uint64_t)t <
+			       (t > 0 && wh_now_ns() + (uint64_t)t *
+							WH_NS_PER_MS <
 					 s->sleep_until);
 			/* and anything still queued: the network thread */
 			pthread_mutex_lock(&s->lock);

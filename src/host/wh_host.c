@@ -1009,14 +1009,14 @@ int wh_host_run(const struct wh_host_opts *opts)
 	wh_info("sharing '%s' (read-only) on %s", opts->dir, addrbuf);
 
 	while (running) {
-		int64_t timeout = wh_net_ep_timeout_ns(h.ep);
-		int n;
+		int timeout = wh_net_ep_timeout_ms(h.ep), n;
 
 		if (h.inval_due) {
 			uint64_t now = wh_now_ns();
-			int64_t t = h.inval_due <= now
-					    ? 0
-					    : (int64_t)(h.inval_due - now);
+			int t = h.inval_due <= now
+					? 0
+					: (int)((h.inval_due - now) /
+						WH_NS_PER_MS) + 1;
 
 			if (timeout < 0 || t < timeout)
 				timeout = t;
@@ -1024,12 +1024,10 @@ int wh_host_run(const struct wh_host_opts *opts)
 		if (h.rdv) {
 			int t = wh_rdv_host_timeout_ms(h.rdv, wh_now_ns());
 
-			if (t >= 0 && (timeout < 0 ||
-				       (int64_t)t * (int64_t)WH_NS_PER_MS <
-					       timeout))
-				timeout = (int64_t)t * (int64_t)WH_NS_PER_MS;
+			if (timeout < 0 || t < timeout)
+				timeout = t;
 		}
-		n = wh_epoll_wait_ns(epfd, evs, 8, timeout);
+		n = epoll_wait(epfd, evs, 8, timeout);
 		if (n < 0 && errno != EINTR) {
 			rv = -errno;
 			wh_err("epoll_wait: %s", strerror(errno));

@@ -791,7 +791,7 @@ void wh_net_ep_flush(struct wh_net_ep *ep)
 	drop_losers(ep);
 }
 
-static int64_t min_timeout(int64_t a, int64_t b)
+static int min_timeout(int a, int b)
 {
 	if (a < 0)
 		return b;
@@ -800,59 +800,26 @@ static int64_t min_timeout(int64_t a, int64_t b)
 	return a < b ? a : b;
 }
 
-static int64_t ns_until(uint64_t when)
+static int ms_until(uint64_t when)
 {
 	uint64_t now = wh_now_ns();
 
-	return when <= now ? 0 : (int64_t)(when - now);
-}
-
-int64_t wh_net_ep_timeout_ns(struct wh_net_ep *ep)
-{
-	int64_t t = -1;
-
-	if (ep->q)
-		t = min_timeout(t, wh_quic_ep_timeout_ns(ep->q));
-	if (ep->t) {
-		int ms = wh_tcp_ep_timeout_ms(ep->t);
-
-		t = min_timeout(t, ms < 0 ? -1
-					  : (int64_t)ms * (int64_t)WH_NS_PER_MS);
-	}
-	if (ep->tcp_at)
-		t = min_timeout(t, ns_until(ep->tcp_at));
-	if (ep->give_up_at)
-		t = min_timeout(t, ns_until(ep->give_up_at));
-	return t;
+	return when <= now ? 0 : (int)((when - now) / WH_NS_PER_MS) + 1;
 }
 
 int wh_net_ep_timeout_ms(struct wh_net_ep *ep)
 {
-	int64_t t = wh_net_ep_timeout_ns(ep);
+	int t = -1;
 
-	return t < 0 ? -1 : (int)((t + WH_NS_PER_MS - 1) / WH_NS_PER_MS);
-}
-
-int wh_epoll_wait_ns(int epfd, struct epoll_event *evs, int max,
-		     int64_t timeout_ns)
-{
-	static int no_pwait2; /* the kernel lacks it: ms from then on */
-	struct timespec ts;
-
-	if (timeout_ns >= 0 && !__atomic_load_n(&no_pwait2, __ATOMIC_RELAXED)) {
-		int n;
-
-		ts.tv_sec = (time_t)(timeout_ns / (int64_t)WH_NS_PER_S);
-		ts.tv_nsec = (long)(timeout_ns % (int64_t)WH_NS_PER_S);
-		n = epoll_pwait2(epfd, evs, max, &ts, NULL);
-		if (n >= 0 || errno != ENOSYS)
-			return n;
-		__atomic_store_n(&no_pwait2, 1, __ATOMIC_RELAXED);
-	}
-	return epoll_wait(epfd, evs, max,
-			  timeout_ns < 0 ? -1
-					 : (int)((timeout_ns + WH_NS_PER_MS - 1) /
-						 WH_NS_PER_MS));
+	if (ep->q)
+		t = min_timeout(t, wh_quic_ep_timeout_ms(ep->q));
+	if (ep->t)
+		t = min_timeout(t, wh_tcp_ep_timeout_ms(ep->t));
+	if (ep->tcp_at)
+		t = min_timeout(t, ms_until(ep->tcp_at));
+	if (ep->give_up_at)
+		t = min_timeout(t, ms_until(ep->give_up_at));
+	return t;
 }
 
 size_t wh_net_ep_nconns(struct wh_net_ep *ep)

@@ -108,17 +108,7 @@ int wh_net_ep_local_addr(struct wh_net_ep *ep, struct sockaddr_storage *ss,
 void wh_net_ep_read(struct wh_net_ep *ep);
 void wh_net_ep_expire(struct wh_net_ep *ep);
 void wh_net_ep_flush(struct wh_net_ep *ep);
-/* wh_net_ep_timeout_ns - nanoseconds until the endpoint's next timer, -1
- * if none; wh_net_ep_timeout_ms the same in milliseconds, rounded up. */
-int64_t wh_net_ep_timeout_ns(struct wh_net_ep *ep);
 int wh_net_ep_timeout_ms(struct wh_net_ep *ep);
-/* wh_epoll_wait_ns - epoll_wait with a timeout in nanoseconds (-1: none):
- * epoll_pwait2, or epoll_wait rounded up to a millisecond on a kernel
- * without it.  ngtcp2's pacer asks for the next write some 100 us after
- * one on a LAN; a millisecond timer misses it. */
-struct epoll_event;
-int wh_epoll_wait_ns(int epfd, struct epoll_event *evs, int max,
-		     int64_t timeout_ns);
 size_t wh_net_ep_nconns(struct wh_net_ep *ep);
 /* wh_net_ep_conns - a snapshot array of the live connections (caller
  * frees the array).  0 or -ENOMEM. */

@@ -74,9 +74,7 @@
  * On a long path the quantum (64 KiB at 100 Mbit/s and 50 ms) is more
  * than a millisecond's worth and nothing changes.
  */
-#ifndef WRITE_QUANTA
 #define WRITE_QUANTA 2
-#endif
 #define MAX_CONN_CIDS 8
 
 /*
@@ -1804,7 +1802,7 @@ void wh_quic_ep_expire(struct wh_quic_ep *ep)
 	ep_reap(ep);
 }
 
-int64_t wh_quic_ep_timeout_ns(struct wh_quic_ep *ep)
+int wh_quic_ep_timeout_ms(struct wh_quic_ep *ep)
 {
 	uint64_t now = wh_now_ns(), min = UINT64_MAX;
 	struct wh_quic_conn *c;
@@ -1826,16 +1824,8 @@ int64_t wh_quic_ep_timeout_ns(struct wh_quic_ep *ep)
 		return -1;
 	if (min <= now)
 		return 0;
-	min -= now;
-	return min > 60 * WH_NS_PER_S ? (int64_t)(60 * WH_NS_PER_S)
-				       : (int64_t)min;
-}
-
-int wh_quic_ep_timeout_ms(struct wh_quic_ep *ep)
-{
-	int64_t t = wh_quic_ep_timeout_ns(ep);
-
-	return t < 0 ? -1 : (int)((t + WH_NS_PER_MS - 1) / WH_NS_PER_MS);
+	min = (min - now + WH_NS_PER_MS - 1) / WH_NS_PER_MS;
+	return min > 60000 ? 60000 : (int)min;
 }
 
 void wh_quic_ep_flush(struct wh_quic_ep *ep)

@@ -166,10 +166,7 @@ bool wh_quic_ep_holding(struct wh_quic_ep *ep);
 
 /* wh_quic_conn_srtt_ns - the connection's smoothed round-trip time. */
 uint64_t wh_quic_conn_srtt_ns(struct wh_quic_conn *c);
-/* wh_quic_ep_timeout_ns - nanoseconds until the next timer (ngtcp2's
- * pacer asks for the next write some 100 us ahead on a LAN), -1 if none. */
-int64_t wh_quic_ep_timeout_ns(struct wh_quic_ep *ep);
-/* wh_quic_ep_timeout_ms - the same in milliseconds, rounded up. */
+/* wh_quic_ep_timeout_ms - milliseconds until the next timer, -1 if none. */
 int wh_quic_ep_timeout_ms(struct wh_quic_ep *ep);
 /* wh_quic_ep_nconns - live connections. */
 size_t wh_quic_ep_nconns(struct wh_quic_ep *ep);
