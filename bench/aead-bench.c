@@ -15,6 +15,7 @@
  * Not built by CMake: nettle-dev and libssl-dev are not dependencies of
  * wormhole (bench/README.md, "The packet's AES-GCM").
  */
+#define _POSIX_C_SOURCE 200809L
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <nettle/gcm.h>
