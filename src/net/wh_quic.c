@@ -72,7 +72,12 @@
  * 1 ms at the pacing rate, the soonest our timer comes back, a write
  * sends WRITE_QUANTA of them (the congestion window still bounds it).
  * On a long path the quantum (64 KiB at 100 Mbit/s and 50 ms) is more
- * than a millisecond's worth and nothing changes.
+ * than a millisecond's worth and nothing changes.  Timers to the
+ * microsecond (epoll_pwait2) were tried: with one quantum a write the
+ * host then wrote quanta of 15-45 KB each on a wake of its own and both
+ * sides spent half as much CPU again; with two, 4-10% more CPU and more
+ * context switches for no faster get (bench/README.md, "Timers to the
+ * microsecond"): on two shared cores a wake costs more than the wait.
  */
 #define WRITE_QUANTA 2
 #define MAX_CONN_CIDS 8
