@@ -67,6 +67,7 @@ struct fz {
 	bool closed; /* on_close ran */
 	unsigned closes;
 	struct wh_tcp_stream *st[MAX_ID + 1];
+	bool reset[MAX_ID + 1]; /* its owner reset it */
 	uint64_t delivered[MAX_ID + 1];
 	struct mirror in, out; /* what we fed it; what it wrote */
 };
@@ -76,7 +77,7 @@ static void mirror_feed(struct mirror *m, const uint8_t *p, size_t n,
 {
 	size_t off = 0;
 
-	if (m->bad)
+	if (m->bad || n == 0)
 		return;
 	if (wh_buf_append(&m->buf, p, n) < 0)
 		abort();
@@ -174,6 +175,15 @@ static void send_some(struct fz *z, struct wh_tcp_stream *s, size_t n,
 	wh_tcp_send(z->c, s, b, n, fin, free);
 }
 
+static void owner_reset(struct fz *z, struct wh_tcp_stream *s)
+{
+	int i = slot_of(z, s);
+
+	if (i > 0)
+		z->reset[i] = true;
+	wh_tcp_stream_reset(z->c, s, 7);
+}
+
 static void cb_accept(struct wh_tcp_conn *c, void *ud)
 {
 	wh_tcp_conn_set_ud(c, ud);
@@ -196,7 +206,7 @@ static void cb_stream_open(struct wh_tcp_conn *c, struct wh_tcp_stream *s,
 	if (i > 0)
 		z->st[i] = s;
 	if ((z->mode & 1) && wh_tcp_stream_id(s) % 3 == 0)
-		wh_tcp_stream_reset(c, s, 7);
+		owner_reset(z, s);
 }
 
 static int cb_stream_data(struct wh_tcp_conn *c, struct wh_tcp_stream *s,
@@ -208,6 +218,8 @@ static int cb_stream_data(struct wh_tcp_conn *c, struct wh_tcp_stream *s,
 	if (i > 0) {
 		if (z->st[i] != s)
 			abort(); /* data for a stream it did not announce */
+		if (z->reset[i])
+			abort(); /* data for a stream its owner reset */
 		z->delivered[i] += len;
 	}
 	if (len && data[0] == 0xee && (z->mode & 2))
@@ -231,6 +243,7 @@ static void cb_stream_close(struct wh_tcp_conn *c, struct wh_tcp_stream *s,
 		if (z->st[i] != s)
 			abort();
 		z->st[i] = NULL;
+		z->reset[i] = false;
 	}
 }
 
@@ -380,7 +393,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				goto done;
 			off += 1;
 			if ((s = nth_stream(&z, a[0])))
-				wh_tcp_stream_reset(z.c, s, 5);
+				owner_reset(&z, s);
 			break;
 		case 0x83:
 			wh_tcp_ep_flush(z.ep);

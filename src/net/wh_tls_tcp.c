@@ -712,9 +712,13 @@ static void handle_data(struct wh_tcp_conn *c, const struct wh_mux_frame *f)
 		}
 		if (cbs->on_stream_open)
 			cbs->on_stream_open(c, s, c->ud);
-		if (c->dead || s->reset)
+		if (c->dead)
 			return;
 	}
+	if (s->reset)
+		return; /* reset here, freed at the next flush: its bytes are
+			 * dropped, as QUIC drops them (the connection's
+			 * credit comes back all the same) */
 	if (s->fin_recv) {
 		conn_fail(c, "data after the end of a stream");
 		return;
