@@ -51,7 +51,8 @@ struct mirror {
 	bool first_done;  /* a first frame came */
 	bool first_settings;
 	bool settings;
-	uint32_t stream_window, conn_window;
+	uint32_t stream_window, conn_window, max_streams;
+	uint32_t streams_max; /* the highest STREAMS value */
 	uint64_t data_total;
 	uint64_t data[MAX_ID + 1];   /* DATA bytes per stream */
 	uint64_t credit0;            /* CREDIT on stream 0 */
@@ -70,6 +71,7 @@ struct fz {
 	bool reset[MAX_ID + 1]; /* its owner reset it */
 	uint64_t delivered[MAX_ID + 1];
 	struct mirror in, out; /* what we fed it; what it wrote */
+	unsigned stream_closes;
 };
 
 static void mirror_feed(struct mirror *m, const uint8_t *p, size_t n,
@@ -110,12 +112,17 @@ static void mirror_feed(struct mirror *m, const uint8_t *p, size_t n,
 				m->settings = true;
 				m->stream_window = f.stream_window;
 				m->conn_window = f.conn_window;
+				m->max_streams = f.max_streams;
 			}
 			break;
 		case WH_MUX_DATA:
 			m->data_total += f.length;
 			if (f.stream <= MAX_ID)
 				m->data[f.stream] += f.length;
+			break;
+		case WH_MUX_STREAMS:
+			if (f.value > m->streams_max)
+				m->streams_max = f.value;
 			break;
 		case WH_MUX_CREDIT:
 			if (f.stream == 0)
@@ -135,6 +142,9 @@ static void check_out(struct fz *z)
 {
 	struct mirror *o = &z->out, *in = &z->in;
 
+	/* a server lets one more stream open per stream closed */
+	if (o->streams_max > z->cfg.max_streams_bidi + z->stream_closes)
+		abort();
 	if (o->data_total == 0)
 		return;
 	if (!in->settings)
@@ -239,6 +249,7 @@ static void cb_stream_close(struct wh_tcp_conn *c, struct wh_tcp_stream *s,
 	int i = slot_of(z, s);
 
 	(void)c;
+	z->stream_closes++;
 	if (i > 0) {
 		if (z->st[i] != s)
 			abort();
@@ -373,7 +384,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (!z.server &&
 			    wh_tcp_open_stream(z.c, NULL, &s) == 0) {
 				int i = slot_of(&z, s);
+				uint32_t lim = z.in.max_streams > z.in.streams_max
+						       ? z.in.max_streams
+						       : z.in.streams_max;
 
+				if (wh_tcp_stream_id(s) > lim)
+					abort(); /* beyond what the host allows */
 				if (i > 0)
 					z.st[i] = s;
 				else

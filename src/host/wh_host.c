@@ -162,8 +162,9 @@ static void count_failure(struct hconn *hc, const char *why)
 
 /* host_caps - what this host offers; WH_HOST_NO_SMALL in the environment
  * withholds GET_SMALL, WH_HOST_NO_ZSMALL compressed GET_SMALL replies, so
- * that tests can play a host that predates them (ZSTD and ZSMALL are
- * added when compression is on, see on_hello) */
+ * that tests can play a host that predates them (ZSTD is added when
+ * compression is on, see cb_accept; ZSMALL goes only with ZSTD and SMALL,
+ * see host/wh_hctrl.c) */
 static uint64_t host_caps(void)
 {
 	uint64_t caps = HOST_CAPS | WH_CAP_ZSMALL;
