@@ -21,6 +21,8 @@
  *   6  the wire to the host loses what it holds        7  to the client
  *   8  the client's stream ends (FIN at the host)
  *   9  the wire to the client delivers what it holds twice
+ *  10  flip a bit of what the wire to the host holds: u8 where, u8 bit
+ *  11  the same on the wire to the client
  * anything else ends the input; then both wires deliver what they hold.
  */
 #include <stdbool.h>
@@ -339,9 +341,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint8_t op = data[off++];
 		size_t n;
 
-		if (op >= 10)
+		if (op >= 12)
 			break;
 		if ((op >= 2 && op <= 5) && off >= size)
+			break;
+		if (op >= 10 && size - off < 2)
 			break;
 		switch (op) {
 		case 0:
@@ -380,6 +384,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			z.tampered = true;
 			to_host(&z, NULL, 0, true);
 			break;
+		case 10:
+		case 11: {
+			struct wh_buf *w = op == 10 ? &z.to_host : &z.to_client;
+
+			z.tampered = true;
+			if (w->len)
+				w->data[data[off] % w->len] ^=
+					(uint8_t)(1u << (data[off + 1] & 7));
+			off += 2;
+			break;
+		}
 		case 9: {
 			struct wh_buf twice;
 
