@@ -22,6 +22,7 @@
 
 #include "auth/wh_pake.h"
 #include "chunk/wh_zstd.h"
+#include "client/wh_cctrl.h"
 #include "client/wh_session.h"
 #include "common/wh_err.h"
 #include "common/wh_log.h"
@@ -34,7 +35,6 @@
 #define PAKE_LABEL "EXPORTER-wormhole-pake"
 #define CLIENT_CAPS (WH_CAP_INVAL | WH_CAP_READDIRPLUS | WH_CAP_CHUNKS | \
 		     WH_CAP_MSTREAM | WH_CAP_SMALL)
-#define CTRL_MAX (64 * 1024)
 #define RETRY_MIN_MS 250
 #define RETRY_MAX_MS 1000
 /* A first connection that the peer refuses this many times in a row (on
@@ -109,8 +109,7 @@ struct wh_session {
 	struct wh_net_ep *ep;
 	struct wh_net_conn *nc;
 	struct wh_net_stream *ctrl;
-	struct wh_buf ctrl_rx;
-	struct wh_pake pake;
+	struct wh_cctrl cc; /* the control stream's state machine */
 	bool conn_dead;
 	bool streams_blocked;
 	unsigned streams_open; /* request streams */
@@ -196,45 +195,127 @@ static void set_failed(struct wh_session *s, int err, const char *msg)
 
 /* ------------------------------------------------------- control stream */
 
-static int send_frame(struct wh_session *s, struct wh_net_stream *st,
-		      const struct wh_msg *m)
+/* The control stream's machine (client/wh_cctrl.h) acts on the session
+ * through these. */
+static enum wh_cctrl_phase cc_phase(void *ud)
 {
-	struct wh_buf b;
+	struct wh_session *s = ud;
+	enum sess_state st;
+
+	pthread_mutex_lock(&s->lock);
+	st = s->state;
+	pthread_mutex_unlock(&s->lock);
+	return st == SS_WAIT_ACK ? WH_CCTRL_WAIT_ACK
+	       : st == SS_WAIT_OK ? WH_CCTRL_WAIT_OK
+	       : st == SS_READY	  ? WH_CCTRL_READY
+				  : WH_CCTRL_OTHER;
+}
+
+static int cc_send(void *ud, struct wh_buf *b)
+{
+	struct wh_session *s = ud;
 	int rv;
 
-	wh_buf_init(&b);
-	rv = wh_msg_append(&b, m);
-	if (rv < 0) {
-		wh_buf_free(&b);
-		return rv;
+	if (!s->ctrl) {
+		wh_buf_free(b);
+		return WH_ERR_CLOSED;
 	}
 	/* the stream owns the bytes from here */
-	return wh_net_send(s->nc, st, b.data, b.len, false, free);
+	rv = wh_net_send(s->nc, s->ctrl, b->data, b->len, false, free);
+	wh_buf_init(b);
+	return rv;
 }
+
+static void cc_close(void *ud, uint64_t app_err, const char *reason)
+{
+	struct wh_session *s = ud;
+
+	wh_net_conn_close(s->nc, app_err, reason);
+}
+
+static void cc_fail(void *ud, int err, const char *msg)
+{
+	set_failed(ud, err, msg);
+}
+
+static void cc_authing(void *ud, uint64_t caps)
+{
+	struct wh_session *s = ud;
+
+	__atomic_store_n(&s->caps, caps, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&s->lock);
+	s->state = SS_WAIT_OK;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void cc_ready(void *ud)
+{
+	struct wh_session *s = ud;
+	wh_session_reconnect_cb reconnect;
+	void *hud;
+	bool again;
+
+	pthread_mutex_lock(&s->lock);
+	again = s->ever_ready;
+	s->state = SS_READY;
+	s->last = s->transport;
+	s->ever_ready = true;
+	s->retry_ms = RETRY_MIN_MS;
+	reconnect = s->on_reconnect;
+	hud = s->handler_ud;
+	pthread_cond_broadcast(&s->state_cv);
+	pthread_mutex_unlock(&s->lock);
+	if (again) {
+		wh_info("reconnected to %s over %s", s->peer,
+			wh_net_transport_name(s->transport));
+		if (reconnect)
+			reconnect(hud);
+	} else {
+		wh_info("connected to %s over %s", s->peer,
+			wh_net_transport_name(s->transport));
+	}
+}
+
+static void cc_inval(void *ud, const char *dir, size_t dlen,
+		     const char *name, size_t nlen)
+{
+	struct wh_session *s = ud;
+	wh_session_inval_cb inval;
+	void *hud;
+
+	pthread_mutex_lock(&s->lock);
+	inval = s->on_inval;
+	hud = s->handler_ud;
+	pthread_mutex_unlock(&s->lock);
+	if (inval)
+		inval(hud, dir, dlen, name, nlen);
+}
+
+static const struct wh_cctrl_ops cc_ops = {
+	.phase = cc_phase,
+	.send = cc_send,
+	.close = cc_close,
+	.fail = cc_fail,
+	.authing = cc_authing,
+	.ready = cc_ready,
+	.inval = cc_inval,
+};
 
 static void on_handshake(struct wh_net_conn *nc, void *ud)
 {
 	struct wh_session *s = ud;
 	uint8_t sid[32];
-	struct wh_msg m;
 	int rv;
 
-	memset(&m, 0, sizeof(m));
 	rv = wh_net_conn_exporter(nc, PAKE_LABEL, sid, sizeof(sid));
 	if (rv == 0)
-		rv = wh_pake_start(&s->pake, WH_PAKE_CLIENT, s->code, sid,
-				   sizeof(sid), m.u.hello.pake_msg);
-	if (rv == 0)
 		rv = wh_net_open_stream(nc, NULL, &s->ctrl);
-	if (rv == 0) {
-		m.hdr.type = WH_MSG_HELLO;
-		m.u.hello.min_version = WH_PROTO_MIN_VERSION;
-		m.u.hello.max_version = WH_PROTO_VERSION;
-		m.u.hello.caps = CLIENT_CAPS |
-				 (wh_zstd_enabled() ? WH_CAP_ZSTD | WH_CAP_ZSMALL
-						    : 0);
-		rv = send_frame(s, s->ctrl, &m);
-	}
+	if (rv == 0)
+		rv = wh_cctrl_hello(&s->cc, s->code, sid, sizeof(sid),
+				    CLIENT_CAPS |
+					    (wh_zstd_enabled()
+						     ? WH_CAP_ZSTD | WH_CAP_ZSMALL
+						     : 0));
 	if (rv < 0) {
 		wh_err("cannot start authentication: %s", wh_strerror(rv));
 		wh_net_conn_close(nc, 1, "internal error");
@@ -246,145 +327,6 @@ static void on_handshake(struct wh_net_conn *nc, void *ud)
 	pthread_mutex_unlock(&s->lock);
 	wh_debug("%s handshake with %s done: authenticating",
 		 wh_net_transport_name(s->transport), s->peer);
-}
-
-static void ctrl_error(struct wh_session *s, const struct wh_msg_error *e)
-{
-	char msg[WH_MAX_ERRMSG + 1];
-	size_t n = e->message.len;
-	int err;
-
-	memcpy(msg, e->message.p, n);
-	msg[n] = '\0';
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)msg[i] < 0x20)
-			msg[i] = '?';
-	if (strstr(msg, "too many"))
-		err = WH_ERR_LOCKED;
-	else if (e->err == EACCES)
-		err = WH_ERR_AUTH;
-	else if (e->err == EPROTONOSUPPORT)
-		err = WH_ERR_VERSION;
-	else
-		err = WH_ERR_PROTO;
-	wh_err("the host refused us: %s", msg[0] ? msg : wh_strerror(err));
-	set_failed(s, err, msg[0] ? msg : wh_strerror(err));
-	wh_net_conn_close(s->nc, 0, "refused");
-}
-
-static void ctrl_msg(struct wh_session *s, const struct wh_msg *m)
-{
-	enum sess_state st;
-	struct wh_msg out;
-	wh_session_inval_cb inval;
-	wh_session_reconnect_cb reconnect;
-	void *hud;
-	bool again;
-
-	pthread_mutex_lock(&s->lock);
-	st = s->state;
-	pthread_mutex_unlock(&s->lock);
-
-	if (m->hdr.type == WH_MSG_ERROR) {
-		ctrl_error(s, &m->u.error);
-		return;
-	}
-	memset(&out, 0, sizeof(out));
-	if (st == SS_WAIT_ACK && m->hdr.type == WH_MSG_HELLO_ACK) {
-		if (m->u.hello_ack.version < WH_PROTO_MIN_VERSION ||
-		    m->u.hello_ack.version > WH_PROTO_VERSION) {
-			set_failed(s, WH_ERR_VERSION,
-				   "the host speaks another protocol version");
-			wh_net_conn_close(s->nc, 1, "version");
-			return;
-		}
-		if (wh_pake_finish(&s->pake, m->u.hello_ack.pake_msg,
-				   out.u.auth.confirm) < 0 ||
-		    wh_pake_verify(&s->pake, m->u.hello_ack.confirm) < 0) {
-			wh_pake_wipe(&s->pake);
-			set_failed(s, WH_ERR_AUTH,
-				   "wrong join code (the host could not "
-				   "confirm it)");
-			wh_net_conn_close(s->nc, 2, "wrong join code");
-			return;
-		}
-		wh_pake_wipe(&s->pake);
-		__atomic_store_n(&s->caps, m->u.hello_ack.caps, __ATOMIC_RELEASE);
-		out.hdr.type = WH_MSG_AUTH;
-		if (send_frame(s, s->ctrl, &out) < 0) {
-			wh_net_conn_close(s->nc, 1, "internal error");
-			return;
-		}
-		pthread_mutex_lock(&s->lock);
-		s->state = SS_WAIT_OK;
-		pthread_mutex_unlock(&s->lock);
-		return;
-	}
-	if (st == SS_WAIT_OK && m->hdr.type == WH_MSG_AUTH_OK) {
-		pthread_mutex_lock(&s->lock);
-		again = s->ever_ready;
-		s->state = SS_READY;
-		s->last = s->transport;
-		s->ever_ready = true;
-		s->retry_ms = RETRY_MIN_MS;
-		reconnect = s->on_reconnect;
-		hud = s->handler_ud;
-		pthread_cond_broadcast(&s->state_cv);
-		pthread_mutex_unlock(&s->lock);
-		if (again) {
-			wh_info("reconnected to %s over %s", s->peer,
-				wh_net_transport_name(s->transport));
-			if (reconnect)
-				reconnect(hud);
-		} else {
-			wh_info("connected to %s over %s", s->peer,
-				wh_net_transport_name(s->transport));
-		}
-		return;
-	}
-	if (st == SS_READY && m->hdr.type == WH_MSG_INVAL) {
-		pthread_mutex_lock(&s->lock);
-		inval = s->on_inval;
-		hud = s->handler_ud;
-		pthread_mutex_unlock(&s->lock);
-		if (inval)
-			inval(hud, m->u.inval.dir.p, m->u.inval.dir.len,
-			      m->u.inval.name.p, m->u.inval.name.len);
-		return;
-	}
-	wh_warn("unexpected %s from the host", wh_msg_type_name(m->hdr.type));
-	wh_net_conn_close(s->nc, 1, "unexpected control message");
-}
-
-static int ctrl_data(struct wh_session *s, const uint8_t *data, size_t len)
-{
-	struct wh_frame_hdr hdr;
-	struct wh_msg m;
-	size_t flen;
-	int rv;
-
-	if (s->ctrl_rx.len + len > CTRL_MAX)
-		return WH_ERR_TOOBIG;
-	if (wh_buf_append(&s->ctrl_rx, data, len) < 0)
-		return -ENOMEM;
-	for (;;) {
-		rv = wh_frame_hdr_decode(s->ctrl_rx.data, s->ctrl_rx.len,
-					 CTRL_MAX, &hdr);
-		if (rv == WH_ERR_SHORT)
-			return 0;
-		if (rv < 0)
-			return rv;
-		flen = WH_FRAME_HDR_LEN + hdr.length;
-		if (s->ctrl_rx.len < flen)
-			return 0;
-		rv = wh_msg_decode(s->ctrl_rx.data, flen, CTRL_MAX, &m);
-		if (rv < 0)
-			return rv;
-		ctrl_msg(s, &m);
-		wh_buf_consume(&s->ctrl_rx, flen);
-		if (!s->ctrl)
-			return 0;
-	}
 }
 
 /* ---------------------------------------------------- network callbacks */
@@ -399,7 +341,7 @@ static int on_stream_data(struct wh_net_conn *nc, struct wh_net_stream *st,
 
 	(void)nc;
 	if (st == s->ctrl)
-		return ctrl_data(s, data, len);
+		return wh_cctrl_input(&s->cc, data, len);
 	if (!c)
 		return 0;
 	pthread_mutex_lock(&s->lock);
@@ -558,8 +500,7 @@ static void conn_teardown(struct wh_session *s)
 	s->ctrl = NULL;
 	s->conn_dead = false;
 	s->streams_open = 0;
-	wh_buf_reset(&s->ctrl_rx);
-	wh_pake_wipe(&s->pake);
+	wh_cctrl_reset(&s->cc);
 }
 
 /* rendezvous - find the host through the signal server and punch a path
@@ -1076,7 +1017,7 @@ int wh_session_new(const struct wh_session_opts *opts, struct wh_session **ps,
 	s->opts.code = s->code;
 	s->opts.peer = s->peer;
 	s->retry_ms = RETRY_MIN_MS;
-	wh_buf_init(&s->ctrl_rx);
+	wh_cctrl_init(&s->cc, &cc_ops, s);
 	pthread_mutex_init(&s->ep_lock, NULL);
 	pthread_mutex_init(&s->lock, NULL);
 	{
@@ -1181,8 +1122,7 @@ void wh_session_del(struct wh_session *s)
 	pthread_mutex_lock(&s->lock);
 	fail_all_pending(s, WH_ERR_CLOSED);
 	pthread_mutex_unlock(&s->lock);
-	wh_buf_free(&s->ctrl_rx);
-	wh_pake_wipe(&s->pake);
+	wh_cctrl_free(&s->cc);
 	if (s->wakefd >= 0)
 		close(s->wakefd);
 	if (s->stopfd >= 0)

@@ -30,6 +30,7 @@
 #include "common/wh_err.h"
 #include "common/wh_log.h"
 #include "common/wh_time.h"
+#include "host/wh_hctrl.h"
 #include "host/wh_host.h"
 #include "host/wh_mcache.h"
 #include "host/wh_share.h"
@@ -42,21 +43,13 @@
 #define HOST_CAPS (WH_CAP_INVAL | WH_CAP_READDIRPLUS | WH_CAP_CHUNKS | \
 		   WH_CAP_MSTREAM | WH_CAP_SMALL)
 #define PAKE_LABEL "EXPORTER-wormhole-pake"
-#define CTRL_MAX (WH_FRAME_HDR_LEN + 1024) /* control frames are small */
 #define INVAL_DELAY_MS 30   /* coalesce bursts of changes */
 #define INVAL_MAX_PENDING 4096
 #define APP_ERR_PROTO 1
-#define APP_ERR_AUTH 2
+#define APP_ERR_AUTH WH_HCTRL_APP_ERR
 #define APP_ERR_SHUTDOWN 3
 #define WORKERS 4           /* threads doing disk I/O for requests (a
 			     * streamed MANIFEST may wait in one) */
-
-enum hconn_state {
-	HC_NEW,       /* waiting for HELLO */
-	HC_WAIT_AUTH, /* HELLO_ACK sent, waiting for AUTH */
-	HC_AUTHED,
-	HC_FAILED,
-};
 
 struct host;
 
@@ -64,12 +57,9 @@ struct hconn {
 	int refs;  /* the connection itself + one per job in flight */
 	struct host *host;
 	struct wh_net_conn *nc;
-	enum hconn_state state;
 	struct wh_net_stream *ctrl;
-	struct wh_buf ctrl_rx;
-	struct wh_pake pake;
-	uint64_t caps;
-	bool attempt_counted;
+	struct wh_hctrl auth; /* the control stream's state machine */
+	uint64_t caps;        /* negotiated, once authenticated */
 	unsigned id;
 	uint64_t requests;  /* served, for the log */
 	uint64_t bytes_out; /* reply bytes, for the log */
@@ -152,25 +142,10 @@ static int send_buf(struct wh_net_conn *nc, struct wh_net_stream *s,
 	return rv;
 }
 
-static void ctrl_fail(struct hconn *hc, int err, const char *message)
-{
-	struct wh_buf b;
-
-	wh_buf_init(&b);
-	if (hc->ctrl && wh_error_append(&b, 0, err, message) == 0)
-		send_buf(hc->nc, hc->ctrl, &b, true);
-	wh_buf_free(&b);
-	hc->state = HC_FAILED;
-	wh_net_conn_close(hc->nc, APP_ERR_AUTH, message);
-}
-
 static void count_failure(struct hconn *hc, const char *why)
 {
 	struct host *h = hc->host;
 
-	if (hc->attempt_counted)
-		return;
-	hc->attempt_counted = true;
 	h->failures++;
 	wh_warn("client #%u (%s): %s (failed attempt %u of %u)", hc->id,
 		wh_net_conn_peer(hc->nc), why, h->failures,
@@ -187,8 +162,9 @@ static void count_failure(struct hconn *hc, const char *why)
 
 /* host_caps - what this host offers; WH_HOST_NO_SMALL in the environment
  * withholds GET_SMALL, WH_HOST_NO_ZSMALL compressed GET_SMALL replies, so
- * that tests can play a host that predates them (ZSTD and ZSMALL are
- * added when compression is on, see on_hello) */
+ * that tests can play a host that predates them (ZSTD is added when
+ * compression is on, see cb_accept; ZSMALL goes only with ZSTD and SMALL,
+ * see host/wh_hctrl.c) */
 static uint64_t host_caps(void)
 {
 	uint64_t caps = HOST_CAPS | WH_CAP_ZSMALL;
@@ -200,147 +176,62 @@ static uint64_t host_caps(void)
 	return caps;
 }
 
-/* send_ctrl - one frame on the control stream; on failure the
- * connection is failed.  0 or a negative error. */
-static int send_ctrl(struct hconn *hc, const struct wh_msg *m)
+/* The control stream's machine (host/wh_hctrl.h) acts on the connection
+ * through these. */
+static int hctrl_send(void *ud, struct wh_buf *b, bool fin)
 {
-	struct wh_buf b;
-	int rv;
+	struct hconn *hc = ud;
 
-	wh_buf_init(&b);
-	rv = wh_msg_append(&b, m);
-	if (rv < 0) {
-		wh_buf_free(&b);
-		ctrl_fail(hc, rv == -ENOMEM ? ENOMEM : EIO, "internal error");
-		return rv;
+	if (!hc->ctrl) {
+		wh_buf_free(b);
+		return WH_ERR_CLOSED;
 	}
-	send_buf(hc->nc, hc->ctrl, &b, false);
-	return 0;
+	return send_buf(hc->nc, hc->ctrl, b, fin);
 }
 
-static void on_hello(struct hconn *hc, const struct wh_msg_hello *hello)
+static void hctrl_close(void *ud, uint64_t app_err, const char *reason)
 {
-	struct host *h = hc->host;
-	uint8_t sid[32], tag[WH_PAKE_TAG_BYTES];
-	struct wh_msg m;
-	uint16_t version;
+	struct hconn *hc = ud;
 
-	if (h->locked) {
-		wh_warn("client #%u (%s): refused: too many failed attempts "
-			"for this join code", hc->id, wh_net_conn_peer(hc->nc));
-		ctrl_fail(hc, EACCES, "too many failed attempts: the host "
-				      "refuses this join code");
-		return;
-	}
-	version = hello->max_version < WH_PROTO_VERSION ? hello->max_version
-							: WH_PROTO_VERSION;
-	if (version < hello->min_version || version < WH_PROTO_MIN_VERSION) {
-		wh_warn("client #%u: no common protocol version (%u..%u)",
-			hc->id, hello->min_version, hello->max_version);
-		ctrl_fail(hc, EPROTONOSUPPORT, "no common protocol version");
-		return;
-	}
-	if (wh_net_conn_exporter(hc->nc, PAKE_LABEL, sid, sizeof(sid)) < 0 ||
-	    wh_pake_start(&hc->pake, WH_PAKE_HOST, h->opts->code, sid,
-			  sizeof(sid), m.u.hello_ack.pake_msg) < 0) {
-		ctrl_fail(hc, EIO, "key exchange failed");
-		return;
-	}
-	if (wh_pake_finish(&hc->pake, hello->pake_msg, tag) < 0) {
-		count_failure(hc, "invalid key exchange message");
-		ctrl_fail(hc, EACCES, "wrong join code");
-		return;
-	}
-	m.hdr.type = WH_MSG_HELLO_ACK;
-	m.hdr.req_id = 0;
-	m.hdr.flags = 0;
-	m.u.hello_ack.version = version;
-	hc->caps = hello->caps & host_caps() & ~WH_CAP_ZSMALL;
-	if (h->zh)
-		hc->caps |= hello->caps & WH_CAP_ZSTD;
-	/* compressed GET_SMALL replies: only with both of what it extends */
-	if ((hc->caps & WH_CAP_ZSTD) && (hc->caps & WH_CAP_SMALL))
-		hc->caps |= hello->caps & host_caps() & WH_CAP_ZSMALL;
-	m.u.hello_ack.caps = hc->caps;
-	memcpy(m.u.hello_ack.confirm, tag, sizeof(tag));
-	if (send_ctrl(hc, &m) == 0)
-		hc->state = HC_WAIT_AUTH;
+	wh_net_conn_close(hc->nc, app_err, reason);
 }
 
-static void on_auth(struct hconn *hc, const struct wh_msg_auth *auth)
+static int hctrl_exporter(void *ud, uint8_t *out, size_t len)
 {
-	struct wh_msg m;
+	struct hconn *hc = ud;
 
-	if (wh_pake_verify(&hc->pake, auth->confirm) < 0) {
-		wh_pake_wipe(&hc->pake);
-		count_failure(hc, "wrong join code");
-		ctrl_fail(hc, EACCES, "wrong join code");
-		return;
-	}
-	wh_pake_wipe(&hc->pake);
-	hc->attempt_counted = true; /* a success is not a failure */
-	hc->state = HC_AUTHED;
-	memset(&m, 0, sizeof(m));
-	m.hdr.type = WH_MSG_AUTH_OK;
-	if (send_ctrl(hc, &m) < 0)
-		return;
+	return wh_net_conn_exporter(hc->nc, PAKE_LABEL, out, len);
+}
+
+static void hctrl_failure(void *ud, const char *why)
+{
+	count_failure(ud, why);
+}
+
+static bool hctrl_locked(void *ud)
+{
+	struct hconn *hc = ud;
+
+	return hc->host->locked;
+}
+
+static void hctrl_authed(void *ud)
+{
+	struct hconn *hc = ud;
+
+	hc->caps = hc->auth.caps;
 	wh_info("client #%u (%s) authenticated", hc->id,
 		wh_net_conn_peer(hc->nc));
 }
 
-static int on_ctrl_data(struct hconn *hc, const uint8_t *data, size_t len,
-			bool fin)
-{
-	struct wh_frame_hdr hdr;
-	struct wh_msg msg;
-	size_t flen;
-	int rv;
-
-	if (hc->state == HC_FAILED)
-		return 0;
-	if (hc->ctrl_rx.len + len > CTRL_MAX) {
-		ctrl_fail(hc, EPROTO, "control frame too large");
-		return 0;
-	}
-	if (wh_buf_append(&hc->ctrl_rx, data, len) < 0)
-		return -ENOMEM;
-	for (;;) {
-		rv = wh_frame_hdr_decode(hc->ctrl_rx.data, hc->ctrl_rx.len,
-					 CTRL_MAX - WH_FRAME_HDR_LEN, &hdr);
-		if (rv == WH_ERR_SHORT)
-			break;
-		if (rv < 0) {
-			ctrl_fail(hc, EPROTO, "malformed control frame");
-			return 0;
-		}
-		flen = WH_FRAME_HDR_LEN + hdr.length;
-		if (hc->ctrl_rx.len < flen)
-			break;
-		rv = wh_msg_decode(hc->ctrl_rx.data, flen,
-				   CTRL_MAX - WH_FRAME_HDR_LEN, &msg);
-		if (rv < 0) {
-			ctrl_fail(hc, EPROTO, "malformed control frame");
-			return 0;
-		}
-		if (hc->state == HC_NEW && msg.hdr.type == WH_MSG_HELLO) {
-			on_hello(hc, &msg.u.hello);
-		} else if (hc->state == HC_WAIT_AUTH &&
-			   msg.hdr.type == WH_MSG_AUTH) {
-			on_auth(hc, &msg.u.auth);
-		} else {
-			ctrl_fail(hc, EPROTO, "unexpected control message");
-			return 0;
-		}
-		wh_buf_consume(&hc->ctrl_rx, flen);
-		if (hc->state == HC_FAILED)
-			return 0;
-	}
-	if (fin && hc->state != HC_FAILED) {
-		/* the client ended its control stream: it is leaving */
-		wh_net_conn_close(hc->nc, 0, "bye");
-	}
-	return 0;
-}
+static const struct wh_hctrl_ops hctrl_ops = {
+	.send = hctrl_send,
+	.close = hctrl_close,
+	.exporter = hctrl_exporter,
+	.failure = hctrl_failure,
+	.locked = hctrl_locked,
+	.authed = hctrl_authed,
+};
 
 /* ---------------------------------------------------------- worker pool */
 
@@ -348,8 +239,7 @@ static void hconn_unref(struct hconn *hc)
 {
 	if (--hc->refs > 0)
 		return;
-	wh_pake_wipe(&hc->pake);
-	wh_buf_free(&hc->ctrl_rx);
+	wh_hctrl_free(&hc->auth);
 	free(hc);
 }
 
@@ -631,6 +521,7 @@ static void cb_accept(struct wh_net_conn *nc, void *ud)
 {
 	struct host *h = ud;
 	struct hconn *hc = calloc(1, sizeof(*hc));
+	char name[sizeof(hc->auth.name)];
 
 	if (!hc) {
 		wh_net_conn_close(nc, APP_ERR_SHUTDOWN, "out of memory");
@@ -640,7 +531,10 @@ static void cb_accept(struct wh_net_conn *nc, void *ud)
 	hc->host = h;
 	hc->nc = nc;
 	hc->id = ++h->next_id;
-	wh_buf_init(&hc->ctrl_rx);
+	snprintf(name, sizeof(name), "client #%u (%s)", hc->id,
+		 wh_net_conn_peer(nc));
+	wh_hctrl_init(&hc->auth, &hctrl_ops, hc, h->opts->code,
+		      host_caps() | (h->zh ? WH_CAP_ZSTD : 0), name);
 	wh_net_conn_set_ud(nc, hc);
 	wh_info("client #%u connecting from %s over %s", hc->id,
 		wh_net_conn_peer(nc),
@@ -660,10 +554,10 @@ static void cb_stream_open(struct wh_net_conn *nc, struct wh_net_stream *s,
 		wh_net_stream_set_ud(nc, s, NULL);
 		return;
 	}
-	if (hc->state != HC_AUTHED) {
+	if (hc->auth.state != WH_HCTRL_AUTHED) {
 		wh_warn("client #%u (%s): request before authentication",
 			hc->id, wh_net_conn_peer(nc));
-		hc->state = HC_FAILED;
+		hc->auth.state = WH_HCTRL_FAILED;
 		wh_net_conn_close(nc, APP_ERR_AUTH, "not authenticated");
 		return;
 	}
@@ -686,7 +580,7 @@ static int cb_stream_data(struct wh_net_conn *nc, struct wh_net_stream *s,
 	if (!hc)
 		return 0;
 	if (s == hc->ctrl)
-		return on_ctrl_data(hc, data, len, fin);
+		return wh_hctrl_input(&hc->auth, data, len, fin);
 	if (!hs)
 		return 0; /* refused stream; the connection is closing */
 	return on_request_data(hc, s, hs, data, len, fin);
@@ -737,8 +631,7 @@ static void cb_close(struct wh_net_conn *nc, int err, const char *reason,
 
 	if (!hc)
 		return;
-	if (hc->state == HC_WAIT_AUTH && !hc->attempt_counted)
-		count_failure(hc, "left during authentication (wrong join code?)");
+	wh_hctrl_gone(&hc->auth);
 	if (err == 0 || err == WH_ERR_CLOSED)
 		wh_info("client #%u (%s) disconnected%s%s (%llu requests, "
 			"%llu bytes sent)", hc->id, wh_net_conn_peer(nc),
@@ -848,7 +741,7 @@ static void flush_invals(struct host *h, struct wh_net_conn *const *conns,
 		struct hconn *hc = wh_net_conn_ud(conns[i]);
 		uint8_t *copy;
 
-		if (!hc || hc->state != HC_AUTHED || !hc->ctrl ||
+		if (!hc || hc->auth.state != WH_HCTRL_AUTHED || !hc->ctrl ||
 		    !(hc->caps & WH_CAP_INVAL))
 			continue;
 		copy = malloc(b.len);

@@ -120,6 +120,8 @@ struct wh_tcp_ep {
 	gnutls_certificate_credentials_t cred;
 	struct wh_tcp_conn *conns;
 	size_t nconns; /* not counting lingering ones */
+	wh_tcp_sink_fn sink; /* detached: where the output goes */
+	void *sink_ud;
 	int depth;
 	uint8_t rxbuf[RX_LEN];
 };
@@ -425,10 +427,13 @@ static struct wh_tcp_conn *conn_alloc(struct wh_tcp_ep *ep, int fd,
 		      ep->cfg.handshake_timeout_ms * WH_NS_PER_MS;
 	wh_buf_init(&c->in);
 	wh_buf_init(&c->out);
-	wh_addr_str(remote, c->peer, sizeof(c->peer));
+	if (remote)
+		wh_addr_str(remote, c->peer, sizeof(c->peer));
+	else
+		snprintf(c->peer, sizeof(c->peer), "detached");
 	ev.events = EPOLLIN;
 	ev.data.ptr = c;
-	if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+	if (fd >= 0 && epoll_ctl(ep->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
 		free(c);
 		return NULL;
 	}
@@ -586,7 +591,8 @@ static void ep_reap(struct wh_tcp_ep *ep)
 		}
 		if (!c->dead)
 			continue;
-		if (c->close_requested && c->state == TC_OPEN && c->fd >= 0) {
+		if (c->close_requested && c->state == TC_OPEN &&
+		    (c->fd >= 0 || ep->sink)) {
 			conn_close_now(c, now);
 			continue;
 		}
@@ -597,11 +603,32 @@ static void ep_reap(struct wh_tcp_ep *ep)
 
 /* --------------------------------------------------------- TLS driving */
 
+/* sink_write - a detached connection's conn_write: all of the output
+ * buffer to the sink at once, as if TLS took every byte. */
+static void sink_write(struct wh_tcp_conn *c)
+{
+	for (;;) {
+		if (c->state == TC_OPEN)
+			fill_data(c);
+		if (c->out.len == c->out_off || c->dead)
+			break;
+		c->ep->sink(c->ep->sink_ud, c->out.data + c->out_off,
+			    c->out.len - c->out_off);
+		c->out.len = 0;
+		c->out_off = 0;
+	}
+}
+
 /* conn_write - hand the output buffer to TLS until it would block. */
 static void conn_write(struct wh_tcp_conn *c)
 {
-	if (c->dead || c->state < TC_OPEN || c->fd < 0)
+	if (c->dead || c->state < TC_OPEN)
 		return;
+	if (c->fd < 0) {
+		if (c->ep->sink)
+			sink_write(c);
+		return;
+	}
 	for (;;) {
 		ssize_t n;
 		size_t len;
@@ -685,9 +712,13 @@ static void handle_data(struct wh_tcp_conn *c, const struct wh_mux_frame *f)
 		}
 		if (cbs->on_stream_open)
 			cbs->on_stream_open(c, s, c->ud);
-		if (c->dead || s->reset)
+		if (c->dead)
 			return;
 	}
+	if (s->reset)
+		return; /* reset here, freed at the next flush: its bytes are
+			 * dropped, as QUIC drops them (the connection's
+			 * credit comes back all the same) */
 	if (s->fin_recv) {
 		conn_fail(c, "data after the end of a stream");
 		return;
@@ -792,7 +823,9 @@ static void handle_frame(struct wh_tcp_conn *c, const struct wh_mux_frame *f)
 	}
 }
 
-/* parse_input - every complete frame in c->in. */
+/* parse_input - every complete frame in c->in: everything the connection
+ * does with the peer's plaintext once TLS decrypted it (conn_read
+ * decrypts straight into c->in; wh_tcp_conn_input appends to it). */
 static void parse_input(struct wh_tcp_conn *c)
 {
 	size_t off = 0;
@@ -1289,7 +1322,7 @@ int wh_tcp_conn_exporter(struct wh_tcp_conn *c, const char *label,
 {
 	int rv;
 
-	if (c->state != TC_OPEN)
+	if (c->state != TC_OPEN || !c->tls)
 		return -EINVAL;
 	rv = gnutls_prf_rfc5705(c->tls, strlen(label), label, 0, NULL, len,
 				(char *)out);
@@ -1402,4 +1435,63 @@ void wh_tcp_stream_reset(struct wh_tcp_conn *c, struct wh_tcp_stream *s,
 	wh_sendq_remove(&c->sq, &s->sq);
 	if (c->state == TC_OPEN && !c->dead)
 		out_small(c, WH_MUX_RESET, s->id, (uint32_t)app_err);
+}
+
+/* -------------------------------------------------------- detached */
+
+int wh_tcp_detached_new(bool server, const struct wh_quic_config *cfg,
+			const struct wh_tcp_cbs *cbs, void *ud,
+			wh_tcp_sink_fn sink, void *sink_ud,
+			struct wh_tcp_ep **pep, struct wh_tcp_conn **pconn)
+{
+	struct wh_tcp_ep *ep = ep_alloc(cfg, cbs, ud);
+	struct wh_tcp_conn *c;
+
+	if (!ep)
+		return -ENOMEM;
+	ep->server = server;
+	ep->sink = sink;
+	ep->sink_ud = sink_ud;
+	c = conn_alloc(ep, -1, NULL);
+	if (!c) {
+		wh_tcp_ep_del(ep);
+		return -ENOMEM;
+	}
+	c->ud = server ? NULL : ud;
+	*pep = ep;
+	*pconn = c;
+	ep->depth++;
+	if (server && cbs->on_accept)
+		cbs->on_accept(c, ud);
+	if (!c->dead) {
+		/* what conn_handshake does once TLS is up */
+		c->state = TC_OPEN;
+		out_settings(c);
+		c->last_ping = wh_now_ns();
+		conn_write(c);
+	}
+	ep->depth--;
+	return 0;
+}
+
+void wh_tcp_conn_input(struct wh_tcp_conn *c, const uint8_t *data,
+		       size_t len)
+{
+	struct wh_tcp_ep *ep = c->ep;
+
+	ep->depth++;
+	if (!c->dead && c->state == TC_OPEN && len) {
+		if (c->in.len + len > PARSE_AT + WH_MUX_MAX_FRAME + RX_LEN)
+			conn_fail(c, "input overflow");
+		else if (wh_buf_append(&c->in, data, len) < 0)
+			conn_kill(c, -ENOMEM, "out of memory");
+		else {
+			c->last_recv = wh_now_ns();
+			parse_input(c);
+		}
+	}
+	if (!c->dead)
+		conn_write(c);
+	ep->depth--;
+	ep_reap(ep);
 }

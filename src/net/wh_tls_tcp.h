@@ -114,4 +114,26 @@ void wh_tcp_tune_socket(int fd, uint64_t idle_timeout_ms);
  * congestion control here (for `wormhole doctor`). */
 bool wh_tcp_bbr_available(void);
 
+/*
+ * A detached connection: no socket and no TLS, for driving the frame
+ * handling with plaintext (the fuzz target fuzz/fuzz_tcp.c, tests).  It
+ * starts as a live one does once its TLS handshake is done: on_accept
+ * first on the server side (with |ud|; on the client the connection's user
+ * data is |ud|), then its SETTINGS go to |sink|, as will every byte it
+ * would hand to TLS.  wh_tcp_conn_input gives it what TLS would have
+ * decrypted from the peer, taken exactly as a live connection takes it
+ * (the same parsing, limits and callbacks); a connection that died is
+ * reaped at the end of the call, as after wh_tcp_ep_read (on_close has
+ * run: |c| is not to be used again).  The endpoint's other calls work on
+ * it as usual (wh_tcp_ep_flush, _expire, wh_tcp_ep_del to free it);
+ * wh_tcp_conn_exporter refuses (no TLS).
+ */
+typedef void (*wh_tcp_sink_fn)(void *ud, const uint8_t *data, size_t len);
+int wh_tcp_detached_new(bool server, const struct wh_quic_config *cfg,
+			const struct wh_tcp_cbs *cbs, void *ud,
+			wh_tcp_sink_fn sink, void *sink_ud,
+			struct wh_tcp_ep **pep, struct wh_tcp_conn **pconn);
+void wh_tcp_conn_input(struct wh_tcp_conn *c, const uint8_t *data,
+		       size_t len);
+
 #endif /* WH_TLS_TCP_H */

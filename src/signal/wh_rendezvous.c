@@ -488,22 +488,229 @@ static int join_fail(char *err, size_t errlen, int rv, const char *fmt, ...)
 	return rv;
 }
 
+/* The client's machine: JOIN until PEERS (or ERROR), then PUNCH every
+ * candidate until one answers. */
+struct wh_rdv_client {
+	wh_rdv_send_fn send;
+	void *ud;
+	struct sockaddr_storage sig;
+	socklen_t siglen;
+	char sigstr[WH_ADDRSTRLEN];
+	uint8_t room[WH_SIG_ROOM_LEN];
+	struct wh_sig_msg join, peers;
+	uint64_t deadline, next_send, punch_end;
+	unsigned retry_ms;
+	bool have_peers;
+	int result; /* 0 while it goes on */
+	struct sockaddr_storage peer;
+	socklen_t peerlen;
+	char err[512];
+};
+
+static int client_end(struct wh_rdv_client *c, int rv, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int client_end(struct wh_rdv_client *c, int rv, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->err, sizeof(c->err), fmt, ap);
+	va_end(ap);
+	c->result = rv;
+	return rv;
+}
+
+int wh_rdv_client_new(const char *code, const struct sockaddr *sig,
+		      socklen_t siglen, const struct wh_sig_addr *cands,
+		      unsigned ncand, int timeout_ms, uint64_t now_ns,
+		      wh_rdv_send_fn send, void *ud,
+		      struct wh_rdv_client **pc)
+{
+	uint8_t token[WH_SIG_TOKEN_LEN];
+	struct wh_rdv_client *c;
+
+	if (siglen > sizeof(c->sig) || ncand > WH_SIG_MAX_CANDS - 1)
+		return -EINVAL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	if (wh_rdv_derive(code, c->room, token) != 0) {
+		free(c);
+		return WH_ERR_CODE;
+	}
+	sodium_memzero(token, sizeof(token));
+	c->send = send;
+	c->ud = ud;
+	memcpy(&c->sig, sig, siglen);
+	c->siglen = siglen;
+	wh_addr_str(sig, c->sigstr, sizeof(c->sigstr));
+	c->join.type = WH_SIG_JOIN;
+	memcpy(c->join.room, c->room, sizeof(c->room));
+	randombytes_buf(c->join.txn, sizeof(c->join.txn));
+	c->join.ncand = (uint8_t)ncand;
+	if (ncand)
+		memcpy(c->join.cand, cands, ncand * sizeof(*cands));
+	c->retry_ms = 500;
+	c->next_send = now_ns;
+	c->deadline = now_ns + (uint64_t)timeout_ms * WH_NS_PER_MS;
+	*pc = c;
+	return 0;
+}
+
+void wh_rdv_client_del(struct wh_rdv_client *c)
+{
+	free(c);
+}
+
+static int client_unreachable(struct wh_rdv_client *c)
+{
+	char list[256] = "", ab[WH_ADDRSTRLEN];
+	size_t off = 0;
+
+	for (unsigned i = 0; i < c->peers.ncand && off < sizeof(list); i++)
+		off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
+					i ? ", " : "",
+					wh_sig_addr_str(&c->peers.cand[i], ab,
+							sizeof(ab)));
+	return client_end(c, -EHOSTUNREACH,
+			  "the host was found but none of its addresses (%s) "
+			  "answered hole punching: a firewall may block UDP; "
+			  "give a reachable address with --peer", list);
+}
+
+int wh_rdv_client_tick(struct wh_rdv_client *c, uint64_t now)
+{
+	const struct sockaddr *sig = (const struct sockaddr *)&c->sig;
+
+	if (c->result)
+		return c->result;
+	if (c->have_peers && now >= c->punch_end)
+		return client_unreachable(c);
+	if (now >= c->deadline) {
+		if (c->have_peers)
+			return client_unreachable(c);
+		return client_end(c, WH_ERR_TIMEOUT,
+				  "the signal server %s did not answer: is it "
+				  "running and reachable over UDP? (or give "
+				  "the host's address with --peer)", c->sigstr);
+	}
+	if (now < c->next_send)
+		return 0;
+	if (!c->have_peers) {
+		send_msg(c->send, c->ud, sig, c->siglen, &c->join);
+		c->next_send = now + c->retry_ms * WH_NS_PER_MS;
+		c->retry_ms = c->retry_ms < 2000 ? c->retry_ms * 2 : 2000;
+		return 0;
+	}
+	for (unsigned i = 0; i < c->peers.ncand; i++) {
+		struct sockaddr_storage ss;
+		socklen_t l = wh_sig_addr_to_sa(&c->peers.cand[i], &ss);
+		struct wh_sig_msg p;
+
+		if (ss.ss_family != sig->sa_family)
+			continue;
+		memset(&p, 0, sizeof(p));
+		p.type = WH_SIG_PUNCH;
+		memcpy(p.room, c->room, sizeof(c->room));
+		memcpy(p.txn, c->join.txn, sizeof(c->join.txn));
+		send_msg(c->send, c->ud, (struct sockaddr *)&ss, l, &p);
+	}
+	c->next_send = now + WH_RDV_PUNCH_EVERY_MS * WH_NS_PER_MS;
+	return 0;
+}
+
+int wh_rdv_client_timeout_ms(const struct wh_rdv_client *c, uint64_t now)
+{
+	if (c->result)
+		return 0;
+	return (int)((c->next_send > now ? c->next_send - now : 0) /
+		     WH_NS_PER_MS) + 1;
+}
+
+int wh_rdv_client_input(struct wh_rdv_client *c, uint64_t now,
+			const uint8_t *data, size_t len,
+			const struct sockaddr *from, socklen_t fromlen)
+{
+	struct wh_sig_msg m;
+	char ab[WH_ADDRSTRLEN];
+
+	if (c->result)
+		return c->result;
+	if (wh_sig_decode(data, len, &m) != 0)
+		return 0;
+	if (memcmp(m.txn, c->join.txn, sizeof(c->join.txn)) != 0)
+		return 0;
+	if (m.type == WH_SIG_PUNCH &&
+	    memcmp(m.room, c->room, sizeof(c->room)) == 0) {
+		if (fromlen > sizeof(c->peer))
+			return 0;
+		if (!m.ack) {
+			m.ack = true;
+			send_msg(c->send, c->ud, from, fromlen, &m);
+		}
+		memcpy(&c->peer, from, fromlen);
+		c->peerlen = fromlen;
+		c->result = 1;
+		return 1;
+	}
+	if (!sa_eq(from, (const struct sockaddr *)&c->sig))
+		return 0;
+	if (m.type == WH_SIG_ERROR) {
+		if (m.code == WH_SIGE_NOROOM)
+			return client_end(
+				c, -ENOENT,
+				"no host is registered for this code at the "
+				"signal server %s: check the code, and that "
+				"its host is running (a code expires about 2 "
+				"minutes after its host stops)", c->sigstr);
+		return client_end(c, -EBUSY,
+				  "the signal server %s refused the request: "
+				  "%s; try again later", c->sigstr,
+				  m.code == WH_SIGE_RATE
+					  ? "too many requests from this "
+					    "address"
+					  : "it is overloaded");
+	}
+	if (m.type == WH_SIG_PEERS && !c->have_peers) {
+		c->peers = m;
+		c->have_peers = true;
+		c->punch_end = now + WH_RDV_PUNCH_MS * WH_NS_PER_MS;
+		c->next_send = now;
+		wh_debug("signal: seen as %s; host has %u candidate(s)",
+			 wh_sig_addr_str(&m.refl, ab, sizeof(ab)), m.ncand);
+	}
+	return 0;
+}
+
+const struct sockaddr *wh_rdv_client_peer(const struct wh_rdv_client *c,
+					  socklen_t *len)
+{
+	if (c->result != 1)
+		return NULL;
+	*len = c->peerlen;
+	return (const struct sockaddr *)&c->peer;
+}
+
+const char *wh_rdv_client_error(const struct wh_rdv_client *c)
+{
+	return c->err;
+}
+
 int wh_rdv_join(const struct sockaddr *sig, socklen_t siglen,
 		const char *code, int timeout_ms, int cancel_fd, int *pfd,
 		struct sockaddr_storage *peer, socklen_t *peerlen, char *err,
 		size_t errlen)
 {
 	uint8_t room[WH_SIG_ROOM_LEN], token[WH_SIG_TOKEN_LEN];
-	struct wh_sig_msg join, peers;
+	struct wh_sig_addr cands[WH_SIG_MAX_CANDS - 1];
+	struct wh_rdv_client *c;
 	struct sockaddr_storage local;
 	socklen_t locallen = sizeof(local);
-	char sigstr[WH_ADDRSTRLEN], ab[WH_ADDRSTRLEN];
-	uint64_t now = wh_now_ns(), deadline, next_send = now, punch_end = 0;
-	unsigned retry_ms = 500;
-	bool have_peers = false;
+	char ab[WH_ADDRSTRLEN];
+	unsigned ncand;
 	int fd, rv;
 
-	wh_addr_str(sig, sigstr, sizeof(sigstr));
 	if (wh_rdv_derive(code, room, token) != 0)
 		return join_fail(err, errlen, WH_ERR_CODE, "bad join code");
 	sodium_memzero(token, sizeof(token));
@@ -522,71 +729,32 @@ int wh_rdv_join(const struct sockaddr *sig, socklen_t siglen,
 		return join_fail(err, errlen, rv, "cannot bind a UDP socket: "
 				 "%s", strerror(-rv));
 	}
-	memset(&join, 0, sizeof(join));
-	join.type = WH_SIG_JOIN;
-	memcpy(join.room, room, sizeof(room));
-	randombytes_buf(join.txn, sizeof(join.txn));
 	{
 		struct wh_sig_addr la;
 
 		wh_sig_addr_from_sa((struct sockaddr *)&local, &la);
-		join.ncand = (uint8_t)wh_rdv_local_cands(
-			(struct sockaddr *)&local, la.port, join.cand,
-			WH_SIG_MAX_CANDS - 1);
+		ncand = wh_rdv_local_cands((struct sockaddr *)&local, la.port,
+					   cands, WH_SIG_MAX_CANDS - 1);
 	}
-	memset(&peers, 0, sizeof(peers));
-	deadline = now + (uint64_t)timeout_ms * WH_NS_PER_MS;
-
+	rv = wh_rdv_client_new(code, sig, siglen, cands, ncand, timeout_ms,
+			       wh_now_ns(), fd_send, &fd, &c);
+	if (rv < 0) {
+		close(fd);
+		return join_fail(err, errlen, rv, "%s", wh_strerror(rv));
+	}
 	for (;;) {
 		struct pollfd pf[2] = { { .fd = fd, .events = POLLIN },
 					{ .fd = cancel_fd, .events = POLLIN } };
 		uint8_t buf[WH_SIG_MAX_DGRAM + 1];
 		struct sockaddr_storage from;
 		socklen_t fromlen;
-		struct wh_sig_msg m;
-		int wait;
 		ssize_t n;
 
-		now = wh_now_ns();
-		if (have_peers && now >= punch_end) {
-			rv = -EHOSTUNREACH;
+		rv = wh_rdv_client_tick(c, wh_now_ns());
+		if (rv)
 			break;
-		}
-		if (now >= deadline) {
-			rv = have_peers ? -EHOSTUNREACH : WH_ERR_TIMEOUT;
-			break;
-		}
-		if (now >= next_send) {
-			if (!have_peers) {
-				send_msg(fd_send, &fd, sig, siglen, &join);
-				next_send = now + retry_ms * WH_NS_PER_MS;
-				retry_ms = retry_ms < 2000 ? retry_ms * 2
-							   : 2000;
-			} else {
-				for (unsigned i = 0; i < peers.ncand; i++) {
-					struct sockaddr_storage ss;
-					socklen_t l = wh_sig_addr_to_sa(
-						&peers.cand[i], &ss);
-					struct wh_sig_msg p;
-
-					if (ss.ss_family != sig->sa_family)
-						continue;
-					memset(&p, 0, sizeof(p));
-					p.type = WH_SIG_PUNCH;
-					memcpy(p.room, room, sizeof(room));
-					memcpy(p.txn, join.txn,
-					       sizeof(join.txn));
-					send_msg(fd_send, &fd,
-						 (struct sockaddr *)&ss, l,
-						 &p);
-				}
-				next_send = now + WH_RDV_PUNCH_EVERY_MS *
-							  WH_NS_PER_MS;
-			}
-		}
-		wait = (int)((next_send > now ? next_send - now : 0) /
-			     WH_NS_PER_MS) + 1;
-		if (poll(pf, cancel_fd >= 0 ? 2 : 1, wait) <= 0)
+		if (poll(pf, cancel_fd >= 0 ? 2 : 1,
+			 wh_rdv_client_timeout_ms(c, wh_now_ns())) <= 0)
 			continue;
 		if (pf[1].revents) {
 			rv = -ECANCELED;
@@ -597,80 +765,28 @@ int wh_rdv_join(const struct sockaddr *sig, socklen_t siglen,
 		fromlen = sizeof(from);
 		n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from,
 			     &fromlen);
-		if (n <= 0 || wh_sig_decode(buf, (size_t)n, &m) != 0)
+		if (n <= 0)
 			continue;
-		if (memcmp(m.txn, join.txn, sizeof(join.txn)) != 0)
-			continue;
-		if (m.type == WH_SIG_PUNCH &&
-		    memcmp(m.room, room, sizeof(room)) == 0) {
-			if (!m.ack) {
-				m.ack = true;
-				send_msg(fd_send, &fd,
-					 (struct sockaddr *)&from, fromlen,
-					 &m);
-			}
-			memcpy(peer, &from, fromlen);
-			*peerlen = fromlen;
-			wh_info("signal: a path to the host: %s",
-				wh_addr_str((struct sockaddr *)&from, ab,
-					    sizeof(ab)));
-			*pfd = fd;
-			return 0;
-		}
-		if (!sa_eq((struct sockaddr *)&from, sig))
-			continue;
-		if (m.type == WH_SIG_ERROR) {
-			close(fd);
-			if (m.code == WH_SIGE_NOROOM)
-				return join_fail(
-					err, errlen, -ENOENT,
-					"no host is registered for this code "
-					"at the signal server %s: check the "
-					"code, and that its host is running "
-					"(a code expires about 2 minutes "
-					"after its host stops)", sigstr);
-			return join_fail(err, errlen, -EBUSY,
-					 "the signal server %s refused the "
-					 "request: %s; try again later",
-					 sigstr,
-					 m.code == WH_SIGE_RATE
-						 ? "too many requests from "
-						   "this address"
-						 : "it is overloaded");
-		}
-		if (m.type == WH_SIG_PEERS && !have_peers) {
-			peers = m;
-			have_peers = true;
-			punch_end = now + WH_RDV_PUNCH_MS * WH_NS_PER_MS;
-			next_send = now;
-			wh_debug("signal: seen as %s; host has %u candidate(s)",
-				 wh_sig_addr_str(&m.refl, ab, sizeof(ab)),
-				 m.ncand);
-		}
+		rv = wh_rdv_client_input(c, wh_now_ns(), buf, (size_t)n,
+					 (struct sockaddr *)&from, fromlen);
+		if (rv)
+			break;
+	}
+	if (rv == 1) {
+		const struct sockaddr *p = wh_rdv_client_peer(c, peerlen);
+
+		memcpy(peer, p, *peerlen);
+		wh_info("signal: a path to the host: %s",
+			wh_addr_str(p, ab, sizeof(ab)));
+		wh_rdv_client_del(c);
+		*pfd = fd;
+		return 0;
 	}
 	close(fd);
 	if (rv == -ECANCELED)
-		return join_fail(err, errlen, rv, "cancelled");
-	if (rv == WH_ERR_TIMEOUT)
-		return join_fail(err, errlen, rv,
-				 "the signal server %s did not answer: is it "
-				 "running and reachable over UDP? (or give "
-				 "the host's address with --peer)", sigstr);
-	{
-		char list[256] = "";
-		size_t off = 0;
-
-		for (unsigned i = 0; i < peers.ncand && off < sizeof(list);
-		     i++)
-			off += (size_t)snprintf(list + off, sizeof(list) - off,
-						"%s%s", i ? ", " : "",
-						wh_sig_addr_str(&peers.cand[i],
-								ab,
-								sizeof(ab)));
-		return join_fail(err, errlen, rv,
-				 "the host was found but none of its "
-				 "addresses (%s) answered hole punching: a "
-				 "firewall may block UDP; give a reachable "
-				 "address with --peer", list);
-	}
+		join_fail(err, errlen, rv, "cancelled");
+	else
+		join_fail(err, errlen, rv, "%s", wh_rdv_client_error(c));
+	wh_rdv_client_del(c);
+	return rv;
 }

@@ -107,4 +107,36 @@ int wh_rdv_join(const struct sockaddr *sig, socklen_t siglen,
 		struct sockaddr_storage *peer, socklen_t *peerlen, char *err,
 		size_t errlen);
 
+/*
+ * The client's side as a state machine, what wh_rdv_join runs on its
+ * socket (and fuzz/fuzz_rdv.c on hostile replies): created for |code|,
+ * the server |sig|, our candidates (|ncand| <= WH_SIG_MAX_CANDS - 1) and
+ * a deadline |timeout_ms| after |now_ns|; it sends through |send|.
+ * wh_rdv_client_tick sends what is due (JOIN to the server, backing off,
+ * until PEERS; then PUNCH to each of the host's candidates of the
+ * server's family); wh_rdv_client_input takes a datagram from any
+ * source.  Both return 0 while it goes on, 1 once a PUNCH of this join
+ * came (wh_rdv_client_peer: from where; a probe is acked), or the error
+ * it ended with, as wh_rdv_join's, with wh_rdv_client_error's sentence:
+ * -ENOENT, -EBUSY (an ERROR from the server's address), WH_ERR_TIMEOUT,
+ * -EHOSTUNREACH.  Once ended it sends nothing more.  new: 0, WH_ERR_CODE,
+ * -EINVAL or -ENOMEM.
+ */
+struct wh_rdv_client;
+int wh_rdv_client_new(const char *code, const struct sockaddr *sig,
+		      socklen_t siglen, const struct wh_sig_addr *cands,
+		      unsigned ncand, int timeout_ms, uint64_t now_ns,
+		      wh_rdv_send_fn send, void *ud,
+		      struct wh_rdv_client **pc);
+int wh_rdv_client_tick(struct wh_rdv_client *c, uint64_t now_ns);
+int wh_rdv_client_input(struct wh_rdv_client *c, uint64_t now_ns,
+			const uint8_t *data, size_t len,
+			const struct sockaddr *from, socklen_t fromlen);
+/* ms until the next tick is due (>= 0) */
+int wh_rdv_client_timeout_ms(const struct wh_rdv_client *c, uint64_t now_ns);
+const struct sockaddr *wh_rdv_client_peer(const struct wh_rdv_client *c,
+					  socklen_t *len);
+const char *wh_rdv_client_error(const struct wh_rdv_client *c);
+void wh_rdv_client_del(struct wh_rdv_client *c);
+
 #endif /* WH_RENDEZVOUS_H */
