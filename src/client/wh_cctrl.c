@@ -65,6 +65,7 @@ int wh_cctrl_hello(struct wh_cctrl *c, const char *code, const uint8_t *sid,
 	m.u.hello.min_version = WH_PROTO_MIN_VERSION;
 	m.u.hello.max_version = WH_PROTO_VERSION;
 	m.u.hello.caps = caps;
+	c->offered = caps;
 	return send_msg(c, &m);
 }
 
@@ -141,7 +142,17 @@ static void ctrl_msg(struct wh_cctrl *c, const struct wh_msg *m)
 			close_conn(c, 1, "internal error");
 			return;
 		}
-		c->ops->authing(c->ud, m->u.hello_ack.caps);
+		{
+			/* never more than was offered (a hostile or broken
+			 * host's claim of, say, ZSTD to a client that turned
+			 * compression off), and ZSMALL only with both of what
+			 * it extends, as the host decides it */
+			uint64_t caps = m->u.hello_ack.caps & c->offered;
+
+			if (!(caps & WH_CAP_ZSTD) || !(caps & WH_CAP_SMALL))
+				caps &= ~WH_CAP_ZSMALL;
+			c->ops->authing(c->ud, caps);
+		}
 		return;
 	}
 	if (st == WH_CCTRL_WAIT_OK && m->hdr.type == WH_MSG_AUTH_OK) {

@@ -43,7 +43,9 @@ struct wh_cctrl_ops {
 	/* the session failed for good (the host refused us, or cannot be
 	 * trusted): |err| a WH_ERR_*, |msg| for the user */
 	void (*fail)(void *ud, int err, const char *msg);
-	/* the host's confirmation checked, AUTH sent: WAIT_OK with |caps| */
+	/* the host's confirmation checked, AUTH sent: WAIT_OK with |caps|
+	 * (what the host agreed to of what HELLO offered: nothing else, even
+	 * from a host that claims more) */
 	void (*authing)(void *ud, uint64_t caps);
 	/* AUTH_OK: READY */
 	void (*ready)(void *ud);
@@ -56,6 +58,7 @@ struct wh_cctrl {
 	const struct wh_cctrl_ops *ops;
 	void *ud;
 	bool done; /* closed or failed the connection */
+	uint64_t offered; /* the capabilities HELLO offered */
 	struct wh_buf rx;
 	struct wh_pake pake;
 };

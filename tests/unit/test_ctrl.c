@@ -33,6 +33,7 @@ struct pair {
 	uint64_t h_close_err;
 	enum wh_cctrl_phase phase;
 	unsigned c_closes, c_fails, c_sends, c_invals;
+	uint64_t c_caps; /* what the client took the host to agree to */
 	int c_err;
 };
 
@@ -117,7 +118,7 @@ static void c_fail(void *ud, int err, const char *msg)
 
 static void c_authing(void *ud, uint64_t caps)
 {
-	(void)caps;
+	((struct pair *)ud)->c_caps = caps;
 	((struct pair *)ud)->phase = WH_CCTRL_WAIT_OK;
 }
 
@@ -213,6 +214,38 @@ static void test_honest(void **state)
 	assert_int_equal(p.h_closes + p.c_closes + p.c_fails, 0);
 	/* ZSMALL only with ZSTD, which this host does not offer */
 	assert_int_equal(p.h.caps, WH_CAP_INVAL | WH_CAP_SMALL);
+	assert_int_equal(p.c_caps, p.h.caps);
+	pair_free(&p);
+}
+
+/* a host whose HELLO_ACK claims capabilities the client never offered
+ * (CHUNKS, unknown bits) or ZSMALL without ZSTD: the client takes only
+ * what it offered and what makes sense together */
+static void test_caps_beyond_the_offer(void **state)
+{
+	struct pair p;
+	struct wh_buf out;
+	struct wh_msg m;
+
+	(void)state;
+	pair_init(&p, code);
+	assert_int_equal(wh_hctrl_input(&p.h, p.to_host.data, p.to_host.len,
+					false),
+			 0);
+	wh_buf_reset(&p.to_host);
+	assert_int_equal(wh_msg_decode(p.to_client.data, p.to_client.len,
+				       WH_CCTRL_MAX, &m),
+			 0);
+	assert_int_equal(m.hdr.type, WH_MSG_HELLO_ACK);
+	m.u.hello_ack.caps = WH_CAP_INVAL | WH_CAP_CHUNKS | WH_CAP_ZSMALL |
+			     (1ULL << 40);
+	wh_buf_init(&out);
+	assert_int_equal(wh_msg_append(&out, &m), 0);
+	wh_buf_reset(&p.to_client);
+	assert_int_equal(wh_cctrl_input(&p.c, out.data, out.len), 0);
+	assert_int_equal(p.phase, WH_CCTRL_WAIT_OK);
+	assert_int_equal(p.c_caps, WH_CAP_INVAL);
+	wh_buf_free(&out);
 	pair_free(&p);
 }
 
@@ -337,6 +370,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_honest),
+		cmocka_unit_test(test_caps_beyond_the_offer),
 		cmocka_unit_test(test_wrong_code),
 		cmocka_unit_test(test_locked),
 		cmocka_unit_test(test_auth_first),
