@@ -91,6 +91,22 @@ struct name {
 	char *path, *alt;
 };
 
+/* the index of a log: its entries in log order, the newest per hash, the
+ * live references per name file */
+struct idx {
+	struct ent *ents;     /* in log order */
+	uint32_t n, cap, cursor; /* cursor: no live entry before it */
+	uint32_t *tab;        /* newest entry per hash, open addressing */
+	uint32_t tabsize, tabused, live;
+	uint64_t total; /* the live entries' cost, and their name files' */
+	struct nref *ntab; /* name file -> live references, open addressing */
+	uint32_t ntabsize, ntabused;
+	/* the store whose list of name files to delete a reference's death
+	 * feeds (NULL: an index being built by a compaction, whose deaths
+	 * the store's own index sees too) */
+	struct wh_store *own;
+};
+
 struct wh_store {
 	char *dir;  /* .../chunks */
 	char *logp; /* .../chunks.log */
@@ -100,13 +116,8 @@ struct wh_store {
 	unsigned long corrupt, seq, bad;
 	int fd;               /* the log */
 	uint64_t read_off;    /* the log read up to here */
-	struct ent *ents;     /* in log order */
-	uint32_t n, cap, cursor; /* cursor: no live entry before it */
-	uint32_t *tab;        /* newest entry per hash, open addressing */
-	uint32_t tabsize, tabused, live;
-	uint64_t total; /* the live entries' cost, and their name files' */
-	struct nref *ntab; /* name file -> live references, open addressing */
-	uint32_t ntabsize, ntabused;
+	unsigned long gen;    /* bumped when the index is replaced */
+	struct idx ix;
 	/* name files whose last live reference went: deleted at the next
 	 * eviction (under the exclusive flock) if still unreferenced */
 	uint8_t zero[NZERO][16];
@@ -189,40 +200,40 @@ static uint64_t cost(const struct ent *e)
 	return REF_COST;
 }
 
-static uint32_t slot0(const struct wh_store *s, const uint8_t *hash)
+static uint32_t slot0(const struct idx *x, const uint8_t *hash)
 {
 	uint64_t k;
 
 	memcpy(&k, hash, 8);
-	return (uint32_t)(k & (s->tabsize - 1));
+	return (uint32_t)(k & (x->tabsize - 1));
 }
 
 /* tab_find - the slot of |hash| in the table, or the empty one it takes */
-static uint32_t tab_find(const struct wh_store *s, const uint8_t *hash)
+static uint32_t tab_find(const struct idx *x, const uint8_t *hash)
 {
-	uint32_t i = slot0(s, hash);
+	uint32_t i = slot0(x, hash);
 
-	while (s->tab[i] != NONE &&
-	       memcmp(s->ents[s->tab[i]].hash, hash, WH_HASH_LEN) != 0)
-		i = (i + 1) & (s->tabsize - 1);
+	while (x->tab[i] != NONE &&
+	       memcmp(x->ents[x->tab[i]].hash, hash, WH_HASH_LEN) != 0)
+		i = (i + 1) & (x->tabsize - 1);
 	return i;
 }
 
-static int tab_grow(struct wh_store *s)
+static int tab_grow(struct idx *x)
 {
-	uint32_t size = s->tabsize ? s->tabsize * 2 : 1024;
-	uint32_t *old = s->tab, oldsize = s->tabsize;
+	uint32_t size = x->tabsize ? x->tabsize * 2 : 1024;
+	uint32_t *old = x->tab, oldsize = x->tabsize;
 
-	s->tab = malloc((size_t)size * sizeof(*s->tab));
-	if (!s->tab) {
-		s->tab = old;
+	x->tab = malloc((size_t)size * sizeof(*x->tab));
+	if (!x->tab) {
+		x->tab = old;
 		return -ENOMEM;
 	}
-	memset(s->tab, 0xff, (size_t)size * sizeof(*s->tab));
-	s->tabsize = size;
+	memset(x->tab, 0xff, (size_t)size * sizeof(*x->tab));
+	x->tabsize = size;
 	for (uint32_t i = 0; i < oldsize; i++)
 		if (old[i] != NONE)
-			s->tab[tab_find(s, s->ents[old[i]].hash)] = old[i];
+			x->tab[tab_find(x, x->ents[old[i]].hash)] = old[i];
 	free(old);
 	return 0;
 }
@@ -235,110 +246,112 @@ static bool same_key(const struct ent *e, uint8_t type, const uint8_t *name,
 		(e->offset == offset && memcmp(e->name, name, 16) == 0));
 }
 
-static uint32_t ntab_find(const struct wh_store *s, const uint8_t *id)
+static uint32_t ntab_find(const struct idx *x, const uint8_t *id)
 {
 	uint64_t k;
 	uint32_t i;
 
 	memcpy(&k, id, 8);
-	i = (uint32_t)(k & (s->ntabsize - 1));
-	while (s->ntab[i].used && memcmp(s->ntab[i].id, id, 16) != 0)
-		i = (i + 1) & (s->ntabsize - 1);
+	i = (uint32_t)(k & (x->ntabsize - 1));
+	while (x->ntab[i].used && memcmp(x->ntab[i].id, id, 16) != 0)
+		i = (i + 1) & (x->ntabsize - 1);
 	return i;
 }
 
-static int ntab_grow(struct wh_store *s)
+static int ntab_grow(struct idx *x)
 {
-	uint32_t size = s->ntabsize ? s->ntabsize * 2 : 256;
-	struct nref *old = s->ntab;
-	uint32_t oldsize = s->ntabsize;
+	uint32_t size = x->ntabsize ? x->ntabsize * 2 : 256;
+	struct nref *old = x->ntab;
+	uint32_t oldsize = x->ntabsize;
 
-	s->ntab = calloc(size, sizeof(*s->ntab));
-	if (!s->ntab) {
-		s->ntab = old;
+	x->ntab = calloc(size, sizeof(*x->ntab));
+	if (!x->ntab) {
+		x->ntab = old;
 		return -ENOMEM;
 	}
-	s->ntabsize = size;
+	x->ntabsize = size;
 	for (uint32_t i = 0; i < oldsize; i++)
 		if (old[i].used)
-			s->ntab[ntab_find(s, old[i].id)] = old[i];
+			x->ntab[ntab_find(x, old[i].id)] = old[i];
 	free(old);
 	return 0;
 }
 
 /* name_refs - how many live references name the name file |id| */
-static uint32_t name_refs(const struct wh_store *s, const uint8_t *id)
+static uint32_t name_refs(const struct idx *x, const uint8_t *id)
 {
 	uint32_t i;
 
-	if (!s->ntabsize)
+	if (!x->ntabsize)
 		return 0;
-	i = ntab_find(s, id);
-	return s->ntab[i].used ? s->ntab[i].refs : 0;
+	i = ntab_find(x, id);
+	return x->ntab[i].used ? x->ntab[i].refs : 0;
 }
 
 /* name_ref - one more live reference (|d| > 0) or one fewer names |id|.
  * A name file counts one block against the limit while it is named;
  * one whose last reference went is noted for deletion. */
-static void name_ref(struct wh_store *s, const uint8_t *id, int d)
+static void name_ref(struct idx *x, const uint8_t *id, int d)
 {
 	uint32_t i;
 
-	if (d > 0 && (s->ntabused + 1) * 2 > s->ntabsize &&
-	    ntab_grow(s) < 0 && s->ntabused + 1 >= s->ntabsize)
+	if (d > 0 && (x->ntabused + 1) * 2 > x->ntabsize &&
+	    ntab_grow(x) < 0 && x->ntabused + 1 >= x->ntabsize)
 		return; /* out of memory: not counted */
-	if (!s->ntabsize)
+	if (!x->ntabsize)
 		return;
-	i = ntab_find(s, id);
+	i = ntab_find(x, id);
 	if (d > 0) {
-		if (!s->ntab[i].used) {
-			memcpy(s->ntab[i].id, id, 16);
-			s->ntab[i].used = true;
-			s->ntabused++;
+		if (!x->ntab[i].used) {
+			memcpy(x->ntab[i].id, id, 16);
+			x->ntab[i].used = true;
+			x->ntabused++;
 		}
-		if (s->ntab[i].refs++ == 0)
-			s->total += REF_COST;
+		if (x->ntab[i].refs++ == 0)
+			x->total += REF_COST;
 		return;
 	}
-	if (!s->ntab[i].used || s->ntab[i].refs == 0)
+	if (!x->ntab[i].used || x->ntab[i].refs == 0)
 		return;
-	if (--s->ntab[i].refs > 0)
+	if (--x->ntab[i].refs > 0)
 		return;
-	s->total -= REF_COST;
-	if (s->nzero < NZERO)
-		memcpy(s->zero[s->nzero++], id, 16);
+	x->total -= REF_COST;
+	if (!x->own)
+		return;
+	if (x->own->nzero < NZERO)
+		memcpy(x->own->zero[x->own->nzero++], id, 16);
 	else
-		s->zero_lost = true;
+		x->own->zero_lost = true;
 }
 
 /* ent_live, ent_dead - entry |e| becomes live, or is no longer */
-static void ent_live(struct wh_store *s, struct ent *e)
+static void ent_live(struct idx *x, struct ent *e)
 {
 	e->live = true;
-	s->live++;
-	s->total += cost(e);
+	x->live++;
+	x->total += cost(e);
 	if (e->type == R_REF)
-		name_ref(s, e->name, 1);
+		name_ref(x, e->name, 1);
 }
 
-static void ent_dead(struct wh_store *s, struct ent *e)
+static void ent_dead(struct idx *x, struct ent *e)
 {
 	e->live = false;
-	s->live--;
-	s->total -= cost(e);
+	x->live--;
+	x->total -= cost(e);
 	if (e->type == R_REF)
-		name_ref(s, e->name, -1);
+		name_ref(x, e->name, -1);
 }
 
 /* kill_key - the live entry of this key (if any) is no longer */
-static void kill_key(struct wh_store *s, uint32_t head, uint8_t type,
+static void kill_key(struct idx *x, uint32_t head, uint8_t type,
 		     const uint8_t *name, uint64_t offset)
 {
-	for (uint32_t i = head; i != NONE; i = s->ents[i].next) {
-		struct ent *e = &s->ents[i];
+	for (uint32_t i = head; i != NONE; i = x->ents[i].next) {
+		struct ent *e = &x->ents[i];
 
 		if (e->live && same_key(e, type, name, offset)) {
-			ent_dead(s, e);
+			ent_dead(x, e);
 			return;
 		}
 	}
@@ -357,34 +370,34 @@ static bool rec_ok(const struct rec *r)
 }
 
 /* apply - one slot of the log; false if it is not a record */
-static bool apply(struct wh_store *s, const struct rec *r)
+static bool apply(struct idx *x, const struct rec *r)
 {
 	uint32_t t, i;
 	struct ent *e;
 
 	if (!rec_ok(r))
 		return false;
-	if ((s->tabused + 1) * 2 > s->tabsize && tab_grow(s) < 0)
+	if ((x->tabused + 1) * 2 > x->tabsize && tab_grow(x) < 0)
 		return true; /* out of memory: forgotten, not wrong */
-	t = tab_find(s, r->hash);
+	t = tab_find(x, r->hash);
 	if (r->type == R_DEL) {
-		if (s->tab[t] != NONE)
-			kill_key(s, s->tab[t], r->deltype, r->name, r->offset);
+		if (x->tab[t] != NONE)
+			kill_key(x, x->tab[t], r->deltype, r->name, r->offset);
 		return true;
 	}
-	if (s->n == s->cap) {
-		uint32_t ncap = s->cap ? s->cap * 2 : 1024;
-		struct ent *ne = realloc(s->ents, (size_t)ncap * sizeof(*ne));
+	if (x->n == x->cap) {
+		uint32_t ncap = x->cap ? x->cap * 2 : 1024;
+		struct ent *ne = realloc(x->ents, (size_t)ncap * sizeof(*ne));
 
 		if (!ne)
 			return true;
-		s->ents = ne;
-		s->cap = ncap;
+		x->ents = ne;
+		x->cap = ncap;
 	}
-	if (s->tab[t] != NONE)
-		kill_key(s, s->tab[t], r->type, r->name, r->offset);
-	i = s->n++;
-	e = &s->ents[i];
+	if (x->tab[t] != NONE)
+		kill_key(x, x->tab[t], r->type, r->name, r->offset);
+	i = x->n++;
+	e = &x->ents[i];
 	memcpy(e->hash, r->hash, WH_HASH_LEN);
 	memcpy(e->name, r->name, 16);
 	e->offset = r->offset;
@@ -393,11 +406,11 @@ static bool apply(struct wh_store *s, const struct rec *r)
 	e->size = r->size;
 	e->len = r->len;
 	e->type = r->type;
-	e->next = s->tab[t];
-	if (s->tab[t] == NONE)
-		s->tabused++;
-	s->tab[t] = i;
-	ent_live(s, e);
+	e->next = x->tab[t];
+	if (x->tab[t] == NONE)
+		x->tabused++;
+	x->tab[t] = i;
+	ent_live(x, e);
 	return true;
 }
 
@@ -410,7 +423,7 @@ int wh_store_apply_log(struct wh_store *s, const uint8_t *buf, size_t len)
 		struct rec r;
 
 		memcpy(&r, buf + off, REC_SIZE);
-		if (!apply(s, &r))
+		if (!apply(&s->ix, &r))
 			bad++;
 	}
 	s->bad += (unsigned long)bad;
@@ -428,24 +441,23 @@ void wh_store_seal_record(uint8_t rec[128])
 	memcpy(rec, &r, sizeof(r));
 }
 
-static void index_reset(struct wh_store *s)
+static void index_reset(struct idx *x)
 {
-	free(s->ents);
-	free(s->tab);
-	free(s->ntab);
-	s->ents = NULL;
-	s->tab = NULL;
-	s->ntab = NULL;
-	s->ntabsize = s->ntabused = 0;
-	s->n = s->cap = s->cursor = s->tabsize = s->tabused = s->live = 0;
-	s->total = 0;
-	s->read_off = 0;
+	free(x->ents);
+	free(x->tab);
+	free(x->ntab);
+	x->ents = NULL;
+	x->tab = NULL;
+	x->ntab = NULL;
+	x->ntabsize = x->ntabused = 0;
+	x->n = x->cap = x->cursor = x->tabsize = x->tabused = x->live = 0;
+	x->total = 0;
 }
 
 /* reserve - room for |n| records read into an empty index, so that the
  * table is not rehashed as a whole log is read (a failure is no error:
  * apply grows them as it goes) */
-static void reserve(struct wh_store *s, uint64_t n)
+static void reserve(struct idx *x, uint64_t n)
 {
 	uint32_t cap = 1024, size = 1024;
 	struct ent *ne;
@@ -457,16 +469,16 @@ static void reserve(struct wh_store *s, uint64_t n)
 		cap *= 2;
 	while (size < 2 * n + 2)
 		size *= 2;
-	if (cap > s->cap && (ne = realloc(s->ents, (size_t)cap * sizeof(*ne)))) {
-		s->ents = ne;
-		s->cap = cap;
+	if (cap > x->cap && (ne = realloc(x->ents, (size_t)cap * sizeof(*ne)))) {
+		x->ents = ne;
+		x->cap = cap;
 	}
-	if (size > s->tabsize && s->tabused == 0 &&
+	if (size > x->tabsize && x->tabused == 0 &&
 	    (nt = malloc((size_t)size * sizeof(*nt)))) {
 		memset(nt, 0xff, (size_t)size * sizeof(*nt));
-		free(s->tab);
-		s->tab = nt;
-		s->tabsize = size;
+		free(x->tab);
+		x->tab = nt;
+		x->tabsize = size;
 	}
 }
 
@@ -480,8 +492,8 @@ static void read_new(struct wh_store *s, uint64_t size, bool locked)
 
 	if (size / REC_SIZE * REC_SIZE <= s->read_off)
 		return;
-	if (s->n == 0)
-		reserve(s, size / REC_SIZE);
+	if (s->ix.n == 0)
+		reserve(&s->ix, size / REC_SIZE);
 	if (!locked)
 		flock(s->fd, LOCK_SH);
 	for (;;) {
@@ -499,7 +511,7 @@ static void read_new(struct wh_store *s, uint64_t size, bool locked)
 			struct rec r;
 
 			memcpy(&r, buf + off, REC_SIZE);
-			if (!apply(s, &r))
+			if (!apply(&s->ix, &r))
 				s->bad++;
 		}
 		s->read_off += whole;
@@ -517,7 +529,9 @@ static int log_open(struct wh_store *s)
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = fd;
-	index_reset(s);
+	index_reset(&s->ix);
+	s->read_off = 0;
+	s->gen++;
 	return 0;
 }
 
@@ -630,7 +644,7 @@ static int append_locked(struct wh_store *s, const struct ent *e,
 	log_end(s, *at);
 	rv = write_at(s, &r, 1, at);
 	if (rv == 0) {
-		apply(s, &r);
+		apply(&s->ix, &r);
 		s->read_off = *at;
 	}
 	return rv;
@@ -646,7 +660,7 @@ static bool evict_batch(struct wh_store *s, uint64_t target);
 static void keep_up(struct wh_store *s)
 {
 	if (s->limit < UINT64_MAX / 2 &&
-	    s->total + (uint64_t)s->live * REC_SIZE > 2 * s->limit)
+	    s->ix.total + (uint64_t)s->ix.live * REC_SIZE > 2 * s->limit)
 		evict_batch(s, s->limit);
 }
 
@@ -680,6 +694,7 @@ int wh_store_open(const char *dir, uint64_t limit, struct wh_store **ps)
 	if (!s)
 		return -ENOMEM;
 	s->fd = -1;
+	s->ix.own = s;
 	snprintf(buf, sizeof(buf), "%s/chunks", dir);
 	rv = wh_mkdirs(buf);
 	if (rv == 0)
@@ -936,12 +951,12 @@ static int candidates(struct wh_store *s, const uint8_t *hash, size_t len,
 	int n = 0;
 	uint32_t t;
 
-	if (!s->tabsize)
+	if (!s->ix.tabsize)
 		return 0;
-	t = tab_find(s, hash);
-	for (uint32_t i = s->tab[t]; i != NONE && n < NCAND;
-	     i = s->ents[i].next) {
-		const struct ent *e = &s->ents[i];
+	t = tab_find(&s->ix, hash);
+	for (uint32_t i = s->ix.tab[t]; i != NONE && n < NCAND;
+	     i = s->ix.ents[i].next) {
+		const struct ent *e = &s->ix.ents[i];
 
 		if (!e->live || e->len != len)
 			continue;
@@ -1076,8 +1091,8 @@ int wh_store_get_at(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		if (rv == 0) {
 			/* recently used: evicted last (appended again when
 			 * in the older half of the log's entries) */
-			if (idx[i] < s->n && s->ents[idx[i]].live &&
-			    idx[i] < s->cursor + (s->n - s->cursor) / 2)
+			if (idx[i] < s->ix.n && s->ix.ents[idx[i]].live &&
+			    idx[i] < s->ix.cursor + (s->ix.n - s->ix.cursor) / 2)
 				append(s, &c[i], c[i].type);
 			unpin(s, slot);
 			pthread_mutex_unlock(&s->lock);
@@ -1309,7 +1324,7 @@ int wh_store_put_ref(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		/* an eviction deletes a name file no live reference names,
 		 * under the exclusive lock: under it, one that none names yet
 		 * is made sure of, then named */
-		if (name_refs(s, e.name) == 0)
+		if (name_refs(&s->ix, e.name) == 0)
 			rv = name_put(s, e.name, path, alen ? alt : NULL, v);
 		if (rv == 0)
 			rv = append_locked(s, &e, R_REF, &at);
@@ -1451,7 +1466,7 @@ static void scan_names(struct wh_store *s)
 			ok = sscanf(d->d_name + 2 * i, "%2x", &v) == 1;
 			id[i] = (uint8_t)v;
 		}
-		if (ok && name_refs(s, id) == 0 && stat(p, &st) == 0 &&
+		if (ok && name_refs(&s->ix, id) == 0 && stat(p, &st) == 0 &&
 		    st.st_mtime + NAME_GRACE < now)
 			unlink(p);
 	}
@@ -1467,7 +1482,7 @@ static void scan_names(struct wh_store *s)
 static void drop_names(struct wh_store *s)
 {
 	for (uint32_t i = 0; i < s->nzero; i++)
-		if (name_refs(s, s->zero[i]) == 0) {
+		if (name_refs(&s->ix, s->zero[i]) == 0) {
 			char np[4200];
 
 			name_path(s, s->zero[i], np, sizeof(np));
@@ -1495,8 +1510,8 @@ static void compact(struct wh_store *s)
 	buf = malloc(cap * sizeof(*buf));
 	if (!buf)
 		rv = -ENOMEM;
-	for (uint32_t i = s->cursor; i < s->n && rv == 0; i++) {
-		const struct ent *e = &s->ents[i];
+	for (uint32_t i = s->ix.cursor; i < s->ix.n && rv == 0; i++) {
+		const struct ent *e = &s->ix.ents[i];
 
 		if (!e->live)
 			continue;
@@ -1528,13 +1543,13 @@ static void compact(struct wh_store *s)
  * live records take (it is rewritten with only them) */
 static bool over(const struct wh_store *s, uint64_t limit)
 {
-	return s->total + (uint64_t)s->live * REC_SIZE > limit;
+	return s->ix.total + (uint64_t)s->ix.live * REC_SIZE > limit;
 }
 
 /* log_dead - more than half the log is dead records: compact it */
 static bool log_dead(const struct wh_store *s)
 {
-	return s->read_off / REC_SIZE > 2 * (uint64_t)s->live + 1024;
+	return s->read_off / REC_SIZE > 2 * (uint64_t)s->ix.live + 1024;
 }
 
 /*
@@ -1556,11 +1571,11 @@ static bool evict_batch(struct wh_store *s, uint64_t target)
 	if (lock_log(s, &at) < 0)
 		return false;
 	log_end(s, at);
-	end = s->n; /* what is appended again is not met twice */
-	while (s->cursor < end && done < EVICT_BATCH &&
-	       (!s->ents[s->cursor].live || over(s, target))) {
-		uint32_t i = s->cursor++;
-		struct ent e = s->ents[i];
+	end = s->ix.n; /* what is appended again is not met twice */
+	while (s->ix.cursor < end && done < EVICT_BATCH &&
+	       (!s->ix.ents[s->ix.cursor].live || over(s, target))) {
+		uint32_t i = s->ix.cursor++;
+		struct ent e = s->ix.ents[i];
 		struct rec r;
 
 		if (!e.live)
@@ -1569,9 +1584,9 @@ static bool evict_batch(struct wh_store *s, uint64_t target)
 		if (s->npin && pinned(s, e.hash)) {
 			rec_fill(&r, &e, e.type);
 			if (write_at(s, &r, 1, &at) == 0)
-				apply(s, &r); /* the newest now */
-			if (s->ents[i].live) { /* it was not: stop here */
-				s->cursor = i;
+				apply(&s->ix, &r); /* the newest now */
+			if (s->ix.ents[i].live) { /* it was not: stop here */
+				s->ix.cursor = i;
 				stuck = true; /* until the next run */
 				break;
 			}
@@ -1583,13 +1598,13 @@ static bool evict_batch(struct wh_store *s, uint64_t target)
 			chunk_path(s, e.hash, p, sizeof(p));
 			unlink(p);
 		}
-		ent_dead(s, &s->ents[i]);
+		ent_dead(&s->ix, &s->ix.ents[i]);
 		rec_fill(&del[nd++], &e, R_DEL);
 	}
 	if (nd)
 		write_at(s, del, nd, &at);
 	s->read_off = at; /* what the records say is done */
-	more = !stuck && s->cursor < end && over(s, target);
+	more = !stuck && s->ix.cursor < end && over(s, target);
 	if (!more) {
 		drop_names(s);
 		if (log_dead(s))
@@ -1705,7 +1720,7 @@ void wh_store_close(struct wh_store *s)
 	pthread_mutex_unlock(&s->lock);
 	if (s->fd >= 0)
 		close(s->fd);
-	index_reset(s);
+	index_reset(&s->ix);
 	for (int i = 0; i < NNAMES; i++)
 		name_free(&s->nm[i]);
 	free(s->last_path);
