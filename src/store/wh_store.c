@@ -122,7 +122,9 @@ struct wh_store {
 	 * eviction (under the exclusive flock) if still unreferenced */
 	uint8_t zero[NZERO][16];
 	uint32_t nzero;
-	bool zero_lost; /* the list overflowed: the next compaction scans */
+	bool zero_lost; /* the list overflowed: chunk-names/ is walked */
+	bool names_due; /* walk chunk-names/ (scan_names) after this run */
+	bool compacting;
 	/* chunks being read (wh_store_get_at between its look-up and its
 	 * read): eviction appends them again instead */
 	struct {
@@ -1435,44 +1437,86 @@ static void scan_files(struct wh_store *s)
 
 /* scan_names - delete the name files no live reference names (and not
  * written lately: a binary of an earlier version names its file before
- * the reference, outside the lock), and temporary ones a crash left; with
- * s->lock and the exclusive flock held.  Costs a walk of chunk-names/:
- * at compaction, or when the list of name files to delete overflowed. */
+ * the reference, outside the lock), and temporary ones a crash left.
+ * Costs a walk of chunk-names/ (after a compaction, or when the list of
+ * name files to delete overflowed), done without the store's lock: the
+ * old enough files are collected NSCAN at a time, then looked up and
+ * deleted under the lock and the exclusive flock, one hold per batch.
+ * With s->lock held; drops it meanwhile. */
+#define NSCAN 256
 static void scan_names(struct wh_store *s)
 {
-	DIR *dd = opendir(s->names);
-	struct dirent *d;
+	uint8_t (*ids)[16] = malloc(NSCAN * sizeof(*ids));
 	time_t now = time(NULL);
+	struct dirent *d;
+	bool end = false;
+	DIR *dd;
 
-	while (dd && (d = readdir(dd))) {
-		uint8_t id[16];
-		char p[4500];
-		struct stat st;
-		bool ok = true;
+	s->names_due = false;
+	s->zero_lost = false;
+	if (!ids)
+		return;
+	pthread_mutex_unlock(&s->lock);
+	dd = opendir(s->names);
+	while (dd && !end) {
+		unsigned nids = 0;
+		uint64_t at;
 
-		if (d->d_name[0] == '.')
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", s->names, d->d_name);
-		if (strstr(d->d_name, ".tmp")) {
-			if (stat(p, &st) == 0 && st.st_mtime + NAME_GRACE < now)
-				unlink(p);
-			continue;
+		while (nids < NSCAN) {
+			uint8_t id[16];
+			char p[4500];
+			struct stat st;
+			bool ok = true;
+
+			if (!(d = readdir(dd))) {
+				end = true;
+				break;
+			}
+			if (d->d_name[0] == '.')
+				continue;
+			snprintf(p, sizeof(p), "%s/%s", s->names, d->d_name);
+			if (strstr(d->d_name, ".tmp")) {
+				if (stat(p, &st) == 0 &&
+				    st.st_mtime + NAME_GRACE < now)
+					unlink(p);
+				continue;
+			}
+			if (strlen(d->d_name) != 32)
+				continue;
+			for (int i = 0; i < 16 && ok; i++) {
+				unsigned v;
+
+				ok = sscanf(d->d_name + 2 * i, "%2x", &v) == 1;
+				id[i] = (uint8_t)v;
+			}
+			if (ok && stat(p, &st) == 0 &&
+			    st.st_mtime + NAME_GRACE < now)
+				memcpy(ids[nids++], id, 16);
 		}
-		if (strlen(d->d_name) != 32)
+		if (nids == 0)
 			continue;
-		for (int i = 0; i < 16 && ok; i++) {
-			unsigned v;
+		pthread_mutex_lock(&s->lock);
+		if (lock_log(s, &at) == 0) {
+			for (unsigned i = 0; i < nids; i++) {
+				char np[4200];
+				struct stat st;
 
-			ok = sscanf(d->d_name + 2 * i, "%2x", &v) == 1;
-			id[i] = (uint8_t)v;
+				name_path(s, ids[i], np, sizeof(np));
+				/* again under the lock: a reference that names
+				 * it makes sure of it (and its time) first */
+				if (name_refs(&s->ix, ids[i]) == 0 &&
+				    stat(np, &st) == 0 &&
+				    st.st_mtime + NAME_GRACE < now)
+					unlink(np);
+			}
+			flock(s->fd, LOCK_UN);
 		}
-		if (ok && name_refs(&s->ix, id) == 0 && stat(p, &st) == 0 &&
-		    st.st_mtime + NAME_GRACE < now)
-			unlink(p);
+		pthread_mutex_unlock(&s->lock);
 	}
 	if (dd)
 		closedir(dd);
-	s->zero_lost = false;
+	free(ids);
+	pthread_mutex_lock(&s->lock);
 }
 
 /* drop_names - delete the name files whose last live reference went, if
@@ -1490,53 +1534,187 @@ static void drop_names(struct wh_store *s)
 		}
 	s->nzero = 0;
 	if (s->zero_lost)
-		scan_names(s);
+		s->names_due = true; /* scan_names, after this run */
 }
 
-/* compact - rewrite the log with its live entries only, oldest first, and
- * rename it over; with s->lock and the exclusive flock held.  Then delete
- * the name files no live reference names. */
+static int write_all(int fd, const void *buf, size_t len)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t w = write(fd, (const uint8_t *)buf + done, len - done);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		done += (size_t)w;
+	}
+	return 0;
+}
+
+#define CBATCH 1024 /* records per hold of the lock while compacting */
+
+/* copy_recs - the records of the log |fd| from |*from| to |to| (whole
+ * slots; the ones that do not check are left out) onto the end of the
+ * new log |tfd| (|*wrote| bytes so far) and into its index |nx| */
+static int copy_recs(int fd, uint64_t *from, uint64_t to, int tfd,
+		     uint64_t *wrote, struct idx *nx, struct rec *buf)
+{
+	while (*from + REC_SIZE <= to) {
+		uint64_t want = (to - *from) / REC_SIZE;
+		size_t nb = 0, whole;
+		ssize_t got;
+		int rv;
+
+		if (want > CBATCH)
+			want = CBATCH;
+		got = pread(fd, buf, (size_t)want * REC_SIZE, (off_t)*from);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return -errno;
+		whole = (size_t)got / REC_SIZE;
+		if (whole == 0)
+			return -EIO; /* shorter than it was: not this log */
+		for (size_t i = 0; i < whole; i++)
+			if (rec_ok(&buf[i])) {
+				buf[nb] = buf[i];
+				apply(nx, &buf[nb++]);
+			}
+		rv = write_all(tfd, buf, nb * REC_SIZE);
+		if (rv < 0)
+			return rv;
+		*wrote += nb * REC_SIZE;
+		*from += whole * REC_SIZE;
+	}
+	return 0;
+}
+
+static unsigned long compact_seq;
+
+/*
+ * compact - rewrite the log with its live entries only, oldest first, and
+ * rename it over; with s->lock held, which it drops while it writes:
+ *  1. the live entries as the index holds them once the log is read up to
+ *     |from| are written to a temporary file, CBATCH per hold of the
+ *     lock (one that dies meanwhile is left out: what killed it is a
+ *     record past |from|), and read into a second index, |nx|;
+ *  2. the records past |from| this process has read (they are whole and
+ *     no longer change) are copied after them, without the lock, and the
+ *     file is synced;
+ *  3. under the lock and the exclusive flock, the records appended since
+ *     are copied too (the log can grow no more), the file renamed over
+ *     the log, and |nx| becomes the index: the same live entries in the
+ *     same order, so that nothing is read again.
+ * Replaying the new log gives the index replaying the old one gives: the
+ * state at |from|, then the same records.  A crash at any step leaves the
+ * old log (and a temporary file, deleted an hour later) or the new one,
+ * whole.  Another process that rewrote the log meanwhile (the index was
+ * read again: s->gen moved) makes this one give up.  Then the name files
+ * no live reference names are deleted.
+ */
 static void compact(struct wh_store *s)
 {
-	char tmp[4300];
+	struct idx nx;
 	struct rec *buf;
-	size_t nb = 0, cap = 256;
-	int fd, rv = 0;
+	char tmp[4300];
+	unsigned long gen = s->gen;
+	uint64_t from = s->read_off, wrote = 0, at;
+	uint32_t i = s->ix.cursor, hi = s->ix.n, live = s->ix.live;
+	int tfd = -1, ofd, rv = 0;
+	bool done = false;
 
-	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", s->logp, (int)getpid());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
+	if (s->compacting)
 		return;
-	buf = malloc(cap * sizeof(*buf));
-	if (!buf)
-		rv = -ENOMEM;
-	for (uint32_t i = s->ix.cursor; i < s->ix.n && rv == 0; i++) {
-		const struct ent *e = &s->ix.ents[i];
+	buf = malloc(CBATCH * sizeof(*buf));
+	ofd = buf ? fcntl(s->fd, F_DUPFD_CLOEXEC, 0) : -1; /* to read the
+							    * old log from */
+	if (ofd < 0) {
+		free(buf);
+		return;
+	}
+	s->compacting = true;
+	memset(&nx, 0, sizeof(nx));
+	snprintf(tmp, sizeof(tmp), "%s.%d.%lu.tmp", s->logp, (int)getpid(),
+		 __atomic_add_fetch(&compact_seq, 1, __ATOMIC_RELAXED));
+	pthread_mutex_unlock(&s->lock);
+	/* room for what the log takes until it is rewritten again (twice
+	 * its live records): no rehash under the lock on the way */
+	reserve(&nx, 2 * (uint64_t)live + 1024);
+	tfd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	pthread_mutex_lock(&s->lock);
+	if (tfd < 0)
+		rv = -errno;
+	while (rv == 0 && i < hi) {
+		size_t nb = 0;
 
-		if (!e->live)
-			continue;
-		rec_fill(&buf[nb++], e, e->type);
-		if (nb == cap) {
-			if (write(fd, buf, nb * REC_SIZE) !=
-			    (ssize_t)(nb * REC_SIZE))
-				rv = -EIO;
-			nb = 0;
+		if (s->gen != gen) {
+			rv = -EAGAIN;
+			break;
 		}
+		for (; i < hi && nb < CBATCH; i++) {
+			const struct ent *e = &s->ix.ents[i];
+
+			if (e->live)
+				rec_fill(&buf[nb++], e, e->type);
+		}
+		pthread_mutex_unlock(&s->lock);
+		for (size_t k = 0; k < nb; k++)
+			apply(&nx, &buf[k]);
+		rv = write_all(tfd, buf, nb * REC_SIZE);
+		wrote += nb * REC_SIZE;
+		pthread_mutex_lock(&s->lock);
 	}
-	if (rv == 0 && nb > 0 &&
-	    write(fd, buf, nb * REC_SIZE) != (ssize_t)(nb * REC_SIZE))
-		rv = -EIO;
-	free(buf);
-	if (rv == 0 && fdatasync(fd) != 0)
-		rv = -errno;
-	close(fd);
-	if (rv == 0 && rename(tmp, s->logp) != 0)
-		rv = -errno;
-	if (rv < 0) {
+	/* what came meanwhile, without the lock; synced; then again */
+	for (int round = 0; rv == 0 && round < 3; round++) {
+		uint64_t to = s->read_off;
+
+		if (s->gen != gen) {
+			rv = -EAGAIN;
+			break;
+		}
+		pthread_mutex_unlock(&s->lock);
+		rv = copy_recs(ofd, &from, to, tfd, &wrote, &nx, buf);
+		if (rv == 0 && round == 1 && fdatasync(tfd) != 0)
+			rv = -errno;
+		pthread_mutex_lock(&s->lock);
+	}
+	if (rv == 0 && s->gen == gen && lock_log(s, &at) == 0) {
+		int old = s->fd;
+
+		/* lock_log read the log to its end; a rewrite by another
+		 * process meanwhile read the new one (and moved s->gen) */
+		if (s->gen == gen &&
+		    copy_recs(old, &from, at, tfd, &wrote, &nx, buf) == 0 &&
+		    rename(tmp, s->logp) == 0) {
+			struct idx was = s->ix;
+
+			s->ix = nx;
+			s->ix.own = s;
+			nx = was; /* freed without the lock */
+			nx.own = NULL;
+			s->fd = tfd;
+			tfd = -1;
+			s->read_off = wrote;
+			s->gen++;
+			s->names_due = true;
+			done = true;
+		}
+		flock(old, LOCK_UN);
+		if (done)
+			close(old); /* whoever waits for its flock finds it
+				     * unlinked and reads the new one */
+	}
+	if (!done) {
+		if (tfd >= 0)
+			close(tfd);
 		unlink(tmp);
-		return;
 	}
-	scan_names(s);
+	pthread_mutex_unlock(&s->lock);
+	close(ofd);
+	index_reset(&nx);
+	free(buf);
+	pthread_mutex_lock(&s->lock);
+	s->compacting = false;
 }
 
 /* over - the store holds more than |limit|, the log counted as what its
@@ -1605,13 +1783,21 @@ static bool evict_batch(struct wh_store *s, uint64_t target)
 		write_at(s, del, nd, &at);
 	s->read_off = at; /* what the records say is done */
 	more = !stuck && s->ix.cursor < end && over(s, target);
-	if (!more) {
+	if (!more)
 		drop_names(s);
-		if (log_dead(s))
-			compact(s);
-	}
 	flock(s->fd, LOCK_UN);
 	return more;
+}
+
+/* after_evict - what an eviction run leaves to do without holding the
+ * lock throughout: the log rewritten if more than half of it is dead, and
+ * chunk-names/ walked if due.  With s->lock held; drops it meanwhile. */
+static void after_evict(struct wh_store *s)
+{
+	if (log_dead(s))
+		compact(s);
+	if (s->names_due)
+		scan_names(s);
 }
 
 static uint64_t now_ms(void)
@@ -1662,6 +1848,7 @@ static void *ev_main(void *arg)
 			sched_yield();
 			pthread_mutex_lock(&s->lock);
 		}
+		after_evict(s);
 		s->ev_last = now_ms();
 		s->ev_busy = false;
 	}
@@ -1717,6 +1904,7 @@ void wh_store_close(struct wh_store *s)
 	pthread_mutex_lock(&s->lock);
 	while (evict_batch(s, s->limit))
 		;
+	after_evict(s);
 	pthread_mutex_unlock(&s->lock);
 	if (s->fd >= 0)
 		close(s->fd);
