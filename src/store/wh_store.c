@@ -52,6 +52,8 @@
 #define NZERO 1024 /* name files whose last reference went, to delete */
 #define EVICT_BATCH 64 /* entries evicted per hold of the locks */
 #define EVICT_GAP_MS 50 /* between two runs of the eviction thread */
+#define SWEEP_GAP_MS 1000 /* between two steps of the sweep */
+#define NSWEEP 256 /* files looked up per hold of the lock in a sweep */
 
 enum { R_DATA = 1, R_REF = 2, R_DEL = 3 };
 
@@ -132,11 +134,23 @@ struct wh_store {
 		unsigned n;
 	} pin[NPIN];
 	unsigned npin;
+	/* chunks being written (wh_store_put after its record) */
+	struct {
+		uint8_t hash[WH_HASH_LEN];
+		bool used;
+	} fly[NPIN];
+	pthread_cond_t fly_cond;
 	/* eviction while the store is open: a thread started the first time
 	 * the store passes its limit (or its log wants compacting) */
 	pthread_t ev_thread;
 	pthread_cond_t ev_cond;
 	bool ev_started, ev_want, ev_stop, ev_busy;
+	/* the sweep of chunks/ for files the log does not name: one of its
+	 * 256 subdirectories at a time, on the eviction thread, at most
+	 * every SWEEP_GAP_MS while the store is written */
+	bool sweep_want;
+	unsigned sweep_next;
+	uint64_t sweep_at;
 	uint64_t ev_last; /* when its last run ended (ms, monotonic) */
 	unsigned long evictions; /* runs of the eviction thread */
 	struct name nm[NNAMES];
@@ -146,6 +160,9 @@ struct wh_store {
 	uint64_t last_dev, last_ino, last_size, last_v[4];
 	uint8_t last_name[16];
 };
+
+int (*wh_store_test_hook)(struct wh_store *s, const char *what,
+			  const uint8_t *hash);
 
 char *wh_store_default_dir(void)
 {
@@ -653,6 +670,7 @@ static int append_locked(struct wh_store *s, const struct ent *e,
 }
 
 static void maybe_evict(struct wh_store *s);
+static void maybe_sweep(struct wh_store *s);
 static bool evict_batch(struct wh_store *s, uint64_t target);
 
 /* keep_up - a writer that finds the store past twice its limit (the
@@ -678,12 +696,15 @@ static int append(struct wh_store *s, const struct ent *e, uint8_t type)
 		return rv;
 	rv = append_locked(s, e, type, &at);
 	flock(s->fd, LOCK_UN);
-	if (rv == 0)
+	if (rv == 0) {
 		maybe_evict(s);
+		maybe_sweep(s);
+	}
 	return rv;
 }
 
 static void scan_files(struct wh_store *s);
+static uint64_t now_ms(void);
 
 int wh_store_open(const char *dir, uint64_t limit, struct wh_store **ps)
 {
@@ -721,8 +742,11 @@ int wh_store_open(const char *dir, uint64_t limit, struct wh_store **ps)
 		return rv;
 	}
 	s->limit = limit;
+	s->sweep_next = ((unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL)) & 255;
+	s->sweep_at = now_ms() + SWEEP_GAP_MS;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->ev_cond, NULL);
+	pthread_cond_init(&s->fly_cond, NULL);
 	pthread_mutex_lock(&s->lock);
 	catch_up(s);
 	pthread_mutex_unlock(&s->lock);
@@ -1138,18 +1162,29 @@ bool wh_store_has(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 	return n > 0;
 }
 
-/* write_entry - |len| bytes as the file |path|, through a temporary name
- * (a crash leaves the whole entry or none); replaces one there */
-static int write_entry(struct wh_store *s, const char *path,
-		       const uint8_t *data, size_t len)
+/* has_data - a live DATA entry of |hash| and |len|; with s->lock held */
+static bool has_data(struct wh_store *s, const uint8_t *hash, uint32_t len)
 {
-	char tmp[4300], sub[4200];
+	struct ent c[NCAND];
+	uint32_t idx[NCAND];
+	int n = candidates(s, hash, len, c, idx);
+
+	return n > 0 && c[0].type == R_DATA;
+}
+
+/* write_tmp - |len| bytes into a new temporary file beside |path|, its
+ * name in |tmp| (gone again on failure) */
+static int write_tmp(struct wh_store *s, const char *path, const uint8_t *data,
+		     size_t len, char tmp[4300])
+{
+	char sub[4200];
 	unsigned long seq;
 	ssize_t n;
 	int fd, rv = 0;
 
 	seq = __atomic_add_fetch(&s->seq, 1, __ATOMIC_RELAXED);
-	snprintf(tmp, sizeof(tmp), "%s.%d.%lu.tmp", path, (int)getpid(), seq);
+	snprintf(tmp, 4300, "%s.%d.%lx.%lu.tmp", path, (int)getpid(),
+		 (unsigned long)(uintptr_t)s & 0xffffff, seq);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0 && errno == ENOENT) {
 		snprintf(sub, sizeof(sub), "%s", path);
@@ -1173,21 +1208,88 @@ static int write_entry(struct wh_store *s, const char *path,
 	}
 	if (close(fd) != 0 && rv == 0)
 		rv = -errno;
-	if (rv == 0 && rename(tmp, path) != 0)
-		rv = -errno;
 	if (rv < 0)
 		unlink(tmp);
 	return rv;
 }
 
+/* write_entry - |len| bytes as the file |path|, through a temporary name
+ * (a crash leaves the whole entry or none); replaces one there */
+static int write_entry(struct wh_store *s, const char *path,
+		       const uint8_t *data, size_t len)
+{
+	char tmp[4300];
+	int rv = write_tmp(s, path, data, len, tmp);
+
+	if (rv == 0 && rename(tmp, path) != 0) {
+		rv = -errno;
+		unlink(tmp);
+	}
+	return rv;
+}
+
+/* file_ok - the chunk file |path| is there, |len| bytes (a chunk file is
+ * renamed into place whole; its bytes are verified when read) */
+static bool file_ok(const char *path, size_t len)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+	       (uint64_t)st.st_size == len;
+}
+
+/* flying, fly_add, fly_del - the chunks this process is writing (with
+ * s->lock held): a second put of one waits for the first's outcome */
+static bool flying(const struct wh_store *s, const uint8_t *hash)
+{
+	for (int i = 0; i < NPIN; i++)
+		if (s->fly[i].used &&
+		    memcmp(s->fly[i].hash, hash, WH_HASH_LEN) == 0)
+			return true;
+	return false;
+}
+
+static int fly_add(struct wh_store *s, const uint8_t *hash)
+{
+	for (int i = 0; i < NPIN; i++)
+		if (!s->fly[i].used) {
+			memcpy(s->fly[i].hash, hash, WH_HASH_LEN);
+			s->fly[i].used = true;
+			return i;
+		}
+	return -1; /* a second put then writes the chunk too */
+}
+
+static void fly_del(struct wh_store *s, int slot)
+{
+	if (slot < 0)
+		return;
+	s->fly[slot].used = false;
+	pthread_cond_broadcast(&s->fly_cond);
+}
+
+/*
+ * wh_store_put - the record first, then the file: a crash leaves a record
+ * without its file, never a file the log does not name.  Success means
+ * the bytes are on disk under their hash and the log names them:
+ *  - a put of a chunk this process is writing waits for that write's
+ *    outcome (and writes it itself if that failed);
+ *  - a chunk the log names whose file is not there (another process is
+ *    writing it, or it was lost) is written too, and renamed into place
+ *    under the exclusive flock unless the file came meanwhile; a writer
+ *    whose write failed appends its DEL under that lock only if no file
+ *    came, so that one does not take away what the other stored;
+ *  - a chunk whose record another process evicted while it was written
+ *    (its file not there yet) is named again once its file is in place.
+ */
 int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		 const uint8_t *data, size_t len)
 {
-	struct ent c[NCAND], e;
-	uint32_t idx[NCAND];
-	char path[4200];
-	bool logged = false;
-	int n, rv, slot;
+	struct ent e;
+	char path[4200], tmp[4300];
+	bool second = false;
+	int rv = 0, slot, fslot;
+	uint64_t at;
 
 	if (len == 0 || len > WH_CDC_MAX)
 		return -EINVAL;
@@ -1195,29 +1297,88 @@ int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 	memcpy(e.hash, hash, WH_HASH_LEN);
 	e.type = R_DATA;
 	e.len = (uint32_t)len;
+	chunk_path(s, hash, path, sizeof(path));
 	pthread_mutex_lock(&s->lock);
 	catch_up(s);
-	n = candidates(s, hash, len, c, idx);
-	if (n > 0 && c[0].type == R_DATA) {
-		pthread_mutex_unlock(&s->lock);
-		return 0;
+	while (has_data(s, hash, e.len)) {
+		if (flying(s, hash)) {
+			pthread_cond_wait(&s->fly_cond, &s->lock);
+			catch_up(s);
+			continue;
+		}
+		if (file_ok(path, len)) {
+			pthread_mutex_unlock(&s->lock);
+			return 0;
+		}
+		second = true;
+		break;
 	}
-	/* the record first: a crash leaves a record without its file, never
-	 * a file the log does not name; pinned until the file is written,
-	 * so that this process's eviction does not take the record first */
+	/* pinned until the file is written, so that this process's
+	 * eviction does not take the record first */
 	slot = pin(s, hash);
-	rv = append(s, &e, R_DATA);
-	if (rv == 0)
-		keep_up(s);
+	fslot = fly_add(s, hash);
+	if (!second) {
+		rv = append(s, &e, R_DATA);
+		if (rv == 0)
+			keep_up(s);
+	}
 	pthread_mutex_unlock(&s->lock);
-	if (rv == 0) {
-		chunk_path(s, hash, path, sizeof(path));
-		rv = write_entry(s, path, data, len);
-		logged = true;
+	if (rv == 0 && wh_store_test_hook)
+		rv = wh_store_test_hook(s, "write", hash);
+	if (rv == 0)
+		rv = write_tmp(s, path, data, len, tmp);
+	if (rv == 0 && !second && rename(tmp, path) != 0) {
+		rv = -errno;
+		unlink(tmp);
 	}
 	pthread_mutex_lock(&s->lock);
-	if (rv < 0 && logged)
-		append(s, &e, R_DEL);
+	if (second) {
+		/* renamed under the lock: the first writer, failing, sees the
+		 * file or appends its DEL first (then this names it again) */
+		if (rv == 0 && (rv = lock_log(s, &at)) == 0) {
+			bool named = false;
+
+			if (file_ok(path, len)) {
+				unlink(tmp); /* the first writer's came */
+			} else {
+				if (!has_data(s, hash, e.len))
+					named = append_locked(s, &e, R_DATA,
+							      &at) == 0;
+				if (rename(tmp, path) != 0) {
+					rv = -errno;
+					unlink(tmp);
+					if (named)
+						append_locked(s, &e, R_DEL, &at);
+				}
+			}
+			if (rv == 0 && !has_data(s, hash, e.len))
+				append_locked(s, &e, R_DATA, &at);
+			flock(s->fd, LOCK_UN);
+			maybe_evict(s);
+		} else if (rv == 0) {
+			unlink(tmp);
+		}
+	} else if (rv == 0) {
+		/* evicted by another process before the file was there (its
+		 * eviction found none to delete): named again */
+		catch_up(s);
+		if (!has_data(s, hash, e.len) && lock_log(s, &at) == 0) {
+			if (!has_data(s, hash, e.len) && file_ok(path, len))
+				append_locked(s, &e, R_DATA, &at);
+			flock(s->fd, LOCK_UN);
+		}
+	} else if (lock_log(s, &at) == 0) {
+		/* failed: the record goes, unless another writer's file came */
+		if (file_ok(path, len)) {
+			rv = 0;
+			if (!has_data(s, hash, e.len))
+				append_locked(s, &e, R_DATA, &at);
+		} else if (has_data(s, hash, e.len)) {
+			append_locked(s, &e, R_DEL, &at);
+		}
+		flock(s->fd, LOCK_UN);
+	}
+	fly_del(s, fslot);
 	unpin(s, slot);
 	pthread_mutex_unlock(&s->lock);
 	return rv;
@@ -1369,15 +1530,6 @@ static bool hex_parse(const char *h, uint8_t *out)
 	return true;
 }
 
-/* has_data - a live DATA entry of |hash| and |len|; with s->lock held */
-static bool has_data(struct wh_store *s, const uint8_t *hash, uint32_t len)
-{
-	struct ent c[NCAND];
-	uint32_t idx[NCAND];
-	int n = candidates(s, hash, len, c, idx);
-
-	return n > 0 && c[0].type == R_DATA;
-}
 
 /* scan_files - add a DATA record for each chunk file the log does not
  * name, delete what crashes left (temporary files, references of the
@@ -1664,6 +1816,11 @@ static void compact(struct wh_store *s)
 		wrote += nb * REC_SIZE;
 		pthread_mutex_lock(&s->lock);
 	}
+	if (rv == 0 && wh_store_test_hook) {
+		pthread_mutex_unlock(&s->lock);
+		rv = wh_store_test_hook(s, "compact", NULL);
+		pthread_mutex_lock(&s->lock);
+	}
 	/* what came meanwhile, without the lock; synced; then again */
 	for (int round = 0; rv == 0 && round < 3; round++) {
 		uint64_t to = s->read_off;
@@ -1789,6 +1946,147 @@ static bool evict_batch(struct wh_store *s, uint64_t target)
 	return more;
 }
 
+/* has_any_data - a live DATA entry of |hash|, of any length; with
+ * s->lock held */
+static bool has_any_data(struct wh_store *s, const uint8_t *hash)
+{
+	if (!s->ix.tabsize)
+		return false;
+	for (uint32_t i = s->ix.tab[tab_find(&s->ix, hash)]; i != NONE;
+	     i = s->ix.ents[i].next)
+		if (s->ix.ents[i].live && s->ix.ents[i].type == R_DATA)
+			return true;
+	return false;
+}
+
+/*
+ * sweep_dir - enter in the log the chunk files of chunks/<sub> it does
+ * not name: a put whose record another process evicted before its file
+ * was there and which died before naming it again, a log that lost its
+ * tail in a power cut, an older binary's puts.  Without them a file
+ * would count against no limit and never be evicted until asked for.
+ * Deletes the temporary files a crash left there (an hour old).  Costs a
+ * readdir of the subdirectory, a look-up per file (NSWEEP per hold of
+ * the lock) and a stat per file the log does not name.  Without
+ * s->lock.  The number of files entered.
+ */
+static unsigned sweep_dir(struct wh_store *s, unsigned sub)
+{
+	struct {
+		uint8_t hash[WH_HASH_LEN];
+		uint32_t len;
+	} *c;
+	char d[4200];
+	time_t now = time(NULL);
+	unsigned adopted = 0;
+	bool end = false;
+	DIR *dd;
+
+	snprintf(d, sizeof(d), "%s/%02x", s->dir, sub & 255);
+	dd = opendir(d);
+	if (!dd)
+		return 0;
+	c = malloc(NSWEEP * sizeof(*c));
+	while (c && !end) {
+		unsigned nc = 0, nnew = 0;
+		struct dirent *f;
+		uint64_t at;
+
+		while (nc < NSWEEP) {
+			if (!(f = readdir(dd))) {
+				end = true;
+				break;
+			}
+			if (f->d_name[0] == '.')
+				continue;
+			if (!hex_parse(f->d_name, c[nc].hash)) {
+				char p[4500];
+				struct stat st;
+
+				snprintf(p, sizeof(p), "%s/%s", d, f->d_name);
+				if (strstr(f->d_name, ".tmp") &&
+				    stat(p, &st) == 0 &&
+				    st.st_mtime + NAME_GRACE < now)
+					unlink(p);
+				continue;
+			}
+			c[nc++].len = 0;
+		}
+		if (nc == 0)
+			continue;
+		pthread_mutex_lock(&s->lock);
+		catch_up(s);
+		for (unsigned i = 0; i < nc; i++)
+			if (has_any_data(s, c[i].hash))
+				c[i].len = UINT32_MAX; /* named */
+		pthread_mutex_unlock(&s->lock);
+		for (unsigned i = 0; i < nc; i++) {
+			char p[4200];
+			struct stat st;
+
+			if (c[i].len == UINT32_MAX)
+				continue;
+			chunk_path(s, c[i].hash, p, sizeof(p));
+			if (stat(p, &st) != 0 || !S_ISREG(st.st_mode)) {
+				c[i].len = UINT32_MAX;
+				continue;
+			}
+			if (st.st_size <= 0 || st.st_size > WH_CDC_MAX) {
+				unlink(p); /* no chunk of ours */
+				c[i].len = UINT32_MAX;
+				continue;
+			}
+			c[i].len = (uint32_t)st.st_size;
+			nnew++;
+		}
+		if (nnew == 0)
+			continue;
+		pthread_mutex_lock(&s->lock);
+		if (lock_log(s, &at) == 0) {
+			for (unsigned i = 0; i < nc; i++) {
+				char p[4200];
+				struct ent e;
+
+				if (c[i].len == UINT32_MAX)
+					continue;
+				chunk_path(s, c[i].hash, p, sizeof(p));
+				/* again under the lock: an eviction may have
+				 * just deleted it, a put named it */
+				if (has_data(s, c[i].hash, c[i].len) ||
+				    !file_ok(p, c[i].len))
+					continue;
+				memset(&e, 0, sizeof(e));
+				memcpy(e.hash, c[i].hash, WH_HASH_LEN);
+				e.type = R_DATA;
+				e.len = c[i].len;
+				if (append_locked(s, &e, R_DATA, &at) == 0)
+					adopted++;
+			}
+			flock(s->fd, LOCK_UN);
+			maybe_evict(s);
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	free(c);
+	closedir(dd);
+	return adopted;
+}
+
+unsigned wh_store_sweep(struct wh_store *s, unsigned ndirs)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < ndirs; i++) {
+		unsigned sub;
+
+		pthread_mutex_lock(&s->lock);
+		sub = s->sweep_next++ & 255;
+		pthread_mutex_unlock(&s->lock);
+		n += sweep_dir(s, sub);
+	}
+	return n;
+}
+
 /* after_evict - what an eviction run leaves to do without holding the
  * lock throughout: the log rewritten if more than half of it is dead, and
  * chunk-names/ walked if due.  With s->lock held; drops it meanwhile. */
@@ -1822,8 +2120,17 @@ static void *ev_main(void *arg)
 	for (;;) {
 		uint64_t target;
 
-		while (!s->ev_want && !s->ev_stop)
+		while (!s->ev_want && !s->sweep_want && !s->ev_stop)
 			pthread_cond_wait(&s->ev_cond, &s->lock);
+		if (s->sweep_want && !s->ev_stop) {
+			unsigned sub = s->sweep_next++ & 255;
+
+			s->sweep_want = false;
+			pthread_mutex_unlock(&s->lock);
+			sweep_dir(s, sub);
+			pthread_mutex_lock(&s->lock);
+			continue;
+		}
 		/* not more often than every EVICT_GAP_MS */
 		while (!s->ev_stop && s->ev_last &&
 		       now_ms() < s->ev_last + EVICT_GAP_MS) {
@@ -1856,6 +2163,26 @@ static void *ev_main(void *arg)
 	return NULL;
 }
 
+/* ev_start - the eviction thread, started if it was not; with s->lock
+ * held.  False if it cannot be (the store is evicted at close). */
+static bool ev_start(struct wh_store *s)
+{
+	sigset_t all, old;
+	int rv;
+
+	if (s->ev_started)
+		return true;
+	/* it takes no signals: they belong to the caller's loop */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rv = pthread_create(&s->ev_thread, NULL, ev_main, s);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rv != 0)
+		return false;
+	s->ev_started = true;
+	return true;
+}
+
 /* maybe_evict - wake the eviction thread (started the first time) if
  * the store is past its limit or its log wants compacting (it runs at
  * most every EVICT_GAP_MS); with s->lock held */
@@ -1864,20 +2191,24 @@ static void maybe_evict(struct wh_store *s)
 	if (s->ev_want || s->ev_busy || s->ev_stop ||
 	    (!over(s, s->limit) && !log_dead(s)))
 		return;
-	if (!s->ev_started) {
-		sigset_t all, old;
-		int rv;
-
-		/* it takes no signals: they belong to the caller's loop */
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		rv = pthread_create(&s->ev_thread, NULL, ev_main, s);
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		if (rv != 0)
-			return; /* evicted at close */
-		s->ev_started = true;
-	}
+	if (!ev_start(s))
+		return;
 	s->ev_want = true;
+	pthread_cond_signal(&s->ev_cond);
+}
+
+/* maybe_sweep - a step of the sweep is due (every SWEEP_GAP_MS while the
+ * store is written): wake the eviction thread for it; with s->lock held */
+static void maybe_sweep(struct wh_store *s)
+{
+	uint64_t now = now_ms();
+
+	if (now < s->sweep_at || s->ev_stop)
+		return;
+	s->sweep_at = now + SWEEP_GAP_MS;
+	if (!ev_start(s))
+		return;
+	s->sweep_want = true;
 	pthread_cond_signal(&s->ev_cond);
 }
 
@@ -1917,6 +2248,7 @@ void wh_store_close(struct wh_store *s)
 	free(s->names);
 	free(s->logp);
 	pthread_cond_destroy(&s->ev_cond);
+	pthread_cond_destroy(&s->fly_cond);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
