@@ -1335,7 +1335,10 @@ int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 	if (second) {
 		/* renamed under the lock: the first writer, failing, sees the
 		 * file or appends its DEL first (then this names it again) */
-		if (rv == 0 && (rv = lock_log(s, &at)) == 0) {
+		if (rv == 0 && lock_log(s, &at) < 0) {
+			unlink(tmp);
+			rv = -EIO;
+		} else if (rv == 0) {
 			bool named = false;
 
 			if (file_ok(path, len)) {
@@ -1355,8 +1358,6 @@ int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 				append_locked(s, &e, R_DATA, &at);
 			flock(s->fd, LOCK_UN);
 			maybe_evict(s);
-		} else if (rv == 0) {
-			unlink(tmp);
 		}
 	} else if (rv == 0) {
 		/* evicted by another process before the file was there (its
@@ -1743,6 +1744,39 @@ static int copy_recs(int fd, uint64_t *from, uint64_t to, int tfd,
 
 static unsigned long compact_seq;
 
+/* old_tmps - delete the temporary logs of rewrites a crash cut short (an
+ * hour old: a rewrite in flight is younger) beside the log |logp| */
+static void old_tmps(const char *logp)
+{
+	char d[4200], p[4400];
+	const char *base = strrchr(logp, '/');
+	size_t blen;
+	time_t now = time(NULL);
+	struct dirent *f;
+	DIR *dd;
+
+	if (!base)
+		return;
+	snprintf(d, sizeof(d), "%.*s", (int)(base - logp), logp);
+	base++;
+	blen = strlen(base);
+	if (!(dd = opendir(d)))
+		return;
+	while ((f = readdir(dd))) {
+		struct stat st;
+		size_t n = strlen(f->d_name);
+
+		if (n <= blen + 5 || strncmp(f->d_name, base, blen) != 0 ||
+		    f->d_name[blen] != '.' ||
+		    strcmp(f->d_name + n - 4, ".tmp") != 0)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", d, f->d_name);
+		if (stat(p, &st) == 0 && st.st_mtime + NAME_GRACE < now)
+			unlink(p);
+	}
+	closedir(dd);
+}
+
 /*
  * compact - rewrite the log with its live entries only, oldest first, and
  * rename it over; with s->lock held, which it drops while it writes:
@@ -1789,6 +1823,7 @@ static void compact(struct wh_store *s)
 	snprintf(tmp, sizeof(tmp), "%s.%d.%lu.tmp", s->logp, (int)getpid(),
 		 __atomic_add_fetch(&compact_seq, 1, __ATOMIC_RELAXED));
 	pthread_mutex_unlock(&s->lock);
+	old_tmps(s->logp);
 	/* room for what the log takes until it is rewritten again (twice
 	 * its live records): no rehash under the lock on the way */
 	reserve(&nx, 2 * (uint64_t)live + 1024);

@@ -17,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -879,7 +881,8 @@ static void test_compaction_does_not_stall(void **state)
 	struct wh_store *s;
 	static uint8_t file[1000], data[6000], out[6000];
 	uint8_t h[32], dh[32];
-	char f[128], lp[128];
+	char f[128], lp[128], crashed[200];
+	struct timespec ago[2];
 	struct stat st;
 
 	(void)state;
@@ -889,6 +892,13 @@ static void test_compaction_does_not_stall(void **state)
 	for (size_t i = 0; i < sizeof(data); i++)
 		data[i] = (uint8_t)(i * 7 + 3);
 	wh_blake3(data, sizeof(data), dh);
+	/* what a rewrite a crash cut short an hour ago left */
+	snprintf(crashed, sizeof(crashed), "%s.77.1.tmp", lp);
+	close(open(crashed, O_WRONLY | O_CREAT, 0600));
+	clock_gettime(CLOCK_REALTIME, &ago[0]);
+	ago[0].tv_sec -= 7200;
+	ago[1] = ago[0];
+	assert_int_equal(utimensat(AT_FDCWD, crashed, ago, 0), 0);
 	hk_reset(NULL);
 	wh_store_test_hook = hook_compact;
 	/* 1000 references fit: 4000 leave the log mostly dead records */
@@ -911,6 +921,7 @@ static void test_compaction_does_not_stall(void **state)
 	wh_store_close(s);
 	wh_store_test_hook = NULL;
 	assert_int_equal(hk_stalled, 0);
+	assert_int_equal(access(crashed, F_OK), -1);
 	/* the new log: small, and with what came during the rewrite */
 	assert_true(fsize(lp) < 3000 * 128);
 	assert_int_equal(wh_store_open(dir, 1000 * (4096 + 128) + 4096, &s), 0);
@@ -1114,6 +1125,74 @@ static void test_sweep(void **state)
 	assert_int_equal(files_in(cd), 0);
 }
 
+/* a process that dies while it rewrites the log (its new log written in
+ * part) leaves the old log, whole: the next one reads every entry */
+static int hook_die(struct wh_store *s, const char *what, const uint8_t *hash)
+{
+	(void)s;
+	(void)hash;
+	if (strcmp(what, "compact") == 0)
+		_exit(3);
+	return 0;
+}
+
+static void test_compaction_crash(void **state)
+{
+	struct wh_store *s;
+	static uint8_t file[1000];
+	uint8_t h[32];
+	char f[128];
+	struct stat st;
+	int status, *last;
+	pid_t pid;
+
+	(void)state;
+	snprintf(f, sizeof(f), "%s/dest", dir);
+	mkfile(f, file, sizeof(file), 0, &st);
+	last = mmap(NULL, sizeof(*last), PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(last != MAP_FAILED);
+	*last = -1;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		wh_store_test_hook = hook_die;
+		if (wh_store_open(dir, 1000 * (4096 + 128) + 4096, &s) != 0)
+			_exit(1);
+		for (int i = 0; i < 4000; i++) {
+			fake(i, h);
+			if (wh_store_put_ref(s, h, 1000, f, NULL, &st,
+					     (uint64_t)i) != 0)
+				_exit(2);
+			__atomic_store_n(last, i, __ATOMIC_SEQ_CST);
+			if (i == 3999)
+				sleep(10); /* the rewrite comes */
+		}
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 3);
+	/* every reference put before the crash that was not evicted */
+	assert_true(*last > 2000);
+	assert_int_equal(wh_store_open(dir, 1000 * (4096 + 128) + 4096, &s), 0);
+	for (int i = *last; i > *last - 900; i--) {
+		fake(i, h);
+		assert_true(wh_store_has(s, h, 1000));
+	}
+	fake(0, h);
+	assert_false(wh_store_has(s, h, 1000));
+	munmap(last, sizeof(*last));
+	wh_store_close(s);
+	/* and this one's rewrite went through */
+	{
+		char lp[128];
+
+		logpath(lp, sizeof(lp));
+		assert_true(fsize(lp) < 3000 * 128);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1150,6 +1229,8 @@ int main(void)
 			test_second_writer_in_another_process, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_put_evicted_by_another_process, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compaction_crash, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
 	};
 
