@@ -33,8 +33,10 @@
  * append under an exclusive flock(2) at the next multiple of REC_SIZE,
  * so a torn record (a crash, a full disk) is one bad slot, skipped;
  * readers read new slots under a shared one.  When the log holds more
- * than twice its live records it is rewritten and renamed over; a process
- * holding the old one sees it unlinked (st_nlink 0) and reads the new one.
+ * than twice its live records it is rewritten and renamed over (compact:
+ * written without the lock, the last records copied and the rename under
+ * it); a process holding the old one sees it unlinked (st_nlink 0) and
+ * reads the new one.
  * Nothing read is trusted: a record whose checksum, magic, type or length
  * is wrong is skipped, and a store whose log had such a record is scanned
  * once for chunk files the log lost.
@@ -1704,7 +1706,7 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-#define CBATCH 1024 /* records per hold of the lock while compacting */
+#define CBATCH 256 /* records per hold of the lock while compacting */
 
 /* copy_recs - the records of the log |fd| from |*from| to |to| (whole
  * slots; the ones that do not check are left out) onto the end of the
@@ -1748,7 +1750,7 @@ static unsigned long compact_seq;
  * hour old: a rewrite in flight is younger) beside the log |logp| */
 static void old_tmps(const char *logp)
 {
-	char d[4200], p[4400];
+	char d[4200], p[4500];
 	const char *base = strrchr(logp, '/');
 	size_t blen;
 	time_t now = time(NULL);

@@ -24,8 +24,13 @@
  * the store's own while it is open (started the first time the store
  * passes its limit; down to 15/16 of it, a batch at a time), and at
  * close; a chunk being read is not evicted.  A chunk file the log does
- * not name (an older binary's) is entered in it when asked for.
- * Thread-safe.
+ * not name (an older binary's, or one a crash or another process's
+ * eviction left unnamed) is entered in it when asked for, or when a sweep
+ * of chunks/ (a subdirectory a second while the store is written) meets
+ * it.  A put's success means the bytes are on disk under their hash and
+ * named, whoever else puts the same chunk at the same time.  The log is
+ * rewritten with its live records, when it is mostly dead ones, without
+ * holding the store's lock throughout.  Thread-safe.
  */
 #ifndef WH_STORE_H
 #define WH_STORE_H
