@@ -33,8 +33,10 @@
  * append under an exclusive flock(2) at the next multiple of REC_SIZE,
  * so a torn record (a crash, a full disk) is one bad slot, skipped;
  * readers read new slots under a shared one.  When the log holds more
- * than twice its live records it is rewritten and renamed over; a process
- * holding the old one sees it unlinked (st_nlink 0) and reads the new one.
+ * than twice its live records it is rewritten and renamed over (compact:
+ * written without the lock, the last records copied and the rename under
+ * it); a process holding the old one sees it unlinked (st_nlink 0) and
+ * reads the new one.
  * Nothing read is trusted: a record whose checksum, magic, type or length
  * is wrong is skipped, and a store whose log had such a record is scanned
  * once for chunk files the log lost.
@@ -52,6 +54,8 @@
 #define NZERO 1024 /* name files whose last reference went, to delete */
 #define EVICT_BATCH 64 /* entries evicted per hold of the locks */
 #define EVICT_GAP_MS 50 /* between two runs of the eviction thread */
+#define SWEEP_GAP_MS 1000 /* between two steps of the sweep */
+#define NSWEEP 256 /* files looked up per hold of the lock in a sweep */
 
 enum { R_DATA = 1, R_REF = 2, R_DEL = 3 };
 
@@ -91,6 +95,22 @@ struct name {
 	char *path, *alt;
 };
 
+/* the index of a log: its entries in log order, the newest per hash, the
+ * live references per name file */
+struct idx {
+	struct ent *ents;     /* in log order */
+	uint32_t n, cap, cursor; /* cursor: no live entry before it */
+	uint32_t *tab;        /* newest entry per hash, open addressing */
+	uint32_t tabsize, tabused, live;
+	uint64_t total; /* the live entries' cost, and their name files' */
+	struct nref *ntab; /* name file -> live references, open addressing */
+	uint32_t ntabsize, ntabused;
+	/* the store whose list of name files to delete a reference's death
+	 * feeds (NULL: an index being built by a compaction, whose deaths
+	 * the store's own index sees too) */
+	struct wh_store *own;
+};
+
 struct wh_store {
 	char *dir;  /* .../chunks */
 	char *logp; /* .../chunks.log */
@@ -100,18 +120,15 @@ struct wh_store {
 	unsigned long corrupt, seq, bad;
 	int fd;               /* the log */
 	uint64_t read_off;    /* the log read up to here */
-	struct ent *ents;     /* in log order */
-	uint32_t n, cap, cursor; /* cursor: no live entry before it */
-	uint32_t *tab;        /* newest entry per hash, open addressing */
-	uint32_t tabsize, tabused, live;
-	uint64_t total; /* the live entries' cost, and their name files' */
-	struct nref *ntab; /* name file -> live references, open addressing */
-	uint32_t ntabsize, ntabused;
+	unsigned long gen;    /* bumped when the index is replaced */
+	struct idx ix;
 	/* name files whose last live reference went: deleted at the next
 	 * eviction (under the exclusive flock) if still unreferenced */
 	uint8_t zero[NZERO][16];
 	uint32_t nzero;
-	bool zero_lost; /* the list overflowed: the next compaction scans */
+	bool zero_lost; /* the list overflowed: chunk-names/ is walked */
+	bool names_due; /* walk chunk-names/ (scan_names) after this run */
+	bool compacting;
 	/* chunks being read (wh_store_get_at between its look-up and its
 	 * read): eviction appends them again instead */
 	struct {
@@ -119,11 +136,23 @@ struct wh_store {
 		unsigned n;
 	} pin[NPIN];
 	unsigned npin;
+	/* chunks being written (wh_store_put after its record) */
+	struct {
+		uint8_t hash[WH_HASH_LEN];
+		bool used;
+	} fly[NPIN];
+	pthread_cond_t fly_cond;
 	/* eviction while the store is open: a thread started the first time
 	 * the store passes its limit (or its log wants compacting) */
 	pthread_t ev_thread;
 	pthread_cond_t ev_cond;
 	bool ev_started, ev_want, ev_stop, ev_busy;
+	/* the sweep of chunks/ for files the log does not name: one of its
+	 * 256 subdirectories at a time, on the eviction thread, at most
+	 * every SWEEP_GAP_MS while the store is written */
+	bool sweep_want;
+	unsigned sweep_next;
+	uint64_t sweep_at;
 	uint64_t ev_last; /* when its last run ended (ms, monotonic) */
 	unsigned long evictions; /* runs of the eviction thread */
 	struct name nm[NNAMES];
@@ -133,6 +162,9 @@ struct wh_store {
 	uint64_t last_dev, last_ino, last_size, last_v[4];
 	uint8_t last_name[16];
 };
+
+int (*wh_store_test_hook)(struct wh_store *s, const char *what,
+			  const uint8_t *hash);
 
 char *wh_store_default_dir(void)
 {
@@ -189,40 +221,40 @@ static uint64_t cost(const struct ent *e)
 	return REF_COST;
 }
 
-static uint32_t slot0(const struct wh_store *s, const uint8_t *hash)
+static uint32_t slot0(const struct idx *x, const uint8_t *hash)
 {
 	uint64_t k;
 
 	memcpy(&k, hash, 8);
-	return (uint32_t)(k & (s->tabsize - 1));
+	return (uint32_t)(k & (x->tabsize - 1));
 }
 
 /* tab_find - the slot of |hash| in the table, or the empty one it takes */
-static uint32_t tab_find(const struct wh_store *s, const uint8_t *hash)
+static uint32_t tab_find(const struct idx *x, const uint8_t *hash)
 {
-	uint32_t i = slot0(s, hash);
+	uint32_t i = slot0(x, hash);
 
-	while (s->tab[i] != NONE &&
-	       memcmp(s->ents[s->tab[i]].hash, hash, WH_HASH_LEN) != 0)
-		i = (i + 1) & (s->tabsize - 1);
+	while (x->tab[i] != NONE &&
+	       memcmp(x->ents[x->tab[i]].hash, hash, WH_HASH_LEN) != 0)
+		i = (i + 1) & (x->tabsize - 1);
 	return i;
 }
 
-static int tab_grow(struct wh_store *s)
+static int tab_grow(struct idx *x)
 {
-	uint32_t size = s->tabsize ? s->tabsize * 2 : 1024;
-	uint32_t *old = s->tab, oldsize = s->tabsize;
+	uint32_t size = x->tabsize ? x->tabsize * 2 : 1024;
+	uint32_t *old = x->tab, oldsize = x->tabsize;
 
-	s->tab = malloc((size_t)size * sizeof(*s->tab));
-	if (!s->tab) {
-		s->tab = old;
+	x->tab = malloc((size_t)size * sizeof(*x->tab));
+	if (!x->tab) {
+		x->tab = old;
 		return -ENOMEM;
 	}
-	memset(s->tab, 0xff, (size_t)size * sizeof(*s->tab));
-	s->tabsize = size;
+	memset(x->tab, 0xff, (size_t)size * sizeof(*x->tab));
+	x->tabsize = size;
 	for (uint32_t i = 0; i < oldsize; i++)
 		if (old[i] != NONE)
-			s->tab[tab_find(s, s->ents[old[i]].hash)] = old[i];
+			x->tab[tab_find(x, x->ents[old[i]].hash)] = old[i];
 	free(old);
 	return 0;
 }
@@ -235,110 +267,112 @@ static bool same_key(const struct ent *e, uint8_t type, const uint8_t *name,
 		(e->offset == offset && memcmp(e->name, name, 16) == 0));
 }
 
-static uint32_t ntab_find(const struct wh_store *s, const uint8_t *id)
+static uint32_t ntab_find(const struct idx *x, const uint8_t *id)
 {
 	uint64_t k;
 	uint32_t i;
 
 	memcpy(&k, id, 8);
-	i = (uint32_t)(k & (s->ntabsize - 1));
-	while (s->ntab[i].used && memcmp(s->ntab[i].id, id, 16) != 0)
-		i = (i + 1) & (s->ntabsize - 1);
+	i = (uint32_t)(k & (x->ntabsize - 1));
+	while (x->ntab[i].used && memcmp(x->ntab[i].id, id, 16) != 0)
+		i = (i + 1) & (x->ntabsize - 1);
 	return i;
 }
 
-static int ntab_grow(struct wh_store *s)
+static int ntab_grow(struct idx *x)
 {
-	uint32_t size = s->ntabsize ? s->ntabsize * 2 : 256;
-	struct nref *old = s->ntab;
-	uint32_t oldsize = s->ntabsize;
+	uint32_t size = x->ntabsize ? x->ntabsize * 2 : 256;
+	struct nref *old = x->ntab;
+	uint32_t oldsize = x->ntabsize;
 
-	s->ntab = calloc(size, sizeof(*s->ntab));
-	if (!s->ntab) {
-		s->ntab = old;
+	x->ntab = calloc(size, sizeof(*x->ntab));
+	if (!x->ntab) {
+		x->ntab = old;
 		return -ENOMEM;
 	}
-	s->ntabsize = size;
+	x->ntabsize = size;
 	for (uint32_t i = 0; i < oldsize; i++)
 		if (old[i].used)
-			s->ntab[ntab_find(s, old[i].id)] = old[i];
+			x->ntab[ntab_find(x, old[i].id)] = old[i];
 	free(old);
 	return 0;
 }
 
 /* name_refs - how many live references name the name file |id| */
-static uint32_t name_refs(const struct wh_store *s, const uint8_t *id)
+static uint32_t name_refs(const struct idx *x, const uint8_t *id)
 {
 	uint32_t i;
 
-	if (!s->ntabsize)
+	if (!x->ntabsize)
 		return 0;
-	i = ntab_find(s, id);
-	return s->ntab[i].used ? s->ntab[i].refs : 0;
+	i = ntab_find(x, id);
+	return x->ntab[i].used ? x->ntab[i].refs : 0;
 }
 
 /* name_ref - one more live reference (|d| > 0) or one fewer names |id|.
  * A name file counts one block against the limit while it is named;
  * one whose last reference went is noted for deletion. */
-static void name_ref(struct wh_store *s, const uint8_t *id, int d)
+static void name_ref(struct idx *x, const uint8_t *id, int d)
 {
 	uint32_t i;
 
-	if (d > 0 && (s->ntabused + 1) * 2 > s->ntabsize &&
-	    ntab_grow(s) < 0 && s->ntabused + 1 >= s->ntabsize)
+	if (d > 0 && (x->ntabused + 1) * 2 > x->ntabsize &&
+	    ntab_grow(x) < 0 && x->ntabused + 1 >= x->ntabsize)
 		return; /* out of memory: not counted */
-	if (!s->ntabsize)
+	if (!x->ntabsize)
 		return;
-	i = ntab_find(s, id);
+	i = ntab_find(x, id);
 	if (d > 0) {
-		if (!s->ntab[i].used) {
-			memcpy(s->ntab[i].id, id, 16);
-			s->ntab[i].used = true;
-			s->ntabused++;
+		if (!x->ntab[i].used) {
+			memcpy(x->ntab[i].id, id, 16);
+			x->ntab[i].used = true;
+			x->ntabused++;
 		}
-		if (s->ntab[i].refs++ == 0)
-			s->total += REF_COST;
+		if (x->ntab[i].refs++ == 0)
+			x->total += REF_COST;
 		return;
 	}
-	if (!s->ntab[i].used || s->ntab[i].refs == 0)
+	if (!x->ntab[i].used || x->ntab[i].refs == 0)
 		return;
-	if (--s->ntab[i].refs > 0)
+	if (--x->ntab[i].refs > 0)
 		return;
-	s->total -= REF_COST;
-	if (s->nzero < NZERO)
-		memcpy(s->zero[s->nzero++], id, 16);
+	x->total -= REF_COST;
+	if (!x->own)
+		return;
+	if (x->own->nzero < NZERO)
+		memcpy(x->own->zero[x->own->nzero++], id, 16);
 	else
-		s->zero_lost = true;
+		x->own->zero_lost = true;
 }
 
 /* ent_live, ent_dead - entry |e| becomes live, or is no longer */
-static void ent_live(struct wh_store *s, struct ent *e)
+static void ent_live(struct idx *x, struct ent *e)
 {
 	e->live = true;
-	s->live++;
-	s->total += cost(e);
+	x->live++;
+	x->total += cost(e);
 	if (e->type == R_REF)
-		name_ref(s, e->name, 1);
+		name_ref(x, e->name, 1);
 }
 
-static void ent_dead(struct wh_store *s, struct ent *e)
+static void ent_dead(struct idx *x, struct ent *e)
 {
 	e->live = false;
-	s->live--;
-	s->total -= cost(e);
+	x->live--;
+	x->total -= cost(e);
 	if (e->type == R_REF)
-		name_ref(s, e->name, -1);
+		name_ref(x, e->name, -1);
 }
 
 /* kill_key - the live entry of this key (if any) is no longer */
-static void kill_key(struct wh_store *s, uint32_t head, uint8_t type,
+static void kill_key(struct idx *x, uint32_t head, uint8_t type,
 		     const uint8_t *name, uint64_t offset)
 {
-	for (uint32_t i = head; i != NONE; i = s->ents[i].next) {
-		struct ent *e = &s->ents[i];
+	for (uint32_t i = head; i != NONE; i = x->ents[i].next) {
+		struct ent *e = &x->ents[i];
 
 		if (e->live && same_key(e, type, name, offset)) {
-			ent_dead(s, e);
+			ent_dead(x, e);
 			return;
 		}
 	}
@@ -357,34 +391,34 @@ static bool rec_ok(const struct rec *r)
 }
 
 /* apply - one slot of the log; false if it is not a record */
-static bool apply(struct wh_store *s, const struct rec *r)
+static bool apply(struct idx *x, const struct rec *r)
 {
 	uint32_t t, i;
 	struct ent *e;
 
 	if (!rec_ok(r))
 		return false;
-	if ((s->tabused + 1) * 2 > s->tabsize && tab_grow(s) < 0)
+	if ((x->tabused + 1) * 2 > x->tabsize && tab_grow(x) < 0)
 		return true; /* out of memory: forgotten, not wrong */
-	t = tab_find(s, r->hash);
+	t = tab_find(x, r->hash);
 	if (r->type == R_DEL) {
-		if (s->tab[t] != NONE)
-			kill_key(s, s->tab[t], r->deltype, r->name, r->offset);
+		if (x->tab[t] != NONE)
+			kill_key(x, x->tab[t], r->deltype, r->name, r->offset);
 		return true;
 	}
-	if (s->n == s->cap) {
-		uint32_t ncap = s->cap ? s->cap * 2 : 1024;
-		struct ent *ne = realloc(s->ents, (size_t)ncap * sizeof(*ne));
+	if (x->n == x->cap) {
+		uint32_t ncap = x->cap ? x->cap * 2 : 1024;
+		struct ent *ne = realloc(x->ents, (size_t)ncap * sizeof(*ne));
 
 		if (!ne)
 			return true;
-		s->ents = ne;
-		s->cap = ncap;
+		x->ents = ne;
+		x->cap = ncap;
 	}
-	if (s->tab[t] != NONE)
-		kill_key(s, s->tab[t], r->type, r->name, r->offset);
-	i = s->n++;
-	e = &s->ents[i];
+	if (x->tab[t] != NONE)
+		kill_key(x, x->tab[t], r->type, r->name, r->offset);
+	i = x->n++;
+	e = &x->ents[i];
 	memcpy(e->hash, r->hash, WH_HASH_LEN);
 	memcpy(e->name, r->name, 16);
 	e->offset = r->offset;
@@ -393,11 +427,11 @@ static bool apply(struct wh_store *s, const struct rec *r)
 	e->size = r->size;
 	e->len = r->len;
 	e->type = r->type;
-	e->next = s->tab[t];
-	if (s->tab[t] == NONE)
-		s->tabused++;
-	s->tab[t] = i;
-	ent_live(s, e);
+	e->next = x->tab[t];
+	if (x->tab[t] == NONE)
+		x->tabused++;
+	x->tab[t] = i;
+	ent_live(x, e);
 	return true;
 }
 
@@ -410,7 +444,7 @@ int wh_store_apply_log(struct wh_store *s, const uint8_t *buf, size_t len)
 		struct rec r;
 
 		memcpy(&r, buf + off, REC_SIZE);
-		if (!apply(s, &r))
+		if (!apply(&s->ix, &r))
 			bad++;
 	}
 	s->bad += (unsigned long)bad;
@@ -428,24 +462,23 @@ void wh_store_seal_record(uint8_t rec[128])
 	memcpy(rec, &r, sizeof(r));
 }
 
-static void index_reset(struct wh_store *s)
+static void index_reset(struct idx *x)
 {
-	free(s->ents);
-	free(s->tab);
-	free(s->ntab);
-	s->ents = NULL;
-	s->tab = NULL;
-	s->ntab = NULL;
-	s->ntabsize = s->ntabused = 0;
-	s->n = s->cap = s->cursor = s->tabsize = s->tabused = s->live = 0;
-	s->total = 0;
-	s->read_off = 0;
+	free(x->ents);
+	free(x->tab);
+	free(x->ntab);
+	x->ents = NULL;
+	x->tab = NULL;
+	x->ntab = NULL;
+	x->ntabsize = x->ntabused = 0;
+	x->n = x->cap = x->cursor = x->tabsize = x->tabused = x->live = 0;
+	x->total = 0;
 }
 
 /* reserve - room for |n| records read into an empty index, so that the
  * table is not rehashed as a whole log is read (a failure is no error:
  * apply grows them as it goes) */
-static void reserve(struct wh_store *s, uint64_t n)
+static void reserve(struct idx *x, uint64_t n)
 {
 	uint32_t cap = 1024, size = 1024;
 	struct ent *ne;
@@ -457,16 +490,16 @@ static void reserve(struct wh_store *s, uint64_t n)
 		cap *= 2;
 	while (size < 2 * n + 2)
 		size *= 2;
-	if (cap > s->cap && (ne = realloc(s->ents, (size_t)cap * sizeof(*ne)))) {
-		s->ents = ne;
-		s->cap = cap;
+	if (cap > x->cap && (ne = realloc(x->ents, (size_t)cap * sizeof(*ne)))) {
+		x->ents = ne;
+		x->cap = cap;
 	}
-	if (size > s->tabsize && s->tabused == 0 &&
+	if (size > x->tabsize && x->tabused == 0 &&
 	    (nt = malloc((size_t)size * sizeof(*nt)))) {
 		memset(nt, 0xff, (size_t)size * sizeof(*nt));
-		free(s->tab);
-		s->tab = nt;
-		s->tabsize = size;
+		free(x->tab);
+		x->tab = nt;
+		x->tabsize = size;
 	}
 }
 
@@ -480,8 +513,8 @@ static void read_new(struct wh_store *s, uint64_t size, bool locked)
 
 	if (size / REC_SIZE * REC_SIZE <= s->read_off)
 		return;
-	if (s->n == 0)
-		reserve(s, size / REC_SIZE);
+	if (s->ix.n == 0)
+		reserve(&s->ix, size / REC_SIZE);
 	if (!locked)
 		flock(s->fd, LOCK_SH);
 	for (;;) {
@@ -499,7 +532,7 @@ static void read_new(struct wh_store *s, uint64_t size, bool locked)
 			struct rec r;
 
 			memcpy(&r, buf + off, REC_SIZE);
-			if (!apply(s, &r))
+			if (!apply(&s->ix, &r))
 				s->bad++;
 		}
 		s->read_off += whole;
@@ -517,7 +550,9 @@ static int log_open(struct wh_store *s)
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = fd;
-	index_reset(s);
+	index_reset(&s->ix);
+	s->read_off = 0;
+	s->gen++;
 	return 0;
 }
 
@@ -630,13 +665,14 @@ static int append_locked(struct wh_store *s, const struct ent *e,
 	log_end(s, *at);
 	rv = write_at(s, &r, 1, at);
 	if (rv == 0) {
-		apply(s, &r);
+		apply(&s->ix, &r);
 		s->read_off = *at;
 	}
 	return rv;
 }
 
 static void maybe_evict(struct wh_store *s);
+static void maybe_sweep(struct wh_store *s);
 static bool evict_batch(struct wh_store *s, uint64_t target);
 
 /* keep_up - a writer that finds the store past twice its limit (the
@@ -646,7 +682,7 @@ static bool evict_batch(struct wh_store *s, uint64_t target);
 static void keep_up(struct wh_store *s)
 {
 	if (s->limit < UINT64_MAX / 2 &&
-	    s->total + (uint64_t)s->live * REC_SIZE > 2 * s->limit)
+	    s->ix.total + (uint64_t)s->ix.live * REC_SIZE > 2 * s->limit)
 		evict_batch(s, s->limit);
 }
 
@@ -662,12 +698,15 @@ static int append(struct wh_store *s, const struct ent *e, uint8_t type)
 		return rv;
 	rv = append_locked(s, e, type, &at);
 	flock(s->fd, LOCK_UN);
-	if (rv == 0)
+	if (rv == 0) {
 		maybe_evict(s);
+		maybe_sweep(s);
+	}
 	return rv;
 }
 
 static void scan_files(struct wh_store *s);
+static uint64_t now_ms(void);
 
 int wh_store_open(const char *dir, uint64_t limit, struct wh_store **ps)
 {
@@ -680,6 +719,7 @@ int wh_store_open(const char *dir, uint64_t limit, struct wh_store **ps)
 	if (!s)
 		return -ENOMEM;
 	s->fd = -1;
+	s->ix.own = s;
 	snprintf(buf, sizeof(buf), "%s/chunks", dir);
 	rv = wh_mkdirs(buf);
 	if (rv == 0)
@@ -704,8 +744,11 @@ int wh_store_open(const char *dir, uint64_t limit, struct wh_store **ps)
 		return rv;
 	}
 	s->limit = limit;
+	s->sweep_next = ((unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL)) & 255;
+	s->sweep_at = now_ms() + SWEEP_GAP_MS;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->ev_cond, NULL);
+	pthread_cond_init(&s->fly_cond, NULL);
 	pthread_mutex_lock(&s->lock);
 	catch_up(s);
 	pthread_mutex_unlock(&s->lock);
@@ -936,12 +979,12 @@ static int candidates(struct wh_store *s, const uint8_t *hash, size_t len,
 	int n = 0;
 	uint32_t t;
 
-	if (!s->tabsize)
+	if (!s->ix.tabsize)
 		return 0;
-	t = tab_find(s, hash);
-	for (uint32_t i = s->tab[t]; i != NONE && n < NCAND;
-	     i = s->ents[i].next) {
-		const struct ent *e = &s->ents[i];
+	t = tab_find(&s->ix, hash);
+	for (uint32_t i = s->ix.tab[t]; i != NONE && n < NCAND;
+	     i = s->ix.ents[i].next) {
+		const struct ent *e = &s->ix.ents[i];
 
 		if (!e->live || e->len != len)
 			continue;
@@ -1076,8 +1119,8 @@ int wh_store_get_at(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		if (rv == 0) {
 			/* recently used: evicted last (appended again when
 			 * in the older half of the log's entries) */
-			if (idx[i] < s->n && s->ents[idx[i]].live &&
-			    idx[i] < s->cursor + (s->n - s->cursor) / 2)
+			if (idx[i] < s->ix.n && s->ix.ents[idx[i]].live &&
+			    idx[i] < s->ix.cursor + (s->ix.n - s->ix.cursor) / 2)
 				append(s, &c[i], c[i].type);
 			unpin(s, slot);
 			pthread_mutex_unlock(&s->lock);
@@ -1121,18 +1164,29 @@ bool wh_store_has(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 	return n > 0;
 }
 
-/* write_entry - |len| bytes as the file |path|, through a temporary name
- * (a crash leaves the whole entry or none); replaces one there */
-static int write_entry(struct wh_store *s, const char *path,
-		       const uint8_t *data, size_t len)
+/* has_data - a live DATA entry of |hash| and |len|; with s->lock held */
+static bool has_data(struct wh_store *s, const uint8_t *hash, uint32_t len)
 {
-	char tmp[4300], sub[4200];
+	struct ent c[NCAND];
+	uint32_t idx[NCAND];
+	int n = candidates(s, hash, len, c, idx);
+
+	return n > 0 && c[0].type == R_DATA;
+}
+
+/* write_tmp - |len| bytes into a new temporary file beside |path|, its
+ * name in |tmp| (gone again on failure) */
+static int write_tmp(struct wh_store *s, const char *path, const uint8_t *data,
+		     size_t len, char tmp[4300])
+{
+	char sub[4200];
 	unsigned long seq;
 	ssize_t n;
 	int fd, rv = 0;
 
 	seq = __atomic_add_fetch(&s->seq, 1, __ATOMIC_RELAXED);
-	snprintf(tmp, sizeof(tmp), "%s.%d.%lu.tmp", path, (int)getpid(), seq);
+	snprintf(tmp, 4300, "%s.%d.%lx.%lu.tmp", path, (int)getpid(),
+		 (unsigned long)(uintptr_t)s & 0xffffff, seq);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0 && errno == ENOENT) {
 		snprintf(sub, sizeof(sub), "%s", path);
@@ -1156,21 +1210,88 @@ static int write_entry(struct wh_store *s, const char *path,
 	}
 	if (close(fd) != 0 && rv == 0)
 		rv = -errno;
-	if (rv == 0 && rename(tmp, path) != 0)
-		rv = -errno;
 	if (rv < 0)
 		unlink(tmp);
 	return rv;
 }
 
+/* write_entry - |len| bytes as the file |path|, through a temporary name
+ * (a crash leaves the whole entry or none); replaces one there */
+static int write_entry(struct wh_store *s, const char *path,
+		       const uint8_t *data, size_t len)
+{
+	char tmp[4300];
+	int rv = write_tmp(s, path, data, len, tmp);
+
+	if (rv == 0 && rename(tmp, path) != 0) {
+		rv = -errno;
+		unlink(tmp);
+	}
+	return rv;
+}
+
+/* file_ok - the chunk file |path| is there, |len| bytes (a chunk file is
+ * renamed into place whole; its bytes are verified when read) */
+static bool file_ok(const char *path, size_t len)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+	       (uint64_t)st.st_size == len;
+}
+
+/* flying, fly_add, fly_del - the chunks this process is writing (with
+ * s->lock held): a second put of one waits for the first's outcome */
+static bool flying(const struct wh_store *s, const uint8_t *hash)
+{
+	for (int i = 0; i < NPIN; i++)
+		if (s->fly[i].used &&
+		    memcmp(s->fly[i].hash, hash, WH_HASH_LEN) == 0)
+			return true;
+	return false;
+}
+
+static int fly_add(struct wh_store *s, const uint8_t *hash)
+{
+	for (int i = 0; i < NPIN; i++)
+		if (!s->fly[i].used) {
+			memcpy(s->fly[i].hash, hash, WH_HASH_LEN);
+			s->fly[i].used = true;
+			return i;
+		}
+	return -1; /* a second put then writes the chunk too */
+}
+
+static void fly_del(struct wh_store *s, int slot)
+{
+	if (slot < 0)
+		return;
+	s->fly[slot].used = false;
+	pthread_cond_broadcast(&s->fly_cond);
+}
+
+/*
+ * wh_store_put - the record first, then the file: a crash leaves a record
+ * without its file, never a file the log does not name.  Success means
+ * the bytes are on disk under their hash and the log names them:
+ *  - a put of a chunk this process is writing waits for that write's
+ *    outcome (and writes it itself if that failed);
+ *  - a chunk the log names whose file is not there (another process is
+ *    writing it, or it was lost) is written too, and renamed into place
+ *    under the exclusive flock unless the file came meanwhile; a writer
+ *    whose write failed appends its DEL under that lock only if no file
+ *    came, so that one does not take away what the other stored;
+ *  - a chunk whose record another process evicted while it was written
+ *    (its file not there yet) is named again once its file is in place.
+ */
 int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		 const uint8_t *data, size_t len)
 {
-	struct ent c[NCAND], e;
-	uint32_t idx[NCAND];
-	char path[4200];
-	bool logged = false;
-	int n, rv, slot;
+	struct ent e;
+	char path[4200], tmp[4300];
+	bool second = false;
+	int rv = 0, slot, fslot;
+	uint64_t at;
 
 	if (len == 0 || len > WH_CDC_MAX)
 		return -EINVAL;
@@ -1178,29 +1299,89 @@ int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 	memcpy(e.hash, hash, WH_HASH_LEN);
 	e.type = R_DATA;
 	e.len = (uint32_t)len;
+	chunk_path(s, hash, path, sizeof(path));
 	pthread_mutex_lock(&s->lock);
 	catch_up(s);
-	n = candidates(s, hash, len, c, idx);
-	if (n > 0 && c[0].type == R_DATA) {
-		pthread_mutex_unlock(&s->lock);
-		return 0;
+	while (has_data(s, hash, e.len)) {
+		if (flying(s, hash)) {
+			pthread_cond_wait(&s->fly_cond, &s->lock);
+			catch_up(s);
+			continue;
+		}
+		if (file_ok(path, len)) {
+			pthread_mutex_unlock(&s->lock);
+			return 0;
+		}
+		second = true;
+		break;
 	}
-	/* the record first: a crash leaves a record without its file, never
-	 * a file the log does not name; pinned until the file is written,
-	 * so that this process's eviction does not take the record first */
+	/* pinned until the file is written, so that this process's
+	 * eviction does not take the record first */
 	slot = pin(s, hash);
-	rv = append(s, &e, R_DATA);
-	if (rv == 0)
-		keep_up(s);
+	fslot = fly_add(s, hash);
+	if (!second) {
+		rv = append(s, &e, R_DATA);
+		if (rv == 0)
+			keep_up(s);
+	}
 	pthread_mutex_unlock(&s->lock);
-	if (rv == 0) {
-		chunk_path(s, hash, path, sizeof(path));
-		rv = write_entry(s, path, data, len);
-		logged = true;
+	if (rv == 0 && wh_store_test_hook)
+		rv = wh_store_test_hook(s, "write", hash);
+	if (rv == 0)
+		rv = write_tmp(s, path, data, len, tmp);
+	if (rv == 0 && !second && rename(tmp, path) != 0) {
+		rv = -errno;
+		unlink(tmp);
 	}
 	pthread_mutex_lock(&s->lock);
-	if (rv < 0 && logged)
-		append(s, &e, R_DEL);
+	if (second) {
+		/* renamed under the lock: the first writer, failing, sees the
+		 * file or appends its DEL first (then this names it again) */
+		if (rv == 0 && lock_log(s, &at) < 0) {
+			unlink(tmp);
+			rv = -EIO;
+		} else if (rv == 0) {
+			bool named = false;
+
+			if (file_ok(path, len)) {
+				unlink(tmp); /* the first writer's came */
+			} else {
+				if (!has_data(s, hash, e.len))
+					named = append_locked(s, &e, R_DATA,
+							      &at) == 0;
+				if (rename(tmp, path) != 0) {
+					rv = -errno;
+					unlink(tmp);
+					if (named)
+						append_locked(s, &e, R_DEL, &at);
+				}
+			}
+			if (rv == 0 && !has_data(s, hash, e.len))
+				append_locked(s, &e, R_DATA, &at);
+			flock(s->fd, LOCK_UN);
+			maybe_evict(s);
+		}
+	} else if (rv == 0) {
+		/* evicted by another process before the file was there (its
+		 * eviction found none to delete): named again */
+		catch_up(s);
+		if (!has_data(s, hash, e.len) && lock_log(s, &at) == 0) {
+			if (!has_data(s, hash, e.len) && file_ok(path, len))
+				append_locked(s, &e, R_DATA, &at);
+			flock(s->fd, LOCK_UN);
+		}
+	} else if (lock_log(s, &at) == 0) {
+		/* failed: the record goes, unless another writer's file came */
+		if (file_ok(path, len)) {
+			rv = 0;
+			if (!has_data(s, hash, e.len))
+				append_locked(s, &e, R_DATA, &at);
+		} else if (has_data(s, hash, e.len)) {
+			append_locked(s, &e, R_DEL, &at);
+		}
+		flock(s->fd, LOCK_UN);
+	}
+	fly_del(s, fslot);
 	unpin(s, slot);
 	pthread_mutex_unlock(&s->lock);
 	return rv;
@@ -1309,7 +1490,7 @@ int wh_store_put_ref(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 		/* an eviction deletes a name file no live reference names,
 		 * under the exclusive lock: under it, one that none names yet
 		 * is made sure of, then named */
-		if (name_refs(s, e.name) == 0)
+		if (name_refs(&s->ix, e.name) == 0)
 			rv = name_put(s, e.name, path, alen ? alt : NULL, v);
 		if (rv == 0)
 			rv = append_locked(s, &e, R_REF, &at);
@@ -1352,15 +1533,6 @@ static bool hex_parse(const char *h, uint8_t *out)
 	return true;
 }
 
-/* has_data - a live DATA entry of |hash| and |len|; with s->lock held */
-static bool has_data(struct wh_store *s, const uint8_t *hash, uint32_t len)
-{
-	struct ent c[NCAND];
-	uint32_t idx[NCAND];
-	int n = candidates(s, hash, len, c, idx);
-
-	return n > 0 && c[0].type == R_DATA;
-}
 
 /* scan_files - add a DATA record for each chunk file the log does not
  * name, delete what crashes left (temporary files, references of the
@@ -1420,44 +1592,86 @@ static void scan_files(struct wh_store *s)
 
 /* scan_names - delete the name files no live reference names (and not
  * written lately: a binary of an earlier version names its file before
- * the reference, outside the lock), and temporary ones a crash left; with
- * s->lock and the exclusive flock held.  Costs a walk of chunk-names/:
- * at compaction, or when the list of name files to delete overflowed. */
+ * the reference, outside the lock), and temporary ones a crash left.
+ * Costs a walk of chunk-names/ (after a compaction, or when the list of
+ * name files to delete overflowed), done without the store's lock: the
+ * old enough files are collected NSCAN at a time, then looked up and
+ * deleted under the lock and the exclusive flock, one hold per batch.
+ * With s->lock held; drops it meanwhile. */
+#define NSCAN 256
 static void scan_names(struct wh_store *s)
 {
-	DIR *dd = opendir(s->names);
-	struct dirent *d;
+	uint8_t (*ids)[16] = malloc(NSCAN * sizeof(*ids));
 	time_t now = time(NULL);
+	struct dirent *d;
+	bool end = false;
+	DIR *dd;
 
-	while (dd && (d = readdir(dd))) {
-		uint8_t id[16];
-		char p[4500];
-		struct stat st;
-		bool ok = true;
+	s->names_due = false;
+	s->zero_lost = false;
+	if (!ids)
+		return;
+	pthread_mutex_unlock(&s->lock);
+	dd = opendir(s->names);
+	while (dd && !end) {
+		unsigned nids = 0;
+		uint64_t at;
 
-		if (d->d_name[0] == '.')
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", s->names, d->d_name);
-		if (strstr(d->d_name, ".tmp")) {
-			if (stat(p, &st) == 0 && st.st_mtime + NAME_GRACE < now)
-				unlink(p);
-			continue;
+		while (nids < NSCAN) {
+			uint8_t id[16];
+			char p[4500];
+			struct stat st;
+			bool ok = true;
+
+			if (!(d = readdir(dd))) {
+				end = true;
+				break;
+			}
+			if (d->d_name[0] == '.')
+				continue;
+			snprintf(p, sizeof(p), "%s/%s", s->names, d->d_name);
+			if (strstr(d->d_name, ".tmp")) {
+				if (stat(p, &st) == 0 &&
+				    st.st_mtime + NAME_GRACE < now)
+					unlink(p);
+				continue;
+			}
+			if (strlen(d->d_name) != 32)
+				continue;
+			for (int i = 0; i < 16 && ok; i++) {
+				unsigned v;
+
+				ok = sscanf(d->d_name + 2 * i, "%2x", &v) == 1;
+				id[i] = (uint8_t)v;
+			}
+			if (ok && stat(p, &st) == 0 &&
+			    st.st_mtime + NAME_GRACE < now)
+				memcpy(ids[nids++], id, 16);
 		}
-		if (strlen(d->d_name) != 32)
+		if (nids == 0)
 			continue;
-		for (int i = 0; i < 16 && ok; i++) {
-			unsigned v;
+		pthread_mutex_lock(&s->lock);
+		if (lock_log(s, &at) == 0) {
+			for (unsigned i = 0; i < nids; i++) {
+				char np[4200];
+				struct stat st;
 
-			ok = sscanf(d->d_name + 2 * i, "%2x", &v) == 1;
-			id[i] = (uint8_t)v;
+				name_path(s, ids[i], np, sizeof(np));
+				/* again under the lock: a reference that names
+				 * it makes sure of it (and its time) first */
+				if (name_refs(&s->ix, ids[i]) == 0 &&
+				    stat(np, &st) == 0 &&
+				    st.st_mtime + NAME_GRACE < now)
+					unlink(np);
+			}
+			flock(s->fd, LOCK_UN);
 		}
-		if (ok && name_refs(s, id) == 0 && stat(p, &st) == 0 &&
-		    st.st_mtime + NAME_GRACE < now)
-			unlink(p);
+		pthread_mutex_unlock(&s->lock);
 	}
 	if (dd)
 		closedir(dd);
-	s->zero_lost = false;
+	free(ids);
+	pthread_mutex_lock(&s->lock);
 }
 
 /* drop_names - delete the name files whose last live reference went, if
@@ -1467,7 +1681,7 @@ static void scan_names(struct wh_store *s)
 static void drop_names(struct wh_store *s)
 {
 	for (uint32_t i = 0; i < s->nzero; i++)
-		if (name_refs(s, s->zero[i]) == 0) {
+		if (name_refs(&s->ix, s->zero[i]) == 0) {
 			char np[4200];
 
 			name_path(s, s->zero[i], np, sizeof(np));
@@ -1475,66 +1689,239 @@ static void drop_names(struct wh_store *s)
 		}
 	s->nzero = 0;
 	if (s->zero_lost)
-		scan_names(s);
+		s->names_due = true; /* scan_names, after this run */
 }
 
-/* compact - rewrite the log with its live entries only, oldest first, and
- * rename it over; with s->lock and the exclusive flock held.  Then delete
- * the name files no live reference names. */
+static int write_all(int fd, const void *buf, size_t len)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t w = write(fd, (const uint8_t *)buf + done, len - done);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		done += (size_t)w;
+	}
+	return 0;
+}
+
+#define CBATCH 256 /* records per hold of the lock while compacting */
+
+/* copy_recs - the records of the log |fd| from |*from| to |to| (whole
+ * slots; the ones that do not check are left out) onto the end of the
+ * new log |tfd| (|*wrote| bytes so far) and into its index |nx| */
+static int copy_recs(int fd, uint64_t *from, uint64_t to, int tfd,
+		     uint64_t *wrote, struct idx *nx, struct rec *buf)
+{
+	while (*from + REC_SIZE <= to) {
+		uint64_t want = (to - *from) / REC_SIZE;
+		size_t nb = 0, whole;
+		ssize_t got;
+		int rv;
+
+		if (want > CBATCH)
+			want = CBATCH;
+		got = pread(fd, buf, (size_t)want * REC_SIZE, (off_t)*from);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return -errno;
+		whole = (size_t)got / REC_SIZE;
+		if (whole == 0)
+			return -EIO; /* shorter than it was: not this log */
+		for (size_t i = 0; i < whole; i++)
+			if (rec_ok(&buf[i])) {
+				buf[nb] = buf[i];
+				apply(nx, &buf[nb++]);
+			}
+		rv = write_all(tfd, buf, nb * REC_SIZE);
+		if (rv < 0)
+			return rv;
+		*wrote += nb * REC_SIZE;
+		*from += whole * REC_SIZE;
+	}
+	return 0;
+}
+
+static unsigned long compact_seq;
+
+/* old_tmps - delete the temporary logs of rewrites a crash cut short (an
+ * hour old: a rewrite in flight is younger) beside the log |logp| */
+static void old_tmps(const char *logp)
+{
+	char d[4200], p[4500];
+	const char *base = strrchr(logp, '/');
+	size_t blen;
+	time_t now = time(NULL);
+	struct dirent *f;
+	DIR *dd;
+
+	if (!base)
+		return;
+	snprintf(d, sizeof(d), "%.*s", (int)(base - logp), logp);
+	base++;
+	blen = strlen(base);
+	if (!(dd = opendir(d)))
+		return;
+	while ((f = readdir(dd))) {
+		struct stat st;
+		size_t n = strlen(f->d_name);
+
+		if (n <= blen + 5 || strncmp(f->d_name, base, blen) != 0 ||
+		    f->d_name[blen] != '.' ||
+		    strcmp(f->d_name + n - 4, ".tmp") != 0)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", d, f->d_name);
+		if (stat(p, &st) == 0 && st.st_mtime + NAME_GRACE < now)
+			unlink(p);
+	}
+	closedir(dd);
+}
+
+/*
+ * compact - rewrite the log with its live entries only, oldest first, and
+ * rename it over; with s->lock held, which it drops while it writes:
+ *  1. the live entries as the index holds them once the log is read up to
+ *     |from| are written to a temporary file, CBATCH per hold of the
+ *     lock (one that dies meanwhile is left out: what killed it is a
+ *     record past |from|), and read into a second index, |nx|;
+ *  2. the records past |from| this process has read (they are whole and
+ *     no longer change) are copied after them, without the lock, and the
+ *     file is synced;
+ *  3. under the lock and the exclusive flock, the records appended since
+ *     are copied too (the log can grow no more), the file renamed over
+ *     the log, and |nx| becomes the index: the same live entries in the
+ *     same order, so that nothing is read again.
+ * Replaying the new log gives the index replaying the old one gives: the
+ * state at |from|, then the same records.  A crash at any step leaves the
+ * old log (and a temporary file, deleted an hour later) or the new one,
+ * whole.  Another process that rewrote the log meanwhile (the index was
+ * read again: s->gen moved) makes this one give up.  Then the name files
+ * no live reference names are deleted.
+ */
 static void compact(struct wh_store *s)
 {
-	char tmp[4300];
+	struct idx nx;
 	struct rec *buf;
-	size_t nb = 0, cap = 256;
-	int fd, rv = 0;
+	char tmp[4300];
+	unsigned long gen = s->gen;
+	uint64_t from = s->read_off, wrote = 0, at;
+	uint32_t i = s->ix.cursor, hi = s->ix.n, live = s->ix.live;
+	int tfd = -1, ofd, rv = 0;
+	bool done = false;
 
-	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", s->logp, (int)getpid());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
+	if (s->compacting)
 		return;
-	buf = malloc(cap * sizeof(*buf));
-	if (!buf)
-		rv = -ENOMEM;
-	for (uint32_t i = s->cursor; i < s->n && rv == 0; i++) {
-		const struct ent *e = &s->ents[i];
+	buf = malloc(CBATCH * sizeof(*buf));
+	ofd = buf ? fcntl(s->fd, F_DUPFD_CLOEXEC, 0) : -1; /* to read the
+							    * old log from */
+	if (ofd < 0) {
+		free(buf);
+		return;
+	}
+	s->compacting = true;
+	memset(&nx, 0, sizeof(nx));
+	snprintf(tmp, sizeof(tmp), "%s.%d.%lu.tmp", s->logp, (int)getpid(),
+		 __atomic_add_fetch(&compact_seq, 1, __ATOMIC_RELAXED));
+	pthread_mutex_unlock(&s->lock);
+	old_tmps(s->logp);
+	/* room for what the log takes until it is rewritten again (twice
+	 * its live records): no rehash under the lock on the way */
+	reserve(&nx, 2 * (uint64_t)live + 1024);
+	tfd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	pthread_mutex_lock(&s->lock);
+	if (tfd < 0)
+		rv = -errno;
+	while (rv == 0 && i < hi) {
+		size_t nb = 0;
 
-		if (!e->live)
-			continue;
-		rec_fill(&buf[nb++], e, e->type);
-		if (nb == cap) {
-			if (write(fd, buf, nb * REC_SIZE) !=
-			    (ssize_t)(nb * REC_SIZE))
-				rv = -EIO;
-			nb = 0;
+		if (s->gen != gen) {
+			rv = -EAGAIN;
+			break;
 		}
+		for (; i < hi && nb < CBATCH; i++) {
+			const struct ent *e = &s->ix.ents[i];
+
+			if (e->live)
+				rec_fill(&buf[nb++], e, e->type);
+		}
+		pthread_mutex_unlock(&s->lock);
+		for (size_t k = 0; k < nb; k++)
+			apply(&nx, &buf[k]);
+		rv = write_all(tfd, buf, nb * REC_SIZE);
+		wrote += nb * REC_SIZE;
+		pthread_mutex_lock(&s->lock);
 	}
-	if (rv == 0 && nb > 0 &&
-	    write(fd, buf, nb * REC_SIZE) != (ssize_t)(nb * REC_SIZE))
-		rv = -EIO;
-	free(buf);
-	if (rv == 0 && fdatasync(fd) != 0)
-		rv = -errno;
-	close(fd);
-	if (rv == 0 && rename(tmp, s->logp) != 0)
-		rv = -errno;
-	if (rv < 0) {
+	if (rv == 0 && wh_store_test_hook) {
+		pthread_mutex_unlock(&s->lock);
+		rv = wh_store_test_hook(s, "compact", NULL);
+		pthread_mutex_lock(&s->lock);
+	}
+	/* what came meanwhile, without the lock; synced; then again */
+	for (int round = 0; rv == 0 && round < 3; round++) {
+		uint64_t to = s->read_off;
+
+		if (s->gen != gen) {
+			rv = -EAGAIN;
+			break;
+		}
+		pthread_mutex_unlock(&s->lock);
+		rv = copy_recs(ofd, &from, to, tfd, &wrote, &nx, buf);
+		if (rv == 0 && round == 1 && fdatasync(tfd) != 0)
+			rv = -errno;
+		pthread_mutex_lock(&s->lock);
+	}
+	if (rv == 0 && s->gen == gen && lock_log(s, &at) == 0) {
+		int old = s->fd;
+
+		/* lock_log read the log to its end; a rewrite by another
+		 * process meanwhile read the new one (and moved s->gen) */
+		if (s->gen == gen &&
+		    copy_recs(old, &from, at, tfd, &wrote, &nx, buf) == 0 &&
+		    rename(tmp, s->logp) == 0) {
+			struct idx was = s->ix;
+
+			s->ix = nx;
+			s->ix.own = s;
+			nx = was; /* freed without the lock */
+			nx.own = NULL;
+			s->fd = tfd;
+			tfd = -1;
+			s->read_off = wrote;
+			s->gen++;
+			s->names_due = true;
+			done = true;
+		}
+		flock(old, LOCK_UN);
+		if (done)
+			close(old); /* whoever waits for its flock finds it
+				     * unlinked and reads the new one */
+	}
+	if (!done) {
+		if (tfd >= 0)
+			close(tfd);
 		unlink(tmp);
-		return;
 	}
-	scan_names(s);
+	pthread_mutex_unlock(&s->lock);
+	close(ofd);
+	index_reset(&nx);
+	free(buf);
+	pthread_mutex_lock(&s->lock);
+	s->compacting = false;
 }
 
 /* over - the store holds more than |limit|, the log counted as what its
  * live records take (it is rewritten with only them) */
 static bool over(const struct wh_store *s, uint64_t limit)
 {
-	return s->total + (uint64_t)s->live * REC_SIZE > limit;
+	return s->ix.total + (uint64_t)s->ix.live * REC_SIZE > limit;
 }
 
 /* log_dead - more than half the log is dead records: compact it */
 static bool log_dead(const struct wh_store *s)
 {
-	return s->read_off / REC_SIZE > 2 * (uint64_t)s->live + 1024;
+	return s->read_off / REC_SIZE > 2 * (uint64_t)s->ix.live + 1024;
 }
 
 /*
@@ -1556,11 +1943,11 @@ static bool evict_batch(struct wh_store *s, uint64_t target)
 	if (lock_log(s, &at) < 0)
 		return false;
 	log_end(s, at);
-	end = s->n; /* what is appended again is not met twice */
-	while (s->cursor < end && done < EVICT_BATCH &&
-	       (!s->ents[s->cursor].live || over(s, target))) {
-		uint32_t i = s->cursor++;
-		struct ent e = s->ents[i];
+	end = s->ix.n; /* what is appended again is not met twice */
+	while (s->ix.cursor < end && done < EVICT_BATCH &&
+	       (!s->ix.ents[s->ix.cursor].live || over(s, target))) {
+		uint32_t i = s->ix.cursor++;
+		struct ent e = s->ix.ents[i];
 		struct rec r;
 
 		if (!e.live)
@@ -1569,9 +1956,9 @@ static bool evict_batch(struct wh_store *s, uint64_t target)
 		if (s->npin && pinned(s, e.hash)) {
 			rec_fill(&r, &e, e.type);
 			if (write_at(s, &r, 1, &at) == 0)
-				apply(s, &r); /* the newest now */
-			if (s->ents[i].live) { /* it was not: stop here */
-				s->cursor = i;
+				apply(&s->ix, &r); /* the newest now */
+			if (s->ix.ents[i].live) { /* it was not: stop here */
+				s->ix.cursor = i;
 				stuck = true; /* until the next run */
 				break;
 			}
@@ -1583,20 +1970,169 @@ static bool evict_batch(struct wh_store *s, uint64_t target)
 			chunk_path(s, e.hash, p, sizeof(p));
 			unlink(p);
 		}
-		ent_dead(s, &s->ents[i]);
+		ent_dead(&s->ix, &s->ix.ents[i]);
 		rec_fill(&del[nd++], &e, R_DEL);
 	}
 	if (nd)
 		write_at(s, del, nd, &at);
 	s->read_off = at; /* what the records say is done */
-	more = !stuck && s->cursor < end && over(s, target);
-	if (!more) {
+	more = !stuck && s->ix.cursor < end && over(s, target);
+	if (!more)
 		drop_names(s);
-		if (log_dead(s))
-			compact(s);
-	}
 	flock(s->fd, LOCK_UN);
 	return more;
+}
+
+/* has_any_data - a live DATA entry of |hash|, of any length; with
+ * s->lock held */
+static bool has_any_data(struct wh_store *s, const uint8_t *hash)
+{
+	if (!s->ix.tabsize)
+		return false;
+	for (uint32_t i = s->ix.tab[tab_find(&s->ix, hash)]; i != NONE;
+	     i = s->ix.ents[i].next)
+		if (s->ix.ents[i].live && s->ix.ents[i].type == R_DATA)
+			return true;
+	return false;
+}
+
+/*
+ * sweep_dir - enter in the log the chunk files of chunks/<sub> it does
+ * not name: a put whose record another process evicted before its file
+ * was there and which died before naming it again, a log that lost its
+ * tail in a power cut, an older binary's puts.  Without them a file
+ * would count against no limit and never be evicted until asked for.
+ * Deletes the temporary files a crash left there (an hour old).  Costs a
+ * readdir of the subdirectory, a look-up per file (NSWEEP per hold of
+ * the lock) and a stat per file the log does not name.  Without
+ * s->lock.  The number of files entered.
+ */
+static unsigned sweep_dir(struct wh_store *s, unsigned sub)
+{
+	struct {
+		uint8_t hash[WH_HASH_LEN];
+		uint32_t len;
+	} *c;
+	char d[4200];
+	time_t now = time(NULL);
+	unsigned adopted = 0;
+	bool end = false;
+	DIR *dd;
+
+	snprintf(d, sizeof(d), "%s/%02x", s->dir, sub & 255);
+	dd = opendir(d);
+	if (!dd)
+		return 0;
+	c = malloc(NSWEEP * sizeof(*c));
+	while (c && !end) {
+		unsigned nc = 0, nnew = 0;
+		struct dirent *f;
+		uint64_t at;
+
+		while (nc < NSWEEP) {
+			if (!(f = readdir(dd))) {
+				end = true;
+				break;
+			}
+			if (f->d_name[0] == '.')
+				continue;
+			if (!hex_parse(f->d_name, c[nc].hash)) {
+				char p[4500];
+				struct stat st;
+
+				snprintf(p, sizeof(p), "%s/%s", d, f->d_name);
+				if (strstr(f->d_name, ".tmp") &&
+				    stat(p, &st) == 0 &&
+				    st.st_mtime + NAME_GRACE < now)
+					unlink(p);
+				continue;
+			}
+			c[nc++].len = 0;
+		}
+		if (nc == 0)
+			continue;
+		pthread_mutex_lock(&s->lock);
+		catch_up(s);
+		for (unsigned i = 0; i < nc; i++)
+			if (has_any_data(s, c[i].hash))
+				c[i].len = UINT32_MAX; /* named */
+		pthread_mutex_unlock(&s->lock);
+		for (unsigned i = 0; i < nc; i++) {
+			char p[4200];
+			struct stat st;
+
+			if (c[i].len == UINT32_MAX)
+				continue;
+			chunk_path(s, c[i].hash, p, sizeof(p));
+			if (stat(p, &st) != 0 || !S_ISREG(st.st_mode)) {
+				c[i].len = UINT32_MAX;
+				continue;
+			}
+			if (st.st_size <= 0 || st.st_size > WH_CDC_MAX) {
+				unlink(p); /* no chunk of ours */
+				c[i].len = UINT32_MAX;
+				continue;
+			}
+			c[i].len = (uint32_t)st.st_size;
+			nnew++;
+		}
+		if (nnew == 0)
+			continue;
+		pthread_mutex_lock(&s->lock);
+		if (lock_log(s, &at) == 0) {
+			for (unsigned i = 0; i < nc; i++) {
+				char p[4200];
+				struct ent e;
+
+				if (c[i].len == UINT32_MAX)
+					continue;
+				chunk_path(s, c[i].hash, p, sizeof(p));
+				/* again under the lock: an eviction may have
+				 * just deleted it, a put named it */
+				if (has_data(s, c[i].hash, c[i].len) ||
+				    !file_ok(p, c[i].len))
+					continue;
+				memset(&e, 0, sizeof(e));
+				memcpy(e.hash, c[i].hash, WH_HASH_LEN);
+				e.type = R_DATA;
+				e.len = c[i].len;
+				if (append_locked(s, &e, R_DATA, &at) == 0)
+					adopted++;
+			}
+			flock(s->fd, LOCK_UN);
+			maybe_evict(s);
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	free(c);
+	closedir(dd);
+	return adopted;
+}
+
+unsigned wh_store_sweep(struct wh_store *s, unsigned ndirs)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < ndirs; i++) {
+		unsigned sub;
+
+		pthread_mutex_lock(&s->lock);
+		sub = s->sweep_next++ & 255;
+		pthread_mutex_unlock(&s->lock);
+		n += sweep_dir(s, sub);
+	}
+	return n;
+}
+
+/* after_evict - what an eviction run leaves to do without holding the
+ * lock throughout: the log rewritten if more than half of it is dead, and
+ * chunk-names/ walked if due.  With s->lock held; drops it meanwhile. */
+static void after_evict(struct wh_store *s)
+{
+	if (log_dead(s))
+		compact(s);
+	if (s->names_due)
+		scan_names(s);
 }
 
 static uint64_t now_ms(void)
@@ -1621,8 +2157,17 @@ static void *ev_main(void *arg)
 	for (;;) {
 		uint64_t target;
 
-		while (!s->ev_want && !s->ev_stop)
+		while (!s->ev_want && !s->sweep_want && !s->ev_stop)
 			pthread_cond_wait(&s->ev_cond, &s->lock);
+		if (s->sweep_want && !s->ev_stop) {
+			unsigned sub = s->sweep_next++ & 255;
+
+			s->sweep_want = false;
+			pthread_mutex_unlock(&s->lock);
+			sweep_dir(s, sub);
+			pthread_mutex_lock(&s->lock);
+			continue;
+		}
 		/* not more often than every EVICT_GAP_MS */
 		while (!s->ev_stop && s->ev_last &&
 		       now_ms() < s->ev_last + EVICT_GAP_MS) {
@@ -1647,11 +2192,32 @@ static void *ev_main(void *arg)
 			sched_yield();
 			pthread_mutex_lock(&s->lock);
 		}
+		after_evict(s);
 		s->ev_last = now_ms();
 		s->ev_busy = false;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
+}
+
+/* ev_start - the eviction thread, started if it was not; with s->lock
+ * held.  False if it cannot be (the store is evicted at close). */
+static bool ev_start(struct wh_store *s)
+{
+	sigset_t all, old;
+	int rv;
+
+	if (s->ev_started)
+		return true;
+	/* it takes no signals: they belong to the caller's loop */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rv = pthread_create(&s->ev_thread, NULL, ev_main, s);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rv != 0)
+		return false;
+	s->ev_started = true;
+	return true;
 }
 
 /* maybe_evict - wake the eviction thread (started the first time) if
@@ -1662,20 +2228,24 @@ static void maybe_evict(struct wh_store *s)
 	if (s->ev_want || s->ev_busy || s->ev_stop ||
 	    (!over(s, s->limit) && !log_dead(s)))
 		return;
-	if (!s->ev_started) {
-		sigset_t all, old;
-		int rv;
-
-		/* it takes no signals: they belong to the caller's loop */
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		rv = pthread_create(&s->ev_thread, NULL, ev_main, s);
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		if (rv != 0)
-			return; /* evicted at close */
-		s->ev_started = true;
-	}
+	if (!ev_start(s))
+		return;
 	s->ev_want = true;
+	pthread_cond_signal(&s->ev_cond);
+}
+
+/* maybe_sweep - a step of the sweep is due (every SWEEP_GAP_MS while the
+ * store is written): wake the eviction thread for it; with s->lock held */
+static void maybe_sweep(struct wh_store *s)
+{
+	uint64_t now = now_ms();
+
+	if (now < s->sweep_at || s->ev_stop)
+		return;
+	s->sweep_at = now + SWEEP_GAP_MS;
+	if (!ev_start(s))
+		return;
+	s->sweep_want = true;
 	pthread_cond_signal(&s->ev_cond);
 }
 
@@ -1702,10 +2272,11 @@ void wh_store_close(struct wh_store *s)
 	pthread_mutex_lock(&s->lock);
 	while (evict_batch(s, s->limit))
 		;
+	after_evict(s);
 	pthread_mutex_unlock(&s->lock);
 	if (s->fd >= 0)
 		close(s->fd);
-	index_reset(s);
+	index_reset(&s->ix);
 	for (int i = 0; i < NNAMES; i++)
 		name_free(&s->nm[i]);
 	free(s->last_path);
@@ -1714,6 +2285,7 @@ void wh_store_close(struct wh_store *s)
 	free(s->names);
 	free(s->logp);
 	pthread_cond_destroy(&s->ev_cond);
+	pthread_cond_destroy(&s->fly_cond);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }

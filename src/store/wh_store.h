@@ -24,8 +24,13 @@
  * the store's own while it is open (started the first time the store
  * passes its limit; down to 15/16 of it, a batch at a time), and at
  * close; a chunk being read is not evicted.  A chunk file the log does
- * not name (an older binary's) is entered in it when asked for.
- * Thread-safe.
+ * not name (an older binary's, or one a crash or another process's
+ * eviction left unnamed) is entered in it when asked for, or when a sweep
+ * of chunks/ (a subdirectory a second while the store is written) meets
+ * it.  A put's success means the bytes are on disk under their hash and
+ * named, whoever else puts the same chunk at the same time.  The log is
+ * rewritten with its live records, when it is mostly dead ones, without
+ * holding the store's lock throughout.  Thread-safe.
  */
 #ifndef WH_STORE_H
 #define WH_STORE_H
@@ -105,6 +110,19 @@ void wh_store_seal_record(uint8_t rec[128]);
  * 0 or -EINVAL (-ENOMEM). */
 int wh_store_parse_name(const uint8_t *buf, size_t n, const uint8_t id[16],
 			char **path, char **alt, uint64_t ident[4]);
+
+/* wh_store_sweep - enter in the log the chunk files it does not name in
+ * the next |ndirs| of the 256 subdirectories of chunks/ (the eviction
+ * thread does one every second while the store is written); how many. */
+unsigned wh_store_sweep(struct wh_store *s, unsigned ndirs);
+
+/* wh_store_test_hook - for tests: called without the store's lock where
+ * a slow or failing step is to be injected: |what| "write" before the
+ * file of chunk |hash| is written (a negative errno fails that write),
+ * "compact" while the log is rewritten, its live entries written (a
+ * negative errno gives the rewrite up).  NULL (the default): none. */
+extern int (*wh_store_test_hook)(struct wh_store *s, const char *what,
+				 const uint8_t *hash);
 
 /* wh_store_default_dir - $XDG_CACHE_HOME/wormhole or ~/.cache/wormhole;
  * NULL if neither is known.  Caller frees. */

@@ -17,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -850,6 +852,371 @@ static void test_small_hashes(void **state)
 	assert_true(wh_mcache_racy(&st));
 }
 
+/* the test hooks' state: flags the test and a store's thread share */
+static int hk_in, hk_go, hk_stalled, hk_calls;
+static uint8_t hk_hash[32];
+
+static void hk_reset(const uint8_t *hash)
+{
+	__atomic_store_n(&hk_in, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&hk_go, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&hk_stalled, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&hk_calls, 0, __ATOMIC_SEQ_CST);
+	if (hash)
+		memcpy(hk_hash, hash, 32);
+}
+
+/* hk_wait - until |*flag| is set, or |ms| passed: whether it was set */
+static bool hk_wait(int *flag, int ms)
+{
+	for (int i = 0; i < ms && !__atomic_load_n(flag, __ATOMIC_SEQ_CST); i++)
+		usleep(1000);
+	return __atomic_load_n(flag, __ATOMIC_SEQ_CST) != 0;
+}
+
+/* the rewrite of the log stops after its live entries are written until
+ * the test has used the store (10 s at most: then it was stalled) */
+static int hook_compact(struct wh_store *s, const char *what,
+			const uint8_t *hash)
+{
+	(void)s;
+	(void)hash;
+	if (strcmp(what, "compact") != 0 ||
+	    __atomic_fetch_add(&hk_calls, 1, __ATOMIC_SEQ_CST) > 0)
+		return 0;
+	__atomic_store_n(&hk_in, 1, __ATOMIC_SEQ_CST);
+	if (!hk_wait(&hk_go, 10000))
+		__atomic_store_n(&hk_stalled, 1, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+static void fake(int i, uint8_t h[32])
+{
+	memset(h, 0, 32);
+	memcpy(h, &i, sizeof(i));
+	h[31] = 0x5a;
+}
+
+/* while the log is rewritten, look-ups and puts go on (the rewrite does
+ * not hold the store's lock throughout), and what they append meanwhile
+ * is in the new log */
+static void test_compaction_does_not_stall(void **state)
+{
+	struct wh_store *s;
+	static uint8_t file[1000], data[6000], out[6000];
+	uint8_t h[32], dh[32];
+	char f[128], lp[128], crashed[200];
+	struct timespec ago[2];
+	struct stat st;
+
+	(void)state;
+	snprintf(f, sizeof(f), "%s/dest", dir);
+	logpath(lp, sizeof(lp));
+	mkfile(f, file, sizeof(file), 0, &st);
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 7 + 3);
+	wh_blake3(data, sizeof(data), dh);
+	/* what a rewrite a crash cut short an hour ago left */
+	snprintf(crashed, sizeof(crashed), "%s.77.1.tmp", lp);
+	close(open(crashed, O_WRONLY | O_CREAT, 0600));
+	clock_gettime(CLOCK_REALTIME, &ago[0]);
+	ago[0].tv_sec -= 7200;
+	ago[1] = ago[0];
+	assert_int_equal(utimensat(AT_FDCWD, crashed, ago, 0), 0);
+	hk_reset(NULL);
+	wh_store_test_hook = hook_compact;
+	/* 1000 references fit: 4000 leave the log mostly dead records */
+	assert_int_equal(wh_store_open(dir, 1000 * (4096 + 128) + 4096, &s), 0);
+	for (int i = 0; i < 4000; i++) {
+		fake(i, h);
+		assert_int_equal(wh_store_put_ref(s, h, 1000, f, NULL, &st,
+						  (uint64_t)i),
+				 0);
+	}
+	assert_true(hk_wait(&hk_in, 10000)); /* the rewrite began */
+	/* the store answers while it is being rewritten */
+	fake(3999, h);
+	assert_true(wh_store_has(s, h, 1000));
+	assert_int_equal(wh_store_put(s, dh, data, sizeof(data)), 0);
+	assert_int_equal(wh_store_get(s, dh, out, sizeof(out)), 0);
+	fake(4000, h);
+	assert_int_equal(wh_store_put_ref(s, h, 1000, f, NULL, &st, 4000), 0);
+	__atomic_store_n(&hk_go, 1, __ATOMIC_SEQ_CST);
+	wh_store_close(s);
+	wh_store_test_hook = NULL;
+	assert_int_equal(hk_stalled, 0);
+	assert_int_equal(access(crashed, F_OK), -1);
+	/* the new log: small, and with what came during the rewrite */
+	assert_true(fsize(lp) < 3000 * 128);
+	assert_int_equal(wh_store_open(dir, 1000 * (4096 + 128) + 4096, &s), 0);
+	assert_int_equal(wh_store_get(s, dh, out, sizeof(out)), 0);
+	assert_memory_equal(out, data, sizeof(data));
+	fake(4000, h);
+	assert_true(wh_store_has(s, h, 1000));
+	fake(3990, h);
+	assert_true(wh_store_has(s, h, 1000));
+	fake(0, h);
+	assert_false(wh_store_has(s, h, 1000));
+	wh_store_close(s);
+}
+
+/* the first write of chunk hk_hash waits until the test's second put of
+ * it returned (1 s at most), then fails as a full disk would */
+static int hook_fail_first(struct wh_store *s, const char *what,
+			   const uint8_t *hash)
+{
+	(void)s;
+	if (strcmp(what, "write") != 0 || memcmp(hash, hk_hash, 32) != 0 ||
+	    __atomic_fetch_add(&hk_calls, 1, __ATOMIC_SEQ_CST) > 0)
+		return 0;
+	__atomic_store_n(&hk_in, 1, __ATOMIC_SEQ_CST);
+	hk_wait(&hk_go, 1000);
+	return -ENOSPC;
+}
+
+struct putter {
+	struct wh_store *s;
+	const uint8_t *h, *data;
+	size_t len;
+	int rv;
+};
+
+static void *put_main(void *arg)
+{
+	struct putter *p = arg;
+
+	p->rv = wh_store_put(p->s, p->h, p->data, p->len);
+	return NULL;
+}
+
+/* two puts of one chunk, the first of which fails to write it: the
+ * second's success means the bytes are stored, in one process (it waits
+ * for the first's outcome) or two (it writes them itself) */
+static void second_writer(bool two)
+{
+	struct wh_store *a, *b;
+	static uint8_t data[7000], out[7000];
+	uint8_t h[32];
+	struct putter p;
+	pthread_t t;
+	int rv;
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 13 + (two ? 1 : 2));
+	wh_blake3(data, sizeof(data), h);
+	hk_reset(h);
+	wh_store_test_hook = hook_fail_first;
+	assert_int_equal(wh_store_open(dir, 1 << 20, &a), 0);
+	b = a;
+	if (two)
+		assert_int_equal(wh_store_open(dir, 1 << 20, &b), 0);
+	p = (struct putter){a, h, data, sizeof(data), 1};
+	assert_int_equal(pthread_create(&t, NULL, put_main, &p), 0);
+	assert_true(hk_wait(&hk_in, 10000)); /* the first is writing */
+	rv = wh_store_put(b, h, data, sizeof(data));
+	__atomic_store_n(&hk_go, 1, __ATOMIC_SEQ_CST);
+	pthread_join(t, NULL);
+	wh_store_test_hook = NULL;
+	assert_int_equal(rv, 0);
+	/* in one process the first failed; in two, it found the second's */
+	assert_int_equal(p.rv, two ? 0 : -ENOSPC);
+	assert_int_equal(wh_store_get(b, h, out, sizeof(out)), 0);
+	assert_memory_equal(out, data, sizeof(data));
+	assert_int_equal(wh_store_get(a, h, out, sizeof(out)), 0);
+	if (two)
+		wh_store_close(b);
+	wh_store_close(a);
+	assert_int_equal(wh_store_open(dir, 1 << 20, &a), 0);
+	assert_int_equal(wh_store_get(a, h, out, sizeof(out)), 0);
+	wh_store_close(a);
+}
+
+static void test_second_writer_waits(void **state)
+{
+	(void)state;
+	second_writer(false);
+}
+
+static void test_second_writer_in_another_process(void **state)
+{
+	(void)state;
+	second_writer(true);
+}
+
+/* the write of chunk hk_hash waits until the test lets it go (10 s) */
+static int hook_pause(struct wh_store *s, const char *what,
+		      const uint8_t *hash)
+{
+	(void)s;
+	if (strcmp(what, "write") != 0 || memcmp(hash, hk_hash, 32) != 0)
+		return 0;
+	__atomic_store_n(&hk_in, 1, __ATOMIC_SEQ_CST);
+	hk_wait(&hk_go, 10000);
+	return 0;
+}
+
+/* another process evicts a chunk between its record and its file (a get
+ * and a mount on one cache directory): the file is not left outside the
+ * log, where no eviction would see it */
+static void test_put_evicted_by_another_process(void **state)
+{
+	struct wh_store *a, *b;
+	static uint8_t data[9000], out[9000];
+	uint8_t h[32];
+	char cd[128];
+	struct putter p;
+	pthread_t t;
+
+	(void)state;
+	snprintf(cd, sizeof(cd), "%s/chunks", dir);
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 17 + 5);
+	wh_blake3(data, sizeof(data), h);
+	hk_reset(h);
+	wh_store_test_hook = hook_pause;
+	assert_int_equal(wh_store_open(dir, 1 << 20, &a), 0);
+	p = (struct putter){a, h, data, sizeof(data), 1};
+	assert_int_equal(pthread_create(&t, NULL, put_main, &p), 0);
+	assert_true(hk_wait(&hk_in, 10000)); /* its record is written */
+	/* the other process holds nothing: it evicts every entry */
+	assert_int_equal(wh_store_open(dir, 0, &b), 0);
+	wh_store_close(b);
+	__atomic_store_n(&hk_go, 1, __ATOMIC_SEQ_CST);
+	pthread_join(t, NULL);
+	wh_store_test_hook = NULL;
+	assert_int_equal(p.rv, 0);
+	wh_store_close(a);
+	assert_int_equal(files_in(cd), 1);
+	/* the log names it: a store of no size evicts it */
+	assert_int_equal(wh_store_open(dir, 0, &b), 0);
+	wh_store_close(b);
+	assert_int_equal(files_in(cd), 0);
+	assert_int_equal(wh_store_open(dir, 1 << 20, &a), 0);
+	assert_int_equal(wh_store_get(a, h, out, sizeof(out)), -ENOENT);
+	wh_store_close(a);
+}
+
+/* chunk files the log does not name (a process that died between the
+ * eviction of its record and naming its file again, a log that lost its
+ * tail) are found by the sweep without being asked for, counted and
+ * evicted; a temporary file a crash left an hour ago goes */
+static void test_sweep(void **state)
+{
+	struct wh_store *s;
+	static uint8_t data[6][5000];
+	uint8_t h[6][32];
+	char p[300], sub[200], hex[65], cd[128], old[400], fresh[400];
+	struct timespec ago[2];
+
+	(void)state;
+	snprintf(cd, sizeof(cd), "%s/chunks", dir);
+	assert_int_equal(wh_store_open(dir, 1 << 20, &s), 0);
+	assert_int_equal(wh_store_put(s, (uint8_t[32]){0}, data[0], 10),
+			 0); /* any chunk: the log is there */
+	wh_store_close(s);
+	for (int i = 0; i < 6; i++) {
+		struct stat st;
+
+		memset(data[i], 0x60 + i, sizeof(data[i]));
+		wh_blake3(data[i], sizeof(data[i]), h[i]);
+		wh_hash_hex(h[i], hex);
+		snprintf(sub, sizeof(sub), "%s/%.2s", cd, hex);
+		mkdir(sub, 0700);
+		snprintf(p, sizeof(p), "%s/%s", sub, hex);
+		mkfile(p, data[i], sizeof(data[i]), 0, &st);
+	}
+	snprintf(old, sizeof(old), "%s.1.2.3.tmp", p);
+	snprintf(fresh, sizeof(fresh), "%s.1.2.4.tmp", p);
+	close(open(old, O_WRONLY | O_CREAT, 0600));
+	close(open(fresh, O_WRONLY | O_CREAT, 0600));
+	clock_gettime(CLOCK_REALTIME, &ago[0]);
+	ago[0].tv_sec -= 7200;
+	ago[1] = ago[0];
+	assert_int_equal(utimensat(AT_FDCWD, old, ago, 0), 0);
+	/* a store of no size evicts what the log names: not these */
+	assert_int_equal(wh_store_open(dir, 0, &s), 0);
+	wh_store_close(s);
+	assert_int_equal(files_in(cd), 8);
+	assert_int_equal(wh_store_open(dir, 1 << 20, &s), 0);
+	assert_int_equal(wh_store_sweep(s, 256), 6);
+	assert_int_equal(wh_store_sweep(s, 256), 0); /* named now */
+	wh_store_close(s);
+	assert_int_equal(access(old, F_OK), -1);
+	assert_int_equal(access(fresh, F_OK), 0);
+	unlink(fresh);
+	assert_int_equal(wh_store_open(dir, 0, &s), 0);
+	wh_store_close(s);
+	assert_int_equal(files_in(cd), 0);
+}
+
+/* a process that dies while it rewrites the log (its new log written in
+ * part) leaves the old log, whole: the next one reads every entry */
+static int hook_die(struct wh_store *s, const char *what, const uint8_t *hash)
+{
+	(void)s;
+	(void)hash;
+	if (strcmp(what, "compact") == 0)
+		_exit(3);
+	return 0;
+}
+
+static void test_compaction_crash(void **state)
+{
+	struct wh_store *s;
+	static uint8_t file[1000];
+	uint8_t h[32];
+	char f[128];
+	struct stat st;
+	int status, *last;
+	pid_t pid;
+
+	(void)state;
+	snprintf(f, sizeof(f), "%s/dest", dir);
+	mkfile(f, file, sizeof(file), 0, &st);
+	last = mmap(NULL, sizeof(*last), PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(last != MAP_FAILED);
+	*last = -1;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		wh_store_test_hook = hook_die;
+		if (wh_store_open(dir, 1000 * (4096 + 128) + 4096, &s) != 0)
+			_exit(1);
+		for (int i = 0; i < 4000; i++) {
+			fake(i, h);
+			if (wh_store_put_ref(s, h, 1000, f, NULL, &st,
+					     (uint64_t)i) != 0)
+				_exit(2);
+			__atomic_store_n(last, i, __ATOMIC_SEQ_CST);
+			if (i == 3999)
+				sleep(10); /* the rewrite comes */
+		}
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 3);
+	/* every reference put before the crash that was not evicted */
+	assert_true(*last > 2000);
+	assert_int_equal(wh_store_open(dir, 1000 * (4096 + 128) + 4096, &s), 0);
+	for (int i = *last; i > *last - 900; i--) {
+		fake(i, h);
+		assert_true(wh_store_has(s, h, 1000));
+	}
+	fake(0, h);
+	assert_false(wh_store_has(s, h, 1000));
+	munmap(last, sizeof(*last));
+	wh_store_close(s);
+	/* and this one's rewrite went through */
+	{
+		char lp[128];
+
+		logpath(lp, sizeof(lp));
+		assert_true(fsize(lp) < 3000 * 128);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -878,6 +1245,17 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_manifest_cache, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_compaction_does_not_stall,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_second_writer_waits, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(
+			test_second_writer_in_another_process, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_put_evicted_by_another_process, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compaction_crash, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
