@@ -26,6 +26,7 @@
 #include "common/wh_err.h"
 #include "common/wh_log.h"
 #include "common/wh_time.h"
+#include "common/wh_trace.h"
 #include "net/wh_addr.h"
 #include "net/wh_net.h"
 #include "proto/wh_proto.h"
@@ -442,6 +443,7 @@ static int on_stream_data(struct wh_net_conn *nc, struct wh_net_stream *st,
 		c->done = true;
 		c->err = rv < 0 ? WH_ERR_PROTO : 0;
 		pthread_mutex_unlock(&s->lock);
+		wh_trace("n_reply", c->resp.len);
 		pthread_cond_signal(&c->cv);
 		return 0;
 	}
@@ -744,7 +746,9 @@ static void *session_thread(void *arg)
 					     : wh_now_ns() + (uint64_t)timeout *
 								 WH_NS_PER_MS;
 		pthread_mutex_unlock(&s->ep_lock);
+		wh_trace("n_sleep", (uint64_t)(int64_t)timeout);
 		n = epoll_wait(s->epfd, evs, 4, timeout);
+		wh_trace("n_epoll", (uint64_t)n);
 		pthread_mutex_lock(&s->ep_lock);
 		for (int i = 0; i < n; i++) {
 			if (evs[i].data.u32 == 0) {
@@ -764,6 +768,7 @@ static void *session_thread(void *arg)
 			/* the timers too: the acknowledgement's is due at once */
 			if (!held)
 				held = now;
+			wh_trace("n_hold", 0);
 		} else {
 			held = 0;
 			if (s->ep)
@@ -802,7 +807,9 @@ static void kick(struct wh_session *s)
 		if (s->ep && !s->conn_dead && dispatch(s) > 0) {
 			int t;
 
+			wh_trace("k_sent", 0);
 			wh_net_ep_flush(s->ep);
+			wh_trace("k_flushed", 0);
 			/* 0 right after a send is the pacer's next slot: the
 			 * network thread's next turn serves it */
 			t = wh_net_ep_timeout_ms(s->ep);
@@ -819,8 +826,10 @@ static void kick(struct wh_session *s)
 		}
 		pthread_mutex_unlock(&s->ep_lock);
 	}
-	if (need)
+	if (need) {
+		wh_trace("k_wake", 0);
 		wake(s);
+	}
 }
 
 /* ----------------------------------------------------------------- API */
@@ -876,6 +885,7 @@ int wh_session_call(struct wh_session *s, const uint8_t *req, size_t len,
 			goto out;
 		}
 	}
+	wh_trace("c_woke", 0);
 	rv = c->err;
 	if (rv == 0) {
 		struct wh_buf tmp = *resp;

@@ -60,6 +60,7 @@
 #include "client/wh_fetch.h"
 #include "common/wh_err.h"
 #include "common/wh_log.h"
+#include "common/wh_trace.h"
 #include "common/wh_time.h"
 #include "fuse/wh_fs.h"
 #include "proto/wh_proto.h"
@@ -1793,7 +1794,9 @@ static bool do_read(struct wh_fs *fs, fuse_req_t req, fuse_ino_t ino,
 		m.u.read.length = (uint32_t)want;
 		atomic_fetch_add_explicit(&fs->reads_direct, 1,
 					  memory_order_relaxed);
+		wh_trace("f_read", m.u.read.offset);
 		err = call(fs, &m, WH_MSG_READ_REPLY, &resp, &rm);
+		wh_trace("f_got", (uint64_t)err);
 		if (err)
 			break;
 		rr = &rm.u.read_reply;
@@ -1823,6 +1826,7 @@ static bool do_read(struct wh_fs *fs, fuse_req_t req, fuse_ino_t ino,
 			/* the common case: one reply holds it all */
 			fuse_reply_buf(req, (const char *)rr->data,
 				       rr->data_len);
+			wh_trace("f_replied", 0);
 			wh_buf_free(&resp);
 			wh_buf_free(&zb);
 			return at_end || rr->eof;
