@@ -30,6 +30,7 @@
 #include "common/wh_err.h"
 #include "common/wh_log.h"
 #include "common/wh_time.h"
+#include "common/wh_trace.h"
 #include "host/wh_host.h"
 #include "host/wh_mcache.h"
 #include "host/wh_share.h"
@@ -115,6 +116,7 @@ struct pool {
 	struct wh_share *share;
 	pthread_t threads[WORKERS];
 	int nthreads;
+	unsigned inflight; /* loop thread: jobs submitted, not yet collected */
 };
 
 struct inval {
@@ -127,6 +129,10 @@ struct host {
 	struct wh_mcache *mc;
 	struct wh_zhost *zh; /* NULL: compression disabled */
 	struct pool pool;
+	/* a small READ that missed the page cache, held to the end of this
+	 * turn of the loop: served there by the loop itself if it is still
+	 * the only request in flight (see serve_lone_read) */
+	struct job *lone_read;
 	struct wh_net_ep *ep;
 	struct wh_rdv_host *rdv; /* NULL without a signal server */
 	unsigned failures;
@@ -383,8 +389,10 @@ static void *worker_main(void *arg)
 			p->todo_tail = NULL;
 		pthread_mutex_unlock(&p->lock);
 
+		wh_trace("w_start", 0);
 		j->rv = wh_share_serve_fd(p->share, j->req, j->len, j->fd,
 					  &j->resp);
+		wh_trace("w_served", (uint64_t)(int64_t)j->rv);
 		j->fd = -1; /* closed by wh_share_serve_fd */
 		if (j->rv == 0 && j->zh)
 			j->zsaved = wh_zhost_pack(j->zh, j->req, j->len,
@@ -418,6 +426,7 @@ static int pool_start(struct pool *p, struct wh_share *share)
 static void pool_submit(struct pool *p, struct job *j)
 {
 	j->next = NULL;
+	p->inflight++;
 	pthread_mutex_lock(&p->lock);
 	if (p->todo_tail)
 		p->todo_tail->next = j;
@@ -470,8 +479,10 @@ static void pool_collect(struct pool *p)
 	list = p->done;
 	p->done = NULL;
 	pthread_mutex_unlock(&p->lock);
+	wh_trace("h_collect", 0);
 	while ((j = list)) {
 		list = j->next;
+		p->inflight--;
 		job_finish(j);
 	}
 }
@@ -540,6 +551,7 @@ static int on_request_data(struct hconn *hc, struct wh_net_stream *s,
 			   size_t len, bool fin)
 {
 	struct wh_frame_hdr hdr;
+	struct host *h;
 	struct job *job;
 	size_t flen;
 	int rv;
@@ -608,8 +620,10 @@ static int on_request_data(struct hconn *hc, struct wh_net_stream *s,
 	 * the loop (the acknowledgement of the request rides with the reply)
 	 * instead of two thread hand-offs later; else to a worker, with the
 	 * file opened already */
+	wh_trace("h_req", job->len);
 	rv = wh_share_read_nowait(hc->host->share, job->req, job->len,
 				  &job->resp, &job->fd);
+	wh_trace("h_nowait", (uint64_t)(int64_t)rv);
 	if (rv == 1) {
 		job->rv = 0;
 		if (job->zh)
@@ -621,8 +635,44 @@ static int on_request_data(struct hconn *hc, struct wh_net_stream *s,
 	}
 	if (rv < 0)
 		job->resp.len = 0;
-	pool_submit(&hc->host->pool, job);
+	h = hc->host;
+	if (rv == 0 && job->fd >= 0 && !h->lone_read && h->pool.inflight == 0) {
+		h->lone_read = job; /* a READ of at most WH_SHARE_NOWAIT_MAX */
+		return 0;
+	}
+	if (h->lone_read) {
+		pool_submit(&h->pool, h->lone_read);
+		h->lone_read = NULL;
+	}
+	pool_submit(&h->pool, job);
 	return 0;
+}
+
+/*
+ * serve_lone_read - serve the READ held back in this turn (see
+ * host.lone_read), here on the loop thread: it is the only request in
+ * flight, so the loop has nothing else to do meanwhile, and the reply
+ * leaves a disk read after the request came, with the acknowledgement
+ * of the request in its packet.  Through a worker it took a wake-up of
+ * the worker and one of the loop for the reply (each of which a busy
+ * machine delays by milliseconds now and then), and two packets more: the
+ * acknowledgement, sent on its own while the worker read, and the
+ * client's acknowledgement of that.
+ */
+static void serve_lone_read(struct host *h)
+{
+	struct job *j = h->lone_read;
+
+	if (!j)
+		return;
+	h->lone_read = NULL;
+	wh_trace("h_lone", 0);
+	j->rv = wh_share_serve_fd(h->share, j->req, j->len, j->fd, &j->resp);
+	j->fd = -1; /* closed by wh_share_serve_fd */
+	if (j->rv == 0 && j->zh)
+		j->zsaved = wh_zhost_pack(j->zh, j->req, j->len, &j->resp,
+					  &j->link);
+	job_finish(j);
 }
 
 /* ---------------------------------------------------- network callbacks */
@@ -1027,7 +1077,9 @@ int wh_host_run(const struct wh_host_opts *opts)
 			if (timeout < 0 || t < timeout)
 				timeout = t;
 		}
+		wh_trace("h_sleep", (uint64_t)(int64_t)timeout);
 		n = epoll_wait(epfd, evs, 8, timeout);
+		wh_trace("h_epoll", (uint64_t)n);
 		if (n < 0 && errno != EINTR) {
 			rv = -errno;
 			wh_err("epoll_wait: %s", strerror(errno));
@@ -1052,6 +1104,7 @@ int wh_host_run(const struct wh_host_opts *opts)
 				wh_net_ep_read(h.ep);
 			}
 		}
+		serve_lone_read(&h);
 		wh_net_ep_expire(h.ep);
 		if (h.rdv)
 			wh_rdv_host_tick(h.rdv, wh_now_ns());
@@ -1064,6 +1117,7 @@ int wh_host_run(const struct wh_host_opts *opts)
 			free(conns);
 		}
 		wh_net_ep_flush(h.ep);
+		wh_trace("h_flushed", 0);
 		if (h.zh)
 			sample_cpu(&h);
 	}
