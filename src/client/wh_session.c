@@ -850,6 +850,12 @@ static void *session_thread(void *arg)
 		if (s->ep && !s->conn_dead)
 			sent = dispatch(s);
 		run_done(s); /* the replies that came, at once */
+		/* and what their callers asked for next meanwhile (they could
+		 * not send it: this thread holds ep_lock): it goes now, with
+		 * the acknowledgement of those replies, not in a packet after
+		 * the acknowledgement's own */
+		if (s->ep && !s->conn_dead)
+			sent += dispatch(s);
 		now = wh_now_ns();
 		if (s->ep && n > 0 && ack_hold(s, got, sent) &&
 		    (!held || now - held < ACK_HOLD_MS * WH_NS_PER_MS)) {
