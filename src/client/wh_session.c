@@ -817,7 +817,7 @@ static void *session_thread(void *arg)
 				timeout = t;
 		}
 		pthread_mutex_unlock(&s->lock);
-		run_done(s); /* the ones that timed out, failed or were cancelled */
+		run_done(s); /* those timed out, failed or cancelled */
 		if (!s->ep && !failed) {
 			int t = (int)((s->next_attempt > now
 					       ? s->next_attempt - now
