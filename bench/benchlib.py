@@ -512,11 +512,13 @@ class Lab:
             shutil.rmtree(self.work, ignore_errors=True)
 
 
-def rand_reads(path, size, reads, cold=None):
+def rand_reads(path, size, reads, cold=None, record=None):
     """|cold|: the paths evicted from the page cache first (None: |path|
     alone; (): none, a warm run; give the host's source too).  Then reads random 4 KiB reads at 4 KiB-aligned offsets, O_DIRECT when the
     file system allows it (else fadvise DONTNEED before each): median and
-    99th percentile latency in ms, and the mode used."""
+    99th percentile latency in ms, and the mode used.  |record|, a list:
+    each read's (start, end) in CLOCK_MONOTONIC ns and offset appended to
+    it, in order (the clock wormhole's WH_TRACE uses)."""
     import mmap
     import random
     import statistics
@@ -538,9 +540,12 @@ def rand_reads(path, size, reads, cold=None):
             off = rng.randrange(blocks) * 4096
             if mode == "fadvise":
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            t0 = time.perf_counter()
+            t0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
             n = os.preadv(fd, [buf], off)
-            lat.append((time.perf_counter() - t0) * 1000)
+            t1 = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+            lat.append((t1 - t0) / 1e6)
+            if record is not None:
+                record.append((t0, t1, off))
             assert n == 4096
     finally:
         os.close(fd)

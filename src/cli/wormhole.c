@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "client/wh_session.h"
 #include "common/wh_log.h"
+#include "common/wh_trace.h"
 
 static int version_main(int argc, char **argv);
 static int help_main(int argc, char **argv);
@@ -265,6 +266,7 @@ int main(int argc, char **argv)
 	 * RSS, 44 MB more than with one arena (139 MB, of which 128 MB is its
 	 * RAM cache).  Buffers are pooled, so the one lock is rarely taken. */
 	mallopt(M_ARENA_MAX, 1);
+	wh_trace_init();
 	cmd = argv[1];
 	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h"))
 		return help_main(argc - 1, argv + 1);

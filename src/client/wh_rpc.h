@@ -18,6 +18,10 @@
 
 #include "common/wh_buf.h"
 
+/* the completion of a call_async: |err| and |resp| as call() would have
+ * returned them (|resp| is the transport's; read it, do not keep it) */
+typedef void (*wh_rpc_done_fn)(void *ud, int err, struct wh_buf *resp);
+
 struct wh_rpc_ops {
 	int (*call)(void *ctx, const uint8_t *req, size_t req_len,
 		    struct wh_buf *resp, int timeout_ms);
@@ -30,6 +34,15 @@ struct wh_rpc_ops {
 	 * "name value" (peer, transport, state); returns the length, or a
 	 * negative error */
 	int (*describe)(void *ctx, char *buf, size_t size);
+	/* optional: send |req| and return at once; |done| runs once, later,
+	 * on the transport's own thread (so it must not block, nor call()),
+	 * with what call() would have returned.  0, or a negative error
+	 * (then |done| never runs). */
+	int (*call_async)(void *ctx, const uint8_t *req, size_t req_len,
+			  int timeout_ms, wh_rpc_done_fn done, void *ud);
+	/* with call_async: complete every call_async still outstanding
+	 * (WH_ERR_CLOSED), now or very soon */
+	void (*cancel_async)(void *ctx);
 };
 
 struct wh_rpc {

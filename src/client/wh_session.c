@@ -27,6 +27,7 @@
 #include "common/wh_err.h"
 #include "common/wh_log.h"
 #include "common/wh_time.h"
+#include "common/wh_trace.h"
 #include "net/wh_addr.h"
 #include "net/wh_net.h"
 #include "proto/wh_proto.h"
@@ -70,7 +71,14 @@ struct call {
 	struct wh_buf resp;
 	int err;
 	bool done, abandoned, in_flight;
-	pthread_cond_t cv;
+	pthread_cond_t cv; /* a caller waits on it; not for an async call */
+	/* an async call (wh_session_call_async): no caller waits; it is on
+	 * the session's async list until it completes, then on its done
+	 * list until |done_fn| ran (see run_done) */
+	wh_rpc_done_fn done_fn;
+	void *done_ud;
+	uint64_t deadline; /* ns */
+	struct call *anext, *aprev;
 };
 
 struct wh_session {
@@ -93,6 +101,8 @@ struct wh_session {
 
 	/* protected by lock */
 	struct call *pend_head, *pend_tail;
+	struct call *async_head;          /* async calls outstanding */
+	struct call *done_head, *done_tail; /* async calls completed */
 	enum sess_state state;
 	int fail_err;
 	char fail_msg[WH_MAX_ERRMSG + 64];
@@ -126,18 +136,81 @@ static void call_unref(struct call *c)
 		return;
 	free(c->req);
 	wh_buf_free(&c->resp);
-	pthread_cond_destroy(&c->cv);
+	if (!c->done_fn)
+		pthread_cond_destroy(&c->cv);
 	free(c);
 }
 
-/* call_finish - complete |c| with |err|; lock held. */
-static void call_finish(struct call *c, int err)
+/* call_finish - complete |c| with |err|; lock held.  A caller waiting is
+ * woken; an async call goes to the done list, for run_done. */
+static void call_finish(struct wh_session *s, struct call *c, int err)
 {
 	if (c->done)
 		return;
 	c->done = true;
 	c->err = err;
-	pthread_cond_signal(&c->cv);
+	if (!c->done_fn) {
+		pthread_cond_signal(&c->cv);
+		return;
+	}
+	if (c->aprev)
+		c->aprev->anext = c->anext;
+	else
+		s->async_head = c->anext;
+	if (c->anext)
+		c->anext->aprev = c->aprev;
+	c->anext = c->aprev = NULL;
+	if (s->done_tail)
+		s->done_tail->anext = c;
+	else
+		s->done_head = c;
+	s->done_tail = c;
+}
+
+/* run_done - run the completions of the async calls that completed (lock
+ * not held): on the network thread, or a caller that failed its own. */
+static void run_done(struct wh_session *s)
+{
+	for (;;) {
+		struct call *c;
+
+		pthread_mutex_lock(&s->lock);
+		c = s->done_head;
+		if (c) {
+			s->done_head = c->anext;
+			if (!s->done_head)
+				s->done_tail = NULL;
+			c->anext = NULL;
+		}
+		pthread_mutex_unlock(&s->lock);
+		if (!c)
+			return;
+		c->done_fn(c->done_ud, c->err, &c->resp);
+		pthread_mutex_lock(&s->lock);
+		call_unref(c);
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+/* expire_async - time out the async calls past their deadline, and the
+ * ms until the next one's (-1: none); lock held. */
+static int expire_async(struct wh_session *s, uint64_t now)
+{
+	uint64_t next = UINT64_MAX;
+	struct call *c = s->async_head, *n;
+
+	for (; c; c = n) {
+		n = c->anext;
+		if (now >= c->deadline) {
+			c->abandoned = true;
+			call_finish(s, c, WH_ERR_TIMEOUT);
+		} else if (c->deadline < next) {
+			next = c->deadline;
+		}
+	}
+	if (next == UINT64_MAX)
+		return -1;
+	return (int)((next - now) / WH_NS_PER_MS) + 1;
 }
 
 static void pend_push_front(struct wh_session *s, struct call *c)
@@ -177,7 +250,7 @@ static void fail_all_pending(struct wh_session *s, int err)
 	struct call *c;
 
 	while ((c = pend_pop(s))) {
-		call_finish(c, err);
+		call_finish(s, c, err);
 		call_unref(c);
 	}
 }
@@ -348,7 +421,7 @@ static int on_stream_data(struct wh_net_conn *nc, struct wh_net_stream *st,
 	if (c->done || c->abandoned)
 		goto out;
 	if (c->resp.len + len > WH_FRAME_HDR_LEN + WH_MAX_REPLY_FRAME) {
-		call_finish(c, WH_ERR_PROTO);
+		call_finish(s, c, WH_ERR_PROTO);
 		goto out;
 	}
 	if (c->resp.len < WH_FRAME_HDR_LEN &&
@@ -359,7 +432,7 @@ static int on_stream_data(struct wh_net_conn *nc, struct wh_net_stream *st,
 		size_t h = WH_FRAME_HDR_LEN - c->resp.len;
 
 		if (wh_buf_append(&c->resp, data, h) < 0) {
-			call_finish(c, -ENOMEM);
+			call_finish(s, c, -ENOMEM);
 			goto out;
 		}
 		data += h;
@@ -369,7 +442,7 @@ static int on_stream_data(struct wh_net_conn *nc, struct wh_net_stream *st,
 			(void)wh_buf_reserve(&c->resp, hdr.length);
 	}
 	if (wh_buf_append(&c->resp, data, len) < 0) {
-		call_finish(c, -ENOMEM);
+		call_finish(s, c, -ENOMEM);
 		goto out;
 	}
 	if (fin) {
@@ -381,6 +454,11 @@ static int on_stream_data(struct wh_net_conn *nc, struct wh_net_stream *st,
 		/* the caller is woken after the unlock, so that it does not
 		 * wake only to wait for the lock we hold; the stream's
 		 * reference keeps |c| alive until on_stream_close */
+		wh_trace("n_reply", c->resp.len);
+		if (c->done_fn) {
+			call_finish(s, c, rv < 0 ? WH_ERR_PROTO : 0);
+			goto out;
+		}
 		c->done = true;
 		c->err = rv < 0 ? WH_ERR_PROTO : 0;
 		pthread_mutex_unlock(&s->lock);
@@ -414,7 +492,7 @@ static void on_stream_close(struct wh_net_conn *nc, struct wh_net_stream *st,
 	if (c->done || c->abandoned) {
 		call_unref(c);
 	} else if (s->opts.no_reconnect || s->state == SS_FAILED) {
-		call_finish(c, s->state == SS_FAILED && s->fail_err
+		call_finish(s, c, s->state == SS_FAILED && s->fail_err
 				       ? s->fail_err
 				       : WH_ERR_CLOSED);
 		call_unref(c);
@@ -612,7 +690,7 @@ static int dispatch(struct wh_session *s)
 		}
 		copy = malloc(c->req_len ? c->req_len : 1);
 		if (!copy) {
-			call_finish(c, -ENOMEM);
+			call_finish(s, c, -ENOMEM);
 			wh_net_stream_set_ud(s->nc, st, NULL);
 			wh_net_stream_reset(s->nc, st, 0);
 			call_unref(c);
@@ -672,6 +750,15 @@ static void *session_thread(void *arg)
 		timeout = s->ep ? wh_net_ep_timeout_ms(s->ep) : -1;
 		if (held)
 			timeout = ACK_HOLD_MS; /* then flush, whatever is due */
+		pthread_mutex_lock(&s->lock);
+		if (s->async_head) {
+			int t = expire_async(s, now);
+
+			if (t >= 0 && (timeout < 0 || t < timeout))
+				timeout = t;
+		}
+		pthread_mutex_unlock(&s->lock);
+		run_done(s); /* those timed out, failed or cancelled */
 		if (!s->ep && !failed) {
 			int t = (int)((s->next_attempt > now
 					       ? s->next_attempt - now
@@ -681,11 +768,15 @@ static void *session_thread(void *arg)
 			if (timeout < 0 || t < timeout)
 				timeout = t;
 		}
-		s->sleep_until = timeout < 0 ? UINT64_MAX
+		__atomic_store_n(&s->sleep_until,
+				 timeout < 0 ? UINT64_MAX
 					     : wh_now_ns() + (uint64_t)timeout *
-								 WH_NS_PER_MS;
+								 WH_NS_PER_MS,
+				 __ATOMIC_RELAXED);
 		pthread_mutex_unlock(&s->ep_lock);
+		wh_trace("n_sleep", (uint64_t)(int64_t)timeout);
 		n = epoll_wait(s->epfd, evs, 4, timeout);
+		wh_trace("n_epoll", (uint64_t)n);
 		pthread_mutex_lock(&s->ep_lock);
 		for (int i = 0; i < n; i++) {
 			if (evs[i].data.u32 == 0) {
@@ -699,12 +790,20 @@ static void *session_thread(void *arg)
 		}
 		if (s->ep && !s->conn_dead)
 			sent = dispatch(s);
+		run_done(s); /* the replies that came, at once */
+		/* and what their callers asked for next meanwhile (they could
+		 * not send it: this thread holds ep_lock): it goes now, with
+		 * the acknowledgement of those replies, not in a packet after
+		 * the acknowledgement's own */
+		if (s->ep && !s->conn_dead)
+			sent += dispatch(s);
 		now = wh_now_ns();
 		if (s->ep && n > 0 && ack_hold(s, got, sent) &&
 		    (!held || now - held < ACK_HOLD_MS * WH_NS_PER_MS)) {
 			/* the timers too: the acknowledgement's is due at once */
 			if (!held)
 				held = now;
+			wh_trace("n_hold", 0);
 		} else {
 			held = 0;
 			if (s->ep)
@@ -717,6 +816,7 @@ static void *session_thread(void *arg)
 	}
 	conn_teardown(s);
 	pthread_mutex_unlock(&s->ep_lock);
+	run_done(s);
 	return NULL;
 }
 
@@ -743,7 +843,9 @@ static void kick(struct wh_session *s)
 		if (s->ep && !s->conn_dead && dispatch(s) > 0) {
 			int t;
 
+			wh_trace("k_sent", 0);
 			wh_net_ep_flush(s->ep);
+			wh_trace("k_flushed", 0);
 			/* 0 right after a send is the pacer's next slot: the
 			 * network thread's next turn serves it */
 			t = wh_net_ep_timeout_ms(s->ep);
@@ -759,9 +861,12 @@ static void kick(struct wh_session *s)
 			pthread_mutex_unlock(&s->lock);
 		}
 		pthread_mutex_unlock(&s->ep_lock);
+		run_done(s); /* calls dispatch failed */
 	}
-	if (need)
+	if (need) {
+		wh_trace("k_wake", 0);
 		wake(s);
+	}
 }
 
 /* ----------------------------------------------------------------- API */
@@ -817,6 +922,7 @@ int wh_session_call(struct wh_session *s, const uint8_t *req, size_t len,
 			goto out;
 		}
 	}
+	wh_trace("c_woke", 0);
 	rv = c->err;
 	if (rv == 0) {
 		struct wh_buf tmp = *resp;
@@ -829,6 +935,73 @@ out:
 	call_unref(c);
 	pthread_mutex_unlock(&s->lock);
 	return rv;
+}
+
+int wh_session_call_async(struct wh_session *s, const uint8_t *req,
+			  size_t len, int timeout_ms, wh_rpc_done_fn done,
+			  void *ud)
+{
+	uint64_t deadline = wh_now_ns() + (uint64_t)timeout_ms * WH_NS_PER_MS;
+	struct call *c;
+	int rv;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->req = malloc(len ? len : 1);
+	if (!c->req) {
+		free(c);
+		return -ENOMEM;
+	}
+	memcpy(c->req, req, len);
+	c->req_len = len;
+	c->refs = 2; /* the completion and the queue/stream */
+	c->done_fn = done;
+	c->done_ud = ud;
+	c->deadline = deadline;
+	wh_buf_init(&c->resp);
+	pthread_mutex_lock(&s->lock);
+	if (s->state == SS_FAILED) {
+		rv = s->fail_err ? s->fail_err : WH_ERR_CLOSED;
+		pthread_mutex_unlock(&s->lock);
+		free(c->req);
+		free(c);
+		return rv;
+	}
+	c->anext = s->async_head;
+	if (s->async_head)
+		s->async_head->aprev = c;
+	s->async_head = c;
+	pend_push_back(s, c);
+	pthread_mutex_unlock(&s->lock);
+	kick(s);
+	/* the network thread's wait is bounded by the deadlines: it must
+	 * wake for this one if it sleeps longer (|c| may be gone by now) */
+	if (__atomic_load_n(&s->sleep_until, __ATOMIC_RELAXED) > deadline)
+		wake(s);
+	return 0;
+}
+
+void wh_session_cancel_async(struct wh_session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	while (s->async_head) {
+		s->async_head->abandoned = true;
+		call_finish(s, s->async_head, WH_ERR_CLOSED);
+	}
+	pthread_mutex_unlock(&s->lock);
+	run_done(s);
+}
+
+static int rpc_call_async(void *ctx, const uint8_t *req, size_t req_len,
+			  int timeout_ms, wh_rpc_done_fn done, void *ud)
+{
+	return wh_session_call_async(ctx, req, req_len, timeout_ms, done, ud);
+}
+
+static void rpc_cancel_async(void *ctx)
+{
+	wh_session_cancel_async(ctx);
 }
 
 static int rpc_call(void *ctx, const uint8_t *req, size_t req_len,
@@ -959,6 +1132,8 @@ static const struct wh_rpc_ops session_rpc_ops = {
 	.call = rpc_call,
 	.call_many = rpc_call_many,
 	.describe = rpc_describe,
+	.call_async = rpc_call_async,
+	.cancel_async = rpc_cancel_async,
 };
 
 uint64_t wh_session_caps(struct wh_session *s)
@@ -1122,6 +1297,7 @@ void wh_session_del(struct wh_session *s)
 	pthread_mutex_lock(&s->lock);
 	fail_all_pending(s, WH_ERR_CLOSED);
 	pthread_mutex_unlock(&s->lock);
+	wh_session_cancel_async(s);
 	wh_cctrl_free(&s->cc);
 	if (s->wakefd >= 0)
 		close(s->wakefd);

@@ -66,6 +66,20 @@ int wh_session_call(struct wh_session *s, const uint8_t *req, size_t len,
 uint64_t wh_session_caps(struct wh_session *s);
 
 /* wh_session_rpc - a struct wh_rpc backed by this session. */
+/*
+ * wh_session_call_async - wh_session_call without the wait: |done| runs
+ * once, on the session's network thread (it must not block, nor make a
+ * wh_session_call), with what wh_session_call would have returned; 0, or
+ * a negative error (then |done| never runs).  Saves the caller a sleep and
+ * a wake-up per call.  wh_session_cancel_async completes every one still
+ * outstanding with WH_ERR_CLOSED (those of them completing elsewhere at
+ * that moment may still be running their |done| when it returns).
+ */
+int wh_session_call_async(struct wh_session *s, const uint8_t *req,
+			  size_t len, int timeout_ms, wh_rpc_done_fn done,
+			  void *ud);
+void wh_session_cancel_async(struct wh_session *s);
+
 void wh_session_rpc(struct wh_session *s, struct wh_rpc *rpc);
 
 /* wh_session_transport - the transport of the current connection

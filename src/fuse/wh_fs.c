@@ -60,6 +60,7 @@
 #include "client/wh_fetch.h"
 #include "common/wh_err.h"
 #include "common/wh_log.h"
+#include "common/wh_trace.h"
 #include "common/wh_time.h"
 #include "fuse/wh_fs.h"
 #include "proto/wh_proto.h"
@@ -211,6 +212,7 @@ struct wh_fs {
 	struct wh_ram *ram;         /* chunks in RAM */
 	struct wh_fetch *fetch;     /* chunks from the store or the host */
 	atomic_ulong reads_direct;  /* READ requests sent by op_read */
+	atomic_uint areads;         /* async reads outstanding (struct aread) */
 	atomic_ulong bytes_direct;  /* the bytes their replies brought */
 	struct fuse_session *se;    /* set by wh_fs_mount */
 	bool mounted;
@@ -450,6 +452,9 @@ static ssize_t path_of(struct wh_fs *fs, const struct node *n, char *buf,
 
 /* ------------------------------------------------------------------ rpc */
 
+static int reply_of(const struct wh_msg *m, int rv, uint16_t want,
+		    struct wh_buf *resp, struct wh_msg *out);
+
 /*
  * call - encode |m|, send it, decode the reply into |out| (pointing into
  * |resp|).  Returns 0, or a positive errno for the kernel: the host's own
@@ -469,6 +474,14 @@ static int call(struct wh_fs *fs, struct wh_msg *m, uint16_t want,
 		return ENAMETOOLONG; /* only a path can be too big */
 	wh_buf_reset(resp);
 	rv = wh_rpc_call(fs->rpc, req, (size_t)n, resp, fs->opts.timeout_ms);
+	return reply_of(m, rv, want, resp, out);
+}
+
+/* reply_of - the reply |resp| to |m| decoded into |out|, |rv| what the
+ * transport said: 0 or an errno value, as call(). */
+static int reply_of(const struct wh_msg *m, int rv, uint16_t want,
+		    struct wh_buf *resp, struct wh_msg *out)
+{
 	if (rv < 0) {
 		wh_debug("%s: %s", wh_msg_type_name(m->hdr.type),
 			 wh_strerror(rv));
@@ -1736,10 +1749,187 @@ static void reader_changed(struct wh_fs *fs, struct reader *r,
 		queue_inode(fs, ino);
 }
 
-/* do_read - serve one read with |r|.  True when it reached the end of the
- * file. */
-static bool do_read(struct wh_fs *fs, fuse_req_t req, fuse_ino_t ino,
-		    size_t size, off_t off, struct reader *r)
+/* read_reply - take the READ_REPLY |rr| to a READ of |want| bytes at
+ * |off| for |r| (decompressed into |zb| if it came packed): 0, with
+ * rr->data and rr->data_len the bytes, or an errno. */
+static int read_reply(struct wh_fs *fs, struct reader *r, fuse_ino_t ino,
+		      const char *path, uint64_t off, size_t want,
+		      struct wh_msg_read_reply *rr, struct wh_buf *zb)
+{
+	wh_fetch_count_wire(fs->fetch, rr->data_len);
+	if (rr->zstd && unpack_read(rr, want, zb) < 0) {
+		wh_warn("host sent a bad compressed read of '%s'", path);
+		return EIO;
+	}
+	if (rr->data_len > want) {
+		wh_warn("host sent %" PRIu32 " bytes for a read of %zu",
+			rr->data_len, want);
+		return EIO;
+	}
+	if (!version_eq(&r->v, &rr->version)) {
+		reader_changed(fs, r, ino, path);
+		return EIO;
+	}
+	atomic_fetch_add_explicit(&fs->bytes_direct, rr->data_len,
+				  memory_order_relaxed);
+	wh_fetch_got_read(fs->fetch, r->ff, off, rr->data, rr->data_len);
+	return 0;
+}
+
+/*
+ * A read of an open file that goes to the host as READ requests, sent
+ * without waiting (the transport's call_async): the FUSE thread sends the
+ * request and goes back to the kernel, and the transport's network thread,
+ * which receives the reply, answers the kernel itself (aread_done), and
+ * in no-open mode lets the reader go (rs_put) after it.  The
+ * wait for the reply cost the FUSE thread a sleep and a wake-up by the
+ * network thread; on a busy machine that wake-up is what now and then
+ * waits milliseconds for a CPU.  A reply short of the end of the file
+ * (a file shrinking) sends a READ for the rest, as do_read's loop does.
+ */
+struct aread {
+	struct wh_fs *fs;
+	fuse_req_t req;
+	fuse_ino_t ino;
+	struct reader r;
+	uint64_t off;
+	size_t size, got;
+	uint8_t *out; /* the bytes so far, when the reply came in pieces */
+	struct wh_msg m; /* the READ in flight */
+	char path[WH_MAX_PATH + 1];
+};
+
+static void aread_done(void *ud, int err, struct wh_buf *resp);
+
+/* aread_send - the READ for the rest of |a|: 0 or a negative error */
+static int aread_send(struct aread *a)
+{
+	uint8_t req[WH_FRAME_HDR_LEN + WH_MAX_REQ_FRAME];
+	struct wh_fs *fs = a->fs;
+	size_t want = a->size - a->got;
+	ssize_t n;
+
+	if (want > WH_MAX_READ)
+		want = WH_MAX_READ;
+	a->m.u.read.offset = a->off + a->got;
+	a->m.u.read.length = (uint32_t)want;
+	a->m.hdr.req_id = atomic_fetch_add(&fs->next_req, 1) + 1;
+	n = wh_msg_encode(&a->m, req, sizeof(req));
+	if (n < 0)
+		return (int)n;
+	atomic_fetch_add_explicit(&fs->reads_direct, 1, memory_order_relaxed);
+	wh_trace("f_read", a->m.u.read.offset);
+	return fs->rpc->ops->call_async(fs->rpc->ctx, req, (size_t)n,
+					fs->opts.timeout_ms, aread_done, a);
+}
+
+static void aread_free(struct aread *a)
+{
+	struct wh_fs *fs = a->fs;
+
+	free(a->out);
+	free(a);
+	atomic_fetch_sub(&fs->areads, 1);
+}
+
+static void aread_done(void *ud, int err, struct wh_buf *resp)
+{
+	struct aread *a = ud;
+	struct wh_msg_read_reply *rr;
+	struct wh_msg rm;
+	struct wh_buf zb;
+	size_t want = a->m.u.read.length;
+	bool at_end = a->off + a->size >= a->r.v.size;
+
+	wh_buf_init(&zb);
+	err = reply_of(&a->m, err, WH_MSG_READ_REPLY, resp, &rm);
+	if (!err)
+		err = read_reply(a->fs, &a->r, a->ino, a->path,
+				 a->m.u.read.offset, want, &rm.u.read_reply,
+				 &zb);
+	if (err)
+		goto fail;
+	rr = &rm.u.read_reply;
+	if (a->got == 0 && !a->out && (rr->data_len == a->size || rr->eof)) {
+		/* the common case: one reply holds it all */
+		fuse_reply_buf(a->req, (const char *)rr->data, rr->data_len);
+		wh_trace("f_replied", 0);
+		at_end = at_end || rr->eof;
+		goto out;
+	}
+	if (!a->out) {
+		a->out = malloc(a->size);
+		if (!a->out) {
+			err = ENOMEM;
+			goto fail;
+		}
+	}
+	memcpy(a->out + a->got, rr->data, rr->data_len);
+	a->got += rr->data_len;
+	if (rr->eof || a->got == a->size) {
+		fuse_reply_buf(a->req, (const char *)a->out, a->got);
+		goto out;
+	}
+	if (rr->data_len == 0) {
+		wh_warn("host sent no data and no end of file for '%s'",
+			a->path);
+		err = EIO;
+		goto fail;
+	}
+	if (aread_send(a) == 0) {
+		wh_buf_free(&zb);
+		return; /* aread_done again, for the rest */
+	}
+	err = EIO;
+fail:
+	fuse_reply_err(a->req, err);
+	at_end = false;
+out:
+	wh_buf_free(&zb);
+	if (a->r.rs)
+		rs_put(a->fs, &a->r, at_end);
+	aread_free(a);
+}
+
+/* aread_start - serve the read with an aread: 0 once the request went (the
+ * kernel gets its answer from aread_done), or a negative error (nothing
+ * sent, nothing answered). */
+static int aread_start(struct wh_fs *fs, fuse_req_t req, fuse_ino_t ino,
+		       size_t size, off_t off, const struct reader *r,
+		       const char *path, size_t len)
+{
+	struct aread *a = malloc(sizeof(*a));
+	int rv;
+
+	if (!a)
+		return -ENOMEM;
+	a->fs = fs;
+	a->req = req;
+	a->ino = ino;
+	a->r = *r;
+	a->off = (uint64_t)off;
+	a->size = size;
+	a->got = 0;
+	a->out = NULL;
+	memcpy(a->path, path, len);
+	a->path[len] = '\0';
+	memset(&a->m, 0, sizeof(a->m));
+	a->m.hdr.type = WH_MSG_READ;
+	a->m.u.read.path.p = a->path;
+	a->m.u.read.path.len = (uint16_t)len;
+	atomic_fetch_add(&fs->areads, 1);
+	rv = aread_send(a);
+	if (rv < 0)
+		aread_free(a);
+	return rv;
+}
+
+#define READ_ASYNC 2 /* do_read: an aread took the read, and the reader */
+
+/* do_read - serve one read with |r|: 1 when it reached the end of the
+ * file, else 0, or READ_ASYNC (the aread answers, and lets |r| go). */
+static int do_read(struct wh_fs *fs, fuse_req_t req, fuse_ino_t ino,
+		   size_t size, off_t off, struct reader *r)
 {
 	char path[WH_MAX_PATH + 1];
 	struct wh_fetch_reply fr;
@@ -1774,6 +1964,11 @@ static bool do_read(struct wh_fs *fs, fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, err == -ENOMEM ? ENOMEM : EIO);
 		return false;
 	}
+	/* an open file's read, when the transport can: answered by its
+	 * network thread (see struct aread) */
+	if (fs->rpc->ops->call_async &&
+	    aread_start(fs, req, ino, size, off, r, path, (size_t)len) == 0)
+		return READ_ASYNC;
 	wh_buf_init(&resp);
 	wh_buf_init(&zb);
 	/* at most WH_MAX_READ per request; the kernel's reads are never
@@ -1793,36 +1988,21 @@ static bool do_read(struct wh_fs *fs, fuse_req_t req, fuse_ino_t ino,
 		m.u.read.length = (uint32_t)want;
 		atomic_fetch_add_explicit(&fs->reads_direct, 1,
 					  memory_order_relaxed);
+		wh_trace("f_read", m.u.read.offset);
 		err = call(fs, &m, WH_MSG_READ_REPLY, &resp, &rm);
+		wh_trace("f_got", (uint64_t)err);
 		if (err)
 			break;
 		rr = &rm.u.read_reply;
-		wh_fetch_count_wire(fs->fetch, rr->data_len);
-		if (rr->zstd && unpack_read(rr, want, &zb) < 0) {
-			wh_warn("host sent a bad compressed read of '%s'",
-				path);
-			err = EIO;
+		err = read_reply(fs, r, ino, path, (uint64_t)off + got, want,
+				 rr, &zb);
+		if (err)
 			break;
-		}
-		if (rr->data_len > want) {
-			wh_warn("host sent %" PRIu32 " bytes for a read of %zu",
-				rr->data_len, want);
-			err = EIO;
-			break;
-		}
-		if (!version_eq(&r->v, &rr->version)) {
-			reader_changed(fs, r, ino, path);
-			err = EIO;
-			break;
-		}
-		atomic_fetch_add_explicit(&fs->bytes_direct, rr->data_len,
-					  memory_order_relaxed);
-		wh_fetch_got_read(fs->fetch, r->ff, (uint64_t)off + got,
-				  rr->data, rr->data_len);
 		if (got == 0 && !out && (rr->data_len == size || rr->eof)) {
 			/* the common case: one reply holds it all */
 			fuse_reply_buf(req, (const char *)rr->data,
 				       rr->data_len);
+			wh_trace("f_replied", 0);
 			wh_buf_free(&resp);
 			wh_buf_free(&zb);
 			return at_end || rr->eof;
@@ -1864,8 +2044,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	char *small_buf = NULL;
 	size_t nsmall = 0;
 	struct reader r;
-	bool at_end;
-	int err;
+	int err, rv;
 
 	if (off < 0) {
 		fuse_reply_err(req, EINVAL);
@@ -1891,8 +2070,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, err);
 		return;
 	}
-	at_end = do_read(fs, req, ino, size, off, &r);
-	rs_put(fs, &r, at_end);
+	rv = do_read(fs, req, ino, size, off, &r);
+	if (rv != READ_ASYNC)
+		rs_put(fs, &r, rv == 1);
 	/* after the reply: the reader need not wait for the queueing */
 	if (nsmall > 0)
 		wh_fetch_small(fs->fetch, small, nsmall);
@@ -2928,6 +3108,12 @@ void wh_fs_del(struct wh_fs *fs)
 {
 	if (!fs)
 		return;
+	/* the reads the transport still answers: before anything they use
+	 * (the notifier, the session with the kernel) goes */
+	if (fs->rpc && fs->rpc->ops->cancel_async)
+		fs->rpc->ops->cancel_async(fs->rpc->ctx);
+	while (atomic_load(&fs->areads) > 0)
+		usleep(1000);
 	if (fs->notifier_started && !join_notifier(fs)) {
 		/* it still uses |fs| and the session: leave both */
 		wh_err("the kernel does not answer: leaving the mount on "

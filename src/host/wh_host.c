@@ -30,6 +30,7 @@
 #include "common/wh_err.h"
 #include "common/wh_log.h"
 #include "common/wh_time.h"
+#include "common/wh_trace.h"
 #include "host/wh_hctrl.h"
 #include "host/wh_host.h"
 #include "host/wh_mcache.h"
@@ -273,8 +274,10 @@ static void *worker_main(void *arg)
 			p->todo_tail = NULL;
 		pthread_mutex_unlock(&p->lock);
 
+		wh_trace("w_start", 0);
 		j->rv = wh_share_serve_fd(p->share, j->req, j->len, j->fd,
 					  &j->resp);
+		wh_trace("w_served", (uint64_t)(int64_t)j->rv);
 		j->fd = -1; /* closed by wh_share_serve_fd */
 		if (j->rv == 0 && j->zh)
 			j->zsaved = wh_zhost_pack(j->zh, j->req, j->len,
@@ -360,6 +363,7 @@ static void pool_collect(struct pool *p)
 	list = p->done;
 	p->done = NULL;
 	pthread_mutex_unlock(&p->lock);
+	wh_trace("h_collect", 0);
 	while ((j = list)) {
 		list = j->next;
 		job_finish(j);
@@ -498,8 +502,10 @@ static int on_request_data(struct hconn *hc, struct wh_net_stream *s,
 	 * the loop (the acknowledgement of the request rides with the reply)
 	 * instead of two thread hand-offs later; else to a worker, with the
 	 * file opened already */
+	wh_trace("h_req", job->len);
 	rv = wh_share_read_nowait(hc->host->share, job->req, job->len,
 				  &job->resp, &job->fd);
+	wh_trace("h_nowait", (uint64_t)(int64_t)rv);
 	if (rv == 1) {
 		job->rv = 0;
 		if (job->zh)
@@ -920,7 +926,9 @@ int wh_host_run(const struct wh_host_opts *opts)
 			if (timeout < 0 || t < timeout)
 				timeout = t;
 		}
+		wh_trace("h_sleep", (uint64_t)(int64_t)timeout);
 		n = epoll_wait(epfd, evs, 8, timeout);
+		wh_trace("h_epoll", (uint64_t)n);
 		if (n < 0 && errno != EINTR) {
 			rv = -errno;
 			wh_err("epoll_wait: %s", strerror(errno));
@@ -957,6 +965,7 @@ int wh_host_run(const struct wh_host_opts *opts)
 			free(conns);
 		}
 		wh_net_ep_flush(h.ep);
+		wh_trace("h_flushed", 0);
 		if (h.zh)
 			sample_cpu(&h);
 	}

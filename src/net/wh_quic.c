@@ -28,6 +28,7 @@
 #include "common/wh_err.h"
 #include "common/wh_log.h"
 #include "common/wh_time.h"
+#include "common/wh_trace.h"
 #include "net/wh_addr.h"
 #include "net/wh_quic.h"
 #include "net/wh_sendq.h"
@@ -1383,6 +1384,7 @@ static void ep_sendmsg(struct wh_quic_ep *ep, const struct sockaddr *remote,
 	msg.msg_controllen = clen;
 	if (clen == 0)
 		msg.msg_control = NULL;
+	wh_trace("q_send", len);
 	do {
 		n = sendmsg(ep->fd, &msg, 0);
 	} while (n < 0 && errno == EINTR);
@@ -1732,6 +1734,7 @@ void wh_quic_ep_read(struct wh_quic_ep *ep)
 				continue;
 			break; /* EAGAIN, or an ICMP error: nothing to do */
 		}
+		wh_trace("q_recv", (uint64_t)n);
 		memcpy(&local, &ep->local, ep->locallen);
 		for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
 			if (cm->cmsg_level == SOL_UDP &&
