@@ -871,24 +871,35 @@ static void kick(struct wh_session *s)
 
 /* ----------------------------------------------------------------- API */
 
-int wh_session_call(struct wh_session *s, const uint8_t *req, size_t len,
-		    struct wh_buf *resp, int timeout_ms)
+/* call_new - a call carrying a copy of |req|, with two references: its
+ * owner's (the caller or the completion) and the queue's (then the
+ * stream's); NULL without memory */
+static struct call *call_new(const uint8_t *req, size_t len)
 {
-	struct call *c;
-	struct timespec ts;
-	int rv = 0;
+	struct call *c = calloc(1, sizeof(*c));
 
-	c = calloc(1, sizeof(*c));
 	if (!c)
-		return -ENOMEM;
+		return NULL;
 	c->req = malloc(len ? len : 1);
 	if (!c->req) {
 		free(c);
-		return -ENOMEM;
+		return NULL;
 	}
 	memcpy(c->req, req, len);
 	c->req_len = len;
-	c->refs = 2; /* the caller and the queue/stream */
+	c->refs = 2;
+	return c;
+}
+
+int wh_session_call(struct wh_session *s, const uint8_t *req, size_t len,
+		    struct wh_buf *resp, int timeout_ms)
+{
+	struct call *c = call_new(req, len); /* the caller's reference */
+	struct timespec ts;
+	int rv = 0;
+
+	if (!c)
+		return -ENOMEM;
 	/* the reply lands in the caller's buffer, which keeps its capacity
 	 * from one call to the next: no allocation per reply once warm */
 	c->resp = *resp;
@@ -942,20 +953,11 @@ int wh_session_call_async(struct wh_session *s, const uint8_t *req,
 			  void *ud)
 {
 	uint64_t deadline = wh_now_ns() + (uint64_t)timeout_ms * WH_NS_PER_MS;
-	struct call *c;
+	struct call *c = call_new(req, len); /* the completion's reference */
 	int rv;
 
-	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	c->req = malloc(len ? len : 1);
-	if (!c->req) {
-		free(c);
-		return -ENOMEM;
-	}
-	memcpy(c->req, req, len);
-	c->req_len = len;
-	c->refs = 2; /* the completion and the queue/stream */
 	c->done_fn = done;
 	c->done_ud = ud;
 	c->deadline = deadline;
