@@ -1703,6 +1703,13 @@ static int get_link(struct ctx *c, const struct entry *e)
  * through the per-file path, which knows how to handle and report it.
  */
 #define SMALL_BATCH_BYTES (1u << 20)
+/* a batch stops growing past SMALL_BATCH_SOFT bytes once it has
+ * SMALL_BATCH_MIN files: a worker writes its files only when the whole
+ * reply is in, and replies are sent one after the other, so smaller ones
+ * let the writing overlap the transfer (bench/README.md, "Several files
+ * to a request") */
+#define SMALL_BATCH_SOFT (80u << 10)
+#define SMALL_BATCH_MIN 8
 #define SMALL_ENT_REQ_MAX (2 + 1 + WH_HASH_LEN) /* a request entry less its
 						  * path */
 
@@ -1741,6 +1748,8 @@ static size_t take_batch(struct ctx *c, struct small_batch *b)
 		if (!small_candidate(c, e))
 			break;
 		plen = strlen(e->rpath);
+		if (b->n >= SMALL_BATCH_MIN && bytes >= SMALL_BATCH_SOFT)
+			break;
 		if (b->n > 0 && (bytes + e->attr.size > SMALL_BATCH_BYTES ||
 				 req + SMALL_ENT_REQ_MAX + plen >
 					 WH_MAX_REQ_FRAME))
