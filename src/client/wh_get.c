@@ -1703,6 +1703,15 @@ static int get_link(struct ctx *c, const struct entry *e)
  * through the per-file path, which knows how to handle and report it.
  */
 #define SMALL_BATCH_BYTES (1u << 20)
+/* a batch of files to fetch (in directories this get made: nothing old
+ * to compare) stops growing past SMALL_BATCH_SOFT bytes once it has
+ * SMALL_BATCH_MIN files: a worker writes its files only when the whole
+ * reply is in, and replies are sent one after the other, so smaller ones
+ * let the writing overlap the transfer (bench/README.md, "Small files on
+ * the LAN").  Files that may be there already are answered SAME, without
+ * their bytes, and keep the large batches. */
+#define SMALL_BATCH_SOFT (80u << 10)
+#define SMALL_BATCH_MIN 8
 #define SMALL_ENT_REQ_MAX (2 + 1 + WH_HASH_LEN) /* a request entry less its
 						  * path */
 
@@ -1727,7 +1736,7 @@ static bool small_candidate(const struct ctx *c, const struct entry *e)
  * is not a small file. */
 static size_t take_batch(struct ctx *c, struct small_batch *b)
 {
-	size_t bytes = 0, req = 2;
+	size_t bytes = 0, req = 2, fresh = 0;
 
 	b->n = 0;
 	while (c->next_ent < c->nents && b->n < WH_MAX_SMALL_FILES) {
@@ -1741,11 +1750,15 @@ static size_t take_batch(struct ctx *c, struct small_batch *b)
 		if (!small_candidate(c, e))
 			break;
 		plen = strlen(e->rpath);
+		if (b->n >= SMALL_BATCH_MIN && fresh >= SMALL_BATCH_SOFT)
+			break;
 		if (b->n > 0 && (bytes + e->attr.size > SMALL_BATCH_BYTES ||
 				 req + SMALL_ENT_REQ_MAX + plen >
 					 WH_MAX_REQ_FRAME))
 			break;
 		bytes += e->attr.size;
+		if (e->parent != SIZE_MAX && c->ents[e->parent].made)
+			fresh += e->attr.size;
 		req += SMALL_ENT_REQ_MAX + plen;
 		b->e[b->n++] = e;
 		c->next_ent++;

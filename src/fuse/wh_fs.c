@@ -82,6 +82,8 @@
 				    * after closedir, for small files */
 #define KEPT_ENTRIES_MAX 32768     /* entries in those listings, in all */
 #define SMALL_AHEAD_MIN 16         /* small files fetched ahead at first */
+#define SMALL_AHEAD_BYTES (1u << 20) /* ... or as many more as fit in this
+				      * (one GET_SMALL's worth) */
 #define SMALL_AHEAD_MAX 256        /* ... doubling up to this */
 #define STORE_QUEUE_BYTES (16u << 20) /* small files waiting to be put
 				       * in the kernel's page cache */
@@ -1085,8 +1087,32 @@ static size_t small_batch(struct wh_fs *fs, struct node *n,
 		return 0; /* not in this listing */
 	if (dh->pf_upto > k + 1 + dh->pf_ahead / 2)
 		return 0; /* far enough ahead */
-	if (dh->pf_upto > 0 && dh->pf_ahead < SMALL_AHEAD_MAX)
-		dh->pf_ahead *= 2;
+	if (dh->pf_upto == 0) {
+		/* the first queueing: SMALL_AHEAD_MIN files, or as many as
+		 * fit in SMALL_AHEAD_BYTES if more do (a directory of
+		 * 10 KiB files: about a hundred, one or two requests) */
+		uint64_t sum = 0;
+		size_t cap = dh->n - (k + 1) < SMALL_AHEAD_MAX
+				     ? dh->n - (k + 1)
+				     : SMALL_AHEAD_MAX;
+		size_t m = 0;
+
+		while (m < cap) {
+			const struct wh_attr *ea =
+				&dh->ents[dh->ord[k + 1 + m].i].attr;
+
+			if (S_ISREG(ea->mode) && ea->size <= WH_FETCH_SMALL_MAX)
+				sum += ea->size;
+			if (m >= SMALL_AHEAD_MIN && sum > SMALL_AHEAD_BYTES)
+				break;
+			m++;
+		}
+		dh->pf_ahead = m > SMALL_AHEAD_MIN ? m : SMALL_AHEAD_MIN;
+	} else if (dh->pf_ahead < SMALL_AHEAD_MAX) {
+		dh->pf_ahead = 2 * dh->pf_ahead < SMALL_AHEAD_MAX
+				       ? 2 * dh->pf_ahead
+				       : SMALL_AHEAD_MAX;
+	}
 	if (dh->pf_upto < k + 1)
 		dh->pf_upto = k + 1;
 	to = k + 1 + dh->pf_ahead < dh->n ? k + 1 + dh->pf_ahead : dh->n;

@@ -265,8 +265,11 @@ def test_small_reply_wire_bytes_are_file_data(workdir, hosts, monkeypatch,
     share = os.path.join(workdir, "few")
     os.makedirs(share)
     rnd = random.Random(5)
-    sizes = [rnd.randrange(2048, 6144) for _ in range(40)]
-    for i, n in enumerate(sizes):  # one GET_SMALL: 64 files at most
+    sizes = [rnd.randrange(1024, 2048) for _ in range(40)]
+    # one GET_SMALL: into a directory the get makes, 64 files at most and
+    # no more once it has 8 and 80 KiB (these are 40 and under 80 KiB)
+    assert sum(sizes) < 80 * 1024
+    for i, n in enumerate(sizes):
         with open(os.path.join(share, "f%02d.txt" % i), "wb") as f:
             f.write(text(n, seed=i))
     h = hosts(share)
