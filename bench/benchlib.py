@@ -366,6 +366,30 @@ def machine():
         "; " + cold if cold else "")
 
 
+def journaled_fs(work, kind="ext4"):
+    """a fresh file system with a journal, on an image in |work|,
+    loop-mounted at work/destfs: where the benchmarks copy trees of small
+    files.  This machine's root file system has no journal, and its inode
+    allocator then passes over every inode deleted in the last minute or
+    more, so each contestant paid for the trees deleted before it
+    (bench/README.md, "Small files on the LAN: what paces them").  Its
+    mount point; unmount with unmount_fs."""
+    img = os.path.join(work, "dest.img")
+    mnt = os.path.join(work, "destfs")
+    os.mkdir(mnt)
+    with open(img, "wb") as f:
+        f.truncate(8 << 30)
+    sh("mkfs." + kind, "-q", "-F", img)
+    sh("mount", "-o", "loop", img, mnt)
+    return mnt
+
+
+def unmount_fs(mnt):
+    subprocess.run(["umount", mnt], stderr=subprocess.DEVNULL)
+    if os.path.ismount(mnt):
+        subprocess.run(["umount", "-l", mnt], stderr=subprocess.DEVNULL)
+
+
 class Lab:
     """A work directory with a private sshd and wormhole processes."""
 
