@@ -64,6 +64,24 @@ struct ctx {
 	FILE *trace;            /* WH_GET_TRACE: a line per chunk, under lock */
 };
 
+/* trace_ev - WH_GET_TRACE: a line "TAG T0 T1 A B" (us since the start,
+ * then two numbers of the event's own) for what is not a fetched chunk */
+static void trace_ev(struct ctx *c, const char *tag, uint64_t t0,
+		     uint64_t a, uint64_t b)
+{
+	uint64_t now;
+
+	if (!c->trace)
+		return;
+	now = wh_now_ns();
+	pthread_mutex_lock(&c->lock);
+	fprintf(c->trace, "%s %llu %llu %llu %llu\n", tag,
+		(unsigned long long)((t0 - c->t0) / 1000),
+		(unsigned long long)((now - c->t0) / 1000),
+		(unsigned long long)a, (unsigned long long)b);
+	pthread_mutex_unlock(&c->lock);
+}
+
 static void fail(struct ctx *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -890,6 +908,7 @@ static int copy_known(struct job *j, const struct wh_chunk *ch,
 {
 	size_t bsz = j->version.size < WH_MAX_CHUNK ? j->version.size + 1
 						    : WH_MAX_CHUNK;
+	uint64_t t0 = wh_now_ns();
 	ssize_t n;
 
 	if ((o->offset ^ ch->offset) % 4096 == 0)
@@ -906,6 +925,7 @@ static int copy_known(struct job *j, const struct wh_chunk *ch,
 		return (int)n;
 	j->from_dest++;
 	j->copied++;
+	trace_ev(j->c, "copy", t0, ch->offset, ch->length);
 	add_done(j->c, ch->length);
 	keep_warn(j, keep(j, ch, NULL));
 	return 1;
@@ -918,7 +938,7 @@ static int feed(struct job *j, const struct wh_chunk *ch)
 	struct oldidx *o;
 	struct wh_store_loc loc = {0, 0, 0};
 	uint8_t h[WH_HASH_LEN];
-	uint64_t from_dest = j->from_dest;
+	uint64_t from_dest = j->from_dest, t0 = wh_now_ns();
 	bool have = false;
 	size_t idx;
 	int rv;
@@ -974,6 +994,8 @@ static int feed(struct job *j, const struct wh_chunk *ch)
 				 ch->length, ch->offset);
 		if (rv < 0)
 			return rv;
+		trace_ev(c, loc.ino != 0 ? "store" : "hashed", t0, ch->offset,
+			 ch->length);
 		add_done(c, ch->length);
 		/* the old destination goes when this file replaces it, and
 		 * a store entry may name a file that does: refer to this
@@ -1159,7 +1181,7 @@ static int mpart(struct ctx *c, const struct entry *e, uint32_t start,
 static int stream_rest(struct job *j, struct wh_buf *resp, struct wh_msg *r)
 {
 	struct ctx *c = j->c;
-	uint64_t covered = 0, last = wh_now_ns();
+	uint64_t covered = 0, last = wh_now_ns(), t0;
 	uint64_t patience = (uint64_t)manifest_timeout(c, j->version.size) *
 			    WH_NS_PER_MS;
 	uint32_t have = 0;
@@ -1199,9 +1221,12 @@ static int stream_rest(struct job *j, struct wh_buf *resp, struct wh_msg *r)
 		else
 			usleep(5000); /* the host may answer empty at once */
 		draw(c, false);
+		t0 = wh_now_ns();
 		rv = mpart(c, j->e, have, resp, r);
 		if (rv < 0)
 			return rv;
+		trace_ev(c, "part", t0, r->u.manifest_part.start,
+			 r->u.manifest_part.count);
 	}
 	return covered == j->version.size ? 0 : WH_ERR_PROTO;
 }
@@ -1418,8 +1443,11 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 	tmp[0] = '\0';
 	/* the manifest, or its first part while the host is still hashing */
 	if (streamed) {
+		uint64_t t0 = wh_now_ns();
+
 		rv = mpart(c, e, 0, &resp, &r);
 		if (rv == 0) {
+			trace_ev(c, "part", t0, 0, r.u.manifest_part.count);
 			j.version = r.u.manifest_part.version;
 			if (r.u.manifest_part.done &&
 			    r.u.manifest_part.count == r.u.manifest_part.known)
