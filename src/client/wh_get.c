@@ -443,9 +443,10 @@ static int write_chunk(int fd, bool sparse, bool punch, const uint8_t *data,
  * copy_plain - |len| bytes from |in| at |ioff| to |out| at |ooff| through
  * |buf| (at least COPY_PIECE bytes), COPY_PIECE at a time: len, -EIO if
  * |in| is shorter, or -errno.  A piece that stays in the core's cache
- * between the pread and the pwrite makes the second copy cheap: 1 MiB
- * at a time, a cold 256 MiB file took 0.18-0.39 s of system time to copy,
- * 128 KiB at a time 0.10-0.25 (bench/README.md, "bench/run-incrget").
+ * between the pread and the pwrite makes the second copy cheap: a cold
+ * 256 MiB file copied one byte further on took 0.17-0.45 s of system
+ * time 1 MiB at a time (median 0.27 of seven), 0.11-0.35 128 KiB at a
+ * time (median 0.14) (bench/README.md, "bench/run-incrget").
  */
 #define COPY_PIECE (128u << 10)
 
