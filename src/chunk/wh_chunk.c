@@ -543,8 +543,7 @@ static void hash_chunks(const uint8_t *d, uint64_t abs0, struct wh_chunk *ch,
 		wh_blake3(d + (ch[i].offset - abs0), ch[i].length, ch[i].hash);
 }
 
-/* par_work - one piece of work |w|; true if it met SIGBUS in the mapping
- * (then it was left half done) */
+/* cpu_ns - this thread's CPU time */
 static uint64_t cpu_ns(void)
 {
 	struct timespec ts;
@@ -554,6 +553,8 @@ static uint64_t cpu_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* par_work - one piece of work |w|; true if it met SIGBUS in the mapping
+ * (then it was left half done) */
 static bool par_work(struct par *p, int w)
 {
 	sigjmp_buf jb;
@@ -677,10 +678,10 @@ struct parrun {
 	wh_chunk_cb cb;
 	void *ud;
 	uint64_t off;
-	/* this thread's share of a round's new bytes, in 1/1024: it reads
-	 * (and asks the kernel for the next bytes), cuts and hashes while
-	 * the other thread only scans, so it gets less than half; set
-	 * after each round from both threads' CPU time (balance) */
+	/* this thread's share of a round's new bytes, in 1/1024: it maps
+	 * them (and asks the kernel for the next ones) and cuts while the
+	 * other thread scans, and usually gets less than half; set after
+	 * each round from both threads' CPU time (balance) */
 	unsigned share;
 };
 
@@ -740,7 +741,7 @@ static int par_rounds(struct parrun *r)
 		buf = r->src.buf;
 		p->lo = (uintptr_t)r->src.map;
 		p->hi = p->lo + r->src.mlen;
-		/* the second half of the new bytes to the other thread; a
+		/* the later part of the new bytes to the other thread; a
 		 * short tail is not worth it */
 		mid = old + (size_t)((uint64_t)(have - old) * r->share / 1024);
 		scanning = have - mid >= 2 * WH_CDC_MAX / 4;
