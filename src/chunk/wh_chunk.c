@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "blake3.h"
@@ -528,6 +529,7 @@ struct par {
 	uint64_t *out;
 	size_t nout;
 	bool ok;
+	uint64_t scan_ns; /* the thread's CPU time for the scan */
 	/* PW_HASH: chunks[i] for i in [h0, h1), data from |d| at offset -
 	 * abs0 */
 	struct wh_chunk *chunks;
@@ -539,6 +541,16 @@ static void hash_chunks(const uint8_t *d, uint64_t abs0, struct wh_chunk *ch,
 {
 	for (size_t i = from; i < to; i++)
 		wh_blake3(d + (ch[i].offset - abs0), ch[i].length, ch[i].hash);
+}
+
+/* cpu_ns - this thread's CPU time */
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* par_work - one piece of work |w|; true if it met SIGBUS in the mapping
@@ -556,10 +568,13 @@ static bool par_work(struct par *p, int w)
 		bus_hi = p->hi;
 		bus_jmp = &jb;
 	}
-	if (w == PW_SCAN)
+	if (w == PW_SCAN) {
+		uint64_t t0 = cpu_ns();
+
 		p->ok = scan(p->d, p->from, p->to, p->abs0, p->out, CAND_CAP,
 			     &p->nout);
-	else
+		p->scan_ns = cpu_ns() - t0;
+	} else
 		hash_chunks(p->d, p->abs0, p->chunks, p->h0, p->h1);
 	bus_jmp = NULL;
 	return false;
@@ -663,15 +678,44 @@ struct parrun {
 	wh_chunk_cb cb;
 	void *ud;
 	uint64_t off;
+	/* this thread's share of a round's new bytes, in 1/1024: it maps
+	 * them (and asks the kernel for the next ones) and cuts while the
+	 * other thread scans, and usually gets less than half; set after
+	 * each round from both threads' CPU time (balance) */
+	unsigned share;
 };
 
+/* balance - the share of the next round, after one in which this thread
+ * took |c1| ns for its |b1| bytes and the other |c2| ns to scan |b2|: the
+ * split that would have made them equal, if each cost is in proportion
+ * to its bytes, halfway from the last one, within 1/5 and 4/5 */
+static unsigned balance(unsigned share, uint64_t c1, uint64_t b1,
+			uint64_t c2, uint64_t b2)
+{
+	double r1, r2, f;
+
+	if (c1 == 0 || c2 == 0 || b1 == 0 || b2 == 0)
+		return share;
+	r1 = (double)c1 / (double)b1;
+	r2 = (double)c2 / (double)b2;
+	f = r2 / (r1 + r2) * 1024.0;
+	f = (f + share) / 2;
+	if (f < 205)
+		f = 205;
+	if (f > 819)
+		f = 819;
+	return (unsigned)f;
+}
+
 /*
- * One round: read up to PAR_BUF, hand the second half of the new bytes to
- * the other thread to scan, cut and hash the chunks that start in the
- * first half meanwhile (the plain search, which skips each chunk's first
- * WH_CDC_MIN bytes), then cut the rest from the candidates, hash it on
- * both threads and hand everything to |cb| in order.  A chunk whose
- * search starts before the scanned half is cut the plain way, so the
+ * One round: read up to PAR_BUF, hand the later part of the new bytes to
+ * the other thread to scan, cut the chunks that start in the earlier part
+ * meanwhile (the plain search, which skips each chunk's first WH_CDC_MIN
+ * bytes), then cut the rest from the candidates, hash them all on both
+ * threads, half of the bytes each, and hand everything to |cb| in order.
+ * Where the parts meet follows both threads' CPU time of the round before
+ * (r->share), so that neither waits long for the other.  A chunk whose
+ * search starts before the scanned part is cut the plain way, so the
  * bytes left over from the last round need no candidates.
  */
 static int par_rounds(struct parrun *r)
@@ -689,6 +733,7 @@ static int par_rounds(struct parrun *r)
 		struct cands cs = { 0 };
 		const uint8_t *buf;
 		bool scanning;
+		uint64_t t0 = cpu_ns(), c1;
 
 		rv = src_fill(&r->src, io, &have, off, &eof);
 		if (rv < 0)
@@ -696,9 +741,9 @@ static int par_rounds(struct parrun *r)
 		buf = r->src.buf;
 		p->lo = (uintptr_t)r->src.map;
 		p->hi = p->lo + r->src.mlen;
-		/* the second half of the new bytes to the other thread; a
+		/* the later part of the new bytes to the other thread; a
 		 * short tail is not worth it */
-		mid = old + (have - old) / 2;
+		mid = old + (size_t)((uint64_t)(have - old) * r->share / 1024);
 		scanning = have - mid >= 2 * WH_CDC_MAX / 4;
 		if (scanning) {
 			p->d = buf;
@@ -718,17 +763,20 @@ static int par_rounds(struct parrun *r)
 				break;
 			cut[ncut].offset = off + pos;
 			cut[ncut].length = (uint32_t)c;
-			wh_blake3(buf + pos, c, cut[ncut].hash);
+			total += c;
 			ncut++;
 			pos += c;
 		}
 		nplain = ncut;
+		c1 = cpu_ns() - t0;
 		if (scanning) {
 			if (!par_wait(p))
 				return -EFAULT;
 			cs.v = p->out;
 			cs.n = p->nout;
 			cs.dense = !p->ok;
+			r->share = balance(r->share, c1, pos, p->scan_ns,
+					   have - mid);
 		}
 		/* the others, from the candidates (none are needed when the
 		 * loop above stopped for want of data) */
@@ -748,13 +796,15 @@ static int par_rounds(struct parrun *r)
 			ncut++;
 			pos += c;
 		}
-		/* their hashes: the later ones on the other thread, about
-		 * half of the bytes */
-		if (ncut > nplain) {
+		/* the hashes of them all: the later ones on the other
+		 * thread, about half of the bytes (cutting is the part
+		 * whose split is balanced) */
+		if (ncut > 0) {
 			size_t k = ncut;
 
-			while (k > nplain + 1 &&
-			       2 * half + cut[k - 1].length <= total)
+			/* (each chunk to the other thread that brings its
+			 * part nearer to half) */
+			while (k > 1 && 2 * half + cut[k - 1].length < total)
 				half += cut[--k].length;
 			p->chunks = cut;
 			p->h0 = k;
@@ -763,7 +813,7 @@ static int par_rounds(struct parrun *r)
 			p->abs0 = off;
 			if (k < ncut)
 				par_post(p, PW_HASH);
-			hash_chunks(buf, off, cut, nplain, k);
+			hash_chunks(buf, off, cut, 0, k);
 			if (k < ncut && !par_wait(p))
 				return -EFAULT;
 		}
@@ -808,6 +858,7 @@ static int chunk_fd_par(int fd, uint64_t limit, wh_chunk_cb cb, void *ud,
 	memset(&r, 0, sizeof(r));
 	r.cb = cb;
 	r.ud = ud;
+	r.share = 512;
 	r.ncutcap = PAR_BUF / WH_CDC_MIN + 2;
 	r.cut = malloc(r.ncutcap * sizeof(*r.cut));
 	r.p.out = malloc(CAND_CAP * sizeof(*r.p.out));

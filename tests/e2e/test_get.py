@@ -6,6 +6,7 @@ import random
 import signal
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -202,6 +203,57 @@ def test_destination_changed_during_the_unhashed_copy(how, share, hosts,
         assert s["chunks_fetched"] >= 4, s  # the three edited and the last
     else:
         assert s["chunks_fetched"] >= s["chunks"] / 2, s  # past 10 MiB
+
+
+@pytest.mark.parametrize("settled", [True, False])
+def test_unknown_destination_hashed_once(settled, share, hosts, workdir):
+    """A destination the client did not write (a plain copy, its manifest
+    not in the cache) is hashed; if it had not changed for a second before
+    that, and is unchanged after, its chunks are then copied unread like
+    a known one's (the WH_GET_TEST_PAUSE hook holds such a get, and only
+    such a get), and the identity checked before the rename catches an
+    edit made meanwhile: the copy starts again, hashes the file again and
+    fetches what differs.  One changed just before the get is hashed and
+    its chunks verified as they are used (no pause)."""
+    rng = random.Random(5)
+    src = os.path.join(share, "renders", "shot042", "take1.mov")
+    with open(src, "wb") as f:
+        f.write(rng.randbytes(24 * MiB))
+    dst = os.path.join(workdir, "take1.mov")
+    with open(src, "rb") as a, open(dst, "wb") as b:
+        b.write(a.read())
+    if settled:
+        time.sleep(1.2)
+    h = hosts(share)
+    with open(src, "r+b") as f:  # something to fetch
+        f.seek(-1, os.SEEK_END)
+        f.write(b"\x00")
+    flag = os.path.join(workdir, "paused")
+    p = subprocess.Popen([WH_BIN, "get", h.code, "renders/shot042/take1.mov",
+                          dst, "--peer", h.addr, "--cache-dir",
+                          os.path.join(workdir, "c"), "--json"],
+                         env=dict(os.environ, WH_GET_TEST_PAUSE=flag),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: os.path.exists(flag) or p.poll() is not None, 60)
+    if settled:
+        assert p.poll() is None, p.communicate()
+        st = os.stat(dst)
+        with open(dst, "r+b") as f:  # in chunks the copy takes unread
+            for off in (1 * MiB, 9 * MiB, 17 * MiB):
+                f.seek(off)
+                f.write(b"\xff" * 4096)
+        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.unlink(flag)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert not os.path.exists(flag)
+    assert open(dst, "rb").read() == open(src, "rb").read()
+    s = json.loads(out)
+    if settled:
+        assert s["chunks_fetched"] >= 4, s  # the three edited and the last
+    else:
+        assert 1 <= s["chunks_fetched"] <= 2, s
+        assert s["chunks_from_destination"] == s["chunks"] - s["chunks_fetched"], s
 
 
 def store_entries(cache):
