@@ -390,6 +390,17 @@ def unmount_fs(mnt):
         subprocess.run(["umount", "-l", mnt], stderr=subprocess.DEVNULL)
 
 
+def exit_on_signals():
+    """SIGTERM, SIGHUP and SIGINT end the benchmark through sys.exit, so
+    its finally clauses remove what it made (namespaces, mounts, daemons).
+    SIGINT too: a script started in the background by a shell inherits it
+    ignored, and would not stop on ^C's signal otherwise."""
+    import signal as _signal
+
+    for sig in (_signal.SIGTERM, _signal.SIGHUP, _signal.SIGINT):
+        _signal.signal(sig, lambda *a: sys.exit(1))
+
+
 class Lab:
     """A work directory with a private sshd and wormhole processes."""
 
