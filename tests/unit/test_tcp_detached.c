@@ -134,9 +134,24 @@ static size_t frames(const struct wh_buf *b, uint8_t *types, size_t max,
 	return n;
 }
 
-static void serve_one(bool bytewise)
+/* detached - a server connection on no socket for |t| (set up by the
+ * caller), its output in t->out; |in| made empty for the input */
+static struct wh_tcp_ep *detached(struct t *t, struct wh_buf *in)
 {
 	struct wh_quic_config cfg;
+	struct wh_tcp_ep *ep;
+
+	wh_buf_init(&t->out);
+	wh_buf_init(in);
+	wh_quic_config_default(&cfg, true);
+	assert_int_equal(wh_tcp_detached_new(true, &cfg, &cbs, t, sink, t,
+					     &ep, &t->c),
+			 0);
+	return ep;
+}
+
+static void serve_one(bool bytewise)
+{
 	struct wh_tcp_ep *ep;
 	struct wh_buf in;
 	struct t t;
@@ -145,12 +160,7 @@ static void serve_one(bool bytewise)
 	size_t n, dlen;
 
 	memset(&t, 0, sizeof(t));
-	wh_buf_init(&t.out);
-	wh_buf_init(&in);
-	wh_quic_config_default(&cfg, true);
-	assert_int_equal(wh_tcp_detached_new(true, &cfg, &cbs, &t, sink, &t,
-					     &ep, &t.c),
-			 0);
+	ep = detached(&t, &in);
 	put_settings(&in);
 	put(&in, WH_MUX_DATA, WH_MUX_FLAG_FIN, 1, "hello", 5);
 	if (bytewise)
@@ -190,7 +200,6 @@ static void test_serve_bytewise(void **state)
 
 static void test_no_data_after_reset(void **state)
 {
-	struct wh_quic_config cfg;
 	struct wh_tcp_ep *ep;
 	struct wh_buf in;
 	struct t t;
@@ -198,12 +207,7 @@ static void test_no_data_after_reset(void **state)
 	(void)state;
 	memset(&t, 0, sizeof(t));
 	t.reset_new = true;
-	wh_buf_init(&t.out);
-	wh_buf_init(&in);
-	wh_quic_config_default(&cfg, true);
-	assert_int_equal(wh_tcp_detached_new(true, &cfg, &cbs, &t, sink, &t,
-					     &ep, &t.c),
-			 0);
+	ep = detached(&t, &in);
 	put_settings(&in);
 	put(&in, WH_MUX_DATA, 0, 1, "a", 1);
 	put(&in, WH_MUX_DATA, 0, 1, "b", 1);
