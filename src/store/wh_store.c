@@ -1570,6 +1570,13 @@ static void scan_files(struct wh_store *s)
 					unlink(p);
 				continue;
 			}
+			/* a chunk's name in another's subdirectory: not where
+			 * the store looks for it (nor evicts it from), so no
+			 * chunk of ours; entered, it would count and never go */
+			if (memcmp(f->d_name, d->d_name, 2) != 0) {
+				unlink(p);
+				continue;
+			}
 			if (stat(p, &st) != 0 || !S_ISREG(st.st_mode))
 				continue;
 			if (st.st_size <= 0 || st.st_size > WH_CDC_MAX) {
@@ -2045,6 +2052,15 @@ static unsigned sweep_dir(struct wh_store *s, unsigned sub)
 				    stat(p, &st) == 0 &&
 				    st.st_mtime + NAME_GRACE < now)
 					unlink(p);
+				continue;
+			}
+			if (c[nc].hash[0] != (sub & 255)) {
+				char p[4500];
+
+				/* in the wrong subdirectory: none of ours (as in
+				 * scan_files) */
+				snprintf(p, sizeof(p), "%s/%s", d, f->d_name);
+				unlink(p);
 				continue;
 			}
 			c[nc++].len = 0;
