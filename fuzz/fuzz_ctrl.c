@@ -425,8 +425,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (same && !z.locked && !z.tampered &&
 	    (!z.h_authed || !z.c_ready || z.c_done || z.h_closed))
 		abort(); /* an honest run did not get through */
-	if (z.h_authed && z.h.caps & ~(WH_CAP_INVAL | WH_CAP_SMALL |
-				       WH_CAP_ZSTD | WH_CAP_ZSMALL))
+	/* the host agrees to nothing it did not offer; nor, on an untouched
+	 * wire, to anything the client did not (a bit flipped in HELLO's
+	 * capabilities is a HELLO that offered them: TLS, not the PAKE,
+	 * protects them in real life) */
+	if (z.h_authed && z.h.caps & ~(WH_CAP_INVAL | WH_CAP_CHUNKS |
+				       WH_CAP_SMALL | WH_CAP_ZSMALL |
+				       WH_CAP_ZSTD))
+		abort();
+	if (z.h_authed && !z.tampered &&
+	    z.h.caps & ~(WH_CAP_INVAL | WH_CAP_SMALL | WH_CAP_ZSTD |
+			 WH_CAP_ZSMALL))
 		abort(); /* a capability one side did not offer */
 	if (z.h_authed && (z.h.caps & WH_CAP_ZSMALL) &&
 	    !(z.h.caps & WH_CAP_ZSTD))
