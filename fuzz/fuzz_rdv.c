@@ -107,9 +107,17 @@ static int on_send(void *ud, const struct sockaddr *to, socklen_t tolen,
 	if (!z.peers || to->sa_family != z.sig.ss_family ||
 	    wh_sig_addr_from_sa(to, &a) != 0)
 		abort();
-	for (unsigned i = 0; i < z.pm.ncand; i++)
-		if (wh_sig_addr_eq(&a, &z.pm.cand[i]))
+	for (unsigned i = 0; i < z.pm.ncand; i++) {
+		/* a candidate given as v4-mapped IPv6 is sent to as such and
+		 * reads back as IPv4: compare the addresses, not spellings */
+		struct sockaddr_storage ss;
+		struct wh_sig_addr c;
+
+		wh_sig_addr_to_sa(&z.pm.cand[i], &ss);
+		if (wh_sig_addr_from_sa((struct sockaddr *)&ss, &c) == 0 &&
+		    wh_sig_addr_eq(&a, &c))
 			return 0;
+	}
 	abort(); /* a PUNCH to an address the host did not give */
 }
 
