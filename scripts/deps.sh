@@ -10,7 +10,8 @@ pkgs="build-essential cmake pkg-config libngtcp2-dev libngtcp2-crypto-gnutls-dev
  libzstd-dev"
 case "$what" in
 test) pkgs="$pkgs libcmocka-dev python3 python3-pytest clang libclang-rt-14-dev
- attr coreutils diffutils findutils tar b3sum iproute2 nftables conntrack util-linux" ;;
+ attr coreutils diffutils findutils tar b3sum iproute2 nftables conntrack util-linux
+ strace" ;;
 bench) pkgs="$pkgs openssh-server openssh-client sshfs rsync python3 b3sum
  iperf3 gnuplot-nox ethtool iputils-ping iproute2 util-linux" ;;
 esac

@@ -1920,14 +1920,106 @@ static int small_times(int fd, const struct entry *e,
 	return futimens(fd, times) == 0 ? 0 : -errno;
 }
 
-/* small_write - |e| is |ent|'s bytes: written under a temporary name,
- * given the host's mode and times, renamed into place.  0 or -errno
+/*
+ * A small file is written unnamed (O_TMPFILE in its directory) and linked
+ * under its final name once whole: one directory entry made instead of a
+ * temporary name made and renamed (a quarter less CPU per file on ext4),
+ * and a get killed meanwhile leaves nothing behind.  Where the file system
+ * has no O_TMPFILE, or WH_GET_NO_TMPFILE is set, the file is written
+ * under its temporary name and renamed.
+ */
+static bool tmpfile_off;      /* a file system here refused O_TMPFILE */
+static bool empty_path_off;   /* linkat AT_EMPTY_PATH was refused */
+
+static bool tmpfile_wanted(void)
+{
+	static int env = -1;
+	const char *v;
+
+	if (env < 0) {
+		v = getenv("WH_GET_NO_TMPFILE");
+		__atomic_store_n(&env, v && v[0] && strcmp(v, "0") ? 1 : 0,
+				 __ATOMIC_RELAXED);
+	}
+	return !__atomic_load_n(&env, __ATOMIC_RELAXED) &&
+	       !__atomic_load_n(&tmpfile_off, __ATOMIC_RELAXED);
+}
+
+/* small_tmpfile - an unnamed file for |e| in its directory, or -errno */
+static int small_tmpfile(const struct entry *e, mode_t mode)
+{
+	const char *slash = strrchr(e->lpath, '/');
+	char dir[4200];
+	int fd, err;
+
+	if (slash)
+		snprintf(dir, sizeof(dir), "%.*s",
+			 slash == e->lpath ? 1 : (int)(slash - e->lpath),
+			 e->lpath);
+	else
+		snprintf(dir, sizeof(dir), ".");
+	fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, mode);
+	if (fd >= 0)
+		return fd;
+	err = errno;
+	/* not supported by this file system or kernel */
+	if (err == EOPNOTSUPP || err == EISDIR || err == EINVAL)
+		__atomic_store_n(&tmpfile_off, true, __ATOMIC_RELAXED);
+	return -err;
+}
+
+/* link_fd - give the unnamed file |fd| the name |path|; 0 or -errno */
+static int link_fd(int fd, const char *path)
+{
+	char proc[32];
+
+	if (!__atomic_load_n(&empty_path_off, __ATOMIC_RELAXED)) {
+		if (linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH) == 0)
+			return 0;
+		if (errno != ENOENT)
+			return -errno;
+		/* without CAP_DAC_READ_SEARCH AT_EMPTY_PATH is ENOENT: the
+		 * descriptor's /proc link does the same for anyone */
+		__atomic_store_n(&empty_path_off, true, __ATOMIC_RELAXED);
+	}
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	return linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0
+		       ? 0
+		       : -errno;
+}
+
+/* small_name - put the whole file |fd| at |e|'s destination: linked there
+ * if it was unnamed and the name is free, else through its temporary name
+ * |tmp| (a rename replaces an old file in one step).  0 or -errno. */
+static int small_name(int fd, bool unnamed, const char *tmp,
+		      const struct entry *e)
+{
+	int rv;
+
+	if (unnamed) {
+		rv = link_fd(fd, e->lpath);
+		if (rv != -EEXIST)
+			return rv;
+		rv = link_fd(fd, tmp);
+		if (rv == -EEXIST && unlink(tmp) == 0)
+			rv = link_fd(fd, tmp);
+		if (rv < 0)
+			return rv;
+	}
+	if (rename(tmp, e->lpath) == 0)
+		return 0;
+	rv = -errno;
+	unlink(tmp);
+	return rv;
+}
+
+/* small_write - |e| is |ent|'s bytes: written unnamed or under a
+ * temporary name, given the host's mode and times, named.  0 or -errno
  * (reported). */
 static int small_write(struct ctx *c, const struct entry *e,
 		       const struct wh_small_ent *ent)
 {
 	char tmp[4200];
-	const char *slash = strrchr(e->lpath, '/');
 	size_t size = (size_t)ent->version.size, done = 0;
 	mode_t mode = e->attr.mode & 07777;
 	/* created with its final mode when the umask keeps it and no write
@@ -1935,18 +2027,20 @@ static int small_write(struct ctx *c, const struct entry *e,
 	 * fchmod less */
 	bool direct = !(mode & 06000) && (mode & S_IWUSR) &&
 		      (mode & c->umask) == 0;
+	bool unnamed = false;
 	struct stat st;
-	int fd, rv = 0;
+	int fd = -1, rv = 0;
 
-	if (slash)
-		snprintf(tmp, sizeof(tmp), "%.*s/.%s.wh-partial",
-			 (int)(slash - e->lpath), e->lpath, slash + 1);
-	else
-		snprintf(tmp, sizeof(tmp), ".%s.wh-partial", e->lpath);
-	/* a new file, so that it has that mode (an interrupted get may
-	 * have left one behind) */
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-		  direct ? mode : 0600);
+	partial_name(e, tmp, sizeof(tmp));
+	if (tmpfile_wanted()) {
+		fd = small_tmpfile(e, direct ? mode : 0600);
+		unnamed = fd >= 0;
+	}
+	/* else a new file, so that it has that mode (an interrupted get
+	 * may have left one behind) */
+	if (fd < 0)
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+			  direct ? mode : 0600);
 	if (fd < 0 && errno == EEXIST && unlink(tmp) == 0)
 		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 			  direct ? mode : 0600);
@@ -1969,24 +2063,30 @@ static int small_write(struct ctx *c, const struct entry *e,
 	if (rv == -ENOSPC)
 		fail(c, "no space left on the device writing '%s'", e->lpath);
 	else if (rv < 0)
-		fail(c, "cannot write '%s': %s", tmp, strerror(-rv));
+		fail(c, "cannot write '%s': %s", e->lpath, strerror(-rv));
 	if (rv == 0) {
 		rv = direct ? small_times(fd, e, &ent->version)
 			    : set_meta(fd, e, &ent->version);
 		if (rv < 0)
-			fail(c, "cannot finish '%s': %s", tmp, strerror(-rv));
+			fail(c, "cannot finish '%s': %s", e->lpath,
+			     strerror(-rv));
 	}
-	if (rv == 0 && rename(tmp, e->lpath) != 0) {
-		rv = -errno;
-		fail(c, "cannot rename '%s' to '%s': %s", tmp, e->lpath,
-		     strerror(errno));
+	if (rv == 0) {
+		rv = small_name(fd, unnamed, tmp, e);
+		if (rv == -ENOSPC)
+			fail(c, "no space left on the device writing '%s'",
+			     e->lpath);
+		else if (rv < 0)
+			fail(c, "cannot put '%s' in place: %s", e->lpath,
+			     strerror(-rv));
 	}
-	/* its hash, as the file is now (a rename may change its ctime) */
+	/* its hash, as the file is now (naming it changes its ctime) */
 	if (rv == 0 && c->o->mc && fstat(fd, &st) == 0)
 		wh_mcache_hash_put(c->o->mc, &st, ent->hash);
 	close(fd);
 	if (rv < 0) {
-		unlink(tmp);
+		if (!unnamed)
+			unlink(tmp);
 		return rv;
 	}
 	small_count(c, size, true);

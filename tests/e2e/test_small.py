@@ -1,9 +1,12 @@
 """`wormhole get` of many small files: several to a request (GET_SMALL),
 and the per-file path with a host that does not offer it."""
+import glob
 import os
 import re
 import threading
 import time
+
+import pytest
 
 from conftest import MiB, get, same_tree, wait_for
 
@@ -53,14 +56,51 @@ def requests_served(h, clients):
     return [int(n) for n in pat.findall(h.stderr())]
 
 
-def test_tree_of_small_files_batched(workdir, hosts):
+# how a small file gets its name: linked from an unnamed file (as root, by
+# AT_EMPTY_PATH; without CAP_DAC_READ_SEARCH, by its /proc link), or
+# written under a temporary name and renamed
+HOW = {
+    "unnamed": ((), None),
+    "unnamed-proc": (("setpriv", "--bounding-set=-dac_read_search"), None),
+    "renamed": ((), {"WH_GET_NO_TMPFILE": "1"}),
+}
+
+
+@pytest.mark.parametrize("how", sorted(HOW))
+def test_tree_of_small_files_batched(how, workdir, hosts):
     share = os.path.join(workdir, "s")
     files = make_tree(share)
     h = hosts(share)
     out = os.path.join(workdir, "out")
-    s = get(h, "", out, os.path.join(workdir, "cc"))
+    wrap, env = HOW[how]
+    trace = os.path.join(workdir, "trace")
+
+    def run(strace=()):
+        return get(h, "", out, os.path.join(workdir, "cc"),
+                   wrap=(*strace, *wrap), env=env)
+
+    # one file per thread (-ff), so that no call is split across lines
+    s = run(("strace", "-ff", "-qq", "-s", "4096", "-o", trace,
+             "-e", "trace=linkat,rename,renameat,renameat2"))
     assert same_tree(share, out)
     assert s["files"] == files
+    calls = []
+    for t in glob.glob(trace + ".*"):
+        with open(t) as f:
+            # (the cache's own files are renamed into place too)
+            calls += [l for l in f
+                      if l.rstrip().endswith("= 0") and '"%s/' % out in l]
+    linked = sum("linkat(" in l for l in calls)
+    renamed = len(calls) - linked
+    # the symbolic link and the files over the small limit ("over",
+    # "d1/big") are renamed into place in any case
+    if how == "renamed":
+        assert linked == 0 and renamed == files + 1, (linked, renamed)
+    else:
+        assert linked == files - 2 and renamed == 3, (linked, renamed)
+        # (since Linux 6.10 the opener may use AT_EMPTY_PATH without it)
+        by_proc = sum("/proc/self/fd/" in l for l in calls)
+        assert by_proc in ((0, linked) if how == "unnamed-proc" else (0,))
     for name in ["one", "d0/f03", "d1/a/b/f00"] + list(MODES):
         a = os.stat(os.path.join(share, name))
         b = os.stat(os.path.join(out, name))
@@ -70,7 +110,7 @@ def test_tree_of_small_files_batched(workdir, hosts):
     # far fewer requests than files: 64 to a request
     assert requests_served(h, 1)[0] < files // 4
     # again: nothing crosses the wire, every file checked by its hash
-    s = get(h, "", out, os.path.join(workdir, "cc"))
+    s = run()
     assert s["chunks_fetched"] == 0 and s["wire_bytes"] == 0
     assert s["files"] == files and same_tree(share, out)
     # one file changed at the destination, one at the host: only they come
@@ -78,7 +118,7 @@ def test_tree_of_small_files_batched(workdir, hosts):
         f.write(b"X")
     with open(os.path.join(share, "d3", "f09"), "wb") as f:
         f.write(b"new content")
-    s = get(h, "", out, os.path.join(workdir, "cc"))
+    s = run()
     assert same_tree(share, out)
     assert s["chunks_fetched"] == 2
     assert s["wire_bytes"] == os.path.getsize(os.path.join(share, "d2", "a", "f07")) + 11
