@@ -62,3 +62,18 @@ void wh_buf_consume(struct wh_buf *b, size_t n)
 	memmove(b->data, b->data + n, b->len - n);
 	b->len -= n;
 }
+
+void *wh_zalloc(size_t n, size_t size)
+{
+	size_t bytes;
+	void *p;
+
+	if (size && n > SIZE_MAX / size)
+		return NULL;
+	bytes = n * size;
+	p = malloc(bytes ? bytes : 1);
+	/* explicit_bzero: the compiler would make malloc + memset calloc */
+	if (p)
+		explicit_bzero(p, bytes);
+	return p;
+}

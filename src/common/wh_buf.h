@@ -26,4 +26,14 @@ int wh_buf_append(struct wh_buf *b, const void *p, size_t n);
 void wh_buf_consume(struct wh_buf *b, size_t n);
 static inline void wh_buf_reset(struct wh_buf *b) { b->len = 0; }
 
+/*
+ * wh_zalloc - |n| elements of |size| bytes, zeroed by writing them now;
+ * NULL when out of memory or n * size overflows.  For large tables that
+ * are read before they are written (hash tables): calloc's fresh pages
+ * map the shared zero page when first read, and the first write to each
+ * after that is a copy-on-write fault that flushes every other CPU's TLB
+ * (an IPI each, dear in a virtual machine).  Free with free().
+ */
+void *wh_zalloc(size_t n, size_t size);
+
 #endif /* WH_BUF_H */

@@ -58,6 +58,7 @@
 
 #include "chunk/wh_zstd.h"
 #include "client/wh_fetch.h"
+#include "common/wh_buf.h"
 #include "common/wh_err.h"
 #include "common/wh_log.h"
 #include "common/wh_trace.h"
@@ -317,7 +318,7 @@ static struct node *find_child(struct wh_fs *fs, const struct node *parent,
 static void table_grow(struct wh_fs *fs)
 {
 	size_t nb = fs->nbuckets * 2;
-	struct node **b = calloc(nb, sizeof(*b));
+	struct node **b = wh_zalloc(nb, sizeof(*b)); /* read first */
 
 	if (!b)
 		return;

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/wh_buf.h"
 #include "common/wh_fsutil.h"
 #include "common/wh_log.h"
 #include "common/wh_time.h"
@@ -893,7 +894,9 @@ out:
 static bool hashes_load_locked(struct wh_mcache *mc)
 {
 	if (!mc->hashes) {
-		mc->hashes = calloc(WH_MCACHE_HASHES, sizeof(*mc->hashes));
+		/* read before written: see wh_zalloc (65-85 ms of TLB
+		 * flushes on each side for 10,000 files' first entries) */
+		mc->hashes = wh_zalloc(WH_MCACHE_HASHES, sizeof(*mc->hashes));
 		if (!mc->hashes)
 			return false;
 	}

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/wh_buf.h"
 #include "common/wh_fsutil.h"
 #include "common/wh_log.h"
 #include "io/wh_io.h"
@@ -285,7 +286,7 @@ static int ntab_grow(struct idx *x)
 	struct nref *old = x->ntab;
 	uint32_t oldsize = x->ntabsize;
 
-	x->ntab = calloc(size, sizeof(*x->ntab));
+	x->ntab = wh_zalloc(size, sizeof(*x->ntab)); /* read first */
 	if (!x->ntab) {
 		x->ntab = old;
 		return -ENOMEM;
