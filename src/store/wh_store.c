@@ -1536,13 +1536,15 @@ static bool hex_parse(const char *h, uint8_t *out)
 
 
 /* scan_files - add a DATA record for each chunk file the log does not
- * name, delete what crashes left (temporary files, references of the
- * older layout).  Costs a walk of the store: only when the log is new or
- * was found damaged. */
+ * name, delete what crashes left (temporary files over an hour old, as
+ * the sweep does: a younger one may be another process's put in progress;
+ * references of the older layout).  Costs a walk of the store: only when
+ * the log is new or was found damaged. */
 static void scan_files(struct wh_store *s)
 {
 	DIR *top = opendir(s->dir);
 	struct dirent *d;
+	time_t now = time(NULL);
 
 	if (!top)
 		return;
@@ -1566,8 +1568,10 @@ static void scan_files(struct wh_store *s)
 				continue;
 			snprintf(p, sizeof(p), "%s/%s", sub, f->d_name);
 			if (!hex_parse(f->d_name, e.hash)) {
-				if (strstr(f->d_name, ".tmp") ||
-				    strstr(f->d_name, ".ref"))
+				if (strstr(f->d_name, ".ref") ||
+				    (strstr(f->d_name, ".tmp") &&
+				     lstat(p, &st) == 0 &&
+				     st.st_mtime + NAME_GRACE < now))
 					unlink(p);
 				continue;
 			}

@@ -1149,6 +1149,35 @@ static void test_sweep(void **state)
 	assert_int_equal(files_in(cd), 0);
 }
 
+/* the open's scan (a new log) deletes the temporary files crashes left,
+ * but not one written in the last hour: that may be another process's put
+ * in progress, which would fail */
+static void test_scan_keeps_young_temporaries(void **state)
+{
+	struct wh_store *s;
+	char sub[200], cd[128], old[400], fresh[400];
+	struct timespec ago[2];
+
+	(void)state;
+	snprintf(cd, sizeof(cd), "%s/chunks", dir);
+	mkdir(cd, 0700);
+	snprintf(sub, sizeof(sub), "%s/ab", cd);
+	mkdir(sub, 0700);
+	snprintf(old, sizeof(old), "%s/ab%062d.1.2.3.tmp", sub, 0);
+	snprintf(fresh, sizeof(fresh), "%s/ab%062d.1.2.4.tmp", sub, 0);
+	close(open(old, O_WRONLY | O_CREAT, 0600));
+	close(open(fresh, O_WRONLY | O_CREAT, 0600));
+	clock_gettime(CLOCK_REALTIME, &ago[0]);
+	ago[0].tv_sec -= 7200;
+	ago[1] = ago[0];
+	assert_int_equal(utimensat(AT_FDCWD, old, ago, 0), 0);
+	assert_int_equal(wh_store_open(dir, 1 << 20, &s), 0);
+	wh_store_close(s);
+	assert_int_equal(access(old, F_OK), -1);
+	assert_int_equal(access(fresh, F_OK), 0);
+	unlink(fresh);
+}
+
 /* a file with a chunk's name in another chunk's subdirectory (no put
  * writes one there; a copy or a restore that moved files may) is not
  * entered at open nor by the sweep, where the store would count it
@@ -1295,6 +1324,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_compaction_crash, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan_keeps_young_temporaries,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_misplaced_chunk_file, setup,
 						teardown),
 	};
