@@ -1096,6 +1096,20 @@ static void test_put_evicted_by_another_process(void **state)
 	wh_store_close(a);
 }
 
+/* make_temporaries - empty files |old| (written two hours ago) and
+ * |fresh| (now), as puts that died long ago and one in progress leave */
+static void make_temporaries(const char *old, const char *fresh)
+{
+	struct timespec ago[2];
+
+	close(open(old, O_WRONLY | O_CREAT, 0600));
+	close(open(fresh, O_WRONLY | O_CREAT, 0600));
+	clock_gettime(CLOCK_REALTIME, &ago[0]);
+	ago[0].tv_sec -= 7200;
+	ago[1] = ago[0];
+	assert_int_equal(utimensat(AT_FDCWD, old, ago, 0), 0);
+}
+
 /* chunk files the log does not name (a process that died between the
  * eviction of its record and naming its file again, a log that lost its
  * tail) are found by the sweep without being asked for, counted and
@@ -1106,7 +1120,6 @@ static void test_sweep(void **state)
 	static uint8_t data[6][5000];
 	uint8_t h[6][32];
 	char p[300], sub[200], hex[65], cd[128], old[400], fresh[400];
-	struct timespec ago[2];
 
 	(void)state;
 	snprintf(cd, sizeof(cd), "%s/chunks", dir);
@@ -1127,12 +1140,7 @@ static void test_sweep(void **state)
 	}
 	snprintf(old, sizeof(old), "%s.1.2.3.tmp", p);
 	snprintf(fresh, sizeof(fresh), "%s.1.2.4.tmp", p);
-	close(open(old, O_WRONLY | O_CREAT, 0600));
-	close(open(fresh, O_WRONLY | O_CREAT, 0600));
-	clock_gettime(CLOCK_REALTIME, &ago[0]);
-	ago[0].tv_sec -= 7200;
-	ago[1] = ago[0];
-	assert_int_equal(utimensat(AT_FDCWD, old, ago, 0), 0);
+	make_temporaries(old, fresh);
 	/* a store of no size evicts what the log names: not these */
 	assert_int_equal(wh_store_open(dir, 0, &s), 0);
 	wh_store_close(s);
@@ -1156,7 +1164,6 @@ static void test_scan_keeps_young_temporaries(void **state)
 {
 	struct wh_store *s;
 	char sub[200], cd[128], old[400], fresh[400];
-	struct timespec ago[2];
 
 	(void)state;
 	snprintf(cd, sizeof(cd), "%s/chunks", dir);
@@ -1165,12 +1172,7 @@ static void test_scan_keeps_young_temporaries(void **state)
 	mkdir(sub, 0700);
 	snprintf(old, sizeof(old), "%s/ab%062d.1.2.3.tmp", sub, 0);
 	snprintf(fresh, sizeof(fresh), "%s/ab%062d.1.2.4.tmp", sub, 0);
-	close(open(old, O_WRONLY | O_CREAT, 0600));
-	close(open(fresh, O_WRONLY | O_CREAT, 0600));
-	clock_gettime(CLOCK_REALTIME, &ago[0]);
-	ago[0].tv_sec -= 7200;
-	ago[1] = ago[0];
-	assert_int_equal(utimensat(AT_FDCWD, old, ago, 0), 0);
+	make_temporaries(old, fresh);
 	assert_int_equal(wh_store_open(dir, 1 << 20, &s), 0);
 	wh_store_close(s);
 	assert_int_equal(access(old, F_OK), -1);
