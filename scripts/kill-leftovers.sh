@@ -1,15 +1,25 @@
 #!/bin/bash
 # Kill the processes left behind by a test run: those whose executable is
 # DIR/wormhole, DIR/tests/wh_* or DIR/fuzz/fuzz_* (the libFuzzer targets
-# of a -DWH_FUZZ=ON build) for one of the build directories given.
+# of a -DWH_FUZZ=ON build) for one of the build directories given, and,
+# with --env NAME=VALUE, whose environment holds that entry.
 #
-#   scripts/kill-leftovers.sh DIR...
+#   scripts/kill-leftovers.sh [--env NAME=VALUE] DIR...
 #
 # Matching the executable of each process exactly (not a pattern over
 # command lines) spares everything else of the same checkout, e.g. a
-# benchmark running from build-bench/ while the tests run from build/.
+# benchmark running from build-bench/ while the tests run from build/;
+# scripts/test.sh also passes the TMPDIR it gave its run, which every
+# process the run started inherits, so that a fuzzer or a mount started
+# by hand from the same build directory is spared too.
 set -u
-[ $# -gt 0 ] || { echo "usage: $0 DIR..." >&2; exit 2; }
+want=""
+if [ "${1:-}" = "--env" ]; then
+	[ $# -ge 2 ] || { echo "usage: $0 [--env NAME=VALUE] DIR..." >&2; exit 2; }
+	want=$2
+	shift 2
+fi
+[ $# -gt 0 ] || { echo "usage: $0 [--env NAME=VALUE] DIR..." >&2; exit 2; }
 dirs=()
 for d in "$@"; do
 	r=$(realpath -m -- "$d") && dirs+=("$r")
@@ -22,7 +32,10 @@ for p in /proc/[0-9]*; do
 	for d in "${dirs[@]}"; do
 		case "$exe" in
 		"$d/wormhole" | "$d"/tests/wh_* | "$d"/fuzz/fuzz_*)
-			kill -9 "$pid" 2>/dev/null
+			if [ -z "$want" ] ||
+			   tr '\0' '\n' < "$p/environ" 2>/dev/null | grep -qxF -- "$want"; then
+				kill -9 "$pid" 2>/dev/null
+			fi
 			break ;;
 		esac
 	done

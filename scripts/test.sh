@@ -39,8 +39,10 @@ cleanup() {
 			m=$(printf '%b' "$m")
 			case "$m" in "$logdir"/*) fusermount3 -u -z "$m" 2>/dev/null ;; esac
 		done
-	# only the build directories of this run: not build-bench/ and the like
-	"$ROOT"/scripts/kill-leftovers.sh "$ROOT/build" "$ROOT/build-asan" "$ROOT/build-fuzz"
+	# only what this run started (its TMPDIR) from its build directories:
+	# not build-bench/, nor a fuzzer started by hand from build-fuzz/
+	"$ROOT"/scripts/kill-leftovers.sh --env "TMPDIR=$logdir/tmp" \
+		"$ROOT/build" "$ROOT/build-asan" "$ROOT/build-fuzz"
 }
 trap cleanup EXIT
 

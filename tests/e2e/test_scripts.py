@@ -13,11 +13,14 @@ from conftest import (LOG_TAIL_LINES, ROOT, Host, Mount, netns_name,
                       remove_stale_netns, retry_if_caches_dropped, wait_for)
 
 
-def _fake(path):
-    """A long sleeper whose executable is |path|."""
+def _fake(path, env=None):
+    """A long sleeper whose executable is |path|, with |env| added to its
+    environment."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    shutil.copy(shutil.which("sleep"), path)
-    return subprocess.Popen([path, "600"])
+    if not os.path.exists(path):
+        shutil.copy(shutil.which("sleep"), path)
+    return subprocess.Popen([path, "600"],
+                            env=dict(os.environ, **env) if env else None)
 
 
 def test_kill_leftovers_spares_other_build_dirs(workdir):
@@ -48,6 +51,33 @@ def test_kill_leftovers_spares_other_build_dirs(workdir):
         assert stray.poll() is None, "a program of no known kind was killed"
     finally:
         for p in (ours, tool, bench, other, fuzzer, fuzz_other, stray):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+def test_kill_leftovers_only_this_runs_processes(workdir):
+    """With --env (what scripts/test.sh passes: the TMPDIR it gave its
+    run), a process of the same build directory started by hand (a fuzzer
+    beside the tests) is spared."""
+    root = os.path.join(workdir, "checkout")
+    mine = {"TMPDIR": os.path.join(workdir, "run1", "tmp")}
+    ours = _fake(os.path.join(root, "build-fuzz", "fuzz", "fuzz_proto"), mine)
+    by_hand = _fake(os.path.join(root, "build-fuzz", "fuzz", "fuzz_proto"))
+    other_run = _fake(os.path.join(root, "build", "wormhole"),
+                      {"TMPDIR": mine["TMPDIR"] + "x"})
+    try:
+        r = subprocess.run([os.path.join(ROOT, "scripts", "kill-leftovers.sh"),
+                            "--env", "TMPDIR=" + mine["TMPDIR"],
+                            os.path.join(root, "build"),
+                            os.path.join(root, "build-fuzz")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert wait_for(lambda: ours.poll() is not None, 10)
+        assert by_hand.poll() is None, "a fuzzer started by hand was killed"
+        assert other_run.poll() is None, "another run's program was killed"
+    finally:
+        for p in (ours, by_hand, other_run):
             if p.poll() is None:
                 p.kill()
             p.wait()
