@@ -111,11 +111,9 @@ static int on_send(void *ud, const struct sockaddr *to, socklen_t tolen,
 		/* a candidate given as v4-mapped IPv6 is sent to as such and
 		 * reads back as IPv4: compare the addresses, not spellings */
 		struct sockaddr_storage ss;
-		struct wh_sig_addr c;
 
 		wh_sig_addr_to_sa(&z.pm.cand[i], &ss);
-		if (wh_sig_addr_from_sa((struct sockaddr *)&ss, &c) == 0 &&
-		    wh_sig_addr_eq(&a, &c))
+		if (sa_same(to, (struct sockaddr *)&ss))
 			return 0;
 	}
 	abort(); /* a PUNCH to an address the host did not give */

@@ -1402,23 +1402,28 @@ static int open_partial(const char *tmp, bool *reused)
 	return fd < 0 ? -errno : fd;
 }
 
+/* dir_of - the directory |path| names an entry of, into |buf|; false if
+ * it does not fit */
+static bool dir_of(const char *path, char *buf, size_t size)
+{
+	const char *slash = strrchr(path, '/');
+	int n = slash ? snprintf(buf, size, "%.*s",
+				 slash == path ? 1 : (int)(slash - path), path)
+		      : snprintf(buf, size, ".");
+
+	return n >= 0 && (size_t)n < size;
+}
+
 /* abs_names - |lpath| and its temporary name |tmp| as absolute paths, for
  * store references; both NULL if the directory has none */
 static void abs_names(const char *lpath, const char *tmp, char **pabs,
 		      char **pabs_tmp)
 {
 	const char *slash = strrchr(lpath, '/');
-	char *dir, *d;
+	char dir[4200], *d;
 
 	*pabs = *pabs_tmp = NULL;
-	if (slash == lpath)
-		dir = strdup("/");
-	else if (slash)
-		dir = strndup(lpath, (size_t)(slash - lpath));
-	else
-		dir = strdup(".");
-	d = dir ? realpath(dir, NULL) : NULL;
-	free(dir);
+	d = dir_of(lpath, dir, sizeof(dir)) ? realpath(dir, NULL) : NULL;
 	if (!d)
 		return;
 	if (asprintf(pabs, "%s/%s", strcmp(d, "/") ? d : "",
@@ -1948,16 +1953,11 @@ static bool tmpfile_wanted(void)
 /* small_tmpfile - an unnamed file for |e| in its directory, or -errno */
 static int small_tmpfile(const struct entry *e, mode_t mode)
 {
-	const char *slash = strrchr(e->lpath, '/');
 	char dir[4200];
 	int fd, err;
 
-	if (slash)
-		snprintf(dir, sizeof(dir), "%.*s",
-			 slash == e->lpath ? 1 : (int)(slash - e->lpath),
-			 e->lpath);
-	else
-		snprintf(dir, sizeof(dir), ".");
+	if (!dir_of(e->lpath, dir, sizeof(dir)))
+		return -ENAMETOOLONG;
 	fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, mode);
 	if (fd >= 0)
 		return fd;
