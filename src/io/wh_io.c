@@ -129,7 +129,8 @@ struct wh_io *wh_io_thread(void)
 		return io;
 	if (forced != 2) {
 		err = wh_io_uring_new(&io);
-		if (err < 0 && forced == 1 && !logged)
+		if (err < 0 && forced == 1 &&
+		    !__atomic_load_n(&logged, __ATOMIC_RELAXED))
 			wh_warn("WH_IO=uring, but io_uring is unavailable (%s): "
 				"using pread/pwrite", strerror(-err));
 	}
@@ -137,8 +138,8 @@ struct wh_io *wh_io_thread(void)
 		io = posix_new();
 	if (!io)
 		return &fallback; /* out of memory: still usable */
-	if (!logged) {
-		logged = true;
+	/* threads make theirs at once: one of them says which it is */
+	if (!__atomic_exchange_n(&logged, true, __ATOMIC_RELAXED)) {
 		wh_debug("disk I/O: %s%s%s", io->ops->name,
 			 err < 0 ? ", io_uring unavailable: " : "",
 			 err < 0 ? strerror(-err) : "");

@@ -456,9 +456,11 @@ def test_host_hashes_a_file_once(share, workdir):
         finally:
             h.close()
     # one manifest per file version, written once; files smaller than a
-    # chunk's minimum (notes.txt, empty) hash faster than a cache file is
-    # made and stay in memory only
-    assert len([f for f in os.listdir(hc) if not f.endswith(".tmp")]) == 1
+    # chunk's minimum (notes.txt, empty) have no manifest file: their
+    # whole-file hashes go to small.whs, once they are a second old (so
+    # whether it is there depends on how fast the run was)
+    assert len([f for f in os.listdir(hc)
+                if not f.endswith(".tmp") and f != "small.whs"]) == 1
 
 
 def test_sparse_file_keeps_holes(workdir, hosts):
