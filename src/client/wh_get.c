@@ -481,6 +481,21 @@ static ssize_t copy_plain(int in, uint64_t ioff, int out, uint64_t ooff,
 			      * again this many times in all */
 
 /*
+ * Threads copying the chunks of the old destination that a file keeps,
+ * while the feeding thread goes on with its manifest: that thread alone
+ * copied 0.9 GiB of a 1 GiB file with 10% changed in 3.7 s, and the
+ * changed chunks after a copied stretch were asked for only once it was
+ * copied.  Two, for the two halves of a copy's cost that can overlap on
+ * two cores (the first writes to the new file's pages, and the reads).
+ */
+#define COPIERS 2
+
+struct copy_task {
+	size_t idx;    /* the chunk, in job.chunks */
+	uint64_t from; /* its offset in the old destination */
+};
+
+/*
  * One file in flight.  The calling thread feeds the chunks of its
  * manifest in as they arrive (all at once from an old-form MANIFEST, part
  * by part from MANIFEST_STREAM while the host is still hashing): a chunk
@@ -512,6 +527,15 @@ struct job {
 	int err;  /* the first failure, 0 if none */
 	pthread_t th[64]; /* the fetchers, under lock (they start more) */
 	int nth;
+	/* chunks to copy from the old destination unread (copy_known), and
+	 * the threads copying them, under lock; ccv: one was queued, or no
+	 * more will be */
+	struct copy_task *cq;
+	size_t ncq, cqcap, cqnext;
+	bool cq_fed;
+	pthread_cond_t ccv;
+	pthread_t cth[COPIERS];
+	int ncth;
 	/* the feeding thread's own */
 	size_t *dups, ndups, dupcap;
 	size_t *seen, seencap, nseen; /* open addressing: chunk index + 1 */
@@ -525,7 +549,8 @@ struct job {
 	bool old_known;
 	struct stat ost;
 	uint64_t from_store, from_dest, in_place;
-	uint64_t copied; /* of from_dest, copied without a hash */
+	uint64_t copied; /* copied without a hash (not in from_dest), under
+			  * lock */
 };
 
 static void job_fail(struct job *j, int rv)
@@ -534,6 +559,7 @@ static void job_fail(struct job *j, int rv)
 	if (!j->err)
 		j->err = rv;
 	pthread_cond_broadcast(&j->cv);
+	pthread_cond_broadcast(&j->ccv);
 	pthread_mutex_unlock(&j->lock);
 }
 
@@ -881,13 +907,13 @@ static void start_fetcher(struct job *j, bool wanted)
 	pthread_mutex_unlock(&j->lock);
 }
 
-/* job_fetchers - how many fetcher threads |j| has */
+/* job_fetchers - how many fetcher and copier threads |j| has */
 static int job_fetchers(struct job *j)
 {
 	int n;
 
 	pthread_mutex_lock(&j->lock);
-	n = j->nth;
+	n = j->nth + j->ncth;
 	pthread_mutex_unlock(&j->lock);
 	return n;
 }
@@ -915,44 +941,123 @@ static int queue(struct job *j, size_t idx)
 }
 
 /*
- * copy_known - chunk |ch| from the old destination (|o| there) when that
- * file's identity is unchanged since its manifest was known (written or
- * hashed by a get): copied unhashed, the identity checked again before
- * the rename.  In the kernel where both sides are equally aligned (on
- * NFS a copy on the server), else through j->buf in pieces (copy_plain):
- * an unaligned copy_file_range on ext4 costs twice the CPU of pread and
- * pwrite.  1 if copied, 0 if it must be verified instead, or -errno.
+ * copy_known - chunk |ch| from the old destination (at |from| there) when
+ * that file's identity is unchanged since its manifest was known (written
+ * or hashed by a get): copied unhashed, the identity checked again before
+ * the rename.  In the kernel where both sides are equally aligned (on NFS
+ * a copy on the server), else through |buf| (COPY_PIECE bytes) in pieces
+ * (copy_plain): an unaligned copy_file_range on ext4 costs twice the CPU
+ * of pread and pwrite.  1 if copied, 0 if it must be verified instead, or
+ * -errno.  Run by the copiers.
  */
-static int copy_known(struct job *j, const struct wh_chunk *ch,
-		      const struct oldidx *o)
+static int copy_known(struct job *j, const struct wh_chunk *ch, uint64_t from,
+		      uint8_t *buf)
 {
-	/* (the buffer holds the file when it is smaller than a piece) */
-	size_t bsz = j->version.size < COPY_PIECE ? j->version.size + 1
-						  : COPY_PIECE;
 	uint64_t t0 = wh_now_ns();
 	ssize_t n;
 
 	/* copy_file_range: a cold 256 MiB file at the same offsets took
 	 * 0.08-0.23 s of system time, 128 KiB pieces through the buffer
 	 * 0.09-0.22 (medians 0.09 and 0.14) */
-	if ((o->offset ^ ch->offset) % 4096 == 0)
-		n = wh_io_copy(wh_io_thread(), j->oldfd, o->offset, j->fd,
-			       ch->offset, ch->length, j->buf, bsz);
+	if ((from ^ ch->offset) % 4096 == 0)
+		n = wh_io_copy(wh_io_thread(), j->oldfd, from, j->fd,
+			       ch->offset, ch->length, buf, COPY_PIECE);
 	else
-		n = copy_plain(j->oldfd, o->offset, j->fd, ch->offset,
-			       ch->length, j->buf);
-	if (n == -EIO) {
-		j->old_known = false; /* shorter than it was: verify all */
+		n = copy_plain(j->oldfd, from, j->fd, ch->offset, ch->length,
+			       buf);
+	if (n == -EIO) { /* shorter than it was: verify all */
+		__atomic_store_n(&j->old_known, false, __ATOMIC_RELAXED);
 		return 0;
 	}
 	if (n < 0)
 		return (int)n;
-	j->from_dest++;
+	pthread_mutex_lock(&j->lock);
 	j->copied++;
+	pthread_mutex_unlock(&j->lock);
 	trace_ev(j->c, "copy", t0, ch->offset, ch->length);
 	add_done(j->c, ch->length);
 	keep_warn(j, keep(j, ch, NULL));
 	return 1;
+}
+
+/* copier - a thread copying the queued chunks of the old destination; a
+ * chunk that cannot be copied after all (the old file got shorter) goes
+ * to the fetchers */
+static void *copier(void *arg)
+{
+	struct job *j = arg;
+	uint8_t *buf = malloc(COPY_PIECE);
+
+	if (!buf) {
+		job_fail(j, -ENOMEM);
+		return NULL;
+	}
+	for (;;) {
+		struct copy_task t;
+		struct wh_chunk ch;
+		int rv;
+
+		pthread_mutex_lock(&j->lock);
+		while (!j->err && j->cqnext == j->ncq && !j->cq_fed)
+			pthread_cond_wait(&j->ccv, &j->lock);
+		if (j->err || j->cqnext == j->ncq) {
+			pthread_mutex_unlock(&j->lock);
+			break;
+		}
+		t = j->cq[j->cqnext++];
+		ch = j->chunks[t.idx];
+		pthread_mutex_unlock(&j->lock);
+		rv = copy_known(j, &ch, t.from, buf);
+		if (rv == 0)
+			rv = queue(j, t.idx);
+		if (rv < 0) {
+			job_fail(j, rv);
+			break;
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+/* queue_copy - hand chunk |idx| (at |from| in the old destination) to the
+ * copiers, starting one more while there is a backlog */
+static int queue_copy(struct job *j, size_t idx, uint64_t from)
+{
+	int rv = 0;
+
+	pthread_mutex_lock(&j->lock);
+	if (!grow((void **)&j->cq, &j->cqcap, j->ncq + 1, sizeof(*j->cq))) {
+		pthread_mutex_unlock(&j->lock);
+		return -ENOMEM;
+	}
+	j->cq[j->ncq++] = (struct copy_task){idx, from};
+	pthread_cond_signal(&j->ccv);
+	if (j->ncth < COPIERS && (j->ncth == 0 || j->ncq - j->cqnext > 1)) {
+		if (pthread_create(&j->cth[j->ncth], NULL, copier, j) == 0)
+			j->ncth++;
+		else if (j->ncth == 0)
+			rv = -EAGAIN;
+	}
+	if (rv < 0)
+		j->ncq--;
+	pthread_mutex_unlock(&j->lock);
+	return rv;
+}
+
+/* copies_end - no more chunks to copy: wait for the copiers */
+static void copies_end(struct job *j)
+{
+	pthread_mutex_lock(&j->lock);
+	j->cq_fed = true;
+	pthread_cond_broadcast(&j->ccv);
+	while (j->ncth > 0) {
+		pthread_t t = j->cth[--j->ncth];
+
+		pthread_mutex_unlock(&j->lock);
+		pthread_join(t, NULL);
+		pthread_mutex_lock(&j->lock);
+	}
+	pthread_mutex_unlock(&j->lock);
 }
 
 /* feed - one more chunk of the manifest, checked by the caller */
@@ -978,14 +1083,12 @@ static int feed(struct job *j, const struct wh_chunk *ch)
 	pthread_mutex_unlock(&j->lock);
 	/* the old destination first when it needs no hashing (but for a
 	 * resumed partial file, whose chunks may be in place already) */
-	if (j->old_known && !j->reused && !j->sparse && j->abs &&
+	if (__atomic_load_n(&j->old_known, __ATOMIC_RELAXED) && !j->reused &&
+	    !j->sparse && j->abs &&
 	    (o = bsearch(ch->hash, j->old, j->nold, sizeof(*j->old),
 			 by_hash)) &&
-	    o->length == ch->length) {
-		rv = copy_known(j, ch, o);
-		if (rv != 0)
-			return rv < 0 ? rv : 0;
-	}
+	    o->length == ch->length)
+		return queue_copy(j, idx, o->offset);
 	/* files under a minimum chunk never go to the store */
 	if (j->version.size >= WH_CDC_MIN &&
 	    wh_store_get_at(c->store, ch->hash, j->buf, ch->length, &loc) ==
@@ -1043,11 +1146,13 @@ static int feed(struct job *j, const struct wh_chunk *ch)
 	return queue(j, idx);
 }
 
-/* drain - no more chunks: wait for the fetchers (they draw progress) */
+/* drain - no more chunks: wait for the copiers (a chunk they cannot copy
+ * goes to the fetchers), then for the fetchers (they draw progress) */
 static void drain(struct job *j)
 {
 	int n;
 
+	copies_end(j);
 	pthread_mutex_lock(&j->lock);
 	j->fed = true;
 	pthread_cond_broadcast(&j->cv);
@@ -1467,6 +1572,7 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 	j.oldfd = -1;
 	pthread_mutex_init(&j.lock, NULL);
 	pthread_cond_init(&j.cv, NULL);
+	pthread_cond_init(&j.ccv, NULL);
 	wh_manifest_init(&oldman);
 	wh_buf_init(&resp);
 	tmp[0] = '\0';
@@ -1658,7 +1764,7 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 	c->st->bytes += j.version.size;
 	c->st->chunks += j.nchunks;
 	c->st->chunks_from_store += j.from_store;
-	c->st->chunks_from_dest += j.from_dest;
+	c->st->chunks_from_dest += j.from_dest + j.copied;
 	c->st->chunks_in_place += j.in_place;
 	pthread_mutex_unlock(&c->lock);
 	rv = 0;
@@ -1680,6 +1786,8 @@ out:
 	wh_buf_free(&resp);
 	pthread_mutex_destroy(&j.lock);
 	pthread_cond_destroy(&j.cv);
+	pthread_cond_destroy(&j.ccv);
+	free(j.cq);
 	free(j.abs);
 	free(j.abs_tmp);
 	free(j.old);
@@ -1941,7 +2049,7 @@ static bool tmpfile_wanted(void)
 	static int env = -1;
 	const char *v;
 
-	if (env < 0) {
+	if (__atomic_load_n(&env, __ATOMIC_RELAXED) < 0) {
 		v = getenv("WH_GET_NO_TMPFILE");
 		__atomic_store_n(&env, v && v[0] && strcmp(v, "0") ? 1 : 0,
 				 __ATOMIC_RELAXED);
