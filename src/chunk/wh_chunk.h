@@ -67,6 +67,16 @@ typedef int (*wh_chunk_cb)(void *ud, const struct wh_chunk *c);
 int wh_chunk_fd(int fd, uint64_t limit, wh_chunk_cb cb, void *ud,
 		uint64_t *size);
 
+/*
+ * wh_chunk_fd_hint - wh_chunk_fd, the same chunks, for a file whose earlier
+ * version had manifest |old| (NULL or empty: wh_chunk_fd): the stretches
+ * that kept their bytes are checked against the old chunks' hashes rather
+ * than searched for cuts again.  |*kept| (if not NULL) gets the bytes
+ * of the chunks so found.
+ */
+int wh_chunk_fd_hint(int fd, uint64_t limit, const struct wh_manifest *old,
+		     wh_chunk_cb cb, void *ud, uint64_t *size, uint64_t *kept);
+
 /* wh_blake3 - one-shot BLAKE3-256 of |len| bytes. */
 void wh_blake3(const void *data, size_t len, uint8_t out[static WH_HASH_LEN]);
 

@@ -463,6 +463,169 @@ static void test_chunk_fd_changed(void **state)
 	free(d);
 }
 
+/* manifest_of - wh_chunk_fd, or with |old| wh_chunk_fd_hint, of the |n|
+ * bytes at |p|, into |m| (|cap| chunks) */
+static uint64_t kept; /* of the last manifest_of with |old| */
+
+static void manifest_of(const uint8_t *p, size_t n,
+			const struct wh_manifest *old, struct wh_manifest *m)
+{
+	char path[] = "/tmp/wh-hint-XXXXXX";
+	int fd = mkstemp(path);
+	uint64_t size = 1;
+
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(write(fd, p, n), (ssize_t)n);
+	m->n = 0;
+	if (old)
+		assert_int_equal(wh_chunk_fd_hint(fd, UINT64_MAX, old, collect,
+						  m, &size, &kept),
+				 0);
+	else
+		assert_int_equal(wh_chunk_fd(fd, UINT64_MAX, collect, m,
+					     &size),
+				 0);
+	assert_int_equal(size, n);
+	close(fd);
+}
+
+static void assert_same_manifest(const struct wh_manifest *a,
+				 const struct wh_manifest *b)
+{
+	assert_int_equal(a->n, b->n);
+	for (size_t i = 0; i < a->n; i++) {
+		assert_int_equal(a->chunks[i].offset, b->chunks[i].offset);
+		assert_int_equal(a->chunks[i].length, b->chunks[i].length);
+		assert_memory_equal(a->chunks[i].hash, b->chunks[i].hash, 32);
+	}
+}
+
+/* hashing a new version with the old one's manifest gives the chunks of
+ * hashing it afresh, whatever the change: none, an overwrite in the
+ * middle, bytes inserted or removed at the start, appended, cut off at
+ * the end or inside the last chunk, another file altogether, a small
+ * file; and an old manifest with chunks no file has (empty, too long,
+ * wrong hashes, out of order) changes nothing either */
+static void test_chunk_fd_hint(void **state)
+{
+	enum { CAP = 512 };
+	const size_t n = 16u << 20;
+	uint8_t *v = malloc(n + 4096);
+	struct wh_manifest old = { .chunks = calloc(CAP, sizeof(struct wh_chunk)),
+				   .cap = CAP };
+	struct wh_manifest a = { .chunks = calloc(CAP, sizeof(struct wh_chunk)),
+				 .cap = CAP };
+	struct wh_manifest b = { .chunks = calloc(CAP, sizeof(struct wh_chunk)),
+				 .cap = CAP };
+
+	(void)state;
+	assert_non_null(v);
+	manifest_of(data, n, NULL, &old);
+	assert_true(old.n > 8);
+	for (int t = 0; t < 11; t++) {
+		size_t len = n, maxc;
+
+		memcpy(v, data, n);
+		switch (t) {
+		case 0: /* unchanged */
+			break;
+		case 1: /* a tenth overwritten, from the middle */
+			fill_random(v + n / 2 + 12345, n / 10, 99);
+			break;
+		case 2: /* one byte inserted at the start */
+			v[0] = 0x5a;
+			memcpy(v + 1, data, n);
+			len = n + 1;
+			break;
+		case 3: /* 100 bytes gone from the start */
+			memcpy(v, data + 100, n - 100);
+			len = n - 100;
+			break;
+		case 4: /* 4 KiB appended */
+			fill_random(v + n, 4096, 7);
+			len = n + 4096;
+			break;
+		case 5: /* cut off inside the last chunk */
+			len = n - 1000;
+			break;
+		case 6: /* cut off where a chunk of the middle ends */
+			len = old.chunks[old.n / 2].offset +
+			      old.chunks[old.n / 2].length;
+			break;
+		case 7: /* another file */
+			fill_random(v, n, 12);
+			break;
+		case 8: /* a file under a chunk's minimum */
+			len = 1000;
+			break;
+		case 9: /* one byte changed in every other chunk */
+			for (size_t i = 0; i < old.n; i += 2)
+				v[old.chunks[i].offset + old.chunks[i].length / 2] ^= 1;
+			break;
+		case 10: /* bytes swapped between the first two chunks */
+			memcpy(v, data + old.chunks[1].offset,
+			       old.chunks[1].length);
+			memcpy(v + old.chunks[1].length, data,
+			       old.chunks[0].length);
+			break;
+		}
+		manifest_of(v, len, NULL, &a);
+		manifest_of(v, len, &old, &b);
+		assert_same_manifest(&a, &b);
+		/* and the unchanged stretches were taken from the old
+		 * manifest: all but the chunks the change touched and the
+		 * one after each (found by a search, then looked up) */
+		maxc = 0;
+		for (size_t i = 0; i < a.n; i++)
+			if (a.chunks[i].length > maxc)
+				maxc = a.chunks[i].length;
+		if (t == 0)
+			assert_int_equal(kept, n);
+		if (t == 1)
+			assert_true(kept + n / 10 + 3 * maxc >= len);
+		if (t == 2 || t == 3 || t == 4)
+			assert_true(kept + 2 * maxc >= len);
+		if (t == 6)
+			assert_int_equal(kept, len);
+		if (t == 7)
+			assert_int_equal(kept, 0);
+	}
+	/* a manifest no file of ours has: empty, too long, out of order,
+	 * and a hash that is not its bytes' */
+	{
+		struct wh_manifest bad = { .chunks = calloc(CAP, sizeof(struct wh_chunk)),
+					   .cap = CAP };
+
+		bad.n = old.n;
+		memcpy(bad.chunks, old.chunks, old.n * sizeof(*old.chunks));
+		bad.chunks[0].length = 0;
+		bad.chunks[2].length = WH_CDC_MAX + 1;
+		bad.chunks[3] = old.chunks[5];
+		bad.chunks[4].hash[0] ^= 1;
+		bad.chunks[bad.n - 1].length = UINT32_MAX;
+		manifest_of(data, n, NULL, &a);
+		manifest_of(data, n, &bad, &b);
+		assert_same_manifest(&a, &b);
+		/* the old first chunk, cut short: its bytes are a prefix */
+		bad.n = 1;
+		bad.chunks[0] = old.chunks[0];
+		bad.chunks[0].length = WH_CDC_MIN / 2;
+		wh_blake3(data, bad.chunks[0].length, bad.chunks[0].hash);
+		manifest_of(data, WH_CDC_MIN / 2, NULL, &a);
+		manifest_of(data, WH_CDC_MIN / 2, &bad, &b);
+		assert_same_manifest(&a, &b);
+		manifest_of(data, n, &bad, &b);
+		manifest_of(data, n, NULL, &a);
+		assert_same_manifest(&a, &b);
+		free(bad.chunks);
+	}
+	free(old.chunks);
+	free(a.chunks);
+	free(b.chunks);
+	free(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -476,6 +639,7 @@ int main(void)
 		cmocka_unit_test(test_chunk_fd_limit),
 		cmocka_unit_test(test_chunk_fd_two_threads),
 		cmocka_unit_test(test_chunk_fd_changed),
+		cmocka_unit_test(test_chunk_fd_hint),
 	};
 	int rv;
 
