@@ -178,7 +178,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct wh_manifest again;
 
 		wh_manifest_init(&again);
-		if (wh_mcache_get(mc, fd, &st, &again) != 0 ||
+		if (wh_mcache_get(mc, fd, &st, NULL, &again) != 0 ||
 		    !same(&m, &again))
 			abort();
 		wh_manifest_free(&again);

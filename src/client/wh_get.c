@@ -1639,7 +1639,7 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 			bool settled = !verify_local() && !wh_mcache_racy(&ost);
 
 			orv = c->o->mc ? wh_mcache_get(c->o->mc, j.oldfd, &ost,
-						       &oldman)
+						       NULL, &oldman)
 				       : wh_manifest_build(j.oldfd, &oldman);
 			/* hashed just now and unchanged since it was opened:
 			 * as good as a manifest known for it (its chunks are

@@ -45,6 +45,19 @@ struct entry {
 	uint64_t used; /* LRU clock */
 };
 
+/*
+ * The version of each file name last seen, so that a new version is hashed
+ * with the old one's manifest (wh_chunk_fd_hint): a table indexed by a
+ * hash of the name, a later name taking the place of an earlier one.  In
+ * memory only: after a restart, a file's first change is hashed in full.
+ */
+#define PREV_ENTRIES 4096 /* a power of two */
+
+struct prev {
+	uint64_t tag;   /* the name's hash; 0: empty */
+	struct key key; /* the version last seen under it */
+};
+
 /* the small-file hash table: HASH_WAYS entries per set */
 #define HASH_WAYS 4
 #define HASH_SETS (WH_MCACHE_HASHES / HASH_WAYS)
@@ -71,6 +84,8 @@ struct wh_mjob {
 	int err;              /* protected by lock */
 	bool queued;          /* waiting for a hasher, under mc->lock */
 	uint64_t seq;         /* queue order, under mc->lock */
+	uint64_t tag;         /* of the name it was asked by, or 0 */
+	struct wh_manifest hint; /* the version before's, or empty */
 };
 
 struct wh_mcache {
@@ -94,6 +109,9 @@ struct wh_mcache {
 	uint64_t hashes_every_ns;      /* how often to save them */
 	uint64_t hclock;               /* under lock */
 	unsigned long hhits, hmisses;  /* under lock */
+	struct prev *prevs;            /* PREV_ENTRIES, under lock */
+	unsigned long hinted;          /* hashed with a hint, under lock */
+	uint64_t hint_kept;            /* bytes it kept, under lock */
 };
 
 static void hashes_save(struct wh_mcache *mc);
@@ -113,6 +131,46 @@ static void key_of(const struct stat *st, struct key *k)
 		      (uint64_t)st->st_mtim.tv_nsec;
 	k->ctime_ns = (uint64_t)st->st_ctim.tv_sec * 1000000000ULL +
 		      (uint64_t)st->st_ctim.tv_nsec;
+}
+
+/* name_tag - the prevs tag of |name| (FNV-1a), 0 for none */
+static uint64_t name_tag(const char *name)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	if (!name)
+		return 0;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 0x100000001b3ULL;
+	return h ? h : 1;
+}
+
+/* prev_set_locked - |k| is the version of the name tagged |tag| now */
+static void prev_set_locked(struct wh_mcache *mc, uint64_t tag,
+			    const struct key *k)
+{
+	struct prev *p;
+
+	if (!tag || !mc->prevs)
+		return;
+	p = &mc->prevs[tag & (PREV_ENTRIES - 1)];
+	p->tag = tag;
+	p->key = *k;
+}
+
+/* prev_get_locked - the version seen before under |tag| if it is not |k| */
+static bool prev_get_locked(struct wh_mcache *mc, uint64_t tag,
+			    const struct key *k, struct key *out)
+{
+	struct prev *p;
+
+	if (!tag || !mc->prevs)
+		return false;
+	p = &mc->prevs[tag & (PREV_ENTRIES - 1)];
+	if (p->tag != tag || !memcmp(&p->key, k, sizeof(*k)))
+		return false;
+	*out = p->key;
+	return true;
 }
 
 static int copy_manifest(const struct wh_manifest *src, struct wh_manifest *dst)
@@ -147,6 +205,8 @@ int wh_mcache_open(const char *dir, struct wh_mcache **pmc)
 		return -ENOMEM;
 	pthread_mutex_init(&mc->lock, NULL);
 	pthread_cond_init(&mc->cv, NULL);
+	/* (without it, new versions are hashed in full) */
+	mc->prevs = wh_zalloc(PREV_ENTRIES, sizeof(*mc->prevs));
 	{
 		const char *e = getenv("WH_MCACHE_SAVE_MS");
 		char *end;
@@ -187,6 +247,7 @@ void wh_mcache_close(struct wh_mcache *mc)
 	pthread_cond_destroy(&mc->cv);
 	hashes_save(mc);
 	free(mc->hashes);
+	free(mc->prevs);
 	for (size_t i = 0; i < mc->nmem; i++)
 		wh_manifest_free(&mc->mem[i].m);
 	free(mc->dir);
@@ -203,21 +264,39 @@ void wh_mcache_stats(struct wh_mcache *mc, unsigned long *computed,
 	pthread_mutex_unlock(&mc->lock);
 }
 
+void wh_mcache_hint_stats(struct wh_mcache *mc, unsigned long *hinted,
+			  uint64_t *kept)
+{
+	pthread_mutex_lock(&mc->lock);
+	*hinted = mc->hinted;
+	*kept = mc->hint_kept;
+	pthread_mutex_unlock(&mc->lock);
+}
+
 /* ------------------------------------------------------------ memory */
 
-/* mem_get_locked - |k|'s manifest into |out|, if in memory; mc->lock held */
+/* mem_find_locked - |k|'s entry in memory, or NULL; mc->lock held */
+static struct entry *mem_find_locked(struct wh_mcache *mc, const struct key *k)
+{
+	for (size_t i = 0; i < mc->nmem; i++)
+		if (memcmp(&mc->mem[i].key, k, sizeof(*k)) == 0)
+			return &mc->mem[i];
+	return NULL;
+}
+
+/* mem_get_locked - |k|'s manifest into |out|, if in memory (a hit);
+ * mc->lock held */
 static bool mem_get_locked(struct wh_mcache *mc, const struct key *k,
 			   struct wh_manifest *out, int *rv)
 {
-	for (size_t i = 0; i < mc->nmem; i++) {
-		if (memcmp(&mc->mem[i].key, k, sizeof(*k)) == 0) {
-			mc->mem[i].used = ++mc->clock;
-			*rv = copy_manifest(&mc->mem[i].m, out);
-			mc->hits++;
-			return true;
-		}
-	}
-	return false;
+	struct entry *e = mem_find_locked(mc, k);
+
+	if (!e)
+		return false;
+	e->used = ++mc->clock;
+	*rv = copy_manifest(&e->m, out);
+	mc->hits++;
+	return true;
 }
 
 static void mem_put(struct wh_mcache *mc, const struct key *k,
@@ -402,6 +481,7 @@ static struct wh_mjob *job_new(struct wh_mcache *mc, const struct key *k)
 	j->fd = -1;
 	j->refs = 1;
 	wh_manifest_init(&j->m);
+	wh_manifest_init(&j->hint);
 	pthread_mutex_init(&j->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -415,6 +495,7 @@ static void job_free(struct wh_mjob *j)
 	if (j->fd >= 0)
 		close(j->fd);
 	wh_manifest_free(&j->m);
+	wh_manifest_free(&j->hint);
 	pthread_mutex_destroy(&j->lock);
 	pthread_cond_destroy(&j->cv);
 	free(j);
@@ -482,10 +563,11 @@ static void job_run(struct wh_mjob *j)
 	struct wh_mjob **pp;
 	struct stat after;
 	struct key k2;
-	uint64_t size = 0;
+	uint64_t size = 0, kept = 0;
 	int rv;
 
-	rv = wh_chunk_fd(j->fd, j->key.size, job_add, j, &size);
+	rv = wh_chunk_fd_hint(j->fd, j->key.size, &j->hint, job_add, j, &size,
+			      &kept);
 	if (rv == 0 && fstat(j->fd, &after) != 0)
 		rv = -errno;
 	if (rv == 0) {
@@ -498,7 +580,17 @@ static void job_run(struct wh_mjob *j)
 		j->m.size = size; /* nobody reads m.size before done */
 		pthread_mutex_lock(&mc->lock);
 		mc->computed++;
+		if (j->hint.n > 0) {
+			mc->hinted++;
+			mc->hint_kept += kept;
+		}
+		prev_set_locked(mc, j->tag, &j->key);
 		pthread_mutex_unlock(&mc->lock);
+		if (j->hint.n > 0)
+			wh_debug("manifest: %llu of %llu bytes as in the version "
+				 "before",
+				 (unsigned long long)kept,
+				 (unsigned long long)size);
 		mem_put(mc, &j->key, &j->m);
 	}
 	pthread_mutex_lock(&j->lock);
@@ -514,6 +606,7 @@ static void job_run(struct wh_mjob *j)
 		}
 	}
 	pthread_mutex_unlock(&mc->lock);
+	wh_manifest_free(&j->hint); /* only the hashing reads it */
 	if (rv == 0)
 		disk_put(mc, &j->key, &j->m); /* m is fixed from here on */
 }
@@ -567,21 +660,49 @@ static struct wh_mjob *job_done(struct wh_mcache *mc, const struct key *k,
 	return j;
 }
 
-/* find_or_start - the job for |st|: cached, joined, or new (queued for the
- * hasher threads if |background| and the file is big, else hashed here) */
-static int find_or_start(struct wh_mcache *mc, int fd, const struct stat *st,
-			 bool background, struct wh_mjob **pjob)
+/* old_manifest - the manifest of the version seen under |tag| before
+ * |k|, if it is still known, into |out| */
+static void old_manifest(struct wh_mcache *mc, uint64_t tag,
+			 const struct key *k, struct wh_manifest *out)
 {
-	struct wh_manifest man;
+	struct entry *e;
+	struct key pk;
+	bool known;
+
+	pthread_mutex_lock(&mc->lock);
+	known = prev_get_locked(mc, tag, k, &pk);
+	e = known ? mem_find_locked(mc, &pk) : NULL;
+	if (e) {
+		if (copy_manifest(&e->m, out) < 0)
+			wh_manifest_free(out);
+		pthread_mutex_unlock(&mc->lock);
+		return;
+	}
+	pthread_mutex_unlock(&mc->lock);
+	if (known && !disk_get(mc, &pk, out))
+		wh_manifest_free(out);
+}
+
+/* find_or_start - the job for |st| (of the file named |name|, or NULL):
+ * cached, joined, or new (queued for the hasher threads if |background|
+ * and the file is big, else hashed here; with the manifest of the version
+ * seen under |name| before, if known) */
+static int find_or_start(struct wh_mcache *mc, int fd, const struct stat *st,
+			 const char *name, bool background,
+			 struct wh_mjob **pjob)
+{
+	struct wh_manifest man, hint;
 	struct wh_mjob *j;
 	struct key k;
 	pthread_attr_t attr;
 	pthread_t th;
+	uint64_t tag = name_tag(name);
 	bool spawn = false;
 	int rv = 0;
 
 	key_of(st, &k);
 	wh_manifest_init(&man);
+	wh_manifest_init(&hint);
 	pthread_mutex_lock(&mc->lock);
 	j = find_job(mc, &k);
 	if (j) {
@@ -591,6 +712,7 @@ static int find_or_start(struct wh_mcache *mc, int fd, const struct stat *st,
 		return 0;
 	}
 	if (mem_get_locked(mc, &k, &man, &rv)) {
+		prev_set_locked(mc, tag, &k);
 		pthread_mutex_unlock(&mc->lock);
 		if (rv < 0)
 			return rv;
@@ -601,21 +723,30 @@ static int find_or_start(struct wh_mcache *mc, int fd, const struct stat *st,
 	if (disk_get(mc, &k, &man)) {
 		pthread_mutex_lock(&mc->lock);
 		mc->hits++;
+		prev_set_locked(mc, tag, &k);
 		pthread_mutex_unlock(&mc->lock);
 		mem_put(mc, &k, &man);
 		j = job_done(mc, &k, &man);
 		goto found;
 	}
+	/* big files only: a small one is hashed faster than its old
+	 * manifest is found */
+	if (k.size >= 2 * WH_CDC_MAX)
+		old_manifest(mc, tag, &k, &hint);
 	pthread_mutex_lock(&mc->lock);
 	j = find_job(mc, &k); /* someone else may have started it */
 	if (j) {
 		j->refs++;
 		pthread_mutex_unlock(&mc->lock);
+		wh_manifest_free(&hint);
 		*pjob = j;
 		return 0;
 	}
 	j = job_new(mc, &k);
 	if (j) {
+		j->tag = tag;
+		j->hint = hint; /* the job's now */
+		wh_manifest_init(&hint);
 		j->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 		if (j->fd < 0) {
 			rv = -errno;
@@ -639,6 +770,7 @@ static int find_or_start(struct wh_mcache *mc, int fd, const struct stat *st,
 		}
 	}
 	pthread_mutex_unlock(&mc->lock);
+	wh_manifest_free(&hint);
 	if (!j)
 		return -ENOMEM;
 	if (spawn) {
@@ -671,9 +803,9 @@ found:
 }
 
 int wh_mcache_stream(struct wh_mcache *mc, int fd, const struct stat *st,
-		     struct wh_mjob **pjob)
+		     const char *name, struct wh_mjob **pjob)
 {
-	return find_or_start(mc, fd, st, true, pjob);
+	return find_or_start(mc, fd, st, name, true, pjob);
 }
 
 int wh_mjob_wait(struct wh_mjob *j, size_t start, uint64_t deadline_ns,
@@ -706,14 +838,14 @@ void wh_mjob_copy(struct wh_mjob *j, size_t start, size_t n,
 }
 
 int wh_mcache_get(struct wh_mcache *mc, int fd, const struct stat *st,
-		  struct wh_manifest *out)
+		  const char *name, struct wh_manifest *out)
 {
 	struct wh_mjob *j;
 	size_t known;
 	bool done;
 	int rv;
 
-	rv = find_or_start(mc, fd, st, false, &j);
+	rv = find_or_start(mc, fd, st, name, false, &j);
 	if (rv < 0)
 		return rv;
 	rv = wh_mjob_wait(j, SIZE_MAX, UINT64_MAX, &known, &done);

@@ -32,11 +32,14 @@ void wh_mcache_close(struct wh_mcache *mc);
 /*
  * wh_mcache_get - the manifest of the regular file open as |fd|, whose
  * fstat() is |st|, copied into |out| (reset first).  Computes it when not
- * cached.  Returns 0, -EAGAIN if the file changed while it was hashed, or
- * another -errno.
+ * cached: with |name| (the file's path, or NULL), from the manifest of the
+ * version last seen under that name if it is still known, which makes the
+ * stretches that did not change cheaper to hash (wh_chunk_fd_hint).
+ * Returns 0, -EAGAIN if the file changed while it was hashed, or another
+ * -errno.
  */
 int wh_mcache_get(struct wh_mcache *mc, int fd, const struct stat *st,
-		  struct wh_manifest *out);
+		  const char *name, struct wh_manifest *out);
 
 /*
  * wh_mcache_lookup - like wh_mcache_get, but only a manifest already
@@ -64,7 +67,8 @@ int wh_mcache_put(struct wh_mcache *mc, const struct stat *st,
  * hashed right in the caller.
  *
  * wh_mcache_stream - a reference to the job for the file open as |fd|
- * (fstat() |st|; the job keeps its own descriptor).  0 or -errno.
+ * (fstat() |st|, |name| as for wh_mcache_get; the job keeps its own
+ * descriptor).  0 or -errno.
  * wh_mjob_wait - wait until the job has more than |start| entries, is
  * finished, or |deadline_ns| (wh_now_ns() clock) passed; then |*known| is
  * the number of entries computed so far and |*done| whether that is all.
@@ -75,7 +79,7 @@ int wh_mcache_put(struct wh_mcache *mc, const struct stat *st,
  */
 struct wh_mjob;
 int wh_mcache_stream(struct wh_mcache *mc, int fd, const struct stat *st,
-		     struct wh_mjob **pjob);
+		     const char *name, struct wh_mjob **pjob);
 int wh_mjob_wait(struct wh_mjob *j, size_t start, uint64_t deadline_ns,
 		 size_t *known, bool *done);
 void wh_mjob_copy(struct wh_mjob *j, size_t start, size_t n,
@@ -114,6 +118,10 @@ void wh_mcache_hash_stats(struct wh_mcache *mc, unsigned long *hits,
 /* wh_mcache_stats - how many manifests were computed / served cached. */
 void wh_mcache_stats(struct wh_mcache *mc, unsigned long *computed,
 		     unsigned long *hits);
+/* wh_mcache_hint_stats - how many of those computed were hashed with the
+ * manifest of the version before, and how many bytes it gave. */
+void wh_mcache_hint_stats(struct wh_mcache *mc, unsigned long *hinted,
+			  uint64_t *kept);
 
 /* wh_mcache_default_dir - $XDG_CACHE_HOME/wormhole/manifests, or
  * $HOME/.cache/wormhole/manifests; NULL if neither is set.  Caller frees. */

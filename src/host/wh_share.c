@@ -682,7 +682,7 @@ static int do_manifest(struct wh_share *sh, uint32_t req_id,
 	if (fstat(fd, &st) != 0) {
 		rv = -errno;
 	} else if (sh->mc) {
-		rv = wh_mcache_get(sh->mc, fd, &st, &man);
+		rv = wh_mcache_get(sh->mc, fd, &st, p, &man);
 	} else {
 		rv = wh_manifest_build(fd, &man);
 		if (rv == 0 && (uint64_t)st.st_size != man.size)
@@ -756,7 +756,8 @@ static int do_manifest_stream(struct wh_share *sh, uint32_t req_id,
 	fd = open_regular(sh, p, false);
 	if (fd < 0)
 		return wh_error_append(resp, req_id, -fd, "");
-	rv = fstat(fd, &st) != 0 ? -errno : wh_mcache_stream(mc, fd, &st, &j);
+	rv = fstat(fd, &st) != 0 ? -errno : wh_mcache_stream(mc, fd, &st, p,
+							     &j);
 	close(fd);
 	if (rv == 0) {
 		wait = ms->wait_ms < WH_MAX_MSTREAM_WAIT_MS

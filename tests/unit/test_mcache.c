@@ -1,7 +1,9 @@
 /*
  * test_mcache.c - the host's manifest cache files on disk
  * (src/host/wh_mcache.c): a file with a right checksum but a manifest the
- * chunker cannot have made is not believed; the file is hashed again.
+ * chunker cannot have made is not believed; the file is hashed again.  A
+ * new version of a file is hashed with the old version's manifest, to the
+ * same chunks as hashed afresh, and across names it is not.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "chunk/wh_chunk.h"
@@ -89,7 +92,7 @@ static void test_overlong_chunk(void **state)
 
 	assert_int_equal(wh_mcache_open(cdir, &mc), 0);
 	assert_int_equal(wh_mcache_lookup(mc, &st, &m), -ENOENT);
-	assert_int_equal(wh_mcache_get(mc, fd, &st, &m), 0);
+	assert_int_equal(wh_mcache_get(mc, fd, &st, NULL, &m), 0);
 	assert_int_equal(m.n, real.n);
 	for (size_t i = 0; i < m.n; i++) {
 		assert_true(m.chunks[i].length <= WH_CDC_MAX);
@@ -107,10 +110,128 @@ static void test_overlong_chunk(void **state)
 	rmdir(dir);
 }
 
+static void fill_random(uint8_t *p, size_t n, uint64_t seed)
+{
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		p[i] = (uint8_t)(seed >> 56);
+	}
+}
+
+static void assert_same(const struct wh_manifest *a,
+			const struct wh_manifest *b)
+{
+	assert_int_equal(a->n, b->n);
+	assert_int_equal(a->size, b->size);
+	for (size_t i = 0; i < a->n; i++) {
+		assert_int_equal(a->chunks[i].offset, b->chunks[i].offset);
+		assert_int_equal(a->chunks[i].length, b->chunks[i].length);
+		assert_memory_equal(a->chunks[i].hash, b->chunks[i].hash,
+				    WH_HASH_LEN);
+	}
+}
+
+/* the manifest of |fd| through the cache under |name|, checked against
+ * hashing it afresh; the file is given an mtime of its own first (two
+ * writes within a clock tick may leave it the same) */
+static void get_checked(struct wh_mcache *mc, int fd, const char *name)
+{
+	static time_t t = 1000000000;
+	struct timespec ts[2] = { { t, 0 }, { t, 0 } };
+	struct wh_manifest m, fresh;
+	struct stat st;
+
+	t++;
+	assert_int_equal(futimens(fd, ts), 0);
+	wh_manifest_init(&m);
+	wh_manifest_init(&fresh);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(wh_mcache_get(mc, fd, &st, name, &m), 0);
+	assert_int_equal(wh_manifest_build(fd, &fresh), 0);
+	assert_same(&m, &fresh);
+	wh_manifest_free(&m);
+	wh_manifest_free(&fresh);
+}
+
+/* a file changed in place (a tenth overwritten), then replaced by a copy
+ * with one byte inserted at its start (a new inode under the same name),
+ * is hashed with the manifest of the version before, which gives most of
+ * its bytes; the same file under another name is hashed in full; after a
+ * restart the versions before are not known */
+static void test_new_version_hinted(void **state)
+{
+	const size_t n = 24u << 20;
+	char dir[] = "/tmp/wh-test-mcache-XXXXXX", p[256], p2[256], cdir[300];
+	uint8_t *d = malloc(n + 1);
+	struct wh_mcache *mc;
+	unsigned long hinted;
+	uint64_t kept;
+	int fd;
+
+	(void)state;
+	assert_non_null(d);
+	assert_non_null(mkdtemp(dir));
+	snprintf(p, sizeof(p), "%s/f", dir);
+	snprintf(p2, sizeof(p2), "%s/f.new", dir);
+	snprintf(cdir, sizeof(cdir), "%s/cache", dir);
+	fill_random(d, n, 5);
+	fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, d, n), (ssize_t)n);
+	assert_int_equal(wh_mcache_open(cdir, &mc), 0);
+	get_checked(mc, fd, "f");
+	wh_mcache_hint_stats(mc, &hinted, &kept);
+	assert_int_equal(hinted, 0);
+
+	fill_random(d + n / 3, n / 10, 6);
+	assert_int_equal(pwrite(fd, d + n / 3, n / 10, n / 3), (ssize_t)(n / 10));
+	get_checked(mc, fd, "f");
+	wh_mcache_hint_stats(mc, &hinted, &kept);
+	assert_int_equal(hinted, 1);
+	assert_true(kept >= n / 2 && kept < n - n / 10);
+	close(fd);
+
+	fd = open(p2, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "x", 1), 1);
+	assert_int_equal(write(fd, d, n), (ssize_t)n);
+	assert_int_equal(rename(p2, p), 0);
+	get_checked(mc, fd, "f");
+	wh_mcache_hint_stats(mc, &hinted, &kept);
+	assert_int_equal(hinted, 2);
+	assert_true(kept >= n / 2 + (n - 3 * WH_CDC_MAX));
+
+	/* another name has no version before; nor has a name after a
+	 * restart (the cache keeps the names in memory only) */
+	assert_int_equal(pwrite(fd, "y", 1, 0), 1);
+	get_checked(mc, fd, "g");
+	wh_mcache_hint_stats(mc, &hinted, &kept);
+	assert_int_equal(hinted, 2);
+	wh_mcache_close(mc);
+	assert_int_equal(pwrite(fd, "z", 1, 0), 1);
+	assert_int_equal(wh_mcache_open(cdir, &mc), 0);
+	get_checked(mc, fd, "g");
+	wh_mcache_hint_stats(mc, &hinted, &kept);
+	assert_int_equal(hinted, 0);
+	wh_mcache_close(mc);
+
+	close(fd);
+	unlink(p);
+	free(d);
+	{
+		char cmd[400];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cdir);
+		assert_int_equal(system(cmd), 0);
+	}
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_overlong_chunk),
+		cmocka_unit_test(test_new_version_hinted),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -720,23 +720,23 @@ static void test_manifest_cache(void **state)
 	fstat(fd, &st);
 	wh_manifest_init(&m);
 	assert_int_equal(wh_mcache_open(mdir, &mc), 0);
-	assert_int_equal(wh_mcache_get(mc, fd, &st, &m), 0);
+	assert_int_equal(wh_mcache_get(mc, fd, &st, NULL, &m), 0);
 	assert_int_equal(m.size, sizeof(buf));
-	assert_int_equal(wh_mcache_get(mc, fd, &st, &m), 0);
+	assert_int_equal(wh_mcache_get(mc, fd, &st, NULL, &m), 0);
 	wh_mcache_stats(mc, &computed, &hits);
 	assert_int_equal(computed, 1);
 	assert_int_equal(hits, 1);
 	wh_mcache_close(mc);
 	/* a restart finds it on disk */
 	assert_int_equal(wh_mcache_open(mdir, &mc), 0);
-	assert_int_equal(wh_mcache_get(mc, fd, &st, &m), 0);
+	assert_int_equal(wh_mcache_get(mc, fd, &st, NULL, &m), 0);
 	wh_mcache_stats(mc, &computed, &hits);
 	assert_int_equal(computed, 0);
 	assert_int_equal(hits, 1);
 	/* a changed file is a new version: hashed again */
 	assert_int_equal(pwrite(fd, "x", 1, 0), 1);
 	fstat(fd, &st);
-	assert_int_equal(wh_mcache_get(mc, fd, &st, &m), 0);
+	assert_int_equal(wh_mcache_get(mc, fd, &st, NULL, &m), 0);
 	wh_mcache_stats(mc, &computed, &hits);
 	assert_int_equal(computed, 1);
 	wh_mcache_close(mc);
