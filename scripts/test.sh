@@ -1,23 +1,25 @@
 #!/bin/bash
 # Set up and run every test of wormhole on Debian 12, as root.
 #
-#   scripts/test.sh [--quick] [--no-fuzz] [--no-asan]
+#   scripts/test.sh [--quick] [--no-fuzz] [--no-asan] [--no-tsan]
 #
 # Stages: (1) a -Werror build with unit and end-to-end tests, (2) the same
-# tests under AddressSanitizer + UndefinedBehaviorSanitizer, (3) every
-# libFuzzer target for a bounded time.  The last line is the total,
-# "N passed, N failed".
+# tests under AddressSanitizer + UndefinedBehaviorSanitizer, (3) the unit
+# tests and the end-to-end tests of `get` (the most threads at work on one
+# file) under ThreadSanitizer, (4) every libFuzzer target for a bounded
+# time.  The last line is the total, "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-quick=0 fuzz=1 asan=1
+quick=0 fuzz=1 asan=1 tsan=1
 for a in "$@"; do
 	case "$a" in
-	--quick) quick=1; fuzz=0; asan=0 ;;
+	--quick) quick=1; fuzz=0; asan=0; tsan=0 ;;
 	--no-fuzz) fuzz=0 ;;
 	--no-asan) asan=0 ;;
-	-h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+	--no-tsan) tsan=0 ;;
+	-h|--help) sed -n '2,11p' "$0"; exit 0 ;;
 	*) echo "scripts/test.sh: unknown option '$a'" >&2; exit 2 ;;
 	esac
 done
@@ -42,7 +44,8 @@ cleanup() {
 	# only what this run started (its TMPDIR) from its build directories:
 	# not build-bench/, nor a fuzzer started by hand from build-fuzz/
 	"$ROOT"/scripts/kill-leftovers.sh --env "TMPDIR=$logdir/tmp" \
-		"$ROOT/build" "$ROOT/build-asan" "$ROOT/build-fuzz"
+		"$ROOT/build" "$ROOT/build-asan" "$ROOT/build-tsan" \
+		"$ROOT/build-fuzz"
 }
 trap cleanup EXIT
 
@@ -108,8 +111,32 @@ if [ $asan = 1 ]; then
 	cleanup
 fi
 
+if [ $tsan = 1 ]; then
+	echo "=== stage 3: unit tests and the get end-to-end tests under TSan"
+	mkdir -p "$logdir/tsan"
+	# (BLAKE3's CPU feature probe is a benign race on an int; io_uring's
+	# rings are shared with the kernel, which TSan cannot see: the
+	# portable disk I/O here)
+	export TSAN_OPTIONS="halt_on_error=1 exitcode=66 log_path=$logdir/tsan/tsan suppressions=$ROOT/tests/tsan.supp"
+	export WH_IO=posix
+	if CC=clang build "$ROOT/build-tsan" -DWH_TSAN=ON -DCMAKE_BUILD_TYPE=Debug; then
+		run_ctest tsan-unit "$ROOT/build-tsan" -L unit -j2
+		run_ctest tsan-e2e "$ROOT/build-tsan" -R '^e2e\.test_get$'
+		if ls "$logdir"/tsan/tsan* >/dev/null 2>&1; then
+			echo "ThreadSanitizer reports:" >&2
+			cat "$logdir"/tsan/tsan* >&2
+			failed=$((failed + 1))
+		fi
+	else
+		echo "stage 3: build failed" >&2
+		failed=$((failed + 1))
+	fi
+	unset TSAN_OPTIONS WH_IO
+	cleanup
+fi
+
 if [ $fuzz = 1 ]; then
-	echo "=== stage 3: libFuzzer targets (bounded time each)"
+	echo "=== stage 4: libFuzzer targets (bounded time each)"
 	if CC=clang build "$ROOT/build-fuzz" -DWH_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug; then
 		run_ctest fuzz "$ROOT/build-fuzz" -L fuzz -j2
 	else

@@ -793,7 +793,8 @@ static void count_small(void *ctx, const char *path, size_t len,
 	(void)path;
 	(void)len;
 	assert_int_equal(wh_ram_len(e), v->size);
-	small_done_calls++;
+	/* (from the fetcher's worker threads, several at once) */
+	__atomic_add_fetch(&small_done_calls, 1, __ATOMIC_RELAXED);
 }
 
 /* small_files - with a host of |caps|; |bad|: one file's bytes come
@@ -836,7 +837,7 @@ static void small_files(uint64_t caps, bool bad)
 		l->corrupt_size = sizes[BAD];
 	fx_open(&x, &o, NULL);
 	f = x.f;
-	small_done_calls = 0;
+	__atomic_store_n(&small_done_calls, 0, __ATOMIC_RELAXED);
 	assert_int_equal(wh_fetch_small(f, v, N), N - 2);
 	wait_idle(f);
 	/* asked again: only the ones whose fetch failed go again */
@@ -845,7 +846,8 @@ static void small_files(uint64_t caps, bool bad)
 	wh_fetch_get_stats(f, &st);
 	assert_int_equal(st.small_queued, N - 2 + failed);
 	assert_int_equal(st.small_fetched, N - 2 - failed);
-	assert_int_equal(small_done_calls, N - 2 - failed);
+	assert_int_equal(__atomic_load_n(&small_done_calls, __ATOMIC_RELAXED),
+			 N - 2 - failed);
 	assert_int_equal(st.small_bad, bad ? 2 : 0);
 	if (get) {
 		/* several files to a request, and no READ */
