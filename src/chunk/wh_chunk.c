@@ -938,19 +938,102 @@ static int by_hint(const void *a, const void *b)
 
 #define NO_HINT SIZE_MAX
 
+/* the state of wh_chunk_fd_hint, kept out of the function that may be
+ * jumped back to (as parrun) */
+struct hintrun {
+	struct src src;
+	const struct wh_manifest *old;
+	struct hint *hints; /* old's chunks by hash */
+	size_t next;        /* the old chunk expected next, or NO_HINT */
+	wh_chunk_cb cb;
+	void *ud;
+	uint64_t off, kept;
+};
+
+/* hint_cut - the chunk at |d| (|avail| bytes, |eof|) into |c|: the old
+ * chunk expected there if it is that one, else as wh_cdc_cut cuts it; 0
+ * when more bytes decide it */
+static size_t hint_cut(struct hintrun *r, const uint8_t *d, size_t avail,
+		       bool eof, struct wh_chunk *c)
+{
+	const struct wh_manifest *old = r->old;
+	struct hint *h;
+	size_t cut;
+
+	if (r->next < old->n) {
+		const struct wh_chunk *o = &old->chunks[r->next];
+		bool last = r->next + 1 == old->n;
+
+		if (o->length == 0 || o->length > WH_CDC_MAX) {
+			r->next = NO_HINT; /* no chunk of ours */
+		} else if (!eof &&
+			   (o->length > avail || (last && o->length == avail))) {
+			return 0; /* more bytes decide it */
+		} else if (o->length > avail || (last && o->length != avail)) {
+			r->next = NO_HINT;
+		} else {
+			wh_blake3(d, o->length, c->hash);
+			if (!memcmp(c->hash, o->hash, WH_HASH_LEN)) {
+				r->next++;
+				r->kept += o->length;
+				return o->length;
+			}
+			r->next = NO_HINT;
+		}
+	}
+	cut = wh_cdc_cut(d, avail, eof);
+	if (cut == 0)
+		return 0;
+	wh_blake3(d, cut, c->hash);
+	h = bsearch(c->hash, r->hints, old->n, sizeof(*r->hints), by_hint);
+	r->next = h ? h->idx + 1 : NO_HINT;
+	return cut;
+}
+
+static int hint_rounds(struct hintrun *r)
+{
+	struct wh_io *io = wh_io_thread();
+	size_t have = 0;
+	bool eof = false;
+	int rv;
+
+	while (!eof || have > 0) {
+		size_t pos = 0;
+
+		rv = src_fill(&r->src, io, &have, r->off, &eof);
+		if (rv < 0)
+			return rv;
+		while (pos < have) {
+			struct wh_chunk c;
+			size_t cut = hint_cut(r, r->src.buf + pos, have - pos,
+					      eof, &c);
+
+			if (cut == 0)
+				break;
+			c.offset = r->off;
+			c.length = (uint32_t)cut;
+			rv = r->cb(r->ud, &c);
+			if (rv < 0)
+				return rv;
+			pos += cut;
+			r->off += cut;
+		}
+		src_consume(&r->src, pos, &have);
+		if (eof && have == 0)
+			break;
+	}
+	return 0;
+}
+
 int wh_chunk_fd_hint(int fd, uint64_t limit, const struct wh_manifest *old,
 		     wh_chunk_cb cb, void *ud, uint64_t *psize,
 		     uint64_t *pkept)
 {
-	const size_t bufsz = limit < 2 * WH_CDC_MAX ? (size_t)limit + 1
-						    : 2 * WH_CDC_MAX;
-	struct wh_io *io = wh_io_thread();
-	struct hint *hints = NULL;
-	size_t have = 0, next = 0;
-	uint64_t off = 0;
-	bool eof = false;
-	uint8_t *buf;
-	int rv = 0;
+	const size_t bufsz = limit < PAR_BUF ? (size_t)limit + 1 : PAR_BUF;
+	struct hintrun r;
+	sigjmp_buf jb;
+	sigset_t bus, oldmask;
+	int rv;
 
 	*psize = 0;
 	if (pkept)
@@ -959,82 +1042,43 @@ int wh_chunk_fd_hint(int fd, uint64_t limit, const struct wh_manifest *old,
 		return wh_chunk_fd(fd, limit, cb, ud, psize);
 	if (!__atomic_load_n(&gear_ready, __ATOMIC_ACQUIRE))
 		gear_init();
-	buf = malloc(bufsz);
-	hints = malloc(old->n * sizeof(*hints));
-	if (!buf || !hints) {
-		rv = -ENOMEM;
-		goto out;
+	memset(&r, 0, sizeof(r));
+	r.old = old;
+	r.cb = cb;
+	r.ud = ud;
+	r.hints = malloc(old->n * sizeof(*r.hints));
+	if (!r.hints || src_open(&r.src, fd, limit, bufsz) < 0) {
+		free(r.hints);
+		return -ENOMEM;
 	}
 	for (size_t i = 0; i < old->n; i++) {
-		memcpy(hints[i].hash, old->chunks[i].hash, WH_HASH_LEN);
-		hints[i].idx = i;
+		memcpy(r.hints[i].hash, old->chunks[i].hash, WH_HASH_LEN);
+		r.hints[i].idx = i;
 	}
-	qsort(hints, old->n, sizeof(*hints), by_hint);
-	while (!eof || have > 0) {
-		size_t pos = 0;
-
-		rv = fill(io, fd, buf, bufsz, &have, off, limit, &eof);
-		if (rv < 0)
+	qsort(r.hints, old->n, sizeof(*r.hints), by_hint);
+	if (r.src.mapped) {
+		sigemptyset(&bus);
+		sigaddset(&bus, SIGBUS);
+		pthread_sigmask(SIG_UNBLOCK, &bus, &oldmask);
+		if (sigsetjmp(jb, 1) != 0) {
+			bus_jmp = NULL;
+			rv = fault_err(&r.src);
 			goto out;
-		while (pos < have) {
-			size_t avail = have - pos, cut = 0;
-			struct wh_chunk c;
-
-			if (next < old->n) {
-				const struct wh_chunk *o = &old->chunks[next];
-				bool last = next + 1 == old->n;
-
-				if (o->length == 0 || o->length > WH_CDC_MAX) {
-					next = NO_HINT; /* no chunk of ours */
-				} else if (!eof && (o->length > avail ||
-						    (last &&
-						     o->length == avail))) {
-					break; /* more bytes decide it */
-				} else if (o->length > avail ||
-					   (last && o->length != avail)) {
-					next = NO_HINT;
-				} else {
-					wh_blake3(buf + pos, o->length,
-						  c.hash);
-					if (!memcmp(c.hash, o->hash,
-						    WH_HASH_LEN)) {
-						cut = o->length;
-						next++;
-						if (pkept)
-							*pkept += cut;
-					} else {
-						next = NO_HINT;
-					}
-				}
-			}
-			if (cut == 0) {
-				struct hint *h;
-
-				cut = wh_cdc_cut(buf + pos, avail, eof);
-				if (cut == 0)
-					break;
-				wh_blake3(buf + pos, cut, c.hash);
-				h = bsearch(c.hash, hints, old->n,
-					    sizeof(*hints), by_hint);
-				next = h ? h->idx + 1 : NO_HINT;
-			}
-			c.offset = off;
-			c.length = (uint32_t)cut;
-			rv = cb(ud, &c);
-			if (rv < 0)
-				goto out;
-			pos += cut;
-			off += cut;
 		}
-		memmove(buf, buf + pos, have - pos);
-		have -= pos;
-		if (eof && have == 0)
-			break;
+		bus_jmp = &jb;
 	}
-	*psize = off;
+	rv = hint_rounds(&r);
+	bus_jmp = NULL;
+	if (rv == 0) {
+		*psize = r.off;
+		if (pkept)
+			*pkept = r.kept;
+	}
 out:
-	free(hints);
-	free(buf);
+	if (r.src.mapped)
+		pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
+	src_close(&r.src);
+	free(r.hints);
 	return rv;
 }
 
