@@ -33,7 +33,9 @@ struct entry {
 };
 
 struct ctx {
-	struct wh_session *s;
+	struct wh_rpc rpc;            /* the host */
+	uint64_t (*caps)(void *ctx); /* the capabilities it agreed to */
+	void *caps_ctx;
 	struct wh_store *store;
 	const struct wh_get_opts *o;
 	struct wh_get_stats *st;
@@ -113,7 +115,7 @@ static int rpc_t(struct ctx *c, struct wh_msg *m, uint16_t want,
 	n = wh_msg_encode(m, req, sizeof(req));
 	if (n < 0)
 		return -ENAMETOOLONG;
-	rv = wh_session_call(c->s, req, (size_t)n, resp, timeout_ms);
+	rv = wh_rpc_call(&c->rpc, req, (size_t)n, resp, timeout_ms);
 	if (rv < 0)
 		return rv;
 	rv = wh_msg_decode(resp->data, resp->len, WH_MAX_REPLY_FRAME, out);
@@ -1457,7 +1459,7 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 	struct wh_msg r;
 	size_t nall = 0;
 	char tmp[4200];
-	bool streamed = wh_session_caps(c->s) & WH_CAP_MSTREAM;
+	bool streamed = c->caps(c->caps_ctx) & WH_CAP_MSTREAM;
 	int fd = -1, rv;
 
 	memset(&j, 0, sizeof(j));
@@ -1796,7 +1798,7 @@ struct small_batch {
 
 static bool small_candidate(const struct ctx *c, const struct entry *e)
 {
-	return (wh_session_caps(c->s) & WH_CAP_SMALL) &&
+	return (c->caps(c->caps_ctx) & WH_CAP_SMALL) &&
 	       S_ISREG(e->attr.mode) && e->attr.size <= WH_MAX_SMALL_FILE &&
 	       /* a sparse file keeps its holes: the per-file path */
 	       e->attr.blocks * 512 >= e->attr.size;
@@ -2495,9 +2497,10 @@ static int copy_entries(struct ctx *c)
 	return c->first_rv;
 }
 
-int wh_get_run(struct wh_session *s, struct wh_store *store,
-	       const struct wh_get_opts *o, struct wh_get_stats *st,
-	       char *err, size_t errlen)
+int wh_get_run_rpc(struct wh_rpc *host, uint64_t (*caps)(void *ctx),
+		   void *caps_ctx, struct wh_store *store,
+		   const struct wh_get_opts *o, struct wh_get_stats *st,
+		   char *err, size_t errlen)
 {
 	struct ctx c;
 	struct wh_msg m, r;
@@ -2507,7 +2510,9 @@ int wh_get_run(struct wh_session *s, struct wh_store *store,
 
 	memset(&c, 0, sizeof(c));
 	memset(st, 0, sizeof(*st));
-	c.s = s;
+	c.rpc = *host;
+	c.caps = caps;
+	c.caps_ctx = caps_ctx;
 	c.store = store;
 	c.o = o;
 	c.st = st;
@@ -2620,4 +2625,20 @@ out:
 	pthread_mutex_destroy(&c.lock);
 	st->seconds = (double)(wh_now_ns() - c.t0) / 1e9;
 	return rv < 0 ? rv : 0;
+}
+
+static uint64_t session_caps(void *s)
+{
+	return wh_session_caps(s);
+}
+
+int wh_get_run(struct wh_session *s, struct wh_store *store,
+	       const struct wh_get_opts *o, struct wh_get_stats *st,
+	       char *err, size_t errlen)
+{
+	struct wh_rpc rpc;
+
+	wh_session_rpc(s, &rpc);
+	return wh_get_run_rpc(&rpc, session_caps, s, store, o, st, err,
+			      errlen);
 }
