@@ -2585,6 +2585,25 @@ int wh_get_run_rpc(struct wh_rpc *host, uint64_t (*caps)(void *ctx),
 			rv = -errno;
 			fail(&c, "cannot create '%s': %s", e->lpath,
 			     strerror(errno));
+		} else if (e->parent != SIZE_MAX) {
+			/* what is there must be a directory, not a symlink
+			 * (an earlier get's: the host had one there) that
+			 * would take this tree's files wherever it points;
+			 * a symlink goes, as get replaces files and links.
+			 * (The top is the user's path, and followed.) */
+			struct stat dst;
+
+			if (lstat(e->lpath, &dst) == 0 &&
+			    S_ISLNK(dst.st_mode) && unlink(e->lpath) == 0 &&
+			    mkdir(e->lpath, 0700) == 0) {
+				e->made = true;
+			} else if (lstat(e->lpath, &dst) != 0 ||
+				   !S_ISDIR(dst.st_mode)) {
+				rv = -ENOTDIR;
+				fail(&c, "cannot create the directory '%s': "
+					 "something else is in the way",
+				     e->lpath);
+			}
 		}
 	}
 	if (rv == 0)
