@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -663,6 +664,20 @@ static void fresh_run_dir(void)
 		abort();
 }
 
+/* tmp_dir - /dev/shm when it has room (a memory file system: a run makes
+ * and removes some hundred files, which on a disk's costs more than the
+ * get), else /tmp */
+static const char *tmp_dir(void)
+{
+	struct statvfs sv;
+
+	if (statvfs("/dev/shm", &sv) == 0 &&
+	    (uint64_t)sv.f_bavail * sv.f_frsize >= (256u << 20) &&
+	    access("/dev/shm", W_OK) == 0)
+		return "/dev/shm";
+	return "/tmp";
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	uint8_t *b = malloc(BIG);
@@ -677,7 +692,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	unsetenv("WH_GET_TRACE");
 	unsetenv("WH_GET_TEST_PAUSE");
 	unsetenv("WH_GET_VERIFY_LOCAL");
-	snprintf(base, sizeof(base), "/tmp/wh-fuzz-get-%d", (int)getpid());
+	snprintf(base, sizeof(base), "%s/wh-fuzz-get-%d", tmp_dir(),
+		 (int)getpid());
 	snprintf(sdir, sizeof(sdir), "%s/s", base);
 	snprintf(rdir, sizeof(rdir), "%s/r", base);
 	snprintf(sentinel, sizeof(sentinel), "%s/sentinel", rdir);
