@@ -1121,6 +1121,7 @@ static int fetch_manifest(struct ctx *c, const struct entry *e,
 	struct wh_buf resp;
 	uint32_t total = 0, have = 0;
 	uint64_t covered = 0;
+	size_t cap = 0;
 	int rv = 0;
 
 	wh_buf_init(&resp);
@@ -1141,9 +1142,9 @@ static int fetch_manifest(struct ctx *c, const struct entry *e,
 		if (have == 0) {
 			*v = r.u.manifest_reply.version;
 			total = r.u.manifest_reply.total;
-			chunks = calloc(total ? total : 1, sizeof(*chunks));
-			if (!chunks) {
-				rv = -ENOMEM;
+			/* every chunk holds a byte at least */
+			if (total > v->size) {
+				rv = WH_ERR_PROTO;
 				break;
 			}
 		} else if (r.u.manifest_reply.total != total ||
@@ -1158,6 +1159,14 @@ static int fetch_manifest(struct ctx *c, const struct entry *e,
 		if (r.u.manifest_reply.start != have ||
 		    (r.u.manifest_reply.count == 0 && have < total)) {
 			rv = WH_ERR_PROTO;
+			break;
+		}
+		/* room for the entries as they come, not for the total the
+		 * host claims: memory follows what it sent */
+		if (!grow((void **)&chunks, &cap,
+			  (size_t)have + r.u.manifest_reply.count + 1,
+			  sizeof(*chunks))) {
+			rv = -ENOMEM;
 			break;
 		}
 		for (uint32_t i = 0; i < r.u.manifest_reply.count; i++) {
