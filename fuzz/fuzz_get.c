@@ -41,9 +41,11 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -124,7 +126,8 @@ static void mk(const char *rel, mode_t type, const uint8_t *b, size_t n,
 		e->data = malloc(n ? n : 1);
 		if (!e->data)
 			abort();
-		memcpy(e->data, b, n);
+		if (n)
+			memcpy(e->data, b, n);
 		e->len = n;
 		fuzz_put_file(p, b, n);
 	}
@@ -689,6 +692,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	(void)argc;
 	(void)argv;
+	/* a host may claim any size, and get preallocates what it claims:
+	 * no file here grows past what the share needs (EFBIG instead) */
+	{
+		struct rlimit rl = { 64u << 20, 64u << 20 };
+
+		signal(SIGXFSZ, SIG_IGN);
+		if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+			abort();
+	}
 	unsetenv("WH_GET_TRACE");
 	unsetenv("WH_GET_TEST_PAUSE");
 	unsetenv("WH_GET_VERIFY_LOCAL");
