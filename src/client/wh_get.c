@@ -2286,8 +2286,10 @@ static void *file_worker(void *arg)
 
 /*
  * Regular files that are hard links of one another on the host become one
- * file and hard links to it at the destination: the first of them in the
- * walk is copied, the others are linked to it once every file is in place.
+ * file and hard links to it at the destination: the first of them by path
+ * is copied, the others are linked to it once every file is in place (and
+ * a partial file under their names, of an earlier get that copied one of
+ * them when the host's links were others, removed).
  * The listing tells them by their attributes: a link count above one, the
  * same inode number and the same version (size, mtime, ctime).  The
  * version guards against a share that spans two file systems, where one
@@ -2314,13 +2316,19 @@ static int link_key_cmp(const struct entry *a, const struct entry *b)
 	return 0;
 }
 
-/* link_cmp - by link key, then by place in the walk */
+/* link_cmp - by link key, then by path (not by place in the walk, which
+ * its threads make differ from run to run: the file copied, whose partial
+ * file a get that was cut off leaves, is the same in the next run), then
+ * by place */
 static int link_cmp(const void *pa, const void *pb)
 {
 	const struct entry *a = *(const struct entry *const *)pa;
 	const struct entry *b = *(const struct entry *const *)pb;
 	int k = link_key_cmp(a, b);
 
+	if (k)
+		return k;
+	k = strcmp(a->rpath, b->rpath);
 	if (k)
 		return k;
 	return a < b ? -1 : a > b;
@@ -2331,8 +2339,8 @@ static bool link_candidate(const struct entry *e)
 	return S_ISREG(e->attr.mode) && e->attr.nlink > 1 && e->attr.ino != 0;
 }
 
-/* find_links - set link_to of every file that is a hard link of an
- * earlier one in the walk */
+/* find_links - set link_to of every file that is a hard link of one
+ * before it by path */
 static int find_links(struct ctx *c)
 {
 	struct entry **v;
@@ -2464,6 +2472,10 @@ out:
 		return rv;
 	}
 done:
+	/* a partial file an earlier get left under this name (when it was
+	 * the one copied) is nobody's now */
+	partial_name(e, tmp, sizeof(tmp));
+	unlink(tmp);
 	c->st->files++;
 	c->st->hardlinks++;
 	return 0;
