@@ -538,8 +538,12 @@ static int check_one(const char *path, const struct stat *st, int flag,
 
 	(void)flag;
 	if (is_partial(name)) {
-		if (!ck.partial || !S_ISREG(st->st_mode))
-			abort(); /* a partial file left where none may be */
+		if (!ck.partial || !S_ISREG(st->st_mode)) {
+			/* a partial file left where none may be */
+			fprintf(stderr, "fuzz_get: partial file left: %s\n",
+				path);
+			abort();
+		}
 		return 0;
 	}
 	if (ends_with(name, ".wh-link"))
@@ -622,11 +626,6 @@ static void check_dest(const char *dest, const char *remote, bool strict,
 }
 
 /* ----------------------------------------------------------- the runs */
-
-static size_t count_entries(const char *dir)
-{
-	return count_dir(dir);
-}
 
 static struct wh_rpc rpc = { &ops, NULL };
 
@@ -791,12 +790,39 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static int count_fds(void)
 {
-	return (int)count_entries("/proc/self/fd");
+	return (int)count_dir("/proc/self/fd");
 }
 
+/* count_threads - this process's threads but the kernel's io_uring
+ * workers ("iou-wrk-N"), which come and go with the rings' work */
 static int count_threads(void)
 {
-	return (int)count_entries("/proc/self/task");
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		abort();
+	while ((de = readdir(d))) {
+		char p[300], comm[32] = "";
+		FILE *f;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "/proc/self/task/%s/comm", de->d_name);
+		f = fopen(p, "re");
+		if (f) {
+			if (!fgets(comm, sizeof(comm), f))
+				comm[0] = '\0';
+			fclose(f);
+		}
+		if (!f && errno == ENOENT)
+			continue; /* gone meanwhile */
+		if (strncmp(comm, "iou-", 4) != 0)
+			n++;
+	}
+	closedir(d);
+	return n;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -863,14 +889,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	wh_store_close(store);
 	wh_mcache_close(mc);
-	if (count_fds() != fds)
+	if (count_fds() != fds) {
+		fprintf(stderr, "fuzz_get: descriptors %d, were %d\n",
+			count_fds(), fds);
 		abort(); /* a descriptor left open */
+	}
 	for (int i = 0; count_threads() != threads; i++) {
 		/* a joined thread may take a moment to leave the list */
 		struct timespec ts = { 0, 1000000 };
 
-		if (i == 1000)
+		if (i == 1000) {
+			fprintf(stderr, "fuzz_get: threads %d, were %d\n",
+				count_threads(), threads);
 			abort(); /* a thread left running */
+		}
 		nanosleep(&ts, NULL);
 	}
 	return 0;
