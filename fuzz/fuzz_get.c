@@ -18,9 +18,11 @@
  * request type: GETATTR, READDIR, MANIFEST, MANIFEST_STREAM, CHUNK,
  * GET_SMALL, READLINK, any; bit 5: from attempt N on, else at attempt N
  * only, N = A >> 6, an attempt being one sending of the same request),
- * byte K (0 any request of that type, else those whose bytes hash to K).
- * Matching by the request's content, not by the order replies come in,
- * keeps a run the same whatever the threads of the get do.
+ * byte K (0 any request of that type, else those whose bytes but the
+ * req_id hash to K: 1 + FNV-1a % 255).  Matching by the request's content,
+ * not by the order requests come in, makes what a reply becomes the same
+ * whatever order the get's threads send them in (which requests are sent
+ * may still vary: a failing get stops its other files where they are).
  *
  * Afterwards: nothing outside the destination changed (a sentinel
  * directory beside it stays empty, the share is untouched); no temporary
