@@ -33,7 +33,9 @@ struct entry {
 };
 
 struct ctx {
-	struct wh_session *s;
+	struct wh_rpc rpc;            /* the host */
+	uint64_t (*caps)(void *ctx); /* the capabilities it agreed to */
+	void *caps_ctx;
 	struct wh_store *store;
 	const struct wh_get_opts *o;
 	struct wh_get_stats *st;
@@ -113,7 +115,7 @@ static int rpc_t(struct ctx *c, struct wh_msg *m, uint16_t want,
 	n = wh_msg_encode(m, req, sizeof(req));
 	if (n < 0)
 		return -ENAMETOOLONG;
-	rv = wh_session_call(c->s, req, (size_t)n, resp, timeout_ms);
+	rv = wh_rpc_call(&c->rpc, req, (size_t)n, resp, timeout_ms);
 	if (rv < 0)
 		return rv;
 	rv = wh_msg_decode(resp->data, resp->len, WH_MAX_REPLY_FRAME, out);
@@ -1224,6 +1226,7 @@ static int fetch_manifest(struct ctx *c, const struct entry *e,
 	struct wh_buf resp;
 	uint32_t total = 0, have = 0;
 	uint64_t covered = 0;
+	size_t cap = 0;
 	int rv = 0;
 
 	wh_buf_init(&resp);
@@ -1244,9 +1247,9 @@ static int fetch_manifest(struct ctx *c, const struct entry *e,
 		if (have == 0) {
 			*v = r.u.manifest_reply.version;
 			total = r.u.manifest_reply.total;
-			chunks = calloc(total ? total : 1, sizeof(*chunks));
-			if (!chunks) {
-				rv = -ENOMEM;
+			/* every chunk holds a byte at least */
+			if (total > v->size) {
+				rv = WH_ERR_PROTO;
 				break;
 			}
 		} else if (r.u.manifest_reply.total != total ||
@@ -1261,6 +1264,14 @@ static int fetch_manifest(struct ctx *c, const struct entry *e,
 		if (r.u.manifest_reply.start != have ||
 		    (r.u.manifest_reply.count == 0 && have < total)) {
 			rv = WH_ERR_PROTO;
+			break;
+		}
+		/* room for the entries as they come, not for the total the
+		 * host claims: memory follows what it sent */
+		if (!grow((void **)&chunks, &cap,
+			  (size_t)have + r.u.manifest_reply.count + 1,
+			  sizeof(*chunks))) {
+			rv = -ENOMEM;
 			break;
 		}
 		for (uint32_t i = 0; i < r.u.manifest_reply.count; i++) {
@@ -1562,7 +1573,7 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 	struct wh_msg r;
 	size_t nall = 0;
 	char tmp[4200];
-	bool streamed = wh_session_caps(c->s) & WH_CAP_MSTREAM;
+	bool streamed = c->caps(c->caps_ctx) & WH_CAP_MSTREAM;
 	int fd = -1, rv;
 
 	memset(&j, 0, sizeof(j));
@@ -1904,7 +1915,7 @@ struct small_batch {
 
 static bool small_candidate(const struct ctx *c, const struct entry *e)
 {
-	return (wh_session_caps(c->s) & WH_CAP_SMALL) &&
+	return (c->caps(c->caps_ctx) & WH_CAP_SMALL) &&
 	       S_ISREG(e->attr.mode) && e->attr.size <= WH_MAX_SMALL_FILE &&
 	       /* a sparse file keeps its holes: the per-file path */
 	       e->attr.blocks * 512 >= e->attr.size;
@@ -2383,8 +2394,10 @@ static void *file_worker(void *arg)
 
 /*
  * Regular files that are hard links of one another on the host become one
- * file and hard links to it at the destination: the first of them in the
- * walk is copied, the others are linked to it once every file is in place.
+ * file and hard links to it at the destination: the first of them by path
+ * is copied, the others are linked to it once every file is in place (and
+ * a partial file under their names, of an earlier get that copied one of
+ * them when the host's links were others, removed).
  * The listing tells them by their attributes: a link count above one, the
  * same inode number and the same version (size, mtime, ctime).  The
  * version guards against a share that spans two file systems, where one
@@ -2411,13 +2424,19 @@ static int link_key_cmp(const struct entry *a, const struct entry *b)
 	return 0;
 }
 
-/* link_cmp - by link key, then by place in the walk */
+/* link_cmp - by link key, then by path (not by place in the walk, which
+ * its threads make differ from run to run: the file copied, whose partial
+ * file a get that was cut off leaves, is the same in the next run), then
+ * by place */
 static int link_cmp(const void *pa, const void *pb)
 {
 	const struct entry *a = *(const struct entry *const *)pa;
 	const struct entry *b = *(const struct entry *const *)pb;
 	int k = link_key_cmp(a, b);
 
+	if (k)
+		return k;
+	k = strcmp(a->rpath, b->rpath);
 	if (k)
 		return k;
 	return a < b ? -1 : a > b;
@@ -2428,8 +2447,8 @@ static bool link_candidate(const struct entry *e)
 	return S_ISREG(e->attr.mode) && e->attr.nlink > 1 && e->attr.ino != 0;
 }
 
-/* find_links - set link_to of every file that is a hard link of an
- * earlier one in the walk */
+/* find_links - set link_to of every file that is a hard link of one
+ * before it by path */
 static int find_links(struct ctx *c)
 {
 	struct entry **v;
@@ -2561,6 +2580,10 @@ out:
 		return rv;
 	}
 done:
+	/* a partial file an earlier get left under this name (when it was
+	 * the one copied) is nobody's now */
+	partial_name(e, tmp, sizeof(tmp));
+	unlink(tmp);
 	c->st->files++;
 	c->st->hardlinks++;
 	return 0;
@@ -2603,9 +2626,10 @@ static int copy_entries(struct ctx *c)
 	return c->first_rv;
 }
 
-int wh_get_run(struct wh_session *s, struct wh_store *store,
-	       const struct wh_get_opts *o, struct wh_get_stats *st,
-	       char *err, size_t errlen)
+int wh_get_run_rpc(struct wh_rpc *host, uint64_t (*caps)(void *ctx),
+		   void *caps_ctx, struct wh_store *store,
+		   const struct wh_get_opts *o, struct wh_get_stats *st,
+		   char *err, size_t errlen)
 {
 	struct ctx c;
 	struct wh_msg m, r;
@@ -2615,7 +2639,9 @@ int wh_get_run(struct wh_session *s, struct wh_store *store,
 
 	memset(&c, 0, sizeof(c));
 	memset(st, 0, sizeof(*st));
-	c.s = s;
+	c.rpc = *host;
+	c.caps = caps;
+	c.caps_ctx = caps_ctx;
 	c.store = store;
 	c.o = o;
 	c.st = st;
@@ -2688,6 +2714,25 @@ int wh_get_run(struct wh_session *s, struct wh_store *store,
 			rv = -errno;
 			fail(&c, "cannot create '%s': %s", e->lpath,
 			     strerror(errno));
+		} else if (e->parent != SIZE_MAX) {
+			/* what is there must be a directory, not a symlink
+			 * (an earlier get's: the host had one there) that
+			 * would take this tree's files wherever it points;
+			 * a symlink goes, as get replaces files and links.
+			 * (The top is the user's path, and followed.) */
+			struct stat dst;
+
+			if (lstat(e->lpath, &dst) == 0 &&
+			    S_ISLNK(dst.st_mode) && unlink(e->lpath) == 0 &&
+			    mkdir(e->lpath, 0700) == 0) {
+				e->made = true;
+			} else if (lstat(e->lpath, &dst) != 0 ||
+				   !S_ISDIR(dst.st_mode)) {
+				rv = -ENOTDIR;
+				fail(&c, "cannot create the directory '%s': "
+					 "something else is in the way",
+				     e->lpath);
+			}
 		}
 	}
 	if (rv == 0)
@@ -2728,4 +2773,20 @@ out:
 	pthread_mutex_destroy(&c.lock);
 	st->seconds = (double)(wh_now_ns() - c.t0) / 1e9;
 	return rv < 0 ? rv : 0;
+}
+
+static uint64_t session_caps(void *s)
+{
+	return wh_session_caps(s);
+}
+
+int wh_get_run(struct wh_session *s, struct wh_store *store,
+	       const struct wh_get_opts *o, struct wh_get_stats *st,
+	       char *err, size_t errlen)
+{
+	struct wh_rpc rpc;
+
+	wh_session_rpc(s, &rpc);
+	return wh_get_run_rpc(&rpc, session_caps, s, store, o, st, err,
+			      errlen);
 }

@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "client/wh_rpc.h"
 #include "client/wh_session.h"
 #include "store/wh_store.h"
 
@@ -67,5 +68,17 @@ struct wh_get_stats {
 int wh_get_run(struct wh_session *s, struct wh_store *store,
 	       const struct wh_get_opts *opts, struct wh_get_stats *st,
 	       char *err, size_t errlen);
+
+/*
+ * wh_get_run_rpc - wh_get_run over any transport: requests go through
+ * |host| (only its call() is used), and |caps|(|caps_ctx|) says, whenever
+ * asked, which capabilities the host agreed to (a session's may change
+ * when it reconnects).  wh_get_run is this with the session's own.  For
+ * the fuzzer, which plays the host in process.
+ */
+int wh_get_run_rpc(struct wh_rpc *host, uint64_t (*caps)(void *ctx),
+		   void *caps_ctx, struct wh_store *store,
+		   const struct wh_get_opts *opts, struct wh_get_stats *st,
+		   char *err, size_t errlen);
 
 #endif /* WH_GET_H */

@@ -444,6 +444,33 @@ def test_device_fifo_or_socket_destination_refused(share, hosts, workdir):
     assert same_tree(os.path.join(share, "renders"), os.path.join(out, "renders"))
 
 
+def test_symlink_where_a_directory_goes(share, hosts, workdir):
+    """A symlink in the destination where the host has a directory (an
+    earlier get's, from a host that had a symlink there) is replaced by the
+    directory: none of the tree's files goes where it points.  A regular
+    file there is an error, and left as it was."""
+    h = hosts(share)
+    cache = os.path.join(workdir, "cc")
+    out = os.path.join(workdir, "out")
+    elsewhere = os.path.join(workdir, "elsewhere")
+    os.makedirs(os.path.join(out, "renders"))
+    os.mkdir(elsewhere)
+    os.symlink(elsewhere, os.path.join(out, "renders", "shot042"))
+    get(h, "renders", out, cache)
+    assert os.listdir(elsewhere) == []
+    assert not os.path.islink(os.path.join(out, "renders", "shot042"))
+    assert same_tree(os.path.join(share, "renders"), os.path.join(out, "renders"))
+    out2 = os.path.join(workdir, "out2")
+    os.makedirs(os.path.join(out2, "renders"))
+    mine = os.path.join(out2, "renders", "shot042")
+    with open(mine, "w") as f:
+        f.write("mine\n")
+    r = get(h, "renders", out2, cache, check=False)
+    assert r.returncode != 0 and "in the way" in r.stderr, r.stderr
+    with open(mine) as f:
+        assert f.read() == "mine\n"
+
+
 def test_host_hashes_a_file_once(share, workdir):
     """The host's manifest cache survives a restart."""
     from conftest import Host
