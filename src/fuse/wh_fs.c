@@ -2982,9 +2982,11 @@ static void find_dev(struct wh_fs *fs)
 
 int wh_fs_mount(struct wh_fs *fs, const char *mountpoint)
 {
+	/* nosuid, nodev: a host's set-id bits and device files are shown as
+	 * they are, never acted on here */
 	char *argv[] = { "wormhole", "-o",
-			 "ro,default_permissions,fsname=wormhole,"
-			 "subtype=wormhole",
+			 "ro,nosuid,nodev,default_permissions,"
+			 "fsname=wormhole,subtype=wormhole",
 			 NULL, NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
 

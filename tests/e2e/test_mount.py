@@ -158,6 +158,17 @@ def test_read_only(mounted):
         assert e.value.errno == errno.EROFS
 
 
+def test_mount_options(mounted):
+    """Read-only, and a host's set-id bits and device files are never acted
+    on here (the kernel ignores them under nosuid and nodev)."""
+    _, _, mnt, _ = mounted
+    with open("/proc/self/mountinfo") as f:
+        opts = [l.split()[5].split(",") for l in f
+                if l.split()[4] == os.path.realpath(mnt)]
+    assert opts, "the mount is not in mountinfo"
+    assert {"ro", "nosuid", "nodev"} <= set(opts[-1]), opts[-1]
+
+
 def read_or_none(p):
     try:
         with open(p, "rb") as f:
