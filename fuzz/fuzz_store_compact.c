@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,7 +45,19 @@ static uint8_t logbuf[MAXREC * 128];
 static int hook_mode;
 static struct wh_store *hook_s, *hook_s2;
 static unsigned hook_n;
-static int in_hook;
+static __thread int in_hook;
+/* held while the hook puts into the second store, and by the main thread
+ * to take that store from it before closing it: the hook runs on the
+ * first store's eviction thread, at any time */
+static pthread_mutex_t hook_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* drop_s2 - the hook no longer uses the second store */
+static void drop_s2(void)
+{
+	pthread_mutex_lock(&hook_lock);
+	hook_s2 = NULL;
+	pthread_mutex_unlock(&hook_lock);
+}
 
 static void rm_dir(void)
 {
@@ -64,18 +77,22 @@ static int hook(struct wh_store *s, const char *what, const uint8_t *hash)
 		return 0;
 	if (hook_mode == 1)
 		return -EIO;
-	t = hook_mode == 2 ? s : hook_s2;
-	if (!t)
+	/* (a try: the second store's own rewrite may be what holds it) */
+	if (hook_mode != 2 && pthread_mutex_trylock(&hook_lock) != 0)
 		return 0;
+	t = hook_mode == 2 ? s : hook_s2;
 	in_hook = 1;
-	for (int i = 0; i < 3; i++) {
-		memset(b, 0xc0 + (int)(hook_n & 63), sizeof(b));
+	for (int i = 0; t && i < 3; i++) {
+		unsigned n = __atomic_fetch_add(&hook_n, 1, __ATOMIC_RELAXED);
+
+		memset(b, 0xc0 + (int)(n & 63), sizeof(b));
 		b[0] = (uint8_t)i;
 		wh_blake3(b, sizeof(b), h);
 		(void)wh_store_put(t, h, b, sizeof(b));
-		hook_n++;
 	}
 	in_hook = 0;
+	if (hook_mode != 2)
+		pthread_mutex_unlock(&hook_lock);
 	return 0;
 }
 
@@ -301,7 +318,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	hook_s = s;
 	if ((flags & 4) && wh_store_open(dir, limit, &s2) != 0)
 		abort();
+	pthread_mutex_lock(&hook_lock);
 	hook_s2 = s2;
+	pthread_mutex_unlock(&hook_lock);
 	check_gets(s);
 	(void)wh_store_sweep(s, 256);
 	if ((stray & 1) && access(oldtmp, F_OK) == 0)
@@ -315,14 +334,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (s2)
 		check_gets(s2);
 	if (flags & 8)
-		wh_store_close(s2), s2 = NULL, hook_s2 = NULL;
+		drop_s2(), wh_store_close(s2), s2 = NULL;
 	wh_store_close(s); /* evicts, and rewrites the log if mostly dead */
 	hook_s = NULL;
 	if (s2) {
 		check_gets(s2);
 		(void)wh_store_sweep(s2, 256);
+		drop_s2();
 		wh_store_close(s2);
-		hook_s2 = NULL;
 	}
 
 	/* reopened after all of it */
