@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 scripts/deps.sh build
-cmake -S "$ROOT" -B "$ROOT/build-release" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S "$ROOT" -B "$ROOT/build-release" -DCMAKE_BUILD_TYPE=Release -DWH_TESTS=OFF >/dev/null
 cmake --build "$ROOT/build-release" -j2 >/dev/null
 WH="$ROOT/build-release/wormhole"
 
