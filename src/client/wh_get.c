@@ -303,6 +303,40 @@ static void *walker(void *arg)
 	return NULL;
 }
 
+static int lpath_cmp(const void *pa, const void *pb)
+{
+	const struct entry *a = *(const struct entry *const *)pa;
+	const struct entry *b = *(const struct entry *const *)pb;
+
+	return strcmp(a->lpath, b->lpath);
+}
+
+/* check_names - a host that lists one name twice in a directory would
+ * have two copies write one destination (and one partial file) at once:
+ * refused, as any other malformed reply */
+static int check_names(struct ctx *c)
+{
+	struct entry **v;
+	int rv = 0;
+
+	if (c->nents < 2)
+		return 0;
+	v = malloc(c->nents * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->nents; i++)
+		v[i] = &c->ents[i];
+	qsort(v, c->nents, sizeof(*v), lpath_cmp);
+	for (size_t i = 1; i < c->nents; i++)
+		if (strcmp(v[i - 1]->lpath, v[i]->lpath) == 0) {
+			fail(c, "the host listed '%s' twice", v[i]->rpath);
+			rv = WH_ERR_PROTO;
+			break;
+		}
+	free(v);
+	return rv;
+}
+
 /* walk - |rpath| (whose attributes are |a|) and, for a directory,
  * everything below it, into the list; the paths move to the list */
 static int walk(struct ctx *c, char *rpath, char *lpath,
@@ -2691,6 +2725,8 @@ int wh_get_run_rpc(struct wh_rpc *host, uint64_t (*caps)(void *ctx),
 		wh_buf_free(&resp);
 		rv = walk(&c, rp, lp, &a);
 	}
+	if (rv == 0)
+		rv = check_names(&c);
 	if (rv < 0) {
 		if (!err[0])
 			fail(&c, "listing the host's files: %s",
