@@ -1499,6 +1499,15 @@ static bool same_file(int fd, const struct stat *st)
 	       now.st_ctim.tv_nsec == st->st_ctim.tv_nsec;
 }
 
+/* file_mode - the permission bits a file gets here: the host's, but for
+ * its set-user-ID and set-group-ID bits, which would make a program from
+ * the peer run with this machine's owner's rights (the mount is nosuid
+ * for the same reason); the sticky bit stays */
+static mode_t file_mode(const struct entry *e)
+{
+	return (mode_t)(e->attr.mode & 07777 & ~(S_ISUID | S_ISGID));
+}
+
 /* set_meta - mode and times of |fd| to the host's */
 static int set_meta(int fd, const struct entry *e, const struct wh_version *v)
 {
@@ -1508,7 +1517,7 @@ static int set_meta(int fd, const struct entry *e, const struct wh_version *v)
 	times[0].tv_nsec = e->attr.atime.nsec;
 	times[1].tv_sec = v->mtime.sec;
 	times[1].tv_nsec = v->mtime.nsec;
-	if (fchmod(fd, e->attr.mode & 07777) != 0 || futimens(fd, times) != 0)
+	if (fchmod(fd, file_mode(e)) != 0 || futimens(fd, times) != 0)
 		return -errno;
 	return 0;
 }
@@ -2174,11 +2183,10 @@ static int small_write(struct ctx *c, const struct entry *e,
 {
 	char tmp[4200];
 	size_t size = (size_t)ent->version.size, done = 0;
-	mode_t mode = e->attr.mode & 07777;
+	mode_t mode = file_mode(e);
 	/* created with its final mode when the umask keeps it and no write
-	 * clears it (set-id bits) or is refused by it (no owner write): one
-	 * fchmod less */
-	bool direct = !(mode & 06000) && (mode & S_IWUSR) &&
+	 * is refused by it (no owner write): one fchmod less */
+	bool direct = (mode & S_IWUSR) &&
 		      (mode & c->umask) == 0;
 	bool unnamed = false;
 	struct stat st;
