@@ -5,10 +5,11 @@
  * the old manifest says.  The input describes the versions: bytes 0-7 seed
  * the old version's bytes, byte 8 its size (in 256 KiB steps up to 3 MiB,
  * or, one time in eight, 16 MiB more, big enough to be read through a
- * mapping), then records of four bytes, each an edit of the new version
- * (overwrite, insert, remove, cut off, append, copy a stretch from
- * elsewhere) or of the old manifest (an entry dropped, its length or hash
- * changed, two swapped, the list cut short), by their first byte.
+ * mapping and checked on two threads), then records of four bytes, each
+ * an edit of the new version (overwrite, insert, remove, cut off, append,
+ * copy a stretch from elsewhere) or of the old manifest (an entry
+ * dropped, its length or hash changed, two swapped, the list cut short),
+ * by their first byte.
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -920,7 +920,8 @@ out_free:
  * the one expected next.  An old last chunk ended with its file, not at a
  * cut, so it is taken only where the new file ends with it too.  Unchanged
  * stretches cost a BLAKE3 pass and no cut search (the larger cost: 0.70
- * against 0.45 s/GB, bench/README.md); boundaries and hashes are those of
+ * against 0.45 s/GB, bench/README.md), on two threads in a file of more
+ * than a round (hint_batch); boundaries and hashes are those of
  * wh_chunk_fd (the unit tests compare them).  A wrong |old| (a manifest of
  * another file, or none of this format) costs a hash per chunk and is
  * otherwise harmless: a chunk is only taken where its bytes hash to its
@@ -948,6 +949,9 @@ struct hintrun {
 	wh_chunk_cb cb;
 	void *ud;
 	uint64_t off, kept;
+	bool two;           /* a second thread (p) checks chunks too */
+	struct par p;
+	struct wh_chunk spec[PAR_BUF / WH_CDC_MIN + 1];
 };
 
 /* hint_cut - the chunk at |d| (|avail| bytes, |eof|) into |c|: the old
@@ -990,6 +994,75 @@ static size_t hint_cut(struct hintrun *r, const uint8_t *d, size_t avail,
 	return cut;
 }
 
+/*
+ * hint_batch - with two threads: the old chunks expected from |pos| on, laid
+ * end to end as they were, that lie whole in the |have| bytes (but the old
+ * last one, which hint_cut decides), hashed on both threads at once, half
+ * of the bytes each; those that match, up to the first that does not, are
+ * handed to |cb| as hint_cut would have, one by one.  At a chunk that
+ * differs, r->next becomes NO_HINT, so that hint_cut searches the cut
+ * there without hashing the expected chunk again; the chunks hashed after
+ * it are wasted (at most a round's bytes per change).  Returns the bytes
+ * taken (0: fewer than two chunks to check, left to hint_cut), or a
+ * negative error (-EFAULT: SIGBUS on the other thread).
+ */
+static ssize_t hint_batch(struct hintrun *r, size_t pos, size_t have)
+{
+	const struct wh_manifest *old = r->old;
+	struct wh_chunk *spec = r->spec;
+	uint64_t total = 0, half = 0;
+	size_t k = 0, split, end = pos, taken = 0;
+
+	while (r->next + k + 1 < old->n &&
+	       k < sizeof(r->spec) / sizeof(r->spec[0])) {
+		const struct wh_chunk *o = &old->chunks[r->next + k];
+
+		if (o->length == 0 || o->length > WH_CDC_MAX ||
+		    o->length > have - end)
+			break;
+		spec[k].offset = r->off + (end - pos);
+		spec[k].length = o->length;
+		total += o->length;
+		end += o->length;
+		k++;
+	}
+	if (k < 2)
+		return 0;
+	split = k;
+	while (split > 1 && 2 * half + spec[split - 1].length < total)
+		half += spec[--split].length;
+	r->p.chunks = spec;
+	r->p.h0 = split;
+	r->p.h1 = k;
+	r->p.d = r->src.buf + pos;
+	r->p.abs0 = r->off;
+	if (r->src.mapped) {
+		r->p.lo = (uintptr_t)r->src.map;
+		r->p.hi = r->p.lo + r->src.mlen;
+	}
+	par_post(&r->p, PW_HASH);
+	hash_chunks(r->src.buf + pos, r->off, spec, 0, split);
+	if (!par_wait(&r->p))
+		return -EFAULT;
+	for (size_t i = 0; i < k; i++) {
+		int rv;
+
+		if (memcmp(spec[i].hash, old->chunks[r->next].hash,
+			   WH_HASH_LEN)) {
+			r->next = NO_HINT;
+			break;
+		}
+		rv = r->cb(r->ud, &spec[i]);
+		if (rv < 0)
+			return rv;
+		r->next++;
+		r->kept += spec[i].length;
+		r->off += spec[i].length;
+		taken += spec[i].length;
+	}
+	return (ssize_t)taken;
+}
+
 static int hint_rounds(struct hintrun *r)
 {
 	struct wh_io *io = wh_io_thread();
@@ -1005,9 +1078,19 @@ static int hint_rounds(struct hintrun *r)
 			return rv;
 		while (pos < have) {
 			struct wh_chunk c;
-			size_t cut = hint_cut(r, r->src.buf + pos, have - pos,
-					      eof, &c);
+			size_t cut;
 
+			if (r->two && r->next < r->old->n) {
+				ssize_t t = hint_batch(r, pos, have);
+
+				if (t < 0)
+					return (int)t;
+				pos += (size_t)t;
+				if (t > 0)
+					continue;
+			}
+			cut = hint_cut(r, r->src.buf + pos, have - pos, eof,
+				       &c);
 			if (cut == 0)
 				break;
 			c.offset = r->off;
@@ -1031,6 +1114,7 @@ int wh_chunk_fd_hint(int fd, uint64_t limit, const struct wh_manifest *old,
 {
 	const size_t bufsz = limit < PAR_BUF ? (size_t)limit + 1 : PAR_BUF;
 	struct hintrun r;
+	struct stat st;
 	sigjmp_buf jb;
 	sigset_t bus, oldmask;
 	int rv;
@@ -1056,12 +1140,28 @@ int wh_chunk_fd_hint(int fd, uint64_t limit, const struct wh_manifest *old,
 		r.hints[i].idx = i;
 	}
 	qsort(r.hints, old->n, sizeof(*r.hints), by_hint);
+	/* a file of more than a round's bytes: checked on two threads */
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size > PAR_BUF &&
+	    limit > PAR_BUF) {
+		r.p.mapped = r.src.mapped;
+		pthread_mutex_init(&r.p.lock, NULL);
+		pthread_cond_init(&r.p.cv, NULL);
+		r.two = pthread_create(&r.p.th, NULL, par_main, &r.p) == 0;
+		if (!r.two) {
+			pthread_cond_destroy(&r.p.cv);
+			pthread_mutex_destroy(&r.p.lock);
+		}
+	}
 	if (r.src.mapped) {
 		sigemptyset(&bus);
 		sigaddset(&bus, SIGBUS);
 		pthread_sigmask(SIG_UNBLOCK, &bus, &oldmask);
 		if (sigsetjmp(jb, 1) != 0) {
+			/* SIGBUS here: the other thread may still be at
+			 * work in the same bytes */
 			bus_jmp = NULL;
+			if (r.two)
+				par_wait(&r.p);
 			rv = fault_err(&r.src);
 			goto out;
 		}
@@ -1069,6 +1169,8 @@ int wh_chunk_fd_hint(int fd, uint64_t limit, const struct wh_manifest *old,
 	}
 	rv = hint_rounds(&r);
 	bus_jmp = NULL;
+	if (rv == -EFAULT) /* SIGBUS on the other thread */
+		rv = fault_err(&r.src);
 	if (rv == 0) {
 		*psize = r.off;
 		if (pkept)
@@ -1077,6 +1179,12 @@ int wh_chunk_fd_hint(int fd, uint64_t limit, const struct wh_manifest *old,
 out:
 	if (r.src.mapped)
 		pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
+	if (r.two) {
+		par_post(&r.p, PW_QUIT);
+		pthread_join(r.p.th, NULL);
+		pthread_cond_destroy(&r.p.cv);
+		pthread_mutex_destroy(&r.p.lock);
+	}
 	src_close(&r.src);
 	free(r.hints);
 	return rv;
