@@ -178,6 +178,12 @@ int cmd_mount_main(int argc, char **argv)
 	if (!S_ISDIR(st.st_mode))
 		return cli_fail("mount", "mount point '%s' is not a directory",
 				mnt);
+	/* a second mount on top would hide the first, and the next
+	 * unmount would take away the wrong one */
+	if (cli_wormhole_mounted(mnt))
+		return cli_fail("mount", "'%s' is a wormhole mount already: "
+				"unmount it first with 'wormhole unmount %s'",
+				mnt, mnt);
 	if (co.cache_dir && mkdir(co.cache_dir, 0700) != 0 && errno != EEXIST)
 		return cli_fail("mount", "cannot create cache dir '%s': %s",
 				co.cache_dir, strerror(errno));

@@ -1,6 +1,8 @@
 /* cmd_status.c - `wormhole status`: list the wormhole mounts, each with
  * its host and how it is connected. */
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/xattr.h>
 
@@ -70,18 +72,17 @@ static void print_mount(const char *mnt)
 		printf("%s\t%s, %s\n", mnt, peer, state);
 }
 
-int cmd_status_main(int argc, char **argv)
+/* each_mount - |fn|(path, ud) for every wormhole mount in
+ * /proc/self/mountinfo until it returns true; the count of mounts seen,
+ * or -1 if the table cannot be read */
+static int each_mount(bool (*fn)(const char *mnt, void *ud), void *ud)
 {
 	char line[8192];
-	FILE *f;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
 	int n = 0;
 
-	(void)argv;
-	if (argc != 1)
-		return cli_usage_error("status", "takes no arguments");
-	f = fopen("/proc/self/mountinfo", "r");
 	if (!f)
-		return cli_fail("status", "cannot read /proc/self/mountinfo");
+		return -1;
 	while (fgets(line, sizeof(line), f)) {
 		/* id parent maj:min root mountpoint opts [optional...] -
 		 * fstype source superopts */
@@ -99,10 +100,53 @@ int cmd_status_main(int argc, char **argv)
 		if (!mnt)
 			continue;
 		unescape_octal(mnt);
-		print_mount(mnt);
 		n++;
+		if (fn(mnt, ud))
+			break;
 	}
 	fclose(f);
+	return n;
+}
+
+static bool print_one(const char *mnt, void *ud)
+{
+	(void)ud;
+	print_mount(mnt);
+	return false;
+}
+
+static bool same_path(const char *mnt, void *ud)
+{
+	const char **want = ud;
+
+	if (strcmp(mnt, *want) != 0)
+		return false;
+	*want = NULL;
+	return true;
+}
+
+bool cli_wormhole_mounted(const char *path)
+{
+	char *abs = realpath(path, NULL);
+	const char *want = abs;
+
+	if (!abs)
+		return false;
+	each_mount(same_path, &want);
+	free(abs);
+	return want == NULL;
+}
+
+int cmd_status_main(int argc, char **argv)
+{
+	int n;
+
+	(void)argv;
+	if (argc != 1)
+		return cli_usage_error("status", "takes no arguments");
+	n = each_mount(print_one, NULL);
+	if (n < 0)
+		return cli_fail("status", "cannot read /proc/self/mountinfo");
 	if (n == 0)
 		fprintf(stderr, "no wormhole mounts\n");
 	return WH_EXIT_OK;

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import MiB, retry_if_caches_dropped, wait_for
+from conftest import MiB, WH_BIN, retry_if_caches_dropped, wait_for
 
 SPARSE = 5 * 1024 * MiB
 
@@ -167,6 +167,24 @@ def test_mount_options(mounted):
                 if l.split()[4] == os.path.realpath(mnt)]
     assert opts, "the mount is not in mountinfo"
     assert {"ro", "nosuid", "nodev"} <= set(opts[-1]), opts[-1]
+
+
+def test_second_mount_refused(mounted, workdir):
+    """A second mount on the same mount point would hide the first (and
+    the next unmount would take away the wrong one): refused, and the
+    first goes on working."""
+    share, _, mnt, h = mounted
+    cache = os.path.join(workdir, "cache2")
+    r = subprocess.run([WH_BIN, "mount", h.code, mnt, "--peer", h.addr,
+                        "--cache-dir", cache], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1, r
+    assert "is a wormhole mount already" in r.stderr, r.stderr
+    with open("/proc/self/mountinfo") as f:
+        here = [l for l in f if l.split()[4] == os.path.realpath(mnt)]
+    assert len(here) == 1, here
+    names = os.listdir(mnt)  # (the special files are not shown)
+    assert names and set(names) <= set(os.listdir(share))
 
 
 def read_or_none(p):
