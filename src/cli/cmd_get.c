@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,43 @@ static int normalize(const char *in, char *out, size_t size)
 	}
 	out[o] = '\0';
 	return wh_path_valid(out, o) ? 0 : -EINVAL;
+}
+
+/* on_stop - SIGINT, SIGTERM, SIGHUP: say what becomes of the copy, then
+ * die of the signal.  Stopping here is as safe as a kill -9, which the
+ * store and the partial files are made for; the next get resumes. */
+static volatile sig_atomic_t drawing; /* a progress line is on the terminal */
+
+static void on_stop(int sig)
+{
+	static const char msg[] =
+		"\nwormhole get: interrupted; what was copied is kept, and "
+		"the same command resumes it\n";
+	ssize_t n;
+
+	n = write(STDERR_FILENO, msg + !drawing, sizeof(msg) - 1 - !drawing);
+	(void)n;
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void catch_stops(void)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		struct sigaction old;
+
+		/* one ignored by whoever started us stays ignored */
+		if (sigaction(sigs[i], NULL, &old) == 0 &&
+		    old.sa_handler == SIG_IGN)
+			continue;
+		sigaction(sigs[i], &sa, NULL);
+	}
 }
 
 int cmd_get_main(int argc, char **argv)
@@ -185,6 +223,8 @@ int cmd_get_main(int argc, char **argv)
 	go.timeout_ms = (int)co.timeout_ms;
 	go.progress = !json && isatty(STDERR_FILENO);
 	go.mc = mc;
+	drawing = go.progress;
+	catch_stops();
 	rv = wh_get_run(sess, store, &go, &st, err, sizeof(err));
 	if (rv < 0) {
 		cli_fail("get", "%s", err[0] ? err : wh_strerror(rv));

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1561,6 +1562,33 @@ static int open_partial(const char *tmp, bool *reused)
 	return fd < 0 ? -errno : fd;
 }
 
+/* take_partial - open_partial, the file locked for this get: two gets
+ * into one destination at once would write one partial file and rename
+ * it twice.  -EBUSY when another get holds it.  A file system without
+ * flock goes unlocked, as before. */
+static int take_partial(const char *tmp, bool *reused)
+{
+	for (int i = 0; i < 8; i++) {
+		struct stat a, b;
+		int fd = open_partial(tmp, reused);
+
+		if (fd < 0)
+			return fd;
+		if (flock(fd, LOCK_EX | LOCK_NB) != 0 &&
+		    errno == EWOULDBLOCK) {
+			close(fd);
+			return -EBUSY;
+		}
+		/* still the file of that name: the get that held it may
+		 * have finished and renamed it meanwhile */
+		if (fstat(fd, &a) == 0 && lstat(tmp, &b) == 0 &&
+		    a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+			return fd;
+		close(fd);
+	}
+	return -EBUSY;
+}
+
 /* dir_of - the directory |path| names an entry of, into |buf|; false if
  * it does not fit */
 static bool dir_of(const char *path, char *buf, size_t size)
@@ -1730,7 +1758,14 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 			j.old = old_index(&oldman, &j.nold);
 	}
 	partial_name(e, tmp, sizeof(tmp));
-	fd = open_partial(tmp, &j.reused);
+	fd = take_partial(tmp, &j.reused);
+	if (fd == -EBUSY) {
+		rv = fd;
+		fail(c, "another get is writing '%s' now (its partial file "
+			"'%s' is in use)", e->lpath, tmp);
+		tmp[0] = '\0'; /* that get's, not ours to remove */
+		goto out;
+	}
 	if (fd < 0) {
 		rv = fd;
 		fail(c, "cannot create '%s': %s", tmp, strerror(-rv));

@@ -282,7 +282,10 @@ def store_entries(cache):
     return data, [k for k in live if k[1] == 2]
 
 
-def test_killed_get_resumes(workdir, hosts):
+def start_big_get(workdir, hosts, *extra):
+    """A share with a 128 MiB file, and a get of it (one chunk at a time)
+    that has written a few chunks; returns (host, get process, dst,
+    partial, cache)."""
     share = os.path.join(workdir, "s")
     os.mkdir(share)
     with open(os.path.join(share, "big"), "wb") as f:
@@ -292,13 +295,20 @@ def test_killed_get_resumes(workdir, hosts):
     dst = os.path.join(workdir, "big")
     partial = os.path.join(workdir, ".big.wh-partial")
     p = subprocess.Popen([WH_BIN, "get", h.code, "big", dst, "--peer", h.addr,
-                          "--cache-dir", cache, "--parallel", "1"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # each chunk written into the partial file is noted in the store
+                          "--cache-dir", cache, "--parallel", "1", *extra],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
     assert wait_for(lambda: len(store_entries(cache)[1]) >= 3 or p.poll() is not None,
                     60, 0.002)
+    return h, p, dst, partial, cache
+
+
+def test_killed_get_resumes(workdir, hosts):
+    # each chunk written into the partial file is noted in the store
+    h, p, dst, partial, cache = start_big_get(workdir, hosts)
+    share = h.share
     p.send_signal(signal.SIGKILL)
-    p.wait()
+    p.communicate()
     assert not os.path.exists(dst), "the get finished before it was killed"
     assert os.path.exists(partial)   # kept, under its temporary name only
     # a scribble over the first chunk there: checked, not trusted
@@ -318,6 +328,42 @@ def test_killed_get_resumes(workdir, hosts):
     # references to them, no copy
     data, refs = store_entries(cache)
     assert data == [] and len(refs) == s["chunks"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_get_says_so_and_resumes(sig, workdir, hosts):
+    """Ctrl-C (or a SIGTERM) stops a get with a word on what becomes of
+    it, dies of the signal, keeps the partial file, and the same get
+    resumes it."""
+    h, p, dst, partial, cache = start_big_get(workdir, hosts)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == -sig, (p.returncode, err)
+    assert "interrupted; what was copied is kept" in err, err
+    assert not os.path.exists(dst) and os.path.exists(partial)
+    s = get(h, "big", dst, cache)
+    assert open(dst, "rb").read() == open(os.path.join(h.share, "big"), "rb").read()
+    assert s["chunks_resumed"] >= 2 and s["chunks_fetched"] < s["chunks"], s
+
+
+def test_second_get_into_the_same_destination(workdir, hosts):
+    """While one get writes a file, another into the same destination
+    fails with a clear message, leaves the first's partial file alone,
+    and the first completes."""
+    h, p, dst, partial, cache = start_big_get(workdir, hosts)
+    p.send_signal(signal.SIGSTOP)  # holds the partial file, still open
+    try:
+        r = subprocess.run([WH_BIN, "get", h.code, "big", dst, "--peer",
+                            h.addr, "--cache-dir", os.path.join(workdir, "c2")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1, r
+        assert "another get is writing" in r.stderr, r.stderr
+        assert os.path.exists(partial) and not os.path.exists(dst)
+    finally:
+        p.send_signal(signal.SIGCONT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert open(dst, "rb").read() == open(os.path.join(h.share, "big"), "rb").read()
 
 
 def test_lost_host_keeps_the_partial_copy(workdir, hosts):
