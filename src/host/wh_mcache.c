@@ -48,10 +48,15 @@ struct entry {
 /*
  * The version of each file name last seen, so that a new version is hashed
  * with the old one's manifest (wh_chunk_fd_hint): a table indexed by a
- * hash of the name, a later name taking the place of an earlier one.  In
- * memory only: after a restart, a file's first change is hashed in full.
+ * hash of the name, a later name taking the place of an earlier one.
+ * Saved in the directory (NAMES_FILE) as the small-file hashes are, so a
+ * file's first change after a restart is hashed with its old manifest
+ * too; a stale or foreign entry only costs a hash per chunk.
  */
 #define PREV_ENTRIES 4096 /* a power of two */
+#define NAMES_FILE "names.whn"
+#define NAMES_MAGIC "WHN1"
+#define NAMES_ENT_LEN 48 /* tag, then the key */
 
 struct prev {
 	uint64_t tag;   /* the name's hash; 0: empty */
@@ -110,11 +115,17 @@ struct wh_mcache {
 	uint64_t hclock;               /* under lock */
 	unsigned long hhits, hmisses;  /* under lock */
 	struct prev *prevs;            /* PREV_ENTRIES, under lock */
+	bool prevs_dirty;              /* changed since saved, under lock */
+	bool prevs_saving;             /* a thread saves them, under lock */
+	uint64_t prevs_saved_ns;       /* when last saved, under lock */
 	unsigned long hinted;          /* hashed with a hint, under lock */
 	uint64_t hint_kept;            /* bytes it kept, under lock */
 };
 
 static void hashes_save(struct wh_mcache *mc);
+static void names_read(struct wh_mcache *mc);
+static void names_tick(struct wh_mcache *mc);
+static void names_save(struct wh_mcache *mc);
 
 /* small-file hashes learned are saved this often while the cache is open
  * (and at close), so a process killed meanwhile loses at most this much;
@@ -154,8 +165,11 @@ static void prev_set_locked(struct wh_mcache *mc, uint64_t tag,
 	if (!tag || !mc->prevs)
 		return;
 	p = &mc->prevs[tag & (PREV_ENTRIES - 1)];
+	if (p->tag == tag && !memcmp(&p->key, k, sizeof(*k)))
+		return;
 	p->tag = tag;
 	p->key = *k;
+	mc->prevs_dirty = true;
 }
 
 /* prev_get_locked - the version seen before under |tag| if it is not |k| */
@@ -227,6 +241,8 @@ int wh_mcache_open(const char *dir, struct wh_mcache **pmc)
 			wh_mcache_close(mc);
 			return -ENOMEM;
 		}
+		if (mc->prevs)
+			names_read(mc);
 	}
 	*pmc = mc;
 	return 0;
@@ -246,6 +262,7 @@ void wh_mcache_close(struct wh_mcache *mc)
 	pthread_mutex_unlock(&mc->lock);
 	pthread_cond_destroy(&mc->cv);
 	hashes_save(mc);
+	names_save(mc);
 	free(mc->hashes);
 	free(mc->prevs);
 	for (size_t i = 0; i < mc->nmem; i++)
@@ -586,6 +603,7 @@ static void job_run(struct wh_mjob *j)
 		}
 		prev_set_locked(mc, j->tag, &j->key);
 		pthread_mutex_unlock(&mc->lock);
+		names_tick(mc);
 		if (j->hint.n > 0)
 			wh_debug("manifest: %llu of %llu bytes as in the version "
 				 "before",
@@ -725,6 +743,7 @@ static int find_or_start(struct wh_mcache *mc, int fd, const struct stat *st,
 		mc->hits++;
 		prev_set_locked(mc, tag, &k);
 		pthread_mutex_unlock(&mc->lock);
+		names_tick(mc);
 		mem_put(mc, &k, &man);
 		j = job_done(mc, &k, &man);
 		goto found;
@@ -1076,17 +1095,17 @@ static bool hashes_pack_locked(struct wh_mcache *mc, uint8_t **pbuf,
 	return true;
 }
 
-/* hashes_write - the packed table to the directory: written to a
+/* dir_write - |len| bytes as the directory's file |name|: written to a
  * temporary name and renamed, so a reader sees the old file or the new
- * one (one writer per process at a time: hashes_saving, or close) */
-static bool hashes_write(struct wh_mcache *mc, const uint8_t *buf,
-			 size_t len)
+ * one (one writer per process and file at a time) */
+static bool dir_write(struct wh_mcache *mc, const char *name,
+		      const uint8_t *buf, size_t len)
 {
 	char path[4200], tmp[4300];
 	bool ok = false;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/" HASH_FILE, mc->dir);
+	snprintf(path, sizeof(path), "%s/%s", mc->dir, name);
 	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
 		  0600);
@@ -1098,8 +1117,16 @@ static bool hashes_write(struct wh_mcache *mc, const uint8_t *buf,
 			unlink(tmp);
 	}
 	if (!ok)
-		wh_debug("cannot store small-file hashes in %s", mc->dir);
+		wh_debug("cannot store %s in %s", name, mc->dir);
 	return ok;
+}
+
+/* hashes_write - the packed table to the directory (hashes_saving, or
+ * close) */
+static bool hashes_write(struct wh_mcache *mc, const uint8_t *buf,
+			 size_t len)
+{
+	return dir_write(mc, HASH_FILE, buf, len);
 }
 
 /* hashes_save - the table to the directory if it has news (at close: no
@@ -1111,6 +1138,128 @@ static void hashes_save(struct wh_mcache *mc)
 
 	if (hashes_pack_locked(mc, &buf, &len)) {
 		hashes_write(mc, buf, len);
+		free(buf);
+	}
+}
+
+/* names_read - the names' versions saved in the directory into the
+ * table (at open: no other thread has |mc| yet) */
+static void names_read(struct wh_mcache *mc)
+{
+	char path[4200];
+	struct stat st;
+	uint8_t *buf = NULL, h[WH_HASH_LEN];
+	size_t len, n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/" NAMES_FILE, mc->dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    st.st_size < 12 + WH_HASH_LEN ||
+	    (uint64_t)st.st_size > 12 + WH_HASH_LEN +
+				   (uint64_t)PREV_ENTRIES * NAMES_ENT_LEN)
+		goto out;
+	len = (size_t)st.st_size;
+	buf = malloc(len);
+	if (!buf || pread(fd, buf, len, 0) != (ssize_t)len)
+		goto out;
+	n = (size_t)get_le(buf + 4, 8);
+	wh_blake3(buf, len - WH_HASH_LEN, h);
+	if (memcmp(buf, NAMES_MAGIC, 4) || n > PREV_ENTRIES ||
+	    12 + n * NAMES_ENT_LEN + WH_HASH_LEN != len ||
+	    memcmp(h, buf + len - WH_HASH_LEN, WH_HASH_LEN))
+		goto out; /* torn or foreign: not believed */
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *e = buf + 12 + i * NAMES_ENT_LEN;
+		uint64_t tag = get_le(e, 8);
+		struct prev *p = &mc->prevs[tag & (PREV_ENTRIES - 1)];
+
+		if (!tag)
+			continue;
+		p->tag = tag;
+		p->key.dev = get_le(e + 8, 8);
+		p->key.ino = get_le(e + 16, 8);
+		p->key.size = get_le(e + 24, 8);
+		p->key.mtime_ns = get_le(e + 32, 8);
+		p->key.ctime_ns = get_le(e + 40, 8);
+	}
+out:
+	free(buf);
+	close(fd);
+}
+
+/* names_pack_locked - the table as the file's bytes into |*pbuf|
+ * (|*plen|), and clean; false if it has no news or no memory */
+static bool names_pack_locked(struct wh_mcache *mc, uint8_t **pbuf,
+			      size_t *plen)
+{
+	uint8_t *buf;
+	size_t n = 0, len;
+
+	if (!mc->dir || !mc->prevs || !mc->prevs_dirty)
+		return false;
+	buf = malloc(12 + (size_t)PREV_ENTRIES * NAMES_ENT_LEN + WH_HASH_LEN);
+	if (!buf)
+		return false;
+	for (size_t i = 0; i < PREV_ENTRIES; i++) {
+		uint8_t *e = buf + 12 + n * NAMES_ENT_LEN;
+
+		if (!mc->prevs[i].tag)
+			continue;
+		put_le(e, mc->prevs[i].tag, 8);
+		key_bytes(&mc->prevs[i].key, e + 8);
+		n++;
+	}
+	memcpy(buf, NAMES_MAGIC, 4);
+	put_le(buf + 4, n, 8);
+	len = 12 + n * NAMES_ENT_LEN;
+	wh_blake3(buf, len, buf + len);
+	*pbuf = buf;
+	*plen = len + WH_HASH_LEN;
+	mc->prevs_dirty = false;
+	return true;
+}
+
+/* names_tick - the names' table saved if it changed and was last saved
+ * a while ago (as the small-file hashes: a host killed loses little);
+ * written outside the lock */
+static void names_tick(struct wh_mcache *mc)
+{
+	uint64_t now = wh_now_ns();
+	uint8_t *buf;
+	size_t len;
+	bool ok;
+
+	pthread_mutex_lock(&mc->lock);
+	if (!mc->prevs_saved_ns)
+		mc->prevs_saved_ns = now;
+	if (mc->prevs_saving || now - mc->prevs_saved_ns < mc->hashes_every_ns ||
+	    !names_pack_locked(mc, &buf, &len)) {
+		pthread_mutex_unlock(&mc->lock);
+		return;
+	}
+	mc->prevs_saving = true;
+	pthread_mutex_unlock(&mc->lock);
+	ok = dir_write(mc, NAMES_FILE, buf, len);
+	free(buf);
+	pthread_mutex_lock(&mc->lock);
+	mc->prevs_saving = false;
+	if (!ok)
+		mc->prevs_dirty = true;
+	mc->prevs_saved_ns = wh_now_ns();
+	pthread_mutex_unlock(&mc->lock);
+}
+
+/* names_save - at close (no other thread uses |mc|) */
+static void names_save(struct wh_mcache *mc)
+{
+	uint8_t *buf;
+	size_t len;
+
+	if (names_pack_locked(mc, &buf, &len)) {
+		dir_write(mc, NAMES_FILE, buf, len);
 		free(buf);
 	}
 }
