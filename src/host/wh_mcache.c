@@ -369,6 +369,16 @@ static void key_bytes(const struct key *k, uint8_t out[40])
 	put_le(out + 32, k->ctime_ns, 8);
 }
 
+static void key_from_bytes(const uint8_t in[40], struct key *k)
+{
+	memset(k, 0, sizeof(*k));
+	k->dev = get_le(in, 8);
+	k->ino = get_le(in + 8, 8);
+	k->size = get_le(in + 16, 8);
+	k->mtime_ns = get_le(in + 24, 8);
+	k->ctime_ns = get_le(in + 32, 8);
+}
+
 static void disk_path(struct wh_mcache *mc, const struct key *k, char *buf,
 		      size_t size)
 {
@@ -991,10 +1001,13 @@ static void hash_free_insert_locked(struct wh_mcache *mc, const struct key *k,
 	}
 }
 
-/* hashes_read - the entries of the directory's file into the table: all
- * of them, or with |merge| only into free entries (those this process
- * has win) */
-static void hashes_read(struct wh_mcache *mc, bool merge)
+/* dir_read - the directory's file |name|, if it is whole: |magic|, a
+ * count of at most |max| entries of |ent_len| bytes, the entries, and a
+ * BLAKE3 of all that; the buffer (to be freed) and *|pn|, or NULL (none,
+ * torn or foreign: not believed) */
+static uint8_t *dir_read(struct wh_mcache *mc, const char *name,
+			 const char *magic, size_t ent_len, size_t max,
+			 size_t *pn)
 {
 	char path[4200];
 	struct stat st;
@@ -1002,42 +1015,55 @@ static void hashes_read(struct wh_mcache *mc, bool merge)
 	size_t len, n;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/" HASH_FILE, mc->dir);
+	snprintf(path, sizeof(path), "%s/%s", mc->dir, name);
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
-		return;
+		return NULL;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
 	    st.st_size < 12 + WH_HASH_LEN ||
-	    (uint64_t)st.st_size > 12 + WH_HASH_LEN +
-				   (uint64_t)WH_MCACHE_HASHES * HASH_ENT_LEN)
-		goto out;
+	    (uint64_t)st.st_size > 12 + WH_HASH_LEN + (uint64_t)max * ent_len)
+		goto bad;
 	len = (size_t)st.st_size;
 	buf = malloc(len);
 	if (!buf || pread(fd, buf, len, 0) != (ssize_t)len)
-		goto out;
+		goto bad;
 	n = (size_t)get_le(buf + 4, 8);
 	wh_blake3(buf, len - WH_HASH_LEN, h);
-	if (memcmp(buf, HASH_MAGIC, 4) || n > WH_MCACHE_HASHES ||
-	    12 + n * HASH_ENT_LEN + WH_HASH_LEN != len ||
+	if (memcmp(buf, magic, 4) || n > max ||
+	    12 + n * ent_len + WH_HASH_LEN != len ||
 	    memcmp(h, buf + len - WH_HASH_LEN, WH_HASH_LEN))
-		goto out; /* torn or foreign: not believed */
+		goto bad;
+	close(fd);
+	*pn = n;
+	return buf;
+bad:
+	free(buf);
+	close(fd);
+	return NULL;
+}
+
+/* hashes_read - the entries of the directory's file into the table: all
+ * of them, or with |merge| only into free entries (those this process
+ * has win) */
+static void hashes_read(struct wh_mcache *mc, bool merge)
+{
+	size_t n;
+	uint8_t *buf = dir_read(mc, HASH_FILE, HASH_MAGIC, HASH_ENT_LEN,
+				WH_MCACHE_HASHES, &n);
+
+	if (!buf)
+		return;
 	for (size_t i = 0; i < n; i++) {
 		const uint8_t *e = buf + 12 + i * HASH_ENT_LEN;
 		struct key k;
 
-		k.dev = get_le(e, 8);
-		k.ino = get_le(e + 8, 8);
-		k.size = get_le(e + 16, 8);
-		k.mtime_ns = get_le(e + 24, 8);
-		k.ctime_ns = get_le(e + 32, 8);
+		key_from_bytes(e, &k);
 		if (merge)
 			hash_free_insert_locked(mc, &k, e + 40);
 		else
 			hash_insert_locked(mc, &k, e + 40);
 	}
-out:
 	free(buf);
-	close(fd);
 }
 
 /* hashes_load_locked - the table there (allocated), with what the
@@ -1146,31 +1172,12 @@ static void hashes_save(struct wh_mcache *mc)
  * table (at open: no other thread has |mc| yet) */
 static void names_read(struct wh_mcache *mc)
 {
-	char path[4200];
-	struct stat st;
-	uint8_t *buf = NULL, h[WH_HASH_LEN];
-	size_t len, n;
-	int fd;
+	size_t n;
+	uint8_t *buf = dir_read(mc, NAMES_FILE, NAMES_MAGIC, NAMES_ENT_LEN,
+				PREV_ENTRIES, &n);
 
-	snprintf(path, sizeof(path), "%s/" NAMES_FILE, mc->dir);
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
+	if (!buf)
 		return;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-	    st.st_size < 12 + WH_HASH_LEN ||
-	    (uint64_t)st.st_size > 12 + WH_HASH_LEN +
-				   (uint64_t)PREV_ENTRIES * NAMES_ENT_LEN)
-		goto out;
-	len = (size_t)st.st_size;
-	buf = malloc(len);
-	if (!buf || pread(fd, buf, len, 0) != (ssize_t)len)
-		goto out;
-	n = (size_t)get_le(buf + 4, 8);
-	wh_blake3(buf, len - WH_HASH_LEN, h);
-	if (memcmp(buf, NAMES_MAGIC, 4) || n > PREV_ENTRIES ||
-	    12 + n * NAMES_ENT_LEN + WH_HASH_LEN != len ||
-	    memcmp(h, buf + len - WH_HASH_LEN, WH_HASH_LEN))
-		goto out; /* torn or foreign: not believed */
 	for (size_t i = 0; i < n; i++) {
 		const uint8_t *e = buf + 12 + i * NAMES_ENT_LEN;
 		uint64_t tag = get_le(e, 8);
@@ -1179,15 +1186,9 @@ static void names_read(struct wh_mcache *mc)
 		if (!tag)
 			continue;
 		p->tag = tag;
-		p->key.dev = get_le(e + 8, 8);
-		p->key.ino = get_le(e + 16, 8);
-		p->key.size = get_le(e + 24, 8);
-		p->key.mtime_ns = get_le(e + 32, 8);
-		p->key.ctime_ns = get_le(e + 40, 8);
+		key_from_bytes(e + 8, &p->key);
 	}
-out:
 	free(buf);
-	close(fd);
 }
 
 /* names_pack_locked - the table as the file's bytes into |*pbuf|
