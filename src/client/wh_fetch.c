@@ -44,6 +44,7 @@
 #define RG_BLOCKS (RG_MAX / RG_BLOCK)
 #define RG_EXTS 64                 /* disjoint ranges received */
 #define RD_EXTS 64                 /* disjoint ranges READ in runs */
+#define PRE_EXTS 16                /* ... by reads before a run */
 #define SMALL_BATCH 16             /* small files one worker sends at
 				    * once */
 #define SMALL_GET_FILES WH_MAX_SMALL_FILES /* small files in one GET_SMALL */
@@ -124,6 +125,10 @@ struct wh_fetch_file {
 	 * reordered reads cut in two has its own backfill lost otherwise) */
 	struct ext rd[RD_EXTS];
 	int nrd;
+	/* protected by lock: what reads not (yet) part of a sequential run
+	 * asked for with READ; taken into rd once a run near them is */
+	struct ext pre[PRE_EXTS];
+	int npre;
 	bool pass_seq;               /* protected by lock: the last read left
 				      * to the caller was sequential */
 	bool closed;                 /* protected by lock */
@@ -315,6 +320,36 @@ static void rd_add(struct wh_fetch_file *ff, uint64_t a, uint64_t b)
 {
 	/* a run too scattered to note is not backfilled */
 	(void)ext_add(ff->rd, &ff->nrd, RD_EXTS, a, b);
+}
+
+/* pre_add - [a, b) was asked for with READ by a read that is not part of a
+ * sequential run; lock held.  The kernel's readahead sends its first reads
+ * out of order, so a run starts again and again at the start of a file
+ * before it counts as one: those reads are backfilled once a run near
+ * them does (pre_take).  When there are too many, the older go. */
+static void pre_add(struct wh_fetch_file *ff, uint64_t a, uint64_t b)
+{
+	if (!ext_add(ff->pre, &ff->npre, PRE_EXTS, a, b)) {
+		ff->npre = 0;
+		(void)ext_add(ff->pre, &ff->npre, PRE_EXTS, a, b);
+	}
+}
+
+/* pre_take - the reads of pre_add within SEQ_SLACK of the sequential run
+ * now on are its own: into rd; lock held */
+static void pre_take(struct wh_fetch_file *ff)
+{
+	uint64_t lo = ff->seq_start > SEQ_SLACK ? ff->seq_start - SEQ_SLACK : 0;
+	uint64_t hi = ff->last_end + SEQ_SLACK;
+	int k = 0;
+
+	for (int i = 0; i < ff->npre; i++) {
+		if (ff->pre[i].b >= lo && ff->pre[i].a <= hi)
+			rd_add(ff, ff->pre[i].a, ff->pre[i].b);
+		else
+			ff->pre[k++] = ff->pre[i];
+	}
+	ff->npre = k;
 }
 
 /* rg_copy - the bytes of [a, b), which rg_has(); lock held */
@@ -2069,6 +2104,8 @@ int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 		ff->path_len = len;
 	}
 	seq = classify(ff, off, size);
+	if (seq && ff->npre)
+		pre_take(ff);
 	rg_follow(f, ff, off);
 	f->last_read_ns = wh_now_ns();
 	if (ff->v.size < f->o.min_size)
@@ -2221,6 +2258,10 @@ int wh_fetch_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 
 pass:
 	ff->pass_seq = seq;
+	if (!seq && f->store && ff->v.size >= f->o.min_size &&
+	    off < ff->v.size)
+		pre_add(ff, off, off + size < ff->v.size ? off + size
+							  : ff->v.size);
 	f->st.reads_passed++;
 	pthread_mutex_unlock(&f->lock);
 	return 0;

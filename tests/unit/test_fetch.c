@@ -566,6 +566,58 @@ static void test_mstream_cold(void **state)
 	fx_close(&x);
 }
 
+/* the kernel's readahead sends a file's first reads out of order (seen:
+ * 0, 1, 5, 3, 2, 6, 4, 7 MiB), so the run starts again at each before it
+ * counts as sequential; those first MiBs still end up in the store, as
+ * every other chunk of the file */
+static void test_mstream_reordered_start(void **state)
+{
+	static const unsigned int first[] = { 0, 1, 5, 3, 2, 6, 4, 7 };
+	struct fx x = { .l = { .caps = WH_CAP_CHUNKS | WH_CAP_MSTREAM } };
+	struct wh_fetch_opts o = { .timeout_ms = 5000, .caps = local_caps,
+				   .caps_ctx = &x.l };
+	static uint8_t buf[MiB];
+	struct wh_fetch_stats st;
+	struct wh_fetch_file *ff;
+
+	(void)state;
+	fx_open(&x, &o, "store-reorder");
+	assert_int_equal(wh_fetch_open(x.f, "f.bin", 5, &x.v, &ff), 0);
+	for (size_t k = 0; k < sizeof(first) / sizeof(first[0]); k++) {
+		uint64_t off = (uint64_t)first[k] * MiB;
+		struct wh_fetch_reply fr;
+		int rv = wh_fetch_read(x.f, ff, "f.bin", 5, off, MiB, &fr);
+
+		assert_true(rv >= 0);
+		if (rv == 0) {
+			wh_fetch_got_read(x.f, ff, off, content + off, MiB);
+		} else {
+			assert_int_equal(gather(&fr, buf), MiB);
+			wh_fetch_done(x.f, &fr);
+		}
+	}
+	for (uint64_t off = 8 * MiB; off < FILE_SIZE; off += MiB) {
+		size_t want = FILE_SIZE - off < MiB ? FILE_SIZE - off : MiB;
+		struct wh_fetch_reply fr;
+		int rv = wh_fetch_read(x.f, ff, "f.bin", 5, off, MiB, &fr);
+
+		assert_true(rv >= 0);
+		if (rv == 0) {
+			wh_fetch_got_read(x.f, ff, off, content + off, want);
+		} else {
+			assert_int_equal(gather(&fr, buf), want);
+			assert_memory_equal(buf, content + off, want);
+			wh_fetch_done(x.f, &fr);
+		}
+	}
+	wh_fetch_close(x.f, ff);
+	wait_idle(x.f);
+	wh_fetch_get_stats(x.f, &st);
+	assert_int_equal(st.chunks_bad, 0);
+	stored_all(x.store);
+	fx_close(&x);
+}
+
 /* a host that hashes slower than the reader reads: the reader is far
  * past the READ bytes the mount keeps (32 MiB) before the manifest's first
  * part comes.  They are still made into chunks once it does, not fetched
@@ -926,6 +978,7 @@ int main(void)
 		cmocka_unit_test(test_stale_version),
 		cmocka_unit_test(test_dead_host),
 		cmocka_unit_test(test_mstream_cold),
+		cmocka_unit_test(test_mstream_reordered_start),
 		cmocka_unit_test(test_mstream_other_version),
 		cmocka_unit_test(test_mstream_late),
 		cmocka_unit_test(test_assemble_beside_a_failed_fetch),
