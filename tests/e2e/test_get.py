@@ -517,6 +517,13 @@ def test_symlink_where_a_directory_goes(share, hosts, workdir):
         assert f.read() == "mine\n"
 
 
+def manifest_files(hc):
+    """The manifest files in the host's cache directory |hc| (not the
+    small-file hashes, small.whs, nor the names' versions, names.whn)."""
+    return [f for f in os.listdir(hc) if not f.endswith(".tmp") and
+            f not in ("small.whs", "names.whn")]
+
+
 def test_host_hashes_a_file_once(share, workdir):
     """The host's manifest cache survives a restart."""
     from conftest import Host
@@ -534,9 +541,7 @@ def test_host_hashes_a_file_once(share, workdir):
     # whether it is there depends on how fast the run was); names.whn
     # holds the version last seen under each name
     assert "names.whn" in os.listdir(hc)
-    assert len([f for f in os.listdir(hc)
-                if not f.endswith(".tmp") and
-                f not in ("small.whs", "names.whn")]) == 1
+    assert len(manifest_files(hc)) == 1
 
 
 def test_sparse_file_keeps_holes(workdir, hosts):
@@ -610,7 +615,7 @@ def test_get_while_the_host_is_hashing(workdir, hosts):
     assert s["chunks"] > 100 and s["chunks_fetched"] == s["chunks"]
     assert s["wire_bytes"] == 160 * MiB
     # the streamed manifest went to the host's cache, once
-    assert len([f for f in os.listdir(hc) if not f.endswith(".tmp")]) == 1
+    assert len(manifest_files(hc)) == 1
     # and the next client gets it whole from there
     s2 = get(h, "big", os.path.join(workdir, "big2"), os.path.join(workdir, "cc2"))
     assert s2["chunks"] == s["chunks"]
@@ -680,7 +685,7 @@ def test_two_clients_get_the_same_cold_file(workdir, hosts):
         s = json.loads(out)
         assert s["chunks_fetched"] == s["chunks"]
         assert open(os.path.join(workdir, "out%d" % i), "rb").read() == data
-    assert len([f for f in os.listdir(hc) if not f.endswith(".tmp")]) == 1
+    assert len(manifest_files(hc)) == 1
 
 
 def test_tree_of_many_small_files(workdir, hosts):
