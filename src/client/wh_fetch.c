@@ -1906,8 +1906,14 @@ static void rg_follow(struct wh_fetch *f, struct wh_fetch_file *ff,
 
 	if (!f->store || ff->v.size < f->o.min_size)
 		return;
-	if ((rg->on || rg->spent) && rg->base != ff->seq_start) {
-		rg_reset(rg); /* another run */
+	/* another run: its own bytes, unless it starts where the kept ones
+	 * can be added to (the kernel's first reads of a file come out of
+	 * order, and each starts a run again) */
+	if (rg->on && ff->seq_start >= rg->base &&
+	    ff->seq_start < rg->base + RG_MAX) {
+		/* kept */
+	} else if ((rg->on || rg->spent) && rg->base != ff->seq_start) {
+		rg_reset(rg);
 		rg->spent = false;
 	}
 	if (!rg->on && !rg->spent && (ff->seq >= 2 || off == 0)) {
