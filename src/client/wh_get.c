@@ -1766,6 +1766,12 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 		tmp[0] = '\0'; /* that get's, not ours to remove */
 		goto out;
 	}
+	if (fd == -ENOENT) {
+		rv = fd;
+		fail(c, "cannot create '%s': its directory does not exist",
+		     e->lpath);
+		goto out;
+	}
 	if (fd < 0) {
 		rv = fd;
 		fail(c, "cannot create '%s': %s", tmp, strerror(-rv));
@@ -2242,7 +2248,11 @@ static int small_write(struct ctx *c, const struct entry *e,
 			  direct ? mode : 0600);
 	if (fd < 0) {
 		rv = -errno;
-		fail(c, "cannot create '%s': %s", tmp, strerror(errno));
+		if (rv == -ENOENT)
+			fail(c, "cannot create '%s': its directory does not "
+				"exist", e->lpath);
+		else
+			fail(c, "cannot create '%s': %s", tmp, strerror(-rv));
 		return rv;
 	}
 	while (done < size) {
@@ -2811,6 +2821,18 @@ int wh_get_run_rpc(struct wh_rpc *host, uint64_t (*caps)(void *ctx),
 				fail(&c, "cannot create the directory '%s': "
 					 "something else is in the way",
 				     e->lpath);
+			}
+		} else {
+			/* the top: the user's path, followed, but a
+			 * directory */
+			struct stat dst;
+
+			if (stat(e->lpath, &dst) != 0 ||
+			    !S_ISDIR(dst.st_mode)) {
+				rv = -ENOTDIR;
+				fail(&c, "cannot copy the directory '%s' onto "
+					 "'%s': that is not a directory",
+				     e->rpath[0] ? e->rpath : "/", e->lpath);
 			}
 		}
 	}

@@ -27,6 +27,28 @@ def share(workdir):
     os.symlink("shot042/take1.mov", os.path.join(s, "renders", "latest"))
     return s
 
+def test_bad_destination_says_what_is_wrong(share, hosts, workdir):
+    """A destination whose directory does not exist, or a directory copied
+    onto a file: exit 1 with a message in the user's own terms (no
+    temporary names), and nothing is changed."""
+    h = hosts(share)
+    cache = os.path.join(workdir, "cc")
+    for remote in ("renders/notes.txt", "renders/shot042/take1.mov"):
+        dst = os.path.join(workdir, "nope", "deeper", "f")
+        r = get(h, remote, dst, cache, check=False)
+        assert r.returncode == 1, r
+        assert "cannot create '%s': its directory does not exist" % dst in r.stderr, r.stderr
+        assert not os.path.exists(os.path.join(workdir, "nope"))
+    afile = os.path.join(workdir, "afile")
+    with open(afile, "w") as f:
+        f.write("mine\n")
+    for remote in ("renders", ""):
+        r = get(h, remote, afile, cache, check=False)
+        assert r.returncode == 1, r
+        assert "onto '%s': that is not a directory" % afile in r.stderr, r.stderr
+        assert open(afile).read() == "mine\n"
+
+
 def test_tree_and_metadata(share, hosts, workdir):
     h = hosts(share, extra=["--cache-dir", os.path.join(workdir, "hc")])
     out = os.path.join(workdir, "out")
