@@ -566,6 +566,22 @@ static void test_mstream_cold(void **state)
 	fx_close(&x);
 }
 
+/* let_manifest_come - the host held back the manifest of |ff| (open):
+ * it comes now, while the file is still open; then the file is closed,
+ * everything done, and the stats in |st| (one good manifest, no bad
+ * chunk) */
+static void let_manifest_come(struct fx *x, struct wh_fetch_file *ff,
+			      struct wh_fetch_stats *st)
+{
+	__atomic_store_n(&x->l.hold_manifest, false, __ATOMIC_RELEASE);
+	wait_idle(x->f);
+	wh_fetch_close(x->f, ff);
+	wait_idle(x->f);
+	wh_fetch_get_stats(x->f, st);
+	assert_int_equal(st->manifests, 1);
+	assert_int_equal(st->chunks_bad, 0);
+}
+
 /* the kernel's readahead sends a file's first reads out of order (seen:
  * 0, 1, 5, 3, 2, 6, 4, 7 MiB), so the run starts again at each before it
  * counts as sequential.  The bytes READ brought are still kept for the
@@ -595,13 +611,7 @@ static void test_mstream_reordered_start(void **state)
 				 0);
 		wh_fetch_got_read(x.f, ff, at, content + at, want);
 	}
-	__atomic_store_n(&x.l.hold_manifest, false, __ATOMIC_RELEASE);
-	wait_idle(x.f);
-	wh_fetch_close(x.f, ff);
-	wait_idle(x.f);
-	wh_fetch_get_stats(x.f, &st);
-	assert_int_equal(st.manifests, 1);
-	assert_int_equal(st.chunks_bad, 0);
+	let_manifest_come(&x, ff, &st);
 	assert_int_equal(st.bytes_fetched, 0);
 	assert_int_equal(st.bytes_from_reads, FILE_SIZE);
 	assert_int_equal(st.chunks_from_reads, stored_all(x.store));
@@ -645,13 +655,7 @@ static void test_mstream_late(void **state)
 	/* every read was a READ: the manifest never came meanwhile */
 	assert_int_equal(chunked, 0);
 	/* the manifest comes while the file is still open */
-	__atomic_store_n(&x.l.hold_manifest, false, __ATOMIC_RELEASE);
-	wait_idle(x.f);
-	wh_fetch_close(x.f, ff);
-	wait_idle(x.f);
-	wh_fetch_get_stats(x.f, &st);
-	assert_int_equal(st.manifests, 1);
-	assert_int_equal(st.chunks_bad, 0);
+	let_manifest_come(&x, ff, &st);
 	/* the first 32 MiB READ brought (less the chunk it ends within)
 	 * became chunks; the rest was fetched, once */
 	assert_true(st.bytes_from_reads >= 24 * MiB);
