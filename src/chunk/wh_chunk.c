@@ -632,6 +632,29 @@ static bool par_wait(struct par *p)
 	return ok;
 }
 
+/* par_start - the second thread, for work in a mapping if |mapped|;
+ * false (nothing to stop) if it cannot be had */
+static bool par_start(struct par *p, bool mapped)
+{
+	p->mapped = mapped;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	if (pthread_create(&p->th, NULL, par_main, p) == 0)
+		return true;
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->lock);
+	return false;
+}
+
+/* par_stop - the thread par_start started, gone */
+static void par_stop(struct par *p)
+{
+	par_post(p, PW_QUIT);
+	pthread_join(p->th, NULL);
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->lock);
+}
+
 /* the candidates found by the second thread in one round, and whether
  * they were too many to keep */
 struct cands {
@@ -866,12 +889,9 @@ static int chunk_fd_par(int fd, uint64_t limit, wh_chunk_cb cb, void *ud,
 		rv = -ENOMEM;
 		goto out_free;
 	}
-	r.p.mapped = r.src.mapped;
-	pthread_mutex_init(&r.p.lock, NULL);
-	pthread_cond_init(&r.p.cv, NULL);
-	if (pthread_create(&r.p.th, NULL, par_main, &r.p) != 0) {
+	if (!par_start(&r.p, r.src.mapped)) {
 		rv = 1; /* no thread to be had: the caller goes on alone */
-		goto out_sync;
+		goto out_free;
 	}
 	if (r.src.mapped) {
 		sigemptyset(&bus);
@@ -896,11 +916,7 @@ static int chunk_fd_par(int fd, uint64_t limit, wh_chunk_cb cb, void *ud,
 out:
 	if (r.src.mapped)
 		pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
-	par_post(&r.p, PW_QUIT);
-	pthread_join(r.p.th, NULL);
-out_sync:
-	pthread_cond_destroy(&r.p.cv);
-	pthread_mutex_destroy(&r.p.lock);
+	par_stop(&r.p);
 out_free:
 	src_close(&r.src);
 	free(r.cut);
@@ -1141,17 +1157,8 @@ int wh_chunk_fd_hint(int fd, uint64_t limit, const struct wh_manifest *old,
 	}
 	qsort(r.hints, old->n, sizeof(*r.hints), by_hint);
 	/* a file of more than a round's bytes: checked on two threads */
-	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size > PAR_BUF &&
-	    limit > PAR_BUF) {
-		r.p.mapped = r.src.mapped;
-		pthread_mutex_init(&r.p.lock, NULL);
-		pthread_cond_init(&r.p.cv, NULL);
-		r.two = pthread_create(&r.p.th, NULL, par_main, &r.p) == 0;
-		if (!r.two) {
-			pthread_cond_destroy(&r.p.cv);
-			pthread_mutex_destroy(&r.p.lock);
-		}
-	}
+	r.two = fstat(fd, &st) == 0 && (uint64_t)st.st_size > PAR_BUF &&
+		limit > PAR_BUF && par_start(&r.p, r.src.mapped);
 	if (r.src.mapped) {
 		sigemptyset(&bus);
 		sigaddset(&bus, SIGBUS);
@@ -1179,12 +1186,8 @@ int wh_chunk_fd_hint(int fd, uint64_t limit, const struct wh_manifest *old,
 out:
 	if (r.src.mapped)
 		pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
-	if (r.two) {
-		par_post(&r.p, PW_QUIT);
-		pthread_join(r.p.th, NULL);
-		pthread_cond_destroy(&r.p.cv);
-		pthread_mutex_destroy(&r.p.lock);
-	}
+	if (r.two)
+		par_stop(&r.p);
 	src_close(&r.src);
 	free(r.hints);
 	return rv;
