@@ -93,6 +93,14 @@ struct wh_mjob {
 	struct wh_manifest hint; /* the version before's, or empty */
 };
 
+/* a table the directory keeps in a file (small.whs, names.whn), saved
+ * now and then while the cache is open and at close */
+struct dsave {
+	bool dirty;        /* changed since saved */
+	bool saving;       /* a thread writes it now */
+	uint64_t saved_ns; /* when last saved (0: not yet changed) */
+};
+
 struct wh_mcache {
 	char *dir;
 	pthread_mutex_t lock;
@@ -108,24 +116,24 @@ struct wh_mcache {
 	pthread_cond_t cv;             /* threads changed */
 	struct hent *hashes;           /* small-file hashes, under lock */
 	bool hashes_loaded;            /* read from dir (or tried), under lock */
-	bool hashes_dirty;             /* put since, under lock */
-	bool hashes_saving;            /* a thread saves them, under lock */
-	uint64_t hashes_saved_ns;      /* when last saved, under lock */
+	struct dsave hsave;            /* saving them, under lock */
 	uint64_t hashes_every_ns;      /* how often to save them */
 	uint64_t hclock;               /* under lock */
 	unsigned long hhits, hmisses;  /* under lock */
 	struct prev *prevs;            /* PREV_ENTRIES, under lock */
-	bool prevs_dirty;              /* changed since saved, under lock */
-	bool prevs_saving;             /* a thread saves them, under lock */
-	uint64_t prevs_saved_ns;       /* when last saved, under lock */
+	struct dsave nsave;            /* saving them, under lock */
 	unsigned long hinted;          /* hashed with a hint, under lock */
 	uint64_t hint_kept;            /* bytes it kept, under lock */
 };
 
-static void hashes_save(struct wh_mcache *mc);
+static bool hashes_pack_locked(struct wh_mcache *mc, uint8_t **pbuf,
+			       size_t *plen);
+static bool names_pack_locked(struct wh_mcache *mc, uint8_t **pbuf,
+			      size_t *plen);
+static void dir_save(struct wh_mcache *mc, const char *name,
+		     bool (*pack)(struct wh_mcache *, uint8_t **, size_t *));
 static void names_read(struct wh_mcache *mc);
 static void names_tick(struct wh_mcache *mc);
-static void names_save(struct wh_mcache *mc);
 
 /* small-file hashes learned are saved this often while the cache is open
  * (and at close), so a process killed meanwhile loses at most this much;
@@ -169,7 +177,7 @@ static void prev_set_locked(struct wh_mcache *mc, uint64_t tag,
 		return;
 	p->tag = tag;
 	p->key = *k;
-	mc->prevs_dirty = true;
+	mc->nsave.dirty = true;
 }
 
 /* prev_get_locked - the version seen before under |tag| if it is not |k| */
@@ -261,8 +269,8 @@ void wh_mcache_close(struct wh_mcache *mc)
 		pthread_cond_wait(&mc->cv, &mc->lock);
 	pthread_mutex_unlock(&mc->lock);
 	pthread_cond_destroy(&mc->cv);
-	hashes_save(mc);
-	names_save(mc);
+	dir_save(mc, HASH_FILE, hashes_pack_locked);
+	dir_save(mc, NAMES_FILE, names_pack_locked);
 	free(mc->hashes);
 	free(mc->prevs);
 	for (size_t i = 0; i < mc->nmem; i++)
@@ -1083,6 +1091,20 @@ static bool hashes_load_locked(struct wh_mcache *mc)
 	return true;
 }
 
+/* dir_seal - |buf|, |n| entries of |ent_len| bytes after room for its
+ * head, made a file dir_read believes: the head (|magic|, |n|) before
+ * them and a BLAKE3 of it all after; the file's length */
+static size_t dir_seal(uint8_t *buf, const char *magic, size_t n,
+		       size_t ent_len)
+{
+	size_t len = 12 + n * ent_len;
+
+	memcpy(buf, magic, 4);
+	put_le(buf + 4, n, 8);
+	wh_blake3(buf, len, buf + len);
+	return len + WH_HASH_LEN;
+}
+
 /* hashes_pack_locked - the table as the file's bytes (checksum
  * included) into |*pbuf| (|*plen|), with what another process (a host
  * and a get sharing the directory, two gets) saved there meanwhile in
@@ -1092,9 +1114,9 @@ static bool hashes_pack_locked(struct wh_mcache *mc, uint8_t **pbuf,
 			       size_t *plen)
 {
 	uint8_t *buf;
-	size_t n = 0, len;
+	size_t n = 0;
 
-	if (!mc->dir || !mc->hashes || !mc->hashes_dirty)
+	if (!mc->dir || !mc->hashes || !mc->hsave.dirty)
 		return false;
 	hashes_read(mc, true);
 	buf = malloc(12 + (size_t)WH_MCACHE_HASHES * HASH_ENT_LEN +
@@ -1111,13 +1133,9 @@ static bool hashes_pack_locked(struct wh_mcache *mc, uint8_t **pbuf,
 		memcpy(e + 40, mc->hashes[i].hash, WH_HASH_LEN);
 		n++;
 	}
-	memcpy(buf, HASH_MAGIC, 4);
-	put_le(buf + 4, n, 8);
-	len = 12 + n * HASH_ENT_LEN;
-	wh_blake3(buf, len, buf + len);
 	*pbuf = buf;
-	*plen = len + WH_HASH_LEN;
-	mc->hashes_dirty = false;
+	*plen = dir_seal(buf, HASH_MAGIC, n, HASH_ENT_LEN);
+	mc->hsave.dirty = false;
 	return true;
 }
 
@@ -1147,23 +1165,47 @@ static bool dir_write(struct wh_mcache *mc, const char *name,
 	return ok;
 }
 
-/* hashes_write - the packed table to the directory (hashes_saving, or
- * close) */
-static bool hashes_write(struct wh_mcache *mc, const uint8_t *buf,
-			 size_t len)
+/* dir_tick_locked - the table |s| (the directory's file |name|, packed by
+ * |pack|) saved if it has news and was last saved a while ago, so that a
+ * process killed by a signal loses little; the clock starts at the first
+ * call (|now|).  The file is written outside the lock, which is dropped
+ * and taken again. */
+static void dir_tick_locked(struct wh_mcache *mc, struct dsave *s,
+			    const char *name,
+			    bool (*pack)(struct wh_mcache *, uint8_t **,
+					 size_t *),
+			    uint64_t now)
 {
-	return dir_write(mc, HASH_FILE, buf, len);
+	uint8_t *buf;
+	size_t len;
+	bool ok;
+
+	if (!s->saved_ns)
+		s->saved_ns = now;
+	if (s->saving || now - s->saved_ns < mc->hashes_every_ns ||
+	    !pack(mc, &buf, &len))
+		return;
+	s->saving = true;
+	pthread_mutex_unlock(&mc->lock);
+	ok = dir_write(mc, name, buf, len);
+	free(buf);
+	pthread_mutex_lock(&mc->lock);
+	s->saving = false;
+	if (!ok)
+		s->dirty = true; /* again at close, or later */
+	s->saved_ns = wh_now_ns();
 }
 
-/* hashes_save - the table to the directory if it has news (at close: no
- * other thread uses |mc|) */
-static void hashes_save(struct wh_mcache *mc)
+/* dir_save - the table packed by |pack|, as the directory's file |name|,
+ * if it has news (at close: no other thread uses |mc|) */
+static void dir_save(struct wh_mcache *mc, const char *name,
+		     bool (*pack)(struct wh_mcache *, uint8_t **, size_t *))
 {
 	uint8_t *buf;
 	size_t len;
 
-	if (hashes_pack_locked(mc, &buf, &len)) {
-		hashes_write(mc, buf, len);
+	if (pack(mc, &buf, &len)) {
+		dir_write(mc, name, buf, len);
 		free(buf);
 	}
 }
@@ -1197,9 +1239,9 @@ static bool names_pack_locked(struct wh_mcache *mc, uint8_t **pbuf,
 			      size_t *plen)
 {
 	uint8_t *buf;
-	size_t n = 0, len;
+	size_t n = 0;
 
-	if (!mc->dir || !mc->prevs || !mc->prevs_dirty)
+	if (!mc->dir || !mc->prevs || !mc->nsave.dirty)
 		return false;
 	buf = malloc(12 + (size_t)PREV_ENTRIES * NAMES_ENT_LEN + WH_HASH_LEN);
 	if (!buf)
@@ -1213,56 +1255,19 @@ static bool names_pack_locked(struct wh_mcache *mc, uint8_t **pbuf,
 		key_bytes(&mc->prevs[i].key, e + 8);
 		n++;
 	}
-	memcpy(buf, NAMES_MAGIC, 4);
-	put_le(buf + 4, n, 8);
-	len = 12 + n * NAMES_ENT_LEN;
-	wh_blake3(buf, len, buf + len);
 	*pbuf = buf;
-	*plen = len + WH_HASH_LEN;
-	mc->prevs_dirty = false;
+	*plen = dir_seal(buf, NAMES_MAGIC, n, NAMES_ENT_LEN);
+	mc->nsave.dirty = false;
 	return true;
 }
 
-/* names_tick - the names' table saved if it changed and was last saved
- * a while ago (as the small-file hashes: a host killed loses little);
- * written outside the lock */
+/* names_tick - the names' table saved now and then (dir_tick_locked) */
 static void names_tick(struct wh_mcache *mc)
 {
-	uint64_t now = wh_now_ns();
-	uint8_t *buf;
-	size_t len;
-	bool ok;
-
 	pthread_mutex_lock(&mc->lock);
-	if (!mc->prevs_saved_ns)
-		mc->prevs_saved_ns = now;
-	if (mc->prevs_saving || now - mc->prevs_saved_ns < mc->hashes_every_ns ||
-	    !names_pack_locked(mc, &buf, &len)) {
-		pthread_mutex_unlock(&mc->lock);
-		return;
-	}
-	mc->prevs_saving = true;
+	dir_tick_locked(mc, &mc->nsave, NAMES_FILE, names_pack_locked,
+			wh_now_ns());
 	pthread_mutex_unlock(&mc->lock);
-	ok = dir_write(mc, NAMES_FILE, buf, len);
-	free(buf);
-	pthread_mutex_lock(&mc->lock);
-	mc->prevs_saving = false;
-	if (!ok)
-		mc->prevs_dirty = true;
-	mc->prevs_saved_ns = wh_now_ns();
-	pthread_mutex_unlock(&mc->lock);
-}
-
-/* names_save - at close (no other thread uses |mc|) */
-static void names_save(struct wh_mcache *mc)
-{
-	uint8_t *buf;
-	size_t len;
-
-	if (names_pack_locked(mc, &buf, &len)) {
-		dir_write(mc, NAMES_FILE, buf, len);
-		free(buf);
-	}
 }
 
 bool wh_mcache_hash_get(struct wh_mcache *mc, const struct stat *st,
@@ -1296,37 +1301,16 @@ bool wh_mcache_hash_get(struct wh_mcache *mc, const struct stat *st,
 void wh_mcache_hash_put(struct wh_mcache *mc, const struct stat *st,
 			const uint8_t hash[WH_HASH_LEN])
 {
-	struct key k;
-
-	uint8_t *buf = NULL;
-	size_t len = 0;
 	uint64_t now = wh_now_ns();
+	struct key k;
 
 	key_of(st, &k);
 	pthread_mutex_lock(&mc->lock);
 	if (hashes_load_locked(mc)) {
 		hash_insert_locked(mc, &k, hash);
-		mc->hashes_dirty = true;
+		mc->hsave.dirty = true;
 	}
-	if (!mc->hashes_saved_ns)
-		mc->hashes_saved_ns = now; /* the first put starts the clock */
-	/* now and then, so a process killed by a signal loses little; the
-	 * file is written outside the lock */
-	if (!mc->hashes_saving &&
-	    now - mc->hashes_saved_ns >= mc->hashes_every_ns &&
-	    hashes_pack_locked(mc, &buf, &len)) {
-		bool ok;
-
-		mc->hashes_saving = true;
-		pthread_mutex_unlock(&mc->lock);
-		ok = hashes_write(mc, buf, len);
-		free(buf);
-		pthread_mutex_lock(&mc->lock);
-		mc->hashes_saving = false;
-		if (!ok)
-			mc->hashes_dirty = true; /* again at close, or later */
-		mc->hashes_saved_ns = wh_now_ns();
-	}
+	dir_tick_locked(mc, &mc->hsave, HASH_FILE, hashes_pack_locked, now);
 	pthread_mutex_unlock(&mc->lock);
 }
 
