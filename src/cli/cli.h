@@ -25,13 +25,12 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 /* cli_fail - print "wormhole CMD: MESSAGE"; returns 1. */
 int cli_fail(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* cli_wormhole_mounted - whether |path| is where a wormhole mount is
- * mounted now (/proc/self/mountinfo). */
-#include <stdbool.h>
-bool cli_wormhole_mounted(const char *path);
 /* cli_parse_int - strict decimal in [min, max]; false if not. */
 #include <stdbool.h>
 bool cli_parse_int(const char *s, long min, long max, long *out);
+/* cli_wormhole_mounted - whether |path| is where a wormhole mount is
+ * mounted now (/proc/self/mountinfo). */
+bool cli_wormhole_mounted(const char *path);
 
 /* cli_parse_code - the canonical join code of |in| into |out| (20 bytes):
  * 0, or the usage error printed and WH_EXIT_USAGE returned. */

@@ -1562,6 +1562,18 @@ static int open_partial(const char *tmp, bool *reused)
 	return fd < 0 ? -errno : fd;
 }
 
+/* create_failed - the message for |e|'s temporary file |tmp| that could
+ * not be made (|rv|): a missing directory is named by the user's path */
+static void create_failed(struct ctx *c, const struct entry *e,
+			  const char *tmp, int rv)
+{
+	if (rv == -ENOENT)
+		fail(c, "cannot create '%s': its directory does not exist",
+		     e->lpath);
+	else
+		fail(c, "cannot create '%s': %s", tmp, strerror(-rv));
+}
+
 /* take_partial - open_partial, the file locked for this get: two gets
  * into one destination at once would write one partial file and rename
  * it twice.  -EBUSY when another get holds it.  A file system without
@@ -1766,15 +1778,9 @@ static int get_file_once(struct ctx *c, const struct entry *e)
 		tmp[0] = '\0'; /* that get's, not ours to remove */
 		goto out;
 	}
-	if (fd == -ENOENT) {
-		rv = fd;
-		fail(c, "cannot create '%s': its directory does not exist",
-		     e->lpath);
-		goto out;
-	}
 	if (fd < 0) {
 		rv = fd;
-		fail(c, "cannot create '%s': %s", tmp, strerror(-rv));
+		create_failed(c, e, tmp, rv);
 		goto out;
 	}
 	j.fd = fd;
@@ -2248,11 +2254,7 @@ static int small_write(struct ctx *c, const struct entry *e,
 			  direct ? mode : 0600);
 	if (fd < 0) {
 		rv = -errno;
-		if (rv == -ENOENT)
-			fail(c, "cannot create '%s': its directory does not "
-				"exist", e->lpath);
-		else
-			fail(c, "cannot create '%s': %s", tmp, strerror(-rv));
+		create_failed(c, e, tmp, rv);
 		return rv;
 	}
 	while (done < size) {
