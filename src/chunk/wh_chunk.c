@@ -741,8 +741,9 @@ static unsigned balance(unsigned share, uint64_t c1, uint64_t b1,
  * search starts before the scanned part is cut the plain way, so the
  * bytes left over from the last round need no candidates.
  */
-static int par_rounds(struct parrun *r)
+static int par_rounds(void *arg)
 {
+	struct parrun *r = arg;
 	struct wh_io *io = wh_io_thread();
 	struct par *p = &r->p;
 	struct wh_chunk *cut = r->cut;
@@ -865,14 +866,46 @@ static int fault_err(const struct src *s)
 	return (uint64_t)st.st_size < s->moff + s->mlen ? -EAGAIN : -EIO;
 }
 
+/* guarded - fn(arg) with a SIGBUS in the mapping of |s| (this thread's,
+ * or |p|'s thread's, which fn reports as -EFAULT) turned into fault_err:
+ * after this thread's, |p|'s work (if any) is waited for first, since
+ * the other thread may still be at work in the same bytes */
+static int guarded(struct src *s, struct par *p, int (*fn)(void *),
+		   void *arg)
+{
+	sigjmp_buf jb;
+	sigset_t bus, oldmask;
+	int rv;
+
+	if (!s->mapped) {
+		rv = fn(arg);
+		return rv == -EFAULT ? fault_err(s) : rv;
+	}
+	sigemptyset(&bus);
+	sigaddset(&bus, SIGBUS);
+	pthread_sigmask(SIG_UNBLOCK, &bus, &oldmask);
+	if (sigsetjmp(jb, 1) != 0) {
+		bus_jmp = NULL;
+		if (p)
+			par_wait(p);
+		rv = fault_err(s);
+	} else {
+		bus_jmp = &jb;
+		rv = fn(arg);
+		bus_jmp = NULL;
+		if (rv == -EFAULT)
+			rv = fault_err(s);
+	}
+	pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
+	return rv;
+}
+
 /* chunk_fd_par - as wh_chunk_fd; 1 (nothing done yet) when no thread
  * could be started */
 static int chunk_fd_par(int fd, uint64_t limit, wh_chunk_cb cb, void *ud,
 			uint64_t *psize)
 {
 	struct parrun r;
-	sigjmp_buf jb;
-	sigset_t bus, oldmask;
 	int rv;
 
 	*psize = 0;
@@ -893,29 +926,9 @@ static int chunk_fd_par(int fd, uint64_t limit, wh_chunk_cb cb, void *ud,
 		rv = 1; /* no thread to be had: the caller goes on alone */
 		goto out_free;
 	}
-	if (r.src.mapped) {
-		sigemptyset(&bus);
-		sigaddset(&bus, SIGBUS);
-		pthread_sigmask(SIG_UNBLOCK, &bus, &oldmask);
-		if (sigsetjmp(jb, 1) != 0) {
-			/* SIGBUS here: the other thread may still be at
-			 * work in the same bytes */
-			bus_jmp = NULL;
-			par_wait(&r.p);
-			rv = fault_err(&r.src);
-			goto out;
-		}
-		bus_jmp = &jb;
-	}
-	rv = par_rounds(&r);
-	bus_jmp = NULL;
-	if (rv == -EFAULT) /* SIGBUS on the other thread */
-		rv = fault_err(&r.src);
+	rv = guarded(&r.src, &r.p, par_rounds, &r);
 	if (rv == 0)
 		*psize = r.off;
-out:
-	if (r.src.mapped)
-		pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
 	par_stop(&r.p);
 out_free:
 	src_close(&r.src);
@@ -1079,8 +1092,9 @@ static ssize_t hint_batch(struct hintrun *r, size_t pos, size_t have)
 	return (ssize_t)taken;
 }
 
-static int hint_rounds(struct hintrun *r)
+static int hint_rounds(void *arg)
 {
+	struct hintrun *r = arg;
 	struct wh_io *io = wh_io_thread();
 	size_t have = 0;
 	bool eof = false;
@@ -1131,8 +1145,6 @@ int wh_chunk_fd_hint(int fd, uint64_t limit, const struct wh_manifest *old,
 	const size_t bufsz = limit < PAR_BUF ? (size_t)limit + 1 : PAR_BUF;
 	struct hintrun r;
 	struct stat st;
-	sigjmp_buf jb;
-	sigset_t bus, oldmask;
 	int rv;
 
 	*psize = 0;
@@ -1159,33 +1171,12 @@ int wh_chunk_fd_hint(int fd, uint64_t limit, const struct wh_manifest *old,
 	/* a file of more than a round's bytes: checked on two threads */
 	r.two = fstat(fd, &st) == 0 && (uint64_t)st.st_size > PAR_BUF &&
 		limit > PAR_BUF && par_start(&r.p, r.src.mapped);
-	if (r.src.mapped) {
-		sigemptyset(&bus);
-		sigaddset(&bus, SIGBUS);
-		pthread_sigmask(SIG_UNBLOCK, &bus, &oldmask);
-		if (sigsetjmp(jb, 1) != 0) {
-			/* SIGBUS here: the other thread may still be at
-			 * work in the same bytes */
-			bus_jmp = NULL;
-			if (r.two)
-				par_wait(&r.p);
-			rv = fault_err(&r.src);
-			goto out;
-		}
-		bus_jmp = &jb;
-	}
-	rv = hint_rounds(&r);
-	bus_jmp = NULL;
-	if (rv == -EFAULT) /* SIGBUS on the other thread */
-		rv = fault_err(&r.src);
+	rv = guarded(&r.src, r.two ? &r.p : NULL, hint_rounds, &r);
 	if (rv == 0) {
 		*psize = r.off;
 		if (pkept)
 			*pkept = r.kept;
 	}
-out:
-	if (r.src.mapped)
-		pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
 	if (r.two)
 		par_stop(&r.p);
 	src_close(&r.src);

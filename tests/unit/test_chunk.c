@@ -463,6 +463,58 @@ static void test_chunk_fd_changed(void **state)
 	free(d);
 }
 
+/* the same through wh_chunk_fd_hint, with the manifest of a version whose
+ * first MiB differed: cut shorter while it is hashed, the scan ends with
+ * -EAGAIN through the mapping (its other thread at work in the same
+ * bytes), and with read() early or with -EAGAIN; never a manifest of the
+ * whole length */
+static void test_chunk_fd_hint_changed(void **state)
+{
+	const size_t len = 40u << 20;
+	uint8_t *d = malloc(len);
+	struct wh_manifest old;
+
+	(void)state;
+	assert_non_null(d);
+	fill_random(d, len, 6);
+	wh_manifest_init(&old);
+	for (int t = 0; t < 2; t++) {
+		char path[] = "/tmp/wh-hchg-XXXXXX";
+		int fd = mkstemp(path);
+		struct change ch = { .fd = fd };
+		uint64_t size = 0, kept = 0;
+		int rv;
+
+		assert_true(fd >= 0);
+		unlink(path);
+		assert_int_equal(write(fd, d, len), (ssize_t)len);
+		if (t == 0) {
+			assert_int_equal(wh_manifest_build(fd, &old), 0);
+			assert_true(old.n > 2);
+			/* this version's first MiB is other bytes */
+			for (size_t i = 0; i < (1u << 20); i += 4096)
+				d[i] ^= 0x5a;
+			assert_int_equal(pwrite(fd, d, 1u << 20, 0), 1 << 20);
+		}
+		if (t == 1) {
+			assert_int_equal(ftruncate(fd, 0), 0);
+			assert_int_equal(pwrite(fd, d, len, 0), (ssize_t)len);
+			setenv("WH_HASH_MMAP", "0", 1);
+		}
+		rv = wh_chunk_fd_hint(fd, UINT64_MAX, &old, change_after_first,
+				      &ch, &size, &kept);
+		unsetenv("WH_HASH_MMAP");
+		if (t == 0)
+			assert_int_equal(rv, -EAGAIN);
+		else
+			assert_true(rv == -EAGAIN || (rv == 0 && size < len));
+		assert_true(ch.n > 0);
+		close(fd);
+	}
+	wh_manifest_free(&old);
+	free(d);
+}
+
 /* manifest_of - wh_chunk_fd, or with |old| wh_chunk_fd_hint, of the |n|
  * bytes at |p|, into |m| (|cap| chunks) */
 static uint64_t kept; /* of the last manifest_of with |old| */
@@ -639,6 +691,7 @@ int main(void)
 		cmocka_unit_test(test_chunk_fd_limit),
 		cmocka_unit_test(test_chunk_fd_two_threads),
 		cmocka_unit_test(test_chunk_fd_changed),
+		cmocka_unit_test(test_chunk_fd_hint_changed),
 		cmocka_unit_test(test_chunk_fd_hint),
 	};
 	int rv;
