@@ -1,7 +1,10 @@
 /*
  * fuzz_serve.c - the host's request service on arbitrary frames, against
- * a small real share.  Every input must produce exactly one well-formed
- * reply frame, and never anything from outside the share.
+ * a small real share, the way src/host/wh_host.c takes a request: first
+ * wh_share_read_nowait (a small READ answered on the network thread), then,
+ * unless that answered it, wh_share_serve_fd with the file it may have
+ * opened.  Every input must produce exactly one well-formed reply frame,
+ * never anything from outside the share, and no file left open.
  */
 #include <fcntl.h>
 #include <ftw.h>
@@ -20,6 +23,7 @@
 #include "fuzz_util.h"
 
 static struct wh_share *share;
+static int cold_fd = -1; /* s/c, evicted from the page cache before each run */
 static struct wh_zhost *zh; /* replies also go through compression */
 static uint8_t unz[WH_MAX_CHUNK];
 static char base[] = "/tmp/wh-fuzz-serve-XXXXXX";
@@ -84,6 +88,20 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	symlink("../outside-secret", p);
 	snprintf(p, sizeof(p), "%s/s/f", base);
 	mkfifo(p, 0644);
+	/* a file out of the page cache: a small READ of it is not answered
+	 * at once, and its worker is handed the file already open */
+	snprintf(p, sizeof(p), "%s/s/c", base);
+	cold_fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (cold_fd < 0)
+		abort();
+	{
+		static char cold[256 * 1024];
+
+		memset(cold, 'c', sizeof(cold));
+		if (write(cold_fd, cold, sizeof(cold)) != (ssize_t)sizeof(cold) ||
+		    fsync(cold_fd) != 0)
+			abort();
+	}
 	snprintf(p, sizeof(p), "%s/s", base);
 	if (wh_share_open(p, &share) != 0)
 		abort();
@@ -97,10 +115,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct wh_buf resp;
 	struct wh_msg m;
-	int rv;
+	int fd = -1, rv;
 
 	wh_buf_init(&resp);
-	rv = wh_share_serve(share, data, size, &resp);
+	posix_fadvise(cold_fd, 0, 0, POSIX_FADV_DONTNEED);
+	rv = wh_share_read_nowait(share, data, size, &resp, &fd);
+	if (rv == 1) {
+		if (fd != -1)
+			abort(); /* answered: nothing left open for a worker */
+		rv = 0;
+	} else {
+		if (rv < 0)
+			resp.len = 0; /* what the host does before a worker */
+		else if (resp.len != 0)
+			abort(); /* not answered, yet something written */
+		rv = wh_share_serve_fd(share, data, size, fd, &resp);
+		/* the worker's call closes the file the first one opened */
+		if (fd >= 0 && fcntl(fd, F_GETFD) != -1)
+			abort();
+	}
 	if (rv != 0 && rv != WH_ERR_PROTO)
 		abort();
 	if (rv == 0) {
