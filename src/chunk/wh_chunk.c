@@ -866,10 +866,10 @@ static int fault_err(const struct src *s)
 	return (uint64_t)st.st_size < s->moff + s->mlen ? -EAGAIN : -EIO;
 }
 
-/* guarded - fn(arg) with a SIGBUS in the mapping of |s| (this thread's,
- * or |p|'s thread's, which fn reports as -EFAULT) turned into fault_err:
- * after this thread's, |p|'s work (if any) is waited for first, since
- * the other thread may still be at work in the same bytes */
+/* guarded - fn(arg), with a SIGBUS in the mapping of |s| turned into
+ * fault_err: one on this thread (then |p|'s thread, if any, is waited
+ * for first: it may still be at work in the same bytes), or one on |p|'s
+ * thread, which fn reports as -EFAULT */
 static int guarded(struct src *s, struct par *p, int (*fn)(void *),
 		   void *arg)
 {

@@ -496,11 +496,8 @@ static void test_chunk_fd_hint_changed(void **state)
 				d[i] ^= 0x5a;
 			assert_int_equal(pwrite(fd, d, 1u << 20, 0), 1 << 20);
 		}
-		if (t == 1) {
-			assert_int_equal(ftruncate(fd, 0), 0);
-			assert_int_equal(pwrite(fd, d, len, 0), (ssize_t)len);
+		if (t == 1)
 			setenv("WH_HASH_MMAP", "0", 1);
-		}
 		rv = wh_chunk_fd_hint(fd, UINT64_MAX, &old, change_after_first,
 				      &ch, &size, &kept);
 		unsetenv("WH_HASH_MMAP");
