@@ -410,6 +410,7 @@ static int on_stream_data(struct wh_net_conn *nc, struct wh_net_stream *st,
 	struct wh_session *s = ud;
 	struct call *c = wh_net_stream_ud(nc, st);
 	struct wh_frame_hdr hdr;
+	const char *why = NULL;
 	int rv = 0;
 
 	(void)nc;
@@ -420,52 +421,32 @@ static int on_stream_data(struct wh_net_conn *nc, struct wh_net_stream *st,
 	pthread_mutex_lock(&s->lock);
 	if (c->done || c->abandoned)
 		goto out;
-	if (c->resp.len + len > WH_FRAME_HDR_LEN + WH_MAX_REPLY_FRAME) {
-		call_finish(s, c, WH_ERR_PROTO);
+	/* room for the whole frame is made once its header is in, so a 1 MiB
+	 * reply is not grown (and copied) step by step */
+	rv = wh_frame_gather(&c->resp, data, len, fin, WH_MAX_REPLY_FRAME,
+			     &hdr, &why);
+	if (rv < 0) {
+		wh_debug("reply: %s", rv == -ENOMEM ? "out of memory" : why);
+		call_finish(s, c, rv == -ENOMEM ? -ENOMEM : WH_ERR_PROTO);
+		rv = 0;
 		goto out;
 	}
-	if (c->resp.len < WH_FRAME_HDR_LEN &&
-	    c->resp.len + len >= WH_FRAME_HDR_LEN) {
-		/* the header is complete: make room for the whole frame at
-		 * once, so a 1 MiB reply is not grown (and copied) step by
-		 * step; a bad header is refused at the end, as before */
-		size_t h = WH_FRAME_HDR_LEN - c->resp.len;
-
-		if (wh_buf_append(&c->resp, data, h) < 0) {
-			call_finish(s, c, -ENOMEM);
-			goto out;
-		}
-		data += h;
-		len -= h;
-		if (wh_frame_hdr_decode(c->resp.data, c->resp.len,
-					WH_MAX_REPLY_FRAME, &hdr) == 0)
-			(void)wh_buf_reserve(&c->resp, hdr.length);
-	}
-	if (wh_buf_append(&c->resp, data, len) < 0) {
-		call_finish(s, c, -ENOMEM);
-		goto out;
-	}
+	rv = 0;
 	if (fin) {
-		rv = wh_frame_hdr_decode(c->resp.data, c->resp.len,
-					 WH_MAX_REPLY_FRAME, &hdr);
-		if (rv == 0 &&
-		    c->resp.len != WH_FRAME_HDR_LEN + (size_t)hdr.length)
-			rv = WH_ERR_PROTO;
 		/* the caller is woken after the unlock, so that it does not
 		 * wake only to wait for the lock we hold; the stream's
 		 * reference keeps |c| alive until on_stream_close */
 		wh_trace("n_reply", c->resp.len);
 		if (c->done_fn) {
-			call_finish(s, c, rv < 0 ? WH_ERR_PROTO : 0);
+			call_finish(s, c, 0);
 			goto out;
 		}
 		c->done = true;
-		c->err = rv < 0 ? WH_ERR_PROTO : 0;
+		c->err = 0;
 		pthread_mutex_unlock(&s->lock);
 		pthread_cond_signal(&c->cv);
 		return 0;
 	}
-	rv = 0;
 out:
 	pthread_mutex_unlock(&s->lock);
 	return rv;

@@ -434,6 +434,8 @@ static int on_request_data(struct hconn *hc, struct wh_net_stream *s,
 			   size_t len, bool fin)
 {
 	struct wh_frame_hdr hdr;
+	const char *why = NULL;
+	char msg[64];
 	struct job *job;
 	size_t flen;
 	int rv;
@@ -443,39 +445,18 @@ static int on_request_data(struct hconn *hc, struct wh_net_stream *s,
 			proto_fail(hc, s, hs, 0, "data after a request");
 		return 0;
 	}
-	if (hs->rx.len + len > WH_FRAME_HDR_LEN + WH_MAX_REQ_FRAME) {
-		proto_fail(hc, s, hs, 0, "request frame too large");
-		return 0;
-	}
-	if (wh_buf_append(&hs->rx, data, len) < 0)
-		return -ENOMEM;
-	rv = wh_frame_hdr_decode(hs->rx.data, hs->rx.len, WH_MAX_REQ_FRAME,
-				 &hdr);
-	if (rv == WH_ERR_SHORT) {
-		if (fin)
-			proto_fail(hc, s, hs, 0, "truncated request frame");
-		return 0;
-	}
-	if (rv == WH_ERR_TOOBIG) {
-		proto_fail(hc, s, hs, hdr.req_id, "request frame too large");
-		return 0;
-	}
+	rv = wh_frame_gather(&hs->rx, data, len, fin, WH_MAX_REQ_FRAME, &hdr,
+			     &why);
+	if (rv == -ENOMEM)
+		return rv;
 	if (rv < 0) {
-		proto_fail(hc, s, hs, 0, "malformed request frame");
+		snprintf(msg, sizeof(msg), "request: %s", why);
+		proto_fail(hc, s, hs, hdr.req_id, msg);
 		return 0;
 	}
-	flen = WH_FRAME_HDR_LEN + hdr.length;
-	if (hs->rx.len < flen) {
-		if (fin)
-			proto_fail(hc, s, hs, hdr.req_id,
-				   "truncated request frame");
+	if (rv == 0)
 		return 0;
-	}
-	if (hs->rx.len > flen) {
-		proto_fail(hc, s, hs, hdr.req_id,
-			   "trailing bytes after a request frame");
-		return 0;
-	}
+	flen = hs->rx.len;
 	job = calloc(1, sizeof(*job));
 	if (!job)
 		return -ENOMEM;

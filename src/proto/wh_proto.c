@@ -273,6 +273,63 @@ int wh_frame_hdr_decode(const uint8_t *buf, size_t len, size_t max_payload,
 	return 0;
 }
 
+int wh_frame_gather(struct wh_buf *rx, const uint8_t *data, size_t len,
+		    bool fin, size_t max_payload, struct wh_frame_hdr *hdr,
+		    const char **why)
+{
+	size_t most = WH_FRAME_HDR_LEN + max_payload, flen;
+	int rv;
+
+	memset(hdr, 0, sizeof(*hdr));
+	if (rx->len > most || len > most - rx->len) {
+		*why = "frame too large";
+		return WH_ERR_TOOBIG;
+	}
+	if (rx->len < WH_FRAME_HDR_LEN && rx->len + len >= WH_FRAME_HDR_LEN) {
+		size_t h = WH_FRAME_HDR_LEN - rx->len;
+
+		if (wh_buf_append(rx, data, h) < 0)
+			return -ENOMEM;
+		data += h;
+		len -= h;
+		if (wh_frame_hdr_decode(rx->data, rx->len, max_payload,
+					hdr) == 0 &&
+		    wh_buf_reserve(rx, hdr->length) < 0)
+			return -ENOMEM;
+	}
+	if (len > 0 && wh_buf_append(rx, data, len) < 0)
+		return -ENOMEM;
+	rv = wh_frame_hdr_decode(rx->data, rx->len, max_payload, hdr);
+	if (rv == WH_ERR_SHORT) {
+		memset(hdr, 0, sizeof(*hdr));
+		if (!fin)
+			return 0;
+		*why = "truncated frame";
+		return WH_ERR_PROTO;
+	}
+	if (rv == WH_ERR_TOOBIG) {
+		*why = "frame too large";
+		return WH_ERR_TOOBIG;
+	}
+	if (rv < 0) {
+		hdr->req_id = 0;
+		*why = "malformed frame header";
+		return WH_ERR_PROTO;
+	}
+	flen = WH_FRAME_HDR_LEN + (size_t)hdr->length;
+	if (rx->len > flen) {
+		*why = "trailing bytes after the frame";
+		return WH_ERR_PROTO;
+	}
+	if (rx->len < flen) {
+		if (!fin)
+			return 0;
+		*why = "truncated frame";
+		return WH_ERR_PROTO;
+	}
+	return 1;
+}
+
 /* decode_dirents - check that exactly |count| entries fill |r|. */
 static int walk_dirents(const struct wh_msg_readdir_reply *rr)
 {

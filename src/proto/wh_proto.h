@@ -389,6 +389,22 @@ int wh_frame_hdr_decode(const uint8_t *buf, size_t len, size_t max_payload,
 			struct wh_frame_hdr *hdr);
 
 /*
+ * wh_frame_gather - add |len| bytes of a stream that carries one frame and
+ * nothing else (a request stream, or its reply) to |rx|; |fin| says the
+ * stream ended with them.  Once the header is in, room for the whole frame
+ * is made at once.  Returns 1 when |rx| holds exactly the whole frame (its
+ * header in |hdr|; bytes after it, in this call or a later one, are an
+ * error), 0 when more is to come, -ENOMEM, or, with |*why| saying what was
+ * wrong: WH_ERR_TOOBIG (more than WH_FRAME_HDR_LEN + |max_payload|
+ * bytes, or a header announcing more), WH_ERR_PROTO (an unknown type,
+ * bytes after the frame, the stream ending before the frame did).
+ * |hdr->req_id| is the frame's once its header decoded, else 0.
+ */
+int wh_frame_gather(struct wh_buf *rx, const uint8_t *data, size_t len,
+		    bool fin, size_t max_payload, struct wh_frame_hdr *hdr,
+		    const char **why);
+
+/*
  * wh_msg_decode - decode one whole frame (header + payload) from |buf|.
  * |len| must be exactly WH_FRAME_HDR_LEN + hdr.length, else WH_ERR_PROTO
  * (or WH_ERR_SHORT when shorter).  String fields point into |buf|.

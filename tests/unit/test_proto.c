@@ -530,6 +530,129 @@ static void test_header_limits(void **state)
 	assert_string_equal(wh_msg_type_name(200), "UNKNOWN");
 }
 
+/* frame - a header of |type| announcing |length| bytes, then that many */
+static size_t frame(uint8_t *f, uint16_t type, uint32_t length,
+		    uint32_t req_id)
+{
+	f[0] = length >> 24;
+	f[1] = length >> 16;
+	f[2] = length >> 8;
+	f[3] = length;
+	f[4] = type >> 8;
+	f[5] = type;
+	f[6] = f[7] = 0;
+	f[8] = req_id >> 24;
+	f[9] = req_id >> 16;
+	f[10] = req_id >> 8;
+	f[11] = req_id;
+	for (uint32_t i = 0; i < length; i++)
+		f[WH_FRAME_HDR_LEN + i] = (uint8_t)(i * 7);
+	return WH_FRAME_HDR_LEN + length;
+}
+
+/* gather - |n| bytes of |f| in pieces of |step|, the last with |fin|;
+ * the first result that is not 0, or 0 */
+static int gather(struct wh_buf *rx, const uint8_t *f, size_t n, size_t step,
+		  bool fin, struct wh_frame_hdr *h, const char **why)
+{
+	size_t off = 0;
+	int rv = 0;
+
+	do {
+		size_t k = n - off < step ? n - off : step;
+
+		rv = wh_frame_gather(rx, f + off, k, fin && off + k == n, 64,
+				     h, why);
+		off += k;
+	} while (rv == 0 && off < n);
+	return rv;
+}
+
+static void test_frame_gather(void **state)
+{
+	static const size_t steps[] = { 1, 5, 12, 13, 1000 };
+	uint8_t f[WH_FRAME_HDR_LEN + 100];
+	struct wh_frame_hdr h;
+	const char *why;
+	struct wh_buf rx;
+	size_t n;
+
+	(void)state;
+	n = frame(f, WH_MSG_READ, 40, 77);
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		/* whole, in any pieces, with or without the FIN */
+		for (int fin = 0; fin < 2; fin++) {
+			wh_buf_init(&rx);
+			assert_int_equal(gather(&rx, f, n, steps[i], fin, &h,
+						&why), 1);
+			assert_int_equal(rx.len, n);
+			assert_memory_equal(rx.data, f, n);
+			assert_int_equal(h.req_id, 77);
+			assert_int_equal(h.length, 40);
+			/* a FIN alone afterwards changes nothing; a byte
+			 * more is refused */
+			assert_int_equal(wh_frame_gather(&rx, NULL, 0, true,
+							 64, &h, &why), 1);
+			assert_int_equal(wh_frame_gather(&rx, f, 1, false, 64,
+							 &h, &why),
+					 WH_ERR_PROTO);
+			assert_string_equal(why,
+					    "trailing bytes after the frame");
+			wh_buf_free(&rx);
+		}
+		/* cut short by the FIN, in the header or in the payload */
+		wh_buf_init(&rx);
+		assert_int_equal(gather(&rx, f, 7, steps[i], true, &h, &why),
+				 WH_ERR_PROTO);
+		assert_string_equal(why, "truncated frame");
+		assert_int_equal(h.req_id, 0);
+		wh_buf_free(&rx);
+		wh_buf_init(&rx);
+		assert_int_equal(gather(&rx, f, n - 1, steps[i], true, &h,
+					&why), WH_ERR_PROTO);
+		assert_string_equal(why, "truncated frame");
+		assert_int_equal(h.req_id, 77);
+		wh_buf_free(&rx);
+		/* the next frame's bytes in the same stream */
+		memcpy(f + n, f, 10);
+		wh_buf_init(&rx);
+		assert_int_equal(gather(&rx, f, n + 10, steps[i], false, &h,
+					&why),
+				 n % steps[i] == 0 ? 1 : WH_ERR_PROTO);
+		wh_buf_free(&rx);
+	}
+	/* a header announcing more than the limit: refused at once */
+	n = frame(f, WH_MSG_READ, 65, 9);
+	wh_buf_init(&rx);
+	assert_int_equal(wh_frame_gather(&rx, f, WH_FRAME_HDR_LEN, false, 64,
+					 &h, &why), WH_ERR_TOOBIG);
+	assert_int_equal(h.req_id, 9);
+	wh_buf_free(&rx);
+	/* more bytes than the limit in one piece, whatever they say */
+	wh_buf_init(&rx);
+	assert_int_equal(wh_frame_gather(&rx, f, WH_FRAME_HDR_LEN + 65, false,
+					 64, &h, &why), WH_ERR_TOOBIG);
+	assert_int_equal(rx.len, 0);
+	wh_buf_free(&rx);
+	/* an unknown type: refused, its req_id not trusted */
+	n = frame(f, 200, 4, 9);
+	wh_buf_init(&rx);
+	assert_int_equal(gather(&rx, f, n, 3, false, &h, &why), WH_ERR_PROTO);
+	assert_string_equal(why, "malformed frame header");
+	assert_int_equal(h.req_id, 0);
+	wh_buf_free(&rx);
+	/* a stream that ends with nothing in it */
+	wh_buf_init(&rx);
+	assert_int_equal(wh_frame_gather(&rx, NULL, 0, true, 64, &h, &why),
+			 WH_ERR_PROTO);
+	wh_buf_free(&rx);
+	/* an empty payload is a whole frame once its header is in */
+	n = frame(f, WH_MSG_STATFS, 0, 3);
+	wh_buf_init(&rx);
+	assert_int_equal(gather(&rx, f, n, 1, false, &h, &why), 1);
+	wh_buf_free(&rx);
+}
+
 static void test_paths(void **state)
 {
 	static const struct {
@@ -574,6 +697,7 @@ int main(void)
 		cmocka_unit_test(test_get_small),
 		cmocka_unit_test(test_read_reply_header),
 		cmocka_unit_test(test_header_limits),
+		cmocka_unit_test(test_frame_gather),
 		cmocka_unit_test(test_paths),
 	};
 
