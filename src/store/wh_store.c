@@ -1,6 +1,7 @@
 /* wh_store.c - content-addressed chunks on disk, verified on every read,
  * found through an append-only log of fixed-size checksummed records. */
 #include <dirent.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <stddef.h>
 #include <fcntl.h>
@@ -52,6 +53,12 @@
 #define NCAND 8
 #define NNAMES 16
 #define NPIN 64 /* chunks being read at once, kept from eviction */
+/* a chunk file's whole blocks are copied to an aligned buffer and written
+ * from it in pieces of BOUNCE_LEN; buffers kept for the next ones: as many
+ * as the fetch workers that write at once */
+#define NBOUNCE 8
+#define BOUNCE_LEN (256 * 1024)
+#define DIRECT_ALIGN 4096
 #define NZERO 1024 /* name files whose last reference went, to delete */
 #define EVICT_BATCH 64 /* entries evicted per hold of the locks */
 #define EVICT_GAP_MS 50 /* between two runs of the eviction thread */
@@ -162,6 +169,12 @@ struct wh_store {
 	char *last_path, *last_alt;
 	uint64_t last_dev, last_ino, last_size, last_v[4];
 	uint8_t last_name[16];
+	/* chunk files are written with O_DIRECT from an aligned copy of
+	 * their bytes (write_direct) until the file system refuses it */
+	atomic_bool buffered;
+	pthread_mutex_t bounce_lock; /* the spare buffers below */
+	uint8_t *bounce[NBOUNCE];
+	unsigned nbounce;
 };
 
 int (*wh_store_test_hook)(struct wh_store *s, const char *what,
@@ -748,6 +761,7 @@ int wh_store_open(const char *dir, uint64_t limit, struct wh_store **ps)
 	s->sweep_next = ((unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL)) & 255;
 	s->sweep_at = now_ms() + SWEEP_GAP_MS;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->bounce_lock, NULL);
 	pthread_cond_init(&s->ev_cond, NULL);
 	pthread_cond_init(&s->fly_cond, NULL);
 	pthread_mutex_lock(&s->lock);
@@ -1175,39 +1189,139 @@ static bool has_data(struct wh_store *s, const uint8_t *hash, uint32_t len)
 	return n > 0 && c[0].type == R_DATA;
 }
 
-/* write_tmp - |len| bytes into a new temporary file beside |path|, its
- * name in |tmp| (gone again on failure) */
-static int write_tmp(struct wh_store *s, const char *path, const uint8_t *data,
-		     size_t len, char tmp[4300])
+/* bounce_take - an aligned buffer of BOUNCE_LEN bytes, or NULL */
+static uint8_t *bounce_take(struct wh_store *s)
 {
+	uint8_t *p = NULL;
+
+	pthread_mutex_lock(&s->bounce_lock);
+	if (s->nbounce > 0)
+		p = s->bounce[--s->nbounce];
+	pthread_mutex_unlock(&s->bounce_lock);
+	if (!p && posix_memalign((void **)&p, DIRECT_ALIGN, BOUNCE_LEN) != 0)
+		return NULL;
+	return p;
+}
+
+static void bounce_give(struct wh_store *s, uint8_t *p)
+{
+	pthread_mutex_lock(&s->bounce_lock);
+	if (s->nbounce < NBOUNCE) {
+		s->bounce[s->nbounce++] = p;
+		p = NULL;
+	}
+	pthread_mutex_unlock(&s->bounce_lock);
+	free(p);
+}
+
+/* write_all - |len| bytes of |buf| to |fd|: 0 or -errno */
+static int write_all(int fd, const void *buf, size_t len)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t w = write(fd, (const uint8_t *)buf + done, len - done);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		done += (size_t)w;
+	}
+	return 0;
+}
+
+/*
+ * write_direct - a chunk's bytes into |fd|, opened with O_DIRECT: the
+ * whole blocks from an aligned copy, straight to the disk, the last part
+ * block through the page cache.  A stored chunk is read again only once
+ * it has left the RAM cache and the kernel's cache of the file it came
+ * from, so caching it a third time would only take memory from others;
+ * and each page the page cache grows by costs more than the copy here,
+ * most of all in a virtual machine (bench/README.md, "The store's
+ * writes").  1 when the file system refuses O_DIRECT writes (nothing was
+ * written), else 0 or -errno.
+ */
+static int write_direct(struct wh_store *s, int fd, const uint8_t *data,
+			size_t len)
+{
+	size_t whole = len & ~(size_t)(DIRECT_ALIGN - 1);
+	uint8_t *b;
+	int rv = 0;
+
+	if (wh_store_test_hook && wh_store_test_hook(s, "direct", NULL) != 0)
+		return 1;
+	if (whole > 0) {
+		b = bounce_take(s);
+		if (!b)
+			return -ENOMEM;
+		for (size_t off = 0; off < whole && rv == 0;) {
+			size_t n = whole - off < BOUNCE_LEN ? whole - off
+							    : BOUNCE_LEN;
+
+			memcpy(b, data + off, n);
+			rv = write_all(fd, b, n);
+			off += n;
+		}
+		bounce_give(s, b);
+		if (rv == -EINVAL)
+			return 1;
+	}
+	if (rv == 0 && whole < len) {
+		if (fcntl(fd, F_SETFL, 0) != 0)
+			return -errno;
+		rv = write_all(fd, data + whole, len - whole);
+	}
+	return rv;
+}
+
+/* write_tmp - |len| bytes into a new temporary file beside |path|, its
+ * name in |tmp| (gone again on failure); |chunk|: a chunk's bytes, which
+ * write_direct writes */
+static int write_tmp(struct wh_store *s, const char *path, const uint8_t *data,
+		     size_t len, bool chunk, char tmp[4300])
+{
+	int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
 	char sub[4200];
 	unsigned long seq;
-	ssize_t n;
-	int fd, rv = 0;
+	int fd, rv;
 
+	if (chunk && len >= DIRECT_ALIGN && !atomic_load(&s->buffered))
+		flags |= O_DIRECT;
 	seq = __atomic_add_fetch(&s->seq, 1, __ATOMIC_RELAXED);
 	snprintf(tmp, 4300, "%s.%d.%lx.%lu.tmp", path, (int)getpid(),
 		 (unsigned long)(uintptr_t)s & 0xffffff, seq);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	fd = open(tmp, flags, 0600);
 	if (fd < 0 && errno == ENOENT) {
 		snprintf(sub, sizeof(sub), "%s", path);
 		*strrchr(sub, '/') = '\0';
 		if (mkdir(sub, 0700) != 0 && errno != EEXIST)
 			return -errno;
-		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		fd = open(tmp, flags, 0600);
+	}
+	if (fd < 0 && errno == EINVAL && (flags & O_DIRECT)) {
+		/* a file system without O_DIRECT (some refuse the open) */
+		atomic_store(&s->buffered, true);
+		flags &= ~O_DIRECT;
+		fd = open(tmp, flags, 0600);
 	}
 	if (fd < 0)
 		return -errno;
-	/* plain write: io_uring would hand it to a worker thread (see
-	 * write_chunk in wh_get.c) */
-	for (size_t done = 0; done < len && rv == 0;) {
-		n = write(fd, data + done, len - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			rv = n < 0 ? -errno : -EIO;
-		else
-			done += (size_t)n;
+	if (flags & O_DIRECT) {
+		rv = write_direct(s, fd, data, len);
+		if (rv == 1) {
+			/* one that takes the open and refuses the write */
+			atomic_store(&s->buffered, true);
+			rv = fcntl(fd, F_SETFL, 0) != 0 ||
+					     lseek(fd, 0, SEEK_SET) != 0 ||
+					     ftruncate(fd, 0) != 0
+				     ? -errno
+				     : 0;
+			if (rv == 0)
+				rv = write_all(fd, data, len);
+		}
+	} else {
+		/* plain write: io_uring would hand it to a worker thread (see
+		 * write_chunk in wh_get.c) */
+		rv = write_all(fd, data, len);
 	}
 	if (close(fd) != 0 && rv == 0)
 		rv = -errno;
@@ -1222,7 +1336,7 @@ static int write_entry(struct wh_store *s, const char *path,
 		       const uint8_t *data, size_t len)
 {
 	char tmp[4300];
-	int rv = write_tmp(s, path, data, len, tmp);
+	int rv = write_tmp(s, path, data, len, false, tmp);
 
 	if (rv == 0 && rename(tmp, path) != 0) {
 		rv = -errno;
@@ -1329,7 +1443,7 @@ int wh_store_put(struct wh_store *s, const uint8_t hash[static WH_HASH_LEN],
 	if (rv == 0 && wh_store_test_hook)
 		rv = wh_store_test_hook(s, "write", hash);
 	if (rv == 0)
-		rv = write_tmp(s, path, data, len, tmp);
+		rv = write_tmp(s, path, data, len, true, tmp);
 	if (rv == 0 && !second && rename(tmp, path) != 0) {
 		rv = -errno;
 		unlink(tmp);
@@ -1702,20 +1816,6 @@ static void drop_names(struct wh_store *s)
 	s->nzero = 0;
 	if (s->zero_lost)
 		s->names_due = true; /* scan_names, after this run */
-}
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-	for (size_t done = 0; done < len;) {
-		ssize_t w = write(fd, (const uint8_t *)buf + done, len - done);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return w < 0 ? -errno : -EIO;
-		done += (size_t)w;
-	}
-	return 0;
 }
 
 #define CBATCH 256 /* records per hold of the lock while compacting */
@@ -2305,6 +2405,9 @@ void wh_store_close(struct wh_store *s)
 	free(s->dir);
 	free(s->names);
 	free(s->logp);
+	for (unsigned i = 0; i < s->nbounce; i++)
+		free(s->bounce[i]);
+	pthread_mutex_destroy(&s->bounce_lock);
 	pthread_cond_destroy(&s->ev_cond);
 	pthread_cond_destroy(&s->fly_cond);
 	pthread_mutex_destroy(&s->lock);

@@ -119,8 +119,10 @@ unsigned wh_store_sweep(struct wh_store *s, unsigned ndirs);
 /* wh_store_test_hook - for tests: called without the store's lock where
  * a slow or failing step is to be injected: |what| "write" before the
  * file of chunk |hash| is written (a negative errno fails that write),
- * "compact" while the log is rewritten, its live entries written (a
- * negative errno gives the rewrite up).  NULL (the default): none. */
+ * "direct" before a chunk file's O_DIRECT write, |hash| NULL (not 0: the
+ * file system refuses it, as one without O_DIRECT would), "compact"
+ * while the log is rewritten, its live entries written (a negative errno
+ * gives the rewrite up).  NULL (the default): none. */
 extern int (*wh_store_test_hook)(struct wh_store *s, const char *what,
 				 const uint8_t *hash);
 

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdbool.h>
 #include <cmocka.h>
 
 #include <errno.h>
@@ -17,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -78,6 +81,120 @@ static void test_put_get_corrupt(void **state)
 	assert_int_equal(wh_store_corrupt(s), 1);
 	assert_int_equal(access((char *)hex_path, F_OK), -1);
 	wh_store_close(s);
+}
+
+static int direct_tries;
+
+static int hook_refuse_direct(struct wh_store *s, const char *what,
+			      const uint8_t *hash)
+{
+	(void)s;
+	(void)hash;
+	if (strcmp(what, "direct") != 0)
+		return 0;
+	direct_tries++;
+	return 1;
+}
+
+/* takes_direct - |d| is on a file system that takes O_DIRECT writes and
+ * keeps files outside the page cache (not tmpfs) */
+static bool takes_direct(const char *d)
+{
+	char p[128];
+	struct statfs sf;
+	bool ok;
+	int fd;
+
+	if (statfs(d, &sf) != 0 || sf.f_type == TMPFS_MAGIC)
+		return false;
+	snprintf(p, sizeof(p), "%s/direct-probe", d);
+	fd = open(p, O_WRONLY | O_CREAT | O_DIRECT, 0600);
+	ok = fd >= 0;
+	if (fd >= 0)
+		close(fd);
+	unlink(p);
+	return ok;
+}
+
+/* first_page_cached - the first page of |path| is in the page cache */
+static bool first_page_cached(const char *path)
+{
+	unsigned char vec = 0;
+	int fd = open(path, O_RDONLY);
+	void *m;
+
+	assert_true(fd >= 0);
+	m = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	assert_true(m != MAP_FAILED);
+	assert_int_equal(mincore(m, 4096, &vec), 0);
+	munmap(m, 4096);
+	return vec & 1;
+}
+
+/* file_is - the file |path| holds exactly the |n| bytes at |data| */
+static void file_is(const char *path, const uint8_t *data, size_t n)
+{
+	static uint8_t buf[WH_CDC_MAX + 1];
+	int fd = open(path, O_RDONLY);
+	ssize_t got;
+
+	assert_true(fd >= 0);
+	got = read(fd, buf, sizeof(buf));
+	close(fd);
+	assert_int_equal(got, (ssize_t)n);
+	assert_memory_equal(buf, data, n);
+}
+
+/* chunks of every shape (under a block, whole blocks, a part block
+ * after them, the largest) go to disk whole, whether the file system
+ * takes O_DIRECT writes or refuses them (then the store stops trying) */
+static void test_chunk_file_shapes(void **state)
+{
+	static const size_t sizes[] = { 1,    4095,	    4096,  4097,
+					8191, 65536 + 123, 1 << 20,
+					WH_CDC_MAX };
+	static uint8_t data[WH_CDC_MAX], out[WH_CDC_MAX];
+	struct wh_store *s;
+	uint8_t h[32];
+	char hex[65], path[300];
+	bool direct = takes_direct(dir);
+
+	(void)state;
+	for (int refuse = 0; refuse < 2; refuse++) {
+		direct_tries = 0;
+		wh_store_test_hook = refuse ? hook_refuse_direct : NULL;
+		assert_int_equal(wh_store_open(dir, 64 << 20, &s), 0);
+		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+			size_t n = sizes[i];
+
+			for (size_t k = 0; k < n; k++)
+				data[k] = (uint8_t)(k * 7 + i + refuse * 3);
+			wh_blake3(data, n, h);
+			assert_int_equal(wh_store_put(s, h, data, n), 0);
+			wh_hash_hex(h, hex);
+			snprintf(path, sizeof(path), "%s/chunks/%.2s/%s", dir,
+				 hex, hex);
+			/* written past the page cache where it can be */
+			if (n >= 4096 && !refuse && direct)
+				assert_false(first_page_cached(path));
+			memset(out, 0, n);
+			assert_int_equal(wh_store_get(s, h, out, n), 0);
+			assert_memory_equal(out, data, n);
+			file_is(path, data, n);
+		}
+		/* refused once (the first chunk of a block or more): no
+		 * more tries for that store */
+		assert_int_equal(direct_tries, refuse ? 1 : 0);
+		wh_store_close(s);
+		wh_store_test_hook = NULL;
+		/* and what was written reads back after a reopen */
+		assert_int_equal(wh_store_open(dir, 64 << 20, &s), 0);
+		assert_int_equal(wh_store_get(s, h, out, WH_CDC_MAX), 0);
+		assert_memory_equal(out, data, WH_CDC_MAX);
+		assert_int_equal(wh_store_corrupt(s), 0);
+		wh_store_close(s);
+	}
 }
 
 static void test_eviction(void **state)
@@ -1291,6 +1408,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_put_get_corrupt, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_chunk_file_shapes, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_eviction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refs, setup, teardown),
