@@ -57,7 +57,7 @@
  * from it in pieces of BOUNCE_LEN; buffers kept for the next ones: as many
  * as the fetch workers that write at once */
 #define NBOUNCE 8
-#define BOUNCE_LEN (256 * 1024)
+#define BOUNCE_LEN (1024 * 1024)
 #define DIRECT_ALIGN 4096
 #define NZERO 1024 /* name files whose last reference went, to delete */
 #define EVICT_BATCH 64 /* entries evicted per hold of the locks */
