@@ -59,6 +59,9 @@
 #define NBOUNCE 8
 #define BOUNCE_LEN (1024 * 1024)
 #define DIRECT_ALIGN 4096
+/* smaller chunk files are written through the page cache: a direct write
+ * waits for the disk, and for a few pages that wait is all it saves */
+#define DIRECT_MIN (64 * 1024)
 #define NZERO 1024 /* name files whose last reference went, to delete */
 #define EVICT_BATCH 64 /* entries evicted per hold of the locks */
 #define EVICT_GAP_MS 50 /* between two runs of the eviction thread */
@@ -1284,7 +1287,7 @@ static int write_tmp(struct wh_store *s, const char *path, const uint8_t *data,
 	unsigned long seq;
 	int fd, rv;
 
-	if (chunk && len >= DIRECT_ALIGN && !atomic_load(&s->buffered))
+	if (chunk && len >= DIRECT_MIN && !atomic_load(&s->buffered))
 		flags |= O_DIRECT;
 	seq = __atomic_add_fetch(&s->seq, 1, __ATOMIC_RELAXED);
 	snprintf(tmp, 4300, "%s.%d.%lx.%lu.tmp", path, (int)getpid(),
