@@ -1,13 +1,13 @@
 /* wh_store.c - content-addressed chunks on disk, verified on every read,
  * found through an append-only log of fixed-size checksummed records. */
 #include <dirent.h>
-#include <stdatomic.h>
 #include <errno.h>
 #include <stddef.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1240,8 +1240,9 @@ static int write_all(int fd, const void *buf, size_t len)
  * from, so caching it a third time would only take memory from others;
  * and each page the page cache grows by costs more than the copy here,
  * most of all in a virtual machine (bench/README.md, "The store's
- * writes").  1 when the file system refuses O_DIRECT writes (nothing was
- * written), else 0 or -errno.
+ * writes past the page cache").  1 when the file system refuses O_DIRECT
+ * writes (the caller writes the chunk again from its start), else 0 or
+ * -errno.
  */
 static int write_direct(struct wh_store *s, int fd, const uint8_t *data,
 			size_t len)
