@@ -26,7 +26,7 @@
 #define MASK_L 0x0000252525252525ULL /* 18 bits */
 
 static uint64_t gear[256];
-static bool gear_ready;
+static pthread_once_t gear_once = PTHREAD_ONCE_INIT;
 
 /* splitmix64: a fixed, portable stream for the gear table */
 static uint64_t splitmix64(uint64_t *s)
@@ -38,15 +38,19 @@ static uint64_t splitmix64(uint64_t *s)
 	return z ^ (z >> 31);
 }
 
-static void gear_init(void)
+static void gear_fill(void)
 {
 	uint64_t seed = 0x776f726d686f6c65ULL; /* "wormhole" */
 
-	if (gear_ready)
-		return;
 	for (int i = 0; i < 256; i++)
 		gear[i] = splitmix64(&seed);
-	__atomic_store_n(&gear_ready, true, __ATOMIC_RELEASE);
+}
+
+/* gear_init - the table filled, once, whichever threads first cut at
+ * the same time */
+static void gear_init(void)
+{
+	pthread_once(&gear_once, gear_fill);
 }
 
 size_t wh_cdc_cut_ref(const uint8_t *data, size_t len, bool eof)
@@ -56,8 +60,7 @@ size_t wh_cdc_cut_ref(const uint8_t *data, size_t len, bool eof)
 
 	if (len == 0)
 		return 0;
-	if (!__atomic_load_n(&gear_ready, __ATOMIC_ACQUIRE))
-		gear_init();
+	gear_init();
 	if (len <= WH_CDC_MIN)
 		return eof ? len : 0;
 	end = len < WH_CDC_MAX ? len : WH_CDC_MAX;
@@ -152,8 +155,7 @@ size_t wh_cdc_cut(const uint8_t *data, size_t len, bool eof)
 
 	if (len == 0)
 		return 0;
-	if (!__atomic_load_n(&gear_ready, __ATOMIC_ACQUIRE))
-		gear_init();
+	gear_init();
 	if (len <= WH_CDC_MIN)
 		return eof ? len : 0;
 	end = len < WH_CDC_MAX ? len : WH_CDC_MAX;
@@ -909,8 +911,7 @@ static int chunk_fd_par(int fd, uint64_t limit, wh_chunk_cb cb, void *ud,
 	int rv;
 
 	*psize = 0;
-	if (!__atomic_load_n(&gear_ready, __ATOMIC_ACQUIRE))
-		gear_init();
+	gear_init();
 	memset(&r, 0, sizeof(r));
 	r.cb = cb;
 	r.ud = ud;
@@ -1152,8 +1153,7 @@ int wh_chunk_fd_hint(int fd, uint64_t limit, const struct wh_manifest *old,
 		*pkept = 0;
 	if (!old || old->n == 0)
 		return wh_chunk_fd(fd, limit, cb, ud, psize);
-	if (!__atomic_load_n(&gear_ready, __ATOMIC_ACQUIRE))
-		gear_init();
+	gear_init();
 	memset(&r, 0, sizeof(r));
 	r.old = old;
 	r.cb = cb;
