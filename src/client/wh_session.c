@@ -411,7 +411,7 @@ static int on_stream_data(struct wh_net_conn *nc, struct wh_net_stream *st,
 	struct call *c = wh_net_stream_ud(nc, st);
 	struct wh_frame_hdr hdr;
 	const char *why = NULL;
-	int rv = 0;
+	int g;
 
 	(void)nc;
 	if (st == s->ctrl)
@@ -423,15 +423,13 @@ static int on_stream_data(struct wh_net_conn *nc, struct wh_net_stream *st,
 		goto out;
 	/* room for the whole frame is made once its header is in, so a 1 MiB
 	 * reply is not grown (and copied) step by step */
-	rv = wh_frame_gather(&c->resp, data, len, fin, WH_MAX_REPLY_FRAME,
-			     &hdr, &why);
-	if (rv < 0) {
-		wh_debug("reply: %s", rv == -ENOMEM ? "out of memory" : why);
-		call_finish(s, c, rv == -ENOMEM ? -ENOMEM : WH_ERR_PROTO);
-		rv = 0;
+	g = wh_frame_gather(&c->resp, data, len, fin, WH_MAX_REPLY_FRAME,
+			    &hdr, &why);
+	if (g < 0) {
+		wh_debug("reply: %s", g == -ENOMEM ? "out of memory" : why);
+		call_finish(s, c, g == -ENOMEM ? -ENOMEM : WH_ERR_PROTO);
 		goto out;
 	}
-	rv = 0;
 	if (fin) {
 		/* the caller is woken after the unlock, so that it does not
 		 * wake only to wait for the lock we hold; the stream's
@@ -449,7 +447,7 @@ static int on_stream_data(struct wh_net_conn *nc, struct wh_net_stream *st,
 	}
 out:
 	pthread_mutex_unlock(&s->lock);
-	return rv;
+	return 0;
 }
 
 static void on_stream_close(struct wh_net_conn *nc, struct wh_net_stream *st,

@@ -1240,9 +1240,9 @@ static int write_all(int fd, const void *buf, size_t len)
  * from, so caching it a third time would only take memory from others;
  * and each page the page cache grows by costs more than the copy here,
  * most of all in a virtual machine (bench/README.md, "The store's
- * writes past the page cache").  1 when the file system refuses O_DIRECT
- * writes (the caller writes the chunk again from its start), else 0 or
- * -errno.
+ * writes past the page cache").  A file system that refuses the direct
+ * write (EINVAL) gets this chunk, from its start, and every later one
+ * through the page cache.  0 or -errno.
  */
 static int write_direct(struct wh_store *s, int fd, const uint8_t *data,
 			size_t len)
@@ -1251,9 +1251,9 @@ static int write_direct(struct wh_store *s, int fd, const uint8_t *data,
 	uint8_t *b;
 	int rv = 0;
 
-	if (wh_store_test_hook && wh_store_test_hook(s, "direct", NULL) != 0)
-		return 1;
-	if (whole > 0) {
+	if (wh_store_test_hook && wh_store_test_hook(s, "direct", NULL) != 0) {
+		rv = -EINVAL;
+	} else if (whole > 0) {
 		b = bounce_take(s);
 		if (!b)
 			return -ENOMEM;
@@ -1266,8 +1266,13 @@ static int write_direct(struct wh_store *s, int fd, const uint8_t *data,
 			off += n;
 		}
 		bounce_give(s, b);
-		if (rv == -EINVAL)
-			return 1;
+	}
+	if (rv == -EINVAL) {
+		atomic_store(&s->buffered, true);
+		if (lseek(fd, 0, SEEK_SET) != 0 || ftruncate(fd, 0) != 0)
+			return -errno;
+		whole = 0;
+		rv = 0;
 	}
 	if (rv == 0 && whole < len) {
 		if (fcntl(fd, F_SETFL, 0) != 0)
@@ -1309,24 +1314,12 @@ static int write_tmp(struct wh_store *s, const char *path, const uint8_t *data,
 	}
 	if (fd < 0)
 		return -errno;
-	if (flags & O_DIRECT) {
+	/* plain writes: io_uring would hand them to a worker thread (see
+	 * write_chunk in wh_get.c) */
+	if (flags & O_DIRECT)
 		rv = write_direct(s, fd, data, len);
-		if (rv == 1) {
-			/* one that takes the open and refuses the write */
-			atomic_store(&s->buffered, true);
-			rv = fcntl(fd, F_SETFL, 0) != 0 ||
-					     lseek(fd, 0, SEEK_SET) != 0 ||
-					     ftruncate(fd, 0) != 0
-				     ? -errno
-				     : 0;
-			if (rv == 0)
-				rv = write_all(fd, data, len);
-		}
-	} else {
-		/* plain write: io_uring would hand it to a worker thread (see
-		 * write_chunk in wh_get.c) */
+	else
 		rv = write_all(fd, data, len);
-	}
 	if (close(fd) != 0 && rv == 0)
 		rv = -errno;
 	if (rv < 0)
