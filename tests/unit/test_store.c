@@ -184,7 +184,7 @@ static void test_chunk_file_shapes(void **state)
 			assert_memory_equal(out, data, n);
 			file_is(path, data, n);
 		}
-		/* refused once (the first chunk of a block or more): no
+		/* refused once (the first chunk of 64 KiB or more): no
 		 * more tries for that store */
 		assert_int_equal(direct_tries, refuse ? 1 : 0);
 		wh_store_close(s);
