@@ -1986,8 +1986,22 @@ void wh_fetch_got_read(struct wh_fetch *f, struct wh_fetch_file *ff,
 size_t wh_fetch_small(struct wh_fetch *f, const struct wh_fetch_small *v,
 		      size_t n)
 {
-	size_t queued = 0;
+	/* files in RAM already: told to small_done again once unlocked
+	 * (fetched before their reader knew their names, say) */
+	struct wh_ram_ent **ready = NULL;
+	size_t *ready_at = NULL;
+	size_t queued = 0, nready = 0;
 
+	if (f->o.small_done && n > 0) {
+		ready = malloc(n * sizeof(*ready));
+		ready_at = malloc(n * sizeof(*ready_at));
+		if (!ready || !ready_at) {
+			free(ready);
+			free(ready_at);
+			ready = NULL;
+			ready_at = NULL;
+		}
+	}
 	pthread_mutex_lock(&f->lock);
 	for (size_t i = 0; i < n && !f->stop; i++) {
 		uint8_t key[WH_HASH_LEN];
@@ -2006,7 +2020,13 @@ size_t wh_fetch_small(struct wh_fetch *f, const struct wh_fetch_small *v,
 		if (rv < 0)
 			break;
 		if (rv == 0) {
-			wh_ram_put(f->ram, e); /* there, or on its way */
+			/* there, or on its way */
+			if (ready && wh_ram_ready(f->ram, e)) {
+				ready[nready] = e;
+				ready_at[nready++] = i;
+			} else {
+				wh_ram_put(f->ram, e);
+			}
 			continue;
 		}
 		j = job_new(f);
@@ -2034,6 +2054,16 @@ size_t wh_fetch_small(struct wh_fetch *f, const struct wh_fetch_small *v,
 		queued++;
 	}
 	pthread_mutex_unlock(&f->lock);
+	for (size_t k = 0; k < nready; k++) {
+		const struct wh_fetch_small *s = &v[ready_at[k]];
+
+		if (wh_ram_len(ready[k]) == s->v.size)
+			f->o.small_done(f->o.small_ctx, s->path, s->len, &s->v,
+					ready[k]);
+		wh_ram_put(f->ram, ready[k]);
+	}
+	free(ready);
+	free(ready_at);
 	return queued;
 }
 

@@ -65,7 +65,8 @@ struct wh_fetch_opts {
 	void *caps_ctx;
 	/* optional: a small file of wh_fetch_small() is in RAM, entry |e|
 	 * (referenced for the call only: wh_ram_hold it to keep it).  Called
-	 * from a worker, without locks held; it must not block. */
+	 * from a worker (or from wh_fetch_small for a file in RAM already),
+	 * without locks held; it must not block. */
 	void (*small_done)(void *ctx, const char *path, size_t len,
 			   const struct wh_version *v, struct wh_ram_ent *e);
 	void *small_ctx;
@@ -168,7 +169,8 @@ struct wh_fetch_small {
  * key made of the path and the version, so that a later open at that
  * version reads them without a round trip (wh_fetch_read).  Empty files,
  * files over WH_FETCH_SMALL_MAX and files already in RAM or on their way
- * are skipped; so are the rest once |window_max| bytes of small files are
+ * are skipped (those in RAM are told to small_done again, before the
+ * return: their reader may know their names only now); so are the rest once |window_max| bytes of small files are
  * queued or in flight (bounded memory).  A reply of another version than
  * the one asked for is dropped (the reader then sends its own READ, which
  * sees the change).  With a host that offers WH_CAP_SMALL they go

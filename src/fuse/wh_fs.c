@@ -86,6 +86,11 @@
 #define SMALL_AHEAD_BYTES (1u << 20) /* ... or as many more as fit in this
 				      * (one GET_SMALL's worth) */
 #define SMALL_AHEAD_MAX 256        /* ... doubling up to this */
+#define AHEAD_DIRS_MIN 2           /* subdirectories whose files were read
+				    * before the next one is listed ahead */
+#define AHEAD_SCAN 256             /* entries looked at for that one */
+#define AHEAD_TTL_NS (2000ULL * WH_NS_PER_MS) /* an unused listing read
+						* ahead is read again */
 #define STORE_QUEUE_BYTES (16u << 20) /* small files waiting to be put
 				       * in the kernel's page cache */
 #define RSTATE_MAX 32              /* idle read states kept (no-open) */
@@ -112,6 +117,7 @@ struct node {
 	struct dir_handle *listing; /* a directory's last listing, kept
 				     * (one reference) while it is in
 				     * wh_fs.kept */
+	bool ahead_busy;            /* its listing is being read ahead */
 	/* no-open mode: what an open file holds otherwise */
 	bool rd_known;              /* |rd_version| is set */
 	bool rd_changed;            /* a read saw another version: reads
@@ -160,6 +166,20 @@ struct dir_handle {
 	struct dir_ord *ord; /* by inode number (cp's order); on demand */
 	size_t pf_upto;     /* small files queued up to ord[pf_upto] */
 	size_t pf_ahead;    /* how far ahead the next top-up reaches */
+	unsigned int dirs_read; /* subdirectories whose files were read */
+	bool files_read;    /* small_batch saw a file of it */
+	bool ahead;         /* read ahead of an opendir, none used it yet */
+	bool walked;        /* an opendir used it so: a walk's next stop */
+	uint64_t ahead_ns;  /* when that listing came */
+};
+
+/* What a request found to fetch ahead, done once it is answered. */
+struct prefetch {
+	struct wh_fetch_small *small; /* small files of a directory */
+	char *buf;                    /* their paths */
+	size_t n;
+	struct node *dir; /* a directory to list ahead (ahead_busy set, one
+			   * reference held) or NULL */
 };
 
 /* An open file (immutable but for the list links). */
@@ -259,6 +279,8 @@ struct wh_fs {
 	struct store_item *shead, *stail; /* protected by qlock */
 	size_t sbytes;              /* protected by qlock */
 	atomic_ulong small_stored;  /* small files put in the page cache */
+	atomic_ulong dirs_ahead;    /* listings read ahead of an opendir */
+	atomic_ulong dirs_ahead_used; /* ... that an opendir then used */
 	atomic_bool stop;           /* the notifier must return */
 
 	/* wh_fs_run */
@@ -1029,109 +1051,97 @@ static int ord_cmp(const void *a, const void *b)
 	return x->i < y->i ? -1 : x->i > y->i;
 }
 
-/*
- * small_batch - |n| (attributes |a|) is being opened: the small files of
- * its directory to fetch ahead, if its listing is kept and current.  In
- * inode order (cp -r's: coreutils sorts a directory by inode number
- * before copying it), from the file after |n|'s place, a few at first and
- * twice as many with each top-up as the reader keeps coming, so that one
- * look at one file costs little.  The paths go into *pbuf; lock held.
- * Returns the count in *pv (both to free).
- */
-static size_t small_batch(struct wh_fs *fs, struct node *n,
-			  const struct wh_attr *a, struct wh_fetch_small **pv,
-			  char **pbuf)
+/* listing_order - sort |dh| by inode number (dh->ord) unless it is
+ * already; lock held.  False when out of memory. */
+static bool listing_order(struct dir_handle *dh)
 {
-	struct node *d = n->parent;
-	struct dir_handle *dh = d ? d->listing : NULL;
-	char dpath[WH_MAX_PATH + 1];
-	struct wh_fetch_small *v;
-	size_t lo, hi, k, to, cnt = 0, bytes = 0, pos = 0;
-	ssize_t dlen;
-	char *buf;
-
-	*pv = NULL;
-	*pbuf = NULL;
-	if (!dh || d->inval_gen > dh->gen || a->size > WH_FETCH_SMALL_MAX ||
-	    dh->n == 0)
-		return 0;
-	if (!dh->ord) {
-		dh->ord = malloc(dh->n * sizeof(*dh->ord));
-		if (!dh->ord)
-			return 0;
-		for (size_t i = 0; i < dh->n; i++) {
-			dh->ord[i].ino = dh->ents[i].attr.ino;
-			dh->ord[i].i = i;
-		}
-		qsort(dh->ord, dh->n, sizeof(*dh->ord), ord_cmp);
-		dh->pf_ahead = SMALL_AHEAD_MIN;
+	if (dh->ord)
+		return true;
+	dh->ord = malloc((dh->n ? dh->n : 1) * sizeof(*dh->ord));
+	if (!dh->ord)
+		return false;
+	for (size_t i = 0; i < dh->n; i++) {
+		dh->ord[i].ino = dh->ents[i].attr.ino;
+		dh->ord[i].i = i;
 	}
-	/* |n|'s place: the first entry with its inode number and name */
-	lo = 0;
-	hi = dh->n;
+	qsort(dh->ord, dh->n, sizeof(*dh->ord), ord_cmp);
+	dh->pf_ahead = SMALL_AHEAD_MIN;
+	return true;
+}
+
+/* ord_find - the place in dh->ord of the entry |name| with inode number
+ * |ino|, or dh->n if the listing has none; lock held. */
+static size_t ord_find(const struct dir_handle *dh, uint64_t ino,
+		       const char *name, size_t len)
+{
+	size_t lo = 0, hi = dh->n;
+
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (dh->ord[mid].ino < a->ino)
+		if (dh->ord[mid].ino < ino)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	for (k = lo; k < dh->n && dh->ord[k].ino == a->ino; k++) {
-		const struct dir_entry *ent = &dh->ents[dh->ord[k].i];
+	for (; lo < dh->n && dh->ord[lo].ino == ino; lo++) {
+		const struct dir_entry *ent = &dh->ents[dh->ord[lo].i];
 
-		if (ent->name_len == n->name_len &&
-		    memcmp(ent->name, n->name, n->name_len) == 0)
+		if (ent->name_len == len && memcmp(ent->name, name, len) == 0)
+			return lo;
+	}
+	return dh->n;
+}
+
+/* first_span - how many entries from ord[from] a directory's first
+ * queueing covers: SMALL_AHEAD_MIN files, or as many as fit in
+ * SMALL_AHEAD_BYTES if more do (a directory of 10 KiB files: about a
+ * hundred, one or two requests); lock held. */
+static size_t first_span(const struct dir_handle *dh, size_t from)
+{
+	size_t cap = dh->n - from < SMALL_AHEAD_MAX ? dh->n - from
+						    : SMALL_AHEAD_MAX;
+	uint64_t sum = 0;
+	size_t m = 0;
+
+	while (m < cap) {
+		const struct wh_attr *ea = &dh->ents[dh->ord[from + m].i].attr;
+
+		if (S_ISREG(ea->mode) && ea->size <= WH_FETCH_SMALL_MAX)
+			sum += ea->size;
+		if (m >= SMALL_AHEAD_MIN && sum > SMALL_AHEAD_BYTES)
 			break;
+		m++;
 	}
-	if (k == dh->n || dh->ord[k].ino != a->ino)
-		return 0; /* not in this listing */
-	if (dh->pf_upto > k + 1 + dh->pf_ahead / 2)
-		return 0; /* far enough ahead */
-	if (dh->pf_upto == 0) {
-		/* the first queueing: SMALL_AHEAD_MIN files, or as many as
-		 * fit in SMALL_AHEAD_BYTES if more do (a directory of
-		 * 10 KiB files: about a hundred, one or two requests) */
-		uint64_t sum = 0;
-		size_t cap = dh->n - (k + 1) < SMALL_AHEAD_MAX
-				     ? dh->n - (k + 1)
-				     : SMALL_AHEAD_MAX;
-		size_t m = 0;
+	return m > SMALL_AHEAD_MIN ? m : SMALL_AHEAD_MIN;
+}
 
-		while (m < cap) {
-			const struct wh_attr *ea =
-				&dh->ents[dh->ord[k + 1 + m].i].attr;
+/* batch_paths - the small files among ord[from, to) of |d|'s listing |dh|
+ * that did not change since it was read, into pf->small (their paths in
+ * pf->buf); lock held. */
+static void batch_paths(struct wh_fs *fs, struct node *d,
+			struct dir_handle *dh, size_t from, size_t to,
+			struct prefetch *pf)
+{
+	char dpath[WH_MAX_PATH + 1];
+	struct wh_fetch_small *v;
+	size_t cnt = 0, bytes = 0, pos = 0;
+	ssize_t dlen;
+	char *buf;
 
-			if (S_ISREG(ea->mode) && ea->size <= WH_FETCH_SMALL_MAX)
-				sum += ea->size;
-			if (m >= SMALL_AHEAD_MIN && sum > SMALL_AHEAD_BYTES)
-				break;
-			m++;
-		}
-		dh->pf_ahead = m > SMALL_AHEAD_MIN ? m : SMALL_AHEAD_MIN;
-	} else if (dh->pf_ahead < SMALL_AHEAD_MAX) {
-		dh->pf_ahead = 2 * dh->pf_ahead < SMALL_AHEAD_MAX
-				       ? 2 * dh->pf_ahead
-				       : SMALL_AHEAD_MAX;
-	}
-	if (dh->pf_upto < k + 1)
-		dh->pf_upto = k + 1;
-	to = k + 1 + dh->pf_ahead < dh->n ? k + 1 + dh->pf_ahead : dh->n;
-	if (dh->pf_upto >= to)
-		return 0;
 	dlen = node_path(fs, d, dpath);
-	if (dlen < 0)
-		return 0;
-	for (size_t i = dh->pf_upto; i < to; i++)
+	if (dlen < 0 || from >= to)
+		return;
+	for (size_t i = from; i < to; i++)
 		bytes += (size_t)dlen + 1 + dh->ents[dh->ord[i].i].name_len;
-	v = malloc((to - dh->pf_upto) * sizeof(*v));
+	v = malloc((to - from) * sizeof(*v));
 	buf = malloc(bytes ? bytes : 1);
 	if (!v || !buf) {
 		free(v);
 		free(buf);
-		return 0;
+		return;
 	}
-	for (size_t i = dh->pf_upto; i < to; i++) {
+	for (size_t i = from; i < to; i++) {
 		const struct dir_entry *ent = &dh->ents[dh->ord[i].i];
 		struct node *c;
 		size_t plen = (size_t)dlen + (dlen ? 1 : 0) + ent->name_len;
@@ -1153,10 +1163,113 @@ static size_t small_batch(struct wh_fs *fs, struct node *n,
 		version_of(&ent->attr, &v[cnt].v);
 		cnt++;
 	}
+	if (cnt == 0) {
+		free(v);
+		free(buf);
+		return;
+	}
+	pf->small = v;
+	pf->buf = buf;
+	pf->n = cnt;
+}
+
+/* kept_touch - |d|'s kept listing is in use: the last to be dropped; lock
+ * held. */
+static void kept_touch(struct wh_fs *fs, struct node *d)
+{
+	for (size_t i = 0; i < fs->kept_len; i++)
+		if (fs->kept[i] == d) {
+			memmove(&fs->kept[i], &fs->kept[i + 1],
+				(fs->kept_len - i - 1) * sizeof(fs->kept[0]));
+			fs->kept[fs->kept_len - 1] = d;
+			return;
+		}
+}
+
+/*
+ * pick_ahead - the files of directory |d| are being read for the first
+ * time since it was listed: if its parent's listing is kept and current,
+ * and files of AHEAD_DIRS_MIN of its subdirectories were read (a walk of
+ * the tree, as cp -r's: `ls` reads none), the subdirectory after |d| in
+ * the parent's inode order (cp -r's) is the one to list ahead, with its
+ * first files, so that its opendir and first reads find them here.  That
+ * node (ahead_busy set, one reference held) or NULL; lock held.
+ */
+static struct node *pick_ahead(struct wh_fs *fs, struct node *d)
+{
+	struct node *p = d->parent;
+	struct dir_handle *pl = p ? p->listing : NULL;
+	size_t k, seen;
+
+	if (!pl || p->inval_gen > pl->gen || !listing_order(pl))
+		return NULL;
+	kept_touch(fs, p); /* walked: keep it for the next subdirectory */
+	if (++pl->dirs_read < AHEAD_DIRS_MIN)
+		return NULL;
+	k = ord_find(pl, d->attr.ino, d->name, d->name_len);
+	for (k++, seen = 0; k < pl->n && seen < AHEAD_SCAN; k++, seen++) {
+		const struct dir_entry *ent = &pl->ents[pl->ord[k].i];
+		struct node *y;
+
+		if (!S_ISDIR(ent->attr.mode))
+			continue;
+		y = find_child(fs, p, ent->name, ent->name_len);
+		if (!y || y->nlookup == 0 || y->ahead_busy ||
+		    y->inval_gen > pl->gen ||
+		    (y->listing && y->inval_gen <= y->listing->gen))
+			return NULL; /* unknown, changed or listed already */
+		y->ahead_busy = true;
+		y->refs++;
+		return y;
+	}
+	return NULL;
+}
+
+/*
+ * small_batch - |n| (attributes |a|) is being opened: the small files of
+ * its directory to fetch ahead, if its listing is kept and current.  In
+ * inode order (cp -r's: coreutils sorts a directory by inode number
+ * before copying it), from the file after |n|'s place, a few at first and
+ * twice as many with each top-up as the reader keeps coming, so that one
+ * look at one file costs little.  The first time also picks the next
+ * directory to list ahead (pick_ahead).  Into |pf|, to run once the
+ * request is answered (prefetch_run); lock held.
+ */
+static void small_batch(struct wh_fs *fs, struct node *n,
+			const struct wh_attr *a, struct prefetch *pf)
+{
+	struct node *d = n->parent;
+	struct dir_handle *dh = d ? d->listing : NULL;
+	size_t k, to;
+
+	memset(pf, 0, sizeof(*pf));
+	if (!dh || d->inval_gen > dh->gen || a->size > WH_FETCH_SMALL_MAX ||
+	    dh->n == 0 || !listing_order(dh))
+		return;
+	/* |n|'s place: the first entry with its inode number and name */
+	k = ord_find(dh, a->ino, n->name, n->name_len);
+	if (k == dh->n)
+		return; /* not in this listing */
+	if (!dh->files_read) {
+		dh->files_read = true;
+		pf->dir = pick_ahead(fs, d);
+	}
+	if (dh->pf_upto > k + 1 + dh->pf_ahead / 2)
+		return; /* far enough ahead */
+	if (dh->pf_upto == 0) {
+		dh->pf_ahead = first_span(dh, k + 1);
+	} else if (dh->pf_ahead < SMALL_AHEAD_MAX) {
+		dh->pf_ahead = 2 * dh->pf_ahead < SMALL_AHEAD_MAX
+				       ? 2 * dh->pf_ahead
+				       : SMALL_AHEAD_MAX;
+	}
+	if (dh->pf_upto < k + 1)
+		dh->pf_upto = k + 1;
+	to = k + 1 + dh->pf_ahead < dh->n ? k + 1 + dh->pf_ahead : dh->n;
+	if (dh->pf_upto >= to)
+		return;
+	batch_paths(fs, d, dh, dh->pf_upto, to, pf);
 	dh->pf_upto = to;
-	*pv = v;
-	*pbuf = buf;
-	return cnt;
 }
 
 /* handle lists: lock held */
@@ -1291,15 +1404,109 @@ static int read_listing(struct wh_fs *fs, const char *path, size_t len,
 	return err;
 }
 
+/*
+ * dir_ahead - list directory |y| (ahead_busy set by pick_ahead, one
+ * reference held) ahead of its opendir, keep the listing for it, and
+ * queue its first small files: a walk like cp -r's then finds them
+ * fetched when it gets there.  Run once the request that picked it is
+ * answered; a failure only means the opendir reads the listing itself.
+ */
+static void dir_ahead(struct wh_fs *fs, struct node *y)
+{
+	struct dir_handle *dh = calloc(1, sizeof(*dh));
+	char path[WH_MAX_PATH + 1];
+	struct prefetch pf;
+	int err = ENOMEM;
+
+	memset(&pf, 0, sizeof(pf));
+	if (dh) {
+		ssize_t len = path_of(fs, y, path, &dh->gen);
+
+		dh->refs = 1; /* ours, until it is kept */
+		err = len < 0 ? ENAMETOOLONG
+			      : read_listing(fs, path, (size_t)len, dh);
+		if (err)
+			wh_debug("listing '%s' ahead: %s", path,
+				 strerror(err));
+	}
+	pthread_mutex_lock(&fs->lock);
+	if (!err && y->inval_gen <= dh->gen &&
+	    !(y->listing && y->listing->gen >= dh->gen) &&
+	    dh->n <= KEPT_ENTRIES_MAX && listing_order(dh)) {
+		dh->ahead = true;
+		dh->ahead_ns = wh_now_ns();
+		keep_listing(fs, y, dh);
+		/* from its first file on; the reader's first open of one
+		 * queues the rest (small_batch) */
+		batch_paths(fs, y, dh, 0, dh->n < first_span(dh, 0)
+					       ? dh->n : first_span(dh, 0),
+			    &pf);
+		atomic_fetch_add_explicit(&fs->dirs_ahead, 1,
+					  memory_order_relaxed);
+	}
+	dir_unref(dh);
+	y->ahead_busy = false;
+	y->refs--;
+	node_maybe_free(fs, y);
+	pthread_mutex_unlock(&fs->lock);
+	if (pf.n > 0)
+		wh_fetch_small(fs->fetch, pf.small, pf.n);
+	free(pf.small);
+	free(pf.buf);
+}
+
+/* prefetch_run - do what small_batch found; without the lock */
+static void prefetch_run(struct wh_fs *fs, struct prefetch *pf)
+{
+	if (pf->n > 0)
+		wh_fetch_small(fs->fetch, pf->small, pf->n);
+	free(pf->small);
+	free(pf->buf);
+	if (pf->dir)
+		dir_ahead(fs, pf->dir);
+	memset(pf, 0, sizeof(*pf));
+}
+
+/* ahead_take - |d|'s listing read ahead, for an opendir, if it is still
+ * current and recent (then referenced for the open), else NULL; lock
+ * held. */
+static struct dir_handle *ahead_take(struct wh_fs *fs, struct node *d)
+{
+	struct dir_handle *dh = d->listing;
+
+	if (!dh || !dh->ahead || d->inval_gen > dh->gen ||
+	    wh_now_ns() - dh->ahead_ns > AHEAD_TTL_NS)
+		return NULL;
+	dh->ahead = false;
+	dh->walked = true;
+	dh->refs++;
+	kept_touch(fs, d);
+	atomic_fetch_add_explicit(&fs->dirs_ahead_used, 1,
+				  memory_order_relaxed);
+	return dh;
+}
+
 static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
 	struct wh_fs *fs = fs_of(req);
 	char path[WH_MAX_PATH + 1];
+	struct node *next = NULL;
 	struct dir_handle *dh;
 	ssize_t len;
 	int err;
 
+	pthread_mutex_lock(&fs->lock);
+	dh = ahead_take(fs, node_of(fs, ino));
+	if (dh) {
+		/* the walk came here: the next stop is listed meanwhile */
+		dir_link(fs, dh);
+		dh->files_read = true;
+		next = pick_ahead(fs, node_of(fs, ino));
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (dh)
+		goto reply;
 	dh = calloc(1, sizeof(*dh));
 	if (!dh) {
 		fuse_reply_err(req, ENOMEM);
@@ -1319,11 +1526,12 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, err);
 		return;
 	}
-	fi->fh = (uint64_t)(uintptr_t)dh;
 	pthread_mutex_lock(&fs->lock);
 	dir_link(fs, dh);
 	keep_listing(fs, node_of(fs, ino), dh);
 	pthread_mutex_unlock(&fs->lock);
+reply:
+	fi->fh = (uint64_t)(uintptr_t)dh;
 	if (fuse_reply_open(req, fi) != 0) {
 		/* no releasedir will come */
 		pthread_mutex_lock(&fs->lock);
@@ -1331,6 +1539,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		dir_unref(dh);
 		pthread_mutex_unlock(&fs->lock);
 	}
+	if (next)
+		dir_ahead(fs, next);
 }
 
 /* dot_stat - attributes shown for "." and ".." (no lookup is counted for
@@ -1350,6 +1560,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct node *dir = node_of(fs, ino);
 	struct node **counted = NULL;
 	size_t used = 0, ncounted = 0, max_counted;
+	struct prefetch pf = { 0 };
 	bool dir_stale;
 	char *buf;
 
@@ -1421,6 +1632,16 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (n)
 			counted[ncounted++] = n;
 	}
+	if (plus && !dir_stale && (size_t)off >= dh->n + 2 && dh->walked &&
+	    dh->pf_upto == 0 && listing_order(dh)) {
+		/* the end of a listing read ahead for a walk: the kernel has
+		 * all its names now, so the files fetched ahead can go into
+		 * its page cache before the reader opens them */
+		size_t span = first_span(dh, 0);
+
+		dh->pf_upto = dh->pf_ahead = span < dh->n ? span : dh->n;
+		batch_paths(fs, dir, dh, 0, dh->pf_upto, &pf);
+	}
 	pthread_mutex_unlock(&fs->lock);
 	if (fuse_reply_buf(req, buf, used) != 0 && ncounted > 0) {
 		/* the kernel never saw them: take the lookups back */
@@ -1429,6 +1650,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			forget_locked(fs, counted[k], 1);
 		pthread_mutex_unlock(&fs->lock);
 	}
+	prefetch_run(fs, &pf);
 	free(counted);
 	free(buf);
 }
@@ -1463,12 +1685,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct wh_fs *fs = fs_of(req);
 	struct node *n = node_of(fs, ino);
-	struct wh_fetch_small *small = NULL;
+	struct prefetch pf = { 0 };
 	struct open_file *fh;
 	struct wh_version v;
 	struct wh_attr a;
-	char *small_buf = NULL;
-	size_t nsmall = 0;
 	bool valid, keep;
 	int err = 0;
 
@@ -1531,7 +1751,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	file_link(fs, fh);
 	/* a small file of a directory just listed: its neighbours next */
 	if (valid && !keep)
-		nsmall = small_batch(fs, n, &a, &small, &small_buf);
+		small_batch(fs, n, &a, &pf);
 	pthread_mutex_unlock(&fs->lock);
 	fi->fh = (uint64_t)(uintptr_t)fh;
 	fi->keep_cache = keep;
@@ -1546,10 +1766,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		free(fh);
 	}
 	/* after the reply: the opener need not wait for the queueing */
-	if (nsmall > 0)
-		wh_fetch_small(fs->fetch, small, nsmall);
-	free(small);
-	free(small_buf);
+	prefetch_run(fs, &pf);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino,
@@ -1620,21 +1837,19 @@ struct reader {
 /*
  * rs_get - the read state for a read of |n| in no-open mode, held for the
  * read (rs_put).  The first read of |n| at a version also queues its
- * neighbours, if it is a small file of a directory just listed (*pv,
- * *pbuf and *pn, as small_batch: to fetch once the read is answered).
+ * neighbours, if it is a small file of a directory just listed (into
+ * |pf|, as small_batch: to fetch once the read is answered).
  * 0 or an errno: EIO once a read saw the file change under its readers.
  */
 static int rs_get(struct wh_fs *fs, struct node *n, struct reader *r,
-		  struct wh_fetch_small **pv, char **pbuf, size_t *pn)
+		  struct prefetch *pf)
 {
 	struct rstate *rs;
 	struct wh_attr a;
 	bool fresh;
 	int err;
 
-	*pv = NULL;
-	*pbuf = NULL;
-	*pn = 0;
+	memset(pf, 0, sizeof(*pf));
 	pthread_mutex_lock(&fs->lock);
 	if (!n->rd_known && !n->rd_changed) {
 		/* given to the kernel without a version we could trust (a
@@ -1693,7 +1908,7 @@ static int rs_get(struct wh_fs *fs, struct node *n, struct reader *r,
 			version_of(&n->attr, &av);
 			if (version_eq(&av, &rs->v)) {
 				a = n->attr;
-				*pn = small_batch(fs, n, &a, pv, pbuf);
+				small_batch(fs, n, &a, pf);
 			}
 		}
 	} else if (rs != fs->rs_head) {
@@ -2067,9 +2282,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct wh_fs *fs = fs_of(req);
 	struct open_file *fh = (struct open_file *)(uintptr_t)fi->fh;
-	struct wh_fetch_small *small = NULL;
-	char *small_buf = NULL;
-	size_t nsmall = 0;
+	struct prefetch pf;
 	struct reader r;
 	int err, rv;
 
@@ -2092,7 +2305,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	/* no-open mode: the kernel opened the file without asking */
-	err = rs_get(fs, node_of(fs, ino), &r, &small, &small_buf, &nsmall);
+	err = rs_get(fs, node_of(fs, ino), &r, &pf);
 	if (err) {
 		fuse_reply_err(req, err);
 		return;
@@ -2101,10 +2314,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (rv != READ_ASYNC)
 		rs_put(fs, &r, rv == 1);
 	/* after the reply: the reader need not wait for the queueing */
-	if (nsmall > 0)
-		wh_fetch_small(fs->fetch, small, nsmall);
-	free(small);
-	free(small_buf);
+	prefetch_run(fs, &pf);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -2201,7 +2411,8 @@ static int stats_text(struct wh_fs *fs, char *buf, size_t size)
 			"\nsmall_fetched %" PRIu64 "\nsmall_bytes %" PRIu64
 			"\nreads_small %" PRIu64 "\nsmall_stored %lu"
 			"\nsmall_batches %" PRIu64 "\nsmall_bad %" PRIu64
-			"\nopens %lu\nno_open %d\n",
+			"\nopens %lu\nno_open %d\ndirs_ahead %lu\n"
+			"dirs_ahead_used %lu\n",
 			atomic_load(&fs->reads_direct),
 			atomic_load(&fs->bytes_direct), st.reads_chunked,
 			st.reads_ram, st.manifests, st.chunks_fetched,
@@ -2213,7 +2424,9 @@ static int stats_text(struct wh_fs *fs, char *buf, size_t size)
 			st.small_bytes, st.reads_small,
 			atomic_load(&fs->small_stored), st.small_batches,
 			st.small_bad, atomic_load(&fs->opens),
-			atomic_load(&fs->no_open) ? 1 : 0);
+			atomic_load(&fs->no_open) ? 1 : 0,
+			atomic_load(&fs->dirs_ahead),
+			atomic_load(&fs->dirs_ahead_used));
 }
 
 /* op_getxattr - the root has two attributes: the data plane's counters

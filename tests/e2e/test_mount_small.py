@@ -145,3 +145,103 @@ def test_small_file_changed_on_host_shows(tmp_path, hosts, mkmnt):
         assert wait_for(shows_appended, 5.0)
     finally:
         m.close()
+
+
+WALK_DIRS = 8
+WALK_FILES = 30
+
+
+def make_walk_share(base):
+    """WALK_DIRS directories of WALK_FILES small files each"""
+    rng = random.Random(7)
+    src = os.path.join(base, "share")
+    for d in range(WALK_DIRS):
+        dd = os.path.join(src, "tree", "d%d" % d)
+        os.makedirs(dd)
+        for i in range(WALK_FILES):
+            with open(os.path.join(dd, "f%02d" % i), "wb") as f:
+                f.write(rng.randbytes(rng.randrange(1, 12000)))
+    return src
+
+
+def test_cp_r_lists_the_next_directory_ahead(tmp_path, hosts, mkmnt):
+    """A walk of the tree (files read in two subdirectories or more) has
+    the next subdirectory listed and its files fetched before cp gets
+    there: its opendir and its first file cost no round trip of cp's own;
+    listing the tree alone, or reading in one subdirectory, fetches
+    nothing ahead."""
+    src = make_walk_share(str(tmp_path))
+    h = hosts(src)
+    mnt = mkmnt()
+    m = Mount(h, mnt)
+    try:
+        tree = os.path.join(mnt, "tree")
+        subprocess.run(["ls", "-lR", tree], check=True,
+                       stdout=subprocess.DEVNULL)
+        with open(os.path.join(tree, "d3", "f05"), "rb") as f:
+            f.read()
+        st = mount_stats(mnt)
+        assert st["dirs_ahead"] == 0
+        m.close()
+        m = Mount(h, mnt)
+        out = str(tmp_path / "copy")
+        subprocess.run(["cp", "-r", tree, out], check=True)
+        assert same_tree(os.path.join(src, "tree"), out)
+        st = mount_stats(mnt)
+        # the first two subdirectories show the walk; most of the other
+        # six are listed ahead and cp used those listings
+        assert 1 <= st["dirs_ahead_used"] <= st["dirs_ahead"] <= WALK_DIRS - 2
+        # a directory listed ahead had its first file fetched with the
+        # rest: one READ of cp's own at most in each of the others
+        assert st["reads_direct"] <= WALK_DIRS - st["dirs_ahead_used"]
+        assert st["small_bad"] == 0
+    finally:
+        m.close()
+
+
+def test_directory_listed_ahead_then_changed_shows_the_change(
+        tmp_path, hosts, mkmnt):
+    """A listing read ahead is a snapshot: a name added on the host after
+    it was read, or a file changed, shows once the host's change notice
+    arrived, never the stale listing or the bytes fetched ahead."""
+    src = make_walk_share(str(tmp_path))
+    h = hosts(src)
+    mnt = mkmnt()
+    m = Mount(h, mnt)
+    try:
+        tree = os.path.join(mnt, "tree")
+        # the walk's order: the host's inode numbers (cp -r's)
+        names = sorted(os.listdir(tree), key=lambda d: os.stat(
+            os.path.join(src, "tree", d)).st_ino)
+        # reading in two subdirectories starts the walk: the next one is
+        # listed ahead, with its first files
+        for d in names[:2]:
+            os.listdir(os.path.join(tree, d))
+            with open(os.path.join(tree, d, "f00"), "rb") as f:
+                f.read()
+        assert wait_for(lambda: mount_stats(mnt)["dirs_ahead"] == 1, 5.0)
+        ahead = names[2]
+        time.sleep(0.01)
+        for d in names[2:]:
+            with open(os.path.join(src, "tree", d, "new"), "wb") as f:
+                f.write(b"added on the host")
+            with open(os.path.join(src, "tree", d, "f02"), "ab") as f:
+                f.write(b"appended")
+        # the directory's new mtime shows once the host's change notice
+        # arrived (a stat does not open it); the very first listing after
+        # that must have the new name
+        dd = os.path.join(tree, ahead)
+        want_mtime = os.stat(os.path.join(src, "tree", ahead)).st_mtime_ns
+        assert wait_for(lambda: os.stat(dd).st_mtime_ns == want_mtime, 5.0)
+        for d in names[2:]:
+            dd = os.path.join(tree, d)
+            assert "new" in os.listdir(dd), \
+                "%s: a listing read before the change was used" % d
+            with open(os.path.join(src, "tree", d, "f02"), "rb") as f:
+                want = f.read()
+            assert read_or_none(os.path.join(dd, "f02")) == want, \
+                "%s/f02 shows the bytes fetched before the change" % d
+            with open(os.path.join(dd, "new"), "rb") as f:
+                assert f.read() == b"added on the host"
+    finally:
+        m.close()
