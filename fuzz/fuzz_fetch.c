@@ -34,6 +34,7 @@
 #include "host/wh_share.h"
 #include "proto/wh_proto.h"
 #include "store/wh_ram.h"
+#include "fuzz_tamper.h"
 #include "fuzz_util.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -52,8 +53,7 @@ static struct wh_version vbig, vsmall[NSMALL];
 
 /* the tampering of this run: the input, read under |lock| */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static const uint8_t *in;
-static size_t in_len, in_pos;
+static struct fuzz_tamper tamper;
 static uint64_t caps;
 static bool read_changed; /* then file bytes cannot be checked */
 
@@ -119,24 +119,11 @@ static uint64_t get_caps(void *ctx)
 	return caps;
 }
 
-/* take |n| bytes of the input, or fewer at its end */
-static const uint8_t *take(size_t n, size_t *got)
-{
-	const uint8_t *p = in + in_pos;
-
-	*got = in_len - in_pos < n ? in_len - in_pos : n;
-	in_pos += *got;
-	return p;
-}
-
 static int call(void *ctx, const uint8_t *req, size_t len,
 		struct wh_buf *resp, int timeout_ms)
 {
 	struct wh_frame_hdr h;
-	const uint8_t *p;
-	size_t got;
-	uint8_t tag = 0, b[3];
-	int rv;
+	int rv, tag;
 
 	(void)ctx;
 	(void)timeout_ms;
@@ -147,44 +134,11 @@ static int call(void *ctx, const uint8_t *req, size_t len,
 	if (rv != 0)
 		return rv;
 	pthread_mutex_lock(&lock);
-	if (in_pos < in_len)
-		tag = in[in_pos++] % 4;
+	tag = fuzz_tamper_reply(&tamper, h.req_id, resp);
 	if ((tag == 1 || tag == 2) && h.type == WH_MSG_READ)
 		read_changed = true;
-	switch (tag) {
-	case 1: /* XOR bytes in */
-		p = take(3, &got);
-		if (got == 3) {
-			size_t off, n;
-
-			memcpy(b, p, 3);
-			off = ((size_t)b[0] << 8 | b[1]) % (resp->len + 1);
-			p = take(b[2], &n);
-			for (size_t i = 0; i < n && off + i < resp->len; i++)
-				resp->data[off + i] ^= p[i];
-		}
-		break;
-	case 2: /* another reply in its place */
-		p = take(2, &got);
-		if (got == 2) {
-			size_t n;
-
-			p = take((size_t)p[0] << 8 | p[1], &n);
-			wh_buf_reset(resp);
-			if (wh_buf_append(resp, p, n) != 0)
-				abort();
-			if (n >= 12) { /* the request's req_id */
-				resp->data[8] = (uint8_t)(h.req_id >> 24);
-				resp->data[9] = (uint8_t)(h.req_id >> 16);
-				resp->data[10] = (uint8_t)(h.req_id >> 8);
-				resp->data[11] = (uint8_t)h.req_id;
-			}
-		}
-		break;
-	case 3:
-		rv = (in_pos & 1) ? WH_ERR_TIMEOUT : WH_ERR_CLOSED;
-		break;
-	}
+	if (tag == 3)
+		rv = (tamper.pos & 1) ? WH_ERR_TIMEOUT : WH_ERR_CLOSED;
 	pthread_mutex_unlock(&lock);
 	return rv;
 }
@@ -235,9 +189,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1 || size > 65536)
 		return 0;
-	in = data + 1;
-	in_len = size - 1;
-	in_pos = 0;
+	tamper.in = data + 1;
+	tamper.len = size - 1;
+	tamper.pos = 0;
 	read_changed = false;
 	caps = cap_of[data[0] % 4];
 	memset(&o, 0, sizeof(o));
