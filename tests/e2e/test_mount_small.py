@@ -21,15 +21,21 @@ DIRS = 3
 PER_DIR = 40
 
 
-def make_share(base):
-    rng = random.Random(5)
+def make_tree(base, dirs, per_dir, max_size, seed):
+    """share/tree/d0.. of |per_dir| random files each; the share's path"""
+    rng = random.Random(seed)
     src = os.path.join(base, "share")
-    for d in range(DIRS):
+    for d in range(dirs):
         dd = os.path.join(src, "tree", "d%d" % d)
         os.makedirs(dd)
-        for i in range(PER_DIR):
+        for i in range(per_dir):
             with open(os.path.join(dd, "f%02d" % i), "wb") as f:
-                f.write(rng.randbytes(rng.randrange(1, 20000)))
+                f.write(rng.randbytes(rng.randrange(1, max_size)))
+    return src, rng
+
+
+def make_share(base):
+    src, rng = make_tree(base, DIRS, PER_DIR, 20000, 5)
     # the odd ones: empty, bigger than what is fetched whole, a symlink
     t = os.path.join(src, "tree")
     open(os.path.join(t, "d0", "empty"), "wb").close()
@@ -153,15 +159,7 @@ WALK_FILES = 30
 
 def make_walk_share(base):
     """WALK_DIRS directories of WALK_FILES small files each"""
-    rng = random.Random(7)
-    src = os.path.join(base, "share")
-    for d in range(WALK_DIRS):
-        dd = os.path.join(src, "tree", "d%d" % d)
-        os.makedirs(dd)
-        for i in range(WALK_FILES):
-            with open(os.path.join(dd, "f%02d" % i), "wb") as f:
-                f.write(rng.randbytes(rng.randrange(1, 12000)))
-    return src
+    return make_tree(base, WALK_DIRS, WALK_FILES, 12000, 7)[0]
 
 
 def test_cp_r_lists_the_next_directory_ahead(tmp_path, hosts, mkmnt):
