@@ -122,24 +122,19 @@ static uint64_t get_caps(void *ctx)
 static int call(void *ctx, const uint8_t *req, size_t len,
 		struct wh_buf *resp, int timeout_ms)
 {
-	struct wh_frame_hdr h;
-	int rv, tag;
+	uint16_t type;
+	bool changed;
+	int rv;
 
 	(void)ctx;
 	(void)timeout_ms;
-	if (wh_frame_hdr_decode(req, len, WH_MAX_REQ_FRAME, &h) != 0)
-		abort(); /* the client sends what a host can read */
-	wh_buf_reset(resp);
-	rv = wh_share_serve(share, req, len, resp);
-	if (rv != 0)
-		return rv;
-	pthread_mutex_lock(&lock);
-	tag = fuzz_tamper_reply(&tamper, h.req_id, resp);
-	if ((tag == 1 || tag == 2) && h.type == WH_MSG_READ)
+	rv = fuzz_serve(share, &tamper, &lock, req, len, resp, &type,
+			&changed);
+	if (changed && type == WH_MSG_READ) {
+		pthread_mutex_lock(&lock);
 		read_changed = true;
-	if (tag == 3)
-		rv = (tamper.pos & 1) ? WH_ERR_TIMEOUT : WH_ERR_CLOSED;
-	pthread_mutex_unlock(&lock);
+		pthread_mutex_unlock(&lock);
+	}
 	return rv;
 }
 

@@ -144,30 +144,24 @@ static uint64_t get_caps(void *ctx)
 static int call(void *ctx, const uint8_t *req, size_t len,
 		struct wh_buf *resp, int timeout_ms)
 {
-	struct wh_frame_hdr h;
-	int rv, tag;
+	uint16_t type;
+	bool changed;
+	int rv;
 
 	(void)ctx;
 	(void)timeout_ms;
-	if (wh_frame_hdr_decode(req, len, WH_MAX_REQ_FRAME, &h) != 0)
-		abort(); /* the mount sends what a host can read */
-	wh_buf_reset(resp);
-	rv = wh_share_serve(share, req, len, resp);
+	rv = fuzz_serve(share, &tamper, &lock, req, len, resp, &type,
+			&changed);
 	if (rv == WH_ERR_PROTO)
 		return WH_ERR_CLOSED; /* a host would close the connection */
-	if (rv != 0)
-		return rv;
-	pthread_mutex_lock(&lock);
-	tag = fuzz_tamper_reply(&tamper, h.req_id, resp);
-	if (tag == 1 || tag == 2) {
-		if (h.type == WH_MSG_READ)
+	if (changed) {
+		pthread_mutex_lock(&lock);
+		if (type == WH_MSG_READ)
 			read_changed = true;
-		if (h.type == WH_MSG_READLINK)
+		if (type == WH_MSG_READLINK)
 			link_changed = true;
+		pthread_mutex_unlock(&lock);
 	}
-	if (tag == 3)
-		rv = (tamper.pos & 1) ? WH_ERR_TIMEOUT : WH_ERR_CLOSED;
-	pthread_mutex_unlock(&lock);
 	return rv;
 }
 

@@ -4,17 +4,22 @@
  * reply takes the next record of the input.  tag % 4 == 0: the reply as
  * it is; 1: a u16 offset, a u8 length and that many bytes XORed into it
  * there; 2: a u16 length and that many bytes in its place (its req_id
- * made the request's); 3: the request fails (the caller's to play).  Past
- * the input's end, replies are as they are.
+ * made the request's); 3: the request fails (a timeout or a closed link).
+ * Past the input's end, replies are as they are.
  */
 #ifndef FUZZ_TAMPER_H
 #define FUZZ_TAMPER_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/wh_buf.h"
+#include "common/wh_err.h"
+#include "host/wh_share.h"
+#include "proto/wh_proto.h"
 
 struct fuzz_tamper {
 	const uint8_t *in;
@@ -70,6 +75,35 @@ static inline int fuzz_tamper_reply(struct fuzz_tamper *t, uint32_t req_id,
 		}
 	}
 	return tag;
+}
+
+/* fuzz_serve - answer |req| from |share| as a host would, then change
+ * the reply by the next record of |t| (under |lock|, which guards |t|).
+ * Returns the call's result; *type is the request's, *changed whether its
+ * reply was changed (tags 1 and 2). */
+static inline int fuzz_serve(struct wh_share *share, struct fuzz_tamper *t,
+			     pthread_mutex_t *lock, const uint8_t *req,
+			     size_t len, struct wh_buf *resp, uint16_t *type,
+			     bool *changed)
+{
+	struct wh_frame_hdr h;
+	int rv, tag;
+
+	if (wh_frame_hdr_decode(req, len, WH_MAX_REQ_FRAME, &h) != 0)
+		abort(); /* the client sends what a host can read */
+	*type = h.type;
+	*changed = false;
+	wh_buf_reset(resp);
+	rv = wh_share_serve(share, req, len, resp);
+	if (rv != 0)
+		return rv;
+	pthread_mutex_lock(lock);
+	tag = fuzz_tamper_reply(t, h.req_id, resp);
+	if (tag == 3)
+		rv = (t->pos & 1) ? WH_ERR_TIMEOUT : WH_ERR_CLOSED;
+	pthread_mutex_unlock(lock);
+	*changed = tag == 1 || tag == 2;
+	return rv;
 }
 
 #endif
