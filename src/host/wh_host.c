@@ -49,8 +49,42 @@
 #define APP_ERR_PROTO 1
 #define APP_ERR_AUTH WH_HCTRL_APP_ERR
 #define APP_ERR_SHUTDOWN 3
+#define APP_ERR_BUSY 4
 #define WORKERS 4           /* threads doing disk I/O for requests (a
 			     * streamed MANIFEST may wait in one) */
+
+/*
+ * Connections not yet authenticated: anyone who reaches the port can make
+ * one (the TLS handshake asks for no secret), and a client keeps its
+ * connection alive with PINGs, so 256 that never say HELLO would hold
+ * every slot of the transport for as long as they like, and no client
+ * with the code could connect.  So a connection must be authenticated
+ * AUTH_MS after it was accepted, and at most UNAUTH_MAX wait at once: a
+ * new one closes the one that has waited longest.
+ */
+#define AUTH_MS 10000
+#define AUTH_SWEEP_MS 500 /* how often the deadline is checked */
+#define UNAUTH_MAX 64
+
+/*
+ * Replies held: a reply handed to the transport stays in memory until the
+ * client has acknowledged all of it (QUIC) or the kernel took it (TCP),
+ * so a client that asks for much and takes nothing (stopped, or its path
+ * back cut) would make the host hold every reply it asked for: 128 MiB
+ * per connection of 1 MiB READs.  So each connection has a budget.  A
+ * request being served counts at the most its reply can be (req_charge),
+ * a reply sent at its size until its stream is done; a connection holding
+ * HOLD_CONN_MAX or more, or HOLD_CONN_MIN or more while the connections
+ * together hold HOLD_HOST_MAX, keeps its further requests waiting, in
+ * order, until it holds less.  Every connection may hold HOLD_CONN_MIN,
+ * so clients that stall cannot starve the others.  A bulk copy keeps its
+ * requests in flight to cover the path's bandwidth-delay product (twice
+ * it, wh_window.h), far less than HOLD_CONN_MAX on any link but a very
+ * long fast one.
+ */
+#define HOLD_CONN_MIN (8u << 20)
+#define HOLD_CONN_MAX (32u << 20)
+#define HOLD_HOST_MAX (128u << 20)
 
 struct host;
 
@@ -66,6 +100,14 @@ struct hconn {
 	uint64_t bytes_out; /* reply bytes, for the log */
 	struct wh_zrate zrate; /* delivery rate, for compression */
 	uint64_t zsaved, zpacked; /* bytes compression saved, in replies */
+	uint64_t accepted_ns; /* for the authentication deadline */
+	bool unauthed;        /* counted in host->unauthed */
+	uint64_t held;      /* replies held, requests served: see HOLD_* */
+	uint64_t held_peak; /* the most it held, for the log */
+	struct hstream *park_head, *park_tail; /* requests waiting, in order */
+	uint64_t parked;    /* requests that had to wait, for the log */
+	struct hconn *wait_next; /* in host->waiting, if parked */
+	bool waiting;
 };
 
 struct job;
@@ -73,6 +115,11 @@ struct job;
 struct hstream {
 	struct wh_buf rx;
 	bool answered;
+	bool parked;        /* its request waits for the budget */
+	struct hstream *park_next;
+	struct wh_net_stream *stream;
+	uint64_t charge;    /* what its request counts while it is served */
+	uint64_t held;      /* its reply's bytes, held until the stream ends */
 	struct job *job; /* request being served, if any */
 	size_t reply_len; /* bytes of the reply sent, for the link rate */
 	size_t reply_file; /* and the bytes it stands for, uncompressed */
@@ -94,6 +141,7 @@ struct job {
 	struct wh_zhost *zh; /* compress the reply (WH_CAP_ZSTD), or NULL */
 	struct wh_zlink link; /* the path, when the job was handed out */
 	size_t zsaved;       /* bytes compression saved on the reply */
+	uint64_t charge;     /* counted in hc->held while it is served */
 };
 
 struct pool {
@@ -129,6 +177,12 @@ struct host {
 	uint64_t inval_due; /* ns; 0 if nothing pending */
 	uint64_t busy_wall, busy_cpu; /* start of the CPU sample, ns */
 	double net_busy; /* the loop's recent CPU share, for compression */
+	unsigned unauthed; /* connections waiting to authenticate */
+	uint64_t auth_ns;  /* how long they may (AUTH_MS) */
+	uint64_t auth_next; /* the next look for those past it, ns */
+	uint64_t held;   /* what all connections hold (HOLD_*) */
+	struct hconn *waiting; /* connections with requests parked */
+	bool resuming;
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -221,8 +275,49 @@ static void hctrl_authed(void *ud)
 	struct hconn *hc = ud;
 
 	hc->caps = hc->auth.caps;
+	if (hc->unauthed) {
+		hc->unauthed = false;
+		hc->host->unauthed--;
+	}
 	wh_info("client #%u (%s) authenticated", hc->id,
 		wh_net_conn_peer(hc->nc));
+}
+
+/* unauth_close - close |hc|, not authenticated, for |why| */
+static void unauth_close(struct hconn *hc, const char *why)
+{
+	wh_warn("client #%u (%s): %s: closing its connection", hc->id,
+		wh_net_conn_peer(hc->nc), why);
+	hc->unauthed = false;
+	hc->host->unauthed--;
+	wh_net_conn_close(hc->nc, APP_ERR_BUSY, why);
+}
+
+/* unauth_sweep - close the connections past the authentication deadline
+ * and, if |room| and UNAUTH_MAX wait, the one that waited longest (so a
+ * new one may wait) */
+static void unauth_sweep(struct host *h, bool room, uint64_t now)
+{
+	struct wh_net_conn **v;
+	struct hconn *oldest = NULL;
+	size_t n;
+
+	if (h->unauthed == 0 || wh_net_ep_conns(h->ep, &v, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct hconn *hc = wh_net_conn_ud(v[i]);
+
+		if (!hc || !hc->unauthed || !hc->nc)
+			continue;
+		if (now - hc->accepted_ns >= h->auth_ns)
+			unauth_close(hc, "not authenticated in time");
+		else if (!oldest || hc->accepted_ns < oldest->accepted_ns)
+			oldest = hc;
+	}
+	free(v);
+	if (room && oldest && h->unauthed >= UNAUTH_MAX)
+		unauth_close(oldest, "too many connections waiting to "
+				     "authenticate");
 }
 
 static const struct wh_hctrl_ops hctrl_ops = {
@@ -351,6 +446,168 @@ static void pool_stop(struct pool *p)
 }
 
 static void job_finish(struct job *j);
+static int start_job(struct hconn *hc, struct hstream *hs);
+
+/* ------------------------------------------------------------ budget */
+
+/* req_charge - what the request |req| (|len| bytes, a whole frame of
+ * |type|) counts while it is served: the most its reply can be */
+static uint64_t req_charge(uint16_t type, const uint8_t *req, size_t len)
+{
+	const uint64_t most = WH_MAX_REPLY_FRAME + WH_FRAME_HDR_LEN;
+	const uint64_t hdr = 64u << 10; /* a reply's fields, an ERROR */
+	struct wh_msg m;
+	uint64_t n;
+
+	switch (type) {
+	case WH_MSG_READ:
+		if (wh_msg_decode(req, len, WH_MAX_REQ_FRAME, &m) < 0)
+			return hdr;
+		return hdr + m.u.read.length;
+	case WH_MSG_CHUNK:
+		if (wh_msg_decode(req, len, WH_MAX_REQ_FRAME, &m) < 0)
+			return hdr;
+		return hdr + m.u.chunk.length;
+	case WH_MSG_GET_SMALL:
+		if (wh_msg_decode(req, len, WH_MAX_REQ_FRAME, &m) < 0)
+			return hdr;
+		n = hdr + (uint64_t)m.u.get_small.count *
+				  (WH_MAX_SMALL_FILE + 128);
+		return n < most ? n : most;
+	case WH_MSG_MANIFEST:
+	case WH_MSG_MANIFEST_STREAM:
+		return hdr + (uint64_t)WH_MAX_MANIFEST_ENTRIES *
+				     WH_MANIFEST_ENTRY_LEN;
+	case WH_MSG_READDIR:
+		return hdr + (uint64_t)WH_MAX_READDIR_ENTRIES *
+				     (2 + WH_MAX_NAME + WH_ATTR_WIRE_LEN);
+	default:
+		return hdr; /* LOOKUP, GETATTR, READLINK, STATFS, unknown */
+	}
+}
+
+/* hold, unhold - |n| more or fewer bytes held by |hc|; nothing once the
+ * connection is gone (cb_close gave back all it held) */
+static void hold(struct hconn *hc, uint64_t n)
+{
+	if (!hc->nc)
+		return;
+	hc->held += n;
+	hc->host->held += n;
+	if (hc->held > hc->held_peak)
+		hc->held_peak = hc->held;
+}
+
+static void unhold(struct hconn *hc, uint64_t n)
+{
+	if (!hc->nc)
+		return;
+	n = n < hc->held ? n : hc->held;
+	hc->held -= n;
+	hc->host->held -= n;
+}
+
+static bool budget_ok(const struct hconn *hc)
+{
+	if (hc->held < HOLD_CONN_MIN)
+		return true;
+	if (hc->held >= HOLD_CONN_MAX)
+		return false;
+	return hc->host->held < HOLD_HOST_MAX;
+}
+
+/* park - |hs|'s request waits behind |hc|'s others */
+static void park(struct hconn *hc, struct hstream *hs)
+{
+	struct host *h = hc->host;
+
+	hs->parked = true;
+	hs->park_next = NULL;
+	if (hc->park_tail)
+		hc->park_tail->park_next = hs;
+	else
+		hc->park_head = hs;
+	hc->park_tail = hs;
+	if (!hc->waiting) {
+		hc->waiting = true;
+		hc->wait_next = h->waiting;
+		h->waiting = hc;
+	}
+	if (hc->parked++ == 0)
+		wh_info("client #%u (%s): %llu MiB of its replies not yet "
+			"taken (%llu MiB by all clients); its further "
+			"requests wait", hc->id, wh_net_conn_peer(hc->nc),
+			(unsigned long long)(hc->held >> 20),
+			(unsigned long long)(h->held >> 20));
+}
+
+/* unpark - take |hs| out of |hc|'s waiting requests (its stream ended) */
+static void unpark(struct hconn *hc, struct hstream *hs)
+{
+	struct hstream **pp = &hc->park_head, *prev = NULL;
+
+	while (*pp && *pp != hs) {
+		prev = *pp;
+		pp = &(*pp)->park_next;
+	}
+	if (!*pp)
+		return;
+	*pp = hs->park_next;
+	if (hc->park_tail == hs)
+		hc->park_tail = prev;
+	hs->parked = false;
+	hs->park_next = NULL;
+}
+
+/* leave_waiting - take |hc| out of the host's list of connections with
+ * requests waiting */
+static void leave_waiting(struct hconn *hc)
+{
+	struct hconn **pp = &hc->host->waiting;
+
+	while (*pp && *pp != hc)
+		pp = &(*pp)->wait_next;
+	if (*pp)
+		*pp = hc->wait_next;
+	hc->wait_next = NULL;
+	hc->waiting = false;
+}
+
+/* resume - serve the waiting requests the budget now allows, each
+ * connection's in order (loop thread) */
+static void resume(struct host *h)
+{
+	bool again = true;
+
+	if (h->resuming)
+		return; /* a request served inline gave back: the loop below
+			 * looks again */
+	h->resuming = true;
+	while (again) {
+		struct hconn *hc, *next;
+
+		again = false;
+		for (hc = h->waiting; hc; hc = next) {
+			next = hc->wait_next;
+			while (hc->park_head && hc->nc &&
+			       !wh_net_conn_closing(hc->nc) && budget_ok(hc)) {
+				struct hstream *hs = hc->park_head;
+
+				unpark(hc, hs);
+				again = true;
+				if (start_job(hc, hs) < 0) {
+					wh_net_conn_close(hc->nc,
+							  APP_ERR_SHUTDOWN,
+							  "out of memory");
+					break;
+				}
+			}
+			if (!hc->park_head)
+				leave_waiting(hc);
+		}
+	}
+	h->resuming = false;
+}
 
 /* pool_collect - send the replies the workers finished (loop thread). */
 static void pool_collect(struct pool *p)
@@ -375,6 +632,7 @@ static void job_finish(struct job *j)
 {
 	struct hconn *hc = j->hc;
 
+	unhold(hc, j->charge);
 	if (j->hs && hc->nc && !wh_net_conn_closing(hc->nc)) {
 		j->hs->job = NULL;
 		if (j->rv == -ENOMEM) {
@@ -392,6 +650,8 @@ static void job_finish(struct job *j)
 				wh_zrate_sent(&hc->zrate, j->resp.len,
 					      j->hs->reply_file,
 					      wh_now_ns());
+				j->hs->held = j->resp.len;
+				hold(hc, j->hs->held);
 				send_buf(hc->nc, j->stream, &j->resp,
 					 true);
 			}
@@ -408,6 +668,8 @@ static void job_finish(struct job *j)
 	} else if (j->hs) {
 		j->hs->job = NULL;
 	}
+	if (hc->host->waiting)
+		resume(hc->host);
 	hconn_unref(hc);
 	job_free(j);
 }
@@ -436,8 +698,6 @@ static int on_request_data(struct hconn *hc, struct wh_net_stream *s,
 	struct wh_frame_hdr hdr;
 	const char *why = NULL;
 	char msg[64];
-	struct job *job;
-	size_t flen;
 	int rv;
 
 	if (hs->answered) {
@@ -445,6 +705,7 @@ static int on_request_data(struct hconn *hc, struct wh_net_stream *s,
 			proto_fail(hc, s, hs, 0, "data after a request");
 		return 0;
 	}
+	hs->stream = s;
 	rv = wh_frame_gather(&hs->rx, data, len, fin, WH_MAX_REQ_FRAME, &hdr,
 			     &why);
 	if (rv == -ENOMEM)
@@ -456,6 +717,24 @@ static int on_request_data(struct hconn *hc, struct wh_net_stream *s,
 	}
 	if (rv == 0)
 		return 0;
+	hs->answered = true;
+	hs->charge = req_charge(hdr.type, hs->rx.data, hs->rx.len);
+	if (hc->park_head || !budget_ok(hc)) {
+		park(hc, hs);
+		resume(hc->host);
+		return 0;
+	}
+	return start_job(hc, hs);
+}
+
+/* start_job - serve the request gathered in |hs|: here, if it is a small
+ * READ from the page cache, else by a worker */
+static int start_job(struct hconn *hc, struct hstream *hs)
+{
+	struct job *job;
+	size_t flen;
+	int rv;
+
 	flen = hs->rx.len;
 	job = calloc(1, sizeof(*job));
 	if (!job)
@@ -466,9 +745,11 @@ static int on_request_data(struct hconn *hc, struct wh_net_stream *s,
 	wh_buf_init(&hs->rx);
 	wh_buf_init(&job->resp);
 	job->hc = hc;
-	job->stream = s;
+	job->stream = hs->stream;
 	job->hs = hs;
 	job->fd = -1;
+	job->charge = hs->charge;
+	hold(hc, job->charge);
 	if (hc->caps & WH_CAP_ZSTD) {
 		job->zh = hc->host->zh;
 		job->link.rate = wh_zrate_get(&hc->zrate);
@@ -478,7 +759,6 @@ static int on_request_data(struct hconn *hc, struct wh_net_stream *s,
 	}
 	hc->refs++;
 	hs->job = job;
-	hs->answered = true;
 	/* a small READ from the page cache: answered here, in this turn of
 	 * the loop (the acknowledgement of the request rides with the reply)
 	 * instead of two thread hand-offs later; else to a worker, with the
@@ -522,6 +802,11 @@ static void cb_accept(struct wh_net_conn *nc, void *ud)
 		 wh_net_conn_peer(nc));
 	wh_hctrl_init(&hc->auth, &hctrl_ops, hc, h->opts->code,
 		      host_caps() | (h->zh ? WH_CAP_ZSTD : 0), name);
+	hc->accepted_ns = wh_now_ns();
+	if (h->unauthed >= UNAUTH_MAX)
+		unauth_sweep(h, true, hc->accepted_ns);
+	hc->unauthed = true;
+	h->unauthed++;
 	wh_net_conn_set_ud(nc, hc);
 	wh_info("client #%u connecting from %s over %s", hc->id,
 		wh_net_conn_peer(nc),
@@ -588,6 +873,13 @@ static void cb_stream_close(struct wh_net_conn *nc, struct wh_net_stream *s,
 		if (hs->reply_len && hc)
 			wh_zrate_done(&hc->zrate, hs->reply_len,
 				      hs->reply_file, wh_now_ns());
+		if (hc && hs->parked)
+			unpark(hc, hs);
+		if (hc && hs->held) {
+			unhold(hc, hs->held);
+			if (hc->host->waiting)
+				resume(hc->host);
+		}
 		if (hs->job)
 			hs->job->hs = NULL; /* its reply has nowhere to go */
 		wh_buf_free(&hs->rx);
@@ -619,18 +911,37 @@ static void cb_close(struct wh_net_conn *nc, int err, const char *reason,
 	if (!hc)
 		return;
 	wh_hctrl_gone(&hc->auth);
+	if (hc->unauthed) {
+		hc->unauthed = false;
+		hc->host->unauthed--;
+	}
+	/* what it held goes with it */
+	hc->host->held -= hc->held < hc->host->held ? hc->held
+						     : hc->host->held;
+	hc->held = 0;
+	while (hc->park_head)
+		unpark(hc, hc->park_head);
+	if (hc->waiting)
+		leave_waiting(hc);
+	if (hc->parked)
+		wh_info("client #%u: %llu of its requests waited for its "
+			"replies to be taken", hc->id,
+			(unsigned long long)hc->parked);
 	if (err == 0 || err == WH_ERR_CLOSED)
 		wh_info("client #%u (%s) disconnected%s%s (%llu requests, "
-			"%llu bytes sent)", hc->id, wh_net_conn_peer(nc),
-			*reason ? ": " : "", reason,
+			"%llu bytes sent, %.1f MiB held at most)", hc->id,
+			wh_net_conn_peer(nc), *reason ? ": " : "", reason,
 			(unsigned long long)hc->requests,
-			(unsigned long long)hc->bytes_out);
+			(unsigned long long)hc->bytes_out,
+			hc->held_peak / 1048576.0);
 	else
 		wh_info("client #%u (%s) lost: %s%s%s (%llu requests, %llu "
-			"bytes sent)", hc->id, wh_net_conn_peer(nc),
-			wh_strerror(err), *reason ? ": " : "", reason,
+			"bytes sent, %.1f MiB held at most)", hc->id,
+			wh_net_conn_peer(nc), wh_strerror(err),
+			*reason ? ": " : "", reason,
 			(unsigned long long)hc->requests,
-			(unsigned long long)hc->bytes_out);
+			(unsigned long long)hc->bytes_out,
+			hc->held_peak / 1048576.0);
 	if ((hc->caps & WH_CAP_ZSTD) && hc->zpacked > 0)
 		wh_info("client #%u: zstd saved %llu bytes in %llu replies "
 			"(delivery rate %.1f MB/s)", hc->id,
@@ -640,6 +951,8 @@ static void cb_close(struct wh_net_conn *nc, int err, const char *reason,
 	hc->nc = NULL;
 	hc->ctrl = NULL;
 	wh_net_conn_set_ud(nc, NULL);
+	if (hc->host->waiting)
+		resume(hc->host);
 	hconn_unref(hc);
 }
 
@@ -792,6 +1105,10 @@ int wh_host_run(const struct wh_host_opts *opts)
 
 	memset(&h, 0, sizeof(h));
 	h.opts = opts;
+	h.auth_ns = (uint64_t)AUTH_MS * WH_NS_PER_MS;
+	if (getenv("WH_HOST_AUTH_MS")) /* the tests' shorter deadline */
+		h.auth_ns = strtoull(getenv("WH_HOST_AUTH_MS"), NULL, 10) *
+			    WH_NS_PER_MS;
 	if (sodium_init() < 0)
 		return -EIO;
 	/* keep 1 MiB read buffers in the heap instead of mmap'ing each, and
@@ -907,6 +1224,8 @@ int wh_host_run(const struct wh_host_opts *opts)
 			if (timeout < 0 || t < timeout)
 				timeout = t;
 		}
+		if (h.unauthed && (timeout < 0 || timeout > AUTH_SWEEP_MS))
+			timeout = AUTH_SWEEP_MS;
 		wh_trace("h_sleep", (uint64_t)(int64_t)timeout);
 		n = epoll_wait(epfd, evs, 8, timeout);
 		wh_trace("h_epoll", (uint64_t)n);
@@ -935,6 +1254,10 @@ int wh_host_run(const struct wh_host_opts *opts)
 			}
 		}
 		wh_net_ep_expire(h.ep);
+		if (h.unauthed && wh_now_ns() >= h.auth_next) {
+			h.auth_next = wh_now_ns() + AUTH_SWEEP_MS * WH_NS_PER_MS;
+			unauth_sweep(&h, false, wh_now_ns());
+		}
 		if (h.rdv)
 			wh_rdv_host_tick(h.rdv, wh_now_ns());
 		if (h.inval_due && h.inval_due <= wh_now_ns()) {

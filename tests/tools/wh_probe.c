@@ -2,13 +2,21 @@
  * wh_probe.c - a misbehaving client for the end-to-end tests.
  *
  *   wh_probe --peer ADDR:PORT --code CODE --case NAME
+ *   wh_probe --peer ADDR:PORT --code CODE --case hoard --path P --count N
  *
  * Authenticates like a real client, then sends one hand-made frame (built
  * byte by byte, not with the protocol encoder, so it can be wrong) and
  * prints exactly one line: "reply ERROR <errno>", "reply <TYPE>",
  * "closed", "timeout" or "auth-failed".  Exit 0 if it ran, 2 on bad usage.
+ *
+ * "hoard" is a client that asks for much and takes nothing: it prints
+ * "ready" once authenticated, waits for a line on stdin (time for the test
+ * to cut the path from the host to it), sends N READs of 1 MiB of P at
+ * once (offsets 0, 1, 2 ... MiB, wrapping at --wrap MiB), prints "sent"
+ * and sleeps until it is killed.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +111,39 @@ static int build(const char *name)
 	return 0;
 }
 
+static void hoard_done(void *ud, int err, struct wh_buf *resp)
+{
+	(void)ud;
+	(void)err;
+	(void)resp;
+}
+
+/* hoard - the "hoard" case (see the top of the file) */
+static int hoard(struct wh_session *s, const char *path, unsigned count,
+		 unsigned wrap)
+{
+	char line[16];
+
+	printf("ready\n");
+	fflush(stdout);
+	if (!fgets(line, sizeof(line), stdin))
+		return 1;
+	for (unsigned i = 0; i < count; i++) {
+		header(WH_MSG_READ);
+		putstr(path, strlen(path));
+		put64((uint64_t)(i % wrap) << 20);
+		put32(WH_MAX_READ);
+		finish();
+		if (wh_session_call_async(s, frame, flen, 600000, hoard_done,
+					  NULL) < 0)
+			return 1;
+	}
+	printf("sent\n");
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -110,9 +151,13 @@ int main(int argc, char **argv)
 		{ "code", required_argument, NULL, 'c' },
 		{ "case", required_argument, NULL, 'k' },
 		{ "transport", required_argument, NULL, 't' },
+		{ "path", required_argument, NULL, 'f' },
+		{ "count", required_argument, NULL, 'n' },
+		{ "wrap", required_argument, NULL, 'w' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *peer = NULL, *code_in = NULL, *kase = NULL;
+	const char *peer = NULL, *code_in = NULL, *kase = NULL, *path = NULL;
+	unsigned count = 0, wrap = 1;
 	char code[WH_CODE_STRLEN + 1], err[512];
 	struct wh_session_opts so;
 	enum wh_net_transport transport = WH_NET_AUTO;
@@ -127,6 +172,9 @@ int main(int argc, char **argv)
 		case 'p': peer = optarg; break;
 		case 'c': code_in = optarg; break;
 		case 'k': kase = optarg; break;
+		case 'f': path = optarg; break;
+		case 'n': count = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'w': wrap = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 't':
 			if (wh_net_transport_parse(optarg, &transport) < 0)
 				return 2;
@@ -134,12 +182,19 @@ int main(int argc, char **argv)
 		default: return 2;
 		}
 	}
+	if (kase && !strcmp(kase, "hoard") && path && strlen(path) < 4096 &&
+	    count > 0 && wrap > 0)
+		build("ok");
+	else
+		path = NULL;
 	if (!peer || !code_in || !kase || wh_code_parse(code_in, code) < 0 ||
-	    sodium_init() < 0 || build(kase) < 0) {
+	    sodium_init() < 0 || (!path && build(kase) < 0)) {
 		fprintf(stderr, "usage: wh_probe --peer ADDR:PORT --code CODE "
 			"--case ok|dotdot|absolute|longname|truncated|"
 			"oversized|garbage|replytype "
-			"[--transport auto|quic|tcp]\n");
+			"[--transport auto|quic|tcp]\n"
+			"       wh_probe --peer ADDR:PORT --code CODE --case hoard "
+			"--path P --count N [--wrap MIB] [--transport ...]\n");
 		return 2;
 	}
 	memset(&so, 0, sizeof(so));
@@ -154,6 +209,8 @@ int main(int argc, char **argv)
 		printf("auth-failed\n");
 		return 0;
 	}
+	if (path)
+		return hoard(s, path, count, wrap);
 	wh_buf_init(&resp);
 	rv = wh_session_call(s, frame, flen, &resp, 5000);
 	if (rv == WH_ERR_TIMEOUT) {
