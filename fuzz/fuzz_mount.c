@@ -3,9 +3,11 @@
  * replies a hostile host or a broken link changes: a real FUSE mount in
  * this process, made afresh for each input, over a real share served in
  * process, walked as `cp -r` walks a tree (listings, lookups, whole
- * files, links, the counters), which also runs the small-file prefetch
- * and the listing of the next directory ahead.  Input byte 0 picks the
- * capabilities the host agreed to and whether every OPEN is answered;
+ * files, links, the counters), which also runs the small-file prefetch,
+ * the listing of the next directory ahead and the learning of the walk
+ * order.  Input byte 0 picks the capabilities the host agreed to, whether
+ * every OPEN is answered and whether a directory is walked in its
+ * listing's order (tar's) or by name (rsync's);
  * then each request the mount sends takes the next record of the input,
  * as in fuzz_fetch: tag % 4 == 0 the reply as it is, 1 a u16 offset, a u8
  * length and that many bytes XORed into it, 2 a u16 length and that many
@@ -239,8 +241,15 @@ static void link_check(const char *rel)
 	}
 }
 
+static bool walk_by_name; /* rsync's order, else the listing's (tar's) */
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
 /* walk - list |rel| (relative to the mount, "" for its root), then look
- * at each entry as cp -r does */
+ * at each entry as cp -r does, in the listing's order or by name */
 static void walk(const char *rel, int depth)
 {
 	char names[WALK_MAX][NAME_MAX + 1], mp[PATH_MAX];
@@ -265,6 +274,8 @@ static void walk(const char *rel, int depth)
 		memcpy(names[n++], de->d_name, len + 1);
 	}
 	closedir(d);
+	if (walk_by_name)
+		qsort(names, (size_t)n, sizeof(names[0]), name_cmp);
 	for (int i = 0; i < n; i++) {
 		char crel[PATH_MAX], cmp[PATH_MAX];
 		struct stat st;
@@ -331,6 +342,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fo.fetch_workers = 2;
 	fo.caps = get_caps;
 	fo.open_each = (data[0] >> 2) & 1;
+	walk_by_name = (data[0] >> 3) & 1;
 	if (wh_fs_new(&rpc, &fo, &r.fs) != 0 || wh_fs_mount(r.fs, mnt) != 0 ||
 	    pthread_create(&th, NULL, run_main, &r) != 0)
 		abort();

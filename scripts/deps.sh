@@ -11,7 +11,7 @@ pkgs="build-essential cmake pkg-config libngtcp2-dev libngtcp2-crypto-gnutls-dev
 case "$what" in
 test) pkgs="$pkgs libcmocka-dev python3 python3-pytest clang libclang-rt-14-dev
  attr coreutils diffutils findutils tar b3sum iproute2 nftables conntrack util-linux
- strace" ;;
+ strace rsync" ;;
 bench) pkgs="$pkgs openssh-server openssh-client sshfs rsync python3 b3sum
  iperf3 gnuplot-nox ethtool iputils-ping iproute2 util-linux" ;;
 esac

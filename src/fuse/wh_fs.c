@@ -79,7 +79,7 @@
 #define RAM_DEFAULT (128ULL << 20) /* RAM cache of chunks */
 #define STATS_XATTR "user.wormhole.stats" /* on the root: the counters */
 #define LINK_XATTR "user.wormhole.link" /* on the root: peer, transport */
-#define LISTINGS_KEPT 8            /* directories whose listing is kept
+#define LISTINGS_KEPT 128          /* directories whose listing is kept
 				    * after closedir, for small files */
 #define KEPT_ENTRIES_MAX 32768     /* entries in those listings, in all */
 #define SMALL_AHEAD_MIN 16         /* small files fetched ahead at first */
@@ -146,10 +146,28 @@ struct dir_entry {
 	struct wh_attr attr;
 };
 
-/* An entry's place in a listing sorted by inode number. */
+/*
+ * The order a reader walks a directory in, learnt from the reader: cp -r
+ * sorts a directory by inode number (coreutils does, before copying it),
+ * rsync by name, tar and find take the listing as it comes.  Every
+ * listing starts in the mount's current guess (wh_fs.walk: inode order
+ * until a reader shows another); the second small file read in a
+ * directory tells: if it is not the next small file after the first in
+ * that order but is in another, the guess becomes that one, for this
+ * listing and every one after it.
+ */
+enum walk_order {
+	WALK_INODE,
+	WALK_NAME,
+	WALK_LISTING,
+};
+
+/* An entry's place in a listing in walk order (dir_handle.ord: |i| in
+ * dir_handle.ents), or, sorted by inode number, where it is in that
+ * order (dir_handle.byino: |i| in dir_handle.ord). */
 struct dir_ord {
 	uint64_t ino;
-	size_t i; /* in dir_handle.ents */
+	size_t i;
 };
 
 /* An open directory: the whole listing, read at opendir (immutable but
@@ -163,7 +181,11 @@ struct dir_handle {
 	uint64_t gen; /* wh_fs.gen when the listing was requested */
 	struct dir_handle *prev, *next; /* wh_fs.dirs, under wh_fs.lock */
 	unsigned int refs;  /* the open, node.listing; under wh_fs.lock */
-	struct dir_ord *ord; /* by inode number (cp's order); on demand */
+	struct dir_ord *ord; /* in walk order (|order|); on demand */
+	struct dir_ord *byino; /* the places in ord, by inode number */
+	enum walk_order order;
+	size_t first_read;  /* 1 + ents index of the first small file read */
+	bool order_seen;    /* a second one told the walk order */
 	size_t pf_upto;     /* small files queued up to ord[pf_upto] */
 	size_t pf_ahead;    /* how far ahead the next top-up reaches */
 	unsigned int dirs_read; /* subdirectories whose files were read */
@@ -267,6 +289,7 @@ struct wh_fs {
 	struct node *kept[LISTINGS_KEPT];
 	size_t kept_len;
 	size_t kept_entries;        /* protected by lock: theirs, in all */
+	enum walk_order walk;       /* protected by lock: readers' order */
 
 	/* the notifier thread and its queue */
 	pthread_t notifier;
@@ -989,6 +1012,7 @@ static void dir_handle_free(struct dir_handle *dh)
 		free(dh->ents[i].name);
 	free(dh->ents);
 	free(dh->ord);
+	free(dh->byino);
 	free(dh);
 }
 
@@ -1051,20 +1075,83 @@ static int ord_cmp(const void *a, const void *b)
 	return x->i < y->i ? -1 : x->i > y->i;
 }
 
-/* listing_order - sort |dh| by inode number (dh->ord) unless it is
- * already; lock held.  False when out of memory. */
-static bool listing_order(struct dir_handle *dh)
+/* name_before - whether entry |x| comes before |y| in name order (bytes,
+ * a prefix first; rsync's within a directory), the listing's order on a
+ * tie */
+static bool name_before(const struct dir_entry *ents, size_t x, size_t y)
 {
-	if (dh->ord)
-		return true;
-	dh->ord = malloc((dh->n ? dh->n : 1) * sizeof(*dh->ord));
-	if (!dh->ord)
-		return false;
-	for (size_t i = 0; i < dh->n; i++) {
-		dh->ord[i].ino = dh->ents[i].attr.ino;
-		dh->ord[i].i = i;
+	const struct dir_entry *a = &ents[x], *b = &ents[y];
+	size_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
+	int c = memcmp(a->name, b->name, n);
+
+	if (c != 0)
+		return c < 0;
+	if (a->name_len != b->name_len)
+		return a->name_len < b->name_len;
+	return x < y;
+}
+
+static int name_cmp(const void *a, const void *b, void *ents)
+{
+	const struct dir_ord *x = a, *y = b;
+
+	if (x->i == y->i)
+		return 0;
+	return name_before(ents, x->i, y->i) ? -1 : 1;
+}
+
+/* before - whether entry |x| comes before |y| in order |o| */
+static bool before(const struct dir_handle *dh, enum walk_order o, size_t x,
+		   size_t y)
+{
+	const struct wh_attr *a = &dh->ents[x].attr, *b = &dh->ents[y].attr;
+
+	switch (o) {
+	case WALK_INODE:
+		return a->ino != b->ino ? a->ino < b->ino : x < y;
+	case WALK_NAME:
+		return name_before(dh->ents, x, y);
+	default:
+		return x < y;
 	}
-	qsort(dh->ord, dh->n, sizeof(*dh->ord), ord_cmp);
+}
+
+/* listing_order - put |dh| in walk order |o| (dh->ord, dh->byino) unless
+ * it is already; lock held.  False when out of memory.  A listing put in
+ * another order starts its small files' fetching afresh. */
+static bool listing_order(struct dir_handle *dh, enum walk_order o)
+{
+	struct dir_ord *ord, *byino;
+
+	if (dh->ord && dh->order == o)
+		return true;
+	ord = malloc((dh->n ? dh->n : 1) * sizeof(*ord));
+	byino = malloc((dh->n ? dh->n : 1) * sizeof(*byino));
+	if (!ord || !byino) {
+		free(ord);
+		free(byino);
+		return false;
+	}
+	for (size_t i = 0; i < dh->n; i++) {
+		ord[i].ino = dh->ents[i].attr.ino;
+		ord[i].i = i;
+	}
+	if (o == WALK_INODE) {
+		qsort(ord, dh->n, sizeof(*ord), ord_cmp);
+	} else if (o == WALK_NAME) {
+		qsort_r(ord, dh->n, sizeof(*ord), name_cmp, dh->ents);
+	}
+	for (size_t k = 0; k < dh->n; k++) {
+		byino[k].ino = ord[k].ino;
+		byino[k].i = k;
+	}
+	qsort(byino, dh->n, sizeof(*byino), ord_cmp);
+	free(dh->ord);
+	free(dh->byino);
+	dh->ord = ord;
+	dh->byino = byino;
+	dh->order = o;
+	dh->pf_upto = 0;
 	dh->pf_ahead = SMALL_AHEAD_MIN;
 	return true;
 }
@@ -1079,18 +1166,66 @@ static size_t ord_find(const struct dir_handle *dh, uint64_t ino,
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (dh->ord[mid].ino < ino)
+		if (dh->byino[mid].ino < ino)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	for (; lo < dh->n && dh->ord[lo].ino == ino; lo++) {
-		const struct dir_entry *ent = &dh->ents[dh->ord[lo].i];
+	for (; lo < dh->n && dh->byino[lo].ino == ino; lo++) {
+		size_t k = dh->byino[lo].i;
+		const struct dir_entry *ent = &dh->ents[dh->ord[k].i];
 
 		if (ent->name_len == len && memcmp(ent->name, name, len) == 0)
-			return lo;
+			return k;
 	}
 	return dh->n;
+}
+
+/* small_entry - whether a listing entry is a file small_batch fetches */
+static bool small_entry(const struct dir_entry *ent)
+{
+	return S_ISREG(ent->attr.mode) &&
+	       ent->attr.size <= WH_FETCH_SMALL_MAX;
+}
+
+/* next_small - the small file after entry |x| (ents index) in order |o|,
+ * or dh->n; lock held.  One pass, without sorting. */
+static size_t next_small(const struct dir_handle *dh, enum walk_order o,
+			 size_t x)
+{
+	size_t best = dh->n;
+
+	for (size_t i = 0; i < dh->n; i++) {
+		if (i == x || !small_entry(&dh->ents[i]) ||
+		    !before(dh, o, x, i))
+			continue;
+		if (best == dh->n || before(dh, o, i, best))
+			best = i;
+	}
+	return best;
+}
+
+/* learn_order - the second small file read in |dh|, entry |y|, after |x|:
+ * the walk order they show, if the current one does not (see enum
+ * walk_order); lock held. */
+static void learn_order(struct wh_fs *fs, struct dir_handle *dh, size_t x,
+			size_t y)
+{
+	static const enum walk_order all[] = { WALK_INODE, WALK_NAME,
+					       WALK_LISTING };
+	static const char *const names[] = { "inode", "name", "listing" };
+
+	dh->order_seen = true;
+	if (next_small(dh, fs->walk, x) == y)
+		return;
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		if (all[i] != fs->walk && next_small(dh, all[i], x) == y) {
+			wh_debug("readers walk directories in %s order",
+				 names[all[i]]);
+			fs->walk = all[i];
+			return;
+		}
+	}
 }
 
 /* first_span - how many entries from ord[from] a directory's first
@@ -1201,7 +1336,7 @@ static struct node *pick_ahead(struct wh_fs *fs, struct node *d)
 	struct dir_handle *pl = p ? p->listing : NULL;
 	size_t k, seen;
 
-	if (!pl || p->inval_gen > pl->gen || !listing_order(pl))
+	if (!pl || p->inval_gen > pl->gen || !listing_order(pl, fs->walk))
 		return NULL;
 	kept_touch(fs, p); /* walked: keep it for the next subdirectory */
 	if (++pl->dirs_read < AHEAD_DIRS_MIN)
@@ -1244,12 +1379,20 @@ static void small_batch(struct wh_fs *fs, struct node *n,
 
 	memset(pf, 0, sizeof(*pf));
 	if (!dh || d->inval_gen > dh->gen || a->size > WH_FETCH_SMALL_MAX ||
-	    dh->n == 0 || !listing_order(dh))
+	    dh->n == 0 || !listing_order(dh, fs->walk))
 		return;
 	/* |n|'s place: the first entry with its inode number and name */
 	k = ord_find(dh, a->ino, n->name, n->name_len);
 	if (k == dh->n)
 		return; /* not in this listing */
+	if (!dh->order_seen && dh->first_read == 0) {
+		dh->first_read = dh->ord[k].i + 1;
+	} else if (!dh->order_seen && dh->first_read != dh->ord[k].i + 1) {
+		learn_order(fs, dh, dh->first_read - 1, dh->ord[k].i);
+		if (!listing_order(dh, fs->walk))
+			return;
+		k = ord_find(dh, a->ino, n->name, n->name_len);
+	}
 	if (!dh->files_read) {
 		dh->files_read = true;
 		pf->dir = pick_ahead(fs, d);
@@ -1432,7 +1575,7 @@ static void dir_ahead(struct wh_fs *fs, struct node *y)
 	pthread_mutex_lock(&fs->lock);
 	if (!err && y->inval_gen <= dh->gen &&
 	    !(y->listing && y->listing->gen >= dh->gen) &&
-	    dh->n <= KEPT_ENTRIES_MAX && listing_order(dh)) {
+	    dh->n <= KEPT_ENTRIES_MAX && listing_order(dh, fs->walk)) {
 		dh->ahead = true;
 		dh->ahead_ns = wh_now_ns();
 		keep_listing(fs, y, dh);
@@ -1633,7 +1776,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			counted[ncounted++] = n;
 	}
 	if (plus && !dir_stale && (size_t)off >= dh->n + 2 && dh->walked &&
-	    dh->pf_upto == 0 && listing_order(dh)) {
+	    dh->pf_upto == 0 && listing_order(dh, fs->walk)) {
 		/* the end of a listing read ahead for a walk: the kernel has
 		 * all its names now, so the files fetched ahead can go into
 		 * its page cache before the reader opens them */

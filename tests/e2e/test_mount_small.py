@@ -197,6 +197,60 @@ def test_cp_r_lists_the_next_directory_ahead(tmp_path, hosts, mkmnt):
         m.close()
 
 
+WIDE_DIRS = 20
+
+
+def make_wide_share(base):
+    """WIDE_DIRS directories of WALK_FILES small files, the directories
+    and the files made in a shuffled order, so that inode order (cp -r's)
+    is neither name order (rsync's) nor, on most file systems, the
+    listing's (tar's)"""
+    rng = random.Random(11)
+    src = os.path.join(base, "share")
+    dirs = list(range(WIDE_DIRS))
+    rng.shuffle(dirs)
+    for d in dirs:
+        dd = os.path.join(src, "tree", "d%02d" % d)
+        os.makedirs(dd)
+        files = list(range(WALK_FILES))
+        rng.shuffle(files)
+        for i in files:
+            with open(os.path.join(dd, "f%02d" % i), "wb") as f:
+                f.write(rng.randbytes(rng.randrange(1, 12000)))
+    return src
+
+
+@pytest.mark.parametrize("walker", ["tar", "rsync"])
+def test_walks_in_other_orders_find_their_files_fetched(walker, tmp_path,
+                                                        hosts, mkmnt):
+    """tar (which reads a directory in the order it is listed) and rsync
+    (in name order, and it lists every directory long before it reads
+    their files) find the files fetched ahead as cp -r does: the mount
+    learns the reader's order from its first two files. Before, they sent
+    a READ for most files."""
+    src = make_wide_share(str(tmp_path))
+    h = hosts(src)
+    mnt = mkmnt()
+    m = Mount(h, mnt)
+    try:
+        out = str(tmp_path / "copy")
+        os.mkdir(out)
+        if walker == "tar":
+            subprocess.run("tar -C '%s' -cf - tree | tar -C '%s' -xf -" %
+                           (mnt, out), shell=True, check=True)
+        else:
+            subprocess.run(["rsync", "-a", os.path.join(mnt, "tree"), out],
+                           check=True)
+        assert same_tree(os.path.join(src, "tree"), os.path.join(out, "tree"))
+        st = mount_stats(mnt)
+        # about one READ of the reader's own per directory at most (its
+        # first file, where the directory was not listed ahead)
+        assert st["reads_direct"] <= 2 * WIDE_DIRS, st
+        assert st["small_bad"] == 0
+    finally:
+        m.close()
+
+
 def test_directory_listed_ahead_then_changed_shows_the_change(
         tmp_path, hosts, mkmnt):
     """A listing read ahead is a snapshot: a name added on the host after
