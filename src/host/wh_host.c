@@ -929,15 +929,16 @@ static void cb_close(struct wh_net_conn *nc, int err, const char *reason,
 			(unsigned long long)hc->parked);
 	if (err == 0 || err == WH_ERR_CLOSED)
 		wh_info("client #%u (%s) disconnected%s%s (%llu requests, "
-			"%llu bytes sent, %.1f MiB held at most)", hc->id,
-			wh_net_conn_peer(nc), *reason ? ": " : "", reason,
+			"%llu bytes sent, at most %.1f MiB of its reply "
+			"budget used)", hc->id, wh_net_conn_peer(nc),
+			*reason ? ": " : "", reason,
 			(unsigned long long)hc->requests,
 			(unsigned long long)hc->bytes_out,
 			hc->held_peak / 1048576.0);
 	else
 		wh_info("client #%u (%s) lost: %s%s%s (%llu requests, %llu "
-			"bytes sent, %.1f MiB held at most)", hc->id,
-			wh_net_conn_peer(nc), wh_strerror(err),
+			"bytes sent, at most %.1f MiB of its reply budget "
+			"used)", hc->id, wh_net_conn_peer(nc), wh_strerror(err),
 			*reason ? ": " : "", reason,
 			(unsigned long long)hc->requests,
 			(unsigned long long)hc->bytes_out,
