@@ -270,15 +270,22 @@ static bool hctrl_locked(void *ud)
 	return hc->host->locked;
 }
 
+/* unauth_end - |hc| no longer waits to authenticate (it did, or it is
+ * closing) */
+static void unauth_end(struct hconn *hc)
+{
+	if (hc->unauthed) {
+		hc->unauthed = false;
+		hc->host->unauthed--;
+	}
+}
+
 static void hctrl_authed(void *ud)
 {
 	struct hconn *hc = ud;
 
 	hc->caps = hc->auth.caps;
-	if (hc->unauthed) {
-		hc->unauthed = false;
-		hc->host->unauthed--;
-	}
+	unauth_end(hc);
 	wh_info("client #%u (%s) authenticated", hc->id,
 		wh_net_conn_peer(hc->nc));
 }
@@ -288,8 +295,7 @@ static void unauth_close(struct hconn *hc, const char *why)
 {
 	wh_warn("client #%u (%s): %s: closing its connection", hc->id,
 		wh_net_conn_peer(hc->nc), why);
-	hc->unauthed = false;
-	hc->host->unauthed--;
+	unauth_end(hc);
 	wh_net_conn_close(hc->nc, APP_ERR_BUSY, why);
 }
 
@@ -459,18 +465,18 @@ static uint64_t req_charge(uint16_t type, const uint8_t *req, size_t len)
 	struct wh_msg m;
 	uint64_t n;
 
+	/* the sizes asked for; a request that does not decode gets an
+	 * ERROR */
+	if ((type == WH_MSG_READ || type == WH_MSG_CHUNK ||
+	     type == WH_MSG_GET_SMALL) &&
+	    wh_msg_decode(req, len, WH_MAX_REQ_FRAME, &m) < 0)
+		return hdr;
 	switch (type) {
 	case WH_MSG_READ:
-		if (wh_msg_decode(req, len, WH_MAX_REQ_FRAME, &m) < 0)
-			return hdr;
 		return hdr + m.u.read.length;
 	case WH_MSG_CHUNK:
-		if (wh_msg_decode(req, len, WH_MAX_REQ_FRAME, &m) < 0)
-			return hdr;
 		return hdr + m.u.chunk.length;
 	case WH_MSG_GET_SMALL:
-		if (wh_msg_decode(req, len, WH_MAX_REQ_FRAME, &m) < 0)
-			return hdr;
 		n = hdr + (uint64_t)m.u.get_small.count *
 				  (WH_MAX_SMALL_FILE + 128);
 		return n < most ? n : most;
@@ -911,14 +917,8 @@ static void cb_close(struct wh_net_conn *nc, int err, const char *reason,
 	if (!hc)
 		return;
 	wh_hctrl_gone(&hc->auth);
-	if (hc->unauthed) {
-		hc->unauthed = false;
-		hc->host->unauthed--;
-	}
-	/* what it held goes with it */
-	hc->host->held -= hc->held < hc->host->held ? hc->held
-						     : hc->host->held;
-	hc->held = 0;
+	unauth_end(hc);
+	unhold(hc, hc->held); /* what it held goes with it */
 	while (hc->park_head)
 		unpark(hc, hc->park_head);
 	if (hc->waiting)
@@ -1255,9 +1255,13 @@ int wh_host_run(const struct wh_host_opts *opts)
 			}
 		}
 		wh_net_ep_expire(h.ep);
-		if (h.unauthed && wh_now_ns() >= h.auth_next) {
-			h.auth_next = wh_now_ns() + AUTH_SWEEP_MS * WH_NS_PER_MS;
-			unauth_sweep(&h, false, wh_now_ns());
+		if (h.unauthed) {
+			uint64_t now = wh_now_ns();
+
+			if (now >= h.auth_next) {
+				h.auth_next = now + AUTH_SWEEP_MS * WH_NS_PER_MS;
+				unauth_sweep(&h, false, now);
+			}
 		}
 		if (h.rdv)
 			wh_rdv_host_tick(h.rdv, wh_now_ns());
