@@ -1091,15 +1091,6 @@ static bool name_before(const struct dir_entry *ents, size_t x, size_t y)
 	return x < y;
 }
 
-static int name_cmp(const void *a, const void *b, void *ents)
-{
-	const struct dir_ord *x = a, *y = b;
-
-	if (x->i == y->i)
-		return 0;
-	return name_before(ents, x->i, y->i) ? -1 : 1;
-}
-
 /* before - whether entry |x| comes before |y| in order |o| */
 static bool before(const struct dir_handle *dh, enum walk_order o, size_t x,
 		   size_t y)
@@ -1116,11 +1107,29 @@ static bool before(const struct dir_handle *dh, enum walk_order o, size_t x,
 	}
 }
 
+struct walk_sort {
+	const struct dir_handle *dh;
+	enum walk_order o;
+};
+
+/* walk_cmp - for qsort_r of a listing's entries (dir_ord.i) into the
+ * order of |ctx| (a struct walk_sort) */
+static int walk_cmp(const void *a, const void *b, void *ctx)
+{
+	const struct dir_ord *x = a, *y = b;
+	const struct walk_sort *w = ctx;
+
+	if (x->i == y->i)
+		return 0;
+	return before(w->dh, w->o, x->i, y->i) ? -1 : 1;
+}
+
 /* listing_order - put |dh| in walk order |o| (dh->ord, dh->byino) unless
  * it is already; lock held.  False when out of memory.  A listing put in
  * another order starts its small files' fetching afresh. */
 static bool listing_order(struct dir_handle *dh, enum walk_order o)
 {
+	struct walk_sort w = { dh, o };
 	struct dir_ord *ord, *byino;
 
 	if (dh->ord && dh->order == o)
@@ -1136,11 +1145,8 @@ static bool listing_order(struct dir_handle *dh, enum walk_order o)
 		ord[i].ino = dh->ents[i].attr.ino;
 		ord[i].i = i;
 	}
-	if (o == WALK_INODE) {
-		qsort(ord, dh->n, sizeof(*ord), ord_cmp);
-	} else if (o == WALK_NAME) {
-		qsort_r(ord, dh->n, sizeof(*ord), name_cmp, dh->ents);
-	}
+	if (o != WALK_LISTING) /* the listing is in its own order */
+		qsort_r(ord, dh->n, sizeof(*ord), walk_cmp, &w);
 	for (size_t k = 0; k < dh->n; k++) {
 		byino[k].ino = ord[k].ino;
 		byino[k].i = k;
