@@ -3046,7 +3046,10 @@ static void on_small_done(void *ctx, const char *path, size_t len,
 	it->e = e;
 	it->next = NULL;
 	pthread_mutex_lock(&fs->qlock);
-	if (fs->sbytes + v->size <= STORE_QUEUE_BYTES) {
+	/* none once the mount is going: wh_fs_del frees the queue while
+	 * the fetch workers may still finish files */
+	if (!atomic_load(&fs->stop) &&
+	    fs->sbytes + v->size <= STORE_QUEUE_BYTES) {
 		wh_ram_hold(fs->ram, e);
 		fs->sbytes += v->size;
 		if (fs->stail)
@@ -3497,6 +3500,8 @@ static bool join_notifier(struct wh_fs *fs)
 
 void wh_fs_del(struct wh_fs *fs)
 {
+	struct store_item *stores;
+
 	if (!fs)
 		return;
 	/* the reads the transport still answers: before anything they use
@@ -3512,9 +3517,13 @@ void wh_fs_del(struct wh_fs *fs)
 		       fs->mountpoint ? fs->mountpoint : "?");
 		return;
 	}
+	atomic_store(&fs->stop, true); /* no more stores queued */
+	pthread_mutex_lock(&fs->qlock);
+	stores = fs->shead;
+	fs->shead = fs->stail = NULL;
+	pthread_mutex_unlock(&fs->qlock);
 	free_items(fs->qhead);
-	free_stores(fs, fs->shead);
-	fs->shead = NULL;
+	free_stores(fs, stores);
 	if (fs->se) {
 		if (fs->mounted)
 			fuse_session_unmount(fs->se);
