@@ -1156,6 +1156,9 @@ int wh_host_run(const struct wh_host_opts *opts)
 	if (rv < 0)
 		goto out;
 	wh_quic_config_default(&cfg, true);
+	if (getenv("WH_HOST_IDLE_MS")) /* the tests' shorter idle timeout */
+		cfg.idle_timeout_ms = strtoull(getenv("WH_HOST_IDLE_MS"), NULL,
+					       10);
 	rv = wh_net_server_new((struct sockaddr *)&ss, sslen, &cfg, &host_cbs,
 				&h, &h.ep);
 	if (rv < 0) {

@@ -194,6 +194,9 @@ struct wh_quic_conn {
 	char dead_reason[128];
 	ngtcp2_connection_close_error last_error;
 	uint64_t last_rx_ns;   /* when a packet of ours last arrived */
+	uint64_t held;         /* stream bytes queued, not yet acknowledged */
+	uint64_t acked_ns;     /* when the peer last acknowledged some, or
+				* the wait for it began (see conn_stalled) */
 	uint64_t next_probe_ns; /* client: when to look at the silence */
 	uint64_t last_kick_ns;
 	struct wh_quic_conn *prev, *next;
@@ -403,6 +406,7 @@ static void stream_free_segs(struct wh_quic_stream *s)
 
 	for (; g; g = n) {
 		n = g->next;
+		s->conn->held -= g->len;
 		if (g->free_fn)
 			g->free_fn(g->data);
 		free(g);
@@ -492,6 +496,9 @@ int wh_quic_send(struct wh_quic_conn *c, struct wh_quic_stream *s,
 			s->head = g;
 		s->tail = g;
 		s->unsent += len;
+		if (c->held == 0)
+			c->acked_ns = wh_now_ns();
+		c->held += len;
 		if (!s->cur) {
 			s->cur = g;
 			s->cur_off = 0;
@@ -611,8 +618,10 @@ static int cb_acked_stream_data_offset(ngtcp2_conn *conn, int64_t stream_id,
 	(void)user_data;
 	if (!s)
 		return 0;
-	if (offset + datalen > s->acked)
+	if (offset + datalen > s->acked) {
 		s->acked = offset + datalen;
+		s->conn->acked_ns = wh_now_ns();
+	}
 	while (s->head && s->head != s->cur &&
 	       s->head_off + s->head->len <= s->acked) {
 		struct seg *g = s->head;
@@ -621,6 +630,7 @@ static int cb_acked_stream_data_offset(ngtcp2_conn *conn, int64_t stream_id,
 		if (!s->head)
 			s->tail = NULL;
 		s->head_off += g->len;
+		s->conn->held -= g->len;
 		if (g->free_fn)
 			g->free_fn(g->data);
 		free(g);
@@ -1156,12 +1166,24 @@ static void conn_expiry_error(struct wh_quic_conn *c, int rv)
  * past them, so it is given the timer's own deadline.  Never when that
  * would pass the idle deadline.  Returns true when it fired.
  */
+/* conn_idle_ns - the idle timeout in force: ours, or the peer's if it
+ * asked for less. */
+static uint64_t conn_idle_ns(struct wh_quic_conn *c)
+{
+	const ngtcp2_transport_params *rp;
+	uint64_t idle = c->ep->cfg.idle_timeout_ms * WH_NS_PER_MS;
+
+	rp = ngtcp2_conn_get_remote_transport_params(c->conn);
+	if (rp && rp->max_idle_timeout && rp->max_idle_timeout < idle)
+		idle = rp->max_idle_timeout;
+	return idle;
+}
+
 static bool conn_kick(struct wh_quic_conn *c, uint64_t now,
 		      uint64_t min_wait_ns)
 {
-	const ngtcp2_transport_params *rp;
 	ngtcp2_conn_stat st;
-	uint64_t idle = c->ep->cfg.idle_timeout_ms * WH_NS_PER_MS;
+	uint64_t idle;
 	int rv;
 
 	if (!c->handshake_done || c->dead || c->close_requested ||
@@ -1172,9 +1194,7 @@ static bool conn_kick(struct wh_quic_conn *c, uint64_t now,
 	if (st.pto_count == 0 || st.loss_detection_timer == UINT64_MAX ||
 	    st.loss_detection_timer <= now + min_wait_ns)
 		return false;
-	rp = ngtcp2_conn_get_remote_transport_params(c->conn);
-	if (rp && rp->max_idle_timeout && rp->max_idle_timeout < idle)
-		idle = rp->max_idle_timeout;
+	idle = conn_idle_ns(c);
 	if (st.loss_detection_timer + WH_NS_PER_S >= c->last_rx_ns + idle)
 		return false;
 	c->last_kick_ns = now;
@@ -1781,6 +1801,25 @@ void wh_quic_ep_read(struct wh_quic_ep *ep)
 
 /* -------------------------------------------------------------- timers */
 
+/*
+ * conn_stall_deadline - when a connection holding stream data its peer has
+ * not acknowledged is given up on, or UINT64_MAX.  ngtcp2's idle timer
+ * restarts on every packet received, so a peer that sends (keep-alives,
+ * retransmissions of its own) but acknowledges nothing we send, or never
+ * opens its flow-control window again, would have us hold its data for
+ * ever: a host would keep the replies a client asked for and cannot take
+ * (its path back cut) as long as the client cares to go on sending.  So a
+ * connection whose held data saw no acknowledgement for an idle timeout is
+ * gone, as one that heard nothing would be.  A peer that is there
+ * acknowledges within round trips, however slow its link.
+ */
+static uint64_t conn_stall_deadline(struct wh_quic_conn *c)
+{
+	if (c->held == 0 || !c->handshake_done)
+		return UINT64_MAX;
+	return c->acked_ns + conn_idle_ns(c);
+}
+
 void wh_quic_ep_expire(struct wh_quic_ep *ep)
 {
 	uint64_t now = wh_now_ns();
@@ -1798,6 +1837,16 @@ void wh_quic_ep_expire(struct wh_quic_ep *ep)
 		if (!ep->server && c->handshake_done &&
 		    c->next_probe_ns <= now)
 			conn_probe(c, now);
+		if (!c->dead && conn_stall_deadline(c) <= now) {
+			char why[96];
+
+			snprintf(why, sizeof(why),
+				 "nothing of %llu bytes acknowledged for %.1f s",
+				 (unsigned long long)c->held,
+				 (double)conn_idle_ns(c) / WH_NS_PER_S);
+			wh_debug("quic: %s: %s", c->peer, why);
+			conn_kill(c, WH_ERR_TIMEOUT, why);
+		}
 		if (c->dead || ngtcp2_conn_get_expiry(c->conn) > now)
 			continue;
 		rv = ngtcp2_conn_handle_expiry(c->conn, now);
@@ -1821,6 +1870,9 @@ int wh_quic_ep_timeout_ms(struct wh_quic_ep *ep)
 		if (c->dead || c->close_requested)
 			return 0;
 		t = ngtcp2_conn_get_expiry(c->conn);
+		if (t < min)
+			min = t;
+		t = conn_stall_deadline(c);
 		if (t < min)
 			min = t;
 		if (!ep->server && c->handshake_done && c->next_probe_ns < min)

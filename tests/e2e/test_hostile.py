@@ -1,5 +1,6 @@
 """A hand-made client that misbehaves gets errors (or loses its own
 connection) while the host keeps serving a well-behaved client."""
+import contextlib
 import os
 import subprocess
 import time
@@ -71,6 +72,40 @@ def socket_port(pid, transport):
     raise AssertionError("no socket of pid %d in: %s" % (pid, out))
 
 
+@contextlib.contextmanager
+def hoarders(h, transport, n, count):
+    """|n| clients that each ask for |count| 1 MiB READs and then take
+    none of the replies: every packet the host sends them is dropped."""
+    table = "wh_hoard_%d" % os.getpid()
+    subprocess.run(["nft", "add", "table", "inet", table], check=True)
+    probes = []
+    try:
+        subprocess.run(["nft", "add", "chain", "inet", table, "out",
+                        "{ type filter hook output priority 0; }"], check=True)
+        for _ in range(n):
+            p = subprocess.Popen([os.path.join(TOOLS, "wh_probe"), "--peer", h.addr,
+                                  "--code", h.code, "--case", "hoard",
+                                  "--path", "random64", "--count", str(count),
+                                  "--wrap", "64", "--transport", transport],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True)
+            probes.append(p)
+            assert p.stdout.readline().strip() == "ready"
+            port = socket_port(p.pid, transport)
+            subprocess.run(["nft", "add", "rule", "inet", table, "out", "ip",
+                            "daddr", "127.0.0.1", "udp" if transport == "quic"
+                            else "tcp", "dport", str(port), "drop"], check=True)
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            assert p.stdout.readline().strip() == "sent"
+        yield probes
+    finally:
+        for p in probes:
+            p.kill()
+            p.wait()
+        subprocess.run(["nft", "delete", "table", "inet", table])
+
+
 @pytest.mark.parametrize("transport", ["quic", "tcp"])
 def test_clients_that_take_nothing_cannot_swell_the_host(transport, tree, hosts,
                                                           workdir, monkeypatch):
@@ -84,29 +119,8 @@ def test_clients_that_take_nothing_cannot_swell_the_host(transport, tree, hosts,
         monkeypatch.setenv("ASAN_OPTIONS", os.environ["ASAN_OPTIONS"] +
                            ":quarantine_size_mb=1")
     h = hosts(share)
-    table = "wh_hoard_%d" % os.getpid()
-    subprocess.run(["nft", "add", "table", "inet", table], check=True)
-    probes = []
-    try:
-        subprocess.run(["nft", "add", "chain", "inet", table, "out",
-                        "{ type filter hook output priority 0; }"], check=True)
-        base = rss_mib(h.proc.pid)
-        for _ in range(4):
-            p = subprocess.Popen([os.path.join(TOOLS, "wh_probe"), "--peer", h.addr,
-                                  "--code", h.code, "--case", "hoard",
-                                  "--path", "random64", "--count", "512",
-                                  "--wrap", "64", "--transport", transport],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 text=True)
-            probes.append(p)
-            assert p.stdout.readline().strip() == "ready"
-            port = socket_port(p.pid, transport)
-            subprocess.run(["nft", "add", "rule", "inet", table, "out", "ip",
-                            "daddr", "127.0.0.1", "udp" if transport == "quic"
-                            else "tcp", "dport", str(port), "drop"], check=True)
-            p.stdin.write("go\n")
-            p.stdin.flush()
-            assert p.stdout.readline().strip() == "sent"
+    base = rss_mib(h.proc.pid)
+    with hoarders(h, transport, 4, 512):
         # the host serves what the budget allows at once; give it time
         peak, last = 0, -1
         for _ in range(40):
@@ -129,11 +143,30 @@ def test_clients_that_take_nothing_cannot_swell_the_host(transport, tree, hosts,
             assert peak - base < 200, "host grew from %.0f to %.0f MiB" % (
                 base, peak)
         assert "its further requests wait" in h.stderr()
-    finally:
-        for p in probes:
-            p.kill()
-            p.wait()
-        subprocess.run(["nft", "delete", "table", "inet", table])
+
+
+@pytest.mark.parametrize("transport", ["quic", "tcp"])
+def test_clients_that_take_nothing_are_let_go(transport, tree, hosts,
+                                               monkeypatch):
+    """Two clients ask for much and take nothing, their path back cut,
+    while they go on sending (keep-alives, retransmissions): once nothing
+    the host sent them was acknowledged for an idle timeout (shortened
+    here) the host drops them and what they held, and says why."""
+    share, _ = tree
+    monkeypatch.setenv("WH_HOST_IDLE_MS", "2000")
+    h = hosts(share)
+    with hoarders(h, transport, 2, 64) as probes:
+        deadline = time.monotonic() + 30
+        while h.stderr().count(" lost: ") < 2 and \
+                time.monotonic() < deadline:
+            time.sleep(0.2)
+        log = h.stderr()
+        assert log.count(" lost: ") == 2, log
+        # the clients did not give up by themselves: the host let them go
+        assert all(p.poll() is None for p in probes)
+        if transport == "quic":
+            assert log.count("acknowledged for 2.0 s") == 2, log
+        assert h.alive()
 
 
 def silent(h, count, transport, seconds):
