@@ -52,6 +52,8 @@
 #define APP_ERR_BUSY 4
 #define WORKERS 4           /* threads doing disk I/O for requests (a
 			     * streamed MANIFEST may wait in one) */
+#define LATER_MS 50         /* a MANIFEST not computed yet is looked at
+			     * again after this (WH_SHARE_LATER) */
 
 /*
  * Connections not yet authenticated: anyone who reaches the port can make
@@ -142,12 +144,15 @@ struct job {
 	struct wh_zlink link; /* the path, when the job was handed out */
 	size_t zsaved;       /* bytes compression saved on the reply */
 	uint64_t charge;     /* counted in hc->held while it is served */
+	uint64_t due;        /* in pool->later: when to serve it again */
 };
 
 struct pool {
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
 	struct job *todo_head, *todo_tail; /* protected by lock */
+	struct job *later_head, *later_tail; /* served again at their |due|,
+					      * protected by lock */
 	struct job *done;                  /* protected by lock */
 	bool stop;                         /* protected by lock */
 	int donefd;
@@ -354,6 +359,45 @@ static void job_free(struct job *j)
 	free(j);
 }
 
+static void todo_push(struct pool *p, struct job *j)
+{
+	j->next = NULL;
+	if (p->todo_tail)
+		p->todo_tail->next = j;
+	else
+		p->todo_head = j;
+	p->todo_tail = j;
+}
+
+/* later_due - the jobs put off whose time came go to the end of the
+ * queue (lock held); returns when the next is due, or UINT64_MAX */
+static uint64_t later_due(struct pool *p)
+{
+	uint64_t now = wh_now_ns();
+	struct job *j;
+
+	while ((j = p->later_head) && j->due <= now) {
+		p->later_head = j->next;
+		if (!p->later_head)
+			p->later_tail = NULL;
+		todo_push(p, j);
+	}
+	return j ? j->due : UINT64_MAX;
+}
+
+/* later_push - put |j| off for LATER_MS (lock held): all are put off for
+ * the same time, so the list is in the order they come due */
+static void later_push(struct pool *p, struct job *j)
+{
+	j->due = wh_now_ns() + (uint64_t)LATER_MS * WH_NS_PER_MS;
+	j->next = NULL;
+	if (p->later_tail)
+		p->later_tail->next = j;
+	else
+		p->later_head = j;
+	p->later_tail = j;
+}
+
 static void *worker_main(void *arg)
 {
 	struct pool *p = arg;
@@ -363,8 +407,20 @@ static void *worker_main(void *arg)
 		uint64_t one = 1;
 
 		pthread_mutex_lock(&p->lock);
-		while (!p->stop && !p->todo_head)
-			pthread_cond_wait(&p->cv, &p->lock);
+		for (;;) {
+			uint64_t next = later_due(p);
+			struct timespec ts;
+
+			if (p->stop || p->todo_head)
+				break;
+			if (next == UINT64_MAX) {
+				pthread_cond_wait(&p->cv, &p->lock);
+				continue;
+			}
+			ts.tv_sec = (time_t)(next / WH_NS_PER_S);
+			ts.tv_nsec = (long)(next % WH_NS_PER_S);
+			pthread_cond_timedwait(&p->cv, &p->lock, &ts);
+		}
 		if (p->stop) {
 			pthread_mutex_unlock(&p->lock);
 			return NULL;
@@ -380,6 +436,13 @@ static void *worker_main(void *arg)
 					  &j->resp);
 		wh_trace("w_served", (uint64_t)(int64_t)j->rv);
 		j->fd = -1; /* closed by wh_share_serve_fd */
+		if (j->rv == WH_SHARE_LATER) {
+			/* its manifest is being computed: not in a worker */
+			pthread_mutex_lock(&p->lock);
+			later_push(p, j);
+			pthread_mutex_unlock(&p->lock);
+			continue;
+		}
 		if (j->rv == 0 && j->zh)
 			j->zsaved = wh_zhost_pack(j->zh, j->req, j->len,
 						  &j->resp, &j->link);
@@ -394,9 +457,14 @@ static void *worker_main(void *arg)
 
 static int pool_start(struct pool *p, struct wh_share *share)
 {
+	pthread_condattr_t ca;
+
 	memset(p, 0, sizeof(*p));
 	pthread_mutex_init(&p->lock, NULL);
-	pthread_cond_init(&p->cv, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* wh_now_ns's */
+	pthread_cond_init(&p->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	p->share = share;
 	p->donefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (p->donefd < 0)
@@ -411,13 +479,8 @@ static int pool_start(struct pool *p, struct wh_share *share)
 
 static void pool_submit(struct pool *p, struct job *j)
 {
-	j->next = NULL;
 	pthread_mutex_lock(&p->lock);
-	if (p->todo_tail)
-		p->todo_tail->next = j;
-	else
-		p->todo_head = j;
-	p->todo_tail = j;
+	todo_push(p, j);
 	pthread_mutex_unlock(&p->lock);
 	/* after the unlock: a worker woken under it would only wait for it */
 	pthread_cond_signal(&p->cv);
@@ -437,6 +500,11 @@ static void pool_stop(struct pool *p)
 	/* jobs never served or never collected: drop them */
 	while ((j = p->todo_head)) {
 		p->todo_head = j->next;
+		hconn_unref(j->hc);
+		job_free(j);
+	}
+	while ((j = p->later_head)) {
+		p->later_head = j->next;
 		hconn_unref(j->hc);
 		job_free(j);
 	}
@@ -1151,6 +1219,8 @@ int wh_host_run(const struct wh_host_opts *opts)
 		if (rv < 0)
 			goto out;
 		wh_share_set_mcache(h.share, h.mc);
+		/* workers never wait for a MANIFEST's hashing */
+		wh_share_set_defer(h.share, true);
 	}
 	rv = wh_zhost_new(&h.zh);
 	if (rv < 0)

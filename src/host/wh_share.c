@@ -59,6 +59,7 @@ struct wh_share {
 	int proc_fd;           /* /proc/self/fd, for reopening O_PATH
 				* descriptors; -1 if unavailable */
 	int no_openat2;        /* openat2 refused: walk (atomic) */
+	bool defer;            /* MANIFEST may be WH_SHARE_LATER (atomic) */
 };
 
 /* MANIFEST_STREAMs that may wait at once: the others answer right away,
@@ -286,6 +287,11 @@ static void watch_dir(struct wh_share *sh, int fd, const char *path,
 	sh->nwatches++;
 out:
 	pthread_mutex_unlock(&sh->lock);
+}
+
+void wh_share_set_defer(struct wh_share *sh, bool defer)
+{
+	__atomic_store_n(&sh->defer, defer, __ATOMIC_RELAXED);
 }
 
 void wh_share_set_mcache(struct wh_share *sh, struct wh_mcache *mc)
@@ -663,72 +669,105 @@ int wh_share_read_nowait(struct wh_share *sh, const uint8_t *req,
 	return rv < 0 ? rv : 1;
 }
 
+/* job_entries - entries [start, start + count) of |j|, encoded for a
+ * reply, into *|pents| (malloc'ed; NULL when |count| is 0).  0 or
+ * -ENOMEM. */
+static int job_entries(struct wh_mjob *j, uint32_t start, uint32_t count,
+		       uint8_t **pents)
+{
+	struct wh_chunk *chunks;
+	uint8_t *ents;
+
+	*pents = NULL;
+	if (count == 0)
+		return 0;
+	chunks = malloc((size_t)count * sizeof(*chunks));
+	ents = malloc((size_t)count * WH_MANIFEST_ENTRY_LEN);
+	if (!chunks || !ents) {
+		free(chunks);
+		free(ents);
+		return -ENOMEM;
+	}
+	wh_mjob_copy(j, start, count, chunks);
+	for (uint32_t i = 0; i < count; i++)
+		wh_manifest_entry_encode(chunks[i].offset, chunks[i].length,
+					 chunks[i].hash,
+					 ents + (size_t)i * WH_MANIFEST_ENTRY_LEN);
+	free(chunks);
+	*pents = ents;
+	return 0;
+}
+
+/*
+ * do_manifest - a page of the whole manifest.  It is computed as the
+ * streamed ones are, by the hasher threads (one job per file version,
+ * whoever asks), so that a worker never spends a big file's hashing on
+ * it: with the share's |defer| set, a manifest not finished yet is
+ * WH_SHARE_LATER, and the caller serves the request again later; without,
+ * the call waits for it.
+ */
 static int do_manifest(struct wh_share *sh, uint32_t req_id,
 		       const struct wh_msg_manifest *mr, struct wh_buf *resp)
 {
 	char p[WH_MAX_PATH + 1];
-	struct wh_manifest man;
+	struct wh_mcache *mc = sh->mc ? sh->mc : sh->own_mc;
+	struct wh_mjob *j = NULL;
 	struct wh_msg m;
 	struct stat st;
 	uint8_t *ents = NULL;
 	uint32_t count = 0;
+	size_t known = 0;
+	bool done = false;
 	int fd, rv;
 
+	if (!mc)
+		return wh_error_append(resp, req_id, ENOMEM, "");
 	copy_path(p, mr->path.p, mr->path.len);
 	fd = open_regular(sh, p, false);
 	if (fd < 0)
 		return wh_error_append(resp, req_id, -fd, "");
-	wh_manifest_init(&man);
-	if (fstat(fd, &st) != 0) {
-		rv = -errno;
-	} else if (sh->mc) {
-		rv = wh_mcache_get(sh->mc, fd, &st, p, &man);
-	} else {
-		rv = wh_manifest_build(fd, &man);
-		if (rv == 0 && (uint64_t)st.st_size != man.size)
-			rv = -EAGAIN;
-	}
+	rv = fstat(fd, &st) != 0 ? -errno : wh_mcache_stream(mc, fd, &st, p,
+							     &j);
 	close(fd);
+	if (rv == 0)
+		rv = wh_mjob_wait(j, SIZE_MAX,
+				  __atomic_load_n(&sh->defer, __ATOMIC_RELAXED)
+					  ? 0
+					  : UINT64_MAX,
+				  &known, &done);
+	if (rv == 0 && !done) {
+		wh_mjob_put(j);
+		return WH_SHARE_LATER;
+	}
+	if (rv == 0 && known > UINT32_MAX)
+		rv = -EFBIG;
 	if (rv < 0) {
-		wh_manifest_free(&man);
+		wh_mjob_put(j);
 		if (rv == -ENOMEM)
 			return rv;
 		return wh_error_append(resp, req_id, -rv,
 				   rv == -EAGAIN ? "the file keeps changing"
 						 : "");
 	}
-	if (man.n > UINT32_MAX) {
-		wh_manifest_free(&man);
-		return wh_error_append(resp, req_id, EFBIG, "");
-	}
-	if (mr->start < man.n) {
-		count = (uint32_t)(man.n - mr->start);
+	if (mr->start < known) {
+		count = (uint32_t)(known - mr->start);
 		if (count > WH_MAX_MANIFEST_ENTRIES)
 			count = WH_MAX_MANIFEST_ENTRIES;
-		ents = malloc((size_t)count * WH_MANIFEST_ENTRY_LEN);
-		if (!ents) {
-			wh_manifest_free(&man);
-			return -ENOMEM;
-		}
-		for (uint32_t i = 0; i < count; i++) {
-			const struct wh_chunk *c = &man.chunks[mr->start + i];
-
-			wh_manifest_entry_encode(c->offset, c->length, c->hash,
-						 ents + (size_t)i *
-								WH_MANIFEST_ENTRY_LEN);
-		}
 	}
+	rv = job_entries(j, mr->start, count, &ents);
+	wh_mjob_put(j);
+	if (rv < 0)
+		return rv;
 	memset(&m, 0, sizeof(m));
 	m.hdr.type = WH_MSG_MANIFEST_REPLY;
 	m.hdr.req_id = req_id;
 	fill_version(&st, &m.u.manifest_reply.version);
-	m.u.manifest_reply.total = (uint32_t)man.n;
-	m.u.manifest_reply.start = count ? mr->start : (uint32_t)man.n;
+	m.u.manifest_reply.total = (uint32_t)known;
+	m.u.manifest_reply.start = count ? mr->start : (uint32_t)known;
 	m.u.manifest_reply.count = count;
 	m.u.manifest_reply.entries = ents;
 	rv = wh_msg_append(resp, &m);
 	free(ents);
-	wh_manifest_free(&man);
 	return rv;
 }
 
@@ -740,7 +779,6 @@ static int do_manifest_stream(struct wh_share *sh, uint32_t req_id,
 {
 	char p[WH_MAX_PATH + 1];
 	struct wh_mcache *mc = sh->mc ? sh->mc : sh->own_mc;
-	struct wh_chunk *chunks = NULL;
 	struct wh_mjob *j = NULL;
 	struct wh_msg m;
 	struct stat st;
@@ -786,24 +824,10 @@ static int do_manifest_stream(struct wh_share *sh, uint32_t req_id,
 	count = (uint32_t)(known - start);
 	if (count > WH_MAX_MANIFEST_ENTRIES)
 		count = WH_MAX_MANIFEST_ENTRIES;
-	if (count) {
-		chunks = malloc((size_t)count * sizeof(*chunks));
-		ents = malloc((size_t)count * WH_MANIFEST_ENTRY_LEN);
-		if (!chunks || !ents) {
-			free(chunks);
-			free(ents);
-			wh_mjob_put(j);
-			return -ENOMEM;
-		}
-		wh_mjob_copy(j, start, count, chunks);
-		for (uint32_t i = 0; i < count; i++)
-			wh_manifest_entry_encode(chunks[i].offset,
-						 chunks[i].length,
-						 chunks[i].hash,
-						 ents + (size_t)i *
-								WH_MANIFEST_ENTRY_LEN);
-	}
+	rv = job_entries(j, start, count, &ents);
 	wh_mjob_put(j);
+	if (rv < 0)
+		return rv;
 	memset(&m, 0, sizeof(m));
 	m.hdr.type = WH_MSG_MANIFEST_PART;
 	m.hdr.req_id = req_id;
@@ -815,7 +839,6 @@ static int do_manifest_stream(struct wh_share *sh, uint32_t req_id,
 	m.u.manifest_part.entries = ents;
 	rv = wh_msg_append(resp, &m);
 	free(ents);
-	free(chunks);
 	return rv;
 }
 

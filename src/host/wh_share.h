@@ -16,6 +16,7 @@
 #ifndef WH_SHARE_H
 #define WH_SHARE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,7 +36,7 @@ void wh_share_close(struct wh_share *share);
 
 struct wh_mcache;
 /* wh_share_set_mcache - cache manifests there (borrowed; must outlive the
- * share).  Without one, MANIFEST computes the manifest every time. */
+ * share).  Without one, manifests are kept in memory only. */
 void wh_share_set_mcache(struct wh_share *share, struct wh_mcache *mc);
 
 /*
@@ -52,6 +53,16 @@ void wh_share_set_mcache(struct wh_share *share, struct wh_mcache *mc);
  */
 int wh_share_serve(struct wh_share *share, const uint8_t *req, size_t len,
 		   struct wh_buf *resp);
+
+/*
+ * wh_share_set_defer - with |defer|, a MANIFEST whose manifest is still
+ * being computed (by the cache's hasher threads) is not waited for:
+ * wh_share_serve and wh_share_serve_fd return WH_SHARE_LATER, append
+ * nothing, and the caller serves the same request again later.  Without
+ * (the default) they wait for it.
+ */
+#define WH_SHARE_LATER 1
+void wh_share_set_defer(struct wh_share *share, bool defer);
 
 /* READs at most this long may be answered by wh_share_read_nowait */
 #define WH_SHARE_NOWAIT_MAX (16 * 1024)

@@ -169,6 +169,25 @@ def test_clients_that_take_nothing_are_let_go(transport, tree, hosts,
         assert h.alive()
 
 
+def test_manifest_being_computed_takes_no_worker(small_share, hosts):
+    """Whole-manifest requests (MANIFEST, for clients without streamed
+    manifests) of a big file not hashed yet, more of them than the host
+    has workers, are all answered once it is hashed, and a request sent
+    after them is answered first: the hashing holds none of the workers
+    that serve everyone's requests."""
+    with open(os.path.join(small_share, "big.sparse"), "wb") as f:
+        f.truncate(1024 * MiB)
+    h = hosts(small_share)
+    r = subprocess.run([os.path.join(TOOLS, "wh_probe"), "--peer", h.addr,
+                        "--code", h.code, "--case", "busy",
+                        "--path", "big.sparse", "--count", "6"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["order", "GETATTR_REPLY"] + \
+        ["MANIFEST_REPLY"] * 6, r.stdout
+    assert h.alive()
+
+
 def silent(h, count, transport, seconds):
     return subprocess.Popen([os.path.join(TOOLS, "wh_silent"), "--peer", h.addr,
                              "--count", str(count), "--transport", transport,

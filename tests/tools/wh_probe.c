@@ -14,8 +14,14 @@
  * to cut the path from the host to it), sends N READs of 1 MiB of P at
  * once (offsets 0, 1, 2 ... MiB, wrapping at --wrap MiB), prints "sent"
  * and sleeps until it is killed.
+ *
+ * "busy" sends N MANIFESTs of P at once, then a GETATTR of the root, and
+ * prints the types of the replies in the order they came, on one line:
+ * "order GETATTR_REPLY MANIFEST_REPLY ..." (a request that failed is
+ * "closed" or "timeout").
  */
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +150,61 @@ static int hoard(struct wh_session *s, const char *path, unsigned count,
 		pause();
 }
 
+static pthread_mutex_t order_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t order_cv = PTHREAD_COND_INITIALIZER;
+static char order[4096];
+static unsigned replies;
+
+static void busy_done(void *ud, int err, struct wh_buf *resp)
+{
+	struct wh_frame_hdr hdr;
+	const char *what;
+	size_t n;
+
+	(void)ud;
+	if (err == WH_ERR_TIMEOUT)
+		what = "timeout";
+	else if (err < 0)
+		what = "closed";
+	else if (wh_frame_hdr_decode(resp->data, resp->len, WH_MAX_REPLY_FRAME,
+				     &hdr) < 0)
+		what = "MALFORMED";
+	else
+		what = wh_msg_type_name(hdr.type);
+	pthread_mutex_lock(&order_lock);
+	n = strlen(order);
+	snprintf(order + n, sizeof(order) - n, " %s", what);
+	replies++;
+	pthread_cond_signal(&order_cv);
+	pthread_mutex_unlock(&order_lock);
+}
+
+/* busy - the "busy" case (see the top of the file) */
+static int busy(struct wh_session *s, const char *path, unsigned count)
+{
+	for (unsigned i = 0; i <= count; i++) {
+		if (i < count) {
+			header(WH_MSG_MANIFEST);
+			putstr(path, strlen(path));
+			put32(0);
+			finish();
+		} else {
+			build("ok");
+		}
+		if (wh_session_call_async(s, frame, flen, 120000, busy_done,
+					  NULL) < 0)
+			return 1;
+	}
+	pthread_mutex_lock(&order_lock);
+	while (replies <= count)
+		pthread_cond_wait(&order_cv, &order_lock);
+	pthread_mutex_unlock(&order_lock);
+	printf("order%s\n", order);
+	fflush(stdout);
+	wh_session_del(s);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -182,8 +243,9 @@ int main(int argc, char **argv)
 		default: return 2;
 		}
 	}
-	if (kase && !strcmp(kase, "hoard") && path && strlen(path) < 4096 &&
-	    count > 0 && wrap > 0)
+	if (kase && (!strcmp(kase, "hoard") || !strcmp(kase, "busy")) &&
+	    path && strlen(path) < 4096 && count > 0 && wrap > 0 &&
+	    (strcmp(kase, "busy") != 0 || count < 100))
 		build("ok");
 	else
 		path = NULL;
@@ -194,7 +256,9 @@ int main(int argc, char **argv)
 			"oversized|garbage|replytype "
 			"[--transport auto|quic|tcp]\n"
 			"       wh_probe --peer ADDR:PORT --code CODE --case hoard "
-			"--path P --count N [--wrap MIB] [--transport ...]\n");
+			"--path P --count N [--wrap MIB] [--transport ...]\n"
+			"       wh_probe --peer ADDR:PORT --code CODE --case busy "
+			"--path P --count N [--transport ...]\n");
 		return 2;
 	}
 	memset(&so, 0, sizeof(so));
@@ -209,6 +273,8 @@ int main(int argc, char **argv)
 		printf("auth-failed\n");
 		return 0;
 	}
+	if (path && !strcmp(kase, "busy"))
+		return busy(s, path, count);
 	if (path)
 		return hoard(s, path, count, wrap);
 	wh_buf_init(&resp);

@@ -347,6 +347,70 @@ static void test_streamed_manifest(void **state)
 	free(data);
 }
 
+/* With defer set, a MANIFEST whose manifest is being computed is put off
+ * (nothing appended) until it is done, then answered whole. */
+static void test_deferred_manifest(void **state)
+{
+	const size_t n = 48u << 20;
+	uint8_t *data = malloc(n);
+	uint8_t req[256];
+	struct wh_manifest ref;
+	struct wh_msg m;
+	ssize_t len;
+	int rv, laters = 0;
+
+	(void)state;
+	assert_non_null(data);
+	fill_random(data, n, 11);
+	manifest_of(data, n, &ref);
+	put_file("big3", data, n);
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_MANIFEST;
+	m.hdr.req_id = 12;
+	m.u.manifest.path.p = "big3";
+	m.u.manifest.path.len = 4;
+	len = wh_msg_encode(&m, req, sizeof(req));
+	assert_true(len > 0);
+	wh_share_set_defer(share, true);
+	for (;;) {
+		wh_buf_reset(&resp);
+		rv = wh_share_serve(share, req, (size_t)len, &resp);
+		if (rv != WH_SHARE_LATER)
+			break;
+		assert_int_equal(resp.len, 0);
+		laters++;
+		usleep(1000);
+	}
+	wh_share_set_defer(share, false);
+	assert_int_equal(rv, 0);
+	/* 48 MiB take far longer to hash than the first call to return */
+	assert_true(laters > 0);
+	assert_int_equal(wh_msg_decode(resp.data, resp.len, WH_MAX_REPLY_FRAME,
+				       &reply), 0);
+	assert_int_equal(reply.hdr.type, WH_MSG_MANIFEST_REPLY);
+	assert_true(reply.u.manifest_reply.total == ref.n &&
+		    reply.u.manifest_reply.count == ref.n &&
+		    reply.u.manifest_reply.version.size == n);
+	for (uint32_t i = 0; i < reply.u.manifest_reply.count; i++) {
+		struct wh_chunk c;
+
+		wh_manifest_entry(&reply.u.manifest_reply, i, &c.offset,
+				  &c.length, c.hash);
+		assert_true(c.offset == ref.chunks[i].offset &&
+			    c.length == ref.chunks[i].length);
+		assert_memory_equal(c.hash, ref.chunks[i].hash, 32);
+	}
+	/* and a small file is never put off: hashed right away */
+	m.u.manifest.path.p = "hello";
+	m.u.manifest.path.len = 5;
+	wh_share_set_defer(share, true);
+	assert_int_equal(serve(&m), 0);
+	wh_share_set_defer(share, false);
+	assert_int_equal(reply.hdr.type, WH_MSG_MANIFEST_REPLY);
+	wh_manifest_free(&ref);
+	free(data);
+}
+
 static void test_getattr(void **state)
 {
 	(void)state;
@@ -745,6 +809,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_watch),
 		cmocka_unit_test(test_streamed_manifest),
+		cmocka_unit_test(test_deferred_manifest),
 		cmocka_unit_test(test_get_small),
 	};
 
