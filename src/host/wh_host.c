@@ -110,6 +110,11 @@ struct hconn {
 	uint64_t parked;    /* requests that had to wait, for the log */
 	struct hconn *wait_next; /* in host->waiting, if parked */
 	bool waiting;
+	/* its jobs waiting for a worker, and its place in the pool's turn:
+	 * protected by the pool's lock */
+	struct job *todo_head, *todo_tail;
+	struct hconn *turn_next;
+	bool in_turn;
 };
 
 struct job;
@@ -150,7 +155,11 @@ struct job {
 struct pool {
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
-	struct job *todo_head, *todo_tail; /* protected by lock */
+	/* the connections with jobs waiting, each in turn: a worker takes
+	 * the first one's oldest job and sends it to the back, so one
+	 * client's many requests never make another's few wait behind them;
+	 * protected by lock */
+	struct hconn *turn_head, *turn_tail;
 	struct job *later_head, *later_tail; /* served again at their |due|,
 					      * protected by lock */
 	struct job *done;                  /* protected by lock */
@@ -359,14 +368,53 @@ static void job_free(struct job *j)
 	free(j);
 }
 
+static void turn_push(struct pool *p, struct hconn *hc)
+{
+	hc->turn_next = NULL;
+	hc->in_turn = true;
+	if (p->turn_tail)
+		p->turn_tail->turn_next = hc;
+	else
+		p->turn_head = hc;
+	p->turn_tail = hc;
+}
+
+/* todo_push - |j| waits for a worker behind its connection's others (lock
+ * held) */
 static void todo_push(struct pool *p, struct job *j)
 {
+	struct hconn *hc = j->hc;
+
 	j->next = NULL;
-	if (p->todo_tail)
-		p->todo_tail->next = j;
+	if (hc->todo_tail)
+		hc->todo_tail->next = j;
 	else
-		p->todo_head = j;
-	p->todo_tail = j;
+		hc->todo_head = j;
+	hc->todo_tail = j;
+	if (!hc->in_turn)
+		turn_push(p, hc);
+}
+
+/* todo_pop - the next job for a worker, or NULL (lock held): the oldest of
+ * the connection whose turn it is */
+static struct job *todo_pop(struct pool *p)
+{
+	struct hconn *hc = p->turn_head;
+	struct job *j;
+
+	if (!hc)
+		return NULL;
+	p->turn_head = hc->turn_next;
+	if (!p->turn_head)
+		p->turn_tail = NULL;
+	hc->in_turn = false;
+	j = hc->todo_head;
+	hc->todo_head = j->next;
+	if (!hc->todo_head)
+		hc->todo_tail = NULL;
+	else
+		turn_push(p, hc);
+	return j;
 }
 
 /* later_due - the jobs put off whose time came go to the end of the
@@ -411,7 +459,7 @@ static void *worker_main(void *arg)
 			uint64_t next = later_due(p);
 			struct timespec ts;
 
-			if (p->stop || p->todo_head)
+			if (p->stop || p->turn_head)
 				break;
 			if (next == UINT64_MAX) {
 				pthread_cond_wait(&p->cv, &p->lock);
@@ -425,10 +473,7 @@ static void *worker_main(void *arg)
 			pthread_mutex_unlock(&p->lock);
 			return NULL;
 		}
-		j = p->todo_head;
-		p->todo_head = j->next;
-		if (!p->todo_head)
-			p->todo_tail = NULL;
+		j = todo_pop(p);
 		pthread_mutex_unlock(&p->lock);
 
 		wh_trace("w_start", 0);
@@ -498,8 +543,7 @@ static void pool_stop(struct pool *p)
 		pthread_join(p->threads[i], NULL);
 	p->nthreads = 0;
 	/* jobs never served or never collected: drop them */
-	while ((j = p->todo_head)) {
-		p->todo_head = j->next;
+	while ((j = todo_pop(p))) {
 		hconn_unref(j->hc);
 		job_free(j);
 	}

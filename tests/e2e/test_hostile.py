@@ -188,6 +188,28 @@ def test_manifest_being_computed_takes_no_worker(small_share, hosts):
     assert h.alive()
 
 
+def test_many_requests_of_one_client_do_not_delay_another(tree, hosts):
+    """One client has 64 reads queued at the host, of a file that is not in
+    the page cache, when another client sends one request: the host's
+    workers take the connections in turn, so the second is answered
+    before most of the reads (in arrival order it came after all of
+    them: 59-60 of the 64 before it)."""
+    share, _ = tree
+    h = hosts(share)
+    with open(os.path.join(share, "random64"), "rb") as f:
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    r = subprocess.run([os.path.join(TOOLS, "wh_probe"), "--peer", h.addr,
+                        "--code", h.code, "--case", "fair",
+                        "--path", "random64", "--count", "64", "--wrap", "64"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    words = r.stdout.split()
+    assert words[0] == "before" and words[2:] == ["of", "64"], r.stdout
+    assert int(words[1]) <= 16, r.stdout
+    assert h.alive()
+
+
 def silent(h, count, transport, seconds):
     return subprocess.Popen([os.path.join(TOOLS, "wh_silent"), "--peer", h.addr,
                              "--count", str(count), "--transport", transport,

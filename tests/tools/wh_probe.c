@@ -19,8 +19,14 @@
  * prints the types of the replies in the order they came, on one line:
  * "order GETATTR_REPLY MANIFEST_REPLY ..." (a request that failed is
  * "closed" or "timeout").
+ *
+ * "fair" opens two connections: on the first it sends N READs of 64 KiB of
+ * P at once (offsets 0, 1, 2 ... MiB, wrapping at --wrap MiB), then a
+ * GETATTR of the root on the second, and prints how many of the READs
+ * were answered before the GETATTR: "before K of N".
  */
 #include <getopt.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -179,6 +185,54 @@ static void busy_done(void *ud, int err, struct wh_buf *resp)
 	pthread_mutex_unlock(&order_lock);
 }
 
+static unsigned fair_reads, fair_before;
+static bool fair_got;
+
+static void fair_done(void *ud, int err, struct wh_buf *resp)
+{
+	(void)err;
+	(void)resp;
+	pthread_mutex_lock(&order_lock);
+	if (ud) {
+		fair_got = true;
+	} else {
+		fair_reads++;
+		fair_before += !fair_got;
+	}
+	pthread_cond_signal(&order_cv);
+	pthread_mutex_unlock(&order_lock);
+}
+
+/* fair - the "fair" case (see the top of the file) */
+static int fair(struct wh_session *a, struct wh_session *b, const char *path,
+		unsigned count, unsigned wrap)
+{
+	static int is_b = 1;
+
+	for (unsigned i = 0; i < count; i++) {
+		header(WH_MSG_READ);
+		putstr(path, strlen(path));
+		put64((uint64_t)(i % wrap) << 20);
+		put32(64 << 10);
+		finish();
+		if (wh_session_call_async(a, frame, flen, 60000, fair_done,
+					  NULL) < 0)
+			return 1;
+	}
+	build("ok");
+	if (wh_session_call_async(b, frame, flen, 60000, fair_done, &is_b) < 0)
+		return 1;
+	pthread_mutex_lock(&order_lock);
+	while (!fair_got || fair_reads < count)
+		pthread_cond_wait(&order_cv, &order_lock);
+	pthread_mutex_unlock(&order_lock);
+	printf("before %u of %u\n", fair_before, count);
+	fflush(stdout);
+	wh_session_del(b);
+	wh_session_del(a);
+	return 0;
+}
+
 /* busy - the "busy" case (see the top of the file) */
 static int busy(struct wh_session *s, const char *path, unsigned count)
 {
@@ -243,7 +297,8 @@ int main(int argc, char **argv)
 		default: return 2;
 		}
 	}
-	if (kase && (!strcmp(kase, "hoard") || !strcmp(kase, "busy")) &&
+	if (kase && (!strcmp(kase, "hoard") || !strcmp(kase, "busy") ||
+		     !strcmp(kase, "fair")) &&
 	    path && strlen(path) < 4096 && count > 0 && wrap > 0 &&
 	    (strcmp(kase, "busy") != 0 || count < 100))
 		build("ok");
@@ -258,7 +313,9 @@ int main(int argc, char **argv)
 			"       wh_probe --peer ADDR:PORT --code CODE --case hoard "
 			"--path P --count N [--wrap MIB] [--transport ...]\n"
 			"       wh_probe --peer ADDR:PORT --code CODE --case busy "
-			"--path P --count N [--transport ...]\n");
+			"--path P --count N [--transport ...]\n"
+			"       wh_probe --peer ADDR:PORT --code CODE --case fair "
+			"--path P --count N [--wrap MIB] [--transport ...]\n");
 		return 2;
 	}
 	memset(&so, 0, sizeof(so));
@@ -275,6 +332,16 @@ int main(int argc, char **argv)
 	}
 	if (path && !strcmp(kase, "busy"))
 		return busy(s, path, count);
+	if (path && !strcmp(kase, "fair")) {
+		struct wh_session *b;
+
+		rv = wh_session_new(&so, &b, err, sizeof(err));
+		if (rv < 0) {
+			fprintf(stderr, "wh_probe: %s\n", err);
+			return 1;
+		}
+		return fair(s, b, path, count, wrap);
+	}
 	if (path)
 		return hoard(s, path, count, wrap);
 	wh_buf_init(&resp);
