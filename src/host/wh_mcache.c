@@ -124,6 +124,8 @@ struct wh_mcache {
 	struct dsave nsave;            /* saving them, under lock */
 	unsigned long hinted;          /* hashed with a hint, under lock */
 	uint64_t hint_kept;            /* bytes it kept, under lock */
+	char *test_hold; /* WH_MCACHE_TEST_HOLD: the hasher threads start no
+			  * job while this file does not exist (tests) */
 };
 
 static bool hashes_pack_locked(struct wh_mcache *mc, uint8_t **pbuf,
@@ -229,6 +231,8 @@ int wh_mcache_open(const char *dir, struct wh_mcache **pmc)
 	pthread_cond_init(&mc->cv, NULL);
 	/* (without it, new versions are hashed in full) */
 	mc->prevs = wh_zalloc(PREV_ENTRIES, sizeof(*mc->prevs));
+	if (getenv("WH_MCACHE_TEST_HOLD"))
+		mc->test_hold = strdup(getenv("WH_MCACHE_TEST_HOLD"));
 	{
 		const char *e = getenv("WH_MCACHE_SAVE_MS");
 		char *end;
@@ -276,6 +280,7 @@ void wh_mcache_close(struct wh_mcache *mc)
 	for (size_t i = 0; i < mc->nmem; i++)
 		wh_manifest_free(&mc->mem[i].m);
 	free(mc->dir);
+	free(mc->test_hold);
 	pthread_mutex_destroy(&mc->lock);
 	free(mc);
 }
@@ -656,6 +661,12 @@ static void *hasher_main(void *arg)
 	for (;;) {
 		struct wh_mjob *j = NULL;
 
+		while (mc->test_hold && !mc->stopping &&
+		       access(mc->test_hold, F_OK) != 0) {
+			pthread_mutex_unlock(&mc->lock);
+			usleep(10000);
+			pthread_mutex_lock(&mc->lock);
+		}
 		for (struct wh_mjob *q = mc->jobs; q; q = q->next)
 			if (q->queued && (!j || q->seq < j->seq))
 				j = q;
@@ -719,12 +730,19 @@ static void old_manifest(struct wh_mcache *mc, uint64_t tag,
 		wh_manifest_free(out);
 }
 
+/* how find_or_start computes a manifest it has to start */
+enum start_how {
+	START_HERE,        /* hashed by the caller */
+	START_QUEUED,      /* a big file queued for the hasher threads; hashed
+			    * by the caller when MAX_QUEUED wait already */
+	START_ONLY_QUEUED, /* the same, but then -EBUSY: nothing started */
+};
+
 /* find_or_start - the job for |st| (of the file named |name|, or NULL):
- * cached, joined, or new (queued for the hasher threads if |background|
- * and the file is big, else hashed here; with the manifest of the version
- * seen under |name| before, if known) */
+ * cached, joined, or new, started as |how| says (with the manifest of the
+ * version seen under |name| before, if known) */
 static int find_or_start(struct wh_mcache *mc, int fd, const struct stat *st,
-			 const char *name, bool background,
+			 const char *name, enum start_how how,
 			 struct wh_mjob **pjob)
 {
 	struct wh_manifest man, hint;
@@ -733,7 +751,7 @@ static int find_or_start(struct wh_mcache *mc, int fd, const struct stat *st,
 	pthread_attr_t attr;
 	pthread_t th;
 	uint64_t tag = name_tag(name);
-	bool spawn = false;
+	bool background = how != START_HERE, spawn = false;
 	int rv = 0;
 
 	key_of(st, &k);
@@ -778,6 +796,12 @@ static int find_or_start(struct wh_mcache *mc, int fd, const struct stat *st,
 		wh_manifest_free(&hint);
 		*pjob = j;
 		return 0;
+	}
+	if (how == START_ONLY_QUEUED && k.size > INLINE_MAX &&
+	    mc->nqueued >= MAX_QUEUED) {
+		pthread_mutex_unlock(&mc->lock);
+		wh_manifest_free(&hint);
+		return -EBUSY;
 	}
 	j = job_new(mc, &k);
 	if (j) {
@@ -840,9 +864,10 @@ found:
 }
 
 int wh_mcache_stream(struct wh_mcache *mc, int fd, const struct stat *st,
-		     const char *name, struct wh_mjob **pjob)
+		     const char *name, bool may_wait, struct wh_mjob **pjob)
 {
-	return find_or_start(mc, fd, st, name, true, pjob);
+	return find_or_start(mc, fd, st, name,
+			     may_wait ? START_QUEUED : START_ONLY_QUEUED, pjob);
 }
 
 int wh_mjob_wait(struct wh_mjob *j, size_t start, uint64_t deadline_ns,
@@ -882,7 +907,7 @@ int wh_mcache_get(struct wh_mcache *mc, int fd, const struct stat *st,
 	bool done;
 	int rv;
 
-	rv = find_or_start(mc, fd, st, name, false, &j);
+	rv = find_or_start(mc, fd, st, name, START_HERE, &j);
 	if (rv < 0)
 		return rv;
 	rv = wh_mjob_wait(j, SIZE_MAX, UINT64_MAX, &known, &done);

@@ -63,12 +63,16 @@ int wh_mcache_put(struct wh_mcache *mc, const struct stat *st,
  * it is computed joins the same job, so a file is hashed once however many
  * clients ask; the finished manifest goes to the cache as with
  * wh_mcache_get.  Big files are queued for two hasher threads (oldest
- * first; past 64 waiting, the caller hashes it itself), small ones are
- * hashed right in the caller.
+ * first; past 64 waiting, the caller hashes it itself or is told to ask
+ * again, see |may_wait|), small ones are hashed right in the caller.
+ * WH_MCACHE_TEST_HOLD=FILE in the environment (tests) holds the hasher
+ * threads back until FILE exists.
  *
  * wh_mcache_stream - a reference to the job for the file open as |fd|
  * (fstat() |st|, |name| as for wh_mcache_get; the job keeps its own
- * descriptor).  0 or -errno.
+ * descriptor).  0 or -errno.  A big file that would have to be hashed by
+ * the caller (64 queued already) is, if |may_wait|; else that is -EBUSY
+ * and nothing is started: ask again later.
  * wh_mjob_wait - wait until the job has more than |start| entries, is
  * finished, or |deadline_ns| (wh_now_ns() clock) passed; then |*known| is
  * the number of entries computed so far and |*done| whether that is all.
@@ -79,7 +83,7 @@ int wh_mcache_put(struct wh_mcache *mc, const struct stat *st,
  */
 struct wh_mjob;
 int wh_mcache_stream(struct wh_mcache *mc, int fd, const struct stat *st,
-		     const char *name, struct wh_mjob **pjob);
+		     const char *name, bool may_wait, struct wh_mjob **pjob);
 int wh_mjob_wait(struct wh_mjob *j, size_t start, uint64_t deadline_ns,
 		 size_t *known, bool *done);
 void wh_mjob_copy(struct wh_mjob *j, size_t start, size_t n,

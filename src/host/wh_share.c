@@ -718,6 +718,7 @@ static int do_manifest(struct wh_share *sh, uint32_t req_id,
 	uint32_t count = 0;
 	size_t known = 0;
 	bool done = false;
+	bool defer = __atomic_load_n(&sh->defer, __ATOMIC_RELAXED);
 	int fd, rv;
 
 	if (!mc)
@@ -727,15 +728,14 @@ static int do_manifest(struct wh_share *sh, uint32_t req_id,
 	if (fd < 0)
 		return wh_error_append(resp, req_id, -fd, "");
 	rv = fstat(fd, &st) != 0 ? -errno : wh_mcache_stream(mc, fd, &st, p,
-							     &j);
+							     !defer, &j);
 	close(fd);
 	if (rv == 0)
-		rv = wh_mjob_wait(j, SIZE_MAX,
-				  __atomic_load_n(&sh->defer, __ATOMIC_RELAXED)
-					  ? 0
-					  : UINT64_MAX,
-				  &known, &done);
-	if (rv == 0 && !done) {
+		rv = wh_mjob_wait(j, SIZE_MAX, defer ? 0 : UINT64_MAX, &known,
+				  &done);
+	/* not finished, or not even started: the hashers have all they
+	 * can queue */
+	if ((rv == 0 && !done) || rv == -EBUSY) {
 		wh_mjob_put(j);
 		return WH_SHARE_LATER;
 	}
@@ -786,6 +786,7 @@ static int do_manifest_stream(struct wh_share *sh, uint32_t req_id,
 	uint32_t start = ms->start, count = 0, wait;
 	size_t known = 0;
 	bool done = false;
+	bool defer = __atomic_load_n(&sh->defer, __ATOMIC_RELAXED);
 	int fd, rv;
 
 	if (!mc)
@@ -795,9 +796,13 @@ static int do_manifest_stream(struct wh_share *sh, uint32_t req_id,
 	if (fd < 0)
 		return wh_error_append(resp, req_id, -fd, "");
 	rv = fstat(fd, &st) != 0 ? -errno : wh_mcache_stream(mc, fd, &st, p,
-							     &j);
+							     !defer, &j);
 	close(fd);
-	if (rv == 0) {
+	if (rv == -EBUSY) {
+		/* the hashers have all they can queue: nothing is known yet,
+		 * and the client asks again */
+		rv = 0;
+	} else if (rv == 0) {
 		wait = ms->wait_ms < WH_MAX_MSTREAM_WAIT_MS
 			       ? ms->wait_ms
 			       : WH_MAX_MSTREAM_WAIT_MS;

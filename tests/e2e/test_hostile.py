@@ -188,6 +188,39 @@ def test_manifest_being_computed_takes_no_worker(small_share, hosts):
     assert h.alive()
 
 
+def test_manifests_past_the_hashers_queue_take_no_worker(small_share, hosts,
+                                                          workdir, monkeypatch):
+    """More whole-manifest requests of distinct big files never hashed
+    than the host queues for its hasher threads (64; the hashers are held
+    here until the test lets them go, WH_MCACHE_TEST_HOLD), over four
+    connections (one would have most of them wait for its reply budget):
+    those past the queue wait for room in it, not hashed in the workers,
+    so a request sent after them is answered first, and every one is
+    answered once the hashers go on."""
+    for i in range(70):
+        with open(os.path.join(small_share, "big.%d" % i), "wb") as f:
+            f.truncate(9 * MiB)  # over the size hashed in the caller
+    flag = os.path.join(workdir, "hashers-go")
+    monkeypatch.setenv("WH_MCACHE_TEST_HOLD", flag)
+    h = hosts(small_share)
+    p = subprocess.Popen([os.path.join(TOOLS, "wh_probe"), "--peer", h.addr,
+                          "--code", h.code, "--case", "busy", "--path", "big",
+                          "--count", "70", "--wrap", "70", "--conns", "4"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)  # the requests are in; the queue is full
+        open(flag, "w").close()
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    assert out.split() == ["order", "GETATTR_REPLY"] + \
+        ["MANIFEST_REPLY"] * 70, out
+    assert h.alive()
+
+
 def test_many_requests_of_one_client_do_not_delay_another(tree, hosts):
     """One client has 64 reads queued at the host, of a file that is not in
     the page cache, when another client sends one request: the host's

@@ -15,8 +15,9 @@
  * once (offsets 0, 1, 2 ... MiB, wrapping at --wrap MiB), prints "sent"
  * and sleeps until it is killed.
  *
- * "busy" sends N MANIFESTs of P at once, then a GETATTR of the root, and
- * prints the types of the replies in the order they came, on one line:
+ * "busy" sends N MANIFESTs of P at once (with --wrap W > 1, of P.0, P.1 ...
+ * P.W-1 in turn; with --conns K, over K connections in turn), then a
+ * GETATTR of the root on the last of them, and prints the types of the replies in the order they came, on one line:
  * "order GETATTR_REPLY MANIFEST_REPLY ..." (a request that failed is
  * "closed" or "timeout").
  *
@@ -233,13 +234,24 @@ static int fair(struct wh_session *a, struct wh_session *b, const char *path,
 	return 0;
 }
 
-/* busy - the "busy" case (see the top of the file) */
-static int busy(struct wh_session *s, const char *path, unsigned count)
+/* busy - the "busy" case (see the top of the file), over the |nconns|
+ * sessions |ss| */
+static int busy(struct wh_session **ss, unsigned nconns, const char *path,
+		unsigned count, unsigned wrap)
 {
 	for (unsigned i = 0; i <= count; i++) {
+		struct wh_session *s = ss[i < count ? i % nconns : nconns - 1];
+
 		if (i < count) {
+			char name[4200];
+
+			if (wrap > 1)
+				snprintf(name, sizeof(name), "%s.%u", path,
+					 i % wrap);
+			else
+				snprintf(name, sizeof(name), "%s", path);
 			header(WH_MSG_MANIFEST);
-			putstr(path, strlen(path));
+			putstr(name, strlen(name));
 			put32(0);
 			finish();
 		} else {
@@ -255,7 +267,8 @@ static int busy(struct wh_session *s, const char *path, unsigned count)
 	pthread_mutex_unlock(&order_lock);
 	printf("order%s\n", order);
 	fflush(stdout);
-	wh_session_del(s);
+	for (unsigned i = 0; i < nconns; i++)
+		wh_session_del(ss[i]);
 	return 0;
 }
 
@@ -269,10 +282,11 @@ int main(int argc, char **argv)
 		{ "path", required_argument, NULL, 'f' },
 		{ "count", required_argument, NULL, 'n' },
 		{ "wrap", required_argument, NULL, 'w' },
+		{ "conns", required_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *peer = NULL, *code_in = NULL, *kase = NULL, *path = NULL;
-	unsigned count = 0, wrap = 1;
+	unsigned count = 0, wrap = 1, nconns = 1;
 	char code[WH_CODE_STRLEN + 1], err[512];
 	struct wh_session_opts so;
 	enum wh_net_transport transport = WH_NET_AUTO;
@@ -290,6 +304,7 @@ int main(int argc, char **argv)
 		case 'f': path = optarg; break;
 		case 'n': count = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'w': wrap = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'C': nconns = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 't':
 			if (wh_net_transport_parse(optarg, &transport) < 0)
 				return 2;
@@ -300,7 +315,8 @@ int main(int argc, char **argv)
 	if (kase && (!strcmp(kase, "hoard") || !strcmp(kase, "busy") ||
 		     !strcmp(kase, "fair")) &&
 	    path && strlen(path) < 4096 && count > 0 && wrap > 0 &&
-	    (strcmp(kase, "busy") != 0 || count < 100))
+	    (strcmp(kase, "busy") != 0 || count < 100) && nconns > 0 &&
+	    nconns <= 8)
 		build("ok");
 	else
 		path = NULL;
@@ -313,7 +329,8 @@ int main(int argc, char **argv)
 			"       wh_probe --peer ADDR:PORT --code CODE --case hoard "
 			"--path P --count N [--wrap MIB] [--transport ...]\n"
 			"       wh_probe --peer ADDR:PORT --code CODE --case busy "
-			"--path P --count N [--transport ...]\n"
+			"--path P --count N [--wrap W] [--conns K] "
+			"[--transport ...]\n"
 			"       wh_probe --peer ADDR:PORT --code CODE --case fair "
 			"--path P --count N [--wrap MIB] [--transport ...]\n");
 		return 2;
@@ -330,8 +347,18 @@ int main(int argc, char **argv)
 		printf("auth-failed\n");
 		return 0;
 	}
-	if (path && !strcmp(kase, "busy"))
-		return busy(s, path, count);
+	if (path && !strcmp(kase, "busy")) {
+		struct wh_session *ss[8] = { s };
+
+		for (unsigned i = 1; i < nconns; i++) {
+			rv = wh_session_new(&so, &ss[i], err, sizeof(err));
+			if (rv < 0) {
+				fprintf(stderr, "wh_probe: %s\n", err);
+				return 1;
+			}
+		}
+		return busy(ss, nconns, path, count, wrap);
+	}
 	if (path && !strcmp(kase, "fair")) {
 		struct wh_session *b;
 

@@ -411,6 +411,98 @@ static void test_deferred_manifest(void **state)
 	free(data);
 }
 
+/* With defer set, a big file past what the hashers queue (64, the hashers
+ * held by WH_MCACHE_TEST_HOLD) is not hashed in the caller: its
+ * MANIFEST_STREAM gets an empty part at once, its MANIFEST is put off;
+ * both complete once the hashers go on. */
+static void test_deferred_past_the_queue(void **state)
+{
+	enum { FILES = 66 };
+	struct wh_share *held;
+	struct wh_share *saved = share;
+	char p[512], flag[512];
+	int fd;
+
+	(void)state;
+	snprintf(flag, sizeof(flag), "%s/hashers-go", base);
+	for (int i = 0; i < FILES; i++) {
+		snprintf(p, sizeof(p), "%s/q%02d", root, i);
+		fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		assert_true(fd >= 0);
+		assert_int_equal(ftruncate(fd, 9 << 20), 0); /* over inline */
+		close(fd);
+	}
+	setenv("WH_MCACHE_TEST_HOLD", flag, 1);
+	assert_int_equal(wh_share_open(root, &held), 0); /* its own cache */
+	unsetenv("WH_MCACHE_TEST_HOLD");
+	wh_share_set_defer(held, true);
+	share = held;
+	for (int i = 0; i < FILES - 1; i++) {
+		snprintf(p, sizeof(p), "q%02d", i);
+		assert_int_equal(mstream(p, 0, 0), 0);
+		/* nothing hashed while the hashers are held, none in here */
+		assert_false(reply.u.manifest_part.done);
+		assert_int_equal(reply.u.manifest_part.count, 0);
+	}
+	{
+		struct wh_msg m;
+		uint8_t req[256];
+		ssize_t len;
+
+		memset(&m, 0, sizeof(m));
+		m.hdr.type = WH_MSG_MANIFEST;
+		m.hdr.req_id = 13;
+		m.u.manifest.path.p = "q65";
+		m.u.manifest.path.len = 3;
+		len = wh_msg_encode(&m, req, sizeof(req));
+		assert_true(len > 0);
+		wh_buf_reset(&resp);
+		assert_int_equal(wh_share_serve(held, req, (size_t)len, &resp),
+				 WH_SHARE_LATER);
+		assert_int_equal(resp.len, 0);
+		/* the hashers go on: everything completes */
+		fd = open(flag, O_WRONLY | O_CREAT, 0644);
+		assert_true(fd >= 0);
+		close(fd);
+		for (int tries = 0;; tries++) {
+			int rv;
+
+			assert_true(tries < 20000);
+			wh_buf_reset(&resp);
+			rv = wh_share_serve(held, req, (size_t)len, &resp);
+			if (rv == 0)
+				break;
+			assert_int_equal(rv, WH_SHARE_LATER);
+			usleep(1000);
+		}
+		assert_int_equal(wh_msg_decode(resp.data, resp.len,
+					       WH_MAX_REPLY_FRAME, &reply), 0);
+		assert_int_equal(reply.hdr.type, WH_MSG_MANIFEST_REPLY);
+		assert_true(reply.u.manifest_reply.total > 0 &&
+			    reply.u.manifest_reply.version.size == 9 << 20);
+	}
+	for (int i = 0; i < FILES - 1; i++) {
+		size_t got;
+
+		snprintf(p, sizeof(p), "q%02d", i);
+		for (got = 0;;) {
+			assert_int_equal(mstream(p, 0, 100), 0);
+			if (reply.u.manifest_part.done)
+				break;
+			assert_true(++got < 20000);
+			usleep(1000);
+		}
+		assert_int_equal(reply.u.manifest_part.count,
+				 reply.u.manifest_part.known);
+	}
+	share = saved;
+	wh_share_close(held);
+	for (int i = 0; i < FILES; i++) {
+		snprintf(p, sizeof(p), "%s/q%02d", root, i);
+		unlink(p);
+	}
+}
+
 static void test_getattr(void **state)
 {
 	(void)state;
@@ -810,6 +902,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_watch),
 		cmocka_unit_test(test_streamed_manifest),
 		cmocka_unit_test(test_deferred_manifest),
+		cmocka_unit_test(test_deferred_past_the_queue),
 		cmocka_unit_test(test_get_small),
 	};
 
