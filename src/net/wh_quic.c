@@ -196,7 +196,7 @@ struct wh_quic_conn {
 	uint64_t last_rx_ns;   /* when a packet of ours last arrived */
 	uint64_t held;         /* stream bytes queued, not yet acknowledged */
 	uint64_t acked_ns;     /* when the peer last acknowledged some, or
-				* the wait for it began (see conn_stalled) */
+				* the wait for it began (conn_stall_deadline) */
 	uint64_t next_probe_ns; /* client: when to look at the silence */
 	uint64_t last_kick_ns;
 	struct wh_quic_conn *prev, *next;
@@ -1159,13 +1159,6 @@ static void conn_expiry_error(struct wh_quic_conn *c, int rv)
 	}
 }
 
-/*
- * conn_kick - fire the loss-recovery (probe) timer now if it is backed off
- * to more than |min_wait_ns| from |now| (see QUIET_MS).  ngtcp2 0.12 has no
- * call for this: its timers run when handle_expiry is given a time at or
- * past them, so it is given the timer's own deadline.  Never when that
- * would pass the idle deadline.  Returns true when it fired.
- */
 /* conn_idle_ns - the idle timeout in force: ours, or the peer's if it
  * asked for less. */
 static uint64_t conn_idle_ns(struct wh_quic_conn *c)
@@ -1179,6 +1172,13 @@ static uint64_t conn_idle_ns(struct wh_quic_conn *c)
 	return idle;
 }
 
+/*
+ * conn_kick - fire the loss-recovery (probe) timer now if it is backed off
+ * to more than |min_wait_ns| from |now| (see QUIET_MS).  ngtcp2 0.12 has no
+ * call for this: its timers run when handle_expiry is given a time at or
+ * past them, so it is given the timer's own deadline.  Never when that
+ * would pass the idle deadline.  Returns true when it fired.
+ */
 static bool conn_kick(struct wh_quic_conn *c, uint64_t now,
 		      uint64_t min_wait_ns)
 {

@@ -16,8 +16,9 @@
  *
  * Outages and moves: a connection outlives up to idle_timeout_ms of
  * silence, and of stream data of ours waiting on a peer that acknowledges
- * none of it (one that keeps sending but takes nothing is gone too).  A client that hears nothing for 1.5 s probes every 0.5 s (its
- * probe timer fired early, and a CHECK datagram, docs/PROTOCOL.md); a side
+ * none of it (one that keeps sending but takes nothing is gone too).  A
+ * client that hears nothing for 1.5 s probes every 0.5 s (its probe timer
+ * fired early, and a CHECK datagram, docs/PROTOCOL.md); a side
  * that hears its peer again resends at once what waits for a backed-off
  * probe timer.  A host without the connection answers CHECK with UNKNOWN,
  * and the client's connection then ends with WH_ERR_CLOSED.  A client
