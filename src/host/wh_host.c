@@ -110,11 +110,11 @@ struct hconn {
 	uint64_t parked;    /* requests that had to wait, for the log */
 	struct hconn *wait_next; /* in host->waiting, if parked */
 	bool waiting;
-	/* its jobs waiting for a worker, and its place in the pool's turn:
-	 * protected by the pool's lock */
+	/* its jobs waiting for a worker, and its place in the pool's turn
+	 * (it has one while it has jobs waiting): protected by the pool's
+	 * lock */
 	struct job *todo_head, *todo_tail;
 	struct hconn *turn_next;
-	bool in_turn;
 };
 
 struct job;
@@ -371,7 +371,6 @@ static void job_free(struct job *j)
 static void turn_push(struct pool *p, struct hconn *hc)
 {
 	hc->turn_next = NULL;
-	hc->in_turn = true;
 	if (p->turn_tail)
 		p->turn_tail->turn_next = hc;
 	else
@@ -386,13 +385,13 @@ static void todo_push(struct pool *p, struct job *j)
 	struct hconn *hc = j->hc;
 
 	j->next = NULL;
-	if (hc->todo_tail)
+	if (hc->todo_tail) {
 		hc->todo_tail->next = j;
-	else
+	} else {
 		hc->todo_head = j;
+		turn_push(p, hc); /* it had nothing waiting: not in the turn */
+	}
 	hc->todo_tail = j;
-	if (!hc->in_turn)
-		turn_push(p, hc);
 }
 
 /* todo_pop - the next job for a worker, or NULL (lock held): the oldest of
@@ -407,7 +406,6 @@ static struct job *todo_pop(struct pool *p)
 	p->turn_head = hc->turn_next;
 	if (!p->turn_head)
 		p->turn_tail = NULL;
-	hc->in_turn = false;
 	j = hc->todo_head;
 	hc->todo_head = j->next;
 	if (!hc->todo_head)
