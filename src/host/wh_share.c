@@ -698,6 +698,37 @@ static int job_entries(struct wh_mjob *j, uint32_t start, uint32_t count,
 	return 0;
 }
 
+/* manifest_job - start or join the manifest job of the regular file
+ * |path| (wh_mcache_stream with |may_wait|), its fstat() in |st|: 0, or a
+ * negative errno.  With no cache, or a file that cannot be opened, 0 with
+ * *|open_err| the errno to answer with (else it is 0, and *|pj| the job
+ * when 0 is returned). */
+static int manifest_job(struct wh_share *sh, const struct wh_str *path,
+			bool may_wait, struct stat *st, struct wh_mjob **pj,
+			int *open_err)
+{
+	char p[WH_MAX_PATH + 1];
+	struct wh_mcache *mc = sh->mc ? sh->mc : sh->own_mc;
+	int fd, rv;
+
+	*pj = NULL;
+	*open_err = 0;
+	if (!mc) {
+		*open_err = ENOMEM;
+		return 0;
+	}
+	copy_path(p, path->p, path->len);
+	fd = open_regular(sh, p, false);
+	if (fd < 0) {
+		*open_err = -fd;
+		return 0;
+	}
+	rv = fstat(fd, st) != 0 ? -errno
+				: wh_mcache_stream(mc, fd, st, p, may_wait, pj);
+	close(fd);
+	return rv;
+}
+
 /*
  * do_manifest - a page of the whole manifest.  It is computed as the
  * streamed ones are, by the hasher threads (one job per file version,
@@ -709,9 +740,7 @@ static int job_entries(struct wh_mjob *j, uint32_t start, uint32_t count,
 static int do_manifest(struct wh_share *sh, uint32_t req_id,
 		       const struct wh_msg_manifest *mr, struct wh_buf *resp)
 {
-	char p[WH_MAX_PATH + 1];
-	struct wh_mcache *mc = sh->mc ? sh->mc : sh->own_mc;
-	struct wh_mjob *j = NULL;
+	struct wh_mjob *j;
 	struct wh_msg m;
 	struct stat st;
 	uint8_t *ents = NULL;
@@ -719,17 +748,11 @@ static int do_manifest(struct wh_share *sh, uint32_t req_id,
 	size_t known = 0;
 	bool done = false;
 	bool defer = __atomic_load_n(&sh->defer, __ATOMIC_RELAXED);
-	int fd, rv;
+	int open_err, rv;
 
-	if (!mc)
-		return wh_error_append(resp, req_id, ENOMEM, "");
-	copy_path(p, mr->path.p, mr->path.len);
-	fd = open_regular(sh, p, false);
-	if (fd < 0)
-		return wh_error_append(resp, req_id, -fd, "");
-	rv = fstat(fd, &st) != 0 ? -errno : wh_mcache_stream(mc, fd, &st, p,
-							     !defer, &j);
-	close(fd);
+	rv = manifest_job(sh, &mr->path, !defer, &st, &j, &open_err);
+	if (open_err)
+		return wh_error_append(resp, req_id, open_err, "");
 	if (rv == 0)
 		rv = wh_mjob_wait(j, SIZE_MAX, defer ? 0 : UINT64_MAX, &known,
 				  &done);
@@ -777,9 +800,7 @@ static int do_manifest_stream(struct wh_share *sh, uint32_t req_id,
 			      const struct wh_msg_manifest_stream *ms,
 			      struct wh_buf *resp)
 {
-	char p[WH_MAX_PATH + 1];
-	struct wh_mcache *mc = sh->mc ? sh->mc : sh->own_mc;
-	struct wh_mjob *j = NULL;
+	struct wh_mjob *j;
 	struct wh_msg m;
 	struct stat st;
 	uint8_t *ents = NULL;
@@ -787,17 +808,11 @@ static int do_manifest_stream(struct wh_share *sh, uint32_t req_id,
 	size_t known = 0;
 	bool done = false;
 	bool defer = __atomic_load_n(&sh->defer, __ATOMIC_RELAXED);
-	int fd, rv;
+	int open_err, rv;
 
-	if (!mc)
-		return wh_error_append(resp, req_id, ENOMEM, "");
-	copy_path(p, ms->path.p, ms->path.len);
-	fd = open_regular(sh, p, false);
-	if (fd < 0)
-		return wh_error_append(resp, req_id, -fd, "");
-	rv = fstat(fd, &st) != 0 ? -errno : wh_mcache_stream(mc, fd, &st, p,
-							     !defer, &j);
-	close(fd);
+	rv = manifest_job(sh, &ms->path, !defer, &st, &j, &open_err);
+	if (open_err)
+		return wh_error_append(resp, req_id, open_err, "");
 	if (rv == -EBUSY) {
 		/* the hashers have all they can queue: nothing is known yet,
 		 * and the client asks again */
