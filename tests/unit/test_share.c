@@ -347,6 +347,47 @@ static void test_streamed_manifest(void **state)
 	free(data);
 }
 
+/* manifest_req - a MANIFEST of |path| from entry 0, encoded into |req|
+ * (|cap| bytes); its length */
+static size_t manifest_req(const char *path, uint8_t *req, size_t cap)
+{
+	struct wh_msg m;
+	ssize_t len;
+
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_MANIFEST;
+	m.hdr.req_id = 12;
+	m.u.manifest.path.p = path;
+	m.u.manifest.path.len = (uint16_t)strlen(path);
+	len = wh_msg_encode(&m, req, cap);
+	assert_true(len > 0);
+	return (size_t)len;
+}
+
+/* serve_deferred - serve |req| (|len| bytes) on |sh| again and again while
+ * it is put off (WH_SHARE_LATER, nothing appended), then decode its
+ * MANIFEST_REPLY into |reply|; how often it was put off */
+static int serve_deferred(struct wh_share *sh, const uint8_t *req,
+			  size_t len)
+{
+	int rv, laters = 0;
+
+	for (;;) {
+		wh_buf_reset(&resp);
+		rv = wh_share_serve(sh, req, len, &resp);
+		if (rv != WH_SHARE_LATER)
+			break;
+		assert_int_equal(resp.len, 0);
+		assert_true(++laters < 20000);
+		usleep(1000);
+	}
+	assert_int_equal(rv, 0);
+	assert_int_equal(wh_msg_decode(resp.data, resp.len, WH_MAX_REPLY_FRAME,
+				       &reply), 0);
+	assert_int_equal(reply.hdr.type, WH_MSG_MANIFEST_REPLY);
+	return laters;
+}
+
 /* With defer set, a MANIFEST whose manifest is being computed is put off
  * (nothing appended) until it is done, then answered whole. */
 static void test_deferred_manifest(void **state)
@@ -356,38 +397,20 @@ static void test_deferred_manifest(void **state)
 	uint8_t req[256];
 	struct wh_manifest ref;
 	struct wh_msg m;
-	ssize_t len;
-	int rv, laters = 0;
+	size_t len;
+	int laters;
 
 	(void)state;
 	assert_non_null(data);
 	fill_random(data, n, 11);
 	manifest_of(data, n, &ref);
 	put_file("big3", data, n);
-	memset(&m, 0, sizeof(m));
-	m.hdr.type = WH_MSG_MANIFEST;
-	m.hdr.req_id = 12;
-	m.u.manifest.path.p = "big3";
-	m.u.manifest.path.len = 4;
-	len = wh_msg_encode(&m, req, sizeof(req));
-	assert_true(len > 0);
+	len = manifest_req("big3", req, sizeof(req));
 	wh_share_set_defer(share, true);
-	for (;;) {
-		wh_buf_reset(&resp);
-		rv = wh_share_serve(share, req, (size_t)len, &resp);
-		if (rv != WH_SHARE_LATER)
-			break;
-		assert_int_equal(resp.len, 0);
-		laters++;
-		usleep(1000);
-	}
+	laters = serve_deferred(share, req, len);
 	wh_share_set_defer(share, false);
-	assert_int_equal(rv, 0);
 	/* 48 MiB take far longer to hash than the first call to return */
 	assert_true(laters > 0);
-	assert_int_equal(wh_msg_decode(resp.data, resp.len, WH_MAX_REPLY_FRAME,
-				       &reply), 0);
-	assert_int_equal(reply.hdr.type, WH_MSG_MANIFEST_REPLY);
 	assert_true(reply.u.manifest_reply.total == ref.n &&
 		    reply.u.manifest_reply.count == ref.n &&
 		    reply.u.manifest_reply.version.size == n);
@@ -401,6 +424,9 @@ static void test_deferred_manifest(void **state)
 		assert_memory_equal(c.hash, ref.chunks[i].hash, 32);
 	}
 	/* and a small file is never put off: hashed right away */
+	memset(&m, 0, sizeof(m));
+	m.hdr.type = WH_MSG_MANIFEST;
+	m.hdr.req_id = 12;
 	m.u.manifest.path.p = "hello";
 	m.u.manifest.path.len = 5;
 	wh_share_set_defer(share, true);
@@ -445,39 +471,18 @@ static void test_deferred_past_the_queue(void **state)
 		assert_int_equal(reply.u.manifest_part.count, 0);
 	}
 	{
-		struct wh_msg m;
 		uint8_t req[256];
-		ssize_t len;
+		size_t len = manifest_req("q65", req, sizeof(req));
 
-		memset(&m, 0, sizeof(m));
-		m.hdr.type = WH_MSG_MANIFEST;
-		m.hdr.req_id = 13;
-		m.u.manifest.path.p = "q65";
-		m.u.manifest.path.len = 3;
-		len = wh_msg_encode(&m, req, sizeof(req));
-		assert_true(len > 0);
 		wh_buf_reset(&resp);
-		assert_int_equal(wh_share_serve(held, req, (size_t)len, &resp),
+		assert_int_equal(wh_share_serve(held, req, len, &resp),
 				 WH_SHARE_LATER);
 		assert_int_equal(resp.len, 0);
 		/* the hashers go on: everything completes */
 		fd = open(flag, O_WRONLY | O_CREAT, 0644);
 		assert_true(fd >= 0);
 		close(fd);
-		for (int tries = 0;; tries++) {
-			int rv;
-
-			assert_true(tries < 20000);
-			wh_buf_reset(&resp);
-			rv = wh_share_serve(held, req, (size_t)len, &resp);
-			if (rv == 0)
-				break;
-			assert_int_equal(rv, WH_SHARE_LATER);
-			usleep(1000);
-		}
-		assert_int_equal(wh_msg_decode(resp.data, resp.len,
-					       WH_MAX_REPLY_FRAME, &reply), 0);
-		assert_int_equal(reply.hdr.type, WH_MSG_MANIFEST_REPLY);
+		serve_deferred(held, req, len);
 		assert_true(reply.u.manifest_reply.total > 0 &&
 			    reply.u.manifest_reply.version.size == 9 << 20);
 	}
