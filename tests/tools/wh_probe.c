@@ -17,9 +17,9 @@
  *
  * "busy" sends N MANIFESTs of P at once (with --wrap W > 1, of P.0, P.1 ...
  * P.W-1 in turn; with --conns K, over K connections in turn), then a
- * GETATTR of the root on the last of them, and prints the types of the replies in the order they came, on one line:
- * "order GETATTR_REPLY MANIFEST_REPLY ..." (a request that failed is
- * "closed" or "timeout").
+ * GETATTR of the root on the last of them, and prints the types of the
+ * replies in the order they came, on one line: "order GETATTR_REPLY
+ * MANIFEST_REPLY ..." (a request that failed is "closed" or "timeout").
  *
  * "fair" opens two connections: on the first it sends N READs of 64 KiB of
  * P at once (offsets 0, 1, 2 ... MiB, wrapping at --wrap MiB), then a
@@ -347,27 +347,20 @@ int main(int argc, char **argv)
 		printf("auth-failed\n");
 		return 0;
 	}
-	if (path && !strcmp(kase, "busy")) {
+	if (path && (!strcmp(kase, "busy") || !strcmp(kase, "fair"))) {
 		struct wh_session *ss[8] = { s };
+		unsigned n = !strcmp(kase, "fair") ? 2 : nconns;
 
-		for (unsigned i = 1; i < nconns; i++) {
+		for (unsigned i = 1; i < n; i++) {
 			rv = wh_session_new(&so, &ss[i], err, sizeof(err));
 			if (rv < 0) {
 				fprintf(stderr, "wh_probe: %s\n", err);
 				return 1;
 			}
 		}
-		return busy(ss, nconns, path, count, wrap);
-	}
-	if (path && !strcmp(kase, "fair")) {
-		struct wh_session *b;
-
-		rv = wh_session_new(&so, &b, err, sizeof(err));
-		if (rv < 0) {
-			fprintf(stderr, "wh_probe: %s\n", err);
-			return 1;
-		}
-		return fair(s, b, path, count, wrap);
+		if (!strcmp(kase, "fair"))
+			return fair(ss[0], ss[1], path, count, wrap);
+		return busy(ss, n, path, count, wrap);
 	}
 	if (path)
 		return hoard(s, path, count, wrap);
