@@ -33,6 +33,13 @@
 #define INLINE_MAX (8ULL << 20) /* files up to this size: hash in the caller */
 #define MAX_HASHERS 2           /* threads hashing queued jobs */
 #define MAX_QUEUED 64           /* more: hashed by the caller */
+/* a name whose versions changed while hashed CHANGING_MAX times in a row,
+ * each within CHANGING_NS of the one before, starts no new job: "the file
+ * keeps changing" (a caller that asks again and again, as a put-off
+ * MANIFEST does, would otherwise never be answered) */
+#define CHANGING_SLOTS 16
+#define CHANGING_MAX 8
+#define CHANGING_NS (2 * WH_NS_PER_S)
 #define DISK_MIN WH_CDC_MIN     /* smaller files: not kept on disk */
 
 struct key {
@@ -126,6 +133,11 @@ struct wh_mcache {
 	uint64_t hint_kept;            /* bytes it kept, under lock */
 	char *test_hold; /* WH_MCACHE_TEST_HOLD: the hasher threads start no
 			  * job while this file does not exist (tests) */
+	struct {
+		uint64_t tag;     /* of the name, 0 for a free slot */
+		unsigned n;       /* its versions in a row that changed */
+		uint64_t last_ns; /* when the last of them did */
+	} changing[CHANGING_SLOTS]; /* under lock */
 };
 
 static bool hashes_pack_locked(struct wh_mcache *mc, uint8_t **pbuf,
@@ -556,6 +568,58 @@ void wh_mjob_put(struct wh_mjob *j)
 		job_free(j);
 }
 
+/* changing_note_locked - the job of the name tagged |tag| ended with
+ * |rv|: one more version that changed while hashed, or (0) one that did
+ * not */
+static void changing_note_locked(struct wh_mcache *mc, uint64_t tag, int rv)
+{
+	uint64_t now = wh_now_ns();
+	int slot = -1;
+
+	if (!tag)
+		return;
+	for (int i = 0; i < CHANGING_SLOTS; i++) {
+		if (mc->changing[i].tag == tag) {
+			slot = i;
+			break;
+		}
+		/* a free slot, else the one that changed longest ago */
+		if (slot < 0 || (mc->changing[slot].tag &&
+				 (!mc->changing[i].tag ||
+				  mc->changing[i].last_ns <
+					  mc->changing[slot].last_ns)))
+			slot = i;
+	}
+	if (rv != -EAGAIN) {
+		if (mc->changing[slot].tag == tag)
+			mc->changing[slot].tag = 0;
+		return;
+	}
+	if (mc->changing[slot].tag != tag ||
+	    now - mc->changing[slot].last_ns > CHANGING_NS) {
+		mc->changing[slot].tag = tag;
+		mc->changing[slot].n = 0;
+	}
+	mc->changing[slot].n++;
+	mc->changing[slot].last_ns = now;
+}
+
+/* changing_locked - the name tagged |tag| keeps changing (then it is
+ * forgotten: the next request tries again) */
+static bool changing_locked(struct wh_mcache *mc, uint64_t tag)
+{
+	for (int i = 0; tag && i < CHANGING_SLOTS; i++) {
+		if (mc->changing[i].tag != tag)
+			continue;
+		if (mc->changing[i].n < CHANGING_MAX ||
+		    wh_now_ns() - mc->changing[i].last_ns > CHANGING_NS)
+			return false;
+		mc->changing[i].tag = 0;
+		return true;
+	}
+	return false;
+}
+
 /* job_add - one more chunk: publish it, unless the file changed */
 static int job_add(void *ud, const struct wh_chunk *c)
 {
@@ -640,6 +704,7 @@ static void job_run(struct wh_mjob *j)
 	pthread_cond_broadcast(&j->cv);
 	pthread_mutex_unlock(&j->lock);
 	pthread_mutex_lock(&mc->lock);
+	changing_note_locked(mc, j->tag, rv);
 	for (pp = &mc->jobs; *pp; pp = &(*pp)->next) {
 		if (*pp == j) {
 			*pp = j->next;
@@ -796,6 +861,11 @@ static int find_or_start(struct wh_mcache *mc, int fd, const struct stat *st,
 		wh_manifest_free(&hint);
 		*pjob = j;
 		return 0;
+	}
+	if (changing_locked(mc, tag)) {
+		pthread_mutex_unlock(&mc->lock);
+		wh_manifest_free(&hint);
+		return -EAGAIN;
 	}
 	if (how == START_ONLY_QUEUED && k.size > INLINE_MAX &&
 	    mc->nqueued >= MAX_QUEUED) {

@@ -19,6 +19,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -365,10 +366,11 @@ static size_t manifest_req(const char *path, uint8_t *req, size_t cap)
 }
 
 /* serve_deferred - serve |req| (|len| bytes) on |sh| again and again while
- * it is put off (WH_SHARE_LATER, nothing appended), then decode its
- * MANIFEST_REPLY into |reply|; how often it was put off */
+ * it is put off (WH_SHARE_LATER, nothing appended), |pause_us| apart and
+ * less than |most| times, then decode its reply into |reply|; how often it
+ * was put off */
 static int serve_deferred(struct wh_share *sh, const uint8_t *req,
-			  size_t len)
+			  size_t len, unsigned pause_us, int most)
 {
 	int rv, laters = 0;
 
@@ -378,13 +380,12 @@ static int serve_deferred(struct wh_share *sh, const uint8_t *req,
 		if (rv != WH_SHARE_LATER)
 			break;
 		assert_int_equal(resp.len, 0);
-		assert_true(++laters < 20000);
-		usleep(1000);
+		assert_true(++laters < most);
+		usleep(pause_us);
 	}
 	assert_int_equal(rv, 0);
 	assert_int_equal(wh_msg_decode(resp.data, resp.len, WH_MAX_REPLY_FRAME,
 				       &reply), 0);
-	assert_int_equal(reply.hdr.type, WH_MSG_MANIFEST_REPLY);
 	return laters;
 }
 
@@ -407,8 +408,9 @@ static void test_deferred_manifest(void **state)
 	put_file("big3", data, n);
 	len = manifest_req("big3", req, sizeof(req));
 	wh_share_set_defer(share, true);
-	laters = serve_deferred(share, req, len);
+	laters = serve_deferred(share, req, len, 1000, 20000);
 	wh_share_set_defer(share, false);
+	assert_int_equal(reply.hdr.type, WH_MSG_MANIFEST_REPLY);
 	/* 48 MiB take far longer to hash than the first call to return */
 	assert_true(laters > 0);
 	assert_true(reply.u.manifest_reply.total == ref.n &&
@@ -435,6 +437,77 @@ static void test_deferred_manifest(void **state)
 	assert_int_equal(reply.hdr.type, WH_MSG_MANIFEST_REPLY);
 	wh_manifest_free(&ref);
 	free(data);
+}
+
+struct churn {
+	int fd;
+	bool stop;
+};
+
+/* churn_main - rewrite a byte of the file and move its size, again and
+ * again until told to stop: a new version every 0.2 ms */
+static void *churn_main(void *arg)
+{
+	struct churn *ch = arg;
+	uint8_t b = 0;
+
+	for (unsigned i = 0; !__atomic_load_n(&ch->stop, __ATOMIC_RELAXED);
+	     i++) {
+		b++;
+		assert_int_equal(pwrite(ch->fd, &b, 1, (off_t)(i % 4096) * 4096),
+				 1);
+		assert_int_equal(ftruncate(ch->fd, (12 << 20) + (i % 2) * 4096),
+				 0);
+		usleep(200);
+	}
+	return NULL;
+}
+
+/* With defer set, a MANIFEST of a big file that changes all the time is
+ * answered "the file keeps changing" (EAGAIN), as it was when a worker
+ * hashed it, instead of being put off for as long as the file changes:
+ * each time it is served again it finds a new version to hash. */
+static void test_deferred_manifest_of_a_changing_file(void **state)
+{
+	static struct churn ch; /* static: a failed assert leaves the thread */
+	uint8_t req[256], *data;
+	pthread_t th;
+	size_t len;
+	char p[512];
+
+	(void)state;
+	data = malloc(12 << 20);
+	assert_non_null(data);
+	fill_random(data, 12 << 20, 5); /* over what is hashed inline */
+	put_file("churn", data, 12 << 20);
+	free(data);
+	snprintf(p, sizeof(p), "%s/churn", root);
+	ch.fd = open(p, O_WRONLY);
+	assert_true(ch.fd >= 0);
+	ch.stop = false;
+	assert_int_equal(pthread_create(&th, NULL, churn_main, &ch), 0);
+	len = manifest_req("churn", req, sizeof(req));
+	/* served again every 50 ms, as the host does: each time the job
+	 * started the time before has found the file changed, and a new
+	 * version is there to start one for.  Answered after about as many
+	 * versions as it takes to give up (8), not when a job happened to
+	 * fail before the serve that started it returned. */
+	wh_share_set_defer(share, true);
+	serve_deferred(share, req, len, 50000, 40);
+	wh_share_set_defer(share, false);
+	__atomic_store_n(&ch.stop, true, __ATOMIC_RELAXED);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(ftruncate(ch.fd, 12 << 20), 0);
+	close(ch.fd);
+	assert_int_equal(reply.hdr.type, WH_MSG_ERROR);
+	assert_int_equal(reply.u.error.err, EAGAIN);
+	/* once it holds still, the same request is answered */
+	wh_share_set_defer(share, true);
+	serve_deferred(share, req, len, 1000, 20000);
+	wh_share_set_defer(share, false);
+	assert_int_equal(reply.hdr.type, WH_MSG_MANIFEST_REPLY);
+	assert_true(reply.u.manifest_reply.total > 0 &&
+		    reply.u.manifest_reply.version.size == 12 << 20);
 }
 
 /* With defer set, a big file past what the hashers queue (64, the hashers
@@ -482,7 +555,8 @@ static void test_deferred_past_the_queue(void **state)
 		fd = open(flag, O_WRONLY | O_CREAT, 0644);
 		assert_true(fd >= 0);
 		close(fd);
-		serve_deferred(held, req, len);
+		serve_deferred(held, req, len, 1000, 20000);
+		assert_int_equal(reply.hdr.type, WH_MSG_MANIFEST_REPLY);
 		assert_true(reply.u.manifest_reply.total > 0 &&
 			    reply.u.manifest_reply.version.size == 9 << 20);
 	}
@@ -908,6 +982,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_streamed_manifest),
 		cmocka_unit_test(test_deferred_manifest),
 		cmocka_unit_test(test_deferred_past_the_queue),
+		cmocka_unit_test(test_deferred_manifest_of_a_changing_file),
 		cmocka_unit_test(test_get_small),
 	};
 
