@@ -475,10 +475,10 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&p->lock);
 
 		wh_trace("w_start", 0);
-		j->rv = wh_share_serve_fd(p->share, j->req, j->len, j->fd,
-					  &j->resp);
+		j->rv = wh_share_serve_from(p->share, j->hc->id, j->req,
+					    j->len, j->fd, &j->resp);
 		wh_trace("w_served", (uint64_t)(int64_t)j->rv);
-		j->fd = -1; /* closed by wh_share_serve_fd */
+		j->fd = -1; /* closed by wh_share_serve_from */
 		if (j->rv == WH_SHARE_LATER) {
 			/* its manifest is being computed: not in a worker */
 			pthread_mutex_lock(&p->lock);

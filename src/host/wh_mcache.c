@@ -95,7 +95,10 @@ struct wh_mjob {
 	bool done;            /* protected by lock */
 	int err;              /* protected by lock */
 	bool queued;          /* waiting for a hasher, under mc->lock */
-	uint64_t seq;         /* queue order, under mc->lock */
+	uint64_t seq;         /* arrival order, under mc->lock */
+	uint64_t owner;       /* who asked for it first (0: nobody said) */
+	uint64_t turn;        /* the hashers take the lowest, then the
+			       * earliest: under mc->lock */
 	uint64_t tag;         /* of the name it was asked by, or 0 */
 	struct wh_manifest hint; /* the version before's, or empty */
 };
@@ -119,6 +122,7 @@ struct wh_mcache {
 	int threads;                   /* hasher threads alive, under lock */
 	int nqueued;                   /* jobs waiting for one, under lock */
 	uint64_t seq;                  /* under lock */
+	uint64_t turn;                 /* of the job taken last, under lock */
 	bool stopping;                 /* protected by lock */
 	pthread_cond_t cv;             /* threads changed */
 	struct hent *hashes;           /* small-file hashes, under lock */
@@ -717,7 +721,23 @@ static void job_run(struct wh_mjob *j)
 		disk_put(mc, &j->key, &j->m); /* m is fixed from here on */
 }
 
-/* hasher_main - hash queued jobs, oldest first, until none is left */
+/*
+ * next_turn_locked - the turn of a new job of |owner|: the one after the
+ * highest among its queued jobs, or after the job taken last, if that is
+ * higher.  So each owner's jobs come one turn apart, and an owner arriving
+ * with one job is served after at most one job of each of the others.
+ */
+static uint64_t next_turn_locked(struct wh_mcache *mc, uint64_t owner)
+{
+	uint64_t last = mc->turn;
+
+	for (struct wh_mjob *q = mc->jobs; q; q = q->next)
+		if (q->queued && q->owner == owner && q->turn > last)
+			last = q->turn;
+	return last + 1;
+}
+
+/* hasher_main - hash queued jobs, by turn, until none is left */
 static void *hasher_main(void *arg)
 {
 	struct wh_mcache *mc = arg;
@@ -733,12 +753,15 @@ static void *hasher_main(void *arg)
 			pthread_mutex_lock(&mc->lock);
 		}
 		for (struct wh_mjob *q = mc->jobs; q; q = q->next)
-			if (q->queued && (!j || q->seq < j->seq))
+			if (q->queued &&
+			    (!j || q->turn < j->turn ||
+			     (q->turn == j->turn && q->seq < j->seq)))
 				j = q;
 		if (!j)
 			break;
 		j->queued = false;
 		mc->nqueued--;
+		mc->turn = j->turn;
 		pthread_mutex_unlock(&mc->lock);
 		job_run(j);
 		wh_mjob_put(j); /* the queue's reference */
@@ -807,7 +830,7 @@ enum start_how {
  * cached, joined, or new, started as |how| says (with the manifest of the
  * version seen under |name| before, if known) */
 static int find_or_start(struct wh_mcache *mc, int fd, const struct stat *st,
-			 const char *name, enum start_how how,
+			 const char *name, enum start_how how, uint64_t owner,
 			 struct wh_mjob **pjob)
 {
 	struct wh_manifest man, hint;
@@ -891,6 +914,8 @@ static int find_or_start(struct wh_mcache *mc, int fd, const struct stat *st,
 		    mc->nqueued < MAX_QUEUED) {
 			j->queued = true;
 			j->seq = ++mc->seq;
+			j->owner = owner;
+			j->turn = next_turn_locked(mc, owner);
 			j->refs++; /* the queue's */
 			mc->nqueued++;
 			spawn = mc->threads < MAX_HASHERS;
@@ -934,10 +959,12 @@ found:
 }
 
 int wh_mcache_stream(struct wh_mcache *mc, int fd, const struct stat *st,
-		     const char *name, bool may_wait, struct wh_mjob **pjob)
+		     const char *name, bool may_wait, uint64_t owner,
+		     struct wh_mjob **pjob)
 {
 	return find_or_start(mc, fd, st, name,
-			     may_wait ? START_QUEUED : START_ONLY_QUEUED, pjob);
+			     may_wait ? START_QUEUED : START_ONLY_QUEUED, owner,
+			     pjob);
 }
 
 int wh_mjob_wait(struct wh_mjob *j, size_t start, uint64_t deadline_ns,
@@ -977,7 +1004,7 @@ int wh_mcache_get(struct wh_mcache *mc, int fd, const struct stat *st,
 	bool done;
 	int rv;
 
-	rv = find_or_start(mc, fd, st, name, START_HERE, &j);
+	rv = find_or_start(mc, fd, st, name, START_HERE, 0, &j);
 	if (rv < 0)
 		return rv;
 	rv = wh_mjob_wait(j, SIZE_MAX, UINT64_MAX, &known, &done);

@@ -70,9 +70,11 @@ int wh_mcache_put(struct wh_mcache *mc, const struct stat *st,
  *
  * wh_mcache_stream - a reference to the job for the file open as |fd|
  * (fstat() |st|, |name| as for wh_mcache_get; the job keeps its own
- * descriptor).  0 or -errno.  A big file that would have to be hashed by
- * the caller (64 queued already) is, if |may_wait|; else that is -EBUSY
- * and nothing is started: ask again later.
+ * descriptor), asked for by |owner| (a client; 0 for none).  0 or -errno.
+ * The hashers take the owners of queued jobs in turn, so one owner's many
+ * big files do not hold back another's one.  A big file that would have
+ * to be hashed by the caller (64 queued already) is, if |may_wait|; else
+ * that is -EBUSY and nothing is started: ask again later.
  * wh_mjob_wait - wait until the job has more than |start| entries, is
  * finished, or |deadline_ns| (wh_now_ns() clock) passed; then |*known| is
  * the number of entries computed so far and |*done| whether that is all.
@@ -83,7 +85,8 @@ int wh_mcache_put(struct wh_mcache *mc, const struct stat *st,
  */
 struct wh_mjob;
 int wh_mcache_stream(struct wh_mcache *mc, int fd, const struct stat *st,
-		     const char *name, bool may_wait, struct wh_mjob **pjob);
+		     const char *name, bool may_wait, uint64_t owner,
+		     struct wh_mjob **pjob);
 int wh_mjob_wait(struct wh_mjob *j, size_t start, uint64_t deadline_ns,
 		 size_t *known, bool *done);
 void wh_mjob_copy(struct wh_mjob *j, size_t start, size_t n,

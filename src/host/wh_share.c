@@ -699,13 +699,14 @@ static int job_entries(struct wh_mjob *j, uint32_t start, uint32_t count,
 }
 
 /* manifest_job - start or join the manifest job of the regular file
- * |path| (wh_mcache_stream with |may_wait|), its fstat() in |st|: 0, or a
+ * |path| (wh_mcache_stream with |may_wait| and |owner|), its fstat() in
+ * |st|: 0, or a
  * negative errno.  With no cache, or a file that cannot be opened, 0 with
  * *|open_err| the errno to answer with (else it is 0, and *|pj| the job
  * when 0 is returned). */
 static int manifest_job(struct wh_share *sh, const struct wh_str *path,
-			bool may_wait, struct stat *st, struct wh_mjob **pj,
-			int *open_err)
+			bool may_wait, uint64_t owner, struct stat *st,
+			struct wh_mjob **pj, int *open_err)
 {
 	char p[WH_MAX_PATH + 1];
 	struct wh_mcache *mc = sh->mc ? sh->mc : sh->own_mc;
@@ -724,7 +725,8 @@ static int manifest_job(struct wh_share *sh, const struct wh_str *path,
 		return 0;
 	}
 	rv = fstat(fd, st) != 0 ? -errno
-				: wh_mcache_stream(mc, fd, st, p, may_wait, pj);
+				: wh_mcache_stream(mc, fd, st, p, may_wait, owner,
+						   pj);
 	close(fd);
 	return rv;
 }
@@ -737,7 +739,7 @@ static int manifest_job(struct wh_share *sh, const struct wh_str *path,
  * WH_SHARE_LATER, and the caller serves the request again later; without,
  * the call waits for it.
  */
-static int do_manifest(struct wh_share *sh, uint32_t req_id,
+static int do_manifest(struct wh_share *sh, uint64_t owner, uint32_t req_id,
 		       const struct wh_msg_manifest *mr, struct wh_buf *resp)
 {
 	struct wh_mjob *j;
@@ -750,7 +752,7 @@ static int do_manifest(struct wh_share *sh, uint32_t req_id,
 	bool defer = __atomic_load_n(&sh->defer, __ATOMIC_RELAXED);
 	int open_err, rv;
 
-	rv = manifest_job(sh, &mr->path, !defer, &st, &j, &open_err);
+	rv = manifest_job(sh, &mr->path, !defer, owner, &st, &j, &open_err);
 	if (open_err)
 		return wh_error_append(resp, req_id, open_err, "");
 	if (rv == 0)
@@ -796,7 +798,8 @@ static int do_manifest(struct wh_share *sh, uint32_t req_id,
 
 /* do_manifest_stream - the entries known so far from |start| on, while the
  * manifest is computed (shared by every request for that file version) */
-static int do_manifest_stream(struct wh_share *sh, uint32_t req_id,
+static int do_manifest_stream(struct wh_share *sh, uint64_t owner,
+			      uint32_t req_id,
 			      const struct wh_msg_manifest_stream *ms,
 			      struct wh_buf *resp)
 {
@@ -810,7 +813,7 @@ static int do_manifest_stream(struct wh_share *sh, uint32_t req_id,
 	bool defer = __atomic_load_n(&sh->defer, __ATOMIC_RELAXED);
 	int open_err, rv;
 
-	rv = manifest_job(sh, &ms->path, !defer, &st, &j, &open_err);
+	rv = manifest_job(sh, &ms->path, !defer, owner, &st, &j, &open_err);
 	if (open_err)
 		return wh_error_append(resp, req_id, open_err, "");
 	if (rv == -EBUSY) {
@@ -1322,6 +1325,13 @@ int wh_share_serve(struct wh_share *sh, const uint8_t *req, size_t len,
 int wh_share_serve_fd(struct wh_share *sh, const uint8_t *req, size_t len,
 		      int fd, struct wh_buf *resp)
 {
+	return wh_share_serve_from(sh, 0, req, len, fd, resp);
+}
+
+int wh_share_serve_from(struct wh_share *sh, uint64_t client,
+			const uint8_t *req, size_t len, int fd,
+			struct wh_buf *resp)
+{
 	struct wh_frame_hdr hdr;
 	struct wh_msg m;
 	uint32_t req_id = 0;
@@ -1360,12 +1370,12 @@ int wh_share_serve_fd(struct wh_share *sh, const uint8_t *req, size_t len,
 	case WH_MSG_STATFS:
 		return do_statfs(sh, req_id, resp);
 	case WH_MSG_MANIFEST:
-		return do_manifest(sh, req_id, &m.u.manifest, resp);
+		return do_manifest(sh, client, req_id, &m.u.manifest, resp);
 	case WH_MSG_CHUNK:
 		return do_chunk(sh, req_id, &m.u.chunk, resp);
 	case WH_MSG_MANIFEST_STREAM:
-		return do_manifest_stream(sh, req_id, &m.u.manifest_stream,
-					  resp);
+		return do_manifest_stream(sh, client, req_id,
+					  &m.u.manifest_stream, resp);
 	case WH_MSG_GET_SMALL:
 		return do_get_small(sh, req_id, &m.u.get_small, resp);
 	default:

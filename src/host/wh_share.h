@@ -86,6 +86,12 @@ int wh_share_read_nowait(struct wh_share *share, const uint8_t *req,
 int wh_share_serve_fd(struct wh_share *share, const uint8_t *req, size_t len,
 		      int fd, struct wh_buf *resp);
 
+/* wh_share_serve_from - wh_share_serve_fd(), for |client| (not 0): the
+ * manifest cache's hashers take the files of different clients in turn */
+int wh_share_serve_from(struct wh_share *share, uint64_t client,
+			const uint8_t *req, size_t len, int fd,
+			struct wh_buf *resp);
+
 /*
  * Change watching (inotify).  Directories are watched once a client has
  * looked them up or listed them (wh_share_serve does this by itself), so

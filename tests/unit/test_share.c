@@ -118,6 +118,8 @@ static int teardown(void **state)
 }
 
 /* serve - send |m|, decode the reply into |reply|; returns serve's rv */
+static uint64_t client; /* whom serve() serves (0: nobody said) */
+
 static int serve(struct wh_msg *m)
 {
 	uint8_t req[WH_FRAME_HDR_LEN + WH_MAX_REQ_FRAME];
@@ -126,7 +128,7 @@ static int serve(struct wh_msg *m)
 
 	assert_true(n > 0);
 	wh_buf_reset(&resp);
-	rv = wh_share_serve(share, req, (size_t)n, &resp);
+	rv = wh_share_serve_from(share, client, req, (size_t)n, -1, &resp);
 	assert_int_equal(wh_msg_decode(resp.data, resp.len, WH_MAX_REPLY_FRAME,
 				       &reply), 0);
 	assert_int_equal(reply.hdr.req_id, m->hdr.req_id);
@@ -582,6 +584,79 @@ static void test_deferred_past_the_queue(void **state)
 	}
 }
 
+/* held_share - |files| sparse files of 9 MiB (over what is hashed inline)
+ * named PREFIX00 on, and a share of its own whose hashers start nothing
+ * until |flag| exists (WH_MCACHE_TEST_HOLD), put off when unfinished */
+static struct wh_share *held_share(const char *prefix, int files,
+				   const char *flag)
+{
+	struct wh_share *held;
+	char p[512];
+	int fd;
+
+	for (int i = 0; i < files; i++) {
+		snprintf(p, sizeof(p), "%s/%s%02d", root, prefix, i);
+		fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		assert_true(fd >= 0);
+		assert_int_equal(ftruncate(fd, 9 << 20), 0);
+		close(fd);
+	}
+	setenv("WH_MCACHE_TEST_HOLD", flag, 1);
+	assert_int_equal(wh_share_open(root, &held), 0); /* its own cache */
+	unsetenv("WH_MCACHE_TEST_HOLD");
+	wh_share_set_defer(held, true);
+	return held;
+}
+
+/* The hashers take the clients in turn: one client's 16 big files queued
+ * first do not hold back another client's one behind all of them. */
+static void test_hashers_take_clients_in_turn(void **state)
+{
+	enum { FILES = 16 };
+	struct wh_share *saved = share;
+	char p[512], flag[512];
+	int fd, ahead = 0, polls = 0;
+
+	(void)state;
+	snprintf(flag, sizeof(flag), "%s/hashers-go-2", base);
+	share = held_share("t", FILES + 1, flag);
+	client = 1; /* its 16, queued while the hashers are held */
+	for (int i = 0; i < FILES; i++) {
+		snprintf(p, sizeof(p), "t%02d", i);
+		assert_int_equal(mstream(p, 0, 0), 0);
+		assert_int_equal(reply.u.manifest_part.count, 0);
+	}
+	client = 2; /* its one, after them */
+	snprintf(p, sizeof(p), "t%02d", FILES);
+	assert_int_equal(mstream(p, 0, 0), 0);
+	fd = open(flag, O_WRONLY | O_CREAT, 0644);
+	assert_true(fd >= 0);
+	close(fd);
+	do {
+		assert_true(++polls < 20000);
+		usleep(200);
+		assert_int_equal(mstream(p, 0, 0), 0);
+	} while (!reply.u.manifest_part.done);
+	/* how many of the first client's were done by then (each takes
+	 * longer to hash than these 16 requests take) */
+	client = 1;
+	for (int i = 0; i < FILES; i++) {
+		snprintf(p, sizeof(p), "t%02d", i);
+		assert_int_equal(mstream(p, 0, 0), 0);
+		ahead += reply.u.manifest_part.done;
+	}
+	/* two hashers: its first one and ours, then its second... */
+	assert_true(ahead <= 4);
+	client = 0;
+	wh_share_close(share);
+	share = saved;
+	for (int i = 0; i <= FILES; i++) {
+		snprintf(p, sizeof(p), "%s/t%02d", root, i);
+		unlink(p);
+	}
+	unlink(flag);
+}
+
 static void test_getattr(void **state)
 {
 	(void)state;
@@ -983,6 +1058,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_deferred_manifest),
 		cmocka_unit_test(test_deferred_past_the_queue),
 		cmocka_unit_test(test_deferred_manifest_of_a_changing_file),
+		cmocka_unit_test(test_hashers_take_clients_in_turn),
 		cmocka_unit_test(test_get_small),
 	};
 
