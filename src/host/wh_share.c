@@ -990,7 +990,7 @@ static void small_ahead_start(struct small_ahead *ra)
  * client's copy has that hash.  A failure is an ERROR entry.  Closes |fd|;
  * returns 0, or -ENOMEM when |resp| cannot grow.  The hash of a file read
  * goes to |mc|, unless the file changed too recently to be sure of it
- * (wh_mcache_racy).
+ * (wh_mcache_racy), and comes from there when it is known.
  */
 static int small_one(struct wh_mcache *mc, const struct wh_small_req *q,
 		     int fd, struct stat before, size_t budget,
@@ -1080,9 +1080,14 @@ static int small_one(struct wh_mcache *mc, const struct wh_small_req *q,
 		goto error;
 	}
 	fill_version(&after, &v);
-	wh_blake3(dst, got, hash);
-	if (!wh_mcache_racy(&after))
+	/* a version the cache has the hash of is those bytes (any write
+	 * since it was put moved the ctime): not hashed again */
+	if (wh_mcache_racy(&after))
+		wh_blake3(dst, got, hash);
+	else if (!wh_mcache_hash_get(mc, &after, hash)) {
+		wh_blake3(dst, got, hash);
 		wh_mcache_hash_put(mc, &after, hash);
+	}
 	if (q->have && !memcmp(q->hash, hash, WH_HASH_LEN)) {
 		n = wh_small_reply_ent_encode(WH_SMALL_SAME, &v, hash, 0,
 					      resp->data + base,

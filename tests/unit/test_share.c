@@ -34,6 +34,7 @@
 #include "chunk/wh_chunk.h"
 #include "common/wh_buf.h"
 #include "common/wh_err.h"
+#include "host/wh_mcache.h"
 #include "host/wh_share.h"
 #include "proto/wh_proto.h"
 
@@ -1043,6 +1044,44 @@ static void refuse_openat2(void)
 	}
 }
 
+/* A small file whose hash the manifest cache knows for its version is
+ * served with that hash, not hashed again; a new version is hashed. */
+static void test_get_small_known_hash(void **state)
+{
+	static const char *const paths[] = { "aged" };
+	struct wh_small_ent ents[1];
+	struct wh_mcache *mc;
+	unsigned long hits, hits2, misses;
+	uint8_t h[WH_HASH_LEN];
+
+	(void)state;
+	assert_int_equal(wh_mcache_open(NULL, &mc), 0);
+	wh_share_set_mcache(share, mc);
+	put_file("aged", "old bytes", 9);
+	usleep(1100 * 1000); /* a second old: sure of its identity */
+	get_small(paths, NULL, 1, ents);
+	wh_blake3("old bytes", 9, h);
+	assert_true(ents[0].status == WH_SMALL_DATA &&
+		    !memcmp(ents[0].data, "old bytes", 9));
+	assert_memory_equal(ents[0].hash, h, WH_HASH_LEN);
+	wh_mcache_hash_stats(mc, &hits, &misses);
+	get_small(paths, NULL, 1, ents);
+	wh_mcache_hash_stats(mc, &hits2, &misses);
+	assert_int_equal(hits2, hits + 1); /* from the cache */
+	assert_true(ents[0].status == WH_SMALL_DATA &&
+		    !memcmp(ents[0].data, "old bytes", 9));
+	assert_memory_equal(ents[0].hash, h, WH_HASH_LEN);
+	/* rewritten, same size: its own hash, never the old one */
+	put_file("aged", "new bytes", 9);
+	get_small(paths, NULL, 1, ents);
+	wh_blake3("new bytes", 9, h);
+	assert_true(ents[0].status == WH_SMALL_DATA &&
+		    !memcmp(ents[0].data, "new bytes", 9));
+	assert_memory_equal(ents[0].hash, h, WH_HASH_LEN);
+	wh_share_set_mcache(share, NULL);
+	wh_mcache_close(mc);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -1060,6 +1099,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_deferred_manifest_of_a_changing_file),
 		cmocka_unit_test(test_hashers_take_clients_in_turn),
 		cmocka_unit_test(test_get_small),
+		cmocka_unit_test(test_get_small_known_hash),
 	};
 
 	if (argc > 1 && strcmp(argv[1], "--refuse-openat2") == 0)
