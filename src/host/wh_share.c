@@ -700,10 +700,9 @@ static int job_entries(struct wh_mjob *j, uint32_t start, uint32_t count,
 
 /* manifest_job - start or join the manifest job of the regular file
  * |path| (wh_mcache_stream with |may_wait| and |owner|), its fstat() in
- * |st|: 0, or a
- * negative errno.  With no cache, or a file that cannot be opened, 0 with
- * *|open_err| the errno to answer with (else it is 0, and *|pj| the job
- * when 0 is returned). */
+ * |st|: 0, or a negative errno.  With no cache, or a file that cannot be
+ * opened, 0 with *|open_err| the errno to answer with (else it is 0, and
+ * *|pj| the job when 0 is returned). */
 static int manifest_job(struct wh_share *sh, const struct wh_str *path,
 			bool may_wait, uint64_t owner, struct stat *st,
 			struct wh_mjob **pj, int *open_err)
@@ -1082,7 +1081,7 @@ static int small_one(struct wh_mcache *mc, const struct wh_small_req *q,
 	fill_version(&after, &v);
 	/* a version the cache has the hash of is those bytes (any write
 	 * since it was put moved the ctime): not hashed again */
-	if (wh_mcache_racy(&after))
+	if (!mc || wh_mcache_racy(&after))
 		wh_blake3(dst, got, hash);
 	else if (!wh_mcache_hash_get(mc, &after, hash)) {
 		wh_blake3(dst, got, hash);
@@ -1118,7 +1117,7 @@ static bool small_known(struct wh_mcache *mc, const struct wh_small_req *q,
 {
 	uint8_t hash[WH_HASH_LEN];
 
-	return fd >= 0 && q->have && st->st_size <= WH_MAX_SMALL_FILE &&
+	return mc && fd >= 0 && q->have && st->st_size <= WH_MAX_SMALL_FILE &&
 	       wh_mcache_hash_get(mc, st, hash) &&
 	       memcmp(q->hash, hash, WH_HASH_LEN) == 0;
 }
