@@ -513,6 +513,30 @@ static void test_deferred_manifest_of_a_changing_file(void **state)
 		    reply.u.manifest_reply.version.size == 12 << 20);
 }
 
+/* held_share - |files| sparse files of 9 MiB (over what is hashed inline)
+ * named PREFIX00 on, and a share of its own whose hashers start nothing
+ * until |flag| exists (WH_MCACHE_TEST_HOLD), put off when unfinished */
+static struct wh_share *held_share(const char *prefix, int files,
+				   const char *flag)
+{
+	struct wh_share *held;
+	char p[512];
+	int fd;
+
+	for (int i = 0; i < files; i++) {
+		snprintf(p, sizeof(p), "%s/%s%02d", root, prefix, i);
+		fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		assert_true(fd >= 0);
+		assert_int_equal(ftruncate(fd, 9 << 20), 0);
+		close(fd);
+	}
+	setenv("WH_MCACHE_TEST_HOLD", flag, 1);
+	assert_int_equal(wh_share_open(root, &held), 0); /* its own cache */
+	unsetenv("WH_MCACHE_TEST_HOLD");
+	wh_share_set_defer(held, true);
+	return held;
+}
+
 /* With defer set, a big file past what the hashers queue (64, the hashers
  * held by WH_MCACHE_TEST_HOLD) is not hashed in the caller: its
  * MANIFEST_STREAM gets an empty part at once, its MANIFEST is put off;
@@ -527,17 +551,7 @@ static void test_deferred_past_the_queue(void **state)
 
 	(void)state;
 	snprintf(flag, sizeof(flag), "%s/hashers-go", base);
-	for (int i = 0; i < FILES; i++) {
-		snprintf(p, sizeof(p), "%s/q%02d", root, i);
-		fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		assert_true(fd >= 0);
-		assert_int_equal(ftruncate(fd, 9 << 20), 0); /* over inline */
-		close(fd);
-	}
-	setenv("WH_MCACHE_TEST_HOLD", flag, 1);
-	assert_int_equal(wh_share_open(root, &held), 0); /* its own cache */
-	unsetenv("WH_MCACHE_TEST_HOLD");
-	wh_share_set_defer(held, true);
+	held = held_share("q", FILES, flag);
 	share = held;
 	for (int i = 0; i < FILES - 1; i++) {
 		snprintf(p, sizeof(p), "q%02d", i);
@@ -583,30 +597,6 @@ static void test_deferred_past_the_queue(void **state)
 		snprintf(p, sizeof(p), "%s/q%02d", root, i);
 		unlink(p);
 	}
-}
-
-/* held_share - |files| sparse files of 9 MiB (over what is hashed inline)
- * named PREFIX00 on, and a share of its own whose hashers start nothing
- * until |flag| exists (WH_MCACHE_TEST_HOLD), put off when unfinished */
-static struct wh_share *held_share(const char *prefix, int files,
-				   const char *flag)
-{
-	struct wh_share *held;
-	char p[512];
-	int fd;
-
-	for (int i = 0; i < files; i++) {
-		snprintf(p, sizeof(p), "%s/%s%02d", root, prefix, i);
-		fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		assert_true(fd >= 0);
-		assert_int_equal(ftruncate(fd, 9 << 20), 0);
-		close(fd);
-	}
-	setenv("WH_MCACHE_TEST_HOLD", flag, 1);
-	assert_int_equal(wh_share_open(root, &held), 0); /* its own cache */
-	unsetenv("WH_MCACHE_TEST_HOLD");
-	wh_share_set_defer(held, true);
-	return held;
 }
 
 /* The hashers take the clients in turn: one client's 16 big files queued
